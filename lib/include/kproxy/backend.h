@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The backend contract: one ops table per data plane. The core calls init once, sync
+ * whenever the desired state changed (and periodically with a full delta), dump when
+ * someone asks what is programmed, cleanup on request, destroy at the end.
+ */
+#ifndef KPROXY_BACKEND_H
+#define KPROXY_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kproxy/state.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct kp_ctx;
+
+/* Options handed to a backend's init. Unset strings are NULL, unset numbers 0. */
+struct kp_config {
+	const char *cluster_cidr;	/* --cluster-cidr, comma separated, or NULL */
+	bool masquerade_all;		/* --masquerade-all */
+	const char *scheduler;		/* --ipvs-scheduler */
+	const char *extra;		/* backend specific options, or NULL */
+};
+
+/* One programmed (frontend, service port) pair, as a backend reports it. */
+struct kp_dump_entry {
+	const char *ns;				/* service namespace */
+	const char *name;			/* service name */
+	const char *port_name;			/* "" for unnamed ports */
+	enum kp_protocol protocol;
+	enum kp_frontend_kind kind;
+	struct kp_addr vip;
+	uint16_t port;
+	const struct kp_endpoint *endpoints;	/* borrowed for the call */
+	size_t n_endpoints;
+	const char *detail;			/* backend specific text (chain, scheduler), or NULL */
+};
+
+/**
+ * kp_dump_fn - receives one dump entry; a non-zero return stops the dump
+ */
+typedef int (*kp_dump_fn)(const struct kp_dump_entry *entry, void *userdata);
+
+struct kp_backend_ops {
+	const char *name;	/* unique, e.g. "iptables" */
+	/**
+	 * init - set up the data plane's handles (sockets, ports); must not program rules
+	 * Returns 0 and sets *ret_priv, or a negative errno.
+	 */
+	int (*init)(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv);
+	/**
+	 * sync - make the data plane match @want; @delta says what changed since the last
+	 * successful sync (all of it when kp_delta_is_full()). Idempotent; batched; on error
+	 * leaves what was programmed before in place. Returns 0 or a negative errno.
+	 */
+	int (*sync)(void *priv, const struct kp_state *want, const struct kp_delta *delta);
+	/**
+	 * dump - report what is really programmed, read back from the data plane where it
+	 * can be. May be NULL. Returns 0, the callback's non-zero value, or a negative errno.
+	 */
+	int (*dump)(void *priv, kp_dump_fn fn, void *userdata);
+	/** cleanup - remove everything this backend ever installed; nothing else. May be NULL. */
+	int (*cleanup)(void *priv);
+	/** destroy - free @priv; leaves the data plane as it is. May be NULL. */
+	void (*destroy)(void *priv);
+};
+
+/**
+ * kp_backend_register - make a backend selectable by name in this context
+ * @ctx: context
+ * @ops: the ops table; borrowed, must outlive @ctx
+ * Returns: 0, -EEXIST if the name is taken, -EINVAL, -ENOMEM.
+ */
+int kp_backend_register(struct kp_ctx *ctx, const struct kp_backend_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Shared inside lib/ only: the export macro, a string-keyed hash map, the decoded
+ * object model (what a Service, EndpointSlice or Endpoints object says once validated),
+ * the object store with per-source ownership and dirty tracking, and the context.
+ */
+#ifndef KP_INTERNAL_H
+#define KP_INTERNAL_H
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "kproxy/kproxy.h"
+
+#define KP_EXPORT __attribute__((visibility("default")))
+#define KP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define KP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- hash map: string keys (copied), void * values (not owned) ---- */
+struct kp_map;
+struct kp_map_iter {
+	size_t bucket;
+	void *entry;
+};
+struct kp_map *kp_map_new(void);
+void kp_map_free(struct kp_map *map);
+size_t kp_map_size(const struct kp_map *map);
+void *kp_map_get(const struct kp_map *map, const char *key);
+/* Inserts or replaces; *ret_old gets the replaced value (or NULL). -ENOMEM on failure. */
+int kp_map_put(struct kp_map *map, const char *key, void *value, void **ret_old);
+/* Removes and returns the value, or NULL. */
+void *kp_map_del(struct kp_map *map, const char *key);
+/* Iteration; the map must not change during it except kp_map_del() of the current key. */
+bool kp_map_next(const struct kp_map *map, struct kp_map_iter *it, const char **ret_key,
+		 void **ret_value);
+/* Keys in strcmp order; caller frees the array (not the strings, borrowed from the map). */
+const char **kp_map_sorted_keys(const struct kp_map *map, size_t *ret_n);
+
+/* ---- small helpers ---- */
+char *kp_strdup(const char *s);			/* NULL on ENOMEM; NULL in gives "" */
+char *kp_asprintf(const char *fmt, ...) KP_PRINTF(1, 2);	/* NULL on ENOMEM */
+int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b);
+/* Parse "a.b.c.d/n" or "x::/n". Returns 0 or -EINVAL. */
+int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefix);
+
+/* ---- decoded objects ---- */
+enum kp_obj_kind {
+	KP_OBJ_SERVICE,
+	KP_OBJ_SLICE,
+	KP_OBJ_ENDPOINTS,
+	_KP_OBJ_MAX
+};
+
+struct kp_svc_obj_port {
+	char *name;			/* "" if unnamed */
+	enum kp_protocol proto;
+	uint16_t port;
+	uint16_t node_port;		/* 0 if none */
+};
+
+struct kp_svc_obj {
+	bool skip;			/* headless, ExternalName, proxy-name label, no cluster IP */
+	struct kp_addr *cluster_ips;	/* clusterIPs, primary first */
+	size_t n_cluster_ips;
+	struct kp_svc_obj_port *ports;
+	size_t n_ports;
+	struct kp_addr *external_ips;
+	size_t n_external_ips;
+	struct kp_addr *lb_ips;		/* status.loadBalancer.ingress[].ip, ipMode Proxy left out */
+	size_t n_lb_ips;
+	struct kp_addr *src_ranges;	/* loadBalancerSourceRanges */
+	uint8_t *src_prefixes;
+	size_t n_src_ranges;
+	enum kp_affinity affinity;
+	uint32_t affinity_timeout;	/* seconds */
+	bool etp_local;
+	bool itp_local;
+	uint16_t hc_node_port;
+};
+
+struct kp_slice_obj_port {
+	char *name;			/* "" if unnamed */
+	enum kp_protocol proto;
+	uint16_t port;
+};
+
+struct kp_slice_obj_ep {
+	struct kp_addr addr;		/* addresses[0] */
+	bool ready, serving, terminating;
+	char *node_name;		/* NULL if unset */
+	char **hint_zones;		/* hints.forZones[].name */
+	size_t n_hint_zones;
+};
+
+struct kp_slice_obj {
+	int family;			/* AF_INET, AF_INET6, or 0 for FQDN (ignored) */
+	struct kp_slice_obj_port *ports;
+	size_t n_ports;
+	struct kp_slice_obj_ep *eps;
+	size_t n_eps;
+};
+
+/* A decoded object. EndpointSlices and legacy Endpoints both become slices. */
+struct kp_obj {
+	enum kp_obj_kind kind;
+	char *key;			/* "<kind letter>/ns/name", unique per kind */
+	char *ns;
+	char *name;
+	char *service;			/* "ns/name" of the service it belongs to */
+	char *source;			/* owning source (borrowed from the store's source) */
+	struct kp_svc_obj svc;		/* KP_OBJ_SERVICE */
+	struct kp_slice_obj *slices;	/* KP_OBJ_SLICE: one; KP_OBJ_ENDPOINTS: one per subset */
+	size_t n_slices;
+};
+
+void kp_obj_free(struct kp_obj *obj);
+
+const char *kp_obj_kind_name(enum kp_obj_kind kind);
+
+/* A growable array of decoded objects. */
+struct kp_objvec {
+	struct kp_obj **v;
+	size_t n, cap;
+};
+int kp_objvec_push(struct kp_objvec *vec, struct kp_obj *obj);
+void kp_objvec_clear(struct kp_objvec *vec);
+
+/*
+ * Decode a parsed document (one object or a list) into @out. Bad objects are reported
+ * through kp_ctx_diag() and skipped. Returns 0 or -ENOMEM.
+ */
+int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct kp_objvec *out);
+
+/*
+ * Parse YAML (one or more documents) into a JSON array of documents.
+ * Returns 0 and *ret_docs (caller owns), or -EBADMSG with *ret_err set to a static-ish
+ * message copied into @err of @err_size bytes.
+ */
+int kp_yaml_parse(const char *buf, size_t size, json_t **ret_docs, char *err, size_t err_size);
+
+/* ---- diagnostics and logging ---- */
+void kp_ctx_diag(struct kp_ctx *ctx, const char *source, const char *kind, const char *ns,
+		 const char *name, const char *field, const char *fmt, ...) KP_PRINTF(7, 8);
+void kp_log(const struct kp_ctx *ctx, enum kp_log_level level, const char *fmt, ...)
+	KP_PRINTF(3, 4);
+
+extern const struct kp_backend_ops kp_backend_dryrun;
+
+/* ---- desired state (state.c) ---- */
+struct kp_state *kp_state_new(void);
+void kp_state_free(struct kp_state *state);
+struct kp_delta *kp_delta_new(void);
+void kp_delta_free(struct kp_delta *delta);
+void kp_delta_set_full(struct kp_delta *delta, bool full);
+void kp_delta_clear(struct kp_delta *delta);
+void kp_delta_bind(struct kp_delta *delta, const struct kp_state *state);
+
+/* Inputs to compute a service's ports. */
+struct kp_node_info {
+	const char *name;		/* this node, or NULL */
+	const char *zone;		/* this node's zone, or NULL */
+	const struct kp_addr *nodeport_addrs;
+	size_t n_nodeport_addrs;
+};
+
+/*
+ * Recompute the service ports of one service (@svc NULL: the service is gone) from its
+ * slices, replace them in @state and record the differences in @delta.
+ * Returns 0 or -ENOMEM (then @state and @delta are unchanged).
+ */
+int kp_state_update_service(struct kp_state *state, struct kp_delta *delta, const char *svc_key,
+			    const struct kp_obj *svc, const struct kp_obj *const *slices,
+			    size_t n_slices, const struct kp_node_info *node);
+#endif
