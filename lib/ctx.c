@@ -466,6 +466,16 @@ KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *bu
 		if (kp_map_put(keys, o->key, o, NULL) < 0)
 			r = -ENOMEM;
 	}
+	/* a rejected new version keeps the previous one: nothing programmed is lost */
+	for (size_t i = 0; i < vec.n_rejected; i++) {
+		struct kp_obj *prev = kp_map_get(src->keys, vec.rejected[i]);
+
+		if (prev && !kp_map_get(keys, vec.rejected[i])) {
+			kp_log(ctx, KP_LOG_DEBUG, "%s: keeping the previous %s %s/%s", source,
+			       kp_obj_kind_name(prev->kind), prev->ns, prev->name);
+			r |= kp_map_put(keys, vec.rejected[i], prev, NULL);
+		}
+	}
 	/* objects the source no longer holds */
 	while (kp_map_next(src->keys, &it, &key, &v))
 		if (!kp_map_get(keys, key))
@@ -480,7 +490,7 @@ KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *bu
 		vec.v[i] = NULL;
 		accepted++;
 	}
-	free(vec.v);
+	kp_objvec_clear(&vec);
 	return r ? -ENOMEM : accepted;
 }
 

@@ -815,7 +815,7 @@ static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, cons
 		bad(&d, "metadata.name", "must not be empty");
 	labels = get_typed(&d, meta, "labels", "metadata.labels", JSON_OBJECT, false);
 	if (d.failed)
-		return 0;
+		return 0;	/* no usable identity: nothing to keep either */
 	obj = obj_new(k, d.ns, d.name);
 	if (!obj)
 		return -ENOMEM;
@@ -826,6 +826,20 @@ static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, cons
 	else
 		decode_endpoints(&d, o, obj);
 	if (d.failed) {
+		/* remembered, so the source keeps the object's previous version */
+		if (out->n_rejected == out->cap_rejected) {
+			size_t cap = out->cap_rejected ? out->cap_rejected * 2 : 8;
+			char **v = realloc(out->rejected, cap * sizeof(*v));
+
+			if (!v) {
+				kp_obj_free(obj);
+				return -ENOMEM;
+			}
+			out->rejected = v;
+			out->cap_rejected = cap;
+		}
+		out->rejected[out->n_rejected++] = obj->key;
+		obj->key = NULL;
 		kp_obj_free(obj);
 		return 0;
 	}
@@ -927,4 +941,9 @@ void kp_objvec_clear(struct kp_objvec *vec)
 	free(vec->v);
 	vec->v = NULL;
 	vec->n = vec->cap = 0;
+	for (size_t i = 0; i < vec->n_rejected; i++)
+		free(vec->rejected[i]);
+	free(vec->rejected);
+	vec->rejected = NULL;
+	vec->n_rejected = vec->cap_rejected = 0;
 }

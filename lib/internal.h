@@ -126,6 +126,8 @@ const char *kp_obj_kind_name(enum kp_obj_kind kind);
 struct kp_objvec {
 	struct kp_obj **v;
 	size_t n, cap;
+	char **rejected;		/* keys of objects rejected by the decoder */
+	size_t n_rejected, cap_rejected;
 };
 int kp_objvec_push(struct kp_objvec *vec, struct kp_obj *obj);
 void kp_objvec_clear(struct kp_objvec *vec);

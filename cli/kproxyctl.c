@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * kproxyctl: asks kproxyd, over its control socket, what it has programmed (dump) or
+ * how it is doing (status), and prints the answer as JSON or as an aligned table in the
+ * manner of ipvsadm -Ln. One printer serves both forms: the daemon always answers JSON.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define TIMEOUT_MS 5000
+
+static const char usage[] =
+"Usage: kproxyctl [--socket PATH] COMMAND [-o table|json]\n"
+"Show what kproxyd has programmed.\n"
+"\n"
+"Commands:\n"
+"  dump      each service frontend (VIP:port) and the endpoints behind it, as programmed\n"
+"            (with --dry-run: as it would be programmed)\n"
+"  status    backend, object counts, last sync time and result\n"
+"\n"
+"Options:\n"
+"  -s, --socket PATH   kproxyd's control socket (default /run/kproxyd.sock)\n"
+"  -o, --output FORM   table (default) or json\n"
+"  -h, --help          print this help and exit\n"
+"      --version       print the version and exit\n";
+
+static int request(const char *path, const char *cmd, json_t **ret)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	json_error_t jerr;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "kproxyctl: socket path too long: %s\n", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "kproxyctl: cannot reach kproxyd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -ECONNREFUSED;
+	}
+	if (write(fd, cmd, strlen(cmd)) < 0 || write(fd, "\n", 1) < 0) {
+		fprintf(stderr, "kproxyctl: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return -EIO;
+	}
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, TIMEOUT_MS) <= 0) {
+			fprintf(stderr, "kproxyctl: kproxyd did not answer within %d ms\n", TIMEOUT_MS);
+			close(fd);
+			free(buf);
+			return -ETIMEDOUT;
+		}
+		if (len + 65536 > cap) {
+			char *nb = realloc(buf, cap = cap * 2 + 65536);
+
+			if (!nb) {
+				close(fd);
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	*ret = json_loadb(buf ? buf : "", len, 0, &jerr);
+	free(buf);
+	if (!*ret) {
+		fprintf(stderr, "kproxyctl: bad answer from kproxyd: %s\n", jerr.text);
+		return -EBADMSG;
+	}
+	if (json_is_string(json_object_get(*ret, "error"))) {
+		fprintf(stderr, "kproxyctl: kproxyd: %s\n",
+			json_string_value(json_object_get(*ret, "error")));
+		json_decref(*ret);
+		return -EIO;
+	}
+	return 0;
+}
+
+static const char *str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static long long num(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static void addr_port(char *buf, size_t size, const char *ip, long long port)
+{
+	snprintf(buf, size, strchr(ip, ':') ? "[%s]:%lld" : "%s:%lld", ip, port);
+}
+
+static void print_dump_table(json_t *d)
+{
+	json_t *entries = json_object_get(d, "entries"), *e;
+	size_t i;
+
+	printf("Backend: %s%s\n", str(d, "backend"),
+	       json_is_true(json_object_get(d, "dry_run")) ? " (dry run: nothing is programmed)" :
+							       "");
+	printf("Prot LocalAddress:Port                         Kind         Service\n");
+	printf("  -> RemoteAddress:Port                        Conditions\n");
+	json_array_foreach(entries, i, e) {
+		json_t *eps = json_object_get(e, "endpoints"), *ep;
+		char lap[80];
+		size_t j;
+
+		addr_port(lap, sizeof(lap), str(e, "vip"), num(e, "port"));
+		printf("%-4s %-41s %-12s %s%s%s\n", str(e, "protocol"), lap, str(e, "kind"),
+		       str(e, "service"), *str(e, "port_name") ? ":" : "", str(e, "port_name"));
+		if (!json_array_size(eps))
+			printf("  -> (no endpoints: connections are rejected)\n");
+		json_array_foreach(eps, j, ep) {
+			char rap[80];
+
+			addr_port(rap, sizeof(rap), str(ep, "ip"), num(ep, "port"));
+			printf("  -> %-41s %s%s%s%s\n", rap,
+			       json_is_true(json_object_get(ep, "ready")) ? "ready" :
+			       json_is_true(json_object_get(ep, "serving")) ? "serving" : "not-ready",
+			       json_is_true(json_object_get(ep, "terminating")) ? " terminating" : "",
+			       json_is_true(json_object_get(ep, "local")) ? " local" : "",
+			       "");
+		}
+	}
+}
+
+static void print_time(const char *label, long long ms)
+{
+	char buf[64];
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!ms) {
+		printf("%-18s never\n", label);
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%-18s %s\n", label, buf);
+}
+
+static void print_status_table(json_t *s)
+{
+	json_t *o = json_object_get(s, "objects"), *sy = json_object_get(s, "sync");
+
+	printf("%-18s %s\n", "Version:", str(s, "version"));
+	printf("%-18s %s%s\n", "Backend:", str(s, "backend"),
+	       json_is_true(json_object_get(s, "dry_run")) ? " (dry run)" : "");
+	printf("%-18s %s\n", "Proxy mode:", str(s, "proxy_mode"));
+	printf("%-18s %s\n", "Node:", str(s, "node"));
+	if (*str(s, "manifests"))
+		printf("%-18s %s\n", "Manifests:", str(s, "manifests"));
+	printf("%-18s %lld services, %lld endpoint slices, %lld endpoints, %lld service ports\n",
+	       "Objects:", num(o, "services"), num(o, "endpointslices"), num(o, "endpoints"),
+	       num(o, "service_ports"));
+	printf("%-18s %lld\n", "Rejected objects:", num(o, "rejected"));
+	printf("%-18s %lld (%lld failed)%s\n", "Syncs:", num(sy, "count"), num(sy, "errors"),
+	       json_is_true(json_object_get(sy, "pending")) ? ", changes pending" : "");
+	print_time("Last sync:", num(sy, "last_time_ms"));
+	printf("%-18s %s\n", "Last sync result:",
+	       num(sy, "last_result") ? str(sy, "last_error") : "ok");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	const char *sock = "/run/kproxyd.sock", *out = "table", *cmd;
+	json_t *resp;
+	int c;
+
+	/* "+" would stop at the command; options may also follow it */
+	while ((c = getopt_long(argc, argv, "s:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': sock = optarg; break;
+		case 'o': out = optarg; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': printf("kproxyctl %s\n", PACKAGE_VERSION); return 0;
+		default: fputs("Try 'kproxyctl --help'.\n", stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(optind >= argc ? "kproxyctl: no command given\n" :
+				       "kproxyctl: one command at a time\n", stderr);
+		fputs(usage, stderr);
+		return 2;
+	}
+	cmd = argv[optind];
+	if (strcmp(cmd, "dump") && strcmp(cmd, "status")) {
+		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status)\n", cmd);
+		return 2;
+	}
+	if (strcmp(out, "table") && strcmp(out, "json")) {
+		fprintf(stderr, "kproxyctl: -o: \"%s\" is not table or json\n", out);
+		return 2;
+	}
+	if (request(sock, cmd, &resp) < 0)
+		return 1;
+	if (strcmp(out, "json") == 0) {
+		json_dumpf(resp, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		putchar('\n');
+	} else if (strcmp(cmd, "dump") == 0) {
+		print_dump_table(resp);
+	} else {
+		print_status_table(resp);
+	}
+	json_decref(resp);
+	return 0;
+}

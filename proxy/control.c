@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The control socket: a unix stream socket (mode 0600) on which kproxyctl sends one
+ * request line ("dump" or "status") and reads one JSON document back. The dump comes
+ * from the backend's dump op, so it shows what is programmed; the JSON shape is
+ * documented in kproxyctl(8).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "kproxyd.h"
+
+#define REQUEST_TIMEOUT_MS 2000
+
+struct kpd_control {
+	int fd;
+	char *path;
+};
+
+int kpd_control_open(const char *path, struct kpd_control **ret)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct kpd_control *c;
+	mode_t old;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* a stale socket from a previous run is replaced; a live one is not */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	unlink(path);
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (r < 0 || listen(fd, 16) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(path))) {
+		free(c);
+		close(fd);
+		unlink(path);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	*ret = c;
+	return 0;
+}
+
+int kpd_control_fd(const struct kpd_control *c)
+{
+	return c->fd;
+}
+
+void kpd_control_close(struct kpd_control *c)
+{
+	if (!c)
+		return;
+	close(c->fd);
+	unlink(c->path);
+	free(c->path);
+	free(c);
+}
+
+static json_t *addr_json(const struct kp_addr *a)
+{
+	char buf[KP_ADDR_STRLEN];
+
+	return json_string(kp_addr_to_str(a, buf, sizeof(buf)));
+}
+
+static int dump_entry(const struct kp_dump_entry *e, void *userdata)
+{
+	json_t *entries = userdata, *eps = json_array(), *o;
+
+	for (size_t i = 0; i < e->n_endpoints; i++) {
+		const struct kp_endpoint *ep = &e->endpoints[i];
+
+		json_array_append_new(eps, json_pack("{s:o, s:i, s:b, s:b, s:b, s:b}",
+			"ip", addr_json(&ep->addr), "port", ep->port, "ready", ep->ready,
+			"serving", ep->serving, "terminating", ep->terminating, "local", ep->local));
+	}
+	o = json_pack("{s:s++, s:s, s:s, s:s, s:o, s:i, s:o}",
+		      "service", e->ns, "/", e->name, "port_name", e->port_name,
+		      "protocol", kp_protocol_name(e->protocol), "kind", kp_frontend_kind_name(e->kind),
+		      "vip", addr_json(&e->vip), "port", e->port, "endpoints", eps);
+	if (o && e->detail)
+		json_object_set_new(o, "detail", json_string(e->detail));
+	return o ? json_array_append_new(entries, o) : -ENOMEM;
+}
+
+static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
+{
+	json_t *entries = json_array();
+	int r = kp_ctx_dump(ctx, dump_entry, entries);
+
+	if (r < 0) {
+		json_decref(entries);
+		return json_pack("{s:s+}", "error", "dump failed: ", kp_strerror(r));
+	}
+	return json_pack("{s:s, s:s, s:b, s:o}", "backend", kp_ctx_get_backend_name(ctx),
+			 "proxy_mode", info->proxy_mode, "dry_run", info->dry_run,
+			 "entries", entries);
+}
+
+static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
+{
+	struct kp_counts c;
+
+	kp_ctx_get_counts(ctx, &c);
+	return json_pack("{s:s, s:s, s:b, s:s, s:s?, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I},"
+			 " s:{s:I, s:I, s:I, s:i, s:s, s:b}}",
+			 "backend", kp_ctx_get_backend_name(ctx), "proxy_mode", info->proxy_mode,
+			 "dry_run", info->dry_run, "node", info->node_name ? info->node_name : "",
+			 "manifests", info->manifests, "version", kp_version(),
+			 "start_time_ms", (json_int_t)info->start_ms,
+			 "objects", "services", (json_int_t)c.n_services,
+			 "endpointslices", (json_int_t)c.n_slices,
+			 "endpoints", (json_int_t)c.n_endpoints,
+			 "service_ports", (json_int_t)c.n_svc_ports,
+			 "rejected", (json_int_t)c.n_rejected,
+			 "sync", "count", (json_int_t)c.n_syncs, "errors", (json_int_t)c.n_sync_errors,
+			 "last_time_ms", (json_int_t)c.last_sync_ms, "last_result", c.last_sync_result,
+			 "last_error", c.last_sync_result ? kp_strerror(c.last_sync_result) : "",
+			 "pending", kp_ctx_has_pending(ctx));
+}
+
+/* Reads one request line within REQUEST_TIMEOUT_MS. */
+static int read_request(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
+			return -ETIMEDOUT;
+		n = read(fd, buf + got, size - 1 - got);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (memchr(buf, '\n', got))
+			break;
+	}
+	buf[got] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int write_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		ssize_t n;
+
+		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
+			return -ETIMEDOUT;
+		n = write(fd, s, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -errno;
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info)
+{
+	char req[128];
+	json_t *resp;
+	char *text;
+	int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (read_request(fd, req, sizeof(req)) < 0) {
+		close(fd);
+		return;
+	}
+	if (strcmp(req, "dump") == 0)
+		resp = do_dump(ctx, info);
+	else if (strcmp(req, "status") == 0)
+		resp = do_status(ctx, info);
+	else
+		resp = json_pack("{s:s+}", "error", "unknown request: ", req);
+	text = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
+	if (text) {
+		write_all(fd, text, strlen(text));
+		write_all(fd, "\n", 1);
+	}
+	free(text);
+	json_decref(resp);
+	close(fd);
+}

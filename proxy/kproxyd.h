@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * kproxyd internals shared between its files: logging, the manifest-directory source
+ * and the control socket.
+ */
+#ifndef KPROXYD_H
+#define KPROXYD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <kproxy/kproxy.h>
+
+#define KPD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* log.c: klog-like lines on stderr; level 0 is always shown, higher ones need --v */
+extern int kpd_verbosity;
+void kpd_log(char sev, int v, const char *fmt, ...) KPD_PRINTF(3, 4);
+#define kpd_err(...) kpd_log('E', 0, __VA_ARGS__)
+#define kpd_warn(...) kpd_log('W', 0, __VA_ARGS__)
+#define kpd_info(...) kpd_log('I', 0, __VA_ARGS__)
+#define kpd_dbg(v, ...) kpd_log('I', (v), __VA_ARGS__)
+void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata);
+void kpd_report_diags(struct kp_ctx *ctx);
+
+/* manifests.c: a directory of JSON/YAML manifests followed with inotify */
+struct kpd_manifests;
+int kpd_manifests_open(struct kp_ctx *ctx, const char *dir, struct kpd_manifests **ret);
+int kpd_manifests_fd(const struct kpd_manifests *m);
+/* Reads pending inotify events and reloads the files they name. */
+int kpd_manifests_process(struct kpd_manifests *m);
+/* Re-reads every file (SIGHUP). */
+int kpd_manifests_rescan(struct kpd_manifests *m);
+void kpd_manifests_close(struct kpd_manifests *m);
+
+/* control.c: the unix socket kproxyctl talks to */
+struct kpd_info {
+	const char *proxy_mode;		/* as requested with --proxy-mode */
+	bool dry_run;
+	const char *node_name;
+	const char *manifests;		/* directory, or NULL */
+	int64_t start_ms;		/* CLOCK_REALTIME */
+};
+struct kpd_control;
+int kpd_control_open(const char *path, struct kpd_control **ret);
+int kpd_control_fd(const struct kpd_control *c);
+/* Accepts one client and answers its request. */
+void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info);
+void kpd_control_close(struct kpd_control *c);
+
+#endif

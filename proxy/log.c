@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * kproxyd's log: klog-like lines ("I1125 03:28:09.123456   4242 kproxyd] text") on
+ * stderr, --v verbosity as kube-proxy uses it, and suppression of a line repeated
+ * back to back (counted, and reported when a different line comes).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kproxyd.h"
+
+int kpd_verbosity;
+
+static char last_line[512];
+static unsigned long last_repeats;
+
+static void emit(char sev, const char *msg)
+{
+	struct timeval tv;
+	struct tm tm;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	fprintf(stderr, "%c%02d%02d %02d:%02d:%02d.%06ld %7d kproxyd] %s\n", sev, tm.tm_mon + 1,
+		tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec, (int)getpid(), msg);
+}
+
+void kpd_log(char sev, int v, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (v > kpd_verbosity)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (strcmp(line, last_line) == 0) {
+		last_repeats++;
+		return;
+	}
+	if (last_repeats) {
+		char note[80];
+
+		snprintf(note, sizeof(note), "(last message repeated %lu times)", last_repeats);
+		emit('I', note);
+		last_repeats = 0;
+	}
+	snprintf(last_line, sizeof(last_line), "%s", line);
+	emit(sev, line);
+}
+
+void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata)
+{
+	static const char sev[] = { 'E', 'W', 'I', 'I' };
+	static const int v[] = { 0, 0, 2, 4 };
+
+	kpd_log(sev[level], v[level], "%s", msg);
+}
+
+static void report_diag(const struct kp_diag *d, void *userdata)
+{
+	if (*d->kind)
+		kpd_err("%s: %s %s/%s rejected: %s: %s", d->source, d->kind, d->ns, d->name,
+			*d->field ? d->field : "(object)", d->msg);
+	else
+		kpd_err("%s: document rejected: %s%s%s", d->source, d->field, *d->field ? ": " : "",
+			d->msg);
+}
+
+void kpd_report_diags(struct kp_ctx *ctx)
+{
+	kp_ctx_drain_diags(ctx, report_diag, NULL);
+}
