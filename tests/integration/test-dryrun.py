@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""kproxyd --dry-run on a manifest directory, followed through kproxyctl.
+
+Starts kproxyd on a temporary directory, then adds, edits, breaks, renames and
+removes manifest files and checks that `kproxyctl dump -o json` follows each
+change (polling with a deadline, never sleeping blindly). Also runs kproxyd on
+examples/manifests and checks what the README promises the demo shows.
+Prints TAP.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
+TOP_SRC = os.environ.get("top_srcdir", os.getcwd())
+KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
+KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
+DEADLINE = 10.0
+
+count = 0
+failed = 0
+
+
+def ok(cond, desc, detail=None):
+    global count, failed
+    count += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc))
+    if not cond:
+        failed += 1
+        if detail is not None:
+            for line in str(detail).splitlines()[:40]:
+                print("#   " + line)
+    sys.stdout.flush()
+    return cond
+
+
+class Daemon:
+    def __init__(self, mdir, extra=()):
+        self.sock = os.path.join(tempfile.mkdtemp(prefix="kp-sock-"), "kproxyd.sock")
+        self.log = tempfile.NamedTemporaryFile(prefix="kproxyd-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [KPROXYD, "--dry-run", "--manifests", mdir, "--control-socket", self.sock,
+             "--hostname-override", "node-a", "--min-sync-period", "50ms",
+             "--nodeport-addresses", "127.0.0.0/8", "--v", "2", *extra],
+            stdout=self.log, stderr=self.log)
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end and not os.path.exists(self.sock):
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+
+    def ctl(self, *args):
+        return subprocess.run([KPROXYCTL, "--socket", self.sock, *args], capture_output=True,
+                              text=True, timeout=DEADLINE)
+
+    def dump(self):
+        r = self.ctl("dump", "-o", "json")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def logtext(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def entries(d):
+    """{(service, port_name, kind, vip, port): [ip:port, ...]}"""
+    out = {}
+    for e in (d or {}).get("entries", []):
+        key = (e["service"], e["port_name"], e["kind"], e["vip"], e["port"])
+        out[key] = sorted("%s:%d" % (x["ip"], x["port"]) for x in e["endpoints"])
+    return out
+
+
+def wait_for(daemon, pred):
+    """Polls the dump until pred(entries) holds or the deadline passes."""
+    end = time.monotonic() + DEADLINE
+    last = None
+    while time.monotonic() < end:
+        d = daemon.dump()
+        last = entries(d)
+        if d is not None and pred(last):
+            return True, last
+        time.sleep(0.05)
+    return False, last
+
+
+def write(path, text):
+    tmp = path + ".tmp~"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+SVC_A = """apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: t}
+spec:
+  clusterIP: 10.96.0.10
+  type: NodePort
+  ports:
+  - {name: http, port: 80, targetPort: http, nodePort: 30080}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: t
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [10.244.0.1]
+  nodeName: node-a
+%s
+"""
+EXTRA_EP = """- addresses: [10.244.0.2]
+  nodeName: node-b"""
+
+
+def svc_b(port):
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "db", "namespace": "t"},
+         "spec": {"clusterIP": "10.96.0.20",
+                  "ports": [{"name": "pg", "port": port, "protocol": "TCP"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "db-1", "namespace": "t",
+                      "labels": {"kubernetes.io/service-name": "db"}},
+         "addressType": "IPv4",
+         "ports": [{"name": "pg", "port": 5432}],
+         "endpoints": [{"addresses": ["10.244.0.3"]}]}]})
+
+
+WEB = ("t/web", "http", "ClusterIP", "10.96.0.10", 80)
+WEB_NP = ("t/web", "http", "NodePort", "127.0.0.1", 30080)
+DB = ("t/db", "pg", "ClusterIP", "10.96.0.20", 5432)
+
+
+def test_follow():
+    mdir = tempfile.mkdtemp(prefix="kp-manifests-")
+    write(os.path.join(mdir, "a.yaml"), SVC_A % EXTRA_EP)
+    d = Daemon(mdir)
+    ok(d.proc.poll() is None and os.path.exists(d.sock), "kproxyd starts and opens its socket",
+       d.logtext())
+    ok(oct(os.stat(d.sock).st_mode & 0o777) == "0o600", "control socket is mode 0600")
+    good, e = wait_for(d, lambda e: e.get(WEB) == ["10.244.0.1:8080", "10.244.0.2:8080"])
+    ok(good, "initial file: ClusterIP with both endpoints", e)
+    ok(e.get(WEB_NP) == ["10.244.0.1:8080", "10.244.0.2:8080"],
+       "NodePort on the --nodeport-addresses address", e)
+
+    write(os.path.join(mdir, "b.json"), svc_b(5432))
+    good, e = wait_for(d, lambda e: e.get(DB) == ["10.244.0.3:5432"])
+    ok(good, "a file added: its service appears", e)
+
+    write(os.path.join(mdir, "a.yaml"), SVC_A % "")
+    good, e = wait_for(d, lambda e: e.get(WEB) == ["10.244.0.1:8080"])
+    ok(good, "a file edited: the endpoint removed from it disappears", e)
+    ok(e.get(DB) == ["10.244.0.3:5432"], "other files' objects are untouched", e)
+
+    write(os.path.join(mdir, "c.yaml"), "kind: Service\nmetadata: {name: x\n  spec: [\n")
+    write(os.path.join(mdir, "b.json"), svc_b(70000))
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end and "spec.ports[0].port" not in d.logtext():
+        time.sleep(0.05)
+    log = d.logtext()
+    ok("c.yaml: document rejected" in log, "a malformed file is reported by name", log)
+    ok("Service t/db rejected: spec.ports[0].port: 70000 is out of range" in log,
+       "a bad object is reported with kind, namespace/name and field", log)
+    e = entries(d.dump())
+    ok(e.get(DB) == ["10.244.0.3:5432"] and e.get(WEB) == ["10.244.0.1:8080"],
+       "nothing already programmed is lost", e)
+    st = json.loads(d.ctl("status", "-o", "json").stdout)
+    ok(st["objects"]["rejected"] >= 2 and st["backend"] == "dryrun" and st["dry_run"],
+       "status counts the rejections and names the backend", st)
+    ok(st["objects"]["services"] == 2 and st["objects"]["endpointslices"] == 2,
+       "status object counts", st)
+
+    os.unlink(os.path.join(mdir, "b.json"))
+    good, e = wait_for(d, lambda e: DB not in e and WEB in e)
+    ok(good, "a file removed: its objects go", e)
+
+    src = tempfile.mkdtemp(prefix="kp-outside-")
+    write(os.path.join(src, "moved.json"), svc_b(5433))
+    os.rename(os.path.join(src, "moved.json"), os.path.join(mdir, "moved.json"))
+    good, e = wait_for(d, lambda e: ("t/db", "pg", "ClusterIP", "10.96.0.20", 5433) in e)
+    ok(good, "a file moved into the directory is loaded", e)
+    write(os.path.join(mdir, ".hidden.yaml"), SVC_A.replace("10.96.0.10", "10.96.0.11") % "")
+    write(os.path.join(mdir, "notes.txt"), "not a manifest")
+    time.sleep(0.3)  # negative check: give a wrong reload the chance to happen
+    e = entries(d.dump())
+    ok(not any(k[3] == "10.96.0.11" for k in e), "hidden and non-manifest files are ignored", e)
+
+    table = d.ctl("dump")
+    ok(table.returncode == 0 and "Prot LocalAddress:Port" in table.stdout
+       and "10.96.0.10:80" in table.stdout and "-> 10.244.0.1:8080" in table.stdout,
+       "table output, ipvsadm style", table.stdout + table.stderr)
+    bad = d.ctl("frobnicate")
+    ok(bad.returncode == 2 and "unknown command" in bad.stderr, "unknown command refused",
+       bad.stderr)
+    rc = d.stop()
+    ok(rc == 0, "SIGTERM stops kproxyd cleanly", d.logtext())
+    ok(not os.path.exists(d.sock), "the socket is removed on exit")
+    gone = subprocess.run([KPROXYCTL, "--socket", d.sock, "status"], capture_output=True,
+                          text=True, timeout=DEADLINE)
+    ok(gone.returncode == 1 and "cannot reach kproxyd" in gone.stderr,
+       "kproxyctl says clearly when kproxyd is not running", gone.stderr)
+
+
+def test_flags():
+    r = subprocess.run([KPROXYD, "--help"], capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode == 0 and "--manifests DIR" in r.stdout and "--dry-run" in r.stdout,
+       "kproxyd --help", r.stdout)
+    r = subprocess.run([KPROXYD, "--min-sync-period", "soon"], capture_output=True, text=True,
+                       timeout=DEADLINE)
+    ok(r.returncode == 2 and "--min-sync-period" in r.stderr, "a bad duration is refused",
+       r.stderr)
+    r = subprocess.run([KPROXYD, "--manifests", "/nonexistent", "--dry-run", "--control-socket",
+                        tempfile.mktemp(prefix="kp-")], capture_output=True, text=True,
+                       timeout=DEADLINE)
+    ok(r.returncode == 1 and "/nonexistent" in r.stderr, "a missing directory is an error",
+       r.stderr)
+    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "iptables",
+                        "--control-socket", tempfile.mktemp(prefix="kp-")],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode == 1 and "--dry-run" in r.stderr,
+       "a data plane not built yet is refused with a hint", r.stderr)
+
+
+def test_examples():
+    mdir = os.path.join(TOP_SRC, "examples", "manifests")
+    d = Daemon(mdir)
+    want = {
+        ("demo/web", "http", "ClusterIP", "10.96.10.10", 80):
+            ["10.244.1.2:8080", "10.244.2.3:8080", "10.244.2.4:8080"],
+        ("kube-system/dns", "dns", "ClusterIP", "10.96.0.10", 53):
+            ["10.244.1.5:53", "10.244.2.6:53"],
+        ("demo/api", "http", "NodePort", "127.0.0.1", 30080): ["10.244.1.7:8080"],
+        ("demo/rolling", "", "ClusterIP", "10.96.50.50", 80): ["10.244.1.15:8080"],
+        ("demo/legacy", "pg", "ClusterIP", "10.96.60.60", 5432): ["10.244.1.17:5432"],
+        ("demo/metrics", "metrics", "ClusterIP", "10.96.40.40", 9100): ["10.244.1.13:9100"],
+        ("demo/noeps", "", "ClusterIP", "10.96.80.80", 80): [],
+    }
+    good, e = wait_for(d, lambda e: all(e.get(k) == v for k, v in want.items()))
+    ok(good, "examples/manifests: the demo's services and endpoints",
+       "\n".join("%s -> %s (want %s)" % (k, e.get(k), v) for k, v in want.items()
+                 if e.get(k) != v) if e else d.logtext())
+    ok(e is not None and e and not any(k[0] in ("demo/headless", "demo/ext", "demo/mesh")
+                                       for k in e),
+       "headless, ExternalName and other-proxy services are not programmed", e)
+    ok(e and "rejected" not in d.logtext() and " E" not in d.logtext()[:1],
+       "the examples load without errors", d.logtext())
+    d.stop()
+
+
+def main():
+    for exe in (KPROXYD, KPROXYCTL):
+        if not os.access(exe, os.X_OK):
+            print("Bail out! %s is not built" % exe)
+            return 1
+    test_flags()
+    test_follow()
+    test_examples()
+    print("1..%d" % count)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
