@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int tap_count, tap_failed;
+/* weak: test programs made of several files share one count */
+__attribute__((weak)) int tap_count, tap_failed;
 
 static inline bool tap_ok(bool cond, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
