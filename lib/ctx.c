@@ -449,16 +449,17 @@ KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *bu
 	for (size_t i = 0; i < vec.n; i++) {
 		struct kp_obj *o = vec.v[i];
 		struct kp_obj *held = kp_map_get(ctx->objs, o->key);
-		const char *why = NULL;
+		const char *why = NULL, *where = "";
 
-		if (kp_map_get(keys, o->key))
+		if (kp_map_get(keys, o->key)) {
 			why = "duplicate of an earlier object in the same document";
-		else if (held && strcmp(held->source, source) != 0)
-			why = held->source;
+		} else if (held && strcmp(held->source, source) != 0) {
+			why = "already defined in ";
+			where = held->source;
+		}
 		if (why) {
 			kp_ctx_diag(ctx, source, kp_obj_kind_name(o->kind), o->ns, o->name,
-				    "metadata.name", "%s%s", why == held->source ?
-				    "already defined in " : "", why);
+				    "metadata.name", "%s%s", why, where);
 			kp_obj_free(o);
 			vec.v[i] = NULL;
 			continue;
