@@ -10,6 +10,7 @@ Prints TAP.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ TOP_SRC = os.environ.get("top_srcdir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
 KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
+BASE = tempfile.mkdtemp(prefix="kp-test-dryrun-")
 
 count = 0
 failed = 0
@@ -41,8 +43,9 @@ def ok(cond, desc, detail=None):
 
 class Daemon:
     def __init__(self, mdir, extra=()):
-        self.sock = os.path.join(tempfile.mkdtemp(prefix="kp-sock-"), "kproxyd.sock")
-        self.log = tempfile.NamedTemporaryFile(prefix="kproxyd-", suffix=".log", delete=False)
+        self.sock = os.path.join(tempfile.mkdtemp(prefix="sock-", dir=BASE), "kproxyd.sock")
+        self.log = tempfile.NamedTemporaryFile(prefix="kproxyd-", suffix=".log", delete=False,
+                                               dir=BASE)
         self.proc = subprocess.Popen(
             [KPROXYD, "--dry-run", "--manifests", mdir, "--control-socket", self.sock,
              "--hostname-override", "node-a", "--min-sync-period", "50ms",
@@ -152,7 +155,7 @@ DB = ("t/db", "pg", "ClusterIP", "10.96.0.20", 5432)
 
 
 def test_follow():
-    mdir = tempfile.mkdtemp(prefix="kp-manifests-")
+    mdir = tempfile.mkdtemp(prefix="manifests-", dir=BASE)
     write(os.path.join(mdir, "a.yaml"), SVC_A % EXTRA_EP)
     d = Daemon(mdir)
     ok(d.proc.poll() is None and os.path.exists(d.sock), "kproxyd starts and opens its socket",
@@ -194,7 +197,7 @@ def test_follow():
     good, e = wait_for(d, lambda e: DB not in e and WEB in e)
     ok(good, "a file removed: its objects go", e)
 
-    src = tempfile.mkdtemp(prefix="kp-outside-")
+    src = tempfile.mkdtemp(prefix="outside-", dir=BASE)
     write(os.path.join(src, "moved.json"), svc_b(5433))
     os.rename(os.path.join(src, "moved.json"), os.path.join(mdir, "moved.json"))
     good, e = wait_for(d, lambda e: ("t/db", "pg", "ClusterIP", "10.96.0.20", 5433) in e)
@@ -230,12 +233,12 @@ def test_flags():
     ok(r.returncode == 2 and "--min-sync-period" in r.stderr, "a bad duration is refused",
        r.stderr)
     r = subprocess.run([KPROXYD, "--manifests", "/nonexistent", "--dry-run", "--control-socket",
-                        tempfile.mktemp(prefix="kp-")], capture_output=True, text=True,
+                        tempfile.mktemp(prefix="sock-", dir=BASE)], capture_output=True, text=True,
                        timeout=DEADLINE)
     ok(r.returncode == 1 and "/nonexistent" in r.stderr, "a missing directory is an error",
        r.stderr)
     r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "iptables",
-                        "--control-socket", tempfile.mktemp(prefix="kp-")],
+                        "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 1 and "--dry-run" in r.stderr,
        "a data plane not built yet is refused with a hint", r.stderr)
@@ -272,9 +275,12 @@ def main():
         if not os.access(exe, os.X_OK):
             print("Bail out! %s is not built" % exe)
             return 1
-    test_flags()
-    test_follow()
-    test_examples()
+    try:
+        test_flags()
+        test_follow()
+        test_examples()
+    finally:
+        shutil.rmtree(BASE, ignore_errors=True)
     print("1..%d" % count)
     return 1 if failed else 0
 
