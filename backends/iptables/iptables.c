@@ -1,0 +1,988 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The iptables backend: kube-proxy's iptables-mode layout (KUBE-SERVICES, KUBE-SVC-,
+ * KUBE-SVL-, KUBE-EXT-, KUBE-SEP-, KUBE-NODEPORTS, KUBE-MARK-MASQ, KUBE-POSTROUTING in
+ * nat; KUBE-SERVICES, KUBE-EXTERNAL-SERVICES, KUBE-NODEPORTS, KUBE-FORWARD in filter),
+ * with kube-proxy's chain names, programmed through libiptc. A sync rebuilds every chain
+ * we own in memory and commits each table in one atomic replace: rules and chains we do
+ * not own are never touched, and there is no moment without rules. The dump reads the
+ * nat and filter tables back from the kernel. IPv4 only for now.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libiptc/libiptc.h>
+#include <linux/netfilter/xt_conntrack.h>
+
+#include "internal.h"
+#include "names.h"
+#include "rule.h"
+
+#define MASQ_MARK 0x4000u
+#define MAX_CIDRS 8
+
+/* chains we create in each table, besides the per-service ones */
+static const char *const nat_fixed[] = {
+	"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
+};
+static const char *const filter_fixed[] = {
+	"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-FORWARD",
+};
+static const char *const svc_prefixes[] = {
+	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-",
+};
+
+struct ipt {
+	struct kp_ctx *ctx;
+	struct in_addr cluster_nets[MAX_CIDRS];	/* --cluster-cidr, IPv4 part */
+	uint8_t cluster_prefixes[MAX_CIDRS];
+	size_t n_cluster_nets;
+	bool masquerade_all;
+	struct ipt_rule r;
+};
+
+/* One table being rebuilt. */
+struct table {
+	struct ipt *ipt;
+	const char *name;
+	struct xtc_handle *h;
+	struct kp_map *used;		/* chains written this sync */
+	int err;			/* first libiptc error, as -errno */
+	const char *err_what;
+};
+
+static bool owned_chain(const char *chain, const char *const *fixed, size_t n_fixed)
+{
+	for (size_t i = 0; i < n_fixed; i++)
+		if (strcmp(chain, fixed[i]) == 0)
+			return true;
+	for (size_t i = 0; i < KP_ARRAY_SIZE(svc_prefixes); i++)
+		if (strncmp(chain, svc_prefixes[i], strlen(svc_prefixes[i])) == 0)
+			return true;
+	return false;
+}
+
+static void fail(struct table *t, const char *what)
+{
+	if (!t->err) {
+		t->err = errno ? -errno : -EIO;
+		t->err_what = what;
+		kp_log(t->ipt->ctx, KP_LOG_DEBUG, "iptables %s: %s: %s", t->name, what,
+		       iptc_strerror(errno));
+	}
+}
+
+/* Makes @chain exist and be empty (once per sync). */
+static void use_chain(struct table *t, const char *chain)
+{
+	if (t->err || kp_map_get(t->used, chain))
+		return;
+	if (!iptc_is_chain(chain, t->h)) {
+		if (!iptc_create_chain(chain, t->h))
+			return fail(t, "create chain");
+	} else if (!iptc_flush_entries(chain, t->h)) {
+		return fail(t, "flush chain");
+	}
+	if (kp_map_put(t->used, chain, t, NULL) < 0) {
+		errno = ENOMEM;
+		fail(t, "chain set");
+	}
+}
+
+static void append(struct table *t, const char *chain)
+{
+	const struct ipt_entry *e = ipt_rule_entry(&t->ipt->r);
+
+	if (t->err)
+		return;
+	if (!e) {
+		errno = ENOMEM;
+		return fail(t, "build rule");
+	}
+	use_chain(t, chain);
+	if (!t->err && !iptc_append_entry(chain, e, t->h))
+		fail(t, chain);
+}
+
+static struct ipt_rule *rule(struct table *t)
+{
+	ipt_rule_reset(&t->ipt->r);
+	return &t->ipt->r;
+}
+
+static int table_open(struct table *t, struct ipt *ipt, const char *name)
+{
+	memset(t, 0, sizeof(*t));
+	t->ipt = ipt;
+	t->name = name;
+	t->used = kp_map_new();
+	if (!t->used)
+		return -ENOMEM;
+	t->h = iptc_init(name);
+	if (!t->h) {
+		int r = errno ? -errno : -EIO;
+
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "iptables: cannot open table %s: %s", name,
+		       iptc_strerror(errno));
+		kp_map_free(t->used);
+		return r;
+	}
+	return 0;
+}
+
+static void table_close(struct table *t)
+{
+	if (t->h)
+		iptc_free(t->h);
+	kp_map_free(t->used);
+	t->h = NULL;
+	t->used = NULL;
+}
+
+/* Whether @chain (a built-in one) already has our jump rule to @target. */
+static bool has_jump(struct table *t, const char *chain, const char *target)
+{
+	for (const struct ipt_entry *e = iptc_first_rule(chain, t->h); e;
+	     e = iptc_next_rule(e, t->h))
+		if (strcmp(iptc_get_target(e, t->h), target) == 0)
+			return true;
+	return false;
+}
+
+/* Inserts "-m comment --comment C [-m conntrack --ctstate NEW] -j TARGET" at the top. */
+static void ensure_jump(struct table *t, const char *chain, const char *target,
+			const char *comment, bool new_only)
+{
+	struct ipt_rule *r;
+
+	if (t->err || has_jump(t, chain, target))
+		return;
+	r = rule(t);
+	ipt_rule_comment(r, "%s", comment);
+	if (new_only)
+		ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
+	ipt_rule_jump(r, target);
+	if (!ipt_rule_entry(r)) {
+		errno = ENOMEM;
+		return fail(t, "build rule");
+	}
+	if (!iptc_insert_entry(chain, ipt_rule_entry(r), 0, t->h))
+		fail(t, chain);
+}
+
+/* Flushes every chain we own; those not used again are deleted at the end. */
+static void flush_owned(struct table *t, const char *const *fixed, size_t n_fixed)
+{
+	for (const char *c = iptc_first_chain(t->h); c && !t->err; c = iptc_next_chain(t->h))
+		if (owned_chain(c, fixed, n_fixed) && !iptc_flush_entries(c, t->h))
+			fail(t, "flush chain");
+}
+
+static void delete_unused(struct table *t, const char *const *fixed, size_t n_fixed)
+{
+	char (*names)[KP_CHAIN_NAME_SIZE] = NULL;
+	size_t n = 0, cap = 0;
+
+	for (const char *c = iptc_first_chain(t->h); c; c = iptc_next_chain(t->h)) {
+		if (!owned_chain(c, fixed, n_fixed) || kp_map_get(t->used, c))
+			continue;
+		if (n == cap) {
+			void *v = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
+
+			if (!v) {
+				errno = ENOMEM;
+				free(names);
+				return fail(t, "chain list");
+			}
+			names = v;
+		}
+		snprintf(names[n++], KP_CHAIN_NAME_SIZE, "%s", c);
+	}
+	for (size_t i = 0; i < n && !t->err; i++)
+		if (!iptc_delete_chain(names[i], t->h))
+			fail(t, "delete chain");
+	free(names);
+}
+
+/* ---- rendering one service port ---- */
+
+struct svc_names {
+	char svc[KP_CHAIN_NAME_SIZE], svl[KP_CHAIN_NAME_SIZE], ext[KP_CHAIN_NAME_SIZE];
+	char label[256];		/* "ns/name:port", kube-proxy's ServicePortName */
+	char hash_in[300];		/* label + lower-case protocol */
+	uint8_t proto;
+	const char *proto_lc;
+};
+
+static void names_of(const struct kp_svc_port *sp, struct svc_names *n)
+{
+	static const uint8_t protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP };
+	static const char *const lc[] = { "tcp", "udp", "sctp" };
+	enum kp_protocol p = kp_svc_port_get_protocol(sp);
+
+	snprintf(n->label, sizeof(n->label), "%s/%s:%s", kp_svc_port_get_namespace(sp),
+		 kp_svc_port_get_name(sp), kp_svc_port_get_port_name(sp));
+	snprintf(n->hash_in, sizeof(n->hash_in), "%s%s", n->label, lc[p]);
+	n->proto = protos[p];
+	n->proto_lc = lc[p];
+	kp_chain_name(n->svc, "KUBE-SVC-", n->hash_in);
+	kp_chain_name(n->svl, "KUBE-SVL-", n->hash_in);
+	kp_chain_name(n->ext, "KUBE-EXT-", n->hash_in);
+}
+
+static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, char *out)
+{
+	char in[400], a[KP_ADDR_STRLEN];
+
+	snprintf(in, sizeof(in), "%s%s:%u", n->hash_in, kp_addr_to_str(&ep->addr, a, sizeof(a)),
+		 ep->port);
+	kp_chain_name(out, "KUBE-SEP-", in);
+}
+
+/* KUBE-SEP-*: hairpin masquerade, then DNAT (recording the client for affinity). */
+static void render_sep(struct table *nat, const struct kp_svc_port *sp,
+		       const struct svc_names *n, const struct kp_endpoint *ep)
+{
+	char sep[KP_CHAIN_NAME_SIZE];
+	struct ipt_rule *r;
+
+	sep_name(n, ep, sep);
+	if (kp_map_get(nat->used, sep))
+		return;
+	use_chain(nat, sep);
+	r = rule(nat);
+	ipt_rule_src(r, ep->addr.v4, 32, false);
+	ipt_rule_comment(r, "%s", n->label);
+	ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	append(nat, sep);
+	r = rule(nat);
+	ipt_rule_comment(r, "%s", n->label);
+	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
+		ipt_rule_recent(r, sep, true, 0);
+	ipt_rule_proto_dport(r, n->proto, 0);
+	ipt_rule_dnat(r, ep->addr.v4, ep->port);
+	append(nat, sep);
+}
+
+/* KUBE-SVC-* / KUBE-SVL-*: affinity checks, then a random spread over the endpoints. */
+static void render_spread(struct table *nat, const struct kp_svc_port *sp,
+			  const struct svc_names *n, const char *chain, bool local,
+			  const struct kp_endpoint *eps, size_t n_eps)
+{
+	const struct kp_frontend *fes;
+	size_t n_fes;
+	struct ipt_rule *r;
+	char sep[KP_CHAIN_NAME_SIZE];
+
+	use_chain(nat, chain);
+	/* off-cluster traffic to the cluster IP is masqueraded (kube-proxy's first rule) */
+	fes = kp_svc_port_get_frontends(sp, &n_fes);
+	for (size_t i = 0; i < n_fes && !local; i++) {
+		const struct ipt *ipt = nat->ipt;
+
+		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != AF_INET)
+			continue;
+		if (!ipt->masquerade_all && !ipt->n_cluster_nets)
+			continue;
+		for (size_t c = 0; c < (ipt->masquerade_all ? 1 : ipt->n_cluster_nets); c++) {
+			r = rule(nat);
+			ipt_rule_comment(r, "%s cluster IP", n->label);
+			if (!ipt->masquerade_all)
+				ipt_rule_src(r, ipt->cluster_nets[c], ipt->cluster_prefixes[c], true);
+			ipt_rule_dst(r, fes[i].addr.v4, 32, false);
+			ipt_rule_proto_dport(r, n->proto, fes[i].port);
+			ipt_rule_jump(r, "KUBE-MARK-MASQ");
+			append(nat, chain);
+		}
+	}
+	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP) {
+		for (size_t i = 0; i < n_eps; i++) {
+			char a[KP_ADDR_STRLEN];
+
+			sep_name(n, &eps[i], sep);
+			r = rule(nat);
+			ipt_rule_comment(r, "%s -> %s:%u", n->label,
+					 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
+			ipt_rule_recent(r, sep, false, kp_svc_port_get_affinity_timeout(sp));
+			ipt_rule_jump(r, sep);
+			append(nat, chain);
+		}
+	}
+	for (size_t i = 0; i < n_eps; i++) {
+		char a[KP_ADDR_STRLEN];
+
+		sep_name(n, &eps[i], sep);
+		r = rule(nat);
+		ipt_rule_comment(r, "%s -> %s:%u", n->label,
+				 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
+		if (i < n_eps - 1)
+			ipt_rule_statistic(r, (unsigned)(n_eps - i));
+		ipt_rule_jump(r, sep);
+		append(nat, chain);
+	}
+}
+
+/* KUBE-EXT-*: what external traffic goes through before the endpoints. */
+static void render_ext(struct table *nat, const struct kp_svc_port *sp,
+		       const struct svc_names *n, bool have_svc, bool have_svl)
+{
+	const struct ipt *ipt = nat->ipt;
+	struct ipt_rule *r;
+
+	use_chain(nat, n->ext);
+	if (!kp_svc_port_external_local(sp)) {
+		r = rule(nat);
+		ipt_rule_comment(r, "masquerade traffic for %s external destinations", n->label);
+		ipt_rule_jump(r, "KUBE-MARK-MASQ");
+		append(nat, n->ext);
+		r = rule(nat);
+		ipt_rule_jump(r, n->svc);
+		append(nat, n->ext);
+		return;
+	}
+	/* Local policy: pods and the node itself still reach every endpoint */
+	for (size_t c = 0; c < ipt->n_cluster_nets && have_svc; c++) {
+		r = rule(nat);
+		ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
+		ipt_rule_src(r, ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
+		ipt_rule_jump(r, n->svc);
+		append(nat, n->ext);
+	}
+	r = rule(nat);
+	ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
+	ipt_rule_addrtype_local(r, true, false);
+	ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	append(nat, n->ext);
+	if (have_svc) {
+		r = rule(nat);
+		ipt_rule_comment(r, "route LOCAL traffic for %s external destinations", n->label);
+		ipt_rule_addrtype_local(r, true, false);
+		ipt_rule_jump(r, n->svc);
+		append(nat, n->ext);
+	}
+	if (have_svl) {
+		r = rule(nat);
+		ipt_rule_jump(r, n->svl);
+		append(nat, n->ext);
+	}
+}
+
+static void reject_rule(struct table *filter, const char *chain, const struct svc_names *n,
+			const struct kp_frontend *fe, bool drop, const char *why)
+{
+	struct ipt_rule *r = rule(filter);
+
+	ipt_rule_comment(r, "%s %s", n->label, why);
+	if (fe->kind == KP_FE_NODE_PORT)
+		ipt_rule_addrtype_local(r, false, false);
+	else
+		ipt_rule_dst(r, fe->addr.v4, 32, false);
+	ipt_rule_proto_dport(r, n->proto, fe->port);
+	if (drop)
+		ipt_rule_jump(r, "DROP");
+	else
+		ipt_rule_reject(r);
+	append(filter, chain);
+}
+
+struct render {
+	struct table *nat, *filter;
+	struct kp_map *nodeport_addrs;	/* v4 node addresses with NodePorts */
+	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
+};
+
+static int render_port(const struct kp_svc_port *sp, void *userdata)
+{
+	struct render *rd = userdata;
+	struct table *nat = rd->nat, *filter = rd->filter;
+	const struct kp_endpoint *cl, *ex, *all;
+	size_t n_cl, n_ex, n_all, n_fes, n_v4 = 0;
+	const struct kp_frontend *fes;
+	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
+	bool have_svc = false, have_svl = false, has_external = false;
+	struct svc_names n;
+	struct ipt_rule *r;
+
+	names_of(sp, &n);
+	cl = kp_svc_port_get_endpoints(sp, AF_INET, false, &n_cl);
+	ex = kp_svc_port_get_endpoints(sp, AF_INET, true, &n_ex);
+	all = kp_svc_port_get_all_endpoints(sp, &n_all);
+	fes = kp_svc_port_get_frontends(sp, &n_fes);
+	for (size_t i = 0; i < n_fes; i++)
+		has_external |= fes[i].external && fes[i].addr.family == AF_INET;
+	for (size_t i = 0; i < n_all; i++) {
+		if (all[i].addr.family != AF_INET)
+			continue;
+		n_v4++;
+		render_sep(nat, sp, &n, &all[i]);
+	}
+	/* SVC spreads over the cluster-wide set, SVL over this node's */
+	if (!itp_local || (has_external && !etp_local)) {
+		const struct kp_endpoint *v = itp_local ? ex : cl;
+		size_t nv = itp_local ? n_ex : n_cl;
+
+		if (nv) {
+			render_spread(nat, sp, &n, n.svc, false, v, nv);
+			have_svc = true;
+		}
+	}
+	if (itp_local || (has_external && etp_local)) {
+		const struct kp_endpoint *v = itp_local ? cl : ex;
+		size_t nv = itp_local ? n_cl : n_ex;
+
+		if (nv) {
+			render_spread(nat, sp, &n, n.svl, true, v, nv);
+			have_svl = true;
+		}
+	}
+	if (has_external && n_v4)
+		render_ext(nat, sp, &n, have_svc, have_svl);
+
+	for (size_t i = 0; i < n_fes; i++) {
+		const struct kp_frontend *fe = &fes[i];
+		static const char *const what[_KP_FE_MAX] = {
+			"cluster IP", "node port", "external IP", "loadbalancer IP"
+		};
+
+		if (fe->addr.family != AF_INET)
+			continue;	/* IPv6: not yet */
+		if (fe->kind == KP_FE_CLUSTER_IP) {
+			if (n_cl) {
+				r = rule(nat);
+				ipt_rule_comment(r, "%s cluster IP", n.label);
+				ipt_rule_dst(r, fe->addr.v4, 32, false);
+				ipt_rule_proto_dport(r, n.proto, fe->port);
+				ipt_rule_jump(r, itp_local ? n.svl : n.svc);
+				append(nat, "KUBE-SERVICES");
+			} else {
+				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_v4 && itp_local,
+					    n_v4 ? "has no local endpoints" : "has no endpoints");
+			}
+			continue;
+		}
+		if (!n_ex) {
+			/* REJECT when there is no endpoint at all, DROP for Local without one */
+			char key[32];
+
+			if (fe->kind == KP_FE_NODE_PORT) {
+				snprintf(key, sizeof(key), "f/%u/%u", n.proto, fe->port);
+				if (kp_map_get(rd->nodeports_done, key))
+					continue;
+				kp_map_put(rd->nodeports_done, key, rd, NULL);
+			}
+			reject_rule(filter, "KUBE-EXTERNAL-SERVICES", &n, fe, n_v4 > 0,
+				    n_v4 ? "has no local endpoints" : "has no endpoints");
+			if (!n_v4)
+				continue;
+		}
+		if (!n_v4)
+			continue;
+		if (fe->kind == KP_FE_NODE_PORT) {
+			char key[32], a[KP_ADDR_STRLEN];
+
+			kp_map_put(rd->nodeport_addrs, kp_addr_to_str(&fe->addr, a, sizeof(a)), rd,
+				   NULL);
+			snprintf(key, sizeof(key), "%u/%u", n.proto, fe->port);
+			if (kp_map_get(rd->nodeports_done, key))
+				continue;
+			kp_map_put(rd->nodeports_done, key, rd, NULL);
+			r = rule(nat);
+			ipt_rule_comment(r, "%s", n.label);
+			ipt_rule_proto_dport(r, n.proto, fe->port);
+			ipt_rule_jump(r, n.ext);
+			append(nat, "KUBE-NODEPORTS");
+			continue;
+		}
+		r = rule(nat);
+		ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
+		ipt_rule_dst(r, fe->addr.v4, 32, false);
+		ipt_rule_proto_dport(r, n.proto, fe->port);
+		ipt_rule_jump(r, n.ext);
+		append(nat, "KUBE-SERVICES");
+	}
+	if (kp_svc_port_get_health_check_node_port(sp)) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "hc/%u", kp_svc_port_get_health_check_node_port(sp));
+		if (!kp_map_get(rd->nodeports_done, key)) {
+			kp_map_put(rd->nodeports_done, key, rd, NULL);
+			r = rule(filter);
+			ipt_rule_comment(r, "%s health check node port", n.label);
+			ipt_rule_proto_dport(r, IPPROTO_TCP,
+					     kp_svc_port_get_health_check_node_port(sp));
+			ipt_rule_jump(r, "ACCEPT");
+			append(filter, "KUBE-NODEPORTS");
+		}
+	}
+	return nat->err || filter->err;
+}
+
+static void render_fixed(struct render *rd)
+{
+	struct table *nat = rd->nat, *filter = rd->filter;
+	struct ipt_rule *r;
+	const char **addrs;
+	size_t n;
+
+	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
+		use_chain(nat, nat_fixed[i]);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
+		use_chain(filter, filter_fixed[i]);
+
+	r = rule(nat);
+	ipt_rule_mark_target(r, MASQ_MARK, MASQ_MARK);
+	append(nat, "KUBE-MARK-MASQ");
+	r = rule(nat);
+	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, true);
+	ipt_rule_jump(r, "RETURN");
+	append(nat, "KUBE-POSTROUTING");
+	r = rule(nat);
+	ipt_rule_mark_target(r, MASQ_MARK, 0);		/* --xor-mark */
+	append(nat, "KUBE-POSTROUTING");
+	r = rule(nat);
+	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
+	ipt_rule_masquerade(r);
+	append(nat, "KUBE-POSTROUTING");
+
+	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
+	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
+	for (size_t i = 0; addrs && i < n; i++) {
+		struct kp_addr a;
+
+		kp_addr_from_str(addrs[i], &a);
+		r = rule(nat);
+		ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
+				    "rule in this chain");
+		ipt_rule_dst(r, a.v4, 32, false);
+		ipt_rule_jump(r, "KUBE-NODEPORTS");
+		append(nat, "KUBE-SERVICES");
+	}
+	free(addrs);
+
+	r = rule(filter);
+	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
+	ipt_rule_jump(r, "DROP");
+	append(filter, "KUBE-FORWARD");
+	r = rule(filter);
+	ipt_rule_comment(r, "kubernetes forwarding rules");
+	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, false);
+	ipt_rule_jump(r, "ACCEPT");
+	append(filter, "KUBE-FORWARD");
+	r = rule(filter);
+	ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
+	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+			    XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
+	ipt_rule_jump(r, "ACCEPT");
+	append(filter, "KUBE-FORWARD");
+
+	ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
+	ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
+	ensure_jump(nat, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", false);
+	ensure_jump(filter, "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports",
+		    false);
+	ensure_jump(filter, "INPUT", "KUBE-EXTERNAL-SERVICES",
+		    "kubernetes externally-visible service portals", true);
+	ensure_jump(filter, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
+	ensure_jump(filter, "FORWARD", "KUBE-SERVICES", "kubernetes service portals", true);
+	ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
+		    "kubernetes externally-visible service portals", true);
+	ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
+}
+
+/* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
+static void allow_localnet(struct render *rd)
+{
+	const char **addrs;
+	bool loopback = false;
+	size_t n;
+	int fd;
+
+	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
+	for (size_t i = 0; addrs && i < n; i++)
+		loopback |= strncmp(addrs[i], "127.", 4) == 0;
+	free(addrs);
+	if (!loopback)
+		return;
+	fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) != 1)
+			kp_log(rd->nat->ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
+		close(fd);
+	}
+}
+
+static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
+{
+	struct ipt *ipt = priv;
+	struct table nat, filter;
+	struct render rd = { &nat, &filter, kp_map_new(), kp_map_new() };
+	int r;
+
+	if (!rd.nodeport_addrs || !rd.nodeports_done) {
+		r = -ENOMEM;
+		goto out_maps;
+	}
+	r = table_open(&nat, ipt, "nat");
+	if (r < 0)
+		goto out_maps;
+	r = table_open(&filter, ipt, "filter");
+	if (r < 0)
+		goto out_nat;
+	flush_owned(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+	flush_owned(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	/* the fixed chains first, so KUBE-SERVICES exists before service rules land */
+	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
+		use_chain(&nat, nat_fixed[i]);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
+		use_chain(&filter, filter_fixed[i]);
+	kp_state_foreach(want, render_port, &rd);
+	/* KUBE-SERVICES and KUBE-POSTROUTING etc. were flushed; fill their fixed rules */
+	render_fixed(&rd);
+	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	if (!nat.err && !iptc_commit(nat.h))
+		fail(&nat, "commit");
+	if (!nat.err && !filter.err && !iptc_commit(filter.h))
+		fail(&filter, "commit");
+	r = nat.err ? nat.err : filter.err;
+	if (r < 0)
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "iptables sync failed: %s: %s",
+		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
+	else
+		allow_localnet(&rd);
+	table_close(&filter);
+out_nat:
+	table_close(&nat);
+out_maps:
+	kp_map_free(rd.nodeport_addrs);
+	kp_map_free(rd.nodeports_done);
+	return r;
+}
+
+/* ---- reading back ---- */
+
+struct dumper {
+	struct xtc_handle *nat, *filter;
+	kp_dump_fn fn;
+	void *userdata;
+	struct kp_endpoint eps[1024];
+	size_t n_eps;
+	struct in_addr node_addrs[64];
+	size_t n_node_addrs;
+};
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void add_ep(struct dumper *d, const char *sep)
+{
+	for (const struct ipt_entry *e = iptc_first_rule(sep, d->nat); e;
+	     e = iptc_next_rule(e, d->nat)) {
+		struct in_addr a;
+		uint16_t port;
+
+		if (!ipt_entry_dnat(e, &a, &port))
+			continue;
+		for (size_t i = 0; i < d->n_eps; i++)
+			if (d->eps[i].addr.v4.s_addr == a.s_addr && d->eps[i].port == port)
+				return;
+		if (d->n_eps < KP_ARRAY_SIZE(d->eps))
+			d->eps[d->n_eps++] = (struct kp_endpoint){
+				.addr = { .family = AF_INET, .v4 = a }, .port = port,
+				.ready = true, .serving = true,
+			};
+		return;
+	}
+}
+
+/* Collects the endpoints a KUBE-SVC/SVL/EXT chain leads to. */
+static void resolve(struct dumper *d, const char *chain)
+{
+	const struct ipt_entry *last = NULL;
+
+	if (has_prefix(chain, "KUBE-EXT-")) {
+		/* the catch-all jump (no source match) carries external traffic */
+		for (const struct ipt_entry *e = iptc_first_rule(chain, d->nat); e;
+		     e = iptc_next_rule(e, d->nat))
+			if (!e->ip.smsk.s_addr && e->target_offset == sizeof(*e))
+				last = e;
+		if (last)
+			resolve(d, iptc_get_target(last, d->nat));
+		return;
+	}
+	if (!has_prefix(chain, "KUBE-SVC-") && !has_prefix(chain, "KUBE-SVL-"))
+		return;
+	for (const struct ipt_entry *e = iptc_first_rule(chain, d->nat); e;
+	     e = iptc_next_rule(e, d->nat)) {
+		const char *t = iptc_get_target(e, d->nat);
+
+		if (has_prefix(t, "KUBE-SEP-"))
+			add_ep(d, t);
+	}
+}
+
+/* Splits kube-proxy's "ns/name:port rest" comment. */
+static bool parse_label(const char *comment, char *ns, char *name, char *port, size_t size)
+{
+	const char *slash = comment ? strchr(comment, '/') : NULL, *colon, *end;
+
+	if (!slash || !(colon = strchr(slash, ':')))
+		return false;
+	end = colon + strcspn(colon, " ");
+	snprintf(ns, size, "%.*s", (int)(slash - comment), comment);
+	snprintf(name, size, "%.*s", (int)(colon - slash - 1), slash + 1);
+	snprintf(port, size, "%.*s", (int)(end - colon - 1), colon + 1);
+	return true;
+}
+
+static enum kp_protocol proto_of(uint8_t p)
+{
+	return p == IPPROTO_UDP ? KP_PROTO_UDP : p == IPPROTO_SCTP ? KP_PROTO_SCTP : KP_PROTO_TCP;
+}
+
+static int emit(struct dumper *d, const struct ipt_entry *e, enum kp_frontend_kind kind,
+		struct in_addr vip, const char *detail)
+{
+	char ns[128], name[128], port[128];
+	struct kp_dump_entry de = { .kind = kind, .detail = detail };
+	uint8_t proto;
+	uint16_t dport;
+
+	if (!parse_label(ipt_entry_comment(e), ns, name, port, sizeof(ns)) ||
+	    !ipt_entry_dport(e, &proto, &dport))
+		return 0;
+	de.ns = ns;
+	de.name = name;
+	de.port_name = port;
+	de.protocol = proto_of(proto);
+	de.vip.family = AF_INET;
+	de.vip.v4 = vip;
+	de.port = dport;
+	de.endpoints = d->eps;
+	de.n_endpoints = d->n_eps;
+	return d->fn(&de, d->userdata);
+}
+
+static enum kp_frontend_kind kind_of(const char *comment)
+{
+	if (strstr(comment, " external IP"))
+		return KP_FE_EXTERNAL_IP;
+	if (strstr(comment, " loadbalancer IP"))
+		return KP_FE_LOAD_BALANCER;
+	return KP_FE_CLUSTER_IP;
+}
+
+static int dump_services(struct dumper *d)
+{
+	int r = 0;
+
+	for (const struct ipt_entry *e = iptc_first_rule("KUBE-SERVICES", d->nat); e && !r;
+	     e = iptc_next_rule(e, d->nat)) {
+		const char *t = iptc_get_target(e, d->nat);
+		struct in_addr vip;
+
+		if (!ipt_entry_dst(e, &vip) || !ipt_entry_comment(e))
+			continue;
+		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
+			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
+				d->node_addrs[d->n_node_addrs++] = vip;
+			continue;
+		}
+		d->n_eps = 0;
+		resolve(d, t);
+		r = emit(d, e, kind_of(ipt_entry_comment(e)), vip, t);
+	}
+	for (const struct ipt_entry *e = iptc_first_rule("KUBE-NODEPORTS", d->nat); e && !r;
+	     e = iptc_next_rule(e, d->nat)) {
+		const char *t = iptc_get_target(e, d->nat);
+
+		d->n_eps = 0;
+		resolve(d, t);
+		for (size_t i = 0; i < d->n_node_addrs && !r; i++)
+			r = emit(d, e, KP_FE_NODE_PORT, d->node_addrs[i], t);
+	}
+	return r;
+}
+
+/* Frontends that the filter table refuses: services without (local) endpoints. */
+static int dump_refused(struct dumper *d)
+{
+	static const char *const chains[] = { "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES" };
+	int r = 0;
+
+	d->n_eps = 0;
+	for (size_t c = 0; c < KP_ARRAY_SIZE(chains) && !r; c++) {
+		if (!iptc_is_chain(chains[c], d->filter))
+			continue;
+		for (const struct ipt_entry *e = iptc_first_rule(chains[c], d->filter); e && !r;
+		     e = iptc_next_rule(e, d->filter)) {
+			const char *t = iptc_get_target(e, d->filter), *comment = ipt_entry_comment(e);
+			struct in_addr vip;
+
+			if (!comment)
+				continue;
+			if (ipt_entry_dst(e, &vip))
+				r = emit(d, e, c ? kind_of(comment) : KP_FE_CLUSTER_IP, vip, t);
+			else
+				for (size_t i = 0; i < d->n_node_addrs && !r; i++)
+					r = emit(d, e, KP_FE_NODE_PORT, d->node_addrs[i], t);
+		}
+	}
+	return r;
+}
+
+static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
+{
+	struct dumper *d = calloc(1, sizeof(*d));
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	d->fn = fn;
+	d->userdata = userdata;
+	d->nat = iptc_init("nat");
+	d->filter = d->nat ? iptc_init("filter") : NULL;
+	if (!d->nat || !d->filter) {
+		r = errno ? -errno : -EIO;
+		goto out;
+	}
+	r = iptc_is_chain("KUBE-SERVICES", d->nat) ? dump_services(d) : 0;
+	if (!r)
+		r = dump_refused(d);
+out:
+	if (d->nat)
+		iptc_free(d->nat);
+	if (d->filter)
+		iptc_free(d->filter);
+	free(d);
+	return r;
+}
+
+/* ---- cleanup ---- */
+
+static void remove_jumps(struct table *t, const char *chain, const char *const *fixed,
+			 size_t n_fixed)
+{
+	if (!iptc_is_chain(chain, t->h))
+		return;
+	while (!t->err) {
+		const struct ipt_entry *e;
+		unsigned num = 0;
+
+		for (e = iptc_first_rule(chain, t->h); e; e = iptc_next_rule(e, t->h), num++)
+			if (owned_chain(iptc_get_target(e, t->h), fixed, n_fixed))
+				break;
+		if (!e)
+			return;
+		if (!iptc_delete_num_entry(chain, num, t->h))
+			fail(t, "delete jump");
+	}
+}
+
+static int ipt_cleanup(void *priv)
+{
+	struct ipt *ipt = priv;
+	static const char *const nat_builtin[] = { "PREROUTING", "OUTPUT", "POSTROUTING" };
+	static const char *const filter_builtin[] = { "INPUT", "FORWARD", "OUTPUT" };
+	struct table nat, filter;
+	int r;
+
+	r = table_open(&nat, ipt, "nat");
+	if (r < 0)
+		return r;
+	r = table_open(&filter, ipt, "filter");
+	if (r < 0) {
+		table_close(&nat);
+		return r;
+	}
+	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_builtin); i++)
+		remove_jumps(&nat, nat_builtin[i], nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_builtin); i++)
+		remove_jumps(&filter, filter_builtin[i], filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	flush_owned(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+	flush_owned(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	if (!nat.err && !iptc_commit(nat.h))
+		fail(&nat, "commit");
+	if (!nat.err && !filter.err && !iptc_commit(filter.h))
+		fail(&filter, "commit");
+	r = nat.err ? nat.err : filter.err;
+	table_close(&filter);
+	table_close(&nat);
+	return r;
+}
+
+/* ---- lifetime ---- */
+
+static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+{
+	struct ipt *ipt = calloc(1, sizeof(*ipt));
+	char *cidrs, *tok, *save = NULL;
+
+	if (!ipt)
+		return -ENOMEM;
+	ipt->ctx = ctx;
+	ipt->masquerade_all = cfg->masquerade_all;
+	ipt_rule_init(&ipt->r);
+	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;
+	for (tok = cidrs ? strtok_r(cidrs, ",", &save) : NULL; tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		struct kp_addr a;
+		uint8_t prefix;
+
+		if (kp_cidr_from_str(tok, &a, &prefix) < 0) {
+			kp_log(ctx, KP_LOG_DEBUG, "iptables: bad cluster CIDR \"%s\"", tok);
+			free(cidrs);
+			ipt_rule_fini(&ipt->r);
+			free(ipt);
+			return -EINVAL;
+		}
+		if (a.family == AF_INET && ipt->n_cluster_nets < MAX_CIDRS) {
+			ipt->cluster_nets[ipt->n_cluster_nets] = a.v4;
+			ipt->cluster_prefixes[ipt->n_cluster_nets++] = prefix;
+		}
+	}
+	free(cidrs);
+	/* fail early, with the reason, where the kernel or privileges are missing */
+	{
+		struct xtc_handle *h = iptc_init("nat");
+
+		if (!h) {
+			int r = errno ? -errno : -EIO;
+
+			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
+			       iptc_strerror(errno));
+			ipt_rule_fini(&ipt->r);
+			free(ipt);
+			return r;
+		}
+		iptc_free(h);
+	}
+	*ret_priv = ipt;
+	return 0;
+}
+
+static void ipt_destroy(void *priv)
+{
+	struct ipt *ipt = priv;
+
+	ipt_rule_fini(&ipt->r);
+	free(ipt);
+}
+
+const struct kp_backend_ops kp_backend_iptables = {
+	.name = "iptables",
+	.init = ipt_init,
+	.sync = ipt_sync,
+	.dump = ipt_dump,
+	.cleanup = ipt_cleanup,
+	.destroy = ipt_destroy,
+};

@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Rule building for the iptables backend. An entry is laid out as the kernel wants it:
+ * struct ipt_entry, then each match (struct xt_entry_match header and the match's own
+ * struct, XT_ALIGNed), then the target. Jumps and verdicts use the standard target with
+ * the chain or verdict name, which libiptc resolves at commit time. The structs are the
+ * kernel's uapi ones; the revisions are those iptables 1.8 uses.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libiptc/libiptc.h>
+#include <linux/netfilter/nf_nat.h>
+#include <linux/netfilter/xt_addrtype.h>
+#include <linux/netfilter/xt_comment.h>
+#include <linux/netfilter/xt_conntrack.h>
+#include <linux/netfilter/xt_mark.h>
+#include <linux/netfilter/xt_recent.h>
+#include <linux/netfilter/xt_sctp.h>
+#include <linux/netfilter/xt_statistic.h>
+#include <linux/netfilter/xt_tcpudp.h>
+#include <linux/netfilter_ipv4/ipt_REJECT.h>
+
+#include "rule.h"
+
+void ipt_rule_init(struct ipt_rule *r)
+{
+	memset(r, 0, sizeof(*r));
+	ipt_rule_reset(r);
+}
+
+void ipt_rule_fini(struct ipt_rule *r)
+{
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}
+
+static void *grow(struct ipt_rule *r, size_t size)
+{
+	void *p;
+
+	if (r->oom)
+		return NULL;
+	if (r->size + size > r->cap) {
+		size_t cap = (r->size + size) * 2;
+		unsigned char *b = realloc(r->buf, cap);
+
+		if (!b) {
+			r->oom = true;
+			return NULL;
+		}
+		r->buf = b;
+		r->cap = cap;
+	}
+	p = r->buf + r->size;
+	memset(p, 0, size);
+	r->size += size;
+	return p;
+}
+
+static struct ipt_entry *entry(const struct ipt_rule *r)
+{
+	return (struct ipt_entry *)r->buf;
+}
+
+void ipt_rule_reset(struct ipt_rule *r)
+{
+	r->size = 0;
+	r->oom = false;
+	if (grow(r, XT_ALIGN(sizeof(struct ipt_entry))))
+		entry(r)->target_offset = entry(r)->next_offset =
+			XT_ALIGN(sizeof(struct ipt_entry));
+}
+
+static uint32_t mask_of(unsigned prefix)
+{
+	return prefix ? htonl(~0u << (32 - prefix)) : 0;
+}
+
+void ipt_rule_src(struct ipt_rule *r, struct in_addr a, unsigned prefix, bool invert)
+{
+	if (r->oom)
+		return;
+	entry(r)->ip.smsk.s_addr = mask_of(prefix);
+	entry(r)->ip.src.s_addr = a.s_addr & mask_of(prefix);
+	if (invert)
+		entry(r)->ip.invflags |= IPT_INV_SRCIP;
+}
+
+void ipt_rule_dst(struct ipt_rule *r, struct in_addr a, unsigned prefix, bool invert)
+{
+	if (r->oom)
+		return;
+	entry(r)->ip.dmsk.s_addr = mask_of(prefix);
+	entry(r)->ip.dst.s_addr = a.s_addr & mask_of(prefix);
+	if (invert)
+		entry(r)->ip.invflags |= IPT_INV_DSTIP;
+}
+
+/* Appends a match and returns its data. Matches must come before the target. */
+static void *add_match(struct ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
+{
+	size_t size = XT_ALIGN(sizeof(struct xt_entry_match) + data_size);
+	struct xt_entry_match *m = grow(r, size);
+
+	if (!m)
+		return NULL;
+	m->u.user.match_size = (uint16_t)size;
+	snprintf(m->u.user.name, sizeof(m->u.user.name), "%s", name);
+	m->u.user.revision = rev;
+	entry(r)->target_offset = entry(r)->next_offset = (uint16_t)r->size;
+	return m->data;
+}
+
+static void *add_target(struct ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
+{
+	size_t size = XT_ALIGN(sizeof(struct xt_entry_target) + data_size);
+	size_t off = r->size;
+	struct xt_entry_target *t = grow(r, size);
+
+	if (!t)
+		return NULL;
+	t->u.user.target_size = (uint16_t)size;
+	snprintf(t->u.user.name, sizeof(t->u.user.name), "%s", name);
+	t->u.user.revision = rev;
+	entry(r)->target_offset = (uint16_t)off;
+	entry(r)->next_offset = (uint16_t)r->size;
+	return t->data;
+}
+
+void ipt_rule_proto_dport(struct ipt_rule *r, uint8_t proto, uint16_t dport)
+{
+	if (r->oom)
+		return;
+	entry(r)->ip.proto = proto;
+	if (proto == IPPROTO_TCP) {
+		struct xt_tcp *t = add_match(r, "tcp", 0, sizeof(*t));
+
+		if (t) {
+			t->spts[1] = 0xffff;
+			t->dpts[0] = dport ? dport : 0;
+			t->dpts[1] = dport ? dport : 0xffff;
+		}
+	} else if (proto == IPPROTO_UDP) {
+		struct xt_udp *u = add_match(r, "udp", 0, sizeof(*u));
+
+		if (u) {
+			u->spts[1] = 0xffff;
+			u->dpts[0] = dport ? dport : 0;
+			u->dpts[1] = dport ? dport : 0xffff;
+		}
+	} else if (proto == IPPROTO_SCTP && dport) {
+		struct xt_sctp_info *s = add_match(r, "sctp", 0, sizeof(*s));
+
+		if (s) {
+			s->spts[1] = 0xffff;
+			s->dpts[0] = s->dpts[1] = dport;
+			s->flags = XT_SCTP_DEST_PORTS;
+		}
+	}
+}
+
+void ipt_rule_comment(struct ipt_rule *r, const char *fmt, ...)
+{
+	struct xt_comment_info *c = add_match(r, "comment", 0, sizeof(*c));
+	va_list ap;
+
+	if (!c)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->comment, sizeof(c->comment), fmt, ap);
+	va_end(ap);
+}
+
+void ipt_rule_statistic(struct ipt_rule *r, unsigned n_remaining)
+{
+	struct xt_statistic_info *s = add_match(r, "statistic", 0, sizeof(*s));
+	double p = 1.0 / n_remaining;
+
+	if (!s)
+		return;
+	s->mode = XT_STATISTIC_MODE_RANDOM;
+	/* as iptables rounds it: lround(0x80000000 * p), p printed with 10 decimals */
+	p = (double)(long long)(p * 1e10 + 0.5) / 1e10;
+	s->u.random.probability = (uint32_t)(0x80000000u * p + 0.5);
+}
+
+void ipt_rule_recent(struct ipt_rule *r, const char *name, bool set, uint32_t seconds)
+{
+	struct xt_recent_mtinfo_v1 *m = add_match(r, "recent", 1, sizeof(*m));
+
+	if (!m)
+		return;
+	m->check_set = set ? XT_RECENT_SET : XT_RECENT_CHECK | XT_RECENT_REAP;
+	m->seconds = set ? 0 : seconds;
+	m->side = XT_RECENT_SOURCE;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	memset(&m->mask, 0xff, sizeof(m->mask.in));
+}
+
+void ipt_rule_addrtype_local(struct ipt_rule *r, bool src, bool invert)
+{
+	struct xt_addrtype_info_v1 *a = add_match(r, "addrtype", 1, sizeof(*a));
+
+	if (!a)
+		return;
+	if (src) {
+		a->source = XT_ADDRTYPE_LOCAL;
+		a->flags = invert ? XT_ADDRTYPE_INVERT_SOURCE : 0;
+	} else {
+		a->dest = XT_ADDRTYPE_LOCAL;
+		a->flags = invert ? XT_ADDRTYPE_INVERT_DEST : 0;
+	}
+}
+
+void ipt_rule_mark(struct ipt_rule *r, uint32_t mark, uint32_t mask, bool invert)
+{
+	struct xt_mark_mtinfo1 *m = add_match(r, "mark", 1, sizeof(*m));
+
+	if (!m)
+		return;
+	m->mark = mark;
+	m->mask = mask;
+	m->invert = invert;
+}
+
+void ipt_rule_ctstate(struct ipt_rule *r, unsigned states)
+{
+	struct xt_conntrack_mtinfo3 *c = add_match(r, "conntrack", 3, sizeof(*c));
+
+	if (!c)
+		return;
+	c->match_flags = XT_CONNTRACK_STATE;
+	c->state_mask = (uint16_t)states;
+}
+
+void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)
+{
+	struct xt_standard_target *t;
+	size_t off = r->size;
+
+	t = grow(r, XT_ALIGN(sizeof(*t)));
+	if (!t)
+		return;
+	t->target.u.user.target_size = (uint16_t)XT_ALIGN(sizeof(*t));
+	snprintf(t->target.u.user.name, sizeof(t->target.u.user.name), "%s", chain_or_verdict);
+	entry(r)->target_offset = (uint16_t)off;
+	entry(r)->next_offset = (uint16_t)r->size;
+}
+
+void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port)
+{
+	struct nf_nat_ipv4_multi_range_compat *n = add_target(r, "DNAT", 0, sizeof(*n));
+
+	if (!n)
+		return;
+	n->rangesize = 1;
+	n->range[0].flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
+	n->range[0].min_ip = n->range[0].max_ip = a.s_addr;
+	n->range[0].min.all = n->range[0].max.all = htons(port);
+}
+
+void ipt_rule_masquerade(struct ipt_rule *r)
+{
+	struct nf_nat_ipv4_multi_range_compat *n = add_target(r, "MASQUERADE", 0, sizeof(*n));
+
+	if (n)
+		n->rangesize = 1;
+}
+
+void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
+{
+	struct xt_mark_tginfo2 *m = add_target(r, "MARK", 2, sizeof(*m));
+
+	if (!m)
+		return;
+	m->mark = mark;
+	m->mask = mask;
+}
+
+void ipt_rule_reject(struct ipt_rule *r)
+{
+	struct ipt_reject_info *j = add_target(r, "REJECT", 0, sizeof(*j));
+
+	if (j)
+		j->with = IPT_ICMP_PORT_UNREACHABLE;
+}
+
+void ipt_rule_no_target(struct ipt_rule *r)
+{
+	ipt_rule_jump(r, "");		/* standard target, verdict 0 = continue */
+}
+
+const struct ipt_entry *ipt_rule_entry(const struct ipt_rule *r)
+{
+	return r->oom ? NULL : entry(r);
+}
+
+/* ---- reading back ---- */
+
+static const struct xt_entry_match *find_match(const struct ipt_entry *e, const char *name)
+{
+	for (size_t off = sizeof(*e); off < e->target_offset;) {
+		const struct xt_entry_match *m = (const void *)((const char *)e + off);
+
+		if (m->u.match_size < sizeof(*m))
+			break;
+		if (strcmp(m->u.user.name, name) == 0)
+			return m;
+		off += m->u.match_size;
+	}
+	return NULL;
+}
+
+bool ipt_entry_dst(const struct ipt_entry *e, struct in_addr *ret_addr)
+{
+	if (e->ip.dmsk.s_addr != 0xffffffffu || (e->ip.invflags & IPT_INV_DSTIP))
+		return false;
+	*ret_addr = e->ip.dst;
+	return true;
+}
+
+bool ipt_entry_dport(const struct ipt_entry *e, uint8_t *ret_proto, uint16_t *ret_port)
+{
+	const struct xt_entry_match *m;
+
+	if ((m = find_match(e, "tcp")))
+		*ret_port = ((const struct xt_tcp *)m->data)->dpts[0];
+	else if ((m = find_match(e, "udp")))
+		*ret_port = ((const struct xt_udp *)m->data)->dpts[0];
+	else if ((m = find_match(e, "sctp")))
+		*ret_port = ((const struct xt_sctp_info *)m->data)->dpts[0];
+	else
+		return false;
+	*ret_proto = (uint8_t)e->ip.proto;
+	return true;
+}
+
+bool ipt_entry_dnat(const struct ipt_entry *e, struct in_addr *ret_addr, uint16_t *ret_port)
+{
+	const struct xt_entry_target *t = (const void *)((const char *)e + e->target_offset);
+	const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
+
+	if (strcmp(t->u.user.name, "DNAT") || t->u.target_size < sizeof(*t) + sizeof(*n))
+		return false;
+	ret_addr->s_addr = n->range[0].min_ip;
+	*ret_port = ntohs(n->range[0].min.all);
+	return true;
+}
+
+const char *ipt_entry_comment(const struct ipt_entry *e)
+{
+	const struct xt_entry_match *m = find_match(e, "comment");
+
+	return m ? ((const struct xt_comment_info *)m->data)->comment : NULL;
+}
