@@ -676,6 +676,34 @@ struct dumper {
 	size_t n_node_addrs;
 };
 
+/*
+ * A chain's rules as an array: libiptc has one rule iterator per handle, so walks that
+ * look into other chains on the way must not nest iterations. The entries stay valid
+ * until the handle is freed. Caller frees the array; NULL with *ret_n 0 for none.
+ */
+static const struct ipt_entry **rules_of(struct xtc_handle *h, const char *chain, size_t *ret_n)
+{
+	const struct ipt_entry **v = NULL;
+	size_t n = 0, cap = 0;
+
+	*ret_n = 0;
+	if (!iptc_is_chain(chain, h))
+		return NULL;
+	for (const struct ipt_entry *e = iptc_first_rule(chain, h); e; e = iptc_next_rule(e, h)) {
+		if (n == cap) {
+			const struct ipt_entry **nv = realloc(v, (cap = cap ? cap * 2 : 16) *
+								    sizeof(*v));
+
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = e;
+	}
+	*ret_n = n;
+	return v;
+}
+
 static bool has_prefix(const char *s, const char *prefix)
 {
 	return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -705,27 +733,31 @@ static void add_ep(struct dumper *d, const char *sep)
 /* Collects the endpoints a KUBE-SVC/SVL/EXT chain leads to. */
 static void resolve(struct dumper *d, const char *chain)
 {
-	const struct ipt_entry *last = NULL;
+	const struct ipt_entry **v, *last = NULL;
+	size_t n;
 
-	if (has_prefix(chain, "KUBE-EXT-")) {
-		/* the catch-all jump (no source match) carries external traffic */
-		for (const struct ipt_entry *e = iptc_first_rule(chain, d->nat); e;
-		     e = iptc_next_rule(e, d->nat))
-			if (!e->ip.smsk.s_addr && e->target_offset == sizeof(*e))
-				last = e;
-		if (last)
-			resolve(d, iptc_get_target(last, d->nat));
+	if (!has_prefix(chain, "KUBE-EXT-") && !has_prefix(chain, "KUBE-SVC-") &&
+	    !has_prefix(chain, "KUBE-SVL-"))
 		return;
-	}
-	if (!has_prefix(chain, "KUBE-SVC-") && !has_prefix(chain, "KUBE-SVL-"))
-		return;
-	for (const struct ipt_entry *e = iptc_first_rule(chain, d->nat); e;
-	     e = iptc_next_rule(e, d->nat)) {
-		const char *t = iptc_get_target(e, d->nat);
+	v = rules_of(d->nat, chain, &n);
+	for (size_t i = 0; i < n; i++) {
+		const char *t = iptc_get_target(v[i], d->nat);
 
-		if (has_prefix(t, "KUBE-SEP-"))
+		/* in KUBE-EXT, the catch-all jump (no match at all) carries external traffic */
+		if (has_prefix(chain, "KUBE-EXT-")) {
+			if (!v[i]->ip.smsk.s_addr && v[i]->target_offset == sizeof(*v[i]))
+				last = v[i];
+		} else if (has_prefix(t, "KUBE-SEP-")) {
 			add_ep(d, t);
+		}
 	}
+	if (last) {
+		char target[KP_CHAIN_NAME_SIZE];
+
+		snprintf(target, sizeof(target), "%s", iptc_get_target(last, d->nat));
+		resolve(d, target);
+	}
+	free(v);
 }
 
 /* Splits kube-proxy's "ns/name:port rest" comment. */
@@ -781,14 +813,17 @@ static enum kp_frontend_kind kind_of(const char *comment)
 
 static int dump_services(struct dumper *d)
 {
+	const struct ipt_entry **v;
+	size_t n;
 	int r = 0;
 
-	for (const struct ipt_entry *e = iptc_first_rule("KUBE-SERVICES", d->nat); e && !r;
-	     e = iptc_next_rule(e, d->nat)) {
-		const char *t = iptc_get_target(e, d->nat);
+	v = rules_of(d->nat, "KUBE-SERVICES", &n);
+	for (size_t i = 0; i < n && !r; i++) {
+		char t[KP_CHAIN_NAME_SIZE];
 		struct in_addr vip;
 
-		if (!ipt_entry_dst(e, &vip) || !ipt_entry_comment(e))
+		snprintf(t, sizeof(t), "%s", iptc_get_target(v[i], d->nat));
+		if (!ipt_entry_dst(v[i], &vip) || !ipt_entry_comment(v[i]))
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
 			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
@@ -797,17 +832,20 @@ static int dump_services(struct dumper *d)
 		}
 		d->n_eps = 0;
 		resolve(d, t);
-		r = emit(d, e, kind_of(ipt_entry_comment(e)), vip, t);
+		r = emit(d, v[i], kind_of(ipt_entry_comment(v[i])), vip, t);
 	}
-	for (const struct ipt_entry *e = iptc_first_rule("KUBE-NODEPORTS", d->nat); e && !r;
-	     e = iptc_next_rule(e, d->nat)) {
-		const char *t = iptc_get_target(e, d->nat);
+	free(v);
+	v = rules_of(d->nat, "KUBE-NODEPORTS", &n);
+	for (size_t i = 0; i < n && !r; i++) {
+		char t[KP_CHAIN_NAME_SIZE];
 
+		snprintf(t, sizeof(t), "%s", iptc_get_target(v[i], d->nat));
 		d->n_eps = 0;
 		resolve(d, t);
-		for (size_t i = 0; i < d->n_node_addrs && !r; i++)
-			r = emit(d, e, KP_FE_NODE_PORT, d->node_addrs[i], t);
+		for (size_t a = 0; a < d->n_node_addrs && !r; a++)
+			r = emit(d, v[i], KP_FE_NODE_PORT, d->node_addrs[a], t);
 	}
+	free(v);
 	return r;
 }
 

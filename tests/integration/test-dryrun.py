@@ -237,7 +237,7 @@ def test_flags():
                        timeout=DEADLINE)
     ok(r.returncode == 1 and "/nonexistent" in r.stderr, "a missing directory is an error",
        r.stderr)
-    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "iptables",
+    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "ipvs",
                         "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 1 and "--dry-run" in r.stderr,

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Client side of the network-namespace tests, run inside a namespace.
+  client.py tcp HOST PORT COUNT   one connection each; prints the pod's answer, or
+                                  "ERR <reason> <seconds>"
+  client.py udp HOST PORT COUNT   one datagram each from one socket; same output
+  client.py hold HOST PORT        connects, prints the answer, then for each line on
+                                  stdin sends it and prints the echo
+Every operation has a 2 s time-out."""
+import socket
+import sys
+import time
+
+TIMEOUT = 2.0
+
+
+def tcp_once(host, port):
+    start = time.monotonic()
+    try:
+        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+            return s.makefile().readline().strip() or "ERR empty 0"
+    except OSError as e:
+        reason = type(e).__name__ if not e.errno else {111: "refused", 113: "unreachable"}.get(
+            e.errno, "errno%d" % e.errno)
+        return "ERR %s %.3f" % (reason, time.monotonic() - start)
+
+
+def main():
+    mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "tcp":
+        for _ in range(int(sys.argv[4])):
+            print(tcp_once(host, port), flush=True)
+    elif mode == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        for i in range(int(sys.argv[4])):
+            start = time.monotonic()
+            try:
+                s.sendto(b"q%d" % i, (host, port))
+                print(s.recv(2048).decode().strip(), flush=True)
+            except OSError as e:
+                print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
+    elif mode == "hold":
+        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+            f = s.makefile("rw")
+            print(f.readline().strip(), flush=True)
+            for line in sys.stdin:
+                try:
+                    f.write(line)
+                    f.flush()
+                    print(f.readline().strip() or "ERR closed", flush=True)
+                except OSError as e:
+                    print("ERR %s" % type(e).__name__, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

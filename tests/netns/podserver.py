@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A pod for the network-namespace tests: answers on TCP and UDP with its own name
+and the address it saw the client come from ("NAME PEERIP\\n"), then (TCP) echoes
+lines until the client closes. Usage: podserver.py NAME PORT [PORT...]"""
+import selectors
+import socket
+import sys
+
+
+def main():
+    name = sys.argv[1].encode()
+    sel = selectors.DefaultSelector()
+    for port in map(int, sys.argv[2:]):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind(("0.0.0.0", port))
+        t.listen(512)
+        t.setblocking(False)
+        sel.register(t, selectors.EVENT_READ, "tcp")
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("0.0.0.0", port))
+        sel.register(u, selectors.EVENT_READ, "udp")
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            if key.data == "tcp":
+                try:
+                    c, peer = s.accept()
+                except BlockingIOError:
+                    continue
+                c.setblocking(False)
+                try:
+                    c.send(name + b" " + peer[0].encode() + b"\n")
+                except OSError:
+                    c.close()
+                    continue
+                sel.register(c, selectors.EVENT_READ, "conn")
+            elif key.data == "udp":
+                data, peer = s.recvfrom(2048)
+                s.sendto(name + b" " + peer[0].encode() + b"\n", peer)
+            else:
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    sel.unregister(s)
+                    s.close()
+                else:
+                    try:
+                        s.send(data)
+                    except OSError:
+                        pass
+
+
+if __name__ == "__main__":
+    main()

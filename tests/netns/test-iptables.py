@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""kproxyd --proxy-mode iptables in a node namespace, with real connections from the
+node itself and from a client namespace to pods behind a bridge. Needs root,
+iptables-legacy and network namespaces; prints TAP."""
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from topology import Topology, sh  # noqa: E402
+
+TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
+KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
+KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
+DEADLINE = 10.0
+count = failed = 0
+
+PODS = [("pod-a1", "10.244.1.2"), ("pod-b1", "10.244.2.3"), ("pod-b2", "10.244.2.4"),
+        ("pod-unready", "10.244.1.9")]
+
+
+def ok(cond, desc, detail=""):
+    global count, failed
+    count += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc), flush=True)
+    if not cond:
+        failed += 1
+        for line in str(detail).splitlines()[:30]:
+            print("#   " + line)
+    return cond
+
+
+def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"):
+    np = ", nodePort: %d" % node_port if node_port else ""
+    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: t}\n"
+            "spec:\n  type: %s\n  clusterIP: %s\n  ports: [{name: p, port: %d, protocol: %s%s}]\n"
+            "%s---\n" % (name, ptype, ip, port, proto, np, extra))
+
+
+def slice_(svcname, eps, proto="TCP", sname=None):
+    lines = []
+    for ip, node, ready in eps:
+        cond = "{ready: true}" if ready is True else "{ready: false, serving: false}" \
+            if ready is False else "{ready: false, serving: true, terminating: true}"
+        lines.append("- {addresses: [%s], nodeName: %s, conditions: %s}" % (ip, node, cond))
+    return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+            "metadata: {name: %s, namespace: t, labels: {kubernetes.io/service-name: %s}}\n"
+            "addressType: IPv4\nports: [{name: p, port: 8080, protocol: %s}]\nendpoints:\n%s\n---\n"
+            % (sname or svcname + "-1", svcname, proto, "\n".join(lines)))
+
+
+A1, B1, B2, UN = [(ip, "node-a" if "1.2" in ip or "1.9" in ip else "node-b", True)
+                  for _, ip in PODS]
+UN = (UN[0], "node-a", False)
+
+
+def manifests(web_eps):
+    return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080)
+            + slice_("web", web_eps)
+            + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
+            + slice_("sticky", [A1, B1, B2])
+            + svc("empty", "10.96.0.12", 80, ptype="NodePort", node_port=30082)
+            + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n",
+                  ptype="NodePort", node_port=30083)
+            + slice_("local", [A1, B1])
+            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", [A1, B1], proto="UDP")
+            + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.50.100]\n")
+            + slice_("ext", [B2])
+            + svc("term", "10.96.0.16", 80)
+            + slice_("term", [(B1[0], "node-b", "terminating"), (UN[0], "node-a", False)]))
+
+
+class Kproxyd:
+    def __init__(self, topo, mdir, *extra):
+        self.sock = os.path.join(mdir, "..", "kproxyd.sock")
+        self.log = open(os.path.join(mdir, "..", "kproxyd.log"), "a")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "iptables",
+             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
+             "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
+             "--nodeport-addresses", "192.168.50.0/24", "--v", "2", *extra],
+            stdout=self.log, stderr=self.log)
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end and self.proc.poll() is None:
+            if subprocess.run([KPROXYCTL, "-s", self.sock, "status"],
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def names(lines):
+    return collections.Counter(l.split()[0] if not l.startswith("ERR") else "ERR" for l in lines)
+
+
+def wait_until(fn):
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def save(topo):
+    out = sh("iptables-legacy-save", ns=topo.node).stdout
+    return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
+
+
+def run_tests(topo, mdir):
+    n = topo.node
+    sh("iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN", ns=n)
+    sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j", "OTHER-CHAIN",
+       ns=n)
+    sh("iptables-legacy", "-t", "filter", "-S", ns=n)  # load both tables before the snapshot
+    before = save(topo)
+    with open(os.path.join(mdir, "services.yaml"), "w") as f:
+        f.write(manifests([A1, B1, B2, UN]))
+    k = Kproxyd(topo, mdir)
+    ok(k.proc.poll() is None, "kproxyd runs in iptables mode", open(k.log.name).read())
+
+    lines = topo.run(n, "tcp", "10.96.0.10", 80, 300)
+    c = names(lines)
+    ok(set(c) == {"pod-a1", "pod-b1", "pod-b2"},
+       "ClusterIP from the node reaches every ready endpoint, never the unready one", c)
+    ok("ERR" not in c and min(c.values()) >= 50, "spread roughly evenly over 300 connections",
+       c)
+    c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 60))
+    ok(set(c) == {"pod-a1", "pod-b1", "pod-b2"}, "ClusterIP routed through the node", c)
+    c = names(topo.run(topo.client, "tcp", "192.168.50.1", 30080, 60))
+    ok(set(c) == {"pod-a1", "pod-b1", "pod-b2"}, "NodePort from outside the node", c)
+    c = names(topo.run(topo.client, "tcp", "192.168.50.100", 80, 10))
+    ok(set(c) == {"pod-b2"}, "externalIP", c)
+    lines = topo.run(topo.client, "tcp", "192.168.50.1", 30083, 40)
+    ok(set(names(lines)) == {"pod-a1"}, "externalTrafficPolicy Local: only local endpoints",
+       lines[:5])
+    ok(all(l.endswith(" 192.168.50.2") for l in lines),
+       "externalTrafficPolicy Local keeps the client source address", lines[:5])
+    lines = topo.run(topo.client, "tcp", "192.168.50.1", 30080, 5)
+    ok(all(not l.endswith(" 192.168.50.2") for l in lines),
+       "externalTrafficPolicy Cluster masquerades NodePort traffic", lines)
+    c = names(topo.run(n, "tcp", "10.96.0.11", 80, 30))
+    ok(len(c) == 1 and "ERR" not in c, "ClientIP affinity sticks to one endpoint", c)
+    c = names(topo.run(n, "tcp", "10.96.0.16", 80, 20))
+    ok(set(c) == {"pod-b1"}, "only a terminating endpoint left: it is used", c)
+    lines = topo.run(n, "tcp", "10.96.0.12", 80, 3)
+    ok(all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines),
+       "a service with no endpoints refuses at once (from the node)", lines)
+    lines = topo.run(topo.client, "tcp", "192.168.50.1", 30082, 2)
+    ok(all(l.startswith("ERR refused") for l in lines),
+       "and on its NodePort from outside", lines)
+    c = names(topo.run(topo.client, "udp", "10.96.0.14", 53, 20))
+    ok(set(c) <= {"pod-a1", "pod-b1"} and "ERR" not in c and c, "UDP through a ClusterIP", c)
+
+    dump = subprocess.run([KPROXYCTL, "-s", k.sock, "dump", "-o", "json"], capture_output=True,
+                          text=True)
+    entries = {(e["service"], e["kind"], e["vip"], e["port"]):
+               sorted(x["ip"] for x in e["endpoints"])
+               for e in json.loads(dump.stdout)["entries"]} if dump.returncode == 0 else {}
+    ok(entries.get(("t/web", "ClusterIP", "10.96.0.10", 80))
+       == ["10.244.1.2", "10.244.2.3", "10.244.2.4"]
+       and entries.get(("t/web", "NodePort", "192.168.50.1", 30080))
+       == ["10.244.1.2", "10.244.2.3", "10.244.2.4"]
+       and entries.get(("t/local", "NodePort", "192.168.50.1", 30083)) == ["10.244.1.2"]
+       and entries.get(("t/empty", "ClusterIP", "10.96.0.12", 80)) == [],
+       "kproxyctl dump reads the kernel's rules back",
+       "\n".join("%s -> %s" % kv for kv in sorted(entries.items())) + dump.stderr)
+
+    # an established connection survives a restart
+    hold = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable,
+                             os.path.join(os.path.dirname(__file__), "client.py"), "hold",
+                             "10.96.0.10", "80"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    first = hold.stdout.readline().strip()
+    rc = k.stop()
+    ok(rc == 0, "SIGTERM stops kproxyd")
+    k = Kproxyd(topo, mdir)
+    hold.stdin.write("ping\n")
+    hold.stdin.flush()
+    echo = hold.stdout.readline().strip()
+    hold.stdin.close()
+    hold.wait(DEADLINE)
+    ok(first.startswith("pod-") and echo == "ping",
+       "an established connection through the VIP survives a restart", (first, echo))
+
+    # an endpoint removed from the manifests stops getting connections
+    with open(os.path.join(mdir, "services.yaml.tmp"), "w") as f:
+        f.write(manifests([A1, B1]))
+    os.rename(os.path.join(mdir, "services.yaml.tmp"), os.path.join(mdir, "services.yaml"))
+    good = wait_until(lambda: "pod-b2" not in names(topo.run(n, "tcp", "10.96.0.10", 80, 20)))
+    c = names(topo.run(n, "tcp", "10.96.0.10", 80, 60))
+    ok(good and set(c) == {"pod-a1", "pod-b1"}, "a removed endpoint gets no new connections", c)
+
+    # a resync repairs rules deleted behind kproxyd's back
+    k.stop()
+    k = Kproxyd(topo, mdir, "--sync-period", "1s")
+    sh("iptables-legacy", "-t", "nat", "-F", "KUBE-SERVICES", ns=n)
+    good = wait_until(lambda: names(topo.run(n, "tcp", "10.96.0.10", 80, 1)).keys()
+                      <= {"pod-a1", "pod-b1"})
+    ok(good, "the periodic resync repairs a flushed KUBE-SERVICES")
+    k.stop()
+
+    r = subprocess.run(["ip", "netns", "exec", n, KPROXYD, "--proxy-mode", "iptables",
+                        "--cleanup"], capture_output=True, text=True, timeout=30)
+    after = save(topo)
+    ok(r.returncode == 0 and after == before,
+       "--cleanup leaves the tables as they were before kproxyd started",
+       "\n".join(l for l in after if l not in before) + r.stderr)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("1..0 # SKIP needs root for network namespaces and iptables")
+        return 0
+    if not shutil.which("iptables-legacy"):
+        print("Bail out! iptables-legacy is missing: run scripts/install-deps")
+        return 1
+    tmp = tempfile.mkdtemp(prefix="kp-netns-")
+    mdir = os.path.join(tmp, "manifests")
+    os.mkdir(mdir)
+    topo = None
+    try:
+        topo = Topology(PODS, external_ips=["192.168.50.100"])
+        run_tests(topo, mdir)
+    except Exception as e:  # report, then clean up
+        ok(False, "test run raised %s" % type(e).__name__, str(e))
+    finally:
+        if topo:
+            topo.teardown()
+        log = os.path.join(tmp, "kproxyd.log")
+        if failed and os.path.exists(log):
+            print("# kproxyd log:")
+            for line in open(log).read().splitlines()[-30:]:
+                print("#   " + line)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("1..%d" % count)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
