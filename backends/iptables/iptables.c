@@ -20,6 +20,7 @@
 #include <linux/netfilter/xt_conntrack.h>
 
 #include "internal.h"
+#include "../common/conntrack.h"
 #include "names.h"
 #include "rule.h"
 
@@ -43,6 +44,7 @@ struct ipt {
 	uint8_t cluster_prefixes[MAX_CIDRS];
 	size_t n_cluster_nets;
 	bool masquerade_all;
+	bool synced;			/* a sync succeeded since start */
 	struct ipt_rule r;
 };
 
@@ -616,6 +618,85 @@ static void allow_localnet(struct render *rd)
 	}
 }
 
+/* ---- stale UDP conntrack entries ---- */
+
+struct flushes {
+	struct kp_ct_flush *v;
+	size_t n, cap;
+	bool after_start;		/* new service ports count as getting endpoints */
+};
+
+static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t port,
+		      struct in_addr ep)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		struct kp_ct_flush *v = realloc(f->v, cap * sizeof(*v));
+
+		if (!v)
+			return;
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n++] = (struct kp_ct_flush){
+		.vip = fe->addr.v4, .port = port, .proto = IPPROTO_UDP, .endpoint = ep,
+	};
+}
+
+static bool has_ep(const struct kp_endpoint *v, size_t n, const struct kp_endpoint *ep)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].addr.family == AF_INET && v[i].addr.v4.s_addr == ep->addr.v4.s_addr)
+			return true;
+	return false;
+}
+
+/* UDP only: entries to an endpoint that left, or to a service that had none. */
+static int collect_flush(const struct kp_svc_port *old, const struct kp_svc_port *new_sp,
+			 void *userdata)
+{
+	struct flushes *f = userdata;
+	const struct kp_svc_port *sp = new_sp ? new_sp : old;
+	const struct kp_endpoint *o = NULL, *nw = NULL;
+	const struct kp_frontend *fes;
+	size_t n_o = 0, n_nw = 0, n_fes;
+	bool first;
+
+	if (kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
+		return 0;
+	if (old)
+		o = kp_svc_port_get_all_endpoints(old, &n_o);
+	if (new_sp)
+		nw = kp_svc_port_get_all_endpoints(new_sp, &n_nw);
+	first = !n_o && n_nw && (old || f->after_start);
+	fes = kp_svc_port_get_frontends(old ? old : sp, &n_fes);
+	for (size_t i = 0; i < n_fes; i++) {
+		if (fes[i].addr.family != AF_INET)
+			continue;
+		if (first)
+			flush_add(f, &fes[i], fes[i].port, (struct in_addr){ 0 });
+		for (size_t e = 0; e < n_o; e++)
+			if (o[e].addr.family == AF_INET && !has_ep(nw, n_nw, &o[e]))
+				flush_add(f, &fes[i], fes[i].port, o[e].addr.v4);
+	}
+	return 0;
+}
+
+static void flush_conntrack(struct ipt *ipt, const struct kp_delta *delta)
+{
+	struct flushes f = { .after_start = ipt->synced };
+	int r;
+
+	kp_delta_foreach(delta, collect_flush, &f);
+	r = kp_ct_flush(f.v, f.n);
+	if (r < 0)
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: cannot flush stale UDP entries: %s",
+		       kp_strerror(r));
+	else if (r > 0)
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: %d stale UDP entries flushed", r);
+	free(f.v);
+}
+
 static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipt *ipt = priv;
@@ -653,8 +734,11 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	if (r < 0)
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "iptables sync failed: %s: %s",
 		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
-	else
+	else {
 		allow_localnet(&rd);
+		flush_conntrack(ipt, delta);
+		ipt->synced = true;
+	}
 	table_close(&filter);
 out_nat:
 	table_close(&nat);

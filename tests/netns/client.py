@@ -6,6 +6,8 @@
   client.py udp HOST PORT COUNT   one datagram each from one socket; same output
   client.py hold HOST PORT        connects, prints the answer, then for each line on
                                   stdin sends it and prints the echo
+  client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
+                                  (one conntrack entry); prints each answer
 Every operation has a 2 s time-out."""
 import socket
 import sys
@@ -51,6 +53,15 @@ def main():
                     print(f.readline().strip() or "ERR closed", flush=True)
                 except OSError as e:
                     print("ERR %s" % type(e).__name__, flush=True)
+    elif mode == "udphold":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        for line in sys.stdin:
+            try:
+                s.sendto(line.encode(), (host, port))
+                print(s.recv(2048).decode().strip(), flush=True)
+            except OSError as e:
+                print("ERR %s" % type(e).__name__, flush=True)
     return 0
 
 

@@ -62,7 +62,7 @@ A1, B1, B2, UN = [(ip, "node-a" if "1.2" in ip or "1.9" in ip else "node-b", Tru
 UN = (UN[0], "node-a", False)
 
 
-def manifests(web_eps):
+def manifests(web_eps, dns_eps=None):
     return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080)
             + slice_("web", web_eps)
             + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
@@ -71,7 +71,7 @@ def manifests(web_eps):
             + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n",
                   ptype="NodePort", node_port=30083)
             + slice_("local", [A1, B1])
-            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", [A1, B1], proto="UDP")
+            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", dns_eps or [A1, B1], proto="UDP")
             + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.50.100]\n")
             + slice_("ext", [B2])
             + svc("term", "10.96.0.16", 80)
@@ -198,13 +198,34 @@ def run_tests(topo, mdir):
     ok(first.startswith("pod-") and echo == "ping",
        "an established connection through the VIP survives a restart", (first, echo))
 
+    # a UDP flow moves when its endpoint goes: the stale conntrack entry is flushed
+    udp = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable,
+                            os.path.join(os.path.dirname(__file__), "client.py"), "udphold",
+                            "10.96.0.14", "53"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+
+    def ask():
+        udp.stdin.write("q\n")
+        udp.stdin.flush()
+        return udp.stdout.readline().split(" ")[0]
+    first = [ask() for _ in range(3)]
+    gone = A1 if first[0] == "pod-a1" else B1
+    kept = B1 if gone is A1 else A1
+
     # an endpoint removed from the manifests stops getting connections
     with open(os.path.join(mdir, "services.yaml.tmp"), "w") as f:
-        f.write(manifests([A1, B1]))
+        f.write(manifests([A1, B1], dns_eps=[kept]))
     os.rename(os.path.join(mdir, "services.yaml.tmp"), os.path.join(mdir, "services.yaml"))
     good = wait_until(lambda: "pod-b2" not in names(topo.run(n, "tcp", "10.96.0.10", 80, 20)))
     c = names(topo.run(n, "tcp", "10.96.0.10", 80, 60))
     ok(good and set(c) == {"pod-a1", "pod-b1"}, "a removed endpoint gets no new connections", c)
+    after = [ask() for _ in range(3)]
+    udp.stdin.close()
+    udp.wait(DEADLINE)
+    ok(len(set(first)) == 1 and first[0].startswith("pod-") and set(after) == {
+        "pod-a1" if kept is A1 else "pod-b1"},
+       "a UDP client moves to the remaining endpoint (its conntrack entry was flushed)",
+       (first, after))
 
     # a resync repairs rules deleted behind kproxyd's back
     k.stop()
