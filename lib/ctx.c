@@ -401,7 +401,8 @@ static int parse_document(struct kp_ctx *ctx, const char *source, const char *bu
 	if (format == KP_FORMAT_JSON) {
 		json_error_t jerr;
 
-		*ret_root = json_loadb(buf, size, JSON_REJECT_DUPLICATES, &jerr);
+		/* duplicate keys: the last one wins, as in Go's encoding/json */
+		*ret_root = json_loadb(buf, size, 0, &jerr);
 		if (!*ret_root) {
 			kp_ctx_diag(ctx, source, "", "", "", "", "JSON line %d column %d: %s",
 				    jerr.line, jerr.column, jerr.text);

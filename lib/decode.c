@@ -28,9 +28,15 @@ struct dec {
 	const char *ns;
 	const char *name;
 	bool failed;		/* one diagnostic per object: the first bad field */
-	char field[160];	/* scratch for field paths */
+	char field[160];	/* the last field path, formatted only when it is needed */
+	const char *field_fmt;	/* its format: "%s" and "%zu" conversions only */
+	union {
+		const char *s;
+		size_t z;
+	} field_args[3];
 };
 
+static void format_field(struct dec *d);
 static void bad(struct dec *d, const char *field, const char *fmt, ...) KP_PRINTF(3, 4);
 static void bad(struct dec *d, const char *field, const char *fmt, ...)
 {
@@ -40,6 +46,8 @@ static void bad(struct dec *d, const char *field, const char *fmt, ...)
 	if (d->failed)
 		return;
 	d->failed = true;
+	if (field == d->field)
+		format_field(d);
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -47,15 +55,52 @@ static void bad(struct dec *d, const char *field, const char *fmt, ...)
 		    field, "%s", msg);
 }
 
+/*
+ * A field path for the next check. Valid paths are never printed, so the format and
+ * its arguments are only recorded here and turned into text by bad(): decoding a large
+ * list would otherwise spend much of its time formatting paths.
+ */
 static const char *fld(struct dec *d, const char *fmt, ...) KP_PRINTF(2, 3);
 static const char *fld(struct dec *d, const char *fmt, ...)
 {
 	va_list ap;
+	size_t n = 0;
 
+	d->field_fmt = fmt;
 	va_start(ap, fmt);
-	vsnprintf(d->field, sizeof(d->field), fmt, ap);
+	for (const char *p = strchr(fmt, '%'); p && n < KP_ARRAY_SIZE(d->field_args);
+	     p = strchr(p + 1, '%')) {
+		if (p[1] == 's')
+			d->field_args[n++].s = va_arg(ap, const char *);
+		else if (p[1] == 'z')
+			d->field_args[n++].z = va_arg(ap, size_t);
+	}
 	va_end(ap);
 	return d->field;
+}
+
+static void format_field(struct dec *d)
+{
+	size_t off = 0, n = 0;
+
+	for (const char *p = d->field_fmt; p && *p && off + 1 < sizeof(d->field); p++) {
+		int w = 0;
+
+		if (p[0] == '%' && p[1] == 's') {
+			w = snprintf(d->field + off, sizeof(d->field) - off, "%s",
+				     d->field_args[n++].s);
+			p++;
+		} else if (p[0] == '%' && p[1] == 'z' && p[2] == 'u') {
+			w = snprintf(d->field + off, sizeof(d->field) - off, "%zu",
+				     d->field_args[n++].z);
+			p += 2;
+		} else {
+			d->field[off] = *p;
+			w = 1;
+		}
+		off += w > 0 ? (size_t)w : 0;
+	}
+	d->field[off < sizeof(d->field) ? off : sizeof(d->field) - 1] = '\0';
 }
 
 static const char *type_name(const json_t *v)
