@@ -33,6 +33,7 @@ static const char *const nat_fixed[] = {
 };
 static const char *const filter_fixed[] = {
 	"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-FORWARD",
+	"KUBE-PROXY-FIREWALL",
 };
 static const char *const svc_prefixes[] = {
 	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-",
@@ -215,6 +216,7 @@ static void delete_unused(struct table *t, const char *const *fixed, size_t n_fi
 
 struct svc_names {
 	char svc[KP_CHAIN_NAME_SIZE], svl[KP_CHAIN_NAME_SIZE], ext[KP_CHAIN_NAME_SIZE];
+	char fw[KP_CHAIN_NAME_SIZE];
 	char label[256];		/* "ns/name:port", kube-proxy's ServicePortName */
 	char hash_in[300];		/* label + lower-case protocol */
 	uint8_t proto;
@@ -235,6 +237,7 @@ static void names_of(const struct kp_svc_port *sp, struct svc_names *n)
 	kp_chain_name(n->svc, "KUBE-SVC-", n->hash_in);
 	kp_chain_name(n->svl, "KUBE-SVL-", n->hash_in);
 	kp_chain_name(n->ext, "KUBE-EXT-", n->hash_in);
+	kp_chain_name(n->fw, "KUBE-FW-", n->hash_in);
 }
 
 static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, char *out)
@@ -374,6 +377,72 @@ static void render_ext(struct table *nat, const struct kp_svc_port *sp,
 	}
 }
 
+struct render_ctx {
+	struct table *nat, *filter;
+	struct kp_map *nodeport_addrs;	/* v4 node addresses with NodePorts */
+	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
+	struct kp_addr *node_addrs;	/* this node's v4 addresses (its NodePort ones) */
+	size_t n_node_addrs;
+};
+
+/*
+ * loadBalancerSourceRanges: KUBE-FW-* lets the allowed sources on to KUBE-EXT-*; what it
+ * does not DNAT is dropped by filter KUBE-PROXY-FIREWALL. Returns false if the service
+ * has no IPv4 range (then the LB frontend jumps straight to KUBE-EXT-*).
+ */
+static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
+		      const struct svc_names *n, const struct kp_frontend *fe)
+{
+	struct table *nat = rc->nat, *filter = rc->filter;
+	const struct kp_addr *ranges;
+	const uint8_t *prefixes;
+	size_t n_ranges, n_v4 = 0;
+	struct ipt_rule *r;
+
+	ranges = kp_svc_port_get_source_ranges(sp, &prefixes, &n_ranges);
+	for (size_t i = 0; i < n_ranges; i++)
+		n_v4 += ranges[i].family == AF_INET;
+	if (!n_v4)
+		return false;
+	if (!kp_map_get(nat->used, n->fw)) {
+		bool node_inside = false;
+
+		use_chain(nat, n->fw);
+		for (size_t i = 0; i < n_ranges; i++) {
+			if (ranges[i].family != AF_INET)
+				continue;
+			r = rule(nat);
+			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			ipt_rule_src(r, ranges[i].v4, prefixes[i], false);
+			ipt_rule_jump(r, n->ext);
+			append(nat, n->fw);
+			for (size_t a = 0; a < rc->n_node_addrs; a++)
+				node_inside |= kp_addr_in_prefix(&rc->node_addrs[a], &ranges[i],
+								 prefixes[i]);
+		}
+		/* the node's own traffic to its LB IP comes from the LB IP (kube-proxy) */
+		if (node_inside) {
+			r = rule(nat);
+			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			ipt_rule_src(r, fe->addr.v4, 32, false);
+			ipt_rule_jump(r, n->ext);
+			append(nat, n->fw);
+		}
+		r = rule(nat);
+		ipt_rule_comment(r, "other traffic to %s loadbalancer IP will be dropped by "
+				    "KUBE-PROXY-FIREWALL", n->label);
+		ipt_rule_no_target(r);
+		append(nat, n->fw);
+	}
+	r = rule(filter);
+	ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
+	ipt_rule_dst(r, fe->addr.v4, 32, false);
+	ipt_rule_proto_dport(r, n->proto, fe->port);
+	ipt_rule_jump(r, "DROP");
+	append(filter, "KUBE-PROXY-FIREWALL");
+	return true;
+}
+
 static void reject_rule(struct table *filter, const char *chain, const struct svc_names *n,
 			const struct kp_frontend *fe, bool drop, const char *why)
 {
@@ -392,15 +461,9 @@ static void reject_rule(struct table *filter, const char *chain, const struct sv
 	append(filter, chain);
 }
 
-struct render {
-	struct table *nat, *filter;
-	struct kp_map *nodeport_addrs;	/* v4 node addresses with NodePorts */
-	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
-};
-
 static int render_port(const struct kp_svc_port *sp, void *userdata)
 {
-	struct render *rd = userdata;
+	struct render_ctx *rd = userdata;
 	struct table *nat = rd->nat, *filter = rd->filter;
 	const struct kp_endpoint *cl, *ex, *all;
 	size_t n_cl, n_ex, n_all, n_fes, n_v4 = 0;
@@ -500,12 +563,16 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			append(nat, "KUBE-NODEPORTS");
 			continue;
 		}
-		r = rule(nat);
-		ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
-		ipt_rule_dst(r, fe->addr.v4, 32, false);
-		ipt_rule_proto_dport(r, n.proto, fe->port);
-		ipt_rule_jump(r, n.ext);
-		append(nat, "KUBE-SERVICES");
+		{
+			bool fw = fe->kind == KP_FE_LOAD_BALANCER && render_fw(rd, sp, &n, fe);
+
+			r = rule(nat);
+			ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
+			ipt_rule_dst(r, fe->addr.v4, 32, false);
+			ipt_rule_proto_dport(r, n.proto, fe->port);
+			ipt_rule_jump(r, fw ? n.fw : n.ext);
+			append(nat, "KUBE-SERVICES");
+		}
 	}
 	if (kp_svc_port_get_health_check_node_port(sp)) {
 		char key[32];
@@ -524,7 +591,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	return nat->err || filter->err;
 }
 
-static void render_fixed(struct render *rd)
+static void render_fixed(struct render_ctx *rd)
 {
 	struct table *nat = rd->nat, *filter = rd->filter;
 	struct ipt_rule *r;
@@ -594,10 +661,16 @@ static void render_fixed(struct render *rd)
 	ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
 		    "kubernetes externally-visible service portals", true);
 	ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
+	ensure_jump(filter, "INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
+		    true);
+	ensure_jump(filter, "OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
+		    true);
+	ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
+		    true);
 }
 
 /* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
-static void allow_localnet(struct render *rd)
+static void allow_localnet(struct render_ctx *rd)
 {
 	const char **addrs;
 	bool loopback = false;
@@ -697,13 +770,43 @@ static void flush_conntrack(struct ipt *ipt, const struct kp_delta *delta)
 	free(f.v);
 }
 
+static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
+{
+	struct render_ctx *rd = userdata;
+	const struct kp_frontend *fes;
+	size_t n;
+
+	fes = kp_svc_port_get_frontends(sp, &n);
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		struct kp_addr *v;
+
+		if (fes[i].kind != KP_FE_NODE_PORT || fes[i].addr.family != AF_INET)
+			continue;
+		for (size_t j = 0; j < rd->n_node_addrs && !seen; j++)
+			seen = kp_addr_equal(&rd->node_addrs[j], &fes[i].addr);
+		if (seen)
+			continue;
+		v = realloc(rd->node_addrs, (rd->n_node_addrs + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		rd->node_addrs = v;
+		rd->node_addrs[rd->n_node_addrs++] = fes[i].addr;
+	}
+	return 0;
+}
+
 static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipt *ipt = priv;
 	struct table nat, filter;
-	struct render rd = { &nat, &filter, kp_map_new(), kp_map_new() };
+	struct render_ctx rd = {
+		.nat = &nat, .filter = &filter, .nodeport_addrs = kp_map_new(),
+		.nodeports_done = kp_map_new(),
+	};
 	int r;
 
+	kp_state_foreach(want, collect_node_addrs, &rd);
 	if (!rd.nodeport_addrs || !rd.nodeports_done) {
 		r = -ENOMEM;
 		goto out_maps;
@@ -745,6 +848,7 @@ out_nat:
 out_maps:
 	kp_map_free(rd.nodeport_addrs);
 	kp_map_free(rd.nodeports_done);
+	free(rd.node_addrs);
 	return r;
 }
 
@@ -821,14 +925,18 @@ static void resolve(struct dumper *d, const char *chain)
 	size_t n;
 
 	if (!has_prefix(chain, "KUBE-EXT-") && !has_prefix(chain, "KUBE-SVC-") &&
-	    !has_prefix(chain, "KUBE-SVL-"))
+	    !has_prefix(chain, "KUBE-SVL-") && !has_prefix(chain, "KUBE-FW-"))
 		return;
 	v = rules_of(d->nat, chain, &n);
 	for (size_t i = 0; i < n; i++) {
 		const char *t = iptc_get_target(v[i], d->nat);
 
+		/* KUBE-FW: the allowed sources go on to KUBE-EXT */
+		if (has_prefix(chain, "KUBE-FW-")) {
+			if (has_prefix(t, "KUBE-EXT-"))
+				last = v[i];
 		/* in KUBE-EXT, the catch-all jump (no match at all) carries external traffic */
-		if (has_prefix(chain, "KUBE-EXT-")) {
+		} else if (has_prefix(chain, "KUBE-EXT-")) {
 			if (!v[i]->ip.smsk.s_addr && v[i]->target_offset == sizeof(*v[i]))
 				last = v[i];
 		} else if (has_prefix(t, "KUBE-SEP-")) {

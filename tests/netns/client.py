@@ -8,7 +8,8 @@
                                   stdin sends it and prints the echo
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
                                   (one conntrack entry); prints each answer
-Every operation has a 2 s time-out."""
+Every operation has a 2 s time-out; KP_SRC=ADDR binds TCP clients to ADDR."""
+import os
 import socket
 import sys
 import time
@@ -16,10 +17,14 @@ import time
 TIMEOUT = 2.0
 
 
+SOURCE = (os.environ["KP_SRC"], 0) if os.environ.get("KP_SRC") else None
+
+
 def tcp_once(host, port):
     start = time.monotonic()
     try:
-        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        with socket.create_connection((host, port), timeout=TIMEOUT,
+                                      source_address=SOURCE) as s:
             return s.makefile().readline().strip() or "ERR empty 0"
     except OSError as e:
         reason = type(e).__name__ if not e.errno else {111: "refused", 113: "unreachable"}.get(

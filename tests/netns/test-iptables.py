@@ -74,6 +74,10 @@ def manifests(web_eps, dns_eps=None):
             + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", dns_eps or [A1, B1], proto="UDP")
             + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.50.100]\n")
             + slice_("ext", [B2])
+            + svc("fw", "10.96.0.17", 80, "  loadBalancerSourceRanges: [192.168.50.2/32]\n"
+                  "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.50.200}]\n",
+                  ptype="LoadBalancer", node_port=30087)
+            + slice_("fw", [B2])
             + svc("term", "10.96.0.16", 80)
             + slice_("term", [(B1[0], "node-b", "terminating"), (UN[0], "node-a", False)]))
 
@@ -154,6 +158,11 @@ def run_tests(topo, mdir):
     lines = topo.run(topo.client, "tcp", "192.168.50.1", 30080, 5)
     ok(all(not l.endswith(" 192.168.50.2") for l in lines),
        "externalTrafficPolicy Cluster masquerades NodePort traffic", lines)
+    c = names(topo.run(topo.client, "tcp", "192.168.50.200", 80, 5))
+    ok(set(c) == {"pod-b2"}, "LoadBalancer IP from a source inside loadBalancerSourceRanges", c)
+    lines = topo.run(topo.client, "tcp", "192.168.50.200", 80, 2, src="192.168.50.3")
+    ok(lines and all(l.startswith("ERR TimeoutError") for l in lines),
+       "and dropped from a source outside them (KUBE-FW, KUBE-PROXY-FIREWALL)", lines)
     c = names(topo.run(n, "tcp", "10.96.0.11", 80, 30))
     ok(len(c) == 1 and "ERR" not in c, "ClientIP affinity sticks to one endpoint", c)
     c = names(topo.run(n, "tcp", "10.96.0.16", 80, 20))
@@ -177,7 +186,8 @@ def run_tests(topo, mdir):
        and entries.get(("t/web", "NodePort", "192.168.50.1", 30080))
        == ["10.244.1.2", "10.244.2.3", "10.244.2.4"]
        and entries.get(("t/local", "NodePort", "192.168.50.1", 30083)) == ["10.244.1.2"]
-       and entries.get(("t/empty", "ClusterIP", "10.96.0.12", 80)) == [],
+       and entries.get(("t/empty", "ClusterIP", "10.96.0.12", 80)) == []
+       and entries.get(("t/fw", "LoadBalancer", "192.168.50.200", 80)) == ["10.244.2.4"],
        "kproxyctl dump reads the kernel's rules back",
        "\n".join("%s -> %s" % kv for kv in sorted(entries.items())) + dump.stderr)
 
@@ -256,7 +266,7 @@ def main():
     os.mkdir(mdir)
     topo = None
     try:
-        topo = Topology(PODS, external_ips=["192.168.50.100"])
+        topo = Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"])
         run_tests(topo, mdir)
     except Exception as e:  # report, then clean up
         ok(False, "test run raised %s" % type(e).__name__, str(e))

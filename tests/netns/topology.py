@@ -3,7 +3,7 @@
 
 node namespace: bridge kbr0 10.244.0.1/16 (the pods' gateway), vcl 192.168.50.1/24
 toward the client, ip_forward on. Each pod: eth0 on the bridge, default route via
-the node, running podserver.py on the given ports. client: 192.168.50.2/24 with
+the node, running podserver.py on the given ports. client: 192.168.50.2/24 (and .3) with
 routes to the service range and external IPs through the node. Everything is
 removed by teardown(), also after a failure."""
 import os
@@ -70,15 +70,17 @@ class Topology:
         sh("ip", "addr", "add", "192.168.50.1/24", "dev", "vcl", ns=self.node)
         sh("ip", "link", "set", "vcl", "up", ns=self.node)
         sh("ip", "addr", "add", "192.168.50.2/24", "dev", "eth0", ns=self.client)
+        sh("ip", "addr", "add", "192.168.50.3/24", "dev", "eth0", ns=self.client)
         sh("ip", "link", "set", "eth0", "up", ns=self.client)
         sh("ip", "route", "add", "default", "via", "192.168.50.2", ns=self.node)
         sh("ip", "route", "add", "10.96.0.0/12", "via", "192.168.50.1", ns=self.client)
         for ip in external_ips:
             sh("ip", "route", "add", ip + "/32", "via", "192.168.50.1", ns=self.client)
 
-    def run(self, ns, *args, **kw):
+    def run(self, ns, *args, src=None, **kw):
+        env = dict(os.environ, KP_SRC=src) if src else None
         return sh(sys.executable, os.path.join(HERE, "client.py"), *map(str, args), ns=ns,
-                  check=False, **kw).stdout.split("\n")[:-1]
+                  check=False, env=env, **kw).stdout.split("\n")[:-1]
 
     def teardown(self):
         for p in self.procs:
