@@ -29,6 +29,7 @@ struct options {
 	const char *proxy_mode;
 	const char *control_socket;
 	const char *scheduler;
+	char backend_extra[64];
 	uint32_t min_sync_ms;
 	uint32_t sync_ms;
 	bool dry_run;
@@ -59,6 +60,9 @@ static const char usage[] =
 "      --min-sync-period DUR      least time between syncs (default 1s)\n"
 "      --sync-period DUR          full resync period (default 30s; 0 disables)\n"
 "      --cleanup                  remove everything the data plane installed, then exit\n"
+"      --iptables-dispatch-threshold N\n"
+"                                 above N frontends, split KUBE-SERVICES into a tree of\n"
+"                                 chains by destination prefix (default 100; 0: never)\n"
 "Control:\n"
 "      --control-socket PATH      socket for kproxyctl (default /run/kproxyd.sock)\n"
 "  -v, --v N                      log verbosity (0: errors, warnings and start-up; 2: changes;\n"
@@ -71,6 +75,7 @@ static const char usage[] =
 enum {
 	OPT_MANIFESTS = 256, OPT_HOSTNAME, OPT_NODEPORT, OPT_CLUSTER_CIDR, OPT_MODE, OPT_DRY_RUN,
 	OPT_MASQ_ALL, OPT_SCHED, OPT_MIN_SYNC, OPT_SYNC, OPT_CLEANUP, OPT_SOCKET, OPT_VERSION,
+	OPT_DISPATCH,
 };
 
 static const struct option long_opts[] = {
@@ -87,6 +92,7 @@ static const struct option long_opts[] = {
 	{ "sync-period", required_argument, NULL, OPT_SYNC },
 	{ "iptables-sync-period", required_argument, NULL, OPT_SYNC },
 	{ "cleanup", no_argument, NULL, OPT_CLEANUP },
+	{ "iptables-dispatch-threshold", required_argument, NULL, OPT_DISPATCH },
 	{ "control-socket", required_argument, NULL, OPT_SOCKET },
 	{ "v", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -188,6 +194,19 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return -EINVAL;
 			}
 			break;
+		case OPT_DISPATCH: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end || !*optarg || v > 1000000) {
+				fprintf(stderr, "kproxyd: --iptables-dispatch-threshold: \"%s\" is not "
+						"a number 0..1000000\n", optarg);
+				return -EINVAL;
+			}
+			snprintf(o->backend_extra, sizeof(o->backend_extra), "dispatch-threshold=%lu",
+				 v);
+			break;
+		}
 		case 'v': {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -285,6 +304,7 @@ static int select_backend(struct kp_ctx *ctx, const struct options *o)
 		.cluster_cidr = o->cluster_cidr,
 		.masquerade_all = o->masquerade_all,
 		.scheduler = o->scheduler,
+		.extra = o->backend_extra[0] ? o->backend_extra : NULL,
 	};
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
 	bool known = false;

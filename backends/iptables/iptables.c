@@ -21,6 +21,7 @@
 
 #include "internal.h"
 #include "../common/conntrack.h"
+#include "dispatch.h"
 #include "names.h"
 #include "rule.h"
 
@@ -36,7 +37,7 @@ static const char *const filter_fixed[] = {
 	"KUBE-PROXY-FIREWALL",
 };
 static const char *const svc_prefixes[] = {
-	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-",
+	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", KP_DISPATCH_PREFIX,
 };
 
 struct ipt {
@@ -46,7 +47,9 @@ struct ipt {
 	size_t n_cluster_nets;
 	bool masquerade_all;
 	bool synced;			/* a sync succeeded since start */
+	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	struct ipt_rule r;
+	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
 };
 
 /* One table being rebuilt. */
@@ -383,7 +386,75 @@ struct render_ctx {
 	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
 	struct kp_addr *node_addrs;	/* this node's v4 addresses (its NodePort ones) */
 	size_t n_node_addrs;
+	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
+	size_t fe_size, fe_cap;
+	struct kp_dispatch_rule *fe;	/* .e offsets into fe_blob until dispatch */
+	size_t n_fe, cap_fe;
 };
+
+/* Keeps the rule just built for nat KUBE-SERVICES; dispatch places it at the end. */
+static void collect_frontend(struct render_ctx *rd, struct in_addr dst)
+{
+	const struct ipt_entry *e = ipt_rule_entry(&rd->nat->ipt->r);
+	size_t size;
+
+	if (!e || rd->nat->err) {
+		errno = ENOMEM;
+		return fail(rd->nat, "build rule");
+	}
+	size = e->next_offset;
+	if (rd->fe_size + size > rd->fe_cap) {
+		size_t cap = (rd->fe_size + size) * 2;
+		unsigned char *b = realloc(rd->fe_blob, cap);
+
+		if (!b) {
+			errno = ENOMEM;
+			return fail(rd->nat, "frontend rules");
+		}
+		rd->fe_blob = b;
+		rd->fe_cap = cap;
+	}
+	if (rd->n_fe == rd->cap_fe) {
+		size_t cap = rd->cap_fe ? rd->cap_fe * 2 : 256;
+		struct kp_dispatch_rule *v = realloc(rd->fe, cap * sizeof(*v));
+
+		if (!v) {
+			errno = ENOMEM;
+			return fail(rd->nat, "frontend rules");
+		}
+		rd->fe = v;
+		rd->cap_fe = cap;
+	}
+	memcpy(rd->fe_blob + rd->fe_size, e, size);
+	rd->fe[rd->n_fe].dst = dst;
+	rd->fe[rd->n_fe++].e = (const void *)(uintptr_t)rd->fe_size;	/* an offset for now */
+	rd->fe_size += size;
+}
+
+static void dispatch_append(void *userdata, const char *chain, const struct ipt_entry *e)
+{
+	struct table *nat = userdata;
+
+	if (nat->err)
+		return;
+	if (!e) {
+		errno = ENOMEM;
+		return fail(nat, "build rule");
+	}
+	use_chain(nat, chain);
+	if (!nat->err && !iptc_append_entry(chain, e, nat->h))
+		fail(nat, chain);
+}
+
+static void dispatch_frontends(struct render_ctx *rd)
+{
+	struct ipt *ipt = rd->nat->ipt;
+
+	for (size_t i = 0; i < rd->n_fe; i++)
+		rd->fe[i].e = (const void *)(rd->fe_blob + (uintptr_t)rd->fe[i].e);
+	kp_dispatch_build(rd->fe, rd->n_fe, ipt->dispatch_threshold, "KUBE-SERVICES",
+			  &ipt->scratch, dispatch_append, rd->nat);
+}
 
 /*
  * loadBalancerSourceRanges: KUBE-FW-* lets the allowed sources on to KUBE-EXT-*; what it
@@ -523,7 +594,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 				ipt_rule_dst(r, fe->addr.v4, 32, false);
 				ipt_rule_proto_dport(r, n.proto, fe->port);
 				ipt_rule_jump(r, itp_local ? n.svl : n.svc);
-				append(nat, "KUBE-SERVICES");
+				collect_frontend(rd, fe->addr.v4);
 			} else {
 				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_v4 && itp_local,
 					    n_v4 ? "has no local endpoints" : "has no endpoints");
@@ -571,7 +642,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			ipt_rule_dst(r, fe->addr.v4, 32, false);
 			ipt_rule_proto_dport(r, n.proto, fe->port);
 			ipt_rule_jump(r, fw ? n.fw : n.ext);
-			append(nat, "KUBE-SERVICES");
+			collect_frontend(rd, fe->addr.v4);
 		}
 	}
 	if (kp_svc_port_get_health_check_node_port(sp)) {
@@ -825,7 +896,8 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
 		use_chain(&filter, filter_fixed[i]);
 	kp_state_foreach(want, render_port, &rd);
-	/* KUBE-SERVICES and KUBE-POSTROUTING etc. were flushed; fill their fixed rules */
+	dispatch_frontends(&rd);
+	/* the fixed rules; the node-port ones close KUBE-SERVICES */
 	render_fixed(&rd);
 	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
 	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
@@ -849,6 +921,8 @@ out_maps:
 	kp_map_free(rd.nodeport_addrs);
 	kp_map_free(rd.nodeports_done);
 	free(rd.node_addrs);
+	free(rd.fe_blob);
+	free(rd.fe);
 	return r;
 }
 
@@ -1003,18 +1077,24 @@ static enum kp_frontend_kind kind_of(const char *comment)
 	return KP_FE_CLUSTER_IP;
 }
 
-static int dump_services(struct dumper *d)
+/* The frontend rules of nat KUBE-SERVICES, descending into the dispatch tree. */
+static int dump_frontends(struct dumper *d, const char *chain, int depth)
 {
 	const struct ipt_entry **v;
 	size_t n;
 	int r = 0;
 
-	v = rules_of(d->nat, "KUBE-SERVICES", &n);
+	v = rules_of(d->nat, chain, &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
 		struct in_addr vip;
 
 		snprintf(t, sizeof(t), "%s", iptc_get_target(v[i], d->nat));
+		if (has_prefix(t, KP_DISPATCH_PREFIX)) {
+			if (depth < 16)
+				r = dump_frontends(d, t, depth + 1);
+			continue;
+		}
 		if (!ipt_entry_dst(v[i], &vip) || !ipt_entry_comment(v[i]))
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
@@ -1027,6 +1107,15 @@ static int dump_services(struct dumper *d)
 		r = emit(d, v[i], kind_of(ipt_entry_comment(v[i])), vip, t);
 	}
 	free(v);
+	return r;
+}
+
+static int dump_services(struct dumper *d)
+{
+	const struct ipt_entry **v;
+	size_t n;
+	int r = dump_frontends(d, "KUBE-SERVICES", 0);
+
 	v = rules_of(d->nat, "KUBE-NODEPORTS", &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
@@ -1161,7 +1250,11 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 		return -ENOMEM;
 	ipt->ctx = ctx;
 	ipt->masquerade_all = cfg->masquerade_all;
+	ipt->dispatch_threshold = 100;
+	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
+		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
 	ipt_rule_init(&ipt->r);
+	ipt_rule_init(&ipt->scratch);
 	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;
 	for (tok = cidrs ? strtok_r(cidrs, ",", &save) : NULL; tok;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -1191,6 +1284,7 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
 			       iptc_strerror(errno));
 			ipt_rule_fini(&ipt->r);
+			ipt_rule_fini(&ipt->scratch);
 			free(ipt);
 			return r;
 		}
@@ -1205,6 +1299,7 @@ static void ipt_destroy(void *priv)
 	struct ipt *ipt = priv;
 
 	ipt_rule_fini(&ipt->r);
+	ipt_rule_fini(&ipt->scratch);
 	free(ipt);
 }
 

@@ -27,9 +27,13 @@ PODS = [("pod-a1", "10.244.1.2"), ("pod-b1", "10.244.2.3"), ("pod-b2", "10.244.2
         ("pod-unready", "10.244.1.9")]
 
 
+MODE, FLAGS = "", ()
+
+
 def ok(cond, desc, detail=""):
     global count, failed
     count += 1
+    desc = "%s: %s" % (MODE, desc) if MODE else desc
     print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc), flush=True)
     if not cond:
         failed += 1
@@ -90,7 +94,7 @@ class Kproxyd:
             ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "iptables",
              "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
              "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--nodeport-addresses", "192.168.50.0/24", "--v", "2", *extra],
+             "--nodeport-addresses", "192.168.50.0/24", "--v", "2", *FLAGS, *extra],
             stdout=self.log, stderr=self.log)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and self.proc.poll() is None:
@@ -126,17 +130,23 @@ def save(topo):
     return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
 
 
-def run_tests(topo, mdir):
+def run_tests(topo, mdir, mode, flags):
+    global MODE, FLAGS
+    MODE, FLAGS = mode, flags
     n = topo.node
-    sh("iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN", ns=n)
-    sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j", "OTHER-CHAIN",
-       ns=n)
+    if sh("iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN", ns=n, check=False).returncode == 0:
+        sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j",
+           "OTHER-CHAIN", ns=n)
     sh("iptables-legacy", "-t", "filter", "-S", ns=n)  # load both tables before the snapshot
     before = save(topo)
     with open(os.path.join(mdir, "services.yaml"), "w") as f:
         f.write(manifests([A1, B1, B2, UN]))
     k = Kproxyd(topo, mdir)
     ok(k.proc.poll() is None, "kproxyd runs in iptables mode", open(k.log.name).read())
+    rules = sh("iptables-legacy", "-t", "nat", "-S", ns=n).stdout
+    ok(("-j KUBE-SVCT-" in rules) == (mode == "tree"),
+       "KUBE-SERVICES dispatches through a tree of chains" if mode == "tree"
+       else "KUBE-SERVICES is kube-proxy's flat list", rules[:3000])
 
     lines = topo.run(n, "tcp", "10.96.0.10", 80, 300)
     c = names(lines)
@@ -267,7 +277,13 @@ def main():
     topo = None
     try:
         topo = Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"])
-        run_tests(topo, mdir)
+        # kube-proxy's linear KUBE-SERVICES, then the dispatch tree (forced with 2 rules)
+        run_tests(topo, mdir, "linear", ("--iptables-dispatch-threshold", "0"))
+        for f in os.listdir(mdir):
+            os.unlink(os.path.join(mdir, f))
+        run_tests(topo, mdir, "tree", ("--iptables-dispatch-threshold", "2"))
+        chains = sh("iptables-legacy", "-t", "nat", "-S", ns=topo.node).stdout
+        ok("KUBE-SVCT-" not in chains, "no dispatch chain is left after --cleanup")
     except Exception as e:  # report, then clean up
         ok(False, "test run raised %s" % type(e).__name__, str(e))
     finally:

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Tree dispatch for nat KUBE-SERVICES: above a threshold of frontends, the rules are
+ * spread over a tree of KUBE-SVCT-* chains keyed on destination-address prefixes (16
+ * children a level), so a new connection walks O(16 log16 n) rules instead of n.
+ */
+#ifndef KP_IPT_DISPATCH_H
+#define KP_IPT_DISPATCH_H
+
+#include <stddef.h>
+#include <netinet/in.h>
+
+#include "rule.h"
+
+#define KP_DISPATCH_PREFIX "KUBE-SVCT-"
+
+struct kp_dispatch_rule {
+	struct in_addr dst;		/* the frontend's address */
+	const struct ipt_entry *e;	/* the rule, as it would sit in KUBE-SERVICES */
+};
+
+/* Appends @e to @chain (creating the chain if needed). */
+typedef void (*kp_dispatch_append_fn)(void *userdata, const char *chain,
+				      const struct ipt_entry *e);
+
+/*
+ * Writes @rules (sorted here by address) under @root: directly when there are at most
+ * @threshold of them or @threshold is 0, else as a tree. @scratch builds jump rules.
+ */
+void kp_dispatch_build(struct kp_dispatch_rule *rules, size_t n, unsigned threshold,
+		       const char *root, struct ipt_rule *scratch, kp_dispatch_append_fn fn,
+		       void *userdata);
+
+#endif
