@@ -3,7 +3,8 @@
  * The dispatch tree. Rules sorted by destination address are split by the 4 address
  * bits that follow the prefix they all share; each group of more than one rule gets a
  * KUBE-SVCT-<hash of its prefix> chain reached by one "-d prefix/len" jump, and groups
- * of at most LEAF rules (or of one address) hold the rules themselves. Every level has
+ * of at most LEAF rules (fewer if the threshold is lower), or of one address, hold the
+ * rules themselves. Every level has
  * at most 16 jumps, so 10,000 frontends are four levels deep.
  */
 #include <arpa/inet.h>
@@ -31,6 +32,7 @@ static unsigned common_prefix(uint32_t a, uint32_t b)
 
 struct tree {
 	struct kp_dispatch_rule *rules;
+	size_t leaf;			/* most rules a chain holds before it is split */
 	struct ipt_rule *scratch;
 	kp_dispatch_append_fn fn;
 	void *userdata;
@@ -41,7 +43,7 @@ static void build(struct tree *t, size_t lo, size_t hi, const char *chain)
 	uint32_t first = ntohl(t->rules[lo].dst.s_addr), last = ntohl(t->rules[hi - 1].dst.s_addr);
 	unsigned p = common_prefix(first, last), bits, len;
 
-	if (hi - lo <= LEAF || p == 32) {
+	if (hi - lo <= t->leaf || p == 32) {
 		for (size_t i = lo; i < hi; i++)
 			t->fn(t->userdata, chain, t->rules[i].e);
 		return;
@@ -75,7 +77,10 @@ void kp_dispatch_build(struct kp_dispatch_rule *rules, size_t n, unsigned thresh
 		       const char *root, struct ipt_rule *scratch, kp_dispatch_append_fn fn,
 		       void *userdata)
 {
-	struct tree t = { rules, scratch, fn, userdata };
+	struct tree t = {
+		.rules = rules, .leaf = threshold < LEAF ? threshold : LEAF, .scratch = scratch,
+		.fn = fn, .userdata = userdata,
+	};
 
 	if (!threshold || n <= threshold) {
 		for (size_t i = 0; i < n; i++)
