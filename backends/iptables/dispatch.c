@@ -64,11 +64,13 @@ static void build(struct tree *t, size_t lo, size_t hi, const char *chain)
 		net.s_addr = htonl(key << (32 - len));
 		snprintf(label, sizeof(label), "%s/%u", inet_ntoa(net), len);
 		kp_chain_name(child, KP_DISPATCH_PREFIX, label);
+		t->fn(t->userdata, child, NULL);
 		ipt_rule_reset(t->scratch);
 		ipt_rule_dst(t->scratch, net, len, false);
 		ipt_rule_comment(t->scratch, "kproxyd dispatch %s", label);
 		ipt_rule_jump(t->scratch, child);
-		t->fn(t->userdata, chain, ipt_rule_entry(t->scratch));
+		if (ipt_rule_entry(t->scratch))
+			t->fn(t->userdata, chain, ipt_rule_entry(t->scratch));
 		build(t, a, b, child);
 	}
 }

@@ -19,7 +19,10 @@ struct kp_dispatch_rule {
 	const struct ipt_entry *e;	/* the rule, as it would sit in KUBE-SERVICES */
 };
 
-/* Appends @e to @chain (creating the chain if needed). */
+/*
+ * Appends @e to @chain, creating the chain if needed; with @e NULL, only creates it
+ * (jump targets must exist before the jump is added).
+ */
 typedef void (*kp_dispatch_append_fn)(void *userdata, const char *chain,
 				      const struct ipt_entry *e);
 

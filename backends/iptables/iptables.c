@@ -232,8 +232,10 @@ static void names_of(const struct kp_svc_port *sp, struct svc_names *n)
 	static const char *const lc[] = { "tcp", "udp", "sctp" };
 	enum kp_protocol p = kp_svc_port_get_protocol(sp);
 
-	snprintf(n->label, sizeof(n->label), "%s/%s:%s", kp_svc_port_get_namespace(sp),
-		 kp_svc_port_get_name(sp), kp_svc_port_get_port_name(sp));
+	/* kube-proxy's ServicePortName: "ns/name", then ":port" only for a named port */
+	snprintf(n->label, sizeof(n->label), "%s/%s%s%s", kp_svc_port_get_namespace(sp),
+		 kp_svc_port_get_name(sp), *kp_svc_port_get_port_name(sp) ? ":" : "",
+		 kp_svc_port_get_port_name(sp));
 	snprintf(n->hash_in, sizeof(n->hash_in), "%s%s", n->label, lc[p]);
 	n->proto = protos[p];
 	n->proto_lc = lc[p];
@@ -437,12 +439,8 @@ static void dispatch_append(void *userdata, const char *chain, const struct ipt_
 
 	if (nat->err)
 		return;
-	if (!e) {
-		errno = ENOMEM;
-		return fail(nat, "build rule");
-	}
 	use_chain(nat, chain);
-	if (!nat->err && !iptc_append_entry(chain, e, nat->h))
+	if (e && !nat->err && !iptc_append_entry(chain, e, nat->h))
 		fail(nat, chain);
 }
 
@@ -1026,17 +1024,18 @@ static void resolve(struct dumper *d, const char *chain)
 	free(v);
 }
 
-/* Splits kube-proxy's "ns/name:port rest" comment. */
+/* Splits kube-proxy's "ns/name[:port] rest" comment. */
 static bool parse_label(const char *comment, char *ns, char *name, char *port, size_t size)
 {
-	const char *slash = comment ? strchr(comment, '/') : NULL, *colon, *end;
+	const char *slash = comment ? strchr(comment, '/') : NULL, *end, *colon;
 
-	if (!slash || !(colon = strchr(slash, ':')))
+	if (!slash)
 		return false;
-	end = colon + strcspn(colon, " ");
+	end = slash + strcspn(slash, " ");
+	colon = memchr(slash, ':', (size_t)(end - slash));
 	snprintf(ns, size, "%.*s", (int)(slash - comment), comment);
-	snprintf(name, size, "%.*s", (int)(colon - slash - 1), slash + 1);
-	snprintf(port, size, "%.*s", (int)(end - colon - 1), colon + 1);
+	snprintf(name, size, "%.*s", (int)((colon ? colon : end) - slash - 1), slash + 1);
+	snprintf(port, size, "%.*s", colon ? (int)(end - colon - 1) : 0, colon ? colon + 1 : "");
 	return true;
 }
 
