@@ -48,6 +48,7 @@ struct ipt {
 	bool masquerade_all;
 	bool synced;			/* a sync succeeded since start */
 	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
+	uint8_t dnat_rev;		/* DNAT target revision, as iptables itself would pick */
 	struct ipt_rule r;
 	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
 };
@@ -275,7 +276,7 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
 		ipt_rule_recent(r, sep, true, 0);
 	ipt_rule_proto_dport(r, n->proto, 0);
-	ipt_rule_dnat(r, ep->addr.v4, ep->port);
+	ipt_rule_dnat(r, ep->addr.v4, ep->port, nat->ipt->dnat_rev);
 	append(nat, sep);
 }
 
@@ -1250,6 +1251,7 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 	ipt->ctx = ctx;
 	ipt->masquerade_all = cfg->masquerade_all;
 	ipt->dispatch_threshold = 100;
+	ipt->dnat_rev = ipt_dnat_revision();
 	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
 		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
 	ipt_rule_init(&ipt->r);

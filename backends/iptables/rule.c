@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libiptc/libiptc.h>
 #include <linux/netfilter/nf_nat.h>
@@ -250,16 +252,39 @@ void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)
 	entry(r)->next_offset = (uint16_t)r->size;
 }
 
-void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port)
+void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port, uint8_t rev)
 {
-	struct nf_nat_ipv4_multi_range_compat *n = add_target(r, "DNAT", 0, sizeof(*n));
+	/* revision 2 (nf_nat_range2) or 1 (nf_nat_range, its prefix): what iptables-save
+	 * prints back, as it expects the newest revision both it and the kernel have */
+	struct nf_nat_range2 *n = add_target(r, "DNAT", rev,
+					     rev >= 2 ? sizeof(*n) : sizeof(struct nf_nat_range));
 
 	if (!n)
 		return;
-	n->rangesize = 1;
-	n->range[0].flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
-	n->range[0].min_ip = n->range[0].max_ip = a.s_addr;
-	n->range[0].min.all = n->range[0].max.all = htons(port);
+	n->flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
+	n->min_addr.in = n->max_addr.in = a;
+	n->min_proto.all = n->max_proto.all = htons(port);
+}
+
+uint8_t ipt_dnat_revision(void)
+{
+	int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+	uint8_t best = 1;
+
+	if (fd < 0)
+		return best;
+	for (uint8_t rev = 2; rev > 1; rev--) {
+		struct xt_get_revision q = { .revision = rev };
+		socklen_t len = sizeof(q);
+
+		strcpy(q.name, "DNAT");
+		if (getsockopt(fd, IPPROTO_IP, IPT_SO_GET_REVISION_TARGET, &q, &len) >= 0) {
+			best = rev;
+			break;
+		}
+	}
+	close(fd);
+	return best;
 }
 
 void ipt_rule_masquerade(struct ipt_rule *r)
@@ -341,13 +366,25 @@ bool ipt_entry_dport(const struct ipt_entry *e, uint8_t *ret_proto, uint16_t *re
 bool ipt_entry_dnat(const struct ipt_entry *e, struct in_addr *ret_addr, uint16_t *ret_port)
 {
 	const struct xt_entry_target *t = (const void *)((const char *)e + e->target_offset);
-	const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
 
-	if (strcmp(t->u.user.name, "DNAT") || t->u.target_size < sizeof(*t) + sizeof(*n))
+	if (strcmp(t->u.user.name, "DNAT"))
 		return false;
-	ret_addr->s_addr = n->range[0].min_ip;
-	*ret_port = ntohs(n->range[0].min.all);
-	return true;
+	if (t->u.user.revision == 0 && t->u.target_size >= sizeof(*t) +
+	    sizeof(struct nf_nat_ipv4_multi_range_compat)) {
+		const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
+
+		ret_addr->s_addr = n->range[0].min_ip;
+		*ret_port = ntohs(n->range[0].min.all);
+		return true;
+	}
+	if (t->u.user.revision >= 1 && t->u.target_size >= sizeof(*t) + sizeof(struct nf_nat_range)) {
+		const struct nf_nat_range *n = (const void *)t->data;	/* rev 2 starts alike */
+
+		*ret_addr = n->min_addr.in;
+		*ret_port = ntohs(n->min_proto.all);
+		return true;
+	}
+	return false;
 }
 
 const char *ipt_entry_comment(const struct ipt_entry *e)

@@ -41,7 +41,9 @@ void ipt_rule_ctstate(struct ipt_rule *r, unsigned states);	/* XT_CONNTRACK_STAT
 
 /* targets: exactly one per rule, last */
 void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict);
-void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port);
+void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port, uint8_t rev);
+/* The DNAT target revision to use: the newest (up to 2) the kernel has. */
+uint8_t ipt_dnat_revision(void);
 void ipt_rule_masquerade(struct ipt_rule *r);
 void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask);
 void ipt_rule_reject(struct ipt_rule *r);

@@ -143,6 +143,10 @@ def run_tests(topo, mdir, mode, flags):
         f.write(manifests([A1, B1, B2, UN]))
     k = Kproxyd(topo, mdir)
     ok(k.proc.poll() is None, "kproxyd runs in iptables mode", open(k.log.name).read())
+    saved = sh("iptables-legacy-save", ns=n).stdout
+    ok("unsupported" not in saved and "-j DNAT --to-destination 10.244.1.2:8080" in saved,
+       "iptables-save prints every rule back (revisions iptables itself uses)",
+       "\n".join(l for l in saved.splitlines() if "unsupported" in l)[:2000])
     rules = sh("iptables-legacy", "-t", "nat", "-S", ns=n).stdout
     ok(("-j KUBE-SVCT-" in rules) == (mode == "tree"),
        "KUBE-SERVICES dispatches through a tree of chains" if mode == "tree"
