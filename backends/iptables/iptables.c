@@ -1130,7 +1130,10 @@ static int dump_services(struct dumper *d)
 	return r;
 }
 
-/* Frontends that the filter table refuses: services without (local) endpoints. */
+/*
+ * Frontends that only the filter table knows: services without endpoints (REJECT), and
+ * cluster IPs of internalTrafficPolicy Local services without a local endpoint (DROP).
+ */
 static int dump_refused(struct dumper *d)
 {
 	static const char *const chains[] = { "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES" };
@@ -1145,7 +1148,9 @@ static int dump_refused(struct dumper *d)
 			const char *t = iptc_get_target(e, d->filter), *comment = ipt_entry_comment(e);
 			struct in_addr vip;
 
-			if (!comment)
+			/* an external DROP (Local policy, no local endpoint) has its nat rule,
+			 * already reported with no endpoints */
+			if (!comment || (c && strcmp(t, "DROP") == 0))
 				continue;
 			if (ipt_entry_dst(e, &vip))
 				r = emit(d, e, c ? kind_of(comment) : KP_FE_CLUSTER_IP, vip, t);
