@@ -49,6 +49,7 @@ struct ipt {
 	bool synced;			/* a sync succeeded since start */
 	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	uint8_t dnat_rev;		/* DNAT target revision, as iptables itself would pick */
+	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
 	struct ipt_rule r;
 	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
 };
@@ -268,11 +269,13 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 	use_chain(nat, sep);
 	r = rule(nat);
 	ipt_rule_src(r, ep->addr.v4, 32, false);
-	ipt_rule_comment(r, "%s", n->label);
+	if (!nat->ipt->terse)
+		ipt_rule_comment(r, "%s", n->label);
 	ipt_rule_jump(r, "KUBE-MARK-MASQ");
 	append(nat, sep);
 	r = rule(nat);
-	ipt_rule_comment(r, "%s", n->label);
+	if (!nat->ipt->terse)
+		ipt_rule_comment(r, "%s", n->label);
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
 		ipt_rule_recent(r, sep, true, 0);
 	ipt_rule_proto_dport(r, n->proto, 0);
@@ -317,8 +320,10 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 
 			sep_name(n, &eps[i], sep);
 			r = rule(nat);
-			ipt_rule_comment(r, "%s -> %s:%u", n->label,
-					 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
+			if (!nat->ipt->terse)
+				ipt_rule_comment(r, "%s -> %s:%u", n->label,
+						 kp_addr_to_str(&eps[i].addr, a, sizeof(a)),
+						 eps[i].port);
 			ipt_rule_recent(r, sep, false, kp_svc_port_get_affinity_timeout(sp));
 			ipt_rule_jump(r, sep);
 			append(nat, chain);
@@ -329,8 +334,9 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 
 		sep_name(n, &eps[i], sep);
 		r = rule(nat);
-		ipt_rule_comment(r, "%s -> %s:%u", n->label,
-				 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
+		if (!nat->ipt->terse)
+			ipt_rule_comment(r, "%s -> %s:%u", n->label,
+					 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
 		if (i < n_eps - 1)
 			ipt_rule_statistic(r, (unsigned)(n_eps - i));
 		ipt_rule_jump(r, sep);
@@ -389,6 +395,7 @@ struct render_ctx {
 	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
 	struct kp_addr *node_addrs;	/* this node's v4 addresses (its NodePort ones) */
 	size_t n_node_addrs;
+	size_t n_endpoints;		/* over every service port */
 	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
 	size_t fe_size, fe_cap;
 	struct kp_dispatch_rule *fe;	/* .e offsets into fe_blob until dispatch */
@@ -846,6 +853,8 @@ static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 	const struct kp_frontend *fes;
 	size_t n;
 
+	kp_svc_port_get_all_endpoints(sp, &n);
+	rd->n_endpoints += n;
 	fes = kp_svc_port_get_frontends(sp, &n);
 	for (size_t i = 0; i < n; i++) {
 		bool seen = false;
@@ -877,6 +886,8 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	int r;
 
 	kp_state_foreach(want, collect_node_addrs, &rd);
+	/* as kube-proxy: above 1000 endpoints, no comments on per-endpoint rules */
+	ipt->terse = rd.n_endpoints > 1000;
 	if (!rd.nodeport_addrs || !rd.nodeports_done) {
 		r = -ENOMEM;
 		goto out_maps;
