@@ -8,27 +8,28 @@
 #define KP_IPT_DISPATCH_H
 
 #include <stddef.h>
-#include <netinet/in.h>
+
+#include <kproxy/state.h>
 
 #include "rule.h"
 
 #define KP_DISPATCH_PREFIX "KUBE-SVCT-"
 
 struct kp_dispatch_rule {
-	struct in_addr dst;		/* the frontend's address */
-	const struct ipt_entry *e;	/* the rule, as it would sit in KUBE-SERVICES */
+	struct kp_addr dst;		/* the frontend's address */
+	const void *e;			/* the rule, as it would sit in KUBE-SERVICES */
 };
 
 /*
  * Appends @e to @chain, creating the chain if needed; with @e NULL, only creates it
  * (jump targets must exist before the jump is added).
  */
-typedef void (*kp_dispatch_append_fn)(void *userdata, const char *chain,
-				      const struct ipt_entry *e);
+typedef void (*kp_dispatch_append_fn)(void *userdata, const char *chain, const void *e);
 
 /*
- * Writes @rules (sorted here by address) under @root: directly when there are at most
- * @threshold of them or @threshold is 0, else as a tree. @scratch builds jump rules.
+ * Writes @rules (all of one family, sorted here by address) under @root: directly when
+ * there are at most @threshold of them or @threshold is 0, else as a tree. @scratch (of
+ * the same family) builds the jump rules.
  */
 void kp_dispatch_build(struct kp_dispatch_rule *rules, size_t n, unsigned threshold,
 		       const char *root, struct ipt_rule *scratch, kp_dispatch_append_fn fn,

@@ -6,7 +6,8 @@
  * with kube-proxy's chain names, programmed through libiptc. A sync rebuilds every chain
  * we own in memory and commits each table in one atomic replace: rules and chains we do
  * not own are never touched, and there is no moment without rules. The dump reads the
- * nat and filter tables back from the kernel. IPv4 only for now.
+ * nat and filter tables back from the kernel. IPv4 through libiptc, IPv6 through
+ * libip6tc, with the same code (tc.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <libiptc/libiptc.h>
+#include <netinet/in.h>
 #include <linux/netfilter/xt_conntrack.h>
 
 #include "internal.h"
@@ -24,6 +25,7 @@
 #include "dispatch.h"
 #include "names.h"
 #include "rule.h"
+#include "tc.h"
 
 #define MASQ_MARK 0x4000u
 #define MAX_CIDRS 8
@@ -42,13 +44,14 @@ static const char *const svc_prefixes[] = {
 
 struct ipt {
 	struct kp_ctx *ctx;
-	struct in_addr cluster_nets[MAX_CIDRS];	/* --cluster-cidr, IPv4 part */
+	struct kp_addr cluster_nets[MAX_CIDRS];	/* --cluster-cidr, both families */
 	uint8_t cluster_prefixes[MAX_CIDRS];
 	size_t n_cluster_nets;
 	bool masquerade_all;
 	bool synced;			/* a sync succeeded since start */
 	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
-	uint8_t dnat_rev;		/* DNAT target revision, as iptables itself would pick */
+	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
+	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
 	struct ipt_rule r;
 	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
@@ -57,12 +60,18 @@ struct ipt {
 /* One table being rebuilt. */
 struct table {
 	struct ipt *ipt;
+	const struct tc_ops *ops;
 	const char *name;
 	struct xtc_handle *h;
 	struct kp_map *used;		/* chains written this sync */
 	int err;			/* first libiptc error, as -errno */
 	const char *err_what;
 };
+
+static unsigned host_bits(int family)
+{
+	return family == AF_INET6 ? 128 : 32;
+}
 
 static bool owned_chain(const char *chain, const char *const *fixed, size_t n_fixed)
 {
@@ -80,8 +89,8 @@ static void fail(struct table *t, const char *what)
 	if (!t->err) {
 		t->err = errno ? -errno : -EIO;
 		t->err_what = what;
-		kp_log(t->ipt->ctx, KP_LOG_DEBUG, "iptables %s: %s: %s", t->name, what,
-		       iptc_strerror(errno));
+		kp_log(t->ipt->ctx, KP_LOG_DEBUG, "%s %s: %s: %s", t->ops->tool, t->name, what,
+		       t->ops->strerror(errno));
 	}
 }
 
@@ -90,10 +99,10 @@ static void use_chain(struct table *t, const char *chain)
 {
 	if (t->err || kp_map_get(t->used, chain))
 		return;
-	if (!iptc_is_chain(chain, t->h)) {
-		if (!iptc_create_chain(chain, t->h))
+	if (!t->ops->is_chain(chain, t->h)) {
+		if (!t->ops->create_chain(chain, t->h))
 			return fail(t, "create chain");
-	} else if (!iptc_flush_entries(chain, t->h)) {
+	} else if (!t->ops->flush_entries(chain, t->h)) {
 		return fail(t, "flush chain");
 	}
 	if (kp_map_put(t->used, chain, t, NULL) < 0) {
@@ -104,7 +113,7 @@ static void use_chain(struct table *t, const char *chain)
 
 static void append(struct table *t, const char *chain)
 {
-	const struct ipt_entry *e = ipt_rule_entry(&t->ipt->r);
+	const void *e = ipt_rule_entry(&t->ipt->r);
 
 	if (t->err)
 		return;
@@ -113,30 +122,33 @@ static void append(struct table *t, const char *chain)
 		return fail(t, "build rule");
 	}
 	use_chain(t, chain);
-	if (!t->err && !iptc_append_entry(chain, e, t->h))
+	if (!t->err && !t->ops->append_entry(chain, e, t->h))
 		fail(t, chain);
 }
 
 static struct ipt_rule *rule(struct table *t)
 {
+	t->ipt->r.family = t->ops->family;
 	ipt_rule_reset(&t->ipt->r);
 	return &t->ipt->r;
 }
 
-static int table_open(struct table *t, struct ipt *ipt, const char *name)
+static int table_open(struct table *t, struct ipt *ipt, const struct tc_ops *ops,
+		      const char *name)
 {
 	memset(t, 0, sizeof(*t));
 	t->ipt = ipt;
+	t->ops = ops;
 	t->name = name;
 	t->used = kp_map_new();
 	if (!t->used)
 		return -ENOMEM;
-	t->h = iptc_init(name);
+	t->h = ops->init(name);
 	if (!t->h) {
 		int r = errno ? -errno : -EIO;
 
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "iptables: cannot open table %s: %s", name,
-		       iptc_strerror(errno));
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s: cannot open table %s: %s", ops->tool, name,
+		       ops->strerror(errno));
 		kp_map_free(t->used);
 		return r;
 	}
@@ -146,7 +158,7 @@ static int table_open(struct table *t, struct ipt *ipt, const char *name)
 static void table_close(struct table *t)
 {
 	if (t->h)
-		iptc_free(t->h);
+		t->ops->free(t->h);
 	kp_map_free(t->used);
 	t->h = NULL;
 	t->used = NULL;
@@ -155,9 +167,8 @@ static void table_close(struct table *t)
 /* Whether @chain (a built-in one) already has our jump rule to @target. */
 static bool has_jump(struct table *t, const char *chain, const char *target)
 {
-	for (const struct ipt_entry *e = iptc_first_rule(chain, t->h); e;
-	     e = iptc_next_rule(e, t->h))
-		if (strcmp(iptc_get_target(e, t->h), target) == 0)
+	for (const void *e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h))
+		if (strcmp(t->ops->get_target(e, t->h), target) == 0)
 			return true;
 	return false;
 }
@@ -179,15 +190,15 @@ static void ensure_jump(struct table *t, const char *chain, const char *target,
 		errno = ENOMEM;
 		return fail(t, "build rule");
 	}
-	if (!iptc_insert_entry(chain, ipt_rule_entry(r), 0, t->h))
+	if (!t->ops->insert_entry(chain, ipt_rule_entry(r), 0, t->h))
 		fail(t, chain);
 }
 
 /* Flushes every chain we own; those not used again are deleted at the end. */
 static void flush_owned(struct table *t, const char *const *fixed, size_t n_fixed)
 {
-	for (const char *c = iptc_first_chain(t->h); c && !t->err; c = iptc_next_chain(t->h))
-		if (owned_chain(c, fixed, n_fixed) && !iptc_flush_entries(c, t->h))
+	for (const char *c = t->ops->first_chain(t->h); c && !t->err; c = t->ops->next_chain(t->h))
+		if (owned_chain(c, fixed, n_fixed) && !t->ops->flush_entries(c, t->h))
 			fail(t, "flush chain");
 }
 
@@ -196,7 +207,7 @@ static void delete_unused(struct table *t, const char *const *fixed, size_t n_fi
 	char (*names)[KP_CHAIN_NAME_SIZE] = NULL;
 	size_t n = 0, cap = 0;
 
-	for (const char *c = iptc_first_chain(t->h); c; c = iptc_next_chain(t->h)) {
+	for (const char *c = t->ops->first_chain(t->h); c; c = t->ops->next_chain(t->h)) {
 		if (!owned_chain(c, fixed, n_fixed) || kp_map_get(t->used, c))
 			continue;
 		if (n == cap) {
@@ -212,7 +223,7 @@ static void delete_unused(struct table *t, const char *const *fixed, size_t n_fi
 		snprintf(names[n++], KP_CHAIN_NAME_SIZE, "%s", c);
 	}
 	for (size_t i = 0; i < n && !t->err; i++)
-		if (!iptc_delete_chain(names[i], t->h))
+		if (!t->ops->delete_chain(names[i], t->h))
 			fail(t, "delete chain");
 	free(names);
 }
@@ -251,8 +262,9 @@ static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, ch
 {
 	char in[400], a[KP_ADDR_STRLEN];
 
-	snprintf(in, sizeof(in), "%s%s:%u", n->hash_in, kp_addr_to_str(&ep->addr, a, sizeof(a)),
-		 ep->port);
+	/* Go's net.JoinHostPort, as kube-proxy's endpoint string: [v6]:port */
+	snprintf(in, sizeof(in), ep->addr.family == AF_INET6 ? "%s[%s]:%u" : "%s%s:%u",
+		 n->hash_in, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
 	kp_chain_name(out, "KUBE-SEP-", in);
 }
 
@@ -268,7 +280,7 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 		return;
 	use_chain(nat, sep);
 	r = rule(nat);
-	ipt_rule_src(r, ep->addr.v4, 32, false);
+	ipt_rule_src(r, &ep->addr, host_bits(ep->addr.family), false);
 	if (!nat->ipt->terse)
 		ipt_rule_comment(r, "%s", n->label);
 	ipt_rule_jump(r, "KUBE-MARK-MASQ");
@@ -279,7 +291,7 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
 		ipt_rule_recent(r, sep, true, 0);
 	ipt_rule_proto_dport(r, n->proto, 0);
-	ipt_rule_dnat(r, ep->addr.v4, ep->port, nat->ipt->dnat_rev);
+	ipt_rule_dnat(r, &ep->addr, ep->port, nat->ipt->dnat_rev[ep->addr.family == AF_INET6]);
 	append(nat, sep);
 }
 
@@ -299,16 +311,18 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 	for (size_t i = 0; i < n_fes && !local; i++) {
 		const struct ipt *ipt = nat->ipt;
 
-		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != AF_INET)
-			continue;
-		if (!ipt->masquerade_all && !ipt->n_cluster_nets)
+		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != nat->ops->family)
 			continue;
 		for (size_t c = 0; c < (ipt->masquerade_all ? 1 : ipt->n_cluster_nets); c++) {
+			if (!ipt->masquerade_all &&
+			    ipt->cluster_nets[c].family != nat->ops->family)
+				continue;
 			r = rule(nat);
 			ipt_rule_comment(r, "%s cluster IP", n->label);
 			if (!ipt->masquerade_all)
-				ipt_rule_src(r, ipt->cluster_nets[c], ipt->cluster_prefixes[c], true);
-			ipt_rule_dst(r, fes[i].addr.v4, 32, false);
+				ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c],
+					     true);
+			ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
 			ipt_rule_proto_dport(r, n->proto, fes[i].port);
 			ipt_rule_jump(r, "KUBE-MARK-MASQ");
 			append(nat, chain);
@@ -321,7 +335,8 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 			sep_name(n, &eps[i], sep);
 			r = rule(nat);
 			if (!nat->ipt->terse)
-				ipt_rule_comment(r, "%s -> %s:%u", n->label,
+				ipt_rule_comment(r, eps[i].addr.family == AF_INET6 ? "%s -> [%s]:%u" :
+								       "%s -> %s:%u", n->label,
 						 kp_addr_to_str(&eps[i].addr, a, sizeof(a)),
 						 eps[i].port);
 			ipt_rule_recent(r, sep, false, kp_svc_port_get_affinity_timeout(sp));
@@ -335,7 +350,8 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 		sep_name(n, &eps[i], sep);
 		r = rule(nat);
 		if (!nat->ipt->terse)
-			ipt_rule_comment(r, "%s -> %s:%u", n->label,
+			ipt_rule_comment(r, eps[i].addr.family == AF_INET6 ? "%s -> [%s]:%u" :
+								       "%s -> %s:%u", n->label,
 					 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
 		if (i < n_eps - 1)
 			ipt_rule_statistic(r, (unsigned)(n_eps - i));
@@ -364,9 +380,11 @@ static void render_ext(struct table *nat, const struct kp_svc_port *sp,
 	}
 	/* Local policy: pods and the node itself still reach every endpoint */
 	for (size_t c = 0; c < ipt->n_cluster_nets && have_svc; c++) {
+		if (ipt->cluster_nets[c].family != nat->ops->family)
+			continue;
 		r = rule(nat);
 		ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
-		ipt_rule_src(r, ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
+		ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
 		ipt_rule_jump(r, n->svc);
 		append(nat, n->ext);
 	}
@@ -391,9 +409,10 @@ static void render_ext(struct table *nat, const struct kp_svc_port *sp,
 
 struct render_ctx {
 	struct table *nat, *filter;
-	struct kp_map *nodeport_addrs;	/* v4 node addresses with NodePorts */
+	int family;			/* of the tables being rendered */
+	struct kp_map *nodeport_addrs;	/* node addresses with NodePorts, this family */
 	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
-	struct kp_addr *node_addrs;	/* this node's v4 addresses (its NodePort ones) */
+	struct kp_addr *node_addrs;	/* this node's addresses (its NodePort ones), this family */
 	size_t n_node_addrs;
 	size_t n_endpoints;		/* over every service port */
 	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
@@ -403,16 +422,16 @@ struct render_ctx {
 };
 
 /* Keeps the rule just built for nat KUBE-SERVICES; dispatch places it at the end. */
-static void collect_frontend(struct render_ctx *rd, struct in_addr dst)
+static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 {
-	const struct ipt_entry *e = ipt_rule_entry(&rd->nat->ipt->r);
+	const void *e = ipt_rule_entry(&rd->nat->ipt->r);
 	size_t size;
 
 	if (!e || rd->nat->err) {
 		errno = ENOMEM;
 		return fail(rd->nat, "build rule");
 	}
-	size = e->next_offset;
+	size = ipt_entry_size(rd->family, e);
 	if (rd->fe_size + size > rd->fe_cap) {
 		size_t cap = (rd->fe_size + size) * 2;
 		unsigned char *b = realloc(rd->fe_blob, cap);
@@ -436,19 +455,19 @@ static void collect_frontend(struct render_ctx *rd, struct in_addr dst)
 		rd->cap_fe = cap;
 	}
 	memcpy(rd->fe_blob + rd->fe_size, e, size);
-	rd->fe[rd->n_fe].dst = dst;
+	rd->fe[rd->n_fe].dst = *dst;
 	rd->fe[rd->n_fe++].e = (const void *)(uintptr_t)rd->fe_size;	/* an offset for now */
 	rd->fe_size += size;
 }
 
-static void dispatch_append(void *userdata, const char *chain, const struct ipt_entry *e)
+static void dispatch_append(void *userdata, const char *chain, const void *e)
 {
 	struct table *nat = userdata;
 
 	if (nat->err)
 		return;
 	use_chain(nat, chain);
-	if (e && !nat->err && !iptc_append_entry(chain, e, nat->h))
+	if (e && !nat->err && !nat->ops->append_entry(chain, e, nat->h))
 		fail(nat, chain);
 }
 
@@ -458,6 +477,7 @@ static void dispatch_frontends(struct render_ctx *rd)
 
 	for (size_t i = 0; i < rd->n_fe; i++)
 		rd->fe[i].e = (const void *)(rd->fe_blob + (uintptr_t)rd->fe[i].e);
+	ipt->scratch.family = rd->family;
 	kp_dispatch_build(rd->fe, rd->n_fe, ipt->dispatch_threshold, "KUBE-SERVICES",
 			  &ipt->scratch, dispatch_append, rd->nat);
 }
@@ -465,7 +485,7 @@ static void dispatch_frontends(struct render_ctx *rd)
 /*
  * loadBalancerSourceRanges: KUBE-FW-* lets the allowed sources on to KUBE-EXT-*; what it
  * does not DNAT is dropped by filter KUBE-PROXY-FIREWALL. Returns false if the service
- * has no IPv4 range (then the LB frontend jumps straight to KUBE-EXT-*).
+ * has no range of the frontend's family (then it jumps straight to KUBE-EXT-*).
  */
 static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 		      const struct svc_names *n, const struct kp_frontend *fe)
@@ -473,24 +493,24 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 	struct table *nat = rc->nat, *filter = rc->filter;
 	const struct kp_addr *ranges;
 	const uint8_t *prefixes;
-	size_t n_ranges, n_v4 = 0;
+	size_t n_ranges, n_family = 0;
 	struct ipt_rule *r;
 
 	ranges = kp_svc_port_get_source_ranges(sp, &prefixes, &n_ranges);
 	for (size_t i = 0; i < n_ranges; i++)
-		n_v4 += ranges[i].family == AF_INET;
-	if (!n_v4)
+		n_family += ranges[i].family == fe->addr.family;
+	if (!n_family)
 		return false;
 	if (!kp_map_get(nat->used, n->fw)) {
 		bool node_inside = false;
 
 		use_chain(nat, n->fw);
 		for (size_t i = 0; i < n_ranges; i++) {
-			if (ranges[i].family != AF_INET)
+			if (ranges[i].family != fe->addr.family)
 				continue;
 			r = rule(nat);
 			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, ranges[i].v4, prefixes[i], false);
+			ipt_rule_src(r, &ranges[i], prefixes[i], false);
 			ipt_rule_jump(r, n->ext);
 			append(nat, n->fw);
 			for (size_t a = 0; a < rc->n_node_addrs; a++)
@@ -501,7 +521,7 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 		if (node_inside) {
 			r = rule(nat);
 			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, fe->addr.v4, 32, false);
+			ipt_rule_src(r, &fe->addr, host_bits(fe->addr.family), false);
 			ipt_rule_jump(r, n->ext);
 			append(nat, n->fw);
 		}
@@ -513,7 +533,7 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 	}
 	r = rule(filter);
 	ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
-	ipt_rule_dst(r, fe->addr.v4, 32, false);
+	ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
 	ipt_rule_proto_dport(r, n->proto, fe->port);
 	ipt_rule_jump(r, "DROP");
 	append(filter, "KUBE-PROXY-FIREWALL");
@@ -529,7 +549,7 @@ static void reject_rule(struct table *filter, const char *chain, const struct sv
 	if (fe->kind == KP_FE_NODE_PORT)
 		ipt_rule_addrtype_local(r, false, false);
 	else
-		ipt_rule_dst(r, fe->addr.v4, 32, false);
+		ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
 	ipt_rule_proto_dport(r, n->proto, fe->port);
 	if (drop)
 		ipt_rule_jump(r, "DROP");
@@ -543,7 +563,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	struct render_ctx *rd = userdata;
 	struct table *nat = rd->nat, *filter = rd->filter;
 	const struct kp_endpoint *cl, *ex, *all;
-	size_t n_cl, n_ex, n_all, n_fes, n_v4 = 0;
+	size_t n_cl, n_ex, n_all, n_fes, n_fam = 0;
 	const struct kp_frontend *fes;
 	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
 	bool have_svc = false, have_svl = false, has_external = false;
@@ -551,16 +571,16 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	struct ipt_rule *r;
 
 	names_of(sp, &n);
-	cl = kp_svc_port_get_endpoints(sp, AF_INET, false, &n_cl);
-	ex = kp_svc_port_get_endpoints(sp, AF_INET, true, &n_ex);
+	cl = kp_svc_port_get_endpoints(sp, rd->family, false, &n_cl);
+	ex = kp_svc_port_get_endpoints(sp, rd->family, true, &n_ex);
 	all = kp_svc_port_get_all_endpoints(sp, &n_all);
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes; i++)
-		has_external |= fes[i].external && fes[i].addr.family == AF_INET;
+		has_external |= fes[i].external && fes[i].addr.family == rd->family;
 	for (size_t i = 0; i < n_all; i++) {
-		if (all[i].addr.family != AF_INET)
+		if (all[i].addr.family != rd->family)
 			continue;
-		n_v4++;
+		n_fam++;
 		render_sep(nat, sp, &n, &all[i]);
 	}
 	/* SVC spreads over the cluster-wide set, SVL over this node's */
@@ -582,7 +602,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			have_svl = true;
 		}
 	}
-	if (has_external && n_v4)
+	if (has_external && n_fam)
 		render_ext(nat, sp, &n, have_svc, have_svl);
 
 	for (size_t i = 0; i < n_fes; i++) {
@@ -591,19 +611,19 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			"cluster IP", "node port", "external IP", "loadbalancer IP"
 		};
 
-		if (fe->addr.family != AF_INET)
-			continue;	/* IPv6: not yet */
+		if (fe->addr.family != rd->family)
+			continue;	/* the other family's tables */
 		if (fe->kind == KP_FE_CLUSTER_IP) {
 			if (n_cl) {
 				r = rule(nat);
 				ipt_rule_comment(r, "%s cluster IP", n.label);
-				ipt_rule_dst(r, fe->addr.v4, 32, false);
+				ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
 				ipt_rule_proto_dport(r, n.proto, fe->port);
 				ipt_rule_jump(r, itp_local ? n.svl : n.svc);
-				collect_frontend(rd, fe->addr.v4);
+				collect_frontend(rd, &fe->addr);
 			} else {
-				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_v4 && itp_local,
-					    n_v4 ? "has no local endpoints" : "has no endpoints");
+				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_fam && itp_local,
+					    n_fam ? "has no local endpoints" : "has no endpoints");
 			}
 			continue;
 		}
@@ -617,12 +637,12 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 					continue;
 				kp_map_put(rd->nodeports_done, key, rd, NULL);
 			}
-			reject_rule(filter, "KUBE-EXTERNAL-SERVICES", &n, fe, n_v4 > 0,
-				    n_v4 ? "has no local endpoints" : "has no endpoints");
-			if (!n_v4)
+			reject_rule(filter, "KUBE-EXTERNAL-SERVICES", &n, fe, n_fam > 0,
+				    n_fam ? "has no local endpoints" : "has no endpoints");
+			if (!n_fam)
 				continue;
 		}
-		if (!n_v4)
+		if (!n_fam)
 			continue;
 		if (fe->kind == KP_FE_NODE_PORT) {
 			char key[32], a[KP_ADDR_STRLEN];
@@ -645,10 +665,10 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 			r = rule(nat);
 			ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
-			ipt_rule_dst(r, fe->addr.v4, 32, false);
+			ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
 			ipt_rule_proto_dport(r, n.proto, fe->port);
 			ipt_rule_jump(r, fw ? n.fw : n.ext);
-			collect_frontend(rd, fe->addr.v4);
+			collect_frontend(rd, &fe->addr);
 		}
 	}
 	if (kp_svc_port_get_health_check_node_port(sp)) {
@@ -704,7 +724,7 @@ static void render_fixed(struct render_ctx *rd)
 		r = rule(nat);
 		ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
 				    "rule in this chain");
-		ipt_rule_dst(r, a.v4, 32, false);
+		ipt_rule_dst(r, &a, host_bits(a.family), false);
 		ipt_rule_jump(r, "KUBE-NODEPORTS");
 		append(nat, "KUBE-SERVICES");
 	}
@@ -747,23 +767,26 @@ static void render_fixed(struct render_ctx *rd)
 }
 
 /* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
-static void allow_localnet(struct render_ctx *rd)
+static bool needs_localnet(struct render_ctx *rd)
 {
 	const char **addrs;
 	bool loopback = false;
 	size_t n;
-	int fd;
 
 	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
 	for (size_t i = 0; addrs && i < n; i++)
 		loopback |= strncmp(addrs[i], "127.", 4) == 0;
 	free(addrs);
-	if (!loopback)
-		return;
-	fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY | O_CLOEXEC);
+	return loopback;
+}
+
+static void allow_localnet(struct ipt *ipt)
+{
+	int fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY | O_CLOEXEC);
+
 	if (fd >= 0) {
 		if (write(fd, "1", 1) != 1)
-			kp_log(rd->nat->ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
+			kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
 		close(fd);
 	}
 }
@@ -860,7 +883,7 @@ static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 		bool seen = false;
 		struct kp_addr *v;
 
-		if (fes[i].kind != KP_FE_NODE_PORT || fes[i].addr.family != AF_INET)
+		if (fes[i].kind != KP_FE_NODE_PORT || fes[i].addr.family != rd->family)
 			continue;
 		for (size_t j = 0; j < rd->n_node_addrs && !seen; j++)
 			seen = kp_addr_equal(&rd->node_addrs[j], &fes[i].addr);
@@ -875,13 +898,14 @@ static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
-static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
+/* Rebuilds and commits the nat and filter tables of one family. */
+static int sync_family(struct ipt *ipt, const struct tc_ops *ops, const struct kp_state *want,
+		       bool *ret_localnet)
 {
-	struct ipt *ipt = priv;
 	struct table nat, filter;
 	struct render_ctx rd = {
-		.nat = &nat, .filter = &filter, .nodeport_addrs = kp_map_new(),
-		.nodeports_done = kp_map_new(),
+		.nat = &nat, .filter = &filter, .family = ops->family,
+		.nodeport_addrs = kp_map_new(), .nodeports_done = kp_map_new(),
 	};
 	int r;
 
@@ -892,10 +916,10 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 		r = -ENOMEM;
 		goto out_maps;
 	}
-	r = table_open(&nat, ipt, "nat");
+	r = table_open(&nat, ipt, ops, "nat");
 	if (r < 0)
 		goto out_maps;
-	r = table_open(&filter, ipt, "filter");
+	r = table_open(&filter, ipt, ops, "filter");
 	if (r < 0)
 		goto out_nat;
 	flush_owned(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
@@ -911,19 +935,16 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	render_fixed(&rd);
 	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
 	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	if (!nat.err && !iptc_commit(nat.h))
+	if (!nat.err && !ops->commit(nat.h))
 		fail(&nat, "commit");
-	if (!nat.err && !filter.err && !iptc_commit(filter.h))
+	if (!nat.err && !filter.err && !ops->commit(filter.h))
 		fail(&filter, "commit");
 	r = nat.err ? nat.err : filter.err;
 	if (r < 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "iptables sync failed: %s: %s",
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s sync failed: %s: %s", ops->tool,
 		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
-	else {
-		allow_localnet(&rd);
-		flush_conntrack(ipt, delta);
-		ipt->synced = true;
-	}
+	else if (ops->family == AF_INET)
+		*ret_localnet = needs_localnet(&rd);
 	table_close(&filter);
 out_nat:
 	table_close(&nat);
@@ -936,15 +957,35 @@ out_maps:
 	return r;
 }
 
+static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
+{
+	struct ipt *ipt = priv;
+	bool localnet = false;
+	int r;
+
+	r = sync_family(ipt, &tc_ipv4, want, &localnet);
+	if (!r && ipt->ipv6)
+		r = sync_family(ipt, &tc_ipv6, want, &localnet);
+	if (r < 0)
+		return r;
+	if (localnet)
+		allow_localnet(ipt);
+	flush_conntrack(ipt, delta);
+	ipt->synced = true;
+	return 0;
+}
+
 /* ---- reading back ---- */
 
 struct dumper {
+	const struct tc_ops *ops;
+	int family;
 	struct xtc_handle *nat, *filter;
 	kp_dump_fn fn;
 	void *userdata;
 	struct kp_endpoint eps[1024];
 	size_t n_eps;
-	struct in_addr node_addrs[64];
+	struct kp_addr node_addrs[64];
 	size_t n_node_addrs;
 };
 
@@ -953,18 +994,18 @@ struct dumper {
  * look into other chains on the way must not nest iterations. The entries stay valid
  * until the handle is freed. Caller frees the array; NULL with *ret_n 0 for none.
  */
-static const struct ipt_entry **rules_of(struct xtc_handle *h, const char *chain, size_t *ret_n)
+static const void **rules_of(const struct tc_ops *ops, struct xtc_handle *h, const char *chain,
+			     size_t *ret_n)
 {
-	const struct ipt_entry **v = NULL;
+	const void **v = NULL;
 	size_t n = 0, cap = 0;
 
 	*ret_n = 0;
-	if (!iptc_is_chain(chain, h))
+	if (!ops->is_chain(chain, h))
 		return NULL;
-	for (const struct ipt_entry *e = iptc_first_rule(chain, h); e; e = iptc_next_rule(e, h)) {
+	for (const void *e = ops->first_rule(chain, h); e; e = ops->next_rule(e, h)) {
 		if (n == cap) {
-			const struct ipt_entry **nv = realloc(v, (cap = cap ? cap * 2 : 16) *
-								    sizeof(*v));
+			const void **nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
 
 			if (!nv)
 				break;
@@ -983,20 +1024,18 @@ static bool has_prefix(const char *s, const char *prefix)
 
 static void add_ep(struct dumper *d, const char *sep)
 {
-	for (const struct ipt_entry *e = iptc_first_rule(sep, d->nat); e;
-	     e = iptc_next_rule(e, d->nat)) {
-		struct in_addr a;
+	for (const void *e = d->ops->first_rule(sep, d->nat); e; e = d->ops->next_rule(e, d->nat)) {
+		struct kp_addr a;
 		uint16_t port;
 
-		if (!ipt_entry_dnat(e, &a, &port))
+		if (!ipt_entry_dnat(d->family, e, &a, &port))
 			continue;
 		for (size_t i = 0; i < d->n_eps; i++)
-			if (d->eps[i].addr.v4.s_addr == a.s_addr && d->eps[i].port == port)
+			if (kp_addr_equal(&d->eps[i].addr, &a) && d->eps[i].port == port)
 				return;
 		if (d->n_eps < KP_ARRAY_SIZE(d->eps))
 			d->eps[d->n_eps++] = (struct kp_endpoint){
-				.addr = { .family = AF_INET, .v4 = a }, .port = port,
-				.ready = true, .serving = true,
+				.addr = a, .port = port, .ready = true, .serving = true,
 			};
 		return;
 	}
@@ -1005,15 +1044,15 @@ static void add_ep(struct dumper *d, const char *sep)
 /* Collects the endpoints a KUBE-SVC/SVL/EXT chain leads to. */
 static void resolve(struct dumper *d, const char *chain)
 {
-	const struct ipt_entry **v, *last = NULL;
+	const void **v, *last = NULL;
 	size_t n;
 
 	if (!has_prefix(chain, "KUBE-EXT-") && !has_prefix(chain, "KUBE-SVC-") &&
 	    !has_prefix(chain, "KUBE-SVL-") && !has_prefix(chain, "KUBE-FW-"))
 		return;
-	v = rules_of(d->nat, chain, &n);
+	v = rules_of(d->ops, d->nat, chain, &n);
 	for (size_t i = 0; i < n; i++) {
-		const char *t = iptc_get_target(v[i], d->nat);
+		const char *t = d->ops->get_target(v[i], d->nat);
 
 		/* KUBE-FW: the allowed sources go on to KUBE-EXT */
 		if (has_prefix(chain, "KUBE-FW-")) {
@@ -1021,7 +1060,8 @@ static void resolve(struct dumper *d, const char *chain)
 				last = v[i];
 		/* in KUBE-EXT, the catch-all jump (no match at all) carries external traffic */
 		} else if (has_prefix(chain, "KUBE-EXT-")) {
-			if (!v[i]->ip.smsk.s_addr && v[i]->target_offset == sizeof(*v[i]))
+			if (!ipt_entry_has_src(d->family, v[i]) &&
+			    !ipt_entry_has_matches(d->family, v[i]))
 				last = v[i];
 		} else if (has_prefix(t, "KUBE-SEP-")) {
 			add_ep(d, t);
@@ -1030,7 +1070,7 @@ static void resolve(struct dumper *d, const char *chain)
 	if (last) {
 		char target[KP_CHAIN_NAME_SIZE];
 
-		snprintf(target, sizeof(target), "%s", iptc_get_target(last, d->nat));
+		snprintf(target, sizeof(target), "%s", d->ops->get_target(last, d->nat));
 		resolve(d, target);
 	}
 	free(v);
@@ -1056,23 +1096,22 @@ static enum kp_protocol proto_of(uint8_t p)
 	return p == IPPROTO_UDP ? KP_PROTO_UDP : p == IPPROTO_SCTP ? KP_PROTO_SCTP : KP_PROTO_TCP;
 }
 
-static int emit(struct dumper *d, const struct ipt_entry *e, enum kp_frontend_kind kind,
-		struct in_addr vip, const char *detail)
+static int emit(struct dumper *d, const void *e, enum kp_frontend_kind kind,
+		const struct kp_addr *vip, const char *detail)
 {
 	char ns[128], name[128], port[128];
 	struct kp_dump_entry de = { .kind = kind, .detail = detail };
 	uint8_t proto;
 	uint16_t dport;
 
-	if (!parse_label(ipt_entry_comment(e), ns, name, port, sizeof(ns)) ||
-	    !ipt_entry_dport(e, &proto, &dport))
+	if (!parse_label(ipt_entry_comment(d->family, e), ns, name, port, sizeof(ns)) ||
+	    !ipt_entry_dport(d->family, e, &proto, &dport))
 		return 0;
 	de.ns = ns;
 	de.name = name;
 	de.port_name = port;
 	de.protocol = proto_of(proto);
-	de.vip.family = AF_INET;
-	de.vip.v4 = vip;
+	de.vip = *vip;
 	de.port = dport;
 	de.endpoints = d->eps;
 	de.n_endpoints = d->n_eps;
@@ -1091,22 +1130,23 @@ static enum kp_frontend_kind kind_of(const char *comment)
 /* The frontend rules of nat KUBE-SERVICES, descending into the dispatch tree. */
 static int dump_frontends(struct dumper *d, const char *chain, int depth)
 {
-	const struct ipt_entry **v;
+	const void **v;
 	size_t n;
 	int r = 0;
 
-	v = rules_of(d->nat, chain, &n);
+	v = rules_of(d->ops, d->nat, chain, &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
-		struct in_addr vip;
+		const char *comment = ipt_entry_comment(d->family, v[i]);
+		struct kp_addr vip;
 
-		snprintf(t, sizeof(t), "%s", iptc_get_target(v[i], d->nat));
+		snprintf(t, sizeof(t), "%s", d->ops->get_target(v[i], d->nat));
 		if (has_prefix(t, KP_DISPATCH_PREFIX)) {
-			if (depth < 16)
+			if (depth < 40)
 				r = dump_frontends(d, t, depth + 1);
 			continue;
 		}
-		if (!ipt_entry_dst(v[i], &vip) || !ipt_entry_comment(v[i]))
+		if (!ipt_entry_dst(d->family, v[i], &vip) || !comment)
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
 			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
@@ -1115,7 +1155,7 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 		}
 		d->n_eps = 0;
 		resolve(d, t);
-		r = emit(d, v[i], kind_of(ipt_entry_comment(v[i])), vip, t);
+		r = emit(d, v[i], kind_of(comment), &vip, t);
 	}
 	free(v);
 	return r;
@@ -1123,19 +1163,19 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 
 static int dump_services(struct dumper *d)
 {
-	const struct ipt_entry **v;
+	const void **v;
 	size_t n;
 	int r = dump_frontends(d, "KUBE-SERVICES", 0);
 
-	v = rules_of(d->nat, "KUBE-NODEPORTS", &n);
+	v = rules_of(d->ops, d->nat, "KUBE-NODEPORTS", &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
 
-		snprintf(t, sizeof(t), "%s", iptc_get_target(v[i], d->nat));
+		snprintf(t, sizeof(t), "%s", d->ops->get_target(v[i], d->nat));
 		d->n_eps = 0;
 		resolve(d, t);
 		for (size_t a = 0; a < d->n_node_addrs && !r; a++)
-			r = emit(d, v[i], KP_FE_NODE_PORT, d->node_addrs[a], t);
+			r = emit(d, v[i], KP_FE_NODE_PORT, &d->node_addrs[a], t);
 	}
 	free(v);
 	return r;
@@ -1152,51 +1192,66 @@ static int dump_refused(struct dumper *d)
 
 	d->n_eps = 0;
 	for (size_t c = 0; c < KP_ARRAY_SIZE(chains) && !r; c++) {
-		if (!iptc_is_chain(chains[c], d->filter))
-			continue;
-		for (const struct ipt_entry *e = iptc_first_rule(chains[c], d->filter); e && !r;
-		     e = iptc_next_rule(e, d->filter)) {
-			const char *t = iptc_get_target(e, d->filter), *comment = ipt_entry_comment(e);
-			struct in_addr vip;
+		const void **v;
+		size_t n;
+
+		v = rules_of(d->ops, d->filter, chains[c], &n);
+		for (size_t i = 0; i < n && !r; i++) {
+			const char *t = d->ops->get_target(v[i], d->filter);
+			const char *comment = ipt_entry_comment(d->family, v[i]);
+			struct kp_addr vip;
 
 			/* an external DROP (Local policy, no local endpoint) has its nat rule,
 			 * already reported with no endpoints */
 			if (!comment || (c && strcmp(t, "DROP") == 0))
 				continue;
-			if (ipt_entry_dst(e, &vip))
-				r = emit(d, e, c ? kind_of(comment) : KP_FE_CLUSTER_IP, vip, t);
+			if (ipt_entry_dst(d->family, v[i], &vip))
+				r = emit(d, v[i], c ? kind_of(comment) : KP_FE_CLUSTER_IP, &vip, t);
 			else
-				for (size_t i = 0; i < d->n_node_addrs && !r; i++)
-					r = emit(d, e, KP_FE_NODE_PORT, d->node_addrs[i], t);
+				for (size_t a = 0; a < d->n_node_addrs && !r; a++)
+					r = emit(d, v[i], KP_FE_NODE_PORT, &d->node_addrs[a], t);
 		}
+		free(v);
 	}
 	return r;
 }
 
-static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
+static int dump_family(const struct tc_ops *ops, kp_dump_fn fn, void *userdata)
 {
 	struct dumper *d = calloc(1, sizeof(*d));
 	int r;
 
 	if (!d)
 		return -ENOMEM;
+	d->ops = ops;
+	d->family = ops->family;
 	d->fn = fn;
 	d->userdata = userdata;
-	d->nat = iptc_init("nat");
-	d->filter = d->nat ? iptc_init("filter") : NULL;
+	d->nat = ops->init("nat");
+	d->filter = d->nat ? ops->init("filter") : NULL;
 	if (!d->nat || !d->filter) {
 		r = errno ? -errno : -EIO;
 		goto out;
 	}
-	r = iptc_is_chain("KUBE-SERVICES", d->nat) ? dump_services(d) : 0;
+	r = ops->is_chain("KUBE-SERVICES", d->nat) ? dump_services(d) : 0;
 	if (!r)
 		r = dump_refused(d);
 out:
 	if (d->nat)
-		iptc_free(d->nat);
+		ops->free(d->nat);
 	if (d->filter)
-		iptc_free(d->filter);
+		ops->free(d->filter);
 	free(d);
+	return r;
+}
+
+static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
+{
+	struct ipt *ipt = priv;
+	int r = dump_family(&tc_ipv4, fn, userdata);
+
+	if (!r && ipt->ipv6)
+		r = dump_family(&tc_ipv6, fn, userdata);
 	return r;
 }
 
@@ -1205,34 +1260,33 @@ out:
 static void remove_jumps(struct table *t, const char *chain, const char *const *fixed,
 			 size_t n_fixed)
 {
-	if (!iptc_is_chain(chain, t->h))
+	if (!t->ops->is_chain(chain, t->h))
 		return;
 	while (!t->err) {
 		const struct ipt_entry *e;
 		unsigned num = 0;
 
-		for (e = iptc_first_rule(chain, t->h); e; e = iptc_next_rule(e, t->h), num++)
-			if (owned_chain(iptc_get_target(e, t->h), fixed, n_fixed))
+		for (e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h), num++)
+			if (owned_chain(t->ops->get_target(e, t->h), fixed, n_fixed))
 				break;
 		if (!e)
 			return;
-		if (!iptc_delete_num_entry(chain, num, t->h))
+		if (!t->ops->delete_num_entry(chain, num, t->h))
 			fail(t, "delete jump");
 	}
 }
 
-static int ipt_cleanup(void *priv)
+static int cleanup_family(struct ipt *ipt, const struct tc_ops *ops)
 {
-	struct ipt *ipt = priv;
 	static const char *const nat_builtin[] = { "PREROUTING", "OUTPUT", "POSTROUTING" };
 	static const char *const filter_builtin[] = { "INPUT", "FORWARD", "OUTPUT" };
 	struct table nat, filter;
 	int r;
 
-	r = table_open(&nat, ipt, "nat");
+	r = table_open(&nat, ipt, ops, "nat");
 	if (r < 0)
 		return r;
-	r = table_open(&filter, ipt, "filter");
+	r = table_open(&filter, ipt, ops, "filter");
 	if (r < 0) {
 		table_close(&nat);
 		return r;
@@ -1245,13 +1299,23 @@ static int ipt_cleanup(void *priv)
 	flush_owned(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
 	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
 	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	if (!nat.err && !iptc_commit(nat.h))
+	if (!nat.err && !ops->commit(nat.h))
 		fail(&nat, "commit");
-	if (!nat.err && !filter.err && !iptc_commit(filter.h))
+	if (!nat.err && !filter.err && !ops->commit(filter.h))
 		fail(&filter, "commit");
 	r = nat.err ? nat.err : filter.err;
 	table_close(&filter);
 	table_close(&nat);
+	return r;
+}
+
+static int ipt_cleanup(void *priv)
+{
+	struct ipt *ipt = priv;
+	int r = cleanup_family(ipt, &tc_ipv4);
+
+	if (!r && ipt->ipv6)
+		r = cleanup_family(ipt, &tc_ipv6);
 	return r;
 }
 
@@ -1267,11 +1331,12 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 	ipt->ctx = ctx;
 	ipt->masquerade_all = cfg->masquerade_all;
 	ipt->dispatch_threshold = 100;
-	ipt->dnat_rev = ipt_dnat_revision();
+	ipt->dnat_rev[0] = ipt_dnat_revision(AF_INET);
+	ipt->dnat_rev[1] = ipt_dnat_revision(AF_INET6);
 	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
 		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
-	ipt_rule_init(&ipt->r);
-	ipt_rule_init(&ipt->scratch);
+	ipt_rule_init(&ipt->r, AF_INET);
+	ipt_rule_init(&ipt->scratch, AF_INET);
 	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;
 	for (tok = cidrs ? strtok_r(cidrs, ",", &save) : NULL; tok;
 	     tok = strtok_r(NULL, ",", &save)) {
@@ -1285,27 +1350,35 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 			free(ipt);
 			return -EINVAL;
 		}
-		if (a.family == AF_INET && ipt->n_cluster_nets < MAX_CIDRS) {
-			ipt->cluster_nets[ipt->n_cluster_nets] = a.v4;
+		if (ipt->n_cluster_nets < MAX_CIDRS) {
+			ipt->cluster_nets[ipt->n_cluster_nets] = a;
 			ipt->cluster_prefixes[ipt->n_cluster_nets++] = prefix;
 		}
 	}
 	free(cidrs);
 	/* fail early, with the reason, where the kernel or privileges are missing */
 	{
-		struct xtc_handle *h = iptc_init("nat");
+		struct xtc_handle *h = tc_ipv4.init("nat");
 
 		if (!h) {
 			int r = errno ? -errno : -EIO;
 
 			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
-			       iptc_strerror(errno));
+			       tc_ipv4.strerror(errno));
 			ipt_rule_fini(&ipt->r);
 			ipt_rule_fini(&ipt->scratch);
 			free(ipt);
 			return r;
 		}
-		iptc_free(h);
+		tc_ipv4.free(h);
+		/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
+		h = tc_ipv6.init("nat");
+		ipt->ipv6 = h != NULL;
+		if (h)
+			tc_ipv6.free(h);
+		else
+			kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
+			       "IPv6 frontends are not programmed", tc_ipv6.strerror(errno));
 	}
 	*ret_priv = ipt;
 	return 0;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * Rule building for the iptables backend. An entry is laid out as the kernel wants it:
- * struct ipt_entry, then each match (struct xt_entry_match header and the match's own
- * struct, XT_ALIGNed), then the target. Jumps and verdicts use the standard target with
+ * struct ipt_entry (ip6t_entry for IPv6), then each match (struct xt_entry_match header
+ * and the match's own struct, XT_ALIGNed), then the target. Jumps and verdicts use the standard target with
  * the chain or verdict name, which libiptc resolves at commit time. The structs are the
  * kernel's uapi ones; the revisions are those iptables 1.8 uses.
  */
@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <libiptc/libip6tc.h>
 #include <libiptc/libiptc.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/xt_addrtype.h>
@@ -24,12 +25,14 @@
 #include <linux/netfilter/xt_statistic.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
+#include <linux/netfilter_ipv6/ip6t_REJECT.h>
 
 #include "rule.h"
 
-void ipt_rule_init(struct ipt_rule *r)
+void ipt_rule_init(struct ipt_rule *r, int family)
 {
 	memset(r, 0, sizeof(*r));
+	r->family = family;
 	ipt_rule_reset(r);
 }
 
@@ -62,18 +65,46 @@ static void *grow(struct ipt_rule *r, size_t size)
 	return p;
 }
 
-static struct ipt_entry *entry(const struct ipt_rule *r)
+static struct ipt_entry *e4(const struct ipt_rule *r)
 {
 	return (struct ipt_entry *)r->buf;
+}
+
+static struct ip6t_entry *e6(const struct ipt_rule *r)
+{
+	return (struct ip6t_entry *)r->buf;
+}
+
+static size_t header_size(int family)
+{
+	return family == AF_INET6 ? XT_ALIGN(sizeof(struct ip6t_entry)) :
+				    XT_ALIGN(sizeof(struct ipt_entry));
+}
+
+static void set_offsets(struct ipt_rule *r, size_t target, size_t next)
+{
+	if (r->family == AF_INET6) {
+		e6(r)->target_offset = (uint16_t)target;
+		e6(r)->next_offset = (uint16_t)next;
+	} else {
+		e4(r)->target_offset = (uint16_t)target;
+		e4(r)->next_offset = (uint16_t)next;
+	}
 }
 
 void ipt_rule_reset(struct ipt_rule *r)
 {
 	r->size = 0;
 	r->oom = false;
-	if (grow(r, XT_ALIGN(sizeof(struct ipt_entry))))
-		entry(r)->target_offset = entry(r)->next_offset =
-			XT_ALIGN(sizeof(struct ipt_entry));
+	if (grow(r, header_size(r->family)))
+		set_offsets(r, r->size, r->size);
+}
+
+static void mask6(struct in6_addr *m, unsigned prefix)
+{
+	memset(m, 0, sizeof(*m));
+	for (unsigned i = 0; i < prefix; i++)
+		m->s6_addr[i / 8] |= (uint8_t)(0x80 >> (i % 8));
 }
 
 static uint32_t mask_of(unsigned prefix)
@@ -81,24 +112,41 @@ static uint32_t mask_of(unsigned prefix)
 	return prefix ? htonl(~0u << (32 - prefix)) : 0;
 }
 
-void ipt_rule_src(struct ipt_rule *r, struct in_addr a, unsigned prefix, bool invert)
+static void set_addr(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert,
+		     bool dst)
 {
 	if (r->oom)
 		return;
-	entry(r)->ip.smsk.s_addr = mask_of(prefix);
-	entry(r)->ip.src.s_addr = a.s_addr & mask_of(prefix);
+	if (r->family == AF_INET6) {
+		struct ip6t_ip6 *ip = &e6(r)->ipv6;
+		struct in6_addr *addr = dst ? &ip->dst : &ip->src, *m = dst ? &ip->dmsk : &ip->smsk;
+
+		mask6(m, prefix);
+		for (int i = 0; i < 16; i++)
+			addr->s6_addr[i] = a->v6.s6_addr[i] & m->s6_addr[i];
+		if (invert)
+			ip->invflags |= dst ? IP6T_INV_DSTIP : IP6T_INV_SRCIP;
+		return;
+	}
+	if (dst) {
+		e4(r)->ip.dmsk.s_addr = mask_of(prefix);
+		e4(r)->ip.dst.s_addr = a->v4.s_addr & mask_of(prefix);
+	} else {
+		e4(r)->ip.smsk.s_addr = mask_of(prefix);
+		e4(r)->ip.src.s_addr = a->v4.s_addr & mask_of(prefix);
+	}
 	if (invert)
-		entry(r)->ip.invflags |= IPT_INV_SRCIP;
+		e4(r)->ip.invflags |= dst ? IPT_INV_DSTIP : IPT_INV_SRCIP;
 }
 
-void ipt_rule_dst(struct ipt_rule *r, struct in_addr a, unsigned prefix, bool invert)
+void ipt_rule_src(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
 {
-	if (r->oom)
-		return;
-	entry(r)->ip.dmsk.s_addr = mask_of(prefix);
-	entry(r)->ip.dst.s_addr = a.s_addr & mask_of(prefix);
-	if (invert)
-		entry(r)->ip.invflags |= IPT_INV_DSTIP;
+	set_addr(r, a, prefix, invert, false);
+}
+
+void ipt_rule_dst(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
+{
+	set_addr(r, a, prefix, invert, true);
 }
 
 /* Appends a match and returns its data. Matches must come before the target. */
@@ -112,7 +160,7 @@ static void *add_match(struct ipt_rule *r, const char *name, uint8_t rev, size_t
 	m->u.user.match_size = (uint16_t)size;
 	snprintf(m->u.user.name, sizeof(m->u.user.name), "%s", name);
 	m->u.user.revision = rev;
-	entry(r)->target_offset = entry(r)->next_offset = (uint16_t)r->size;
+	set_offsets(r, r->size, r->size);
 	return m->data;
 }
 
@@ -127,8 +175,7 @@ static void *add_target(struct ipt_rule *r, const char *name, uint8_t rev, size_
 	t->u.user.target_size = (uint16_t)size;
 	snprintf(t->u.user.name, sizeof(t->u.user.name), "%s", name);
 	t->u.user.revision = rev;
-	entry(r)->target_offset = (uint16_t)off;
-	entry(r)->next_offset = (uint16_t)r->size;
+	set_offsets(r, off, r->size);
 	return t->data;
 }
 
@@ -136,7 +183,12 @@ void ipt_rule_proto_dport(struct ipt_rule *r, uint8_t proto, uint16_t dport)
 {
 	if (r->oom)
 		return;
-	entry(r)->ip.proto = proto;
+	if (r->family == AF_INET6) {
+		e6(r)->ipv6.proto = proto;
+		e6(r)->ipv6.flags |= IP6T_F_PROTO;
+	} else {
+		e4(r)->ip.proto = proto;
+	}
 	if (proto == IPPROTO_TCP) {
 		struct xt_tcp *t = add_match(r, "tcp", 0, sizeof(*t));
 
@@ -199,7 +251,7 @@ void ipt_rule_recent(struct ipt_rule *r, const char *name, bool set, uint32_t se
 	m->seconds = set ? 0 : seconds;
 	m->side = XT_RECENT_SOURCE;
 	snprintf(m->name, sizeof(m->name), "%s", name);
-	memset(&m->mask, 0xff, sizeof(m->mask.in));
+	memset(&m->mask, 0xff, r->family == AF_INET6 ? sizeof(m->mask.in6) : sizeof(m->mask.in));
 }
 
 void ipt_rule_addrtype_local(struct ipt_rule *r, bool src, bool invert)
@@ -248,11 +300,10 @@ void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)
 		return;
 	t->target.u.user.target_size = (uint16_t)XT_ALIGN(sizeof(*t));
 	snprintf(t->target.u.user.name, sizeof(t->target.u.user.name), "%s", chain_or_verdict);
-	entry(r)->target_offset = (uint16_t)off;
-	entry(r)->next_offset = (uint16_t)r->size;
+	set_offsets(r, off, r->size);
 }
 
-void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port, uint8_t rev)
+void ipt_rule_dnat(struct ipt_rule *r, const struct kp_addr *a, uint16_t port, uint8_t rev)
 {
 	/* revision 2 (nf_nat_range2) or 1 (nf_nat_range, its prefix): what iptables-save
 	 * prints back, as it expects the newest revision both it and the kernel have */
@@ -262,13 +313,16 @@ void ipt_rule_dnat(struct ipt_rule *r, struct in_addr a, uint16_t port, uint8_t 
 	if (!n)
 		return;
 	n->flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
-	n->min_addr.in = n->max_addr.in = a;
+	if (r->family == AF_INET6)
+		n->min_addr.in6 = n->max_addr.in6 = a->v6;
+	else
+		n->min_addr.in = n->max_addr.in = a->v4;
 	n->min_proto.all = n->max_proto.all = htons(port);
 }
 
-uint8_t ipt_dnat_revision(void)
+uint8_t ipt_dnat_revision(int family)
 {
-	int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+	int fd = socket(family, SOCK_RAW, IPPROTO_RAW);
 	uint8_t best = 1;
 
 	if (fd < 0)
@@ -278,7 +332,9 @@ uint8_t ipt_dnat_revision(void)
 		socklen_t len = sizeof(q);
 
 		strcpy(q.name, "DNAT");
-		if (getsockopt(fd, IPPROTO_IP, IPT_SO_GET_REVISION_TARGET, &q, &len) >= 0) {
+		if (getsockopt(fd, family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP,
+			       family == AF_INET6 ? IP6T_SO_GET_REVISION_TARGET :
+						    IPT_SO_GET_REVISION_TARGET, &q, &len) >= 0) {
 			best = rev;
 			break;
 		}
@@ -289,10 +345,15 @@ uint8_t ipt_dnat_revision(void)
 
 void ipt_rule_masquerade(struct ipt_rule *r)
 {
-	struct nf_nat_ipv4_multi_range_compat *n = add_target(r, "MASQUERADE", 0, sizeof(*n));
+	if (r->family == AF_INET6) {
+		add_target(r, "MASQUERADE", 0, sizeof(struct nf_nat_range));
+	} else {
+		struct nf_nat_ipv4_multi_range_compat *n =
+			add_target(r, "MASQUERADE", 0, sizeof(*n));
 
-	if (n)
-		n->rangesize = 1;
+		if (n)
+			n->rangesize = 1;
+	}
 }
 
 void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
@@ -307,10 +368,17 @@ void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
 
 void ipt_rule_reject(struct ipt_rule *r)
 {
-	struct ipt_reject_info *j = add_target(r, "REJECT", 0, sizeof(*j));
+	if (r->family == AF_INET6) {
+		struct ip6t_reject_info *j = add_target(r, "REJECT", 0, sizeof(*j));
 
-	if (j)
-		j->with = IPT_ICMP_PORT_UNREACHABLE;
+		if (j)
+			j->with = IP6T_ICMP6_PORT_UNREACH;
+	} else {
+		struct ipt_reject_info *j = add_target(r, "REJECT", 0, sizeof(*j));
+
+		if (j)
+			j->with = IPT_ICMP_PORT_UNREACHABLE;
+	}
 }
 
 void ipt_rule_no_target(struct ipt_rule *r)
@@ -318,16 +386,28 @@ void ipt_rule_no_target(struct ipt_rule *r)
 	ipt_rule_jump(r, "");		/* standard target, verdict 0 = continue */
 }
 
-const struct ipt_entry *ipt_rule_entry(const struct ipt_rule *r)
+const void *ipt_rule_entry(const struct ipt_rule *r)
 {
-	return r->oom ? NULL : entry(r);
+	return r->oom ? NULL : r->buf;
 }
 
 /* ---- reading back ---- */
 
-static const struct xt_entry_match *find_match(const struct ipt_entry *e, const char *name)
+static uint16_t target_offset(int family, const void *e)
 {
-	for (size_t off = sizeof(*e); off < e->target_offset;) {
+	return family == AF_INET6 ? ((const struct ip6t_entry *)e)->target_offset :
+				    ((const struct ipt_entry *)e)->target_offset;
+}
+
+uint16_t ipt_entry_size(int family, const void *e)
+{
+	return family == AF_INET6 ? ((const struct ip6t_entry *)e)->next_offset :
+				    ((const struct ipt_entry *)e)->next_offset;
+}
+
+static const struct xt_entry_match *find_match(int family, const void *e, const char *name)
+{
+	for (size_t off = header_size(family); off < target_offset(family, e);) {
 		const struct xt_entry_match *m = (const void *)((const char *)e + off);
 
 		if (m->u.match_size < sizeof(*m))
@@ -339,57 +419,95 @@ static const struct xt_entry_match *find_match(const struct ipt_entry *e, const 
 	return NULL;
 }
 
-bool ipt_entry_dst(const struct ipt_entry *e, struct in_addr *ret_addr)
+bool ipt_entry_has_matches(int family, const void *e)
 {
-	if (e->ip.dmsk.s_addr != 0xffffffffu || (e->ip.invflags & IPT_INV_DSTIP))
-		return false;
-	*ret_addr = e->ip.dst;
-	return true;
+	return target_offset(family, e) > header_size(family);
 }
 
-bool ipt_entry_dport(const struct ipt_entry *e, uint8_t *ret_proto, uint16_t *ret_port)
+bool ipt_entry_has_src(int family, const void *e)
+{
+	if (family == AF_INET6) {
+		const struct in6_addr *m = &((const struct ip6t_entry *)e)->ipv6.smsk;
+
+		return !IN6_IS_ADDR_UNSPECIFIED(m);
+	}
+	return ((const struct ipt_entry *)e)->ip.smsk.s_addr != 0;
+}
+
+bool ipt_entry_dst(int family, const void *e, struct kp_addr *ret_addr)
+{
+	if (family == AF_INET6) {
+		const struct ip6t_ip6 *ip = &((const struct ip6t_entry *)e)->ipv6;
+		static const struct in6_addr all = { { { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+							 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+							 0xff, 0xff } } };
+
+		if (memcmp(&ip->dmsk, &all, sizeof(all)) || (ip->invflags & IP6T_INV_DSTIP))
+			return false;
+		ret_addr->family = AF_INET6;
+		ret_addr->v6 = ip->dst;
+		return true;
+	} else {
+		const struct ipt_ip *ip = &((const struct ipt_entry *)e)->ip;
+
+		if (ip->dmsk.s_addr != 0xffffffffu || (ip->invflags & IPT_INV_DSTIP))
+			return false;
+		ret_addr->family = AF_INET;
+		ret_addr->v4 = ip->dst;
+		return true;
+	}
+}
+
+bool ipt_entry_dport(int family, const void *e, uint8_t *ret_proto, uint16_t *ret_port)
 {
 	const struct xt_entry_match *m;
 
-	if ((m = find_match(e, "tcp")))
+	if ((m = find_match(family, e, "tcp")))
 		*ret_port = ((const struct xt_tcp *)m->data)->dpts[0];
-	else if ((m = find_match(e, "udp")))
+	else if ((m = find_match(family, e, "udp")))
 		*ret_port = ((const struct xt_udp *)m->data)->dpts[0];
-	else if ((m = find_match(e, "sctp")))
+	else if ((m = find_match(family, e, "sctp")))
 		*ret_port = ((const struct xt_sctp_info *)m->data)->dpts[0];
 	else
 		return false;
-	*ret_proto = (uint8_t)e->ip.proto;
+	*ret_proto = family == AF_INET6 ? (uint8_t)((const struct ip6t_entry *)e)->ipv6.proto :
+					  (uint8_t)((const struct ipt_entry *)e)->ip.proto;
 	return true;
 }
 
-bool ipt_entry_dnat(const struct ipt_entry *e, struct in_addr *ret_addr, uint16_t *ret_port)
+bool ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_t *ret_port)
 {
-	const struct xt_entry_target *t = (const void *)((const char *)e + e->target_offset);
+	const struct xt_entry_target *t = (const void *)((const char *)e +
+							 target_offset(family, e));
 
 	if (strcmp(t->u.user.name, "DNAT"))
 		return false;
-	if (t->u.user.revision == 0 && t->u.target_size >= sizeof(*t) +
+	if (family == AF_INET && t->u.user.revision == 0 && t->u.target_size >= sizeof(*t) +
 	    sizeof(struct nf_nat_ipv4_multi_range_compat)) {
 		const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
 
-		ret_addr->s_addr = n->range[0].min_ip;
+		ret_addr->family = AF_INET;
+		ret_addr->v4.s_addr = n->range[0].min_ip;
 		*ret_port = ntohs(n->range[0].min.all);
 		return true;
 	}
 	if (t->u.user.revision >= 1 && t->u.target_size >= sizeof(*t) + sizeof(struct nf_nat_range)) {
 		const struct nf_nat_range *n = (const void *)t->data;	/* rev 2 starts alike */
 
-		*ret_addr = n->min_addr.in;
+		ret_addr->family = family;
+		if (family == AF_INET6)
+			ret_addr->v6 = n->min_addr.in6;
+		else
+			ret_addr->v4 = n->min_addr.in;
 		*ret_port = ntohs(n->min_proto.all);
 		return true;
 	}
 	return false;
 }
 
-const char *ipt_entry_comment(const struct ipt_entry *e)
+const char *ipt_entry_comment(int family, const void *e)
 {
-	const struct xt_entry_match *m = find_match(e, "comment");
+	const struct xt_entry_match *m = find_match(family, e, "comment");
 
 	return m ? ((const struct xt_comment_info *)m->data)->comment : NULL;
 }

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * libiptc and libip6tc behind one table of operations, so the backend renders and reads
+ * both families with the same code. Entries are passed as void pointers: struct
+ * ipt_entry for IPv4, struct ip6t_entry for IPv6.
+ */
+#ifndef KP_IPT_TC_H
+#define KP_IPT_TC_H
+
+#include <libiptc/xtcshared.h>
+
+struct tc_ops {
+	int family;
+	const char *tool;	/* "iptables" or "ip6tables", for messages */
+	struct xtc_handle *(*init)(const char *table);
+	void (*free)(struct xtc_handle *h);
+	int (*is_chain)(const char *chain, struct xtc_handle *const h);
+	int (*create_chain)(const xt_chainlabel chain, struct xtc_handle *h);
+	int (*flush_entries)(const xt_chainlabel chain, struct xtc_handle *h);
+	int (*delete_chain)(const xt_chainlabel chain, struct xtc_handle *h);
+	int (*append_entry)(const char *chain, const void *e, struct xtc_handle *h);
+	int (*insert_entry)(const char *chain, const void *e, unsigned num, struct xtc_handle *h);
+	int (*delete_num_entry)(const xt_chainlabel chain, unsigned num, struct xtc_handle *h);
+	const char *(*first_chain)(struct xtc_handle *h);
+	const char *(*next_chain)(struct xtc_handle *h);
+	const void *(*first_rule)(const char *chain, struct xtc_handle *h);
+	const void *(*next_rule)(const void *prev, struct xtc_handle *h);
+	const char *(*get_target)(const void *e, struct xtc_handle *h);
+	int (*commit)(struct xtc_handle *h);
+	const char *(*strerror)(int err);
+};
+
+extern const struct tc_ops tc_ipv4, tc_ipv6;
+
+#endif
