@@ -52,7 +52,7 @@ static const char usage[] =
 "                                 NodePorts (default: every non-loopback address)\n"
 "      --cluster-cidr CIDRS       pod ranges, for masquerade decisions\n"
 "Data plane:\n"
-"      --proxy-mode MODE          iptables (default; IPv4) or dryrun; ipvs, userspace and\n"
+"      --proxy-mode MODE          iptables (default) or dryrun; ipvs, userspace and\n"
 "                                 dpdk are not built yet (accepted with --dry-run)\n"
 "      --dry-run                  compute and serve the state, program nothing\n"
 "      --masquerade-all           masquerade all traffic sent to service VIPs\n"

@@ -38,7 +38,7 @@ def main():
         for _ in range(int(sys.argv[4])):
             print(tcp_once(host, port), flush=True)
     elif mode == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(TIMEOUT)
         for i in range(int(sys.argv[4])):
             start = time.monotonic()

@@ -8,18 +8,26 @@ import socket
 import sys
 
 
+def plain(addr):
+    """The client address as the client wrote it (no IPv4-mapped form)."""
+    return (addr[7:] if addr.startswith("::ffff:") else addr).encode()
+
+
 def main():
     name = sys.argv[1].encode()
     sel = selectors.DefaultSelector()
     for port in map(int, sys.argv[2:]):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # one dual-stack socket per protocol: IPv4 clients appear as ::ffff:a.b.c.d
+        t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        t.bind(("0.0.0.0", port))
+        t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        t.bind(("::", port))
         t.listen(512)
         t.setblocking(False)
         sel.register(t, selectors.EVENT_READ, "tcp")
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("0.0.0.0", port))
+        u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        u.bind(("::", port))
         sel.register(u, selectors.EVENT_READ, "udp")
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -33,14 +41,14 @@ def main():
                     continue
                 c.setblocking(False)
                 try:
-                    c.send(name + b" " + peer[0].encode() + b"\n")
+                    c.send(name + b" " + plain(peer[0]) + b"\n")
                 except OSError:
                     c.close()
                     continue
                 sel.register(c, selectors.EVENT_READ, "conn")
             elif key.data == "udp":
                 data, peer = s.recvfrom(2048)
-                s.sendto(name + b" " + peer[0].encode() + b"\n", peer)
+                s.sendto(name + b" " + plain(peer[0]) + b"\n", peer)
             else:
                 try:
                     data = s.recv(4096)

@@ -23,8 +23,8 @@ KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
 count = failed = 0
 
-PODS = [("pod-a1", "10.244.1.2"), ("pod-b1", "10.244.2.3"), ("pod-b2", "10.244.2.4"),
-        ("pod-unready", "10.244.1.9")]
+PODS = [("pod-a1", "10.244.1.2", "fd00:10:244::2"), ("pod-b1", "10.244.2.3", "fd00:10:244::3"),
+        ("pod-b2", "10.244.2.4", "fd00:10:244::4"), ("pod-unready", "10.244.1.9")]
 
 
 MODE, FLAGS = "", ()
@@ -49,7 +49,7 @@ def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"
             "%s---\n" % (name, ptype, ip, port, proto, np, extra))
 
 
-def slice_(svcname, eps, proto="TCP", sname=None):
+def slice_(svcname, eps, proto="TCP", sname=None, family="IPv4"):
     lines = []
     for ip, node, ready in eps:
         cond = "{ready: true}" if ready is True else "{ready: false, serving: false}" \
@@ -57,12 +57,12 @@ def slice_(svcname, eps, proto="TCP", sname=None):
         lines.append("- {addresses: [%s], nodeName: %s, conditions: %s}" % (ip, node, cond))
     return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
             "metadata: {name: %s, namespace: t, labels: {kubernetes.io/service-name: %s}}\n"
-            "addressType: IPv4\nports: [{name: p, port: 8080, protocol: %s}]\nendpoints:\n%s\n---\n"
-            % (sname or svcname + "-1", svcname, proto, "\n".join(lines)))
+            "addressType: %s\nports: [{name: p, port: 8080, protocol: %s}]\nendpoints:\n%s\n---\n"
+            % (sname or svcname + "-1", svcname, family, proto, "\n".join(lines)))
 
 
 A1, B1, B2, UN = [(ip, "node-a" if "1.2" in ip or "1.9" in ip else "node-b", True)
-                  for _, ip in PODS]
+                  for _, ip, *_ in PODS]
 UN = (UN[0], "node-a", False)
 
 
@@ -82,6 +82,13 @@ def manifests(web_eps, dns_eps=None):
                   "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.50.200}]\n",
                   ptype="LoadBalancer", node_port=30087)
             + slice_("fw", [B2])
+            + svc("dual", "10.96.0.18", 80, "  clusterIPs: [10.96.0.18, 'fd00:96::18']\n"
+                  "  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n",
+                  ptype="NodePort", node_port=30088)
+            + slice_("dual", [A1, B1])
+            + slice_("dual", [("'fd00:10:244::2'", "node-a", True),
+                              ("'fd00:10:244::3'", "node-b", True)], sname="dual-6",
+                     family="IPv6")
             + svc("term", "10.96.0.16", 80)
             + slice_("term", [(B1[0], "node-b", "terminating"), (UN[0], "node-a", False)]))
 
@@ -94,7 +101,8 @@ class Kproxyd:
             ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "iptables",
              "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
              "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--nodeport-addresses", "192.168.50.0/24", "--v", "2", *FLAGS, *extra],
+             "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2", *FLAGS,
+             *extra],
             stdout=self.log, stderr=self.log)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and self.proc.poll() is None:
@@ -126,7 +134,8 @@ def wait_until(fn):
 
 
 def save(topo):
-    out = sh("iptables-legacy-save", ns=topo.node).stdout
+    out = (sh("iptables-legacy-save", ns=topo.node).stdout
+           + sh("ip6tables-legacy-save", ns=topo.node).stdout)
     return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
 
 
@@ -137,7 +146,9 @@ def run_tests(topo, mdir, mode, flags):
     if sh("iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN", ns=n, check=False).returncode == 0:
         sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j",
            "OTHER-CHAIN", ns=n)
-    sh("iptables-legacy", "-t", "filter", "-S", ns=n)  # load both tables before the snapshot
+    for tool in ("iptables-legacy", "ip6tables-legacy"):  # load the tables before the snapshot
+        sh(tool, "-t", "filter", "-S", ns=n)
+        sh(tool, "-t", "nat", "-S", ns=n)
     before = save(topo)
     with open(os.path.join(mdir, "services.yaml"), "w") as f:
         f.write(manifests([A1, B1, B2, UN]))
@@ -177,6 +188,13 @@ def run_tests(topo, mdir, mode, flags):
     lines = topo.run(topo.client, "tcp", "192.168.50.200", 80, 2, src="192.168.50.3")
     ok(lines and all(l.startswith("ERR TimeoutError") for l in lines),
        "and dropped from a source outside them (KUBE-FW, KUBE-PROXY-FIREWALL)", lines)
+    c = names(topo.run(n, "tcp", "fd00:96::18", 80, 40))
+    ok(set(c) == {"pod-a1", "pod-b1"}, "IPv6 ClusterIP of a dual-stack service (ip6tables)", c)
+    lines = topo.run(topo.client, "tcp", "fd00:50::1", 30088, 20)
+    ok(set(names(lines)) == {"pod-a1", "pod-b1"}, "IPv6 NodePort from outside the node",
+       lines[:4])
+    c = names(topo.run(topo.client, "tcp", "10.96.0.18", 80, 20))
+    ok(set(c) == {"pod-a1", "pod-b1"}, "and its IPv4 ClusterIP", c)
     c = names(topo.run(n, "tcp", "10.96.0.11", 80, 30))
     ok(len(c) == 1 and "ERR" not in c, "ClientIP affinity sticks to one endpoint", c)
     c = names(topo.run(n, "tcp", "10.96.0.16", 80, 20))
@@ -201,7 +219,11 @@ def run_tests(topo, mdir, mode, flags):
        == ["10.244.1.2", "10.244.2.3", "10.244.2.4"]
        and entries.get(("t/local", "NodePort", "192.168.50.1", 30083)) == ["10.244.1.2"]
        and entries.get(("t/empty", "ClusterIP", "10.96.0.12", 80)) == []
-       and entries.get(("t/fw", "LoadBalancer", "192.168.50.200", 80)) == ["10.244.2.4"],
+       and entries.get(("t/fw", "LoadBalancer", "192.168.50.200", 80)) == ["10.244.2.4"]
+       and entries.get(("t/dual", "ClusterIP", "fd00:96::18", 80))
+       == ["fd00:10:244::2", "fd00:10:244::3"]
+       and entries.get(("t/dual", "NodePort", "fd00:50::1", 30088))
+       == ["fd00:10:244::2", "fd00:10:244::3"],
        "kproxyctl dump reads the kernel's rules back",
        "\n".join("%s -> %s" % kv for kv in sorted(entries.items())) + dump.stderr)
 

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A node, its pods and a client in network namespaces, for kproxyd tests.
 
-node namespace: bridge kbr0 10.244.0.1/16 (the pods' gateway), vcl 192.168.50.1/24
-toward the client, ip_forward on. Each pod: eth0 on the bridge, default route via
+node namespace: bridge kbr0 10.244.0.1/16 and fd00:10:244::1/64 (the pods' gateway),
+vcl 192.168.50.1/24 and fd00:50::1/64 toward the client, forwarding on. Each pod: eth0 on the bridge, default route via
 the node, running podserver.py on the given ports. client: 192.168.50.2/24 (and .3) with
 routes to the service range and external IPs through the node. Everything is
 removed by teardown(), also after a failure."""
@@ -24,7 +24,7 @@ def sh(*cmd, ns=None, check=True, **kw):
 
 class Topology:
     def __init__(self, pods, ports=(8080,), external_ips=()):
-        """pods: [(name, ip)]"""
+        """pods: [(name, ip)] or [(name, ip, ipv6)]"""
         tag = "kp%d" % (os.getpid() % 100000)
         self.node, self.client = tag + "n", tag + "c"
         self.pods = {}
@@ -44,10 +44,12 @@ class Topology:
     def _setup(self, tag, pods, ports, external_ips):
         self._ns(self.node)
         sh("sysctl", "-qw", "net.ipv4.ip_forward=1", ns=self.node)
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=self.node)
         sh("ip", "link", "add", "kbr0", "type", "bridge", ns=self.node)
         sh("ip", "addr", "add", "10.244.0.1/16", "dev", "kbr0", ns=self.node)
+        sh("ip", "addr", "add", "fd00:10:244::1/64", "dev", "kbr0", "nodad", ns=self.node)
         sh("ip", "link", "set", "kbr0", "up", ns=self.node)
-        for i, (name, ip) in enumerate(pods):
+        for i, (name, ip, *ip6) in enumerate(pods):
             ns = "%sp%d" % (tag, i)
             self._ns(ns)
             sh("ip", "link", "add", "vp%d" % i, "type", "veth", "peer", "name", "eth0",
@@ -56,6 +58,9 @@ class Topology:
             sh("ip", "addr", "add", ip + "/16", "dev", "eth0", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
             sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns)
+            if ip6:
+                sh("ip", "addr", "add", ip6[0] + "/64", "dev", "eth0", "nodad", ns=ns)
+                sh("ip", "-6", "route", "add", "default", "via", "fd00:10:244::1", ns=ns)
             p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
                                   os.path.join(HERE, "podserver.py"), name,
                                   *map(str, ports)],
@@ -68,12 +73,16 @@ class Topology:
         sh("ip", "link", "add", "vcl", "type", "veth", "peer", "name", "eth0", "netns",
            self.client, ns=self.node)
         sh("ip", "addr", "add", "192.168.50.1/24", "dev", "vcl", ns=self.node)
+        sh("ip", "addr", "add", "fd00:50::1/64", "dev", "vcl", "nodad", ns=self.node)
         sh("ip", "link", "set", "vcl", "up", ns=self.node)
         sh("ip", "addr", "add", "192.168.50.2/24", "dev", "eth0", ns=self.client)
         sh("ip", "addr", "add", "192.168.50.3/24", "dev", "eth0", ns=self.client)
+        sh("ip", "addr", "add", "fd00:50::2/64", "dev", "eth0", "nodad", ns=self.client)
         sh("ip", "link", "set", "eth0", "up", ns=self.client)
         sh("ip", "route", "add", "default", "via", "192.168.50.2", ns=self.node)
         sh("ip", "route", "add", "10.96.0.0/12", "via", "192.168.50.1", ns=self.client)
+        sh("ip", "-6", "route", "add", "fd00:96::/64", "via", "fd00:50::1", ns=self.client)
+        sh("ip", "-6", "route", "add", "default", "via", "fd00:50::2", ns=self.node)
         for ip in external_ips:
             sh("ip", "route", "add", ip + "/32", "via", "192.168.50.1", ns=self.client)
 
