@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * ctnetlink through libmnl: dump the IPv4 conntrack table, pick the entries whose
+ * ctnetlink through libmnl: dump the IPv4 and IPv6 conntrack tables, pick the entries whose
  * original destination and reply source match a flush request, then delete them by
  * their original tuple. Every attribute we read is checked against a policy table.
  */
@@ -16,9 +16,10 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 
 #include "conntrack.h"
+#include "internal.h"
 
 struct tuple {
-	struct in_addr src, dst;
+	struct kp_addr src, dst;
 	uint16_t sport, dport;		/* network order */
 	uint8_t proto;
 	bool has_ports;
@@ -41,7 +42,9 @@ struct attr_policy {
 	size_t len;
 };
 
-static const struct attr_policy policy_ip[] = { { CTA_IP_V4_SRC, 4 }, { CTA_IP_V4_DST, 4 } };
+static const struct attr_policy policy_ip[] = {
+	{ CTA_IP_V4_SRC, 4 }, { CTA_IP_V4_DST, 4 }, { CTA_IP_V6_SRC, 16 }, { CTA_IP_V6_DST, 16 },
+};
 static const struct attr_policy policy_proto[] = {
 	{ CTA_PROTO_NUM, 1 }, { CTA_PROTO_SRC_PORT, 2 }, { CTA_PROTO_DST_PORT, 2 },
 };
@@ -64,10 +67,24 @@ static int ip_cb(const struct nlattr *a, void *data)
 
 	if (!valid(a, CTA_IP_MAX, policy_ip, sizeof(policy_ip) / sizeof(policy_ip[0])))
 		return MNL_CB_ERROR;
-	if (mnl_attr_get_type(a) == CTA_IP_V4_SRC)
-		memcpy(&t->src, mnl_attr_get_payload(a), 4);
-	else if (mnl_attr_get_type(a) == CTA_IP_V4_DST)
-		memcpy(&t->dst, mnl_attr_get_payload(a), 4);
+	switch (mnl_attr_get_type(a)) {
+	case CTA_IP_V4_SRC:
+		t->src.family = AF_INET;
+		memcpy(&t->src.v4, mnl_attr_get_payload(a), 4);
+		break;
+	case CTA_IP_V4_DST:
+		t->dst.family = AF_INET;
+		memcpy(&t->dst.v4, mnl_attr_get_payload(a), 4);
+		break;
+	case CTA_IP_V6_SRC:
+		t->src.family = AF_INET6;
+		memcpy(&t->src.v6, mnl_attr_get_payload(a), 16);
+		break;
+	case CTA_IP_V6_DST:
+		t->dst.family = AF_INET6;
+		memcpy(&t->dst.v6, mnl_attr_get_payload(a), 16);
+		break;
+	}
 	return MNL_CB_OK;
 }
 
@@ -128,9 +145,9 @@ static bool matches(const struct dump *d, const struct entry *e)
 	for (size_t i = 0; i < d->n_req; i++) {
 		const struct kp_ct_flush *r = &d->req[i];
 
-		if (e->orig.proto == r->proto && e->orig.dst.s_addr == r->vip.s_addr &&
+		if (e->orig.proto == r->proto && kp_addr_equal(&e->orig.dst, &r->vip) &&
 		    e->orig.dport == htons(r->port) &&
-		    (!r->endpoint.s_addr || e->reply.src.s_addr == r->endpoint.s_addr))
+		    (r->any_endpoint || kp_addr_equal(&e->reply.src, &r->endpoint)))
 			return true;
 	}
 	return false;
@@ -158,7 +175,8 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-static struct nlmsghdr *ct_msg(char *buf, uint16_t type, uint16_t flags, uint32_t seq)
+static struct nlmsghdr *ct_msg(char *buf, uint16_t type, uint16_t flags, uint32_t seq,
+			       int family)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	struct nfgenmsg *nfg;
@@ -167,7 +185,7 @@ static struct nlmsghdr *ct_msg(char *buf, uint16_t type, uint16_t flags, uint32_
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh->nlmsg_seq = seq;
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = AF_INET;
+	nfg->nfgen_family = (uint8_t)family;
 	nfg->version = NFNETLINK_V0;
 	nfg->res_id = 0;
 	return nlh;
@@ -178,8 +196,13 @@ static void put_tuple(struct nlmsghdr *nlh, const struct tuple *t)
 	struct nlattr *tuple = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG), *n;
 
 	n = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-	mnl_attr_put(nlh, CTA_IP_V4_SRC, 4, &t->src);
-	mnl_attr_put(nlh, CTA_IP_V4_DST, 4, &t->dst);
+	if (t->src.family == AF_INET6) {
+		mnl_attr_put(nlh, CTA_IP_V6_SRC, 16, &t->src.v6);
+		mnl_attr_put(nlh, CTA_IP_V6_DST, 16, &t->dst.v6);
+	} else {
+		mnl_attr_put(nlh, CTA_IP_V4_SRC, 4, &t->src.v4);
+		mnl_attr_put(nlh, CTA_IP_V4_DST, 4, &t->dst.v4);
+	}
 	mnl_attr_nest_end(nlh, n);
 	n = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
 	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t->proto);
@@ -227,11 +250,15 @@ int kp_ct_flush(const struct kp_ct_flush *req, size_t n_req)
 		r = -errno;
 		goto out;
 	}
-	r = talk(nl, ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq++), dump_cb, &d);
-	if (r < 0)
-		goto out;
+	for (int f = 0; f < 2; f++) {
+		r = talk(nl, ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq++,
+				    f ? AF_INET6 : AF_INET), dump_cb, &d);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < d.n; i++) {
-		struct nlmsghdr *nlh = ct_msg(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq++);
+		struct nlmsghdr *nlh = ct_msg(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq++,
+					      d.v[i].orig.src.family);
 
 		put_tuple(nlh, &d.v[i].orig);
 		r = talk(nl, nlh, NULL, NULL);

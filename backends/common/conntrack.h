@@ -8,20 +8,23 @@
 #ifndef KP_CONNTRACK_H
 #define KP_CONNTRACK_H
 
+#include <stdbool.h>
 #include <stdint.h>
-#include <netinet/in.h>
+
+#include <kproxy/state.h>
 
 /* One flush request: entries to @vip:@port/@proto whose reply comes from @endpoint
- * (endpoint 0.0.0.0: whatever the reply source). */
+ * (@any_endpoint: whatever the reply source). @vip and @endpoint share a family. */
 struct kp_ct_flush {
-	struct in_addr vip;
+	struct kp_addr vip;
 	uint16_t port;
 	uint8_t proto;		/* IPPROTO_UDP, ... */
-	struct in_addr endpoint;
+	bool any_endpoint;
+	struct kp_addr endpoint;
 };
 
 /*
- * Deletes the IPv4 conntrack entries matching any of @n requests.
+ * Deletes the conntrack entries (IPv4 and IPv6) matching any of @n requests.
  * Returns the number of entries deleted, or a negative errno.
  */
 int kp_ct_flush(const struct kp_ct_flush *req, size_t n);

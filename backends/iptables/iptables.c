@@ -797,10 +797,11 @@ struct flushes {
 	struct kp_ct_flush *v;
 	size_t n, cap;
 	bool after_start;		/* new service ports count as getting endpoints */
+	bool ipv6;			/* IPv6 frontends are programmed */
 };
 
 static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t port,
-		      struct in_addr ep)
+		      const struct kp_addr *ep)
 {
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 16;
@@ -812,14 +813,15 @@ static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t 
 		f->cap = cap;
 	}
 	f->v[f->n++] = (struct kp_ct_flush){
-		.vip = fe->addr.v4, .port = port, .proto = IPPROTO_UDP, .endpoint = ep,
+		.vip = fe->addr, .port = port, .proto = IPPROTO_UDP, .any_endpoint = !ep,
+		.endpoint = ep ? *ep : fe->addr,
 	};
 }
 
 static bool has_ep(const struct kp_endpoint *v, size_t n, const struct kp_endpoint *ep)
 {
 	for (size_t i = 0; i < n; i++)
-		if (v[i].addr.family == AF_INET && v[i].addr.v4.s_addr == ep->addr.v4.s_addr)
+		if (kp_addr_equal(&v[i].addr, &ep->addr))
 			return true;
 	return false;
 }
@@ -833,31 +835,36 @@ static int collect_flush(const struct kp_svc_port *old, const struct kp_svc_port
 	const struct kp_endpoint *o = NULL, *nw = NULL;
 	const struct kp_frontend *fes;
 	size_t n_o = 0, n_nw = 0, n_fes;
-	bool first;
 
 	if (kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
 		return 0;
-	if (old)
-		o = kp_svc_port_get_all_endpoints(old, &n_o);
-	if (new_sp)
-		nw = kp_svc_port_get_all_endpoints(new_sp, &n_nw);
-	first = !n_o && n_nw && (old || f->after_start);
 	fes = kp_svc_port_get_frontends(old ? old : sp, &n_fes);
 	for (size_t i = 0; i < n_fes; i++) {
-		if (fes[i].addr.family != AF_INET)
+		int family = fes[i].addr.family;
+		bool first;
+
+		if (family == AF_INET6 && !f->ipv6)
 			continue;
+		o = old ? kp_svc_port_get_endpoints(old, family, fes[i].external, &n_o) : NULL;
+		nw = new_sp ? kp_svc_port_get_endpoints(new_sp, family, fes[i].external, &n_nw) :
+			      NULL;
+		if (!old)
+			n_o = 0;
+		if (!new_sp)
+			n_nw = 0;
+		first = !n_o && n_nw && (old || f->after_start);
 		if (first)
-			flush_add(f, &fes[i], fes[i].port, (struct in_addr){ 0 });
+			flush_add(f, &fes[i], fes[i].port, NULL);
 		for (size_t e = 0; e < n_o; e++)
-			if (o[e].addr.family == AF_INET && !has_ep(nw, n_nw, &o[e]))
-				flush_add(f, &fes[i], fes[i].port, o[e].addr.v4);
+			if (!has_ep(nw, n_nw, &o[e]))
+				flush_add(f, &fes[i], fes[i].port, &o[e].addr);
 	}
 	return 0;
 }
 
 static void flush_conntrack(struct ipt *ipt, const struct kp_delta *delta)
 {
-	struct flushes f = { .after_start = ipt->synced };
+	struct flushes f = { .after_start = ipt->synced, .ipv6 = ipt->ipv6 };
 	int r;
 
 	kp_delta_foreach(delta, collect_flush, &f);

@@ -59,7 +59,7 @@ def main():
                 except OSError as e:
                     print("ERR %s" % type(e).__name__, flush=True)
     elif mode == "udphold":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(TIMEOUT)
         for line in sys.stdin:
             try:

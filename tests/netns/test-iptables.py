@@ -64,6 +64,7 @@ def slice_(svcname, eps, proto="TCP", sname=None, family="IPv4"):
 A1, B1, B2, UN = [(ip, "node-a" if "1.2" in ip or "1.9" in ip else "node-b", True)
                   for _, ip, *_ in PODS]
 UN = (UN[0], "node-a", False)
+V6 = {p[1]: p[2] for p in PODS if len(p) > 2}
 
 
 def manifests(web_eps, dns_eps=None):
@@ -75,7 +76,11 @@ def manifests(web_eps, dns_eps=None):
             + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n",
                   ptype="NodePort", node_port=30083)
             + slice_("local", [A1, B1])
-            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", dns_eps or [A1, B1], proto="UDP")
+            + svc("dns", "10.96.0.14", 53, "  clusterIPs: [10.96.0.14, 'fd00:96::14']\n"
+                  "  ipFamilies: [IPv4, IPv6]\n", proto="UDP")
+            + slice_("dns", dns_eps or [A1, B1], proto="UDP")
+            + slice_("dns", [("'%s'" % V6[ep[0]], ep[1], True) for ep in dns_eps or [A1, B1]],
+                     proto="UDP", sname="dns-6", family="IPv6")
             + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.50.100]\n")
             + slice_("ext", [B2])
             + svc("fw", "10.96.0.17", 80, "  loadBalancerSourceRanges: [192.168.50.2/32]\n"
@@ -245,18 +250,30 @@ def run_tests(topo, mdir, mode, flags):
        "an established connection through the VIP survives a restart", (first, echo))
 
     # a UDP flow moves when its endpoint goes: the stale conntrack entry is flushed
-    udp = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable,
-                            os.path.join(os.path.dirname(__file__), "client.py"), "udphold",
-                            "10.96.0.14", "53"], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
+    def udp_client(vip):
+        return subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable,
+                                 os.path.join(os.path.dirname(__file__), "client.py"),
+                                 "udphold", vip, "53"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
 
-    def ask():
-        udp.stdin.write("q\n")
-        udp.stdin.flush()
-        return udp.stdout.readline().split(" ")[0]
-    first = [ask() for _ in range(3)]
+    def ask(p):
+        p.stdin.write("q\n")
+        p.stdin.flush()
+        return p.stdout.readline().split(" ")[0]
+    # warm the IPv6 neighbour caches: a lost first datagram is NDP, not the proxy
+    topo.run(topo.client, "udp", "fd00:96::14", 53, 3)
+    udp = udp_client("10.96.0.14")
+    first = [ask(udp) for _ in range(3)]
     gone = A1 if first[0] == "pod-a1" else B1
     kept = B1 if gone is A1 else A1
+    # an IPv6 flow on the pod that goes too (new flows pick at random: bounded retries)
+    for _ in range(12):
+        udp6 = udp_client("fd00:96::14")
+        first6 = [ask(udp6) for _ in range(3)]
+        if first6[0] == first[0]:
+            break
+        udp6.stdin.close()
+        udp6.wait(DEADLINE)
 
     # an endpoint removed from the manifests stops getting connections
     with open(os.path.join(mdir, "services.yaml.tmp"), "w") as f:
@@ -265,13 +282,17 @@ def run_tests(topo, mdir, mode, flags):
     good = wait_until(lambda: "pod-b2" not in names(topo.run(n, "tcp", "10.96.0.10", 80, 20)))
     c = names(topo.run(n, "tcp", "10.96.0.10", 80, 60))
     ok(good and set(c) == {"pod-a1", "pod-b1"}, "a removed endpoint gets no new connections", c)
-    after = [ask() for _ in range(3)]
-    udp.stdin.close()
-    udp.wait(DEADLINE)
-    ok(len(set(first)) == 1 and first[0].startswith("pod-") and set(after) == {
-        "pod-a1" if kept is A1 else "pod-b1"},
+    after = [ask(udp) for _ in range(3)]
+    after6 = [ask(udp6) for _ in range(3)]
+    for p in (udp, udp6):
+        p.stdin.close()
+        p.wait(DEADLINE)
+    kept_name = "pod-a1" if kept is A1 else "pod-b1"
+    ok(len(set(first)) == 1 and first[0].startswith("pod-") and set(after) == {kept_name},
        "a UDP client moves to the remaining endpoint (its conntrack entry was flushed)",
        (first, after))
+    ok(len(set(first6)) == 1 and first6[0].startswith("pod-") and set(after6) == {kept_name},
+       "the same over IPv6 (ctnetlink, AF_INET6)", (first6, after6))
 
     # a resync repairs rules deleted behind kproxyd's back
     k.stop()
