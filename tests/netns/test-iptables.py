@@ -180,6 +180,9 @@ def run_tests(topo, mdir, mode, flags):
     ok(set(c) == {"pod-a1", "pod-b1", "pod-b2"}, "NodePort from outside the node", c)
     c = names(topo.run(topo.client, "tcp", "192.168.50.100", 80, 10))
     ok(set(c) == {"pod-b2"}, "externalIP", c)
+    lines = topo.run(topo.pods["pod-b2"][0], "tcp", "10.96.0.15", 80, 5)
+    ok(set(names(lines)) == {"pod-b2"} and all(l.endswith(" 10.244.0.1") for l in lines),
+       "hairpin: a pod reaches itself through its service, masqueraded", lines)
     lines = topo.run(topo.client, "tcp", "192.168.50.1", 30083, 40)
     ok(set(names(lines)) == {"pod-a1"}, "externalTrafficPolicy Local: only local endpoints",
        lines[:5])

@@ -55,6 +55,9 @@ class Topology:
             sh("ip", "link", "add", "vp%d" % i, "type", "veth", "peer", "name", "eth0",
                "netns", ns, ns=self.node)
             sh("ip", "link", "set", "vp%d" % i, "master", "kbr0", "up", ns=self.node)
+            # as kubelet's hairpin-veth mode: a pod may reach itself through a VIP
+            sh("ip", "link", "set", "vp%d" % i, "type", "bridge_slave", "hairpin", "on",
+               ns=self.node)
             sh("ip", "addr", "add", ip + "/16", "dev", "eth0", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
             sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns)
