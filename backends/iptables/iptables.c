@@ -567,7 +567,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	const struct kp_frontend *fes;
 	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
 	bool have_svc = false, have_svl = false, has_external = false;
-	struct svc_names n;
+	struct svc_names n = { 0 };
 	struct ipt_rule *r;
 
 	names_of(sp, &n);
@@ -836,7 +836,7 @@ static int collect_flush(const struct kp_svc_port *old, const struct kp_svc_port
 	const struct kp_frontend *fes;
 	size_t n_o = 0, n_nw = 0, n_fes;
 
-	if (kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
+	if (!sp || kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
 		return 0;
 	fes = kp_svc_port_get_frontends(old ? old : sp, &n_fes);
 	for (size_t i = 0; i < n_fes; i++) {
