@@ -63,6 +63,8 @@ struct kp_ctx {
 	int64_t last_sync_ms, last_full_ms;	/* runner clock; INT64_MIN: never */
 	bool retry;
 	uint64_t n_syncs, n_sync_errors;
+	uint64_t n_changes[2];		/* services, endpoint objects */
+	int64_t last_success_wall_ms;
 	int last_sync_result;
 	int64_t last_sync_wall_ms;
 };
@@ -339,6 +341,7 @@ static int store_del(struct kp_ctx *ctx, struct kp_obj *obj)
 	int r = mark_dirty(ctx, obj->service);
 
 	kp_map_del(ctx->objs, obj->key);
+	ctx->n_changes[obj->kind != KP_OBJ_SERVICE]++;
 	if (obj->kind != KP_OBJ_SERVICE)
 		index_del(ctx, obj);
 	ctx->n_kind[obj->kind]--;
@@ -359,6 +362,8 @@ static int store_put(struct kp_ctx *ctx, struct kp_obj *obj)
 		return -ENOMEM;
 	}
 	ctx->n_kind[obj->kind]++;
+	if (!old)	/* a replacement was counted by store_del() */
+		ctx->n_changes[obj->kind != KP_OBJ_SERVICE]++;
 	if (obj->kind != KP_OBJ_SERVICE)
 		r |= index_add(ctx, obj);
 	r |= mark_dirty(ctx, obj->service);
@@ -533,6 +538,9 @@ KP_EXPORT int kp_ctx_get_counts(const struct kp_ctx *ctx, struct kp_counts *ret)
 		.n_sync_errors = ctx->n_sync_errors,
 		.last_sync_result = ctx->last_sync_result,
 		.last_sync_ms = ctx->last_sync_wall_ms,
+		.last_success_ms = ctx->last_success_wall_ms,
+		.n_service_changes = ctx->n_changes[0],
+		.n_endpoint_changes = ctx->n_changes[1],
 	};
 	return 0;
 }
@@ -626,6 +634,7 @@ KP_EXPORT int kp_ctx_sync(struct kp_ctx *ctx, bool full)
 	}
 	kp_delta_clear(ctx->delta);
 	ctx->need_full = false;
+	ctx->last_success_wall_ms = ctx->last_sync_wall_ms;
 	return 0;
 }
 

@@ -127,12 +127,14 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 	struct kp_counts c;
 
 	kp_ctx_get_counts(ctx, &c);
-	return json_pack("{s:s, s:s, s:b, s:s, s:s?, s:s, s:I, s:{s:I, s:I, s:I, s:I, s:I},"
+	return json_pack("{s:s, s:s, s:b, s:s, s:s?, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I},"
 			 " s:{s:I, s:I, s:I, s:i, s:s, s:b}}",
 			 "backend", kp_ctx_get_backend_name(ctx), "proxy_mode", info->proxy_mode,
 			 "dry_run", info->dry_run, "node", info->node_name ? info->node_name : "",
 			 "manifests", info->manifests, "version", kp_version(),
 			 "start_time_ms", (json_int_t)info->start_ms,
+			 "healthz_address", info->healthz_address,
+			 "metrics_address", info->metrics_address,
 			 "objects", "services", (json_int_t)c.n_services,
 			 "endpointslices", (json_int_t)c.n_slices,
 			 "endpoints", (json_int_t)c.n_endpoints,

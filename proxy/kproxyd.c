@@ -28,6 +28,8 @@ struct options {
 	const char *cluster_cidr;
 	const char *proxy_mode;
 	const char *control_socket;
+	const char *healthz_address;
+	const char *metrics_address;
 	const char *scheduler;
 	char backend_extra[64];
 	uint32_t min_sync_ms;
@@ -65,6 +67,10 @@ static const char usage[] =
 "                                 chains by destination prefix (default 100; 0: never)\n"
 "Control:\n"
 "      --control-socket PATH      socket for kproxyctl (default /run/kproxyd.sock)\n"
+"      --healthz-bind-address A   /healthz and /livez on host:port (default 0.0.0.0:10256;\n"
+"                                 \"\" disables)\n"
+"      --metrics-bind-address A   Prometheus /metrics on host:port (default\n"
+"                                 127.0.0.1:10249; \"\" disables)\n"
 "  -v, --v N                      log verbosity (0: errors, warnings and start-up; 2: changes;\n"
 "                                 4: library debug)\n"
 "  -h, --help                     print this help and exit\n"
@@ -75,7 +81,7 @@ static const char usage[] =
 enum {
 	OPT_MANIFESTS = 256, OPT_HOSTNAME, OPT_NODEPORT, OPT_CLUSTER_CIDR, OPT_MODE, OPT_DRY_RUN,
 	OPT_MASQ_ALL, OPT_SCHED, OPT_MIN_SYNC, OPT_SYNC, OPT_CLEANUP, OPT_SOCKET, OPT_VERSION,
-	OPT_DISPATCH,
+	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -94,6 +100,8 @@ static const struct option long_opts[] = {
 	{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 	{ "iptables-dispatch-threshold", required_argument, NULL, OPT_DISPATCH },
 	{ "control-socket", required_argument, NULL, OPT_SOCKET },
+	{ "healthz-bind-address", required_argument, NULL, OPT_HEALTHZ },
+	{ "metrics-bind-address", required_argument, NULL, OPT_METRICS },
 	{ "v", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
@@ -179,6 +187,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_SCHED: o->scheduler = optarg; break;
 		case OPT_CLEANUP: o->cleanup = true; break;
 		case OPT_SOCKET: o->control_socket = optarg; break;
+		case OPT_HEALTHZ: o->healthz_address = optarg; break;
+		case OPT_METRICS: o->metrics_address = optarg; break;
 		case OPT_NODEPORT:
 			if (parse_cidrs(optarg, o) < 0) {
 				fprintf(stderr, "kproxyd: --nodeport-addresses: \"%s\" is not a "
@@ -365,11 +375,17 @@ static bool handle_signal(int sfd, struct kpd_manifests *m)
 static void run_sync(struct kp_ctx *ctx, int64_t *wait)
 {
 	struct kp_counts before, after;
+	struct timespec t0, t1;
 	int r;
 
 	kp_ctx_get_counts(ctx, &before);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = kp_ctx_run_due(ctx, mono_ms(), wait);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kp_ctx_get_counts(ctx, &after);
+	if (after.n_syncs != before.n_syncs)
+		kpd_http_observe_sync((double)(t1.tv_sec - t0.tv_sec) +
+				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	if (r < 0)
 		kpd_err("sync with backend %s failed: %s; keeping what is programmed, retrying",
 			kp_ctx_get_backend_name(ctx), kp_strerror(r));
@@ -385,9 +401,12 @@ int main(int argc, char **argv)
 		.control_socket = "/run/kproxyd.sock",
 		.min_sync_ms = 1000,
 		.sync_ms = 30000,
+		.healthz_address = "0.0.0.0:10256",
+		.metrics_address = "127.0.0.1:10249",
 	};
 	struct kpd_manifests *m = NULL;
 	struct kpd_control *ctl = NULL;
+	struct kpd_http *hz = NULL, *mx = NULL;
 	struct kp_ctx *ctx;
 	char host[256];
 	int sfd, r, rc = 1;
@@ -446,6 +465,13 @@ int main(int argc, char **argv)
 			 o.dry_run ? " (dry run)" : "", c.n_services, c.n_slices, c.n_endpoints,
 			 o.manifests);
 	}
+	/* like kube-proxy, a port that cannot be bound is an error, not the end */
+	if (*o.healthz_address && (r = kpd_http_open(o.healthz_address, &hz)) < 0)
+		kpd_err("--healthz-bind-address %s: %s; serving no health checks", o.healthz_address,
+			kp_strerror(r));
+	if (*o.metrics_address && (r = kpd_http_open(o.metrics_address, &mx)) < 0)
+		kpd_err("--metrics-bind-address %s: %s; serving no metrics", o.metrics_address,
+			kp_strerror(r));
 	{
 		struct kpd_info info = {
 			.proxy_mode = o.proxy_mode,
@@ -453,18 +479,26 @@ int main(int argc, char **argv)
 			.node_name = o.hostname,
 			.manifests = o.manifests,
 			.start_ms = wall_ms(),
+			.healthz_address = kpd_http_address(hz),
+			.metrics_address = kpd_http_address(mx),
+		};
+		struct kpd_health health = {
+			.start_ms = info.start_ms,
+			.timeout_ms = o.sync_ms ? o.sync_ms : 30000,
 		};
 
 		while (running) {
-			struct pollfd pfd[3] = {
+			struct pollfd pfd[5] = {
 				{ .fd = kpd_manifests_fd(m), .events = POLLIN },
 				{ .fd = kpd_control_fd(ctl), .events = POLLIN },
 				{ .fd = sfd, .events = POLLIN },
+				{ .fd = hz ? kpd_http_fd(hz) : -1, .events = POLLIN },
+				{ .fd = mx ? kpd_http_fd(mx) : -1, .events = POLLIN },
 			};
 			int64_t wait;
 
 			run_sync(ctx, &wait);
-			if (poll(pfd, 3, wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR) {
+			if (poll(pfd, 5, wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR) {
 				kpd_err("poll: %s", kp_strerror(-errno));
 				break;
 			}
@@ -474,8 +508,14 @@ int main(int argc, char **argv)
 				kpd_control_serve(ctl, ctx, &info);
 			if (pfd[2].revents)
 				running = handle_signal(sfd, m);
+			if (pfd[3].revents)
+				kpd_http_serve(hz, ctx, &health);
+			if (pfd[4].revents)
+				kpd_http_serve(mx, ctx, NULL);
 		}
 	}
+	kpd_http_close(hz);
+	kpd_http_close(mx);
 	rc = 0;
 	kpd_manifests_close(m);
 out_ctl:

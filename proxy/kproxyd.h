@@ -40,6 +40,8 @@ struct kpd_info {
 	const char *node_name;
 	const char *manifests;		/* directory, or NULL */
 	int64_t start_ms;		/* CLOCK_REALTIME */
+	const char *healthz_address;	/* as bound, or "" */
+	const char *metrics_address;	/* as bound, or "" */
 };
 struct kpd_control;
 int kpd_control_open(const char *path, struct kpd_control **ret);
@@ -47,5 +49,20 @@ int kpd_control_fd(const struct kpd_control *c);
 /* Accepts one client and answers its request. */
 void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info);
 void kpd_control_close(struct kpd_control *c);
+
+/* http.c: healthz, livez and Prometheus metrics */
+struct kpd_health {
+	int64_t start_ms;		/* CLOCK_REALTIME */
+	int64_t timeout_ms;		/* the sync period: unhealthy after twice this */
+};
+struct kpd_http;
+/* Listens on "host:port" ("[v6]:port"; port 0: any). */
+int kpd_http_open(const char *spec, struct kpd_http **ret);
+int kpd_http_fd(const struct kpd_http *h);
+const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
+/* Answers one request: /healthz and /livez if @hc, else /metrics. */
+void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc);
+void kpd_http_observe_sync(double seconds);
+void kpd_http_close(struct kpd_http *h);
 
 #endif

@@ -49,7 +49,9 @@ class Daemon:
         self.proc = subprocess.Popen(
             [KPROXYD, "--dry-run", "--manifests", mdir, "--control-socket", self.sock,
              "--hostname-override", "node-a", "--min-sync-period", "50ms",
-             "--nodeport-addresses", "127.0.0.0/8", "--v", "2", *extra],
+             "--nodeport-addresses", "127.0.0.0/8", "--v", "2",
+             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
+             *extra],
             stdout=self.log, stderr=self.log)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and not os.path.exists(self.sock):
@@ -78,6 +80,18 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def http_get(url):
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=DEADLINE) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
 
 
 def entries(d):
@@ -192,6 +206,21 @@ def test_follow():
        "status counts the rejections and names the backend", st)
     ok(st["objects"]["services"] == 2 and st["objects"]["endpointslices"] == 2,
        "status object counts", st)
+    code, body = http_get("http://%s/healthz" % st["healthz_address"])
+    ok(code == 200 and '"lastUpdated"' in body and '"currentTime"' in body,
+       "/healthz: 200 with lastUpdated and currentTime while syncs keep up", (code, body))
+    code, body = http_get("http://%s/livez" % st["healthz_address"])
+    ok(code == 200, "/livez: 200", (code, body))
+    code, _ = http_get("http://%s/nothing" % st["healthz_address"])
+    ok(code == 404, "unknown paths: 404", code)
+    code, body = http_get("http://%s/metrics" % st["metrics_address"])
+    m = dict(l.rsplit(" ", 1) for l in body.splitlines() if l and not l.startswith("#"))
+    ok(code == 200 and float(m.get("kubeproxy_sync_proxy_rules_last_timestamp_seconds", 0)) > 0
+       and int(m.get("kubeproxy_sync_proxy_rules_duration_seconds_count", 0)) >= 2
+       and int(m.get("kubeproxy_sync_proxy_rules_service_changes_total", 0)) >= 2
+       and int(m.get("kproxyd_objects_rejected_total", 0)) >= 2
+       and int(m.get('kubeproxy_proxy_healthz_total{code="200"}', 0)) >= 1,
+       "/metrics: kube-proxy's sync metrics and kproxyd's own", body[:3000])
 
     os.unlink(os.path.join(mdir, "b.json"))
     good, e = wait_for(d, lambda e: DB not in e and WEB in e)

@@ -106,8 +106,9 @@ class Kproxyd:
             ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "iptables",
              "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
              "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2", *FLAGS,
-             *extra],
+             "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2",
+             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
+             *FLAGS, *extra],
             stdout=self.log, stderr=self.log)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and self.proc.poll() is None:
@@ -136,6 +137,16 @@ def wait_until(fn):
             return True
         time.sleep(0.1)
     return False
+
+
+def healthz(ns, url):
+    """The status code of GET url from inside namespace ns."""
+    r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                        "import sys, urllib.request, urllib.error\n"
+                        "try:\n print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+                        "except urllib.error.HTTPError as e:\n print(e.code)\n", url],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    return int(r.stdout.strip() or 0)
 
 
 def save(topo):
@@ -304,6 +315,23 @@ def run_tests(topo, mdir, mode, flags):
     good = wait_until(lambda: names(topo.run(n, "tcp", "10.96.0.10", 80, 1)).keys()
                       <= {"pod-a1", "pod-b1"})
     ok(good, "the periodic resync repairs a flushed KUBE-SERVICES")
+
+    # failing syncs: the rules stay, /healthz turns 503 after twice the sync period
+    st = json.loads(subprocess.run([KPROXYCTL, "-s", k.sock, "status", "-o", "json"],
+                                   capture_output=True, text=True).stdout)
+    hz = "http://%s/healthz" % st["healthz_address"]
+    ok(healthz(n, hz) == 200, "/healthz 200 while syncs succeed")
+    # a foreign rule pointing at a chain of ours that is not wanted blocks its deletion
+    sh("iptables-legacy", "-t", "nat", "-N", "KUBE-SEP-AAAAAAAAAAAAAAAA", ns=n)
+    sh("iptables-legacy", "-t", "nat", "-A", "OTHER-CHAIN", "-j", "KUBE-SEP-AAAAAAAAAAAAAAAA",
+       ns=n)
+    ok(wait_until(lambda: healthz(n, hz) == 503), "/healthz 503 once syncs keep failing",
+       open(k.log.name).read()[-1500:])
+    c = names(topo.run(n, "tcp", "10.96.0.10", 80, 10))
+    ok(set(c) <= {"pod-a1", "pod-b1"} and "ERR" not in c,
+       "a failed sync leaves the programmed rules working", c)
+    sh("iptables-legacy", "-t", "nat", "-F", "OTHER-CHAIN", ns=n)
+    ok(wait_until(lambda: healthz(n, hz) == 200), "/healthz 200 again after a good sync")
     k.stop()
 
     r = subprocess.run(["ip", "netns", "exec", n, KPROXYD, "--proxy-mode", "iptables",

@@ -169,6 +169,9 @@ struct kp_counts {
 	uint64_t n_sync_errors;	/* backend syncs that failed */
 	int last_sync_result;	/* 0 or the negative errno of the last sync */
 	int64_t last_sync_ms;	/* CLOCK_REALTIME ms of the last sync attempt, 0 if none */
+	int64_t last_success_ms;	/* CLOCK_REALTIME ms of the last successful sync, 0 if none */
+	uint64_t n_service_changes;	/* Service objects added, changed or removed */
+	uint64_t n_endpoint_changes;	/* EndpointSlice/Endpoints objects added, changed, removed */
 };
 
 /**
