@@ -52,6 +52,7 @@ struct ipt {
 	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
+	bool libiptc;			/* sync through libiptc instead of fasttc.c */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
 	struct ipt_rule r;
 	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
@@ -970,9 +971,9 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	bool localnet = false;
 	int r;
 
-	r = sync_family(ipt, &tc_ipv4, want, &localnet);
+	r = sync_family(ipt, ipt->libiptc ? &tc_ipv4 : &tc_fast_ipv4, want, &localnet);
 	if (!r && ipt->ipv6)
-		r = sync_family(ipt, &tc_ipv6, want, &localnet);
+		r = sync_family(ipt, ipt->libiptc ? &tc_ipv6 : &tc_fast_ipv6, want, &localnet);
 	if (r < 0)
 		return r;
 	if (localnet)
@@ -1342,6 +1343,7 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 	ipt->dnat_rev[1] = ipt_dnat_revision(AF_INET6);
 	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
 		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
+	ipt->libiptc = getenv("KPROXYD_LIBIPTC") != NULL;	/* for comparisons */
 	ipt_rule_init(&ipt->r, AF_INET);
 	ipt_rule_init(&ipt->scratch, AF_INET);
 	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;

@@ -31,5 +31,7 @@ struct tc_ops {
 };
 
 extern const struct tc_ops tc_ipv4, tc_ipv6;
+/* fasttc.c: the same operations without libiptc, for syncs */
+extern const struct tc_ops tc_fast_ipv4, tc_fast_ipv6;
 
 #endif

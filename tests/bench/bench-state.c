@@ -6,6 +6,10 @@
  * desired state of every service port, dryrun backend), and one slice update at a time
  * (add or remove a second slice of one service, then sync), repeated. Prints one line of
  * key=value figures; writes the lists to DIR for a peer (jq) to parse the same bytes.
+ * Run once per size, each in its own process, so that the peak RSS is that size's.
+ * Memory is reported three ways: the heap the context holds after the build (mallinfo2),
+ * the resident set gained from just before the load to just after the build, and the
+ * process's peak RSS (which also counts the generated input and the transient JSON trees).
  * Usage: bench-state N [E] [DIR]
  */
 #include <errno.h>
@@ -17,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <kproxy/kproxy.h>
 
@@ -111,6 +116,20 @@ static size_t heap_in_use(void)
 	return mi.uordblks + mi.hblkhd;
 }
 
+/* Resident set now, in bytes (ru_maxrss only gives the peak). */
+static size_t rss_now(void)
+{
+	unsigned long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+	int n;
+
+	if (!f)
+		return 0;
+	n = fscanf(f, "%lu %lu", &size, &resident);
+	fclose(f);
+	return n == 2 ? resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -148,8 +167,9 @@ int main(int argc, char **argv)
 	struct buf svcs = { 0 }, *slices, extra = { 0 };
 	unsigned n_pages;
 	size_t input_size = 0;
-	double t0, t_load, t_build, upd[UPDATES], upd_load[UPDATES];
-	size_t heap0, heap_state;
+	double t0, t_load, t_load_svcs, t_build, upd[UPDATES], upd_load[UPDATES],
+	       upd_sync[UPDATES];
+	size_t heap0, heap_state, rss0, rss_state;
 	struct rusage ru;
 	struct kp_ctx *ctx;
 	unsigned probe;
@@ -191,9 +211,13 @@ int main(int argc, char **argv)
 	}
 
 	heap0 = heap_in_use();
+	rss0 = rss_now();
 	ctx = kp_ctx_new();
+	if (!ctx)
+		return 2;
 	t0 = now_ms();
 	loaded = kp_ctx_load(ctx, "services", svcs.p, svcs.len, KP_FORMAT_JSON);
+	t_load_svcs = now_ms() - t0;
 	for (unsigned pg = 0; pg < n_pages; pg++) {
 		char src[32];
 
@@ -210,22 +234,35 @@ int main(int argc, char **argv)
 		return 1;
 	t_build = now_ms() - t0;
 	heap_state = heap_in_use() - heap0;
+	rss_state = rss_now() - rss0;
 	if (kp_state_get_size(kp_ctx_get_state(ctx)) != n || n_endpoints(ctx, probe_name) != e) {
-		fprintf(stderr, "bench-state: the state is not what was loaded\n");
+		fprintf(stderr, "bench-state: the state is not what was loaded: %zu service ports "
+			"(want %u), %s has %zd endpoints (want %u)\n",
+			kp_state_get_size(kp_ctx_get_state(ctx)), n, probe_name,
+			(ssize_t)n_endpoints(ctx, probe_name), e);
 		return 1;
 	}
 	for (unsigned i = 0; i < UPDATES; i++) {
 		double t1;
 
+		int r;
+
 		t0 = now_ms();
 		if (i % 2 == 0)
-			kp_ctx_load(ctx, "update", extra.p, extra.len, KP_FORMAT_JSON);
+			r = kp_ctx_load(ctx, "update", extra.p, extra.len, KP_FORMAT_JSON);
 		else
-			kp_ctx_unload(ctx, "update");
+			r = kp_ctx_unload(ctx, "update");
 		t1 = now_ms();
-		kp_ctx_sync(ctx, false);
+		r = r == 1 ? 0 : -1;	/* one slice added or removed */
+		if (r == 0)
+			r = kp_ctx_sync(ctx, false);
 		upd[i] = (now_ms() - t0) * 1e3;
 		upd_load[i] = (t1 - t0) * 1e3;
+		upd_sync[i] = upd[i] - upd_load[i];
+		if (r < 0) {
+			fprintf(stderr, "bench-state: update %u failed\n", i);
+			return 1;
+		}
 		if (n_endpoints(ctx, probe_name) != e + (i % 2 == 0)) {
 			fprintf(stderr, "bench-state: update %u not reflected in the state\n", i);
 			return 1;
@@ -233,13 +270,16 @@ int main(int argc, char **argv)
 	}
 	qsort(upd, UPDATES, sizeof(double), cmp_double);
 	qsort(upd_load, UPDATES, sizeof(double), cmp_double);
+	qsort(upd_sync, UPDATES, sizeof(double), cmp_double);
 	getrusage(RUSAGE_SELF, &ru);
-	printf("services=%u endpoints=%u input_mib=%.1f load_ms=%.1f build_ms=%.1f "
-	       "update_median_us=%.1f update_p99_us=%.1f update_decode_median_us=%.1f "
-	       "state_heap_mib=%.1f peak_rss_mib=%.1f\n",
-	       n, e, input_size / 1048576.0, t_load, t_build, upd[UPDATES / 2],
-	       upd[UPDATES * 99 / 100], upd_load[UPDATES / 2], heap_state / 1048576.0,
-	       ru.ru_maxrss / 1024.0);
+	printf("services=%u endpoints=%u input_mib=%.1f load_ms=%.1f load_services_ms=%.1f "
+	       "load_slices_ms=%.1f build_ms=%.1f update_median_us=%.1f update_p99_us=%.1f "
+	       "update_decode_median_us=%.1f update_sync_median_us=%.1f state_heap_mib=%.1f "
+	       "rss_delta_mib=%.1f peak_rss_delta_mib=%.1f peak_rss_mib=%.1f\n",
+	       n, e, input_size / 1048576.0, t_load, t_load_svcs, t_load - t_load_svcs, t_build,
+	       upd[UPDATES / 2], upd[UPDATES * 99 / 100], upd_load[UPDATES / 2],
+	       upd_sync[UPDATES / 2], heap_state / 1048576.0, rss_state / 1048576.0,
+	       (ru.ru_maxrss * 1024.0 - rss0) / 1048576.0, ru.ru_maxrss / 1024.0);
 	kp_ctx_free(ctx);
 	free(svcs.p);
 	for (unsigned pg = 0; pg < n_pages; pg++)
