@@ -577,7 +577,8 @@ static int fh_commit(struct xtc_handle *h)
 		else
 			repl->hook_entry[c->hook] = c->offset;
 		rules = p;
-		memcpy(p, c->rules, c->size);
+		if (c->size)
+			memcpy(p, c->rules, c->size);
 		for (size_t off = 0; off < c->size; off += get_next(family, rules + off)) {
 			struct xt_entry_target *t = target_of(family, rules + off);
 			struct xt_standard_target *st = (struct xt_standard_target *)t;
