@@ -269,6 +269,22 @@ static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, ch
 	kp_chain_name(out, "KUBE-SEP-", in);
 }
 
+/* A KUBE-SVC-* rule towards one endpoint: its KUBE-SEP-* name in sep, the rule
+ * started with kube-proxy's "svc -> ep" comment (none in terse mode). */
+static struct ipt_rule *endpoint_rule(struct table *nat, const struct svc_names *n,
+				      const struct kp_endpoint *ep, char *sep)
+{
+	struct ipt_rule *r;
+	char a[KP_ADDR_STRLEN];
+
+	sep_name(n, ep, sep);
+	r = rule(nat);
+	if (!nat->ipt->terse)
+		ipt_rule_comment(r, ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
+				 n->label, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
+	return r;
+}
+
 /* KUBE-SEP-*: hairpin masquerade, then DNAT (recording the client for affinity). */
 static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 		       const struct svc_names *n, const struct kp_endpoint *ep)
@@ -331,29 +347,14 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 	}
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP) {
 		for (size_t i = 0; i < n_eps; i++) {
-			char a[KP_ADDR_STRLEN];
-
-			sep_name(n, &eps[i], sep);
-			r = rule(nat);
-			if (!nat->ipt->terse)
-				ipt_rule_comment(r, eps[i].addr.family == AF_INET6 ? "%s -> [%s]:%u" :
-								       "%s -> %s:%u", n->label,
-						 kp_addr_to_str(&eps[i].addr, a, sizeof(a)),
-						 eps[i].port);
+			r = endpoint_rule(nat, n, &eps[i], sep);
 			ipt_rule_recent(r, sep, false, kp_svc_port_get_affinity_timeout(sp));
 			ipt_rule_jump(r, sep);
 			append(nat, chain);
 		}
 	}
 	for (size_t i = 0; i < n_eps; i++) {
-		char a[KP_ADDR_STRLEN];
-
-		sep_name(n, &eps[i], sep);
-		r = rule(nat);
-		if (!nat->ipt->terse)
-			ipt_rule_comment(r, eps[i].addr.family == AF_INET6 ? "%s -> [%s]:%u" :
-								       "%s -> %s:%u", n->label,
-					 kp_addr_to_str(&eps[i].addr, a, sizeof(a)), eps[i].port);
+		r = endpoint_rule(nat, n, &eps[i], sep);
 		if (i < n_eps - 1)
 			ipt_rule_statistic(r, (unsigned)(n_eps - i));
 		ipt_rule_jump(r, sep);
