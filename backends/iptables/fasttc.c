@@ -43,6 +43,7 @@ struct xtc_handle {
 	struct fchain **chains;		/* built-ins first, in hook order; then user chains */
 	size_t n_chains, cap_chains;
 	struct kp_map *by_name;
+	struct fchain *last;		/* the chain found last: rules come in runs */
 	size_t chain_iter;
 	const struct fchain *rule_chain;	/* the chain first_rule() walks */
 };
@@ -115,8 +116,13 @@ static const char *verdict_name(int v)
 
 static struct fchain *chain_get(struct xtc_handle *h, const char *name)
 {
-	struct fchain *c = kp_map_get(h->by_name, name);
+	struct fchain *c = h->last;
 
+	if (!c || strcmp(c->name, name)) {
+		c = kp_map_get(h->by_name, name);
+		if (c)
+			h->last = c;
+	}
 	return c && !c->deleted ? c : NULL;
 }
 
@@ -493,12 +499,6 @@ static const char *fh_get_target(const void *e, struct xtc_handle *h)
 
 /* ---- writing the table back ---- */
 
-static bool is_jump(struct xtc_handle *h, const struct xt_entry_target *t)
-{
-	return t->u.target_size == XT_ALIGN(sizeof(struct xt_standard_target)) &&
-	       (is_verdict_name(t->u.user.name) || chain_get(h, t->u.user.name));
-}
-
 /* Appends an entry with no match and a standard or error target at @p. */
 static size_t put_plain(int family, unsigned char *p, const char *error_name, int verdict)
 {
@@ -582,22 +582,25 @@ static int fh_commit(struct xtc_handle *h)
 		for (size_t off = 0; off < c->size; off += get_next(family, rules + off)) {
 			struct xt_entry_target *t = target_of(family, rules + off);
 			struct xt_standard_target *st = (struct xt_standard_target *)t;
+			const char *name = t->u.user.name;
 			const struct fchain *to;
 
-			if (!is_jump(h, t)) {
-				if (t->u.target_size == XT_ALIGN(sizeof(*st)) &&
-				    kp_map_get(h->by_name, t->u.user.name)) {
-					r = ENOENT;	/* a jump to a deleted chain */
-					break;
-				}
+			/* a jump has a standard target's size and names a verdict or a chain;
+			 * other targets (MARK, ...) can have that size too */
+			if (t->u.target_size != XT_ALIGN(sizeof(*st)))
+				continue;
+			if (!*name) {
+				st->verdict = (int)(c->offset + off + get_next(family, rules + off));
+			} else if (is_verdict_name(name)) {
+				st->verdict = verdict_of(name);
+			} else if ((to = chain_get(h, name))) {
+				st->verdict = (int)to->offset;
+			} else if (kp_map_get(h->by_name, name)) {
+				r = ENOENT;	/* a jump to a deleted chain */
+				break;
+			} else {
 				continue;
 			}
-			if (!*t->u.user.name)
-				st->verdict = (int)(c->offset + off + get_next(family, rules + off));
-			else if (is_verdict_name(t->u.user.name))
-				st->verdict = verdict_of(t->u.user.name);
-			else if ((to = chain_get(h, t->u.user.name)))
-				st->verdict = (int)to->offset;
 			memset(t->u.user.name, 0, sizeof(t->u.user.name));
 		}
 		p += c->size;
@@ -630,6 +633,23 @@ static int fh_commit(struct xtc_handle *h)
 static const char *fh_strerror(int err)
 {
 	return err == ENOENT ? "No chain/target/match by that name" : kp_strerror(err);
+}
+
+int tc_fast_probe(int family, const char *table)
+{
+	struct ipt_getinfo info = { 0 };	/* same layout as ip6t_getinfo */
+	socklen_t len = sizeof(info);
+	int fd, r = 0;
+
+	fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (fd < 0)
+		return -errno;
+	snprintf(info.name, sizeof(info.name), "%s", table);
+	if (getsockopt(fd, sockopt_level(family), family == AF_INET6 ? IP6T_SO_GET_INFO :
+			IPT_SO_GET_INFO, &info, &len) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }
 
 static struct xtc_handle *fh_init4(const char *table)

@@ -65,9 +65,18 @@ struct table {
 	const char *name;
 	struct xtc_handle *h;
 	struct kp_map *used;		/* chains written this sync */
+	char last_used[KP_CHAIN_NAME_SIZE];	/* the one of them used last */
 	int err;			/* first libiptc error, as -errno */
 	const char *err_what;
 };
+
+/* The table operations syncs, dumps and cleanups go through. */
+static const struct tc_ops *ops_for(const struct ipt *ipt, int family)
+{
+	if (ipt->libiptc)
+		return family == AF_INET6 ? &tc_ipv6 : &tc_ipv4;
+	return family == AF_INET6 ? &tc_fast_ipv6 : &tc_fast_ipv4;
+}
 
 static unsigned host_bits(int family)
 {
@@ -98,18 +107,21 @@ static void fail(struct table *t, const char *what)
 /* Makes @chain exist and be empty (once per sync). */
 static void use_chain(struct table *t, const char *chain)
 {
-	if (t->err || kp_map_get(t->used, chain))
-		return;
-	if (!t->ops->is_chain(chain, t->h)) {
-		if (!t->ops->create_chain(chain, t->h))
-			return fail(t, "create chain");
-	} else if (!t->ops->flush_entries(chain, t->h)) {
-		return fail(t, "flush chain");
+	if (t->err || !strcmp(t->last_used, chain))
+		return;		/* rules of one chain mostly come in a row */
+	if (!kp_map_get(t->used, chain)) {
+		if (!t->ops->is_chain(chain, t->h)) {
+			if (!t->ops->create_chain(chain, t->h))
+				return fail(t, "create chain");
+		} else if (!t->ops->flush_entries(chain, t->h)) {
+			return fail(t, "flush chain");
+		}
+		if (kp_map_put(t->used, chain, t, NULL) < 0) {
+			errno = ENOMEM;
+			return fail(t, "chain set");
+		}
 	}
-	if (kp_map_put(t->used, chain, t, NULL) < 0) {
-		errno = ENOMEM;
-		fail(t, "chain set");
-	}
+	snprintf(t->last_used, sizeof(t->last_used), "%s", chain);
 }
 
 static void append(struct table *t, const char *chain)
@@ -253,10 +265,11 @@ static void names_of(const struct kp_svc_port *sp, struct svc_names *n)
 	snprintf(n->hash_in, sizeof(n->hash_in), "%s%s", n->label, lc[p]);
 	n->proto = protos[p];
 	n->proto_lc = lc[p];
+	/* the four chains share one hash (kube-proxy's portProtoHash) */
 	kp_chain_name(n->svc, "KUBE-SVC-", n->hash_in);
-	kp_chain_name(n->svl, "KUBE-SVL-", n->hash_in);
-	kp_chain_name(n->ext, "KUBE-EXT-", n->hash_in);
-	kp_chain_name(n->fw, "KUBE-FW-", n->hash_in);
+	snprintf(n->svl, sizeof(n->svl), "KUBE-SVL-%s", n->svc + strlen("KUBE-SVC-"));
+	snprintf(n->ext, sizeof(n->ext), "KUBE-EXT-%s", n->svc + strlen("KUBE-SVC-"));
+	snprintf(n->fw, sizeof(n->fw), "KUBE-FW-%s", n->svc + strlen("KUBE-SVC-"));
 }
 
 static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, char *out)
@@ -269,15 +282,14 @@ static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, ch
 	kp_chain_name(out, "KUBE-SEP-", in);
 }
 
-/* A KUBE-SVC-* rule towards one endpoint: its KUBE-SEP-* name in sep, the rule
- * started with kube-proxy's "svc -> ep" comment (none in terse mode). */
+/* A KUBE-SVC-* rule towards one endpoint, started with kube-proxy's "svc -> ep"
+ * comment (none in terse mode). */
 static struct ipt_rule *endpoint_rule(struct table *nat, const struct svc_names *n,
-				      const struct kp_endpoint *ep, char *sep)
+				      const struct kp_endpoint *ep)
 {
 	struct ipt_rule *r;
 	char a[KP_ADDR_STRLEN];
 
-	sep_name(n, ep, sep);
 	r = rule(nat);
 	if (!nat->ipt->terse)
 		ipt_rule_comment(r, ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
@@ -287,12 +299,10 @@ static struct ipt_rule *endpoint_rule(struct table *nat, const struct svc_names 
 
 /* KUBE-SEP-*: hairpin masquerade, then DNAT (recording the client for affinity). */
 static void render_sep(struct table *nat, const struct kp_svc_port *sp,
-		       const struct svc_names *n, const struct kp_endpoint *ep)
+		       const struct svc_names *n, const struct kp_endpoint *ep, const char *sep)
 {
-	char sep[KP_CHAIN_NAME_SIZE];
 	struct ipt_rule *r;
 
-	sep_name(n, ep, sep);
 	if (kp_map_get(nat->used, sep))
 		return;
 	use_chain(nat, sep);
@@ -312,15 +322,36 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 	append(nat, sep);
 }
 
-/* KUBE-SVC-* / KUBE-SVL-*: affinity checks, then a random spread over the endpoints. */
+/*
+ * The KUBE-SEP-* names of eps[], a subset of all[] in the same order (the state keeps
+ * every endpoint set sorted), taken from all_seps[] (all[]'s names).
+ */
+static bool subset_seps(const struct kp_endpoint *all, const char (*all_seps)[KP_CHAIN_NAME_SIZE],
+			size_t n_all, const struct kp_endpoint *eps, size_t n_eps,
+			const char **out)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < n_eps; i++, j++) {
+		while (j < n_all && (all[j].port != eps[i].port ||
+				     !kp_addr_equal(&all[j].addr, &eps[i].addr)))
+			j++;
+		if (j == n_all)
+			return false;
+		out[i] = all_seps[j];
+	}
+	return true;
+}
+
+/* KUBE-SVC-* / KUBE-SVL-*: affinity checks, then a random spread over the endpoints,
+ * whose KUBE-SEP-* chains are seps[]. */
 static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 			  const struct svc_names *n, const char *chain, bool local,
-			  const struct kp_endpoint *eps, size_t n_eps)
+			  const struct kp_endpoint *eps, const char *const *seps, size_t n_eps)
 {
 	const struct kp_frontend *fes;
 	size_t n_fes;
 	struct ipt_rule *r;
-	char sep[KP_CHAIN_NAME_SIZE];
 
 	use_chain(nat, chain);
 	/* off-cluster traffic to the cluster IP is masqueraded (kube-proxy's first rule) */
@@ -347,17 +378,17 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 	}
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP) {
 		for (size_t i = 0; i < n_eps; i++) {
-			r = endpoint_rule(nat, n, &eps[i], sep);
-			ipt_rule_recent(r, sep, false, kp_svc_port_get_affinity_timeout(sp));
-			ipt_rule_jump(r, sep);
+			r = endpoint_rule(nat, n, &eps[i]);
+			ipt_rule_recent(r, seps[i], false, kp_svc_port_get_affinity_timeout(sp));
+			ipt_rule_jump(r, seps[i]);
 			append(nat, chain);
 		}
 	}
 	for (size_t i = 0; i < n_eps; i++) {
-		r = endpoint_rule(nat, n, &eps[i], sep);
+		r = endpoint_rule(nat, n, &eps[i]);
 		if (i < n_eps - 1)
 			ipt_rule_statistic(r, (unsigned)(n_eps - i));
-		ipt_rule_jump(r, sep);
+		ipt_rule_jump(r, seps[i]);
 		append(nat, chain);
 	}
 }
@@ -421,7 +452,29 @@ struct render_ctx {
 	size_t fe_size, fe_cap;
 	struct kp_dispatch_rule *fe;	/* .e offsets into fe_blob until dispatch */
 	size_t n_fe, cap_fe;
+	char (*seps)[KP_CHAIN_NAME_SIZE];	/* one service port's KUBE-SEP-* names */
+	const char **sub_seps;		/* those of an endpoint subset */
+	size_t cap_seps;
 };
+
+/* Room for @n endpoint names in rd->seps and rd->sub_seps. */
+static int seps_room(struct render_ctx *rd, size_t n)
+{
+	void *a, *b;
+
+	if (n <= rd->cap_seps)
+		return 0;
+	a = realloc(rd->seps, n * sizeof(*rd->seps));
+	if (a)
+		rd->seps = a;
+	b = realloc(rd->sub_seps, n * sizeof(*rd->sub_seps));
+	if (b)
+		rd->sub_seps = b;
+	if (!a || !b)
+		return -ENOMEM;
+	rd->cap_seps = n;
+	return 0;
+}
 
 /* Keeps the rule just built for nat KUBE-SERVICES; dispatch places it at the end. */
 static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
@@ -571,27 +624,43 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	bool have_svc = false, have_svl = false, has_external = false;
 	struct svc_names n = { 0 };
 	struct ipt_rule *r;
+	bool in_family = false;
 
-	names_of(sp, &n);
 	cl = kp_svc_port_get_endpoints(sp, rd->family, false, &n_cl);
 	ex = kp_svc_port_get_endpoints(sp, rd->family, true, &n_ex);
 	all = kp_svc_port_get_all_endpoints(sp, &n_all);
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
-	for (size_t i = 0; i < n_fes; i++)
+	for (size_t i = 0; i < n_fes; i++) {
 		has_external |= fes[i].external && fes[i].addr.family == rd->family;
+		in_family |= fes[i].addr.family == rd->family;
+	}
+	for (size_t i = 0; i < n_all && !in_family; i++)
+		in_family = all[i].addr.family == rd->family;
+	if (!in_family)
+		return 0;	/* nothing of it in this family's tables */
+	if (seps_room(rd, n_all) < 0) {
+		errno = ENOMEM;
+		fail(nat, "endpoint names");
+		return 1;
+	}
+	names_of(sp, &n);
 	for (size_t i = 0; i < n_all; i++) {
 		if (all[i].addr.family != rd->family)
 			continue;
 		n_fam++;
-		render_sep(nat, sp, &n, &all[i]);
+		sep_name(&n, &all[i], rd->seps[i]);
+		render_sep(nat, sp, &n, &all[i], rd->seps[i]);
 	}
 	/* SVC spreads over the cluster-wide set, SVL over this node's */
 	if (!itp_local || (has_external && !etp_local)) {
 		const struct kp_endpoint *v = itp_local ? ex : cl;
 		size_t nv = itp_local ? n_ex : n_cl;
 
-		if (nv) {
-			render_spread(nat, sp, &n, n.svc, false, v, nv);
+		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
+			errno = EINVAL;		/* not a subset: the state broke its order */
+			fail(nat, "endpoint order");
+		} else if (nv) {
+			render_spread(nat, sp, &n, n.svc, false, v, rd->sub_seps, nv);
 			have_svc = true;
 		}
 	}
@@ -599,8 +668,11 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		const struct kp_endpoint *v = itp_local ? cl : ex;
 		size_t nv = itp_local ? n_cl : n_ex;
 
-		if (nv) {
-			render_spread(nat, sp, &n, n.svl, true, v, nv);
+		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
+			errno = EINVAL;		/* not a subset: the state broke its order */
+			fail(nat, "endpoint order");
+		} else if (nv) {
+			render_spread(nat, sp, &n, n.svl, true, v, rd->sub_seps, nv);
 			have_svl = true;
 		}
 	}
@@ -963,6 +1035,8 @@ out_maps:
 	free(rd.node_addrs);
 	free(rd.fe_blob);
 	free(rd.fe);
+	free(rd.seps);
+	free(rd.sub_seps);
 	return r;
 }
 
@@ -972,9 +1046,9 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	bool localnet = false;
 	int r;
 
-	r = sync_family(ipt, ipt->libiptc ? &tc_ipv4 : &tc_fast_ipv4, want, &localnet);
+	r = sync_family(ipt, ops_for(ipt, AF_INET), want, &localnet);
 	if (!r && ipt->ipv6)
-		r = sync_family(ipt, ipt->libiptc ? &tc_ipv6 : &tc_fast_ipv6, want, &localnet);
+		r = sync_family(ipt, ops_for(ipt, AF_INET6), want, &localnet);
 	if (r < 0)
 		return r;
 	if (localnet)
@@ -1257,10 +1331,10 @@ out:
 static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
 {
 	struct ipt *ipt = priv;
-	int r = dump_family(&tc_ipv4, fn, userdata);
+	int r = dump_family(ops_for(ipt, AF_INET), fn, userdata);
 
 	if (!r && ipt->ipv6)
-		r = dump_family(&tc_ipv6, fn, userdata);
+		r = dump_family(ops_for(ipt, AF_INET6), fn, userdata);
 	return r;
 }
 
@@ -1321,10 +1395,10 @@ static int cleanup_family(struct ipt *ipt, const struct tc_ops *ops)
 static int ipt_cleanup(void *priv)
 {
 	struct ipt *ipt = priv;
-	int r = cleanup_family(ipt, &tc_ipv4);
+	int r = cleanup_family(ipt, ops_for(ipt, AF_INET));
 
 	if (!r && ipt->ipv6)
-		r = cleanup_family(ipt, &tc_ipv6);
+		r = cleanup_family(ipt, ops_for(ipt, AF_INET6));
 	return r;
 }
 
@@ -1366,29 +1440,25 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 		}
 	}
 	free(cidrs);
-	/* fail early, with the reason, where the kernel or privileges are missing */
+	/* fail early, with the reason, where the kernel or privileges are missing (a probe
+	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
 	{
-		struct xtc_handle *h = tc_ipv4.init("nat");
+		int r = tc_fast_probe(AF_INET, "nat");
 
-		if (!h) {
-			int r = errno ? -errno : -EIO;
-
+		if (r < 0) {
 			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
-			       tc_ipv4.strerror(errno));
+			       tc_ipv4.strerror(-r));
 			ipt_rule_fini(&ipt->r);
 			ipt_rule_fini(&ipt->scratch);
 			free(ipt);
 			return r;
 		}
-		tc_ipv4.free(h);
 		/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
-		h = tc_ipv6.init("nat");
-		ipt->ipv6 = h != NULL;
-		if (h)
-			tc_ipv6.free(h);
-		else
+		r = tc_fast_probe(AF_INET6, "nat");
+		ipt->ipv6 = r == 0;
+		if (r < 0)
 			kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
-			       "IPv6 frontends are not programmed", tc_ipv6.strerror(errno));
+			       "IPv6 frontends are not programmed", tc_ipv6.strerror(-r));
 	}
 	*ret_priv = ipt;
 	return 0;

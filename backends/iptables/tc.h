@@ -33,5 +33,7 @@ struct tc_ops {
 extern const struct tc_ops tc_ipv4, tc_ipv6;
 /* fasttc.c: the same operations without libiptc, for syncs */
 extern const struct tc_ops tc_fast_ipv4, tc_fast_ipv6;
+/* Whether @table of @family can be read (IPT_SO_GET_INFO only): 0 or -errno. */
+int tc_fast_probe(int family, const char *table);
 
 #endif
