@@ -24,8 +24,7 @@
 /* ---- hash map: string keys (copied), void * values (not owned) ---- */
 struct kp_map;
 struct kp_map_iter {
-	size_t bucket;
-	void *entry;
+	size_t bucket;		/* zero to start */
 };
 struct kp_map *kp_map_new(void);
 void kp_map_free(struct kp_map *map);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Small helpers shared by lib/: a chained string-keyed hash map (FNV-1a, power-of-two
- * buckets, grows at load 1), string duplication, and address parsing, printing and
+ * Small helpers shared by lib/: a string-keyed hash map (FNV-1a, open addressing with
+ * linear probing, at most 70 % full), string duplication, and address parsing, printing and
  * comparison.
  */
 #include <arpa/inet.h>
@@ -14,16 +14,23 @@
 #include "internal.h"
 
 struct map_entry {
-	struct map_entry *next;
-	uint64_t hash;
 	void *value;
 	char key[];
 };
 
+/* A slot: the key's hash beside its entry, so a probe reads no entry it does not need. */
+struct map_slot {
+	uint64_t hash;
+	struct map_entry *e;	/* NULL: never used; TOMB: deleted */
+};
+
+#define TOMB ((struct map_entry *)&tomb_mark)
+static const char tomb_mark;
+
 struct kp_map {
-	struct map_entry **buckets;
-	size_t n_buckets;	/* power of two */
-	size_t n;
+	struct map_slot *slots;
+	size_t cap;		/* power of two */
+	size_t n, tombs;
 };
 
 static uint64_t hash_str(const char *s)
@@ -34,7 +41,7 @@ static uint64_t hash_str(const char *s)
 		h ^= (unsigned char)*s;
 		h *= 1099511628211ULL;
 	}
-	return h;
+	return h ^ (h >> 29);	/* FNV-1a's low bits mix poorly; the index uses them */
 }
 
 struct kp_map *kp_map_new(void)
@@ -43,9 +50,9 @@ struct kp_map *kp_map_new(void)
 
 	if (!map)
 		return NULL;
-	map->n_buckets = 16;
-	map->buckets = calloc(map->n_buckets, sizeof(*map->buckets));
-	if (!map->buckets) {
+	map->cap = 16;
+	map->slots = calloc(map->cap, sizeof(*map->slots));
+	if (!map->slots) {
 		free(map);
 		return NULL;
 	}
@@ -56,15 +63,10 @@ void kp_map_free(struct kp_map *map)
 {
 	if (!map)
 		return;
-	for (size_t i = 0; i < map->n_buckets; i++) {
-		struct map_entry *e = map->buckets[i], *next;
-
-		for (; e; e = next) {
-			next = e->next;
-			free(e);
-		}
-	}
-	free(map->buckets);
+	for (size_t i = 0; i < map->cap; i++)
+		if (map->slots[i].e != TOMB)
+			free(map->slots[i].e);
+	free(map->slots);
 	free(map);
 }
 
@@ -73,109 +75,125 @@ size_t kp_map_size(const struct kp_map *map)
 	return map->n;
 }
 
-static struct map_entry **map_find(const struct kp_map *map, const char *key, uint64_t hash)
+/* Linear probing: the key's slot, or NULL when it is absent. */
+static struct map_slot *map_find(const struct kp_map *map, const char *key, uint64_t hash)
 {
-	struct map_entry **pe = &map->buckets[hash & (map->n_buckets - 1)];
+	size_t mask = map->cap - 1;
 
-	for (; *pe; pe = &(*pe)->next)
-		if ((*pe)->hash == hash && strcmp((*pe)->key, key) == 0)
-			break;
-	return pe;
+	for (size_t i = hash & mask;; i = (i + 1) & mask) {
+		struct map_slot *s = &map->slots[i];
+
+		if (!s->e)
+			return NULL;
+		if (s->e != TOMB && s->hash == hash && strcmp(s->e->key, key) == 0)
+			return s;
+	}
 }
 
 void *kp_map_get(const struct kp_map *map, const char *key)
 {
-	struct map_entry **pe = map_find(map, key, hash_str(key));
+	struct map_slot *s = map_find(map, key, hash_str(key));
 
-	return *pe ? (*pe)->value : NULL;
+	return s ? s->e->value : NULL;
 }
 
-static void map_grow(struct kp_map *map)
+/* Re-places every live entry in @cap slots (which drops the tombstones). */
+static int map_rehash(struct kp_map *map, size_t cap)
 {
-	size_t n = map->n_buckets * 2;
-	struct map_entry **b = calloc(n, sizeof(*b));
+	struct map_slot *slots = calloc(cap, sizeof(*slots));
 
-	if (!b)
-		return;		/* keep the longer chains; still correct */
-	for (size_t i = 0; i < map->n_buckets; i++) {
-		struct map_entry *e = map->buckets[i], *next;
+	if (!slots)
+		return -ENOMEM;
+	for (size_t i = 0; i < map->cap; i++) {
+		struct map_slot *s = &map->slots[i];
+		size_t j;
 
-		for (; e; e = next) {
-			next = e->next;
-			e->next = b[e->hash & (n - 1)];
-			b[e->hash & (n - 1)] = e;
-		}
+		if (!s->e || s->e == TOMB)
+			continue;
+		for (j = s->hash & (cap - 1); slots[j].e; j = (j + 1) & (cap - 1))
+			;
+		slots[j] = *s;
 	}
-	free(map->buckets);
-	map->buckets = b;
-	map->n_buckets = n;
+	free(map->slots);
+	map->slots = slots;
+	map->cap = cap;
+	map->tombs = 0;
+	return 0;
 }
 
 int kp_map_put(struct kp_map *map, const char *key, void *value, void **ret_old)
 {
 	uint64_t hash = hash_str(key);
-	struct map_entry **pe = map_find(map, key, hash), *e;
-	size_t len;
+	struct map_slot *s = map_find(map, key, hash);
+	struct map_entry *e;
+	size_t len, mask, i;
 
-	if (*pe) {
+	if (s) {
 		if (ret_old)
-			*ret_old = (*pe)->value;
-		(*pe)->value = value;
+			*ret_old = s->e->value;
+		s->e->value = value;
 		return 0;
+	}
+	/* at most 70 % of the slots in use, tombstones included; a rehash sizes the map for
+	 * its live entries at under 50 %, so it also shrinks a map that lost most of them */
+	if ((map->n + map->tombs + 1) * 10 > map->cap * 7) {
+		size_t cap = 16;
+
+		while ((map->n + 1) * 10 > cap * 5)
+			cap *= 2;
+		if (map_rehash(map, cap) < 0)
+			return -ENOMEM;
 	}
 	len = strlen(key);
 	e = malloc(sizeof(*e) + len + 1);
 	if (!e)
 		return -ENOMEM;
 	memcpy(e->key, key, len + 1);
-	e->hash = hash;
 	e->value = value;
-	e->next = NULL;
-	*pe = e;
+	mask = map->cap - 1;
+	for (i = hash & mask; map->slots[i].e && map->slots[i].e != TOMB; i = (i + 1) & mask)
+		;
+	if (map->slots[i].e == TOMB)
+		map->tombs--;
+	map->slots[i] = (struct map_slot){ hash, e };
 	map->n++;
 	if (ret_old)
 		*ret_old = NULL;
-	if (map->n > map->n_buckets)
-		map_grow(map);
 	return 0;
 }
 
 void *kp_map_del(struct kp_map *map, const char *key)
 {
-	struct map_entry **pe = map_find(map, key, hash_str(key)), *e = *pe;
+	struct map_slot *s = map_find(map, key, hash_str(key));
 	void *value;
 
-	if (!e)
+	if (!s)
 		return NULL;
-	*pe = e->next;
-	value = e->value;
-	free(e);
+	value = s->e->value;
+	free(s->e);
+	s->e = TOMB;	/* a tombstone keeps later probes going; rehash drops it */
 	map->n--;
+	map->tombs++;
 	return value;
 }
 
 bool kp_map_next(const struct kp_map *map, struct kp_map_iter *it, const char **ret_key,
 		 void **ret_value)
 {
-	struct map_entry *e = it->entry;
+	/* deleting the current key leaves a tombstone: nothing moves, nothing is skipped */
+	for (; it->bucket < map->cap; it->bucket++) {
+		struct map_entry *e = map->slots[it->bucket].e;
 
-	/* it->entry is the entry to return next, found lazily so the current one may go */
-	if (!e) {
-		for (; it->bucket < map->n_buckets; it->bucket++)
-			if (map->buckets[it->bucket])
-				break;
-		if (it->bucket >= map->n_buckets)
-			return false;
-		e = map->buckets[it->bucket];
-	}
-	it->entry = e->next;
-	if (!it->entry)
+		if (!e || e == TOMB)
+			continue;
 		it->bucket++;
-	if (ret_key)
-		*ret_key = e->key;
-	if (ret_value)
-		*ret_value = e->value;
-	return true;
+		if (ret_key)
+			*ret_key = e->key;
+		if (ret_value)
+			*ret_value = e->value;
+		return true;
+	}
+	return false;
 }
 
 static int cmp_strp(const void *a, const void *b)

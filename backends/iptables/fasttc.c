@@ -29,6 +29,7 @@ struct fchain {
 	int hook;			/* built-in: NF_INET_*; user chain: -1 */
 	int policy;			/* built-in chains' verdict */
 	bool deleted;
+	bool used;			/* fh_use_chain() was called for it */
 	unsigned char *rules;		/* entries back to back; jumps by name */
 	size_t size, cap;
 	size_t n_rules;
@@ -375,6 +376,29 @@ static int fh_create_chain(const xt_chainlabel chain, struct xtc_handle *h)
 	return 1;
 }
 
+static int fh_use_chain(const char *chain, struct xtc_handle *h)
+{
+	struct fchain *c = chain_get(h, chain);
+
+	if (c && c->used)
+		return 2;
+	if (!c && !(c = chain_add(h, chain, -1))) {
+		errno = ENOMEM;
+		return 0;
+	}
+	c->size = c->n_rules = 0;
+	c->used = true;
+	h->last = c;
+	return 1;
+}
+
+static int fh_is_used(const char *chain, struct xtc_handle *h)
+{
+	const struct fchain *c = chain_get(h, chain);
+
+	return c && c->used;
+}
+
 static int fh_flush_entries(const xt_chainlabel chain, struct xtc_handle *h)
 {
 	struct fchain *c = chain_get(h, chain);
@@ -465,7 +489,10 @@ static const char *fh_next_chain(struct xtc_handle *h)
 {
 	while (h->chain_iter < h->n_chains && h->chains[h->chain_iter]->deleted)
 		h->chain_iter++;
-	return h->chain_iter < h->n_chains ? h->chains[h->chain_iter++]->name : NULL;
+	if (h->chain_iter == h->n_chains)
+		return NULL;
+	h->last = h->chains[h->chain_iter++];	/* the caller's next lookup is likely it */
+	return h->last->name;
 }
 
 static const char *fh_first_chain(struct xtc_handle *h)
@@ -672,6 +699,7 @@ static struct xtc_handle *fh_init6(const char *table)
 		.next_chain = fh_next_chain, .first_rule = fh_first_rule,                   \
 		.next_rule = fh_next_rule, .get_target = fh_get_target,                     \
 		.commit = fh_commit, .strerror = fh_strerror,                               \
+		.use_chain = fh_use_chain, .is_used = fh_is_used,                           \
 	}
 
 const struct tc_ops tc_fast_ipv4 = FAST_OPS(AF_INET, "iptables", fh_init4);

@@ -104,12 +104,21 @@ static void fail(struct table *t, const char *what)
 	}
 }
 
+/* Whether use_chain() was called for @chain in this sync. */
+static bool chain_used(struct table *t, const char *chain)
+{
+	return t->ops->is_used ? t->ops->is_used(chain, t->h) : kp_map_get(t->used, chain) != NULL;
+}
+
 /* Makes @chain exist and be empty (once per sync). */
 static void use_chain(struct table *t, const char *chain)
 {
 	if (t->err || !strcmp(t->last_used, chain))
 		return;		/* rules of one chain mostly come in a row */
-	if (!kp_map_get(t->used, chain)) {
+	if (t->ops->use_chain) {
+		if (!t->ops->use_chain(chain, t->h))
+			return fail(t, "create chain");
+	} else if (!kp_map_get(t->used, chain)) {
 		if (!t->ops->is_chain(chain, t->h)) {
 			if (!t->ops->create_chain(chain, t->h))
 				return fail(t, "create chain");
@@ -221,7 +230,7 @@ static void delete_unused(struct table *t, const char *const *fixed, size_t n_fi
 	size_t n = 0, cap = 0;
 
 	for (const char *c = t->ops->first_chain(t->h); c; c = t->ops->next_chain(t->h)) {
-		if (!owned_chain(c, fixed, n_fixed) || kp_map_get(t->used, c))
+		if (!owned_chain(c, fixed, n_fixed) || chain_used(t, c))
 			continue;
 		if (n == cap) {
 			void *v = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
@@ -303,7 +312,7 @@ static void render_sep(struct table *nat, const struct kp_svc_port *sp,
 {
 	struct ipt_rule *r;
 
-	if (kp_map_get(nat->used, sep))
+	if (chain_used(nat, sep))
 		return;
 	use_chain(nat, sep);
 	r = rule(nat);
@@ -556,7 +565,7 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 		n_family += ranges[i].family == fe->addr.family;
 	if (!n_family)
 		return false;
-	if (!kp_map_get(nat->used, n->fw)) {
+	if (!chain_used(nat, n->fw)) {
 		bool node_inside = false;
 
 		use_chain(nat, n->fw);

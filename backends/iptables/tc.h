@@ -28,6 +28,12 @@ struct tc_ops {
 	const char *(*get_target)(const void *e, struct xtc_handle *h);
 	int (*commit)(struct xtc_handle *h);
 	const char *(*strerror)(int err);
+	/* optional (NULL for libiptc, where the backend keeps a set of names instead):
+	 * use_chain creates @chain or flushes it the first time it is used in this
+	 * handle's life and returns 1, returns 2 when it was already used, 0 on error;
+	 * is_used tells whether use_chain was called for it */
+	int (*use_chain)(const char *chain, struct xtc_handle *h);
+	int (*is_used)(const char *chain, struct xtc_handle *h);
 };
 
 extern const struct tc_ops tc_ipv4, tc_ipv6;
