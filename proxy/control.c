@@ -122,12 +122,27 @@ static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "entries", entries);
 }
 
+static json_t *api_status(const struct kpd_info *info)
+{
+	struct kp_api_stats a;
+
+	if (!info->api)
+		return json_null();
+	kp_api_get_stats(info->api, &a);
+	return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "synced", kp_api_synced(info->api),
+			 "lists", (json_int_t)a.n_lists, "relists", (json_int_t)a.n_relists,
+			 "watches", (json_int_t)a.n_watches,
+			 "watch_restarts", (json_int_t)a.n_watch_restarts,
+			 "events", (json_int_t)a.n_events, "errors", (json_int_t)a.n_errors);
+}
+
 static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 {
 	struct kp_counts c;
+	json_t *st;
 
 	kp_ctx_get_counts(ctx, &c);
-	return json_pack("{s:s, s:s, s:b, s:s, s:s?, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I},"
+	st = json_pack("{s:s, s:s, s:b, s:s, s:s?, s:s, s:I, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I},"
 			 " s:{s:I, s:I, s:I, s:i, s:s, s:b}}",
 			 "backend", kp_ctx_get_backend_name(ctx), "proxy_mode", info->proxy_mode,
 			 "dry_run", info->dry_run, "node", info->node_name ? info->node_name : "",
@@ -144,6 +159,9 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "last_time_ms", (json_int_t)c.last_sync_ms, "last_result", c.last_sync_result,
 			 "last_error", c.last_sync_result ? kp_strerror(c.last_sync_result) : "",
 			 "pending", kp_ctx_has_pending(ctx));
+	if (st)
+		json_object_set_new(st, "api", api_status(info));
+	return st;
 }
 
 /* Reads one request line within REQUEST_TIMEOUT_MS. */

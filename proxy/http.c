@@ -201,6 +201,8 @@ static void healthz(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	       "\"nodeEligible\": true}\n", ok ? "200 OK" : "503 Service Unavailable", last, cur);
 }
 
+static struct kp_api *api_source;
+
 static void metrics(struct out *o, struct kp_ctx *ctx)
 {
 	struct kp_counts c;
@@ -249,6 +251,33 @@ static void metrics(struct out *o, struct kp_ctx *ctx)
 	    (unsigned long long)c.n_sync_errors);
 	put(o, "# HELP kproxyd_service_ports Service ports in the desired state\n"
 	       "# TYPE kproxyd_service_ports gauge\nkproxyd_service_ports %zu\n", c.n_svc_ports);
+	if (api_source) {
+		struct kp_api_stats a;
+
+		kp_api_get_stats(api_source, &a);
+		put(o, "# HELP kproxyd_api_lists_total Full lists of a resource from the API server\n"
+		       "# TYPE kproxyd_api_lists_total counter\nkproxyd_api_lists_total %llu\n"
+		       "# HELP kproxyd_api_relists_total Lists after 410 Gone (too old resource "
+		       "version)\n# TYPE kproxyd_api_relists_total counter\n"
+		       "kproxyd_api_relists_total %llu\n"
+		       "# HELP kproxyd_api_watch_restarts_total Watches that failed and were "
+		       "restarted\n# TYPE kproxyd_api_watch_restarts_total counter\n"
+		       "kproxyd_api_watch_restarts_total %llu\n"
+		       "# HELP kproxyd_api_events_total Watch events applied\n"
+		       "# TYPE kproxyd_api_events_total counter\nkproxyd_api_events_total %llu\n"
+		       "# HELP kproxyd_api_errors_total Failed API server requests\n"
+		       "# TYPE kproxyd_api_errors_total counter\nkproxyd_api_errors_total %llu\n"
+		       "# HELP kproxyd_api_synced Whether the first lists have arrived\n"
+		       "# TYPE kproxyd_api_synced gauge\nkproxyd_api_synced %d\n",
+		    (unsigned long long)a.n_lists, (unsigned long long)a.n_relists,
+		    (unsigned long long)a.n_watch_restarts, (unsigned long long)a.n_events,
+		    (unsigned long long)a.n_errors, kp_api_synced(api_source));
+	}
+}
+
+void kpd_http_set_api(struct kp_api *api)
+{
+	api_source = api;
 }
 
 static int read_request(int fd, char *buf, size_t size)

@@ -23,7 +23,13 @@
 #define MAX_CIDRS 16
 
 struct options {
+	const char *config;
+	struct kp_proxy_config file;	/* what --config set; flags override it */
+	bool flag_sync, flag_min_sync;	/* the periods came from flags */
 	const char *manifests;
+	const char *kubeconfig;
+	const char *context;
+	const char *master;
 	const char *hostname;
 	const char *cluster_cidr;
 	const char *proxy_mode;
@@ -46,8 +52,13 @@ static const char usage[] =
 "Usage: kproxyd [OPTIONS]\n"
 "Run in place of kube-proxy: program Service and EndpointSlice objects into a data plane.\n"
 "\n"
-"Sources:\n"
+"      --config FILE              a KubeProxyConfiguration (YAML or JSON); flags override\n"
+"                                 it; SIGHUP re-reads its sync periods\n"
+"Sources (with neither --manifests nor --kubeconfig/--master: in-cluster config):\n"
 "      --manifests DIR            read *.json, *.yaml, *.yml in DIR and follow changes\n"
+"      --kubeconfig FILE          list and watch the API server this kubeconfig names\n"
+"      --context NAME             the kubeconfig context to use (default: current-context)\n"
+"      --master URL               the API server's address (overrides the kubeconfig's)\n"
 "Node:\n"
 "      --hostname-override NAME   this node's name (default: the host name)\n"
 "      --nodeport-addresses CIDRS comma-separated ranges whose local addresses serve\n"
@@ -81,11 +92,16 @@ static const char usage[] =
 enum {
 	OPT_MANIFESTS = 256, OPT_HOSTNAME, OPT_NODEPORT, OPT_CLUSTER_CIDR, OPT_MODE, OPT_DRY_RUN,
 	OPT_MASQ_ALL, OPT_SCHED, OPT_MIN_SYNC, OPT_SYNC, OPT_CLEANUP, OPT_SOCKET, OPT_VERSION,
-	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS,
+	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MASTER,
+	OPT_CONFIG,
 };
 
 static const struct option long_opts[] = {
 	{ "manifests", required_argument, NULL, OPT_MANIFESTS },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+	{ "context", required_argument, NULL, OPT_CONTEXT },
+	{ "master", required_argument, NULL, OPT_MASTER },
 	{ "hostname-override", required_argument, NULL, OPT_HOSTNAME },
 	{ "nodeport-addresses", required_argument, NULL, OPT_NODEPORT },
 	{ "cluster-cidr", required_argument, NULL, OPT_CLUSTER_CIDR },
@@ -107,41 +123,6 @@ static const struct option long_opts[] = {
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ 0 }
 };
-
-/* Parses a Go-style duration ("1s", "500ms", "1m30s", "0") into milliseconds. */
-static int parse_duration(const char *s, uint32_t *ret_ms)
-{
-	static const struct {
-		const char *unit;
-		double ms;
-	} units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 } };
-	double total = 0;
-
-	if (strcmp(s, "0") == 0) {
-		*ret_ms = 0;
-		return 0;
-	}
-	while (*s) {
-		char *end;
-		double v = strtod(s, &end);
-		size_t i;
-
-		if (end == s || v < 0)
-			return -EINVAL;
-		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-			if (strncmp(end, units[i].unit, strlen(units[i].unit)) == 0 &&
-			    !(units[i].unit[0] == 'm' && !units[i].unit[1] && end[1] == 's'))
-				break;
-		if (i == sizeof(units) / sizeof(units[0]))
-			return -EINVAL;
-		total += v * units[i].ms;
-		s = end + strlen(units[i].unit);
-	}
-	if (total > UINT32_MAX)
-		return -EINVAL;
-	*ret_ms = (uint32_t)total;
-	return 0;
-}
 
 static int parse_cidrs(const char *arg, struct options *o)
 {
@@ -172,6 +153,87 @@ static int parse_cidrs(const char *arg, struct options *o)
 	return r;
 }
 
+static void config_warn(const char *path, const char *field, void *userdata)
+{
+	(void)userdata;
+	kpd_warn("%s: %s: not supported by kproxyd; ignored", path, field);
+}
+
+/* Applies --config FILE (found among the arguments before the flags are parsed, so that
+ * flags override it). Returns 0 or -errno, with the reason logged. */
+static int read_config(int argc, char **argv, struct options *o)
+{
+	struct kp_proxy_config *c = &o->file;
+	char err[512] = "";
+	int r;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			o->config = argv[i + 1];
+		else if (!strncmp(argv[i], "--config=", 9))
+			o->config = argv[i] + 9;
+		else if (!strcmp(argv[i], "--"))
+			break;
+	}
+	if (!o->config)
+		return 0;
+	r = kp_proxy_config_load(o->config, c, config_warn, NULL, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "kproxyd: --config: %s\n", err[0] ? err : kp_strerror(r));
+		return r;
+	}
+	if (c->kubeconfig && *c->kubeconfig)
+		o->kubeconfig = c->kubeconfig;
+	if (c->hostname_override && *c->hostname_override)
+		o->hostname = c->hostname_override;
+	if (c->cluster_cidr && *c->cluster_cidr)
+		o->cluster_cidr = c->cluster_cidr;
+	if (c->mode && *c->mode)
+		o->proxy_mode = c->mode;
+	if (c->healthz_bind_address)
+		o->healthz_address = c->healthz_bind_address;
+	if (c->metrics_bind_address)
+		o->metrics_address = c->metrics_bind_address;
+	if (c->ipvs_scheduler && *c->ipvs_scheduler)
+		o->scheduler = c->ipvs_scheduler;
+	if (c->has_masquerade_all)
+		o->masquerade_all = c->masquerade_all;
+	if (c->has_sync_period)
+		o->sync_ms = c->sync_period_ms;
+	if (c->has_min_sync_period)
+		o->min_sync_ms = c->min_sync_period_ms;
+	if (c->nodeport_addresses && *c->nodeport_addresses &&
+	    parse_cidrs(c->nodeport_addresses, o) < 0) {
+		fprintf(stderr, "kproxyd: --config: %s: nodePortAddresses: \"%s\" is not a list "
+				"of CIDRs\n", o->config, c->nodeport_addresses);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* SIGHUP: the config file's sync periods (unless flags set them) take effect now; other
+ * settings need a restart. */
+static void reread_config(struct kp_ctx *ctx, struct options *o)
+{
+	struct kp_proxy_config c;
+	char err[512] = "";
+
+	if (!o->config)
+		return;
+	if (kp_proxy_config_load(o->config, &c, config_warn, NULL, err, sizeof(err)) < 0) {
+		kpd_err("SIGHUP: --config: %s; keeping the running settings", err);
+		return;
+	}
+	if (c.has_sync_period && !o->flag_sync)
+		o->sync_ms = c.sync_period_ms;
+	if (c.has_min_sync_period && !o->flag_min_sync)
+		o->min_sync_ms = c.min_sync_period_ms;
+	kp_ctx_set_sync_periods(ctx, o->min_sync_ms, o->sync_ms);
+	kpd_info("SIGHUP: --config %s re-read: sync period %ums, min sync period %ums (other "
+		 "settings take effect at restart)", o->config, o->sync_ms, o->min_sync_ms);
+	kp_proxy_config_clear(&c);
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	int c;
@@ -179,6 +241,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "hv:", long_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_MANIFESTS: o->manifests = optarg; break;
+		case OPT_CONFIG: break;		/* read before the flags, see read_config() */
+		case OPT_KUBECONFIG: o->kubeconfig = optarg; break;
+		case OPT_CONTEXT: o->context = optarg; break;
+		case OPT_MASTER: o->master = optarg; break;
 		case OPT_HOSTNAME: o->hostname = optarg; break;
 		case OPT_CLUSTER_CIDR: o->cluster_cidr = optarg; break;
 		case OPT_MODE: o->proxy_mode = optarg; break;
@@ -198,7 +264,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_MIN_SYNC:
 		case OPT_SYNC:
-			if (parse_duration(optarg, c == OPT_SYNC ? &o->sync_ms : &o->min_sync_ms) < 0) {
+			*(c == OPT_SYNC ? &o->flag_sync : &o->flag_min_sync) = true;
+			if (kp_parse_duration(optarg, c == OPT_SYNC ? &o->sync_ms : &o->min_sync_ms) < 0) {
 				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a duration such as 1s\n",
 					c == OPT_SYNC ? "sync-period" : "min-sync-period", optarg);
 				return -EINVAL;
@@ -340,6 +407,40 @@ static int select_backend(struct kp_ctx *ctx, const struct options *o)
 	return r;
 }
 
+/* The API-server source: --kubeconfig, --master, or the pod's in-cluster config. */
+static int open_api(struct kp_ctx *ctx, const struct options *o, struct kp_api **ret)
+{
+	struct kp_api_auth auth = { 0 };
+	char err[512] = "";
+	int r = 0;
+
+	if (o->kubeconfig) {
+		r = kp_api_auth_from_kubeconfig(o->kubeconfig, o->context, &auth, err, sizeof(err));
+		if (r < 0)
+			kpd_err("--kubeconfig: %s", err[0] ? err : kp_strerror(r));
+	} else if (!o->master) {
+		r = kp_api_auth_in_cluster(NULL, &auth, err, sizeof(err));
+		if (r < 0)
+			kpd_err("no source: give --manifests DIR, --kubeconfig FILE or --master URL, "
+				"or run in a pod (in-cluster config: %s)", err[0] ? err : kp_strerror(r));
+	}
+	if (!r && o->master) {
+		free(auth.server);
+		auth.server = strdup(o->master);
+		r = auth.server ? 0 : -ENOMEM;
+	}
+	if (!r) {
+		r = kp_api_new(ctx, &auth, o->hostname, 0, ret);
+		if (r < 0)
+			kpd_err("API server %s: %s", auth.server, kp_strerror(r));
+		else
+			kpd_info("API server %s: listing services and endpoint slices; nothing is "
+				 "programmed before both lists are in", auth.server);
+	}
+	kp_api_auth_clear(&auth);
+	return r;
+}
+
 static int setup_signals(void)
 {
 	sigset_t set;
@@ -354,15 +455,18 @@ static int setup_signals(void)
 }
 
 /* Returns false when kproxyd should stop. */
-static bool handle_signal(int sfd, struct kpd_manifests *m)
+static bool handle_signal(int sfd, struct kpd_manifests *m, struct kp_ctx *ctx,
+			  struct options *o)
 {
 	struct signalfd_siginfo si;
 
 	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			kpd_info("SIGHUP: re-reading the manifest directory");
-			if (m)
+			if (m) {
+				kpd_info("SIGHUP: re-reading the manifest directory");
 				kpd_manifests_rescan(m);
+			}
+			reread_config(ctx, o);
 		} else {
 			kpd_info("signal %u: stopping; programmed rules are left in place",
 				 si.ssi_signo);
@@ -372,7 +476,8 @@ static bool handle_signal(int sfd, struct kpd_manifests *m)
 	return true;
 }
 
-static void run_sync(struct kp_ctx *ctx, int64_t *wait)
+/* Runs a sync if one is due; returns whether one ran. */
+static bool run_sync(struct kp_ctx *ctx, int64_t *wait)
 {
 	struct kp_counts before, after;
 	struct timespec t0, t1;
@@ -392,6 +497,7 @@ static void run_sync(struct kp_ctx *ctx, int64_t *wait)
 	else if (r > 0)
 		kpd_dbg(2, "synced %zu service ports (%zu services, %zu endpoint slices)",
 			after.n_svc_ports, after.n_services, after.n_slices);
+	return after.n_syncs != before.n_syncs;
 }
 
 int main(int argc, char **argv)
@@ -405,15 +511,19 @@ int main(int argc, char **argv)
 		.metrics_address = "127.0.0.1:10249",
 	};
 	struct kpd_manifests *m = NULL;
+	struct kp_api *api = NULL;
 	struct kpd_control *ctl = NULL;
 	struct kpd_http *hz = NULL, *mx = NULL;
+	struct kpd_hc *hc = NULL;
 	struct kp_ctx *ctx;
 	char host[256];
 	int sfd, r, rc = 1;
 	bool running = true;
 
-	if (parse_options(argc, argv, &o) < 0)
+	if (read_config(argc, argv, &o) < 0 || parse_options(argc, argv, &o) < 0) {
+		kp_proxy_config_clear(&o.file);
 		return 2;
+	}
 	if (!o.hostname) {
 		if (gethostname(host, sizeof(host)) < 0)
 			snprintf(host, sizeof(host), "localhost");
@@ -437,10 +547,6 @@ int main(int argc, char **argv)
 		rc = r < 0;
 		goto out_ctx;
 	}
-	if (!o.manifests) {
-		kpd_err("no source: give --manifests DIR (API-server sources are not built yet)");
-		goto out_ctx;
-	}
 	r = nodeport_addrs(ctx, &o);
 	if (r < 0)
 		kpd_warn("cannot list local addresses for NodePorts: %s", kp_strerror(r));
@@ -451,11 +557,16 @@ int main(int argc, char **argv)
 		kpd_err("--control-socket %s: %s", o.control_socket, kp_strerror(r));
 		goto out_sig;
 	}
-	r = kpd_manifests_open(ctx, o.manifests, &m);
-	if (r < 0) {
-		kpd_err("--manifests %s: %s", o.manifests, kp_strerror(r));
-		goto out_ctl;
+	if (o.manifests) {
+		r = kpd_manifests_open(ctx, o.manifests, &m);
+		if (r < 0) {
+			kpd_err("--manifests %s: %s", o.manifests, kp_strerror(r));
+			goto out_ctl;
+		}
 	}
+	if ((o.kubeconfig || o.master || !o.manifests) && open_api(ctx, &o, &api) < 0)
+		goto out_src;
+	kpd_http_set_api(api);
 	{
 		struct kp_counts c;
 
@@ -463,7 +574,7 @@ int main(int argc, char **argv)
 		kpd_info("kproxyd %s: node %s, proxy mode %s%s; %zu services, %zu endpoint slices, "
 			 "%zu endpoints objects from %s", kp_version(), o.hostname, o.proxy_mode,
 			 o.dry_run ? " (dry run)" : "", c.n_services, c.n_slices, c.n_endpoints,
-			 o.manifests);
+			 o.manifests ? o.manifests : "the API server (listing)");
 	}
 	/* like kube-proxy, a port that cannot be bound is an error, not the end */
 	if (*o.healthz_address && (r = kpd_http_open(o.healthz_address, &hz)) < 0)
@@ -478,6 +589,7 @@ int main(int argc, char **argv)
 			.dry_run = o.dry_run,
 			.node_name = o.hostname,
 			.manifests = o.manifests,
+			.api = api,
 			.start_ms = wall_ms(),
 			.healthz_address = kpd_http_address(hz),
 			.metrics_address = kpd_http_address(mx),
@@ -487,27 +599,50 @@ int main(int argc, char **argv)
 			.timeout_ms = o.sync_ms ? o.sync_ms : 30000,
 		};
 
-		while (running) {
-			struct pollfd pfd[5] = {
-				{ .fd = kpd_manifests_fd(m), .events = POLLIN },
-				{ .fd = kpd_control_fd(ctl), .events = POLLIN },
-				{ .fd = sfd, .events = POLLIN },
-				{ .fd = hz ? kpd_http_fd(hz) : -1, .events = POLLIN },
-				{ .fd = mx ? kpd_http_fd(mx) : -1, .events = POLLIN },
-			};
-			int64_t wait;
+		static struct pollfd pfd[6 + 4096];
+		bool api_synced = false;
 
-			run_sync(ctx, &wait);
-			if (poll(pfd, 5, wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR) {
+		if (kpd_hc_new(&hc) < 0)
+			kpd_err("out of memory: serving no health check node ports");
+		while (running) {
+			int64_t wait = 60000;
+			size_t n_pfd = 6;
+
+			/* nothing is programmed from a partial view of the API server */
+			if (api && !api_synced && (api_synced = kp_api_synced(api)))
+				kpd_info("API server lists are in: programming");
+			if ((!api || api_synced) && run_sync(ctx, &wait))
+				kpd_hc_update(hc, ctx);
+			if (api) {
+				int64_t t = kp_api_timeout_ms(api);
+
+				if (t >= 0 && t < wait)
+					wait = t;
+			}
+			pfd[0] = (struct pollfd){ .fd = m ? kpd_manifests_fd(m) : -1, .events = POLLIN };
+			pfd[1] = (struct pollfd){ .fd = kpd_control_fd(ctl), .events = POLLIN };
+			pfd[2] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+			pfd[3] = (struct pollfd){ .fd = hz ? kpd_http_fd(hz) : -1, .events = POLLIN };
+			pfd[4] = (struct pollfd){ .fd = mx ? kpd_http_fd(mx) : -1, .events = POLLIN };
+			pfd[5] = (struct pollfd){ .fd = kp_api_fd(api), .events = POLLIN };
+			n_pfd += kpd_hc_pollfds(hc, pfd + 6, 4096);
+			if (poll(pfd, n_pfd, wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR) {
 				kpd_err("poll: %s", kp_strerror(-errno));
 				break;
+			}
+			for (size_t i = 6; i < n_pfd; i++)
+				if (pfd[i].revents)
+					kpd_hc_serve(hc, pfd[i].fd);
+			if (api) {
+				kp_api_process(api);
+				kpd_report_diags(ctx);
 			}
 			if (pfd[0].revents)
 				kpd_manifests_process(m);
 			if (pfd[1].revents)
 				kpd_control_serve(ctl, ctx, &info);
 			if (pfd[2].revents)
-				running = handle_signal(sfd, m);
+				running = handle_signal(sfd, m, ctx, &o);
 			if (pfd[3].revents)
 				kpd_http_serve(hz, ctx, &health);
 			if (pfd[4].revents)
@@ -516,7 +651,11 @@ int main(int argc, char **argv)
 	}
 	kpd_http_close(hz);
 	kpd_http_close(mx);
+	kpd_hc_free(hc);
 	rc = 0;
+out_src:
+	kpd_http_set_api(NULL);
+	kp_api_free(api);
 	kpd_manifests_close(m);
 out_ctl:
 	kpd_control_close(ctl);
@@ -525,5 +664,6 @@ out_sig:
 		close(sfd);
 out_ctx:
 	kp_ctx_free(ctx);
+	kp_proxy_config_clear(&o.file);
 	return rc;
 }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include <kproxy/kproxy.h>
+#include <kproxy/api.h>
+#include <kproxy/config.h>
 
 #define KPD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
@@ -39,6 +41,7 @@ struct kpd_info {
 	bool dry_run;
 	const char *node_name;
 	const char *manifests;		/* directory, or NULL */
+	struct kp_api *api;		/* the API-server source, or NULL */
 	int64_t start_ms;		/* CLOCK_REALTIME */
 	const char *healthz_address;	/* as bound, or "" */
 	const char *metrics_address;	/* as bound, or "" */
@@ -63,6 +66,19 @@ const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
 /* Answers one request: /healthz and /livez if @hc, else /metrics. */
 void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc);
 void kpd_http_observe_sync(double seconds);
+/* The API-server source whose counters /metrics shows, or NULL. */
+void kpd_http_set_api(struct kp_api *api);
+
+/* hcports.c: health-check node ports of externalTrafficPolicy Local services */
+struct pollfd;
+struct kpd_hc;
+int kpd_hc_new(struct kpd_hc **ret);
+/* Opens and closes listeners to match the last sync's state, updates their counts. */
+void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx);
+size_t kpd_hc_pollfds(const struct kpd_hc *hc, struct pollfd *out, size_t max);
+/* Accepts and answers one request on the listener @fd. */
+void kpd_hc_serve(struct kpd_hc *hc, int fd);
+void kpd_hc_free(struct kpd_hc *hc);
 void kpd_http_close(struct kpd_http *h);
 
 #endif

@@ -257,6 +257,15 @@ def test_flags():
     r = subprocess.run([KPROXYD, "--help"], capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 0 and "--manifests DIR" in r.stdout and "--dry-run" in r.stdout,
        "kproxyd --help", r.stdout)
+    ok(r.returncode == 0 and "--kubeconfig FILE" in r.stdout and "--master URL" in r.stdout,
+       "kproxyd --help names the API-server flags", r.stdout)
+    r = subprocess.run([KPROXYD, "--dry-run", "--control-socket",
+                        tempfile.mktemp(prefix="sock-", dir=BASE)], capture_output=True,
+                       text=True, timeout=DEADLINE,
+                       env={k: v for k, v in os.environ.items()
+                            if not k.startswith("KUBERNETES_SERVICE")})
+    ok(r.returncode == 1 and "no source" in r.stderr and "in-cluster" in r.stderr,
+       "no source and no in-cluster config: an error naming the choices", r.stderr)
     r = subprocess.run([KPROXYD, "--min-sync-period", "soon"], capture_output=True, text=True,
                        timeout=DEADLINE)
     ok(r.returncode == 2 and "--min-sync-period" in r.stderr, "a bad duration is refused",
@@ -299,6 +308,120 @@ def test_examples():
     d.stop()
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hc_service(hc, node):
+    return """apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: t}
+spec:
+  clusterIP: 10.96.0.30
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  healthCheckNodePort: %d
+  ports:
+  - {name: http, port: 80, targetPort: 8080, nodePort: 30090}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: lb-1
+  namespace: t
+  labels: {kubernetes.io/service-name: lb}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [10.244.1.40]
+  conditions: {ready: true}
+  nodeName: %s
+- addresses: [10.244.2.41]
+  conditions: {ready: true}
+  nodeName: node-b
+""" % (hc, node)
+
+
+def test_hcports():
+    """healthCheckNodePort of an externalTrafficPolicy Local service: 200 with the local
+    endpoint count while this node has one, 503 when it has none, closed when the service
+    goes."""
+    mdir = tempfile.mkdtemp(prefix="hc-", dir=BASE)
+    hc = free_port()
+    url = "http://127.0.0.1:%d/healthz" % hc
+    write(os.path.join(mdir, "lb.yaml"), hc_service(hc, "node-a"))
+    d = Daemon(mdir)
+
+    def poll_hc(pred):
+        end = time.monotonic() + DEADLINE
+        got = None
+        while time.monotonic() < end:
+            got = http_get(url)
+            if pred(got):
+                return True, got
+            time.sleep(0.05)
+        return False, got
+
+    good, got = poll_hc(lambda g: g[0] == 200)
+    body = json.loads(got[1]) if good else {}
+    ok(good and body.get("localEndpoints") == 1 and body.get("service") ==
+       {"namespace": "t", "name": "lb"} and body.get("serviceProxyHealthy") is True,
+       "health check node port: 200 and one local endpoint", (got, d.logtext()))
+    write(os.path.join(mdir, "lb.yaml"), hc_service(hc, "node-c"))
+    good, got = poll_hc(lambda g: g[0] == 503)
+    ok(good and json.loads(got[1]).get("localEndpoints") == 0,
+       "health check node port: 503 when no endpoint is on this node", got)
+    os.unlink(os.path.join(mdir, "lb.yaml"))
+    good, got = poll_hc(lambda g: g[0] == 0)
+    ok(good, "health check node port closed when the service is gone", got)
+    d.stop()
+
+
+def test_config():
+    """--config: a KubeProxyConfiguration sets what the flags would, flags override it,
+    unknown fields are warned about, wrong types are refused naming the field."""
+    cfg = os.path.join(BASE, "kube-proxy.yaml")
+    write(cfg, "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+               "kind: KubeProxyConfiguration\n"
+               "hostnameOverride: node-from-config\n"
+               "clusterCIDR: 10.244.0.0/16\n"
+               "bindAddress: 0.0.0.0\n"
+               "iptables: {masqueradeAll: true, syncPeriod: 1m0s, minSyncPeriod: 500ms}\n")
+    d = Daemon(os.path.join(TOP_SRC, "examples", "manifests"), extra=("--config", cfg))
+    r = d.ctl("status", "-o", "json")
+    st = json.loads(r.stdout) if r.returncode == 0 else {}
+    # Daemon passes --hostname-override node-a: the flag wins over the file
+    ok(st.get("node") == "node-a", "a flag overrides the config file", r.stdout)
+    log = d.logtext()
+    ok("bindAddress: not supported by kproxyd" in log,
+       "a field kproxyd does not use is warned about, by name", log)
+    d.stop()
+    d = subprocess.run([KPROXYD, "--config", cfg, "--dry-run", "--manifests",
+                        os.path.join(TOP_SRC, "examples", "manifests"), "--control-socket",
+                        tempfile.mktemp(prefix="sock-", dir=BASE), "--healthz-bind-address",
+                        "", "--metrics-bind-address", "", "--cleanup"],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(d.returncode == 0, "a valid config file with --cleanup (dry run) exits 0", d.stderr)
+    write(cfg, "kind: KubeProxyConfiguration\niptables: {masqueradeAll: yes-please}\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run"], capture_output=True,
+                       text=True, timeout=DEADLINE)
+    ok(r.returncode == 2 and "iptables.masqueradeAll: not a boolean" in r.stderr,
+       "a wrong type is refused with the field's path", r.stderr)
+    write(cfg, "kind: KubeProxyConfiguration\nminSyncPeriod: soon\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run"], capture_output=True,
+                       text=True, timeout=DEADLINE)
+    ok(r.returncode == 2 and "minSyncPeriod: not a duration" in r.stderr,
+       "a bad duration in the file is refused with the field's name", r.stderr)
+    write(cfg, "kind: KubeletConfiguration\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run"], capture_output=True,
+                       text=True, timeout=DEADLINE)
+    ok(r.returncode == 2 and "kind: not KubeProxyConfiguration" in r.stderr,
+       "another kind of file is refused", r.stderr)
+
+
 def main():
     for exe in (KPROXYD, KPROXYCTL):
         if not os.access(exe, os.X_OK):
@@ -308,6 +431,8 @@ def main():
         test_flags()
         test_follow()
         test_examples()
+        test_hcports()
+        test_config()
     finally:
         shutil.rmtree(BASE, ignore_errors=True)
     print("1..%d" % count)

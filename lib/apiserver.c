@@ -1,0 +1,811 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The API-server source: list, then watch, Services, EndpointSlices and this node's Node,
+ * the way client-go's reflector does, on one libcurl multi handle driven by the caller's
+ * poll loop (curl's socket callback feeds an epoll set, its timer callback a deadline).
+ *
+ * A list is read page by page (limit/continue); each object is loaded into the context as
+ * its own source, so a watch event replaces or removes exactly one object. When the last
+ * page has arrived, objects the previous list or watch held and this list did not return
+ * are removed, and the watch starts from the list's resourceVersion. A watch is read as
+ * it streams: each newline-terminated JSON event is applied at once, whatever the read
+ * boundaries. A watch that ends cleanly (timeoutSeconds) is restarted at once from the
+ * last version seen; one that fails is restarted after a jittered exponential back-off;
+ * 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
+ * object through all of this: a fault never empties it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include <kproxy/api.h>
+
+#include "internal.h"
+
+#define SELECTOR "labelSelector=%21service.kubernetes.io%2Fservice-proxy-name%2C" \
+		 "%21service.kubernetes.io%2Fheadless"
+#define PAGE_LIMIT 500
+#define MAX_LINE (64u << 20)		/* one watch event; objects are far smaller */
+#define BACKOFF_MIN_MS 800		/* client-go's reflector: 800 ms doubling to 30 s */
+#define BACKOFF_MAX_MS 30000
+
+enum res { RES_SERVICES, RES_SLICES, RES_NODE, _RES_MAX };
+
+static const struct {
+	const char *name, *path, *kind, *api_version;
+} resources[_RES_MAX] = {
+	[RES_SERVICES] = { "services", "/api/v1/services", "Service", "v1" },
+	[RES_SLICES] = { "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices",
+			 "EndpointSlice", "discovery.k8s.io/v1" },
+	[RES_NODE] = { "nodes", "/api/v1/nodes", "Node", "v1" },
+};
+
+struct watcher {
+	struct kp_api *api;
+	enum res res;
+	CURL *easy;			/* the transfer in flight, or NULL */
+	struct curl_slist *hdrs;	/* its request headers, freed when it ends */
+	bool listing;			/* the transfer is a list page (else a watch) */
+	bool need_list;			/* next transfer: a (re-)list from the first page */
+	bool relist_410;		/* the coming list follows a 410 */
+	bool abort_relist;		/* the watch stream said 410: re-list when it ends */
+	bool bad_data;			/* the stream had a line that is not an event */
+	bool synced;			/* a full list has arrived */
+	char *cont;			/* continue token of the list in progress */
+	char rv[64];			/* resourceVersion to watch from */
+	char *buf;			/* list body, or the watch's unfinished line */
+	size_t len, cap;
+	struct kp_map *held;		/* sources this watcher holds (values unused) */
+	struct kp_map *listed;		/* sources the list in progress returned */
+	unsigned failures;		/* in a row, for the back-off */
+	unsigned gone_streak;		/* 410s with no event applied in between */
+	int64_t start_at;		/* monotonic ms: when the next transfer may start */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct kp_api {
+	struct kp_ctx *ctx;
+	struct kp_api_auth auth;	/* deep copy */
+	char *token;			/* current bearer token (from auth.token or the file) */
+	struct timespec token_mtime;
+	char *node_name;
+	char *zone;			/* the Node's topology.kubernetes.io/zone */
+	unsigned watch_timeout_s;
+	CURLM *multi;
+	int epfd;
+	int64_t curl_deadline;		/* monotonic ms, -1: none */
+	struct watcher w[_RES_MAX];
+	struct kp_api_stats stats;
+	uint64_t seed;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- credentials ---- */
+
+static char *read_small_file(const char *path, size_t max)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	buf = malloc(max + 1);
+	if (!buf) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(buf, 1, max, f);
+	fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	return buf;
+}
+
+/* The token to send: a token file is re-read whenever it changes (rotation). */
+static const char *current_token(struct kp_api *api)
+{
+	struct stat st;
+
+	if (!api->auth.token_file)
+		return api->auth.token;
+	if (stat(api->auth.token_file, &st) == 0 &&
+	    (st.st_mtim.tv_sec != api->token_mtime.tv_sec ||
+	     st.st_mtim.tv_nsec != api->token_mtime.tv_nsec || !api->token)) {
+		char *t = read_small_file(api->auth.token_file, 64 * 1024);
+
+		if (t) {
+			free(api->token);
+			api->token = t;
+			api->token_mtime = st.st_mtim;
+		} else {
+			kp_log(api->ctx, KP_LOG_WARN, "api: cannot read the token file %s: %s",
+			       api->auth.token_file, strerror(errno));
+		}
+	}
+	return api->token ? api->token : api->auth.token;
+}
+
+static int dup_str(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src && !(*dst = strdup(src)))
+		return -ENOMEM;
+	return 0;
+}
+
+static int copy_auth(struct kp_api_auth *d, const struct kp_api_auth *s)
+{
+	int r = 0;
+
+	memset(d, 0, sizeof(*d));
+	r |= dup_str(&d->server, s->server);
+	r |= dup_str(&d->ca_file, s->ca_file);
+	r |= dup_str(&d->ca_data, s->ca_data);
+	r |= dup_str(&d->cert_file, s->cert_file);
+	r |= dup_str(&d->cert_data, s->cert_data);
+	r |= dup_str(&d->key_file, s->key_file);
+	r |= dup_str(&d->key_data, s->key_data);
+	r |= dup_str(&d->token, s->token);
+	r |= dup_str(&d->token_file, s->token_file);
+	r |= dup_str(&d->tls_server_name, s->tls_server_name);
+	d->insecure = s->insecure;
+	return r ? -ENOMEM : 0;
+}
+
+/* ---- objects into the context ---- */
+
+static void source_name(char *out, size_t size, enum res res, const char *ns, const char *name)
+{
+	snprintf(out, size, "api:%s/%s/%s", resources[res].name, ns ? ns : "", name);
+}
+
+static const char *meta_str(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
+}
+
+static void node_seen(struct kp_api *api, json_t *node, bool deleted)
+{
+	const char *zone = deleted ? NULL :
+		json_string_value(json_object_get(json_object_get(json_object_get(node, "metadata"),
+								  "labels"),
+						  "topology.kubernetes.io/zone"));
+
+	if ((!zone && !api->zone) || (zone && api->zone && !strcmp(zone, api->zone)))
+		return;
+	free(api->zone);
+	api->zone = zone ? strdup(zone) : NULL;
+	kp_log(api->ctx, KP_LOG_INFO, "api: node %s: zone %s", api->node_name,
+	       api->zone ? api->zone : "(none)");
+	kp_ctx_set_node_zone(api->ctx, api->zone);
+}
+
+/*
+ * Applies one object (a list item or an event's object): loaded as its own source, or
+ * removed. Returns 0, or -EBADMSG when it has no name.
+ */
+static int apply(struct watcher *w, json_t *obj, bool deleted)
+{
+	struct kp_api *api = w->api;
+	const char *name = meta_str(obj, "name"), *ns = meta_str(obj, "namespace");
+	char src[600];
+	char *text;
+	int r;
+
+	if (!json_is_object(obj) || !name)
+		return -EBADMSG;
+	if (w->res == RES_NODE) {
+		if (api->node_name && !strcmp(name, api->node_name))
+			node_seen(api, obj, deleted);
+		return 0;
+	}
+	source_name(src, sizeof(src), w->res, ns, name);
+	if (w->listing && w->listed)
+		kp_map_put(w->listed, src, w, NULL);
+	if (deleted) {
+		kp_ctx_unload(api->ctx, src);
+		kp_map_del(w->held, src);
+		return 0;
+	}
+	/* list items come without kind and apiVersion */
+	json_object_set_new(obj, "kind", json_string(resources[w->res].kind));
+	json_object_set_new(obj, "apiVersion", json_string(resources[w->res].api_version));
+	text = json_dumps(obj, JSON_COMPACT);
+	if (!text)
+		return -ENOMEM;
+	r = kp_ctx_load(api->ctx, src, text, strlen(text), KP_FORMAT_JSON);
+	free(text);
+	kp_map_put(w->held, src, w, NULL);
+	return r < 0 ? r : 0;
+}
+
+/* The list is complete: drop what it no longer has, keep what it returned. */
+static void finish_list(struct watcher *w)
+{
+	struct kp_map_iter it = { 0 };
+	const char *key;
+	size_t gone = 0;
+
+	while (kp_map_next(w->held, &it, &key, NULL)) {
+		if (kp_map_get(w->listed, key))
+			continue;
+		kp_ctx_unload(w->api->ctx, key);
+		kp_map_del(w->held, key);
+		gone++;
+	}
+	if (w->res == RES_NODE && !kp_map_size(w->listed) && w->api->zone)
+		node_seen(w->api, NULL, true);
+	kp_map_free(w->listed);
+	w->listed = NULL;
+	w->synced = true;
+	w->need_list = false;
+	w->api->stats.n_lists++;
+	if (w->relist_410)
+		w->api->stats.n_relists++;
+	w->relist_410 = false;
+	kp_log(w->api->ctx, KP_LOG_INFO, "api: listed %s at resourceVersion %s (%zu held, %zu "
+	       "gone)", resources[w->res].name, w->rv, kp_map_size(w->held), gone);
+}
+
+/* ---- transfers ---- */
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata);
+
+static void end_transfer(struct watcher *w)
+{
+	if (w->easy) {
+		curl_multi_remove_handle(w->api->multi, w->easy);
+		curl_easy_cleanup(w->easy);
+	}
+	curl_slist_free_all(w->hdrs);
+	w->easy = NULL;
+	w->hdrs = NULL;
+}
+
+/* Schedules the next transfer after the back-off for @n failures in a row. */
+static void delay(struct watcher *w, unsigned n)
+{
+	struct kp_api *api = w->api;
+	int64_t d = BACKOFF_MIN_MS;
+
+	for (unsigned i = 0; i < n && d < BACKOFF_MAX_MS; i++)
+		d *= 2;
+	if (d > BACKOFF_MAX_MS)
+		d = BACKOFF_MAX_MS;
+	/* jitter: 80..120 % so that nodes do not come back in step */
+	api->seed = api->seed * 6364136223846793005ULL + 1442695040888963407ULL;
+	d = d * (80 + (int64_t)((api->seed >> 33) % 41)) / 100;
+	w->start_at = now_ms() + d;
+}
+
+static void backoff(struct watcher *w)
+{
+	delay(w, w->failures++);
+}
+
+static int start(struct watcher *w)
+{
+	struct kp_api *api = w->api;
+	const char *token = current_token(api);
+	struct curl_slist *hdrs = NULL;
+	char *url, *q_extra;
+	char sel[300];
+	CURL *e;
+
+	if (w->res == RES_NODE) {
+		char *esc = curl_easy_escape(NULL, api->node_name, 0);
+
+		snprintf(sel, sizeof(sel), "fieldSelector=metadata.name%%3D%s", esc ? esc : "");
+		curl_free(esc);
+	} else {
+		snprintf(sel, sizeof(sel), "%s", SELECTOR);
+	}
+	w->listing = w->need_list;
+	if (w->listing) {
+		char *c = w->cont ? curl_easy_escape(NULL, w->cont, 0) : NULL;
+
+		q_extra = kp_asprintf("limit=%u%s%s", PAGE_LIMIT, c ? "&continue=" : "",
+				      c ? c : "");
+		curl_free(c);
+		if (!w->cont) {
+			kp_map_free(w->listed);
+			w->listed = kp_map_new();
+		}
+	} else {
+		char *rv = curl_easy_escape(NULL, w->rv, 0);
+
+		q_extra = rv ? kp_asprintf("watch=1&allowWatchBookmarks=true&timeoutSeconds=%u"
+					   "&resourceVersion=%s", api->watch_timeout_s, rv) : NULL;
+		curl_free(rv);
+		api->stats.n_watches++;
+	}
+	url = q_extra ? kp_asprintf("%s%s?%s&%s", api->auth.server, resources[w->res].path, sel,
+				    q_extra) : NULL;
+	free(q_extra);
+	e = curl_easy_init();
+	if (!url || !e || (w->listing && !w->listed)) {
+		free(url);
+		if (e)
+			curl_easy_cleanup(e);
+		backoff(w);
+		return -ENOMEM;
+	}
+	w->len = 0;
+	w->bad_data = w->abort_relist = false;
+	w->errbuf[0] = '\0';
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, w);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, w);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, w->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "kproxyd/" PACKAGE_VERSION);
+	/* a stalled list fails after a minute; a watch is bounded by its own timeout */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
+	if (!w->listing) {
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(api->watch_timeout_s + 30) * 1000L);
+	}
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (token && *token) {
+		char *h = kp_asprintf("Authorization: Bearer %s", token);
+
+		if (h) {
+			hdrs = curl_slist_append(hdrs, h);	/* copies it */
+			explicit_bzero(h, strlen(h));
+			free(h);
+		}
+	}
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	if (api->auth.ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, api->auth.ca_file);
+	if (api->auth.ca_data) {
+		struct curl_blob b = { api->auth.ca_data, strlen(api->auth.ca_data),
+				       CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+	}
+	if (api->auth.cert_file)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, api->auth.cert_file);
+	if (api->auth.cert_data) {
+		struct curl_blob b = { api->auth.cert_data, strlen(api->auth.cert_data),
+				       CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (api->auth.key_file)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, api->auth.key_file);
+	if (api->auth.key_data) {
+		struct curl_blob b = { api->auth.key_data, strlen(api->auth.key_data),
+				       CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+	if (api->auth.insecure) {	/* only when the kubeconfig asks for it */
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	kp_log(api->ctx, KP_LOG_DEBUG, "api: GET %s", url);
+	free(url);
+	w->easy = e;
+	w->hdrs = hdrs;		/* libcurl reads them during the transfer */
+	w->start_at = -1;
+	if (curl_multi_add_handle(api->multi, e) != CURLM_OK) {
+		end_transfer(w);
+		backoff(w);
+		return -EIO;
+	}
+	return 0;
+}
+
+static void set_rv(struct watcher *w, const char *rv)
+{
+	if (rv && *rv)
+		snprintf(w->rv, sizeof(w->rv), "%s", rv);
+}
+
+/* One line of a watch stream. Returns false to stop the transfer. */
+static bool watch_line(struct watcher *w, const char *line, size_t len)
+{
+	struct kp_api *api = w->api;
+	json_error_t jerr;
+	json_t *ev, *obj;
+	const char *type;
+	bool go_on = true;
+
+	while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	if (!len)
+		return true;
+	ev = json_loadb(line, len, 0, &jerr);
+	type = json_string_value(json_object_get(ev, "type"));
+	obj = json_object_get(ev, "object");
+	if (!type || !json_is_object(obj)) {
+		kp_log(api->ctx, KP_LOG_WARN, "api: watch %s: a line that is not an event (%s); "
+		       "watching again from resourceVersion %s", resources[w->res].name,
+		       ev ? "no type or object" : jerr.text, w->rv);
+		w->bad_data = true;
+		json_decref(ev);
+		return false;
+	}
+	if (!strcmp(type, "ERROR")) {
+		json_int_t code = json_integer_value(json_object_get(obj, "code"));
+		const char *msg = json_string_value(json_object_get(obj, "message"));
+
+		kp_log(api->ctx, code == 410 ? KP_LOG_INFO : KP_LOG_WARN, "api: watch %s: error "
+		       "%lld: %s", resources[w->res].name, (long long)code, msg ? msg : "");
+		if (code == 410 || (msg && strstr(msg, "too old resource version")))
+			w->abort_relist = true;
+		else
+			w->bad_data = true;
+		go_on = false;
+	} else if (!strcmp(type, "BOOKMARK")) {
+		set_rv(w, meta_str(obj, "resourceVersion"));
+	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") ||
+		   !strcmp(type, "DELETED")) {
+		if (apply(w, obj, !strcmp(type, "DELETED")) == -EBADMSG) {
+			kp_log(api->ctx, KP_LOG_WARN, "api: watch %s: %s event without a name",
+			       resources[w->res].name, type);
+		} else {
+			set_rv(w, meta_str(obj, "resourceVersion"));
+			api->stats.n_events++;
+			w->gone_streak = 0;
+		}
+	} else {
+		kp_log(api->ctx, KP_LOG_WARN, "api: watch %s: unknown event type \"%s\" ignored",
+		       resources[w->res].name, type);
+	}
+	json_decref(ev);
+	return go_on;
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct watcher *w = userdata;
+	size_t n = size * nmemb, start = 0;
+	long code = 0;
+
+	curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (w->len + n > (w->listing ? KP_MAX_DOCUMENT_SIZE : MAX_LINE)) {
+		kp_log(w->api->ctx, KP_LOG_WARN, "api: %s: response over the size limit",
+		       resources[w->res].name);
+		return 0;
+	}
+	if (w->len + n > w->cap) {
+		size_t cap = (w->len + n) * 2;
+		char *b = realloc(w->buf, cap + 1);
+
+		if (!b)
+			return 0;
+		w->buf = b;
+		w->cap = cap;
+	}
+	memcpy(w->buf + w->len, data, n);
+	w->len += n;
+	if (w->listing || code != 200)
+		return n;	/* a list or an error status is read whole */
+	/* watch: apply every complete line; keep the unfinished tail */
+	for (size_t i = w->len - n; i < w->len; i++) {
+		if (w->buf[i] != '\n')
+			continue;
+		if (!watch_line(w, w->buf + start, i - start))
+			return 0;	/* ends the transfer; done() decides what follows */
+		start = i + 1;
+	}
+	memmove(w->buf, w->buf + start, w->len - start);
+	w->len -= start;
+	return n;
+}
+
+/* A finished list page. */
+static void list_done(struct watcher *w)
+{
+	struct kp_api *api = w->api;
+	json_error_t jerr;
+	json_t *doc = json_loadb(w->buf ? w->buf : "", w->len, 0, &jerr), *items, *it;
+	const char *cont, *rv;
+	size_t i;
+
+	items = json_object_get(doc, "items");
+	rv = meta_str(doc, "resourceVersion");
+	if (!json_is_array(items) && !json_is_null(items)) {
+		kp_log(api->ctx, KP_LOG_WARN, "api: list %s: not a list (%s)",
+		       resources[w->res].name, doc ? "no items" : jerr.text);
+		json_decref(doc);
+		api->stats.n_errors++;
+		free(w->cont);
+		w->cont = NULL;
+		backoff(w);
+		return;
+	}
+	json_array_foreach(items, i, it)
+		if (apply(w, it, false) == -EBADMSG)
+			kp_log(api->ctx, KP_LOG_WARN, "api: list %s: item %zu has no name",
+			       resources[w->res].name, i);
+	cont = meta_str(doc, "continue");
+	free(w->cont);
+	w->cont = cont && *cont ? strdup(cont) : NULL;
+	if (!w->cont) {
+		set_rv(w, rv);
+		finish_list(w);
+	}
+	json_decref(doc);
+	w->failures = 0;
+	w->start_at = now_ms();		/* the next page, or the watch, at once */
+}
+
+/* A transfer ended: decide what comes next. */
+static void done(struct watcher *w, CURLcode res)
+{
+	struct kp_api *api = w->api;
+	long code = 0;
+
+	curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (res == CURLE_OK && code == 200 && w->listing) {
+		end_transfer(w);
+		list_done(w);
+		return;
+	}
+	if (code == 410 || w->abort_relist) {
+		/* the version is gone from the server's history: list again, from page one */
+		kp_log(api->ctx, KP_LOG_INFO, "api: %s: resourceVersion %s is too old; listing "
+		       "again", resources[w->res].name, w->rv);
+		w->need_list = true;
+		w->relist_410 = true;
+		free(w->cont);
+		w->cont = NULL;
+		/* at once the first time; a server that keeps saying 410 gets the back-off */
+		if (w->gone_streak++)
+			delay(w, w->gone_streak - 2);
+		else
+			w->start_at = now_ms();
+	} else if (res == CURLE_OK && code == 200 && !w->bad_data) {
+		/* the watch's timeoutSeconds ran out: carry on from the last version */
+		w->failures = 0;
+		w->gone_streak = 0;
+		w->start_at = now_ms();
+	} else {
+		if (code && code != 200) {
+			char body[200];
+
+			snprintf(body, sizeof(body), "%.*s", (int)(w->len < 150 ? w->len : 150),
+				 w->buf ? w->buf : "");
+			kp_log(api->ctx, KP_LOG_WARN, "api: %s: HTTP %ld from the API server: %s",
+			       resources[w->res].name, code, body);
+		} else if (res != CURLE_OK && !w->bad_data) {
+			kp_log(api->ctx, KP_LOG_WARN, "api: %s %s: %s", w->listing ? "list" : "watch",
+			       resources[w->res].name, w->errbuf[0] ? w->errbuf :
+			       curl_easy_strerror(res));
+		}
+		api->stats.n_errors++;
+		if (!w->listing)
+			api->stats.n_watch_restarts++;
+		if (w->listing) {	/* a list that failed starts again from page one */
+			free(w->cont);
+			w->cont = NULL;
+		}
+		backoff(w);
+	}
+	end_transfer(w);
+}
+
+/* ---- libcurl's event callbacks ---- */
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct kp_api *api = userp;
+	struct epoll_event ev = { .data.fd = s };
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(api->epfd, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(api->multi, s, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (socketp) {
+		epoll_ctl(api->epfd, EPOLL_CTL_MOD, s, &ev);
+	} else {
+		epoll_ctl(api->epfd, EPOLL_CTL_ADD, s, &ev);
+		curl_multi_assign(api->multi, s, api);	/* marks it as added */
+	}
+	return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	struct kp_api *api = userp;
+
+	(void)multi;
+	api->curl_deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return 0;
+}
+
+/* ---- the caller's side ---- */
+
+KP_EXPORT int kp_api_fd(const struct kp_api *api)
+{
+	return api ? api->epfd : -1;
+}
+
+KP_EXPORT int64_t kp_api_timeout_ms(const struct kp_api *api)
+{
+	int64_t now = now_ms(), t = -1;
+
+	if (!api)
+		return -1;
+	if (api->curl_deadline >= 0)
+		t = api->curl_deadline > now ? api->curl_deadline - now : 0;
+	for (int i = 0; i < _RES_MAX; i++) {
+		const struct watcher *w = &api->w[i];
+		int64_t d;
+
+		if (w->easy || w->start_at < 0)
+			continue;
+		d = w->start_at > now ? w->start_at - now : 0;
+		if (t < 0 || d < t)
+			t = d;
+	}
+	return t;
+}
+
+KP_EXPORT int kp_api_process(struct kp_api *api)
+{
+	struct epoll_event evs[16];
+	CURLMsg *msg;
+	int n, running, left;
+
+	if (!api)
+		return -EINVAL;
+	n = epoll_wait(api->epfd, evs, 16, 0);
+	for (int i = 0; i < n; i++) {
+		int mask = (evs[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+			   (evs[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+			   (evs[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+
+		curl_multi_socket_action(api->multi, evs[i].data.fd, mask, &running);
+	}
+	if (api->curl_deadline >= 0 && now_ms() >= api->curl_deadline) {
+		api->curl_deadline = -1;
+		curl_multi_socket_action(api->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	while ((msg = curl_multi_info_read(api->multi, &left))) {
+		struct watcher *w = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&w);
+		if (w && w->easy == msg->easy_handle)
+			done(w, msg->data.result);
+	}
+	for (int i = 0; i < _RES_MAX; i++) {
+		struct watcher *w = &api->w[i];
+
+		if (!w->easy && w->start_at >= 0 && w->start_at <= now_ms())
+			start(w);
+	}
+	return 0;
+}
+
+KP_EXPORT bool kp_api_synced(const struct kp_api *api)
+{
+	return api && api->w[RES_SERVICES].synced && api->w[RES_SLICES].synced;
+}
+
+KP_EXPORT void kp_api_get_stats(const struct kp_api *api, struct kp_api_stats *ret)
+{
+	if (api && ret)
+		*ret = api->stats;
+}
+
+KP_EXPORT void kp_api_free(struct kp_api *api)
+{
+	if (!api)
+		return;
+	for (int i = 0; i < _RES_MAX; i++) {
+		struct watcher *w = &api->w[i];
+
+		end_transfer(w);
+		free(w->buf);
+		free(w->cont);
+		kp_map_free(w->held);
+		kp_map_free(w->listed);
+	}
+	if (api->multi)
+		curl_multi_cleanup(api->multi);
+	if (api->epfd >= 0)
+		close(api->epfd);
+	kp_api_auth_clear(&api->auth);
+	free(api->token);
+	free(api->node_name);
+	free(api->zone);
+	free(api);
+}
+
+KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, const char *node_name,
+			 unsigned watch_timeout_s, struct kp_api **ret)
+{
+	static bool curl_ready;
+	struct kp_api *api;
+	int r = -ENOMEM;
+
+	if (!ctx || !auth || !auth->server || !ret)
+		return -EINVAL;
+	if (strncmp(auth->server, "https://", 8) && strncmp(auth->server, "http://", 7)) {
+		kp_log(ctx, KP_LOG_ERR, "api: server \"%s\" is not an http(s) URL", auth->server);
+		return -EINVAL;
+	}
+	if (!curl_ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			return -EIO;
+		curl_ready = true;
+	}
+	api = calloc(1, sizeof(*api));
+	if (!api)
+		return -ENOMEM;
+	api->epfd = -1;
+	api->ctx = ctx;
+	api->curl_deadline = -1;
+	api->watch_timeout_s = watch_timeout_s ? watch_timeout_s : 300;
+	api->seed = (uint64_t)now_ms() ^ (uint64_t)getpid() << 32;
+	if (copy_auth(&api->auth, auth) < 0 || dup_str(&api->node_name, node_name) < 0)
+		goto fail;
+	{
+		size_t l = strlen(api->auth.server);
+
+		if (l > 8 && api->auth.server[l - 1] == '/')
+			api->auth.server[l - 1] = '\0';
+	}
+	api->epfd = epoll_create1(EPOLL_CLOEXEC);
+	api->multi = curl_multi_init();
+	if (api->epfd < 0 || !api->multi) {
+		r = api->epfd < 0 ? -errno : -EIO;
+		goto fail;
+	}
+	curl_multi_setopt(api->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(api->multi, CURLMOPT_SOCKETDATA, api);
+	curl_multi_setopt(api->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(api->multi, CURLMOPT_TIMERDATA, api);
+	for (int i = 0; i < _RES_MAX; i++) {
+		struct watcher *w = &api->w[i];
+
+		w->api = api;
+		w->res = (enum res)i;
+		w->need_list = true;
+		w->start_at = i == RES_NODE && !node_name ? -1 : 0;
+		if (!(w->held = kp_map_new()))
+			goto fail;
+	}
+	kp_log(ctx, KP_LOG_INFO, "api: server %s, %s%s", api->auth.server,
+	       api->auth.cert_file || api->auth.cert_data ? "client certificate" :
+	       api->auth.token || api->auth.token_file ? "bearer token" : "no credentials",
+	       api->auth.insecure ? ", TLS verification OFF (insecure-skip-tls-verify)" : "");
+	*ret = api;
+	return 0;
+fail:
+	kp_api_free(api);
+	return r;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The API-server source: where the API server is and how to authenticate to it
+ * (kubeconfig, in-cluster), and a list/watch client that feeds Services, EndpointSlices
+ * and this node's Node into a context. One libcurl multi handle, no threads: the caller
+ * polls kp_api_fd() with kp_api_timeout_ms() and calls kp_api_process().
+ */
+#ifndef KPROXY_API_H
+#define KPROXY_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <kproxy/kproxy.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Where and how to reach the API server. Every string is owned by the struct (malloc'd)
+ * and may be NULL; kp_api_auth_clear() frees them.
+ */
+struct kp_api_auth {
+	char *server;		/* "https://host:port" (any path prefix kept, no trailing '/') */
+	char *ca_file;		/* certificate-authority: PEM file */
+	char *ca_data;		/* certificate-authority-data, decoded: PEM text */
+	char *cert_file;	/* client-certificate: PEM file */
+	char *cert_data;	/* client-certificate-data, decoded: PEM text */
+	char *key_file;		/* client-key: PEM file */
+	char *key_data;		/* client-key-data, decoded: PEM text */
+	char *token;		/* bearer token */
+	char *token_file;	/* tokenFile: re-read when it changes (rotation) */
+	char *tls_server_name;	/* tls-server-name: name the server certificate must carry */
+	bool insecure;		/* insecure-skip-tls-verify: true only when explicitly set */
+};
+
+/**
+ * kp_api_auth_from_kubeconfig - read a kubeconfig file (YAML or JSON)
+ * @path: the file
+ * @context: the context to use, or NULL for current-context
+ * @ret: filled on success (cleared first); relative file paths in the kubeconfig are
+ *       resolved against the kubeconfig's directory, as kubectl does
+ * @err: on failure, a message naming the file and the field at fault
+ * Returns: 0, or -ENOENT (file, context, cluster or user missing), -EINVAL (a field of the
+ * wrong type or a bad base64 value), -ENOMEM, or the errno of reading the file.
+ */
+int kp_api_auth_from_kubeconfig(const char *path, const char *context, struct kp_api_auth *ret,
+				char *err, size_t err_size);
+
+/**
+ * kp_api_auth_in_cluster - the in-cluster configuration of a pod
+ * @sa_dir: the service-account directory holding "token" and "ca.crt", or NULL for
+ *          /var/run/secrets/kubernetes.io/serviceaccount
+ * Reads KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (an IPv6 host is bracketed);
+ * the token is given as token_file (so rotation is followed), the CA as ca_file.
+ * Returns: 0, or -ENOENT when the variables or files are missing (@err says which).
+ */
+int kp_api_auth_in_cluster(const char *sa_dir, struct kp_api_auth *ret, char *err,
+			   size_t err_size);
+
+/* Frees the strings of @a and zeroes it. */
+void kp_api_auth_clear(struct kp_api_auth *a);
+
+/* ---- the list/watch client ---- */
+
+struct kp_api;
+
+/* What the client has been through, for metrics. */
+struct kp_api_stats {
+	uint64_t n_lists;		/* full lists completed (every resource) */
+	uint64_t n_relists;		/* of which after 410 Gone / "too old resource version" */
+	uint64_t n_watches;		/* watch requests started */
+	uint64_t n_watch_restarts;	/* watches that ended in an error and were restarted */
+	uint64_t n_events;		/* watch events applied */
+	uint64_t n_errors;		/* failed requests: transport, TLS, HTTP status, bad data */
+};
+
+/**
+ * kp_api_new - start listing and watching
+ * @ctx: the context the objects go into; each object is its own source
+ *       ("api:<resource>/<namespace>/<name>") in kp_ctx_load() terms
+ * @auth: the server and credentials (copied)
+ * @node_name: this node: its Node object is watched for the topology zone label
+ * @watch_timeout_s: timeoutSeconds asked of every watch (0: 300)
+ * Services and EndpointSlices are listed and watched with kube-proxy's label selector
+ * (no service-proxy-name label, no headless label), applied by the server.
+ * Returns: 0 and *@ret, -EINVAL, -ENOMEM, or -EIO if libcurl cannot start.
+ */
+int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, const char *node_name,
+	       unsigned watch_timeout_s, struct kp_api **ret);
+
+/* A descriptor to poll for input; call kp_api_process() when it is readable. */
+int kp_api_fd(const struct kp_api *api);
+
+/* Milliseconds until kp_api_process() must run even without input; -1: no deadline. */
+int64_t kp_api_timeout_ms(const struct kp_api *api);
+
+/* Moves transfers along, applies what arrived, restarts what ended. Returns 0. */
+int kp_api_process(struct kp_api *api);
+
+/* Whether the first full lists of Services and EndpointSlices have arrived: until then
+ * the context holds a partial view and nothing should be programmed. */
+bool kp_api_synced(const struct kp_api *api);
+
+void kp_api_get_stats(const struct kp_api *api, struct kp_api_stats *ret);
+
+/* Stops every transfer; objects stay in the context. */
+void kp_api_free(struct kp_api *api);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Health-check node ports, as kube-proxy serves them for services with
+ * externalTrafficPolicy Local: on each spec.healthCheckNodePort, any path answers 200
+ * while this node has a local endpoint for the service and 503 when it has none, with
+ * kube-proxy's JSON body ({"service":{"namespace","name"},"localEndpoints":N,
+ * "serviceProxyHealthy":true}). Load balancers use it to send traffic only to nodes
+ * that can serve it. The listeners follow the desired state after every sync: opened
+ * for new ports, closed for ports no service asks for any more.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <kproxy/state.h>
+
+#include "kproxyd.h"
+
+#define TIMEOUT_MS 2000
+
+struct hc_port {
+	uint16_t port;
+	int fd;
+	bool seen;			/* in the state of this update */
+	char ns[256], name[256];
+	size_t local;			/* local endpoints (the most of any of its ports) */
+};
+
+struct kpd_hc {
+	struct hc_port *v;
+	size_t n, cap;
+};
+
+/* A dual-stack listener on @port, or -errno. */
+static int listen_port(uint16_t port)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, zero = 0, fd;
+
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 && listen(fd, 64) == 0)
+			return fd;
+		close(fd);
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 64) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int kpd_hc_new(struct kpd_hc **ret)
+{
+	*ret = calloc(1, sizeof(**ret));
+	return *ret ? 0 : -ENOMEM;
+}
+
+static struct hc_port *find(struct kpd_hc *hc, uint16_t port)
+{
+	for (size_t i = 0; i < hc->n; i++)
+		if (hc->v[i].port == port)
+			return &hc->v[i];
+	return NULL;
+}
+
+static int visit(const struct kp_svc_port *sp, void *userdata)
+{
+	struct kpd_hc *hc = userdata;
+	uint16_t port = kp_svc_port_get_health_check_node_port(sp);
+	const struct kp_endpoint *eps;
+	size_t n, local = 0;
+	struct hc_port *p;
+
+	if (!port || !kp_svc_port_external_local(sp))
+		return 0;
+	for (int fam = 0; fam < 2; fam++) {
+		eps = kp_svc_port_get_endpoints(sp, fam ? AF_INET6 : AF_INET, true, &n);
+		for (size_t i = 0; i < n; i++)
+			local += eps[i].local && eps[i].ready;
+	}
+	p = find(hc, port);
+	if (!p) {
+		if (hc->n == hc->cap) {
+			size_t cap = hc->cap ? hc->cap * 2 : 8;
+			struct hc_port *v = realloc(hc->v, cap * sizeof(*v));
+
+			if (!v)
+				return 0;
+			hc->v = v;
+			hc->cap = cap;
+		}
+		p = &hc->v[hc->n++];
+		memset(p, 0, sizeof(*p));
+		p->port = port;
+		p->fd = listen_port(port);
+		if (p->fd < 0)
+			kpd_err("health check node port %u of service %s/%s: %s", port,
+				kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp),
+				kp_strerror(p->fd));
+		else
+			kpd_dbg(2, "health check node port %u: service %s/%s", port,
+				kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp));
+	}
+	if (!p->seen) {
+		p->seen = true;
+		p->local = 0;
+		snprintf(p->ns, sizeof(p->ns), "%s", kp_svc_port_get_namespace(sp));
+		snprintf(p->name, sizeof(p->name), "%s", kp_svc_port_get_name(sp));
+	}
+	if (local > p->local)
+		p->local = local;
+	return 0;
+}
+
+void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx)
+{
+	const struct kp_state *st = kp_ctx_get_state(ctx);
+	size_t k = 0;
+
+	if (!hc || !st)
+		return;
+	for (size_t i = 0; i < hc->n; i++)
+		hc->v[i].seen = false;
+	kp_state_foreach(st, visit, hc);
+	for (size_t i = 0; i < hc->n; i++) {
+		if (hc->v[i].seen) {
+			hc->v[k++] = hc->v[i];
+			continue;
+		}
+		kpd_dbg(2, "health check node port %u closed", hc->v[i].port);
+		if (hc->v[i].fd >= 0)
+			close(hc->v[i].fd);
+	}
+	hc->n = k;
+}
+
+size_t kpd_hc_pollfds(const struct kpd_hc *hc, struct pollfd *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; hc && i < hc->n && n < max; i++)
+		if (hc->v[i].fd >= 0)
+			out[n++] = (struct pollfd){ .fd = hc->v[i].fd, .events = POLLIN };
+	return n;
+}
+
+static void answer(int c, const struct hc_port *p)
+{
+	char req[2048], body[700], resp[1024];
+	size_t got = 0;
+	int len;
+
+	/* read the request head, bounded in size and time; its content does not matter */
+	while (got < sizeof(req) - 1) {
+		struct pollfd pf = { .fd = c, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&pf, 1, TIMEOUT_MS) <= 0)
+			return;
+		r = read(c, req + got, sizeof(req) - 1 - got);
+		if (r <= 0)
+			return;
+		got += (size_t)r;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	snprintf(body, sizeof(body), "{\"service\":{\"namespace\":\"%s\",\"name\":\"%s\"},"
+		 "\"localEndpoints\":%zu,\"serviceProxyHealthy\":true}\n", p->ns, p->name,
+		 p->local);
+	len = snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+		       "X-Content-Type-Options: nosniff\r\nContent-Length: %zu\r\n"
+		       "Connection: close\r\n\r\n%s",
+		       p->local ? "200 OK" : "503 Service Unavailable", strlen(body), body);
+	if (len > 0 && write(c, resp, (size_t)len) < 0)
+		kpd_dbg(4, "health check node port %u: write: %s", p->port, kp_strerror(-errno));
+}
+
+void kpd_hc_serve(struct kpd_hc *hc, int fd)
+{
+	for (size_t i = 0; hc && i < hc->n; i++) {
+		int c;
+
+		if (hc->v[i].fd != fd)
+			continue;
+		c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			return;
+		answer(c, &hc->v[i]);
+		close(c);
+		return;
+	}
+}
+
+void kpd_hc_free(struct kpd_hc *hc)
+{
+	if (!hc)
+		return;
+	for (size_t i = 0; i < hc->n; i++)
+		if (hc->v[i].fd >= 0)
+			close(hc->v[i].fd);
+	free(hc->v);
+	free(hc);
+}
