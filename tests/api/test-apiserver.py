@@ -24,6 +24,7 @@ KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 15.0
 BASE = tempfile.mkdtemp(prefix="kp-test-api-")
 count = failed = 0
+exits = []     # (exit status, sanitizer report or None) of every kproxyd stopped
 
 
 def ok(cond, desc, detail=None):
@@ -108,6 +109,10 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        log = self.logtext()
+        report = next((line for line in log.splitlines() if "Sanitizer" in line or
+                       "runtime error:" in line), None)
+        exits.append((self.proc.returncode, report))
 
 
 WEB = ("t/web", "http", "10.96.0.10", 80)
@@ -325,6 +330,8 @@ def main():
         main_tests(srv, certs)
         test_not_before_lists(srv, certs)
         test_kubeconfigs(srv, certs)
+        ok(exits and all(rc == 0 and not rep for rc, rep in exits),
+           "every kproxyd stopped cleanly on SIGTERM, with no sanitizer report", exits)
     finally:
         if srv:
             srv.stop()
