@@ -1,9 +1,9 @@
-// SPDX-License-Identifier: GPL-2.0-or-later
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Where the API server is and how to authenticate to it: a kubeconfig file (as kubectl
  * reads it: the current or a named context, its cluster and user, *-data fields in
  * base64, file paths relative to the kubeconfig) or a pod's in-cluster configuration.
- * Errors name the file and the field; a token's value never appears in them.
+ * Errors name the file and the field path; a token's value never appears in them.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,25 +18,28 @@
 
 #include "internal.h"
 
+/* Real kubeconfigs are a few KiB; anything near this is not one. */
 #define MAX_KUBECONFIG_SIZE (4u << 20)
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 struct kc {
-	const char *path;
-	char *dir;			/* the kubeconfig's directory, for relative paths */
-	char *err;
+	const char *path;		/* the kubeconfig as given, or NULL (in-cluster) */
+	char *dir;			/* its directory, for relative paths */
+	char *err;			/* the caller's message buffer, may be NULL */
 	size_t err_size;
 };
 
+/* Writes "<path>: <message>" into the caller's buffer and returns @r. */
 static int fail(struct kc *k, int r, const char *fmt, ...) KP_PRINTF(3, 4);
 static int fail(struct kc *k, int r, const char *fmt, ...)
 {
 	va_list ap;
-	size_t n;
+	size_t n = 0;
 
 	if (!k->err || !k->err_size)
 		return r;
-	n = (size_t)snprintf(k->err, k->err_size, "%s: ", k->path);
+	if (k->path)
+		n = (size_t)snprintf(k->err, k->err_size, "%s: ", k->path);
 	if (n < k->err_size) {
 		va_start(ap, fmt);
 		vsnprintf(k->err + n, k->err_size - n, fmt, ap);
@@ -55,6 +58,8 @@ KP_EXPORT void kp_api_auth_clear(struct kp_api_auth *a)
 	free(a->cert_file);
 	free(a->cert_data);
 	free(a->key_file);
+	if (a->key_data)		/* secrets do not linger in freed memory */
+		explicit_bzero(a->key_data, strlen(a->key_data));
 	free(a->key_data);
 	if (a->token)
 		explicit_bzero(a->token, strlen(a->token));
@@ -64,37 +69,48 @@ KP_EXPORT void kp_api_auth_clear(struct kp_api_auth *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* Standard base64 with padding; whitespace ignored. Returns a NUL-terminated copy. */
-static char *base64_decode(const char *in)
+/* ---- base64 ---- */
+
+static int b64_value(char c)
 {
-	size_t len = strlen(in), n = 0;
-	unsigned acc = 0, bits = 0, pad = 0;
-	char *out = malloc(len / 4 * 3 + 4);
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Standard base64 (RFC 4648 section 4) with its padding, as client-go decodes []byte
+ * fields; whitespace is skipped anywhere since YAML block scalars wrap long values.
+ * The result is PEM text, so a NUL byte in it is refused rather than silently cutting it.
+ * Returns 0 and *ret (NUL-terminated; NULL for an empty value), -EINVAL or -ENOMEM.
+ */
+static int base64_decode(const char *in, char **ret)
+{
+	size_t n = 0, pad = 0;
+	unsigned acc = 0, bits = 0;
+	char *out = malloc(strlen(in) / 4 * 3 + 4);
 
 	if (!out)
-		return NULL;
+		return -ENOMEM;
 	for (const char *p = in; *p; p++) {
 		int v;
 
-		if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 			continue;
 		if (*p == '=') {
 			pad++;
 			continue;
 		}
-		if (pad)
-			goto bad;	/* data after padding */
-		if (*p >= 'A' && *p <= 'Z')
-			v = *p - 'A';
-		else if (*p >= 'a' && *p <= 'z')
-			v = *p - 'a' + 26;
-		else if (*p >= '0' && *p <= '9')
-			v = *p - '0' + 52;
-		else if (*p == '+')
-			v = 62;
-		else if (*p == '/')
-			v = 63;
-		else
+		v = b64_value(*p);
+		if (v < 0 || pad)	/* not in the alphabet, or data after padding */
 			goto bad;
 		acc = acc << 6 | (unsigned)v;
 		bits += 6;
@@ -103,121 +119,155 @@ static char *base64_decode(const char *in)
 			out[n++] = (char)(acc >> bits & 0xff);
 		}
 	}
-	/* what is left must be padding bits only, and the padding must fit */
-	if (pad > 2 || bits >= 6 || (acc & ((1u << bits) - 1)) || (pad && (bits / 2) != pad))
+	/*
+	 * 2 or 3 characters of a last quantum leave 4 or 2 bits, which must be zero and be
+	 * followed by 2 or 1 '='; a lone character (6 bits) is never valid.
+	 */
+	if (bits == 6 || pad != bits / 2 || (acc & ((1u << bits) - 1)) ||
+	    memchr(out, '\0', n))
 		goto bad;
-	out[n] = '\0';
-	return out;
+	if (!n) {
+		free(out);
+		out = NULL;
+	} else {
+		out[n] = '\0';
+	}
+	*ret = out;
+	return 0;
 bad:
 	free(out);
-	errno = EINVAL;
-	return NULL;
+	return -EINVAL;
 }
 
-/* The entry of list @name whose "name" is @want, its @inner object in *ret. */
-static int find_named(struct kc *k, json_t *doc, const char *name, const char *want,
-		      const char *inner, json_t **ret)
+/* ---- fields ---- */
+
+/*
+ * The entry of list @list whose "name" is @want: its @inner mapping in *ret.
+ * Returns the entry's index, -EINVAL (wrong types) or -ENOENT.
+ */
+static int find_named(struct kc *k, json_t *doc, const char *list, const char *what,
+		      const char *want, const char *inner, json_t **ret)
 {
-	json_t *list = json_object_get(doc, name), *it;
+	json_t *arr = json_object_get(doc, list), *it, *name;
 	size_t i;
 
-	if (list && !json_is_array(list) && !json_is_null(list))
-		return fail(k, -EINVAL, "%s: not a list", name);
-	json_array_foreach(list, i, it) {
-		const char *n = json_string_value(json_object_get(it, "name"));
-
+	if (arr && !json_is_array(arr) && !json_is_null(arr))
+		return fail(k, -EINVAL, "%s: not a list", list);
+	json_array_foreach(arr, i, it) {
 		if (!json_is_object(it))
-			return fail(k, -EINVAL, "%s[%zu]: not an object", name, i);
-		if (!n || strcmp(n, want))
+			return fail(k, -EINVAL, "%s[%zu]: not a mapping", list, i);
+		name = json_object_get(it, "name");
+		if (!json_is_string(name))
+			return fail(k, -EINVAL, "%s[%zu].name: not a string", list, i);
+		if (strcmp(json_string_value(name), want))
 			continue;
 		*ret = json_object_get(it, inner);
 		if (!json_is_object(*ret))
-			return fail(k, -EINVAL, "%s[%zu].%s: not an object", name, i, inner);
+			return fail(k, -EINVAL, "%s[%zu].%s: not a mapping", list, i, inner);
 		return (int)i;
 	}
-	return fail(k, -ENOENT, "no %s entry named \"%s\"", name, want);
+	return fail(k, -ENOENT, "%s \"%s\" not found in %s", what, want, list);
 }
 
-/* Copies string field @key of @obj (at @where) into *out, NULL if absent. */
-static int str_field(struct kc *k, json_t *obj, const char *where, const char *key, char **out)
+/* Copies string field @key of @obj (at @where) into *ret: NULL if absent, null or "". */
+static int str_field(struct kc *k, json_t *obj, const char *where, const char *key, char **ret)
 {
 	json_t *v = json_object_get(obj, key);
 
-	*out = NULL;
+	*ret = NULL;
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_string(v))
 		return fail(k, -EINVAL, "%s.%s: not a string", where, key);
-	*out = strdup(json_string_value(v));
-	return *out ? 0 : -ENOMEM;
+	if (!*json_string_value(v))
+		return 0;
+	*ret = strdup(json_string_value(v));
+	return *ret ? 0 : -ENOMEM;
 }
 
-/* A file path field: relative paths are taken from the kubeconfig's directory. */
-static int path_field(struct kc *k, json_t *obj, const char *where, const char *key, char **out)
+/* A file path field: a relative path is taken from the kubeconfig's directory. */
+static int path_field(struct kc *k, json_t *obj, const char *where, const char *key,
+		      char **ret)
 {
-	int r = str_field(k, obj, where, key, out);
-	char *abs;
+	size_t dlen = strlen(k->dir);
+	char *rel, *abs;
+	int r;
 
-	if (r < 0 || !*out)
+	r = str_field(k, obj, where, key, &rel);
+	if (r < 0 || !rel || rel[0] == '/') {
+		*ret = rel;
 		return r;
-	if (!**out) {
-		free(*out);
-		*out = NULL;
-		return 0;
 	}
-	if (**out == '/')
-		return 0;
-	abs = kp_asprintf("%s/%s", k->dir, *out);
-	free(*out);
-	*out = abs;
+	abs = kp_asprintf("%s%s%s", k->dir, dlen && k->dir[dlen - 1] == '/' ? "" : "/", rel);
+	free(rel);
+	*ret = abs;
 	return abs ? 0 : -ENOMEM;
 }
 
-static int data_field(struct kc *k, json_t *obj, const char *where, const char *key, char **out)
+/* A *-data field: base64 of PEM text, decoded. */
+static int data_field(struct kc *k, json_t *obj, const char *where, const char *key,
+		      char **ret)
 {
 	char *raw;
-	int r = str_field(k, obj, where, key, &raw);
+	int r;
 
-	*out = NULL;
+	*ret = NULL;
+	r = str_field(k, obj, where, key, &raw);
 	if (r < 0 || !raw)
 		return r;
-	*out = base64_decode(raw);
+	r = base64_decode(raw, ret);
+	explicit_bzero(raw, strlen(raw));	/* client-key-data is a private key */
 	free(raw);
-	if (!*out)
-		return errno == EINVAL ? fail(k, -EINVAL, "%s.%s: not valid base64", where, key) :
-					 -ENOMEM;
-	return 0;
+	if (r == -EINVAL)
+		return fail(k, r, "%s.%s: not valid base64 of PEM text", where, key);
+	return r;
 }
 
-static int parse_kubeconfig(struct kc *k, json_t *doc, const char *context,
-			    struct kp_api_auth *a)
-{
-	json_t *ctx = NULL, *cluster = NULL, *user = NULL, *v;
-	const char *cluster_name, *user_name;
-	char where[128];
-	int i, r;
+/* ---- the kubeconfig ---- */
 
-	if (!json_is_object(doc))
-		return fail(k, -EINVAL, "not a kubeconfig (no mapping at the top)");
+/* The context to use: its cluster's name and its user's (NULL: no credentials). */
+static int pick_context(struct kc *k, json_t *doc, const char *context,
+			const char **ret_cluster, const char **ret_user)
+{
+	json_t *ctx, *v;
+	int i;
+
 	if (!context) {
 		v = json_object_get(doc, "current-context");
-		if (v && !json_is_string(v))
+		if (v && !json_is_null(v) && !json_is_string(v))
 			return fail(k, -EINVAL, "current-context: not a string");
 		context = json_string_value(v);
 		if (!context || !*context)
-			return fail(k, -ENOENT, "no current-context (give --context)");
+			return fail(k, -ENOENT, "no current-context (name a context)");
 	}
-	if ((i = find_named(k, doc, "contexts", context, "context", &ctx)) < 0)
+	i = find_named(k, doc, "contexts", "context", context, "context", &ctx);
+	if (i < 0)
 		return i;
 	v = json_object_get(ctx, "cluster");
-	cluster_name = json_string_value(v);
-	if (!cluster_name)
+	if (v && !json_is_null(v) && !json_is_string(v))
 		return fail(k, -EINVAL, "contexts[%d].context.cluster: not a string", i);
+	*ret_cluster = json_string_value(v);
+	if (!*ret_cluster || !**ret_cluster)
+		return fail(k, -ENOENT, "contexts[%d].context.cluster: missing (context \"%s\")",
+			    i, context);
 	v = json_object_get(ctx, "user");
-	if (v && !json_is_string(v))
+	if (v && !json_is_null(v) && !json_is_string(v))
 		return fail(k, -EINVAL, "contexts[%d].context.user: not a string", i);
-	user_name = json_string_value(v);
-	if ((i = find_named(k, doc, "clusters", cluster_name, "cluster", &cluster)) < 0)
+	*ret_user = json_string_value(v);
+	if (*ret_user && !**ret_user)
+		*ret_user = NULL;
+	return 0;
+}
+
+static int read_cluster(struct kc *k, json_t *doc, const char *name, struct kp_api_auth *a)
+{
+	json_t *cluster, *v;
+	char where[64];
+	size_t len;
+	int i, r;
+
+	i = find_named(k, doc, "clusters", "cluster", name, "cluster", &cluster);
+	if (i < 0)
 		return i;
 	snprintf(where, sizeof(where), "clusters[%d].cluster", i);
 	if ((r = str_field(k, cluster, where, "server", &a->server)) < 0 ||
@@ -225,27 +275,47 @@ static int parse_kubeconfig(struct kc *k, json_t *doc, const char *context,
 	    (r = data_field(k, cluster, where, "certificate-authority-data", &a->ca_data)) < 0 ||
 	    (r = str_field(k, cluster, where, "tls-server-name", &a->tls_server_name)) < 0)
 		return r;
-	if (!a->server || !*a->server)
-		return fail(k, -ENOENT, "%s.server: missing", where);
+	if (!a->server)
+		return fail(k, -ENOENT, "%s.server: missing (cluster \"%s\")", where, name);
+	len = strlen(a->server);
+	if (len > 1 && a->server[len - 1] == '/')
+		a->server[len - 1] = '\0';
+	/* a quoted "true" is a string: refused, never taken as a reason to skip checks */
 	v = json_object_get(cluster, "insecure-skip-tls-verify");
-	if (v && !json_is_boolean(v) && !json_is_null(v))
+	if (v && !json_is_null(v) && !json_is_boolean(v))
 		return fail(k, -EINVAL, "%s.insecure-skip-tls-verify: not a boolean", where);
 	a->insecure = json_is_true(v);
-	{
-		size_t l = strlen(a->server);
+	return 0;
+}
 
-		if (l > 1 && a->server[l - 1] == '/')
-			a->server[l - 1] = '\0';
-	}
-	if (!user_name || !*user_name)
-		return 0;	/* no user: no credentials */
-	if ((i = find_named(k, doc, "users", user_name, "user", &user)) < 0)
+/* Ways to log in that need more than a file or a string: named so the user knows why. */
+static const struct {
+	const char *key;
+	const char *what;
+} unsupported_auth[] = {
+	{ "exec", "exec credential plugins" },
+	{ "auth-provider", "auth-provider plugins" },
+	{ "username", "basic authentication (username/password)" },
+	{ "password", "basic authentication (username/password)" },
+};
+
+static int read_user(struct kc *k, json_t *doc, const char *name, struct kp_api_auth *a)
+{
+	json_t *user, *v;
+	char where[64];
+	int i, r;
+
+	i = find_named(k, doc, "users", "user", name, "user", &user);
+	if (i < 0)
 		return i;
 	snprintf(where, sizeof(where), "users[%d].user", i);
-	if (json_object_get(user, "exec") || json_object_get(user, "auth-provider") ||
-	    json_object_get(user, "username"))
-		return fail(k, -ENOTSUP, "%s (\"%s\"): exec, auth-provider and basic auth are not "
-			    "supported; use client certificates or a token", where, user_name);
+	for (size_t j = 0; j < KP_ARRAY_SIZE(unsupported_auth); j++) {
+		v = json_object_get(user, unsupported_auth[j].key);
+		if (v && !json_is_null(v))
+			return fail(k, -ENOTSUP, "%s.%s: user \"%s\": %s are not supported; use a "
+				    "client certificate or a token", where,
+				    unsupported_auth[j].key, name, unsupported_auth[j].what);
+	}
 	if ((r = path_field(k, user, where, "client-certificate", &a->cert_file)) < 0 ||
 	    (r = data_field(k, user, where, "client-certificate-data", &a->cert_data)) < 0 ||
 	    (r = path_field(k, user, where, "client-key", &a->key_file)) < 0 ||
@@ -256,87 +326,142 @@ static int parse_kubeconfig(struct kc *k, json_t *doc, const char *context,
 	return 0;
 }
 
-KP_EXPORT int kp_api_auth_from_kubeconfig(const char *path, const char *context,
-					  struct kp_api_auth *ret, char *err, size_t err_size)
+static int parse_kubeconfig(struct kc *k, json_t *doc, const char *context,
+			    struct kp_api_auth *a)
 {
-	struct kc k = { .path = path, .err = err, .err_size = err_size };
-	char perr[256] = "", *buf, *slash;
-	json_t *docs = NULL;
+	const char *cluster = NULL, *user = NULL;
+	int r;
+
+	if (!json_is_object(doc))
+		return fail(k, -EINVAL, "not a kubeconfig (the top is not a mapping)");
+	r = pick_context(k, doc, context, &cluster, &user);
+	if (r < 0)
+		return r;
+	r = read_cluster(k, doc, cluster, a);
+	if (r < 0 || !user)		/* a context without a user: anonymous */
+		return r;
+	return read_user(k, doc, user, a);
+}
+
+/* Reads and parses the whole file; the buffer is wiped since it may hold a token. */
+static int load_docs(struct kc *k, json_t **ret_docs)
+{
+	char perr[256] = "", *buf;
 	size_t n;
 	FILE *f;
 	int r;
 
+	f = fopen(k->path, "re");
+	if (!f)
+		return fail(k, -errno, "%s", strerror(errno));
+	buf = malloc(MAX_KUBECONFIG_SIZE + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	errno = 0;
+	n = fread(buf, 1, MAX_KUBECONFIG_SIZE + 1, f);
+	r = ferror(f) ? -(errno ? errno : EIO) : 0;
+	fclose(f);
+	if (r < 0)
+		fail(k, r, "%s", strerror(-r));
+	else if (n > MAX_KUBECONFIG_SIZE)
+		r = fail(k, -EFBIG, "larger than %u MiB", MAX_KUBECONFIG_SIZE >> 20);
+	else if (kp_yaml_parse(buf, n, ret_docs, perr, sizeof(perr)) < 0)
+		r = fail(k, -EINVAL, "not YAML or JSON: %s", perr);
+	explicit_bzero(buf, n);
+	free(buf);
+	return r;
+}
+
+/* The directory of @path, to which relative paths inside the file refer. */
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return kp_strdup(".");
+	if (slash == path)
+		return kp_strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+KP_EXPORT int kp_api_auth_from_kubeconfig(const char *path, const char *context,
+					  struct kp_api_auth *ret, char *err, size_t err_size)
+{
+	struct kc k = { .path = path, .err = err, .err_size = err_size };
+	struct kp_api_auth a = { 0 };
+	json_t *docs = NULL;
+	int r;
+
 	if (!path || !ret)
 		return -EINVAL;
+	if (context && !*context)	/* as kubectl's --context="" */
+		context = NULL;
 	memset(ret, 0, sizeof(*ret));
 	if (err && err_size)
 		err[0] = '\0';
-	f = fopen(path, "re");
-	if (!f)
-		return fail(&k, -errno, "%s", strerror(errno));
-	buf = malloc(MAX_KUBECONFIG_SIZE + 1);
-	n = buf ? fread(buf, 1, MAX_KUBECONFIG_SIZE + 1, f) : 0;
-	fclose(f);
-	if (!buf)
-		return -ENOMEM;
-	if (n > MAX_KUBECONFIG_SIZE) {
-		free(buf);
-		return fail(&k, -EFBIG, "larger than 4 MiB");
-	}
-	r = kp_yaml_parse(buf, n, &docs, perr, sizeof(perr));
-	explicit_bzero(buf, n);		/* it may hold a token */
-	free(buf);
+	r = load_docs(&k, &docs);
 	if (r < 0)
-		return fail(&k, -EINVAL, "not YAML or JSON: %s", perr);
-	k.dir = strdup(path);
+		return r;
+	k.dir = dir_of(path);
 	if (!k.dir) {
-		json_decref(docs);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto out_free_docs;
 	}
-	slash = strrchr(k.dir, '/');
-	if (slash)
-		*(slash == k.dir ? slash + 1 : slash) = '\0';
-	else
-		strcpy(k.dir, ".");
-	r = parse_kubeconfig(&k, json_array_get(docs, 0), context, ret);
-	json_decref(docs);
-	free(k.dir);
+	r = parse_kubeconfig(&k, json_array_get(docs, 0), context, &a);
 	if (r < 0)
-		kp_api_auth_clear(ret);
-	return r < 0 ? r : 0;
+		kp_api_auth_clear(&a);
+	else
+		*ret = a;
+	free(k.dir);
+out_free_docs:
+	json_decref(docs);
+	return r;
+}
+
+/* ---- in-cluster ---- */
+
+static int need_file(struct kc *k, const char *file)
+{
+	if (access(file, R_OK) < 0)
+		return fail(k, -errno, "%s: %s", file, strerror(errno));
+	return 0;
 }
 
 KP_EXPORT int kp_api_auth_in_cluster(const char *sa_dir, struct kp_api_auth *ret, char *err,
 				     size_t err_size)
 {
+	struct kc k = { .err = err, .err_size = err_size };
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+	struct kp_api_auth a = { 0 };
+	bool v6;
+	int r;
 
 	if (!ret)
 		return -EINVAL;
 	memset(ret, 0, sizeof(*ret));
+	if (err && err_size)
+		err[0] = '\0';
 	if (!sa_dir)
 		sa_dir = SA_DIR;
-	if (!host || !*host || !port || !*port) {
-		snprintf(err, err_size, "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are "
-			 "not set (not in a pod)");
-		return -ENOENT;
+	if (!host || !*host)
+		return fail(&k, -ENOENT, "KUBERNETES_SERVICE_HOST is not set (not in a pod)");
+	if (!port || !*port)
+		return fail(&k, -ENOENT, "KUBERNETES_SERVICE_PORT is not set (not in a pod)");
+	v6 = strchr(host, ':') && host[0] != '[';
+	a.server = kp_asprintf("https://%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	a.token_file = kp_asprintf("%s/token", sa_dir);
+	a.ca_file = kp_asprintf("%s/ca.crt", sa_dir);
+	if (!a.server || !a.token_file || !a.ca_file)
+		r = -ENOMEM;
+	else if ((r = need_file(&k, a.token_file)) >= 0)
+		r = need_file(&k, a.ca_file);
+	if (r < 0) {
+		kp_api_auth_clear(&a);
+		return r;
 	}
-	ret->server = kp_asprintf(strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
-				  port);
-	ret->token_file = kp_asprintf("%s/token", sa_dir);
-	ret->ca_file = kp_asprintf("%s/ca.crt", sa_dir);
-	if (!ret->server || !ret->token_file || !ret->ca_file) {
-		kp_api_auth_clear(ret);
-		return -ENOMEM;
-	}
-	if (access(ret->token_file, R_OK) < 0 || access(ret->ca_file, R_OK) < 0) {
-		int r = -errno;
-
-		snprintf(err, err_size, "%s: %s", access(ret->token_file, R_OK) < 0 ?
-			 ret->token_file : ret->ca_file, strerror(-r));
-		kp_api_auth_clear(ret);
-		return -ENOENT;
-	}
+	*ret = a;
 	return 0;
 }
