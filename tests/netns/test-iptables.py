@@ -4,6 +4,7 @@
 node itself and from a client namespace to pods behind a bridge. Needs root,
 iptables-legacy and network namespaces; prints TAP."""
 import collections
+import fcntl
 import json
 import os
 import re
@@ -316,6 +317,28 @@ def run_tests(topo, mdir, mode, flags):
     good = wait_until(lambda: names(topo.run(n, "tcp", "10.96.0.10", 80, 1)).keys()
                       <= {"pod-a1", "pod-b1"})
     ok(good, "the periodic resync repairs a flushed KUBE-SERVICES")
+
+    # kproxyd takes iptables' lock (/run/xtables.lock, shared by every namespace): while
+    # another program holds it, kproxyd writes nothing; then it catches up
+    def nat_services():
+        return [l for l in sh("iptables-legacy-save", "-t", "nat", ns=n).stdout.splitlines()
+                if l.startswith("-A KUBE-SERVICES")]
+
+    held = None
+    with open("/run/xtables.lock", "a") as lk:
+        for _ in range(5):      # a resync may land between the flush and the lock
+            sh("iptables-legacy", "-t", "nat", "-F", "KUBE-SERVICES", ns=n)
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            if not nat_services():
+                time.sleep(2.5)         # more than two sync periods
+                held = nat_services()
+                fcntl.flock(lk, fcntl.LOCK_UN)
+                break
+            fcntl.flock(lk, fcntl.LOCK_UN)
+    ok(held == [], "while another program holds /run/xtables.lock, kproxyd writes nothing",
+       held)
+    ok(wait_until(lambda: nat_services()), "once the lock is free, the resync repairs the "
+       "rules")
 
     # failing syncs: the rules stay, /healthz turns 503 after twice the sync period
     st = json.loads(subprocess.run([KPROXYCTL, "-s", k.sock, "status", "-o", "json"],

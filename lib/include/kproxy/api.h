@@ -44,7 +44,8 @@ struct kp_api_auth {
  *       resolved against the kubeconfig's directory, as kubectl does
  * @err: on failure, a message naming the file and the field at fault
  * Returns: 0, or -ENOENT (file, context, cluster or user missing), -EINVAL (a field of the
- * wrong type or a bad base64 value), -ENOMEM, or the errno of reading the file.
+ * wrong type or a bad base64 value), -ENOTSUP (exec, auth-provider or basic-auth users),
+ * -ENOMEM, or the errno of reading the file.
  */
 int kp_api_auth_from_kubeconfig(const char *path, const char *context, struct kp_api_auth *ret,
 				char *err, size_t err_size);
@@ -55,7 +56,8 @@ int kp_api_auth_from_kubeconfig(const char *path, const char *context, struct kp
  *          /var/run/secrets/kubernetes.io/serviceaccount
  * Reads KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (an IPv6 host is bracketed);
  * the token is given as token_file (so rotation is followed), the CA as ca_file.
- * Returns: 0, or -ENOENT when the variables or files are missing (@err says which).
+ * Returns: 0, -ENOENT when the variables or files are missing, or the errno of a file
+ * that cannot be read (-EACCES, ...); @err says which.
  */
 int kp_api_auth_in_cluster(const char *sa_dir, struct kp_api_auth *ret, char *err,
 			   size_t err_size);
