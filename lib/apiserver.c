@@ -76,6 +76,8 @@ struct kp_api {
 	struct kp_api_auth auth;	/* deep copy */
 	char *token;			/* current bearer token (from auth.token or the file) */
 	struct timespec token_mtime;
+	char *base;			/* URL prefix requests go to */
+	struct curl_slist *connect_to;	/* tls-server-name: that name, connected to the server */
 	char *node_name;
 	char *zone;			/* the Node's topology.kubernetes.io/zone */
 	unsigned watch_timeout_s;
@@ -336,7 +338,7 @@ static int start(struct watcher *w)
 		curl_free(rv);
 		api->stats.n_watches++;
 	}
-	url = q_extra ? kp_asprintf("%s%s?%s&%s", api->auth.server, resources[w->res].path, sel,
+	url = q_extra ? kp_asprintf("%s%s?%s&%s", api->base, resources[w->res].path, sel,
 				    q_extra) : NULL;
 	free(q_extra);
 	e = curl_easy_init();
@@ -404,6 +406,8 @@ static int start(struct watcher *w)
 		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
 		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
 	}
+	if (api->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, api->connect_to);
 	if (api->auth.insecure) {	/* only when the kubeconfig asks for it */
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -644,6 +648,46 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*
+ * tls-server-name: requests name that host (so TLS sends and verifies it) and libcurl
+ * connects them to the server's real host and port instead.
+ */
+static int tls_name_route(struct kp_api *api)
+{
+	const char *s = api->auth.server, *host = strstr(s, "://") + 3, *end, *port;
+	bool https = !strncmp(s, "https://", 8);
+	char *entry;
+	size_t hlen;
+
+	if (!api->auth.tls_server_name || !*api->auth.tls_server_name) {
+		api->base = strdup(s);
+		return api->base ? 0 : -ENOMEM;
+	}
+	end = host + strcspn(host, "/");
+	if (*host == '[')		/* [v6]:port */
+		port = memchr(host, ']', (size_t)(end - host));
+	else
+		port = host;
+	port = port ? memchr(port, ':', (size_t)(end - port)) : NULL;
+	hlen = (size_t)((port ? port : end) - host);
+	{
+		const char *p = port ? port + 1 : https ? "443" : "80";
+		int plen = port ? (int)(end - port - 1) : (int)strlen(p);
+
+		api->base = kp_asprintf("%.*s%s:%.*s%s", (int)(host - s), s,
+					api->auth.tls_server_name, plen, p, end);
+		entry = kp_asprintf("%s:%.*s:%.*s:%.*s", api->auth.tls_server_name, plen, p,
+				    (int)hlen, host, plen, p);
+	}
+	if (!api->base || !entry) {
+		free(entry);
+		return -ENOMEM;
+	}
+	api->connect_to = curl_slist_append(NULL, entry);
+	free(entry);
+	return api->connect_to ? 0 : -ENOMEM;
+}
+
 /* ---- the caller's side ---- */
 
 KP_EXPORT int kp_api_fd(const struct kp_api *api)
@@ -739,6 +783,8 @@ KP_EXPORT void kp_api_free(struct kp_api *api)
 	if (api->epfd >= 0)
 		close(api->epfd);
 	kp_api_auth_clear(&api->auth);
+	free(api->base);
+	curl_slist_free_all(api->connect_to);
 	free(api->token);
 	free(api->node_name);
 	free(api->zone);
@@ -779,6 +825,9 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 		if (l > 8 && api->auth.server[l - 1] == '/')
 			api->auth.server[l - 1] = '\0';
 	}
+	r = tls_name_route(api);
+	if (r < 0)
+		goto fail;
 	api->epfd = epoll_create1(EPOLL_CLOEXEC);
 	api->multi = curl_multi_init();
 	if (api->epfd < 0 || !api->multi) {
@@ -796,8 +845,10 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 		w->res = (enum res)i;
 		w->need_list = true;
 		w->start_at = i == RES_NODE && !node_name ? -1 : 0;
-		if (!(w->held = kp_map_new()))
+		if (!(w->held = kp_map_new())) {
+			r = -ENOMEM;
 			goto fail;
+		}
 	}
 	kp_log(ctx, KP_LOG_INFO, "api: server %s, %s%s", api->auth.server,
 	       api->auth.cert_file || api->auth.cert_data ? "client certificate" :

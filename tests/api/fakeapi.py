@@ -48,7 +48,7 @@ def make_certs(d):
                                             "server.key", "client.crt", "client.key")}
 
 
-def kubeconfig(path, server, certs, mode, token_file=None, ca="ca.crt"):
+def kubeconfig(path, server, certs, mode, token_file=None, ca="ca.crt", tls_name=None):
     """Writes a kubeconfig: mode "data" (inline *-data), "files" (relative paths to copies
     next to it), "token" (inline token), "tokenfile"."""
     d = os.path.dirname(path)
@@ -58,6 +58,8 @@ def kubeconfig(path, server, certs, mode, token_file=None, ca="ca.crt"):
             return base64.b64encode(f.read()).decode()
 
     cluster = {"server": server}
+    if tls_name:
+        cluster["tls-server-name"] = tls_name
     user = {}
     if mode == "files":
         for name in (ca, "client.crt", "client.key"):

@@ -291,6 +291,21 @@ def test_kubeconfigs(srv, certs):
             "files": "certificate files at relative paths", "token": "an inline token",
             "tokenfile": "a tokenFile"}[mode], (e, d.logtext()[-1500:]))
         d.stop()
+    kc = fakeapi.kubeconfig(os.path.join(BASE, "kc-name"), srv.url, certs, "data",
+                            tls_name="localhost")
+    d = Daemon(kc)
+    good, e, _ = d.wait(lambda e: WEB in e)
+    ok(good, "tls-server-name: the certificate is checked against that name (localhost)",
+       (e, d.logtext()[-1500:]))
+    d.stop()
+    kc = fakeapi.kubeconfig(os.path.join(BASE, "kc-badname"), srv.url, certs, "data",
+                            tls_name="not-the-server.example")
+    d = Daemon(kc)
+    time.sleep(1.5)
+    e = d.entries()
+    ok(e == {} and "not-the-server.example" in d.logtext(),
+       "tls-server-name that the certificate does not carry: refused", (e, d.logtext()[-1500:]))
+    d.stop()
     kc = fakeapi.kubeconfig(os.path.join(BASE, "kc-wrong"), srv.url, certs, "data",
                             ca="other-ca.crt")
     d = Daemon(kc)
