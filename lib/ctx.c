@@ -67,7 +67,15 @@ struct kp_ctx {
 	int64_t last_success_wall_ms;
 	int last_sync_result;
 	int64_t last_sync_wall_ms;
+	/* endpoint change trigger times not yet programmed, and the programming latencies
+	 * (seconds) of those a sync has programmed, not yet drained */
+	int64_t *triggers;
+	size_t n_triggers, cap_triggers;
+	double *latencies;
+	size_t n_latencies, cap_latencies;
 };
+
+#define MAX_TRIGGERS 100000	/* beyond this, changes are not timed (memory bound) */
 
 
 /* ---- logging and diagnostics ---- */
@@ -206,6 +214,8 @@ KP_EXPORT void kp_ctx_free(struct kp_ctx *ctx)
 		free(((struct objlist *)v)->v);
 		free(v);
 	}
+	free(ctx->triggers);
+	free(ctx->latencies);
 	kp_map_free(ctx->objs);
 	kp_map_free(ctx->sources);
 	kp_map_free(ctx->svc_slices);
@@ -355,6 +365,21 @@ static int store_put(struct kp_ctx *ctx, struct kp_obj *obj)
 	struct kp_obj *old = kp_map_get(ctx->objs, obj->key);
 	int r = 0;
 
+	/* a new trigger time means new endpoints: timed until they are programmed */
+	if (obj->trigger_ms && (!old || old->trigger_ms != obj->trigger_ms) &&
+	    ctx->n_triggers < MAX_TRIGGERS) {
+		if (ctx->n_triggers == ctx->cap_triggers) {
+			size_t cap = ctx->cap_triggers ? ctx->cap_triggers * 2 : 64;
+			int64_t *v = realloc(ctx->triggers, cap * sizeof(*v));
+
+			if (v) {
+				ctx->triggers = v;
+				ctx->cap_triggers = cap;
+			}
+		}
+		if (ctx->n_triggers < ctx->cap_triggers)
+			ctx->triggers[ctx->n_triggers++] = obj->trigger_ms;
+	}
 	if (old)
 		r |= store_del(ctx, old);
 	if (kp_map_put(ctx->objs, obj->key, obj, NULL) < 0) {
@@ -611,6 +636,32 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A sync succeeded: every pending trigger time is now programmed. */
+static void record_latencies(struct kp_ctx *ctx)
+{
+	int64_t now = wall_ms();
+
+	if (ctx->n_latencies + ctx->n_triggers > ctx->cap_latencies) {
+		size_t cap = ctx->n_latencies + ctx->n_triggers + 64;
+		double *v = realloc(ctx->latencies, cap * sizeof(*v));
+
+		if (!v) {
+			ctx->n_triggers = 0;
+			return;
+		}
+		ctx->latencies = v;
+		ctx->cap_latencies = cap;
+	}
+	for (size_t i = 0; i < ctx->n_triggers; i++) {
+		int64_t d = now - ctx->triggers[i];
+
+		ctx->latencies[ctx->n_latencies++] = d > 0 ? (double)d / 1000 : 0;
+	}
+	ctx->n_triggers = 0;
+	if (ctx->n_latencies > MAX_TRIGGERS)	/* nobody drains them: keep the newest */
+		ctx->n_latencies = 0;
+}
+
 KP_EXPORT int kp_ctx_sync(struct kp_ctx *ctx, bool full)
 {
 	int r;
@@ -635,7 +686,23 @@ KP_EXPORT int kp_ctx_sync(struct kp_ctx *ctx, bool full)
 	kp_delta_clear(ctx->delta);
 	ctx->need_full = false;
 	ctx->last_success_wall_ms = ctx->last_sync_wall_ms;
+	record_latencies(ctx);
 	return 0;
+}
+
+KP_EXPORT size_t kp_ctx_drain_programming_latencies(struct kp_ctx *ctx,
+						    void (*fn)(double seconds, void *userdata),
+						    void *userdata)
+{
+	size_t n;
+
+	if (!ctx)
+		return 0;
+	for (size_t i = 0; fn && i < ctx->n_latencies; i++)
+		fn(ctx->latencies[i], userdata);
+	n = ctx->n_latencies;
+	ctx->n_latencies = 0;
+	return n;
 }
 
 KP_EXPORT const struct kp_state *kp_ctx_get_state(const struct kp_ctx *ctx)

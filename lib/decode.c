@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -833,6 +834,45 @@ static void decode_endpoints(struct dec *d, json_t *o, struct kp_obj *obj)
 
 /* ---- documents ---- */
 
+/*
+ * An RFC 3339 time ("2026-11-25T07:00:00Z", "...:00.123456789+01:00") in ms since the
+ * epoch, or 0 if it is not one.
+ */
+static int64_t rfc3339_ms(const char *s)
+{
+	struct tm tm = { 0 };
+	int n = 0, oh = 0, om = 0;
+	double frac = 0;
+	char sign;
+	time_t t;
+
+	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			 &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+		return 0;
+	s += n;
+	if (*s == '.') {
+		char *end;
+
+		frac = strtod(s, &end);
+		s = end;
+	}
+	if (*s == 'Z' && !s[1]) {
+		sign = '+';
+	} else if ((*s == '+' || *s == '-') && sscanf(s + 1, "%2d:%2d", &oh, &om) == 2 &&
+		   strlen(s) == 6) {
+		sign = *s;
+	} else {
+		return 0;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return 0;
+	t -= (sign == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+	return (int64_t)t * 1000 + (int64_t)(frac * 1000);
+}
+
 static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, const char *kind,
 			 struct kp_objvec *out)
 {
@@ -870,6 +910,10 @@ static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, cons
 		decode_slice(&d, o, labels, obj);
 	else
 		decode_endpoints(&d, o, obj);
+	if (k != KP_OBJ_SERVICE)	/* for kubeproxy_network_programming_duration_seconds */
+		obj->trigger_ms = rfc3339_ms(json_string_value(json_object_get(
+			json_object_get(meta, "annotations"),
+			"endpoints.kubernetes.io/last-change-trigger-time")));
 	if (d.failed) {
 		/* remembered, so the source keeps the object's previous version */
 		if (out->n_rejected == out->cap_rejected) {

@@ -115,6 +115,7 @@ struct kp_obj {
 	struct kp_svc_obj svc;		/* KP_OBJ_SERVICE */
 	struct kp_slice_obj *slices;	/* KP_OBJ_SLICE: one; KP_OBJ_ENDPOINTS: one per subset */
 	size_t n_slices;
+	int64_t trigger_ms;		/* endpoints.kubernetes.io/last-change-trigger-time, 0 */
 };
 
 void kp_obj_free(struct kp_obj *obj);

@@ -34,7 +34,34 @@ static struct kpd_stats {
 	uint64_t count;
 	double sum;
 	uint64_t healthz[2], livez[2];	/* [0] 200, [1] 503 */
+	uint64_t prog_buckets[80];	/* network programming latency, kube-proxy's buckets */
+	uint64_t prog_count;
+	double prog_sum;
 } stats;
+
+/* kube-proxy's: 0.25 s, 0.5 s, then 1..59 s, 60..115 s by 5, 120..300 s by 30 */
+static double prog_bound(int i)
+{
+	if (i < 2)
+		return 0.25 * (i + 1);
+	if (i < 61)
+		return i - 1;
+	if (i < 73)
+		return 60 + 5 * (i - 61);
+	return 120 + 30 * (i - 73);
+}
+
+void kpd_http_observe_programming(double seconds, void *userdata)
+{
+	(void)userdata;
+	for (int i = 0; i < 80; i++)
+		if (seconds <= prog_bound(i)) {
+			stats.prog_buckets[i]++;
+			break;
+		}
+	stats.prog_count++;
+	stats.prog_sum += seconds;
+}
 
 void kpd_http_observe_sync(double seconds)
 {
@@ -222,6 +249,20 @@ static void metrics(struct out *o, struct kp_ctx *ctx)
 	       "kubeproxy_sync_proxy_rules_duration_seconds_sum %g\n"
 	       "kubeproxy_sync_proxy_rules_duration_seconds_count %llu\n",
 	    (unsigned long long)stats.count, stats.sum, (unsigned long long)stats.count);
+	cumulative = 0;
+	put(o, "# HELP kubeproxy_network_programming_duration_seconds In Cluster Network "
+	       "Programming Latency in seconds\n# TYPE kubeproxy_network_programming_duration_"
+	       "seconds histogram\n");
+	for (int i = 0; i < 80; i++) {
+		cumulative += stats.prog_buckets[i];
+		put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"%g\"} %llu\n",
+		    prog_bound(i), (unsigned long long)cumulative);
+	}
+	put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	       "kubeproxy_network_programming_duration_seconds_sum %g\n"
+	       "kubeproxy_network_programming_duration_seconds_count %llu\n",
+	    (unsigned long long)stats.prog_count, stats.prog_sum,
+	    (unsigned long long)stats.prog_count);
 	put(o, "# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy "
 	       "rules were successfully synced\n# TYPE kubeproxy_sync_proxy_rules_last_timestamp_"
 	       "seconds gauge\nkubeproxy_sync_proxy_rules_last_timestamp_seconds %.3f\n",

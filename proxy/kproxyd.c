@@ -491,6 +491,7 @@ static bool run_sync(struct kp_ctx *ctx, int64_t *wait)
 	if (after.n_syncs != before.n_syncs)
 		kpd_http_observe_sync((double)(t1.tv_sec - t0.tv_sec) +
 				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	kp_ctx_drain_programming_latencies(ctx, kpd_http_observe_programming, NULL);
 	if (r < 0)
 		kpd_err("sync with backend %s failed: %s; keeping what is programmed, retrying",
 			kp_ctx_get_backend_name(ctx), kp_strerror(r));

@@ -66,6 +66,7 @@ const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
 /* Answers one request: /healthz and /livez if @hc, else /metrics. */
 void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc);
 void kpd_http_observe_sync(double seconds);
+void kpd_http_observe_programming(double seconds, void *userdata);
 /* The API-server source whose counters /metrics shows, or NULL. */
 void kpd_http_set_api(struct kp_api *api);
 

@@ -231,6 +231,12 @@ def main_tests(srv, certs):
         ok(good and not emptied,
            "after the outage: re-listed; a service deleted meanwhile is gone", e)
 
+        trig = slice_("web-2", "web", [("10.244.5.99", True)])
+        trig["metadata"]["annotations"] = {
+            "endpoints.kubernetes.io/last-change-trigger-time":
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))}
+        srv.put("endpointslices", trig)
+        d.wait(lambda e: e.get(WEB) == ["10.244.1.2", "10.244.5.99"])
         st = d.status()
         ok(st.get("api", {}).get("synced") is True and st["api"]["relists"] >= 2 and
            st["api"]["watch_restarts"] >= 3, "status shows the API client's counters",
@@ -241,6 +247,14 @@ def main_tests(srv, certs):
                 metrics = r.read().decode()
         except OSError as ex:
             metrics = str(ex)
+        prog = [l for l in metrics.splitlines()
+                if l.startswith("kubeproxy_network_programming_duration_seconds_count")]
+        le2 = [l for l in metrics.splitlines() if l.startswith(
+            'kubeproxy_network_programming_duration_seconds_bucket{le="1"}')]
+        ok(prog == ["kubeproxy_network_programming_duration_seconds_count 1"] and
+           le2 == ['kubeproxy_network_programming_duration_seconds_bucket{le="1"} 0'],
+           "network programming latency: one change, timed from its trigger time (2 s ago)",
+           (prog, le2))
         ok("kproxyd_api_relists_total" in metrics and "kproxyd_api_synced 1" in metrics and
            "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in metrics,
            "/metrics has the API counters", metrics[-1500:])

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <time.h>
 
 #include <kproxy/kproxy.h>
 
@@ -439,6 +440,57 @@ static void test_runner(void)
 	kp_ctx_free(ctx);
 }
 
+static double lat[8];
+static size_t n_lat;
+
+static void take_latency(double seconds, void *userdata)
+{
+	(void)userdata;
+	if (n_lat < 8)
+		lat[n_lat++] = seconds;
+}
+
+#define TRIGGERED(name, when, ip)                                                           \
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"                           \
+	"metadata: {name: " name ", namespace: ns, labels: {kubernetes.io/service-name: t},"\
+	" annotations: {endpoints.kubernetes.io/last-change-trigger-time: '" when "'}}\n"   \
+	"addressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [" ip "]}]\n---\n"
+
+/* kubeproxy_network_programming_duration_seconds: trigger time to programmed */
+static void test_programming_latency(void)
+{
+	struct kp_ctx *ctx = new_ctx();
+	double now = (double)time(NULL);
+
+	kp_backend_register(ctx, &rec_ops);
+	kp_ctx_set_backend(ctx, "recorder", NULL);
+	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
+		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1")
+		       TRIGGERED("t-2", "2001-09-09T03:46:40.500+02:00", "10.1.0.2")
+		       TRIGGERED("t-3", "yesterday", "10.1.0.3"));
+	n_lat = 0;
+	is_int(kp_ctx_drain_programming_latencies(ctx, take_latency, NULL), 0,
+	       "nothing is timed before a sync");
+	rec.fail = -EAGAIN;
+	kp_ctx_sync(ctx, false);
+	is_int(kp_ctx_drain_programming_latencies(ctx, take_latency, NULL), 0,
+	       "nor after a failed one");
+	rec.fail = 0;
+	kp_ctx_sync(ctx, false);
+	is_int(kp_ctx_drain_programming_latencies(ctx, take_latency, NULL), 2,
+	       "two changes timed after a good sync (the unparsable time is not)");
+	ok(n_lat == 2 && lat[0] > now - 1e9 - 5 && lat[0] < now - 1e9 + 5 &&
+	   lat[1] > lat[0] - 0.6 && lat[1] < lat[0] - 0.4,
+	   "seconds since 1e9 (Z), and since 1e9 + 0.5 s (+02:00 with a fraction)");
+	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
+		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1")
+		       TRIGGERED("t-2", "2001-09-09T03:46:40.500+02:00", "10.1.0.2"));
+	kp_ctx_sync(ctx, false);
+	is_int(kp_ctx_drain_programming_latencies(ctx, NULL, NULL), 0,
+	       "the same trigger times again are not timed twice");
+	kp_ctx_free(ctx);
+}
+
 int main(void)
 {
 	test_cluster_ip();
@@ -450,5 +502,6 @@ int main(void)
 	test_legacy_endpoints();
 	test_delta();
 	test_runner();
+	test_programming_latency();
 	return tap_done();
 }

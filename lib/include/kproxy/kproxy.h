@@ -209,6 +209,21 @@ const char *kp_ctx_get_backend_name(const struct kp_ctx *ctx);
 int kp_ctx_sync(struct kp_ctx *ctx, bool full);
 
 /**
+ * kp_ctx_drain_programming_latencies - hand over, and forget, how long endpoint changes
+ * took to be programmed
+ * @fn: called once per change, in seconds from the change's
+ *      endpoints.kubernetes.io/last-change-trigger-time annotation (as the EndpointSlice
+ *      controller sets it) to the end of the successful sync that programmed it, which is
+ *      what kube-proxy's kubeproxy_network_programming_duration_seconds measures; NULL to
+ *      just forget them
+ * Only EndpointSlices and Endpoints that carry the annotation, and whose annotation
+ * changed, are timed. Returns: how many there were.
+ */
+size_t kp_ctx_drain_programming_latencies(struct kp_ctx *ctx,
+					  void (*fn)(double seconds, void *userdata),
+					  void *userdata);
+
+/**
  * kp_ctx_get_state - the desired state as of the last kp_ctx_sync() (borrowed; valid
  * until the next sync or free)
  */
