@@ -99,6 +99,7 @@ class Server:
         self.outage = False
         self.next_watch_410 = False
         self.trickle = False
+        self.token = TOKEN         # the bearer token accepted now (rotation: change it)
         srv = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -189,7 +190,7 @@ class Server:
             h.connection.close()
             return
         cert = h.connection.getpeercert() if hasattr(h.connection, "getpeercert") else None
-        authed = bool(cert) or h.headers.get("Authorization") == "Bearer " + TOKEN
+        authed = bool(cert) or h.headers.get("Authorization") == "Bearer " + self.token
         if not authed:
             return self.status(h, 401, "Unauthorized")
         if forbid:

@@ -304,6 +304,21 @@ def test_kubeconfigs(srv, certs):
         ok(good, "kubeconfig with %s converges" % {
             "files": "certificate files at relative paths", "token": "an inline token",
             "tokenfile": "a tokenFile"}[mode], (e, d.logtext()[-1500:]))
+        if mode == "tokenfile":
+            # the token rotates: the server takes only the new one, the file gets it, and
+            # the next request (the watches are cut) must carry it
+            srv.token = fakeapi.TOKEN + "-rotated"
+            with open(tf + ".new", "w") as f:
+                f.write(srv.token + "\n")
+            os.rename(tf + ".new", tf)
+            srv.wait_watch("services")
+            srv.inject("drop")
+            srv.put("services", service("rot", "10.96.0.21"))
+            good, e, _ = d.wait(lambda e: any(k[0] == "t/rot" for k in e))
+            ok(good, "a rotated token file is read again: converges with the new token",
+               (e, d.logtext()[-1500:]))
+            srv.delete("services", "t", "rot")
+            srv.token = fakeapi.TOKEN
         d.stop()
     kc = fakeapi.kubeconfig(os.path.join(BASE, "kc-name"), srv.url, certs, "data",
                             tls_name="localhost")
