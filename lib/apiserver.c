@@ -302,6 +302,22 @@ static void backoff(struct watcher *w)
 	delay(w, w->failures++);
 }
 
+/* A PEM credential given as a file (@file_opt) or as text (@blob_opt, and @type_opt set
+ * to "PEM" unless it is -1). */
+static void set_pem(CURL *e, CURLoption file_opt, const char *file, CURLoption blob_opt,
+		    const char *data, int type_opt)
+{
+	if (file)
+		curl_easy_setopt(e, file_opt, file);
+	if (data) {
+		struct curl_blob b = { (void *)data, strlen(data), CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, blob_opt, &b);
+		if (type_opt >= 0)
+			curl_easy_setopt(e, (CURLoption)type_opt, "PEM");
+	}
+}
+
 static int start(struct watcher *w)
 {
 	struct kp_api *api = w->api;
@@ -380,32 +396,11 @@ static int start(struct watcher *w)
 		}
 	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	if (api->auth.ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, api->auth.ca_file);
-	if (api->auth.ca_data) {
-		struct curl_blob b = { api->auth.ca_data, strlen(api->auth.ca_data),
-				       CURL_BLOB_COPY };
-
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-	}
-	if (api->auth.cert_file)
-		curl_easy_setopt(e, CURLOPT_SSLCERT, api->auth.cert_file);
-	if (api->auth.cert_data) {
-		struct curl_blob b = { api->auth.cert_data, strlen(api->auth.cert_data),
-				       CURL_BLOB_COPY };
-
-		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-	}
-	if (api->auth.key_file)
-		curl_easy_setopt(e, CURLOPT_SSLKEY, api->auth.key_file);
-	if (api->auth.key_data) {
-		struct curl_blob b = { api->auth.key_data, strlen(api->auth.key_data),
-				       CURL_BLOB_COPY };
-
-		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-	}
+	set_pem(e, CURLOPT_CAINFO, api->auth.ca_file, CURLOPT_CAINFO_BLOB, api->auth.ca_data, -1);
+	set_pem(e, CURLOPT_SSLCERT, api->auth.cert_file, CURLOPT_SSLCERT_BLOB,
+		api->auth.cert_data, CURLOPT_SSLCERTTYPE);
+	set_pem(e, CURLOPT_SSLKEY, api->auth.key_file, CURLOPT_SSLKEY_BLOB, api->auth.key_data,
+		CURLOPT_SSLKEYTYPE);
 	if (api->connect_to)
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, api->connect_to);
 	if (api->auth.insecure) {	/* only when the kubeconfig asks for it */
