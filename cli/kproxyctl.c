@@ -179,6 +179,16 @@ static void print_status_table(json_t *s)
 	printf("%-18s %s\n", "Node:", str(s, "node"));
 	if (*str(s, "manifests"))
 		printf("%-18s %s\n", "Manifests:", str(s, "manifests"));
+	if (json_is_object(json_object_get(s, "api"))) {
+		json_t *a = json_object_get(s, "api");
+
+		printf("%-18s %s; %lld lists (%lld after 410), %lld watches, %lld restarted, "
+		       "%lld events, %lld errors\n", "API server:",
+		       json_is_true(json_object_get(a, "synced")) ? "synced" :
+		       "listing (nothing programmed yet)", num(a, "lists"), num(a, "relists"),
+		       num(a, "watches"), num(a, "watch_restarts"), num(a, "events"),
+		       num(a, "errors"));
+	}
 	printf("%-18s %lld services, %lld endpoint slices, %lld endpoints, %lld service ports\n",
 	       "Objects:", num(o, "services"), num(o, "endpointslices"), num(o, "endpoints"),
 	       num(o, "service_ports"));

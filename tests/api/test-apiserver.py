@@ -284,6 +284,9 @@ def test_not_before_lists(srv, certs):
         ok(e == {} and st.get("sync", {}).get("count") == 0 and
            st.get("api", {}).get("synced") is False,
            "API server unreachable at start: no sync, nothing programmed", (e, st))
+        table = d.ctl("status").stdout
+        ok("API server:" in table and "listing (nothing programmed yet)" in table,
+           "kproxyctl status says it is still listing", table)
         srv.outage = False
         good, e, _ = d.wait(lambda e: WEB in e)
         ok(good, "once the lists arrive, it programs", e)
