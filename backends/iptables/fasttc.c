@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -24,6 +25,21 @@
 #include "internal.h"
 #include "tc.h"
 
+/*
+ * Rule bytes live in slabs of their own (mmap'd), not on the heap: the kernel's whole
+ * table passes through this process on every sync (read, parsed into chains, written
+ * back as one blob), and a slab whose chains have all been copied out or dropped goes
+ * back to the kernel at once, which heap chunks interleaved with live small objects
+ * never do. So the peak is about one copy of the table, not two.
+ */
+struct slab {
+	unsigned char *base;
+	size_t cap, used, live;		/* bytes: mapped, handed out, still in use */
+	struct slab *next;
+};
+
+#define SLAB_SIZE (4u << 20)
+
 struct fchain {
 	char name[XT_EXTENSION_MAXNAMELEN];
 	int hook;			/* built-in: NF_INET_*; user chain: -1 */
@@ -31,6 +47,7 @@ struct fchain {
 	bool deleted;
 	bool used;			/* fh_use_chain() was called for it */
 	unsigned char *rules;		/* entries back to back; jumps by name */
+	struct slab *slab;		/* where rules lives */
 	size_t size, cap;
 	size_t n_rules;
 	unsigned offset;		/* layout: where the chain's first rule lands */
@@ -44,6 +61,7 @@ struct xtc_handle {
 	struct fchain **chains;		/* built-ins first, in hook order; then user chains */
 	size_t n_chains, cap_chains;
 	struct kp_map *by_name;
+	struct slab *slabs;		/* newest first */
 	struct fchain *last;		/* the chain found last: rules come in runs */
 	size_t chain_iter;
 	const struct fchain *rule_chain;	/* the chain first_rule() walks */
@@ -158,15 +176,72 @@ static struct fchain *chain_add(struct xtc_handle *h, const char *name, int hook
 	return c;
 }
 
-static int chain_append(struct fchain *c, const void *e, size_t size)
+/* @size bytes (8-aligned) from the newest slab, or a new one; NULL on ENOMEM. */
+static unsigned char *slab_get(struct xtc_handle *h, size_t size, struct slab **ret)
+{
+	struct slab *s = h->slabs;
+	unsigned char *p;
+
+	size = (size + 7) & ~(size_t)7;
+	if (!s || s->used + size > s->cap) {
+		size_t cap = size > SLAB_SIZE / 4 ? size : SLAB_SIZE;
+
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		s->base = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
+		if (s->base == MAP_FAILED) {
+			free(s);
+			return NULL;
+		}
+		s->cap = cap;
+		s->next = h->slabs;
+		h->slabs = s;
+	}
+	p = s->base + s->used;
+	s->used += size;
+	s->live += size;
+	*ret = s;
+	return p;
+}
+
+/* Gives back @size bytes of @s; an emptied slab is unmapped (its node stays listed). */
+static void slab_put(struct slab *s, size_t size)
+{
+	size = (size + 7) & ~(size_t)7;
+	if (!s || !size)
+		return;
+	s->live -= size;
+	if (!s->live && s->base) {
+		munmap(s->base, s->cap);
+		s->base = NULL;
+		s->used = s->cap;	/* nothing more is handed out from it */
+	}
+}
+
+static void chain_drop_rules(struct fchain *c)
+{
+	slab_put(c->slab, c->cap);
+	c->rules = NULL;
+	c->slab = NULL;
+	c->size = c->cap = c->n_rules = 0;
+}
+
+static int chain_append(struct xtc_handle *h, struct fchain *c, const void *e, size_t size)
 {
 	if (c->size + size > c->cap) {
-		size_t cap = (c->size + size) * 2 + 256;
-		unsigned char *r = realloc(c->rules, cap);
+		size_t cap = ((c->size + size) * 2 + 256 + 7) & ~(size_t)7;
+		struct slab *s;
+		unsigned char *r = slab_get(h, cap, &s);
 
 		if (!r)
 			return -ENOMEM;
+		if (c->size)
+			memcpy(r, c->rules, c->size);
+		slab_put(c->slab, c->cap);
 		c->rules = r;
+		c->slab = s;
 		c->cap = cap;
 	}
 	memcpy(c->rules + c->size, e, size);
@@ -179,8 +254,25 @@ static int chain_append(struct fchain *c, const void *e, size_t size)
 
 struct parsed {
 	unsigned offset;		/* of the chain's first rule */
-	const char *name;
+	char name[XT_EXTENSION_MAXNAMELEN];	/* a copy: the table's pages are let go */
 };
+
+#define RELEASE_STEP (8u << 20)		/* memory handed back in steps of this */
+
+/*
+ * Hands back to the kernel the whole pages of [from, to), a part of a large buffer that
+ * will not be read again (the table being parsed, or chains already copied out): with the
+ * table read, parsed and written back in one sync, each copy would otherwise double the
+ * peak memory. The pages read as zeros if touched again.
+ */
+static void release(const void *from, const void *to)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)from + page - 1) & ~(page - 1), b = (uintptr_t)to & ~(page - 1);
+
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
 
 static int sockopt_level(int family)
 {
@@ -191,13 +283,37 @@ static void fh_free(struct xtc_handle *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->n_chains; i++) {
-		free(h->chains[i]->rules);
+	for (size_t i = 0; i < h->n_chains; i++)
 		free(h->chains[i]);
+	while (h->slabs) {
+		struct slab *s = h->slabs;
+
+		h->slabs = s->next;
+		if (s->base)
+			munmap(s->base, s->cap);
+		free(s);
 	}
 	free(h->chains);
 	kp_map_free(h->by_name);
 	free(h);
+}
+
+static int add_start(struct parsed **v, size_t *n, size_t *cap, unsigned offset,
+		     const char *name)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		struct parsed *p = realloc(*v, c * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+		*cap = c;
+	}
+	(*v)[*n].offset = offset;
+	snprintf((*v)[*n].name, sizeof((*v)[*n].name), "%s", name);
+	(*n)++;
+	return 0;
 }
 
 static const char *chain_at(const struct parsed *p, size_t n, unsigned offset)
@@ -225,7 +341,7 @@ static struct xtc_handle *fh_init(int family, const char *table)
 	struct ipt_get_entries *ge = NULL;	/* same layout as ip6t_get_entries */
 	struct xtc_handle *h = NULL;
 	struct parsed *starts = NULL;
-	size_t n_starts = 0;
+	size_t n_starts = 0, cap_starts = 0;
 	socklen_t len = sizeof(info);
 	int fd, err = 0;
 
@@ -258,36 +374,45 @@ static struct xtc_handle *fh_init(int family, const char *table)
 	h->old_entries = info.num_entries;
 
 	/* pass 1: chain starts (first-rule offsets), for turning jumps into names */
-	starts = calloc(info.num_entries + 1, sizeof(*starts));
-	if (!starts) {
-		err = ENOMEM;
-		goto out;
-	}
 	for (unsigned off = 0; off < info.size;) {
 		const void *e = (const char *)ge->entrytable + off;
 		const struct xt_entry_target *t = target_of(family, e);
 
 		for (int k = 0; k < NF_INET_NUMHOOKS; k++)
 			if ((info.valid_hooks & (1u << k)) && info.hook_entry[k] == off)
-				starts[n_starts++] = (struct parsed){ off, hooks[k] };
+				{
+				if (add_start(&starts, &n_starts, &cap_starts, off, hooks[k]) < 0) {
+					err = ENOMEM;
+					goto out;
+				}
+			}
 		if (!strcmp(t->u.user.name, XT_ERROR_TARGET) &&
-		    strcmp(((const struct xt_error_target *)t)->errorname, XT_ERROR_TARGET))
-			starts[n_starts++] = (struct parsed){
-				off + get_next(family, e),
-				((const struct xt_error_target *)t)->errorname,
-			};
+		    strcmp(((const struct xt_error_target *)t)->errorname, XT_ERROR_TARGET) &&
+		    add_start(&starts, &n_starts, &cap_starts, off + get_next(family, e),
+			      ((const struct xt_error_target *)t)->errorname) < 0) {
+			err = ENOMEM;
+			goto out;
+		}
 		if (!get_next(family, e)) {
 			err = EINVAL;
 			goto out;
 		}
 		off += get_next(family, e);
 	}
-	/* pass 2: chains and their rules, with jumps rewritten by name */
+	/* pass 2: chains and their rules, with jumps rewritten by name; the table's pages
+	 * behind the entry being read are handed back as it goes (pass 1 copied the names) */
 	{
 		struct fchain *cur = NULL;
+		bool big = info.size >= 4 * RELEASE_STEP;
+		unsigned released = 0;
 
 		for (unsigned off = 0; off < info.size;) {
 			unsigned char *e = (unsigned char *)ge->entrytable + off;
+
+			if (big && off - released >= RELEASE_STEP) {
+				release((unsigned char *)ge->entrytable + released, e);
+				released = off;
+			}
 			struct xt_entry_target *t = target_of(family, e);
 			unsigned next = off + get_next(family, e);
 			bool standard = !strcmp(t->u.user.name, XT_STANDARD_TARGET);
@@ -337,7 +462,7 @@ static struct xtc_handle *fh_init(int family, const char *table)
 			memset((char *)e + (family == AF_INET6 ? offsetof(struct ip6t_entry, comefrom)
 							 : offsetof(struct ipt_entry, comefrom)),
 			       0, sizeof(unsigned int));
-			if (chain_append(cur, e, get_next(family, e)) < 0) {
+			if (chain_append(h, cur, e, get_next(family, e)) < 0) {
 				err = ENOMEM;
 				goto out;
 			}
@@ -420,7 +545,7 @@ static int fh_delete_chain(const xt_chainlabel chain, struct xtc_handle *h)
 		return 0;
 	}
 	c->deleted = true;
-	c->size = c->n_rules = 0;
+	chain_drop_rules(c);
 	return 1;
 }
 
@@ -432,7 +557,7 @@ static int fh_append(const char *chain, const void *e, struct xtc_handle *h)
 		errno = ENOENT;
 		return 0;
 	}
-	if (chain_append(c, e, get_next(h->family, e)) < 0) {
+	if (chain_append(h, c, e, get_next(h->family, e)) < 0) {
 		errno = ENOMEM;
 		return 0;
 	}
@@ -459,7 +584,7 @@ static int fh_insert(const char *chain, const void *e, unsigned num, struct xtc_
 		return 0;
 	}
 	at = rule_offset(h->family, c, num);
-	if (chain_append(c, e, size) < 0) {	/* grows the buffer; fixed up below */
+	if (chain_append(h, c, e, size) < 0) {	/* grows the buffer; fixed up below */
 		errno = ENOMEM;
 		return 0;
 	}
@@ -631,6 +756,8 @@ static int fh_commit(struct xtc_handle *h)
 			memset(t->u.user.name, 0, sizeof(t->u.user.name));
 		}
 		p += c->size;
+		/* the chain is in the blob now: its slab space goes (the handle is spent) */
+		chain_drop_rules(c);
 		if (c->hook >= 0) {
 			repl->underflow[c->hook] = (unsigned)(p - (unsigned char *)repl->entries);
 			p += put_plain(family, p, NULL, c->policy);

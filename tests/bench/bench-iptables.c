@@ -6,6 +6,7 @@
  * endpoints are 10.244.0.2.. so that a connection test can reach them.
  * Usage: bench-iptables N [E] [DISPATCH_THRESHOLD]
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,6 +39,37 @@ static void put(struct buf *b, const char *fmt, ...)
 			exit(2);
 	}
 	b->len += (size_t)n;
+}
+
+/* A "Vm...:" line of /proc/self/status, in MiB, or -1. */
+static double status_mib(const char *field)
+{
+	char line[256];
+	double v = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, strlen(field)))
+			v = atof(line + strlen(field)) / 1024.0;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * Forgets the process's peak RSS so far (the generated objects and the JSON parse), so
+ * that VmHWM afterwards is the peak during the syncs, as kproxyd would see it.
+ */
+static void reset_peak(void)
+{
+	FILE *f;
+
+	malloc_trim(0);
+	f = fopen("/proc/self/clear_refs", "we");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
 }
 
 static double now_ms(void)
@@ -84,7 +116,7 @@ int main(int argc, char **argv)
 	struct kp_config cfg = { .cluster_cidr = "10.0.0.0/8" };
 	struct buf objs = { 0 }, whole = { 0 }, change = { 0 };
 	char extra[48];
-	double t0, t_full, t_change, t_resync;
+	double t0, t_full, t_change, t_resync, base_rss;
 	struct rusage ru;
 	struct kp_ctx *ctx;
 	int r;
@@ -121,6 +153,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-iptables: the generated objects did not load whole\n");
 		return 1;
 	}
+	free(objs.p);
+	objs.p = NULL;
+	reset_peak();
+	base_rss = status_mib("VmRSS:");
 	t0 = now_ms();
 	r = kp_ctx_sync(ctx, true);
 	t_full = now_ms() - t0;
@@ -142,8 +178,9 @@ int main(int argc, char **argv)
 	t_resync = now_ms() - t0;
 	getrusage(RUSAGE_SELF, &ru);
 	printf("services=%u endpoints=%u full_sync_ms=%.1f change_sync_ms=%.1f resync_ms=%.1f "
-	       "peak_rss_mib=%.1f changed_service=svc-%u\n", n, e, t_full, t_change, t_resync,
-	       ru.ru_maxrss / 1024.0, n / 2);
+	       "peak_rss_mib=%.1f sync_peak_rss_mib=%.1f base_rss_mib=%.1f "
+	       "changed_service=svc-%u\n", n, e, t_full, t_change, t_resync,
+	       ru.ru_maxrss / 1024.0, status_mib("VmHWM:"), base_rss, n / 2);
 	kp_ctx_free(ctx);
 	free(objs.p);
 	free(whole.p);
