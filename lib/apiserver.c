@@ -213,14 +213,14 @@ static int apply(struct watcher *w, json_t *obj, bool deleted)
 
 	if (!json_is_object(obj) || !name)
 		return -EBADMSG;
+	source_name(src, sizeof(src), w->res, ns, name);
+	if (w->listing && w->listed)
+		kp_map_put(w->listed, src, w, NULL);
 	if (w->res == RES_NODE) {
 		if (api->node_name && !strcmp(name, api->node_name))
 			node_seen(api, obj, deleted);
 		return 0;
 	}
-	source_name(src, sizeof(src), w->res, ns, name);
-	if (w->listing && w->listed)
-		kp_map_put(w->listed, src, w, NULL);
 	if (deleted) {
 		kp_ctx_unload(api->ctx, src);
 		kp_map_del(w->held, src);
