@@ -99,22 +99,17 @@ static int64_t now_ms(void)
 
 /* ---- credentials ---- */
 
-static char *read_small_file(const char *path, size_t max)
+/* A token file's token: the file without trailing white space; NULL (errno) on failure. */
+static char *read_token(const char *path)
 {
-	FILE *f = fopen(path, "re");
 	char *buf;
 	size_t n;
+	int r = kp_read_file(path, 64 * 1024, &buf, &n);
 
-	if (!f)
-		return NULL;
-	buf = malloc(max + 1);
-	if (!buf) {
-		fclose(f);
+	if (r < 0) {
+		errno = -r;
 		return NULL;
 	}
-	n = fread(buf, 1, max, f);
-	fclose(f);
-	buf[n] = '\0';
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		buf[--n] = '\0';
 	return buf;
@@ -130,7 +125,7 @@ static const char *current_token(struct kp_api *api)
 	if (stat(api->auth.token_file, &st) == 0 &&
 	    (st.st_mtim.tv_sec != api->token_mtime.tv_sec ||
 	     st.st_mtim.tv_nsec != api->token_mtime.tv_nsec || !api->token)) {
-		char *t = read_small_file(api->auth.token_file, 64 * 1024);
+		char *t = read_token(api->auth.token_file);
 
 		if (t) {
 			free(api->token);

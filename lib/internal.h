@@ -41,6 +41,11 @@ bool kp_map_next(const struct kp_map *map, struct kp_map_iter *it, const char **
 const char **kp_map_sorted_keys(const struct kp_map *map, size_t *ret_n);
 
 /* ---- small helpers ---- */
+/*
+ * Reads a whole file of at most @max bytes into a NUL-terminated buffer (caller frees).
+ * Returns 0, -EFBIG if it is longer, -ENOMEM, or the errno of opening or reading it.
+ */
+int kp_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_size);
 char *kp_strdup(const char *s);			/* NULL on ENOMEM; NULL in gives "" */
 char *kp_asprintf(const char *fmt, ...) KP_PRINTF(1, 2);	/* NULL on ENOMEM */
 int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b);

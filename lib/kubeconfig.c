@@ -348,26 +348,15 @@ static int load_docs(struct kc *k, json_t **ret_docs)
 {
 	char perr[256] = "", *buf;
 	size_t n;
-	FILE *f;
-	int r;
+	int r = kp_read_file(k->path, MAX_KUBECONFIG_SIZE, &buf, &n);
 
-	f = fopen(k->path, "re");
-	if (!f)
-		return fail(k, -errno, "%s", strerror(errno));
-	buf = malloc(MAX_KUBECONFIG_SIZE + 1);
-	if (!buf) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	errno = 0;
-	n = fread(buf, 1, MAX_KUBECONFIG_SIZE + 1, f);
-	r = ferror(f) ? -(errno ? errno : EIO) : 0;
-	fclose(f);
+	if (r == -EFBIG)
+		return fail(k, r, "larger than %u MiB", MAX_KUBECONFIG_SIZE >> 20);
+	if (r == -ENOMEM)
+		return r;
 	if (r < 0)
-		fail(k, r, "%s", strerror(-r));
-	else if (n > MAX_KUBECONFIG_SIZE)
-		r = fail(k, -EFBIG, "larger than %u MiB", MAX_KUBECONFIG_SIZE >> 20);
-	else if (kp_yaml_parse(buf, n, ret_docs, perr, sizeof(perr)) < 0)
+		return fail(k, r, "%s", strerror(-r));
+	if (kp_yaml_parse(buf, n, ret_docs, perr, sizeof(perr)) < 0)
 		r = fail(k, -EINVAL, "not YAML or JSON: %s", perr);
 	explicit_bzero(buf, n);
 	free(buf);

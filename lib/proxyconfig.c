@@ -258,7 +258,6 @@ KP_EXPORT int kp_proxy_config_load(const char *path, struct kp_proxy_config *ret
 	json_t *docs = NULL;
 	char *buf;
 	size_t n;
-	FILE *f;
 	int r;
 
 	if (!path || !ret)
@@ -266,21 +265,11 @@ KP_EXPORT int kp_proxy_config_load(const char *path, struct kp_proxy_config *ret
 	memset(ret, 0, sizeof(*ret));
 	if (err && err_size)
 		err[0] = '\0';
-	f = fopen(path, "re");
-	if (!f) {
-		r = -errno;
-		snprintf(err, err_size, "%s: %s", path, strerror(-r));
+	r = kp_read_file(path, MAX_CONFIG_SIZE, &buf, &n);
+	if (r < 0) {
+		snprintf(err, err_size, "%s: %s", path,
+			 r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
 		return r;
-	}
-	buf = malloc(MAX_CONFIG_SIZE + 1);
-	n = buf ? fread(buf, 1, MAX_CONFIG_SIZE + 1, f) : 0;
-	fclose(f);
-	if (!buf)
-		return -ENOMEM;
-	if (n > MAX_CONFIG_SIZE) {
-		free(buf);
-		snprintf(err, err_size, "%s: larger than 1 MiB", path);
-		return -EFBIG;
 	}
 	r = kp_yaml_parse(buf, n, &docs, perr, sizeof(perr));
 	free(buf);

@@ -216,6 +216,38 @@ const char **kp_map_sorted_keys(const struct kp_map *map, size_t *ret_n)
 	return keys;
 }
 
+int kp_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_size)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	size_t n;
+	int r = 0;
+
+	if (!f)
+		return -errno;
+	buf = malloc(max + 2);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	errno = 0;
+	n = fread(buf, 1, max + 1, f);
+	if (ferror(f))
+		r = -(errno ? errno : EIO);
+	else if (n > max)
+		r = -EFBIG;
+	fclose(f);
+	if (r < 0) {
+		explicit_bzero(buf, n);		/* it may hold a secret */
+		free(buf);
+		return r;
+	}
+	buf[n] = '\0';
+	*ret_buf = buf;
+	*ret_size = n;
+	return 0;
+}
+
 char *kp_strdup(const char *s)
 {
 	return strdup(s ? s : "");
