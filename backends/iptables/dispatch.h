@@ -11,7 +11,7 @@
 
 #include <kproxy/state.h>
 
-#include "rule.h"
+#include "../common/rule.h"
 
 #define KP_DISPATCH_PREFIX "KUBE-SVCT-"
 

@@ -26,8 +26,8 @@
 #include "../common/conntrack.h"
 #include "dispatch.h"
 #include "names.h"
-#include "rule.h"
-#include "tc.h"
+#include "../common/rule.h"
+#include "../common/tc.h"
 
 #define MASQ_MARK 0x4000u
 #define MAX_CIDRS 8
