@@ -467,6 +467,9 @@ static bool watch_line(struct watcher *w, const char *line, size_t len)
 			set_rv(w, meta_str(obj, "resourceVersion"));
 			api->stats.n_events++;
 			w->gone_streak = 0;
+			/* a watch that delivers is healthy: if it drops later, the next try
+			 * waits the shortest back-off, not one grown by older failures */
+			w->failures = 0;
 		}
 	} else {
 		kp_log(api->ctx, KP_LOG_WARN, "api: watch %s: unknown event type \"%s\" ignored",
