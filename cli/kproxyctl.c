@@ -137,18 +137,26 @@ static void print_dump_table(json_t *d)
 		addr_port(lap, sizeof(lap), str(e, "vip"), num(e, "port"));
 		printf("%-4s %-41s %-12s %s%s%s\n", str(e, "protocol"), lap, str(e, "kind"),
 		       str(e, "service"), *str(e, "port_name") ? ":" : "", str(e, "port_name"));
+		if (json_object_get(e, "detail"))
+			printf("     %s\n", str(e, "detail"));
 		if (!json_array_size(eps))
 			printf("  -> (no endpoints: connections are rejected)\n");
 		json_array_foreach(eps, j, ep) {
-			char rap[80];
+			char rap[80], stats[96] = "";
 
 			addr_port(rap, sizeof(rap), str(ep, "ip"), num(ep, "port"));
+			if (json_object_get(ep, "weight"))
+				snprintf(stats, sizeof(stats), " weight %lld active %lld inactive %lld",
+					 num(ep, "weight"), num(ep, "active_conns"),
+					 num(ep, "inactive_conns"));
 			printf("  -> %-41s %s%s%s%s\n", rap,
+			       json_object_get(ep, "weight") ? (num(ep, "weight") ? "in-service" :
+								   "draining") :
 			       json_is_true(json_object_get(ep, "ready")) ? "ready" :
 			       json_is_true(json_object_get(ep, "serving")) ? "serving" : "not-ready",
+			       json_object_get(ep, "weight") ? "" :
 			       json_is_true(json_object_get(ep, "terminating")) ? " terminating" : "",
-			       json_is_true(json_object_get(ep, "local")) ? " local" : "",
-			       "");
+			       json_is_true(json_object_get(ep, "local")) ? " local" : "", stats);
 		}
 	}
 }

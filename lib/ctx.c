@@ -180,6 +180,7 @@ KP_EXPORT struct kp_ctx *kp_ctx_new(void)
 	ctx->last_sync_ms = ctx->last_full_ms = INT64_MIN;
 	ctx->backends[ctx->n_backends++] = &kp_backend_dryrun;
 	ctx->backends[ctx->n_backends++] = &kp_backend_iptables;
+	ctx->backends[ctx->n_backends++] = &kp_backend_ipvs;
 	if (kp_backend_dryrun.init(ctx, NULL, &ctx->be_priv) < 0) {
 		kp_ctx_free(ctx);
 		return NULL;

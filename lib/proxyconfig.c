@@ -148,7 +148,8 @@ static int parse(struct reader *rd, json_t *doc, struct kp_proxy_config *c)
 	static const char *const client[] = { "kubeconfig", NULL };
 	static const char *const ipt[] = { "masqueradeAll", "syncPeriod", "minSyncPeriod", NULL };
 	static const char *const ipvs_known[] = { "scheduler", "syncPeriod", "minSyncPeriod",
-						  NULL };
+						  "strictARP", "tcpTimeout", "tcpFinTimeout",
+						  "udpTimeout", NULL };
 	json_t *cc, *it, *iv, *v;
 	const char *s;
 	int r = 0;
@@ -246,6 +247,26 @@ static int parse(struct reader *rd, json_t *doc, struct kp_proxy_config *c)
 	if (!r && iv)
 		r = get_str(rd, json_object_get(iv, "scheduler"), "ipvs.scheduler",
 			    &c->ipvs_scheduler);
+	if (!r && iv) {
+		static const char *const names[] = { "tcpTimeout", "tcpFinTimeout", "udpTimeout" };
+		uint32_t *dst[] = { &c->ipvs_tcp_timeout_ms, &c->ipvs_tcpfin_timeout_ms,
+				    &c->ipvs_udp_timeout_ms };
+		bool has;
+
+		for (size_t i = 0; !r && i < 3; i++) {
+			char f[32];
+
+			snprintf(f, sizeof(f), "ipvs.%s", names[i]);
+			r = get_duration(rd, json_object_get(iv, names[i]), f, dst[i], &has);
+		}
+		v = json_object_get(iv, "strictARP");
+		if (!r && v && !json_is_null(v)) {
+			if (!json_is_boolean(v))
+				return bad(rd, "ipvs.strictARP", "not a boolean");
+			c->strict_arp = json_is_true(v);
+			c->has_strict_arp = true;
+		}
+	}
 	return r;
 }
 

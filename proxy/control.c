@@ -95,9 +95,19 @@ static int dump_entry(const struct kp_dump_entry *e, void *userdata)
 	for (size_t i = 0; i < e->n_endpoints; i++) {
 		const struct kp_endpoint *ep = &e->endpoints[i];
 
-		json_array_append_new(eps, json_pack("{s:o, s:i, s:b, s:b, s:b, s:b}",
+		json_t *epo = json_pack("{s:o, s:i, s:b, s:b, s:b, s:b}",
 			"ip", addr_json(&ep->addr), "port", ep->port, "ready", ep->ready,
-			"serving", ep->serving, "terminating", ep->terminating, "local", ep->local));
+			"serving", ep->serving, "terminating", ep->terminating, "local", ep->local);
+
+		if (epo && e->dest_stats) {
+			const struct kp_dest_stats *st = &e->dest_stats[i];
+
+			json_object_set_new(epo, "weight", json_integer(st->weight));
+			json_object_set_new(epo, "active_conns", json_integer(st->active_conns));
+			json_object_set_new(epo, "inactive_conns", json_integer(st->inactive_conns));
+			json_object_set_new(epo, "persist_conns", json_integer(st->persist_conns));
+		}
+		json_array_append_new(eps, epo);
 	}
 	o = json_pack("{s:s++, s:s, s:s, s:s, s:o, s:i, s:o}",
 		      "service", e->ns, "/", e->name, "port_name", e->port_name,

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +40,9 @@ struct options {
 	const char *metrics_address;
 	const char *scheduler;
 	char backend_extra[64];
+	char ipvs_extra[128];
+	uint32_t ipvs_tcp_ms, ipvs_tcpfin_ms, ipvs_udp_ms;
+	bool strict_arp;
 	uint32_t min_sync_ms;
 	uint32_t sync_ms;
 	bool dry_run;
@@ -65,13 +70,20 @@ static const char usage[] =
 "                                 NodePorts (default: every non-loopback address)\n"
 "      --cluster-cidr CIDRS       pod ranges, for masquerade decisions\n"
 "Data plane:\n"
-"      --proxy-mode MODE          iptables (default) or dryrun; ipvs, userspace and\n"
+"      --proxy-mode MODE          iptables (default), ipvs or dryrun; userspace and\n"
 "                                 dpdk are not built yet (accepted with --dry-run)\n"
 "      --dry-run                  compute and serve the state, program nothing\n"
 "      --masquerade-all           masquerade all traffic sent to service VIPs\n"
-"      --ipvs-scheduler NAME      IPVS scheduler (rr, lc, dh, sh, sed, nq, ...)\n"
-"      --min-sync-period DUR      least time between syncs (default 1s)\n"
-"      --sync-period DUR          full resync period (default 30s; 0 disables)\n"
+"      --ipvs-scheduler NAME      IPVS scheduler (rr default; lc, dh, sh, sed, nq, wrr,\n"
+"                                 wlc, lblc, lblcr, mh, ...: what the kernel has)\n"
+"      --ipvs-strict-arp          arp_ignore=1, arp_announce=2 (no ARP replies for VIPs)\n"
+"      --ipvs-tcp-timeout DUR     IPVS idle timeout of TCP connections (0: leave as is)\n"
+"      --ipvs-tcpfin-timeout DUR  IPVS timeout of TCP connections after a FIN\n"
+"      --ipvs-udp-timeout DUR     IPVS timeout of UDP flows\n"
+"      --min-sync-period DUR      least time between syncs (default 1s; also\n"
+"                                 --iptables-min-sync-period, --ipvs-min-sync-period)\n"
+"      --sync-period DUR          full resync period (default 30s; 0 disables; also\n"
+"                                 --iptables-sync-period, --ipvs-sync-period)\n"
 "      --cleanup                  remove everything the data plane installed, then exit\n"
 "      --iptables-dispatch-threshold N\n"
 "                                 above N frontends, split KUBE-SERVICES into a tree of\n"
@@ -93,7 +105,7 @@ enum {
 	OPT_MANIFESTS = 256, OPT_HOSTNAME, OPT_NODEPORT, OPT_CLUSTER_CIDR, OPT_MODE, OPT_DRY_RUN,
 	OPT_MASQ_ALL, OPT_SCHED, OPT_MIN_SYNC, OPT_SYNC, OPT_CLEANUP, OPT_SOCKET, OPT_VERSION,
 	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MASTER,
-	OPT_CONFIG,
+	OPT_CONFIG, OPT_STRICT_ARP, OPT_IPVS_TCP, OPT_IPVS_TCPFIN, OPT_IPVS_UDP,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +124,12 @@ static const struct option long_opts[] = {
 	{ "min-sync-period", required_argument, NULL, OPT_MIN_SYNC },
 	{ "iptables-min-sync-period", required_argument, NULL, OPT_MIN_SYNC },
 	{ "sync-period", required_argument, NULL, OPT_SYNC },
+	{ "ipvs-sync-period", required_argument, NULL, OPT_SYNC },
+	{ "ipvs-min-sync-period", required_argument, NULL, OPT_MIN_SYNC },
+	{ "ipvs-strict-arp", no_argument, NULL, OPT_STRICT_ARP },
+	{ "ipvs-tcp-timeout", required_argument, NULL, OPT_IPVS_TCP },
+	{ "ipvs-tcpfin-timeout", required_argument, NULL, OPT_IPVS_TCPFIN },
+	{ "ipvs-udp-timeout", required_argument, NULL, OPT_IPVS_UDP },
 	{ "iptables-sync-period", required_argument, NULL, OPT_SYNC },
 	{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 	{ "iptables-dispatch-threshold", required_argument, NULL, OPT_DISPATCH },
@@ -198,6 +216,14 @@ static int read_config(int argc, char **argv, struct options *o)
 		o->scheduler = c->ipvs_scheduler;
 	if (c->has_masquerade_all)
 		o->masquerade_all = c->masquerade_all;
+	if (c->has_strict_arp)
+		o->strict_arp = c->strict_arp;
+	if (c->ipvs_tcp_timeout_ms)
+		o->ipvs_tcp_ms = c->ipvs_tcp_timeout_ms;
+	if (c->ipvs_tcpfin_timeout_ms)
+		o->ipvs_tcpfin_ms = c->ipvs_tcpfin_timeout_ms;
+	if (c->ipvs_udp_timeout_ms)
+		o->ipvs_udp_ms = c->ipvs_udp_timeout_ms;
 	if (c->has_sync_period)
 		o->sync_ms = c->sync_period_ms;
 	if (c->has_min_sync_period)
@@ -252,6 +278,21 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_MASQ_ALL: o->masquerade_all = true; break;
 		case OPT_SCHED: o->scheduler = optarg; break;
 		case OPT_CLEANUP: o->cleanup = true; break;
+		case OPT_STRICT_ARP: o->strict_arp = true; break;
+		case OPT_IPVS_TCP:
+		case OPT_IPVS_TCPFIN:
+		case OPT_IPVS_UDP: {
+			uint32_t *dst = c == OPT_IPVS_TCP ? &o->ipvs_tcp_ms :
+					c == OPT_IPVS_TCPFIN ? &o->ipvs_tcpfin_ms : &o->ipvs_udp_ms;
+
+			if (kp_parse_duration(optarg, dst) < 0) {
+				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a duration\n",
+					c == OPT_IPVS_TCP ? "ipvs-tcp-timeout" : c == OPT_IPVS_TCPFIN ?
+					"ipvs-tcpfin-timeout" : "ipvs-udp-timeout", optarg);
+				return -EINVAL;
+			}
+			break;
+		}
 		case OPT_SOCKET: o->control_socket = optarg; break;
 		case OPT_HEALTHZ: o->healthz_address = optarg; break;
 		case OPT_METRICS: o->metrics_address = optarg; break;
@@ -375,7 +416,31 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int select_backend(struct kp_ctx *ctx, const struct options *o)
+extern char **environ;
+
+/*
+ * IPVS mode needs kernel modules that nothing loads on demand (ip_tables for the
+ * iptables socket options; the rest load on first use but are listed as kube-proxy's
+ * IPVS mode loads them). Runs "modprobe -q -a ..." once and waits; a failure only shows
+ * as the data plane's own error afterwards.
+ */
+static void load_ipvs_modules(const char *sched)
+{
+	char sched_mod[32];
+	char *argv[] = { "modprobe", "-q", "-a", "ip_vs", sched_mod, "nf_conntrack",
+			 "ip_tables", "iptable_nat", "iptable_filter", "ip6_tables",
+			 "ip6table_nat", "ip6table_filter", "ip_set", "xt_set", "dummy", NULL };
+	pid_t pid;
+	int status;
+
+	snprintf(sched_mod, sizeof(sched_mod), "ip_vs_%s", sched && *sched ? sched : "rr");
+	if (posix_spawnp(&pid, "modprobe", NULL, NULL, argv, environ) != 0)
+		return;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
+static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
 	struct kp_config cfg = {
 		.cluster_cidr = o->cluster_cidr,
@@ -383,6 +448,16 @@ static int select_backend(struct kp_ctx *ctx, const struct options *o)
 		.scheduler = o->scheduler,
 		.extra = o->backend_extra[0] ? o->backend_extra : NULL,
 	};
+
+	if (!strcmp(o->proxy_mode, "ipvs")) {
+		/* timeouts go to the kernel in whole seconds, as ipvsadm --set takes them */
+		snprintf(o->ipvs_extra, sizeof(o->ipvs_extra), "strict-arp=%d,tcp-timeout=%u,"
+			 "tcpfin-timeout=%u,udp-timeout=%u", o->strict_arp, o->ipvs_tcp_ms / 1000,
+			 o->ipvs_tcpfin_ms / 1000, o->ipvs_udp_ms / 1000);
+		cfg.extra = o->ipvs_extra;
+		if (!o->dry_run)
+			load_ipvs_modules(o->scheduler);
+	}
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
 	bool known = false;
 	int r;

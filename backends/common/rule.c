@@ -22,6 +22,7 @@
 #include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_recent.h>
 #include <linux/netfilter/xt_sctp.h>
+#include <linux/netfilter/xt_set.h>
 #include <linux/netfilter/xt_statistic.h>
 #include <linux/netfilter/xt_tcpudp.h>
 #include <linux/netfilter_ipv4/ipt_REJECT.h>
@@ -288,6 +289,20 @@ void ipt_rule_ctstate(struct ipt_rule *r, unsigned states)
 		return;
 	c->match_flags = XT_CONNTRACK_STATE;
 	c->state_mask = (uint16_t)states;
+}
+
+void ipt_rule_set_match(struct ipt_rule *r, uint16_t index, unsigned dim, unsigned src_flags,
+			bool invert)
+{
+	/* revision 4, as iptables 1.8.9 writes it and the only one its -save prints back
+	 * ("-m set [unsupported revision]" for 1); the counter comparisons stay NONE */
+	struct xt_set_info_match_v4 *m = add_match(r, "set", 4, sizeof(*m));
+
+	if (!m)
+		return;
+	m->match_set.index = index;
+	m->match_set.dim = (uint8_t)dim;
+	m->match_set.flags = (uint8_t)(src_flags | (invert ? IPSET_INV_MATCH : 0));
 }
 
 void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)

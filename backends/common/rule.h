@@ -42,6 +42,15 @@ void ipt_rule_recent(struct ipt_rule *r, const char *name, bool set, uint32_t se
 void ipt_rule_addrtype_local(struct ipt_rule *r, bool src, bool invert);
 void ipt_rule_mark(struct ipt_rule *r, uint32_t mark, uint32_t mask, bool invert);
 void ipt_rule_ctstate(struct ipt_rule *r, unsigned states);	/* XT_CONNTRACK_STATE_BIT()s */
+/*
+ * -m set [!] --match-set NAME DIRS: set @index (ipset_index()), @dim directions (1-6,
+ * e.g. "dst,dst" is 2), @src_flags the source ones as IPSET_DIM_ONE_SRC << i for
+ * dimension i + 1 (0 for "dst,dst"; IPSET_DIM_THREE_SRC for "dst,dst,src"), @invert adds
+ * IPSET_INV_MATCH. Match revision 4 (struct xt_set_info_match_v4, kernel 4.6+): the one
+ * iptables writes, and the only one iptables-save prints back.
+ */
+void ipt_rule_set_match(struct ipt_rule *r, uint16_t index, unsigned dim, unsigned src_flags,
+			bool invert);
 
 /* targets: exactly one per rule, last */
 void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict);

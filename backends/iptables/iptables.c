@@ -24,6 +24,7 @@
 
 #include "internal.h"
 #include "../common/conntrack.h"
+#include "../common/xtlock.h"
 #include "dispatch.h"
 #include "names.h"
 #include "../common/rule.h"
@@ -1051,59 +1052,18 @@ out_maps:
 	return r;
 }
 
-#define XT_LOCK_PATH "/run/xtables.lock"	/* iptables' own, shared by every tool */
-#define XT_LOCK_WAIT_MS 5000
-
-/*
- * iptables, ip6tables and iptables-restore hold an flock on /run/xtables.lock from
- * reading a table to writing it back; so does every sync and cleanup here, or a tool
- * editing the table at the same moment could lose its change or ours. Waits up to
- * XT_LOCK_WAIT_MS (iptables -w style). Returns the lock's descriptor or -errno.
- */
-static int xt_lock(struct ipt *ipt)
-{
-	struct timespec pause = { 0, 20 * 1000 * 1000 };
-	int fd = open(XT_LOCK_PATH, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-
-	if (fd < 0) {
-		int r = -errno;
-
-		kp_log(ipt->ctx, KP_LOG_WARN, "iptables: cannot open %s: %s", XT_LOCK_PATH,
-		       kp_strerror(r));
-		return r;
-	}
-	for (int waited = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited += 20) {
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			break;
-		if (waited >= XT_LOCK_WAIT_MS) {
-			kp_log(ipt->ctx, KP_LOG_WARN, "iptables: %s is held by another program "
-			       "for over %d ms; sync postponed", XT_LOCK_PATH, XT_LOCK_WAIT_MS);
-			close(fd);
-			return -EBUSY;
-		}
-		nanosleep(&pause, NULL);
-	}
-	return fd;
-}
-
-static void xt_unlock(int fd)
-{
-	if (fd >= 0)
-		close(fd);	/* drops the flock */
-}
-
 static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipt *ipt = priv;
 	bool localnet = false;
-	int r, lock = xt_lock(ipt);
+	int r, lock = kp_xt_lock(ipt->ctx, "iptables");
 
 	if (lock < 0)
 		return lock;
 	r = sync_family(ipt, ops_for(ipt, AF_INET), want, &localnet);
 	if (!r && ipt->ipv6)
 		r = sync_family(ipt, ops_for(ipt, AF_INET6), want, &localnet);
-	xt_unlock(lock);
+	kp_xt_unlock(lock);
 	if (r < 0)
 		return r;
 	if (localnet)
@@ -1450,14 +1410,14 @@ static int cleanup_family(struct ipt *ipt, const struct tc_ops *ops)
 static int ipt_cleanup(void *priv)
 {
 	struct ipt *ipt = priv;
-	int lock = xt_lock(ipt), r;
+	int lock = kp_xt_lock(ipt->ctx, "iptables"), r;
 
 	if (lock < 0)
 		return lock;
 	r = cleanup_family(ipt, ops_for(ipt, AF_INET));
 	if (!r && ipt->ipv6)
 		r = cleanup_family(ipt, ops_for(ipt, AF_INET6));
-	xt_unlock(lock);
+	kp_xt_unlock(lock);
 	return r;
 }
 

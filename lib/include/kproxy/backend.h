@@ -27,6 +27,14 @@ struct kp_config {
 	const char *extra;		/* backend specific options, or NULL */
 };
 
+/* Per-endpoint figures a backend that balances in the kernel can report (IPVS). */
+struct kp_dest_stats {
+	uint32_t weight;		/* 0: draining, gets no new connections */
+	uint32_t active_conns;
+	uint32_t inactive_conns;
+	uint32_t persist_conns;		/* persistence templates pointing at it */
+};
+
 /* One programmed (frontend, service port) pair, as a backend reports it. */
 struct kp_dump_entry {
 	const char *ns;				/* service namespace */
@@ -39,6 +47,9 @@ struct kp_dump_entry {
 	const struct kp_endpoint *endpoints;	/* borrowed for the call */
 	size_t n_endpoints;
 	const char *detail;			/* backend specific text (chain, scheduler), or NULL */
+	/* parallel to @endpoints, or NULL when the backend has no such figures; added in
+	 * 0.x after @detail, so read it only from a library that sets it */
+	const struct kp_dest_stats *dest_stats;
 };
 
 /**

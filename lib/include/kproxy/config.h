@@ -30,6 +30,9 @@ struct kp_proxy_config {
 	uint32_t sync_period_ms;	/* syncPeriod or iptables.syncPeriod */
 	uint32_t min_sync_period_ms;	/* minSyncPeriod or iptables.minSyncPeriod */
 	bool has_sync_period, has_min_sync_period;
+	/* ipvs.strictARP; ipvs.tcpTimeout, tcpFinTimeout, udpTimeout (0 when unset) */
+	bool strict_arp, has_strict_arp;
+	uint32_t ipvs_tcp_timeout_ms, ipvs_tcpfin_timeout_ms, ipvs_udp_timeout_ms;
 };
 
 /* Called once per field the file has and kproxyd does not use ("a.b.c"). */
