@@ -477,8 +477,9 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 		return r;
 	}
 	if (r < 0)
-		kpd_err("--proxy-mode %s: cannot initialise the data plane: %s", o->proxy_mode,
-			kp_strerror(r));
+		kpd_err("--proxy-mode %s: cannot initialise the data plane: %s%s", o->proxy_mode,
+			kp_strerror(r), r == -EPROTONOSUPPORT && !strcmp(o->proxy_mode, "ipvs") ?
+			" (this kernel has no IPVS: the ip_vs module is missing)" : "");
 	return r;
 }
 

@@ -275,11 +275,24 @@ def test_flags():
                        timeout=DEADLINE)
     ok(r.returncode == 1 and "/nonexistent" in r.stderr, "a missing directory is an error",
        r.stderr)
-    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "ipvs",
+    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "userspace",
                         "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 1 and "--dry-run" in r.stderr,
        "a data plane not built yet is refused with a hint", r.stderr)
+    if os.geteuid() == 0 and not os.path.exists("/proc/net/ip_vs"):
+        # this machine's kernel has no IPVS (the IPVS tests run in a qemu guest)
+        ns = "kpdry%d" % os.getpid()
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        try:
+            r = subprocess.run(["ip", "netns", "exec", ns, KPROXYD, "--manifests", "/tmp",
+                                "--proxy-mode", "ipvs", "--control-socket",
+                                tempfile.mktemp(prefix="sock-", dir=BASE)],
+                               capture_output=True, text=True, timeout=DEADLINE)
+        finally:
+            subprocess.run(["ip", "netns", "del", ns])
+        ok(r.returncode == 1 and "this kernel has no IPVS" in r.stderr,
+           "--proxy-mode ipvs on a kernel without IPVS fails at start, saying why", r.stderr)
 
 
 def test_examples():
