@@ -14,7 +14,9 @@
  * It flushes the IPVS table (ipvsadm -C) and leaves it empty; the timing runs in
  * namespaces of its own.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
