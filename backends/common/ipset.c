@@ -44,48 +44,46 @@
 #define NETLINK_CAP_ACK 10
 #endif
 
-#define BATCH_LIMIT	(64 * 1024)	/* bytes of requests per sendmsg() */
-#define MSG_MAX		1024		/* bigger than any request we build */
-#define RECV_SIZE	(32 * 1024)	/* one recv(): up to a dump skb */
-#define RCVBUF_WANT	(8 * 1024 * 1024)
-#define ACK_TRUESIZE	2048		/* generous kernel memory charge of one ack */
-#define MAX_READS	(1u << 24)	/* bound on recv() calls for one answer */
+#define BATCH_LIMIT  (64 * 1024) /* bytes of requests per sendmsg() */
+#define MSG_MAX	     1024	 /* bigger than any request we build */
+#define RECV_SIZE    (32 * 1024) /* one recv(): up to a dump skb */
+#define RCVBUF_WANT  (8 * 1024 * 1024)
+#define ACK_TRUESIZE 2048	/* generous kernel memory charge of one ack */
+#define MAX_READS    (1u << 24) /* bound on recv() calls for one answer */
 
 enum set_kind {
-	KIND_IP_PORT,		/* hash:ip,port */
-	KIND_IP_PORT_IP,	/* hash:ip,port,ip */
-	KIND_IP_PORT_NET,	/* hash:ip,port,net */
-	KIND_NET,		/* hash:net */
-	KIND_BITMAP_PORT,	/* bitmap:port */
+	KIND_IP_PORT,	  /* hash:ip,port */
+	KIND_IP_PORT_IP,  /* hash:ip,port,ip */
+	KIND_IP_PORT_NET, /* hash:ip,port,net */
+	KIND_NET,	  /* hash:net */
+	KIND_BITMAP_PORT, /* bitmap:port */
 	N_KINDS
 };
 
 static const char *const kind_names[N_KINDS] = {
-	[KIND_IP_PORT] = "hash:ip,port",
-	[KIND_IP_PORT_IP] = "hash:ip,port,ip",
-	[KIND_IP_PORT_NET] = "hash:ip,port,net",
-	[KIND_NET] = "hash:net",
+	[KIND_IP_PORT] = "hash:ip,port",	 [KIND_IP_PORT_IP] = "hash:ip,port,ip",
+	[KIND_IP_PORT_NET] = "hash:ip,port,net", [KIND_NET] = "hash:net",
 	[KIND_BITMAP_PORT] = "bitmap:port",
 };
 
 struct set_type {
-	char name[IPSET_MAXNAMELEN];	/* set name */
+	char name[IPSET_MAXNAMELEN]; /* set name */
 	enum set_kind kind;
-	uint8_t family;			/* NFPROTO_* the set was created for */
+	uint8_t family; /* NFPROTO_* the set was created for */
 };
 
 struct ipset_nl {
 	struct mnl_socket *sock;
 	uint32_t portid;
 	uint32_t seq;
-	uint8_t protocol;		/* IPSET_PROTOCOL we speak with this kernel */
-	unsigned max_per_send;		/* requests whose acks fit the receive buffer */
-	char *buf;			/* BATCH_LIMIT + MSG_MAX: requests being built */
-	struct mnl_nlmsg_batch *batch;	/* non-NULL between batch_begin and batch_end */
-	unsigned n_queued;		/* requests in @batch */
-	int batch_err;			/* failure of the earliest failing request ... */
-	uint32_t batch_err_seq;		/* ... in the current batch, and its sequence */
-	struct set_type *types;		/* cache of set name -> type */
+	uint8_t protocol;	       /* IPSET_PROTOCOL we speak with this kernel */
+	unsigned max_per_send;	       /* requests whose acks fit the receive buffer */
+	char *buf;		       /* BATCH_LIMIT + MSG_MAX: requests being built */
+	struct mnl_nlmsg_batch *batch; /* non-NULL between batch_begin and batch_end */
+	unsigned n_queued;	       /* requests in @batch */
+	int batch_err;		       /* failure of the earliest failing request ... */
+	uint32_t batch_err_seq;	       /* ... in the current batch, and its sequence */
+	struct set_type *types;	       /* cache of set name -> type */
 	size_t n_types, cap_types;
 };
 
@@ -96,34 +94,34 @@ enum attr_kind { A_U8, A_U16, A_U32, A_STR, A_NEST, A_BIN };
 struct attr_policy {
 	uint16_t type;
 	enum attr_kind kind;
-	uint16_t len;		/* A_BIN: exact payload length */
+	uint16_t len; /* A_BIN: exact payload length */
 };
 
 static const struct attr_policy policy_cmd[] = {
-	{ IPSET_ATTR_PROTOCOL, A_U8, 0 },	{ IPSET_ATTR_SETNAME, A_STR, 0 },
-	{ IPSET_ATTR_TYPENAME, A_STR, 0 },	{ IPSET_ATTR_REVISION, A_U8, 0 },
-	{ IPSET_ATTR_FAMILY, A_U8, 0 },		{ IPSET_ATTR_DATA, A_NEST, 0 },
-	{ IPSET_ATTR_ADT, A_NEST, 0 },		{ IPSET_ATTR_PROTOCOL_MIN, A_U8, 0 },
-	{ IPSET_ATTR_INDEX, A_U16, 0 },
+	{IPSET_ATTR_PROTOCOL, A_U8, 0},	 {IPSET_ATTR_SETNAME, A_STR, 0},
+	{IPSET_ATTR_TYPENAME, A_STR, 0}, {IPSET_ATTR_REVISION, A_U8, 0},
+	{IPSET_ATTR_FAMILY, A_U8, 0},	 {IPSET_ATTR_DATA, A_NEST, 0},
+	{IPSET_ATTR_ADT, A_NEST, 0},	 {IPSET_ATTR_PROTOCOL_MIN, A_U8, 0},
+	{IPSET_ATTR_INDEX, A_U16, 0},
 };
 
 static const struct attr_policy policy_entry[] = {
-	{ IPSET_ATTR_IP, A_NEST, 0 },		{ IPSET_ATTR_IP2, A_NEST, 0 },
-	{ IPSET_ATTR_CIDR, A_U8, 0 },		{ IPSET_ATTR_CIDR2, A_U8, 0 },
-	{ IPSET_ATTR_PORT, A_U16, 0 },		{ IPSET_ATTR_PROTO, A_U8, 0 },
-	{ IPSET_ATTR_TIMEOUT, A_U32, 0 },	{ IPSET_ATTR_CADT_FLAGS, A_U32, 0 },
+	{IPSET_ATTR_IP, A_NEST, 0},	{IPSET_ATTR_IP2, A_NEST, 0},
+	{IPSET_ATTR_CIDR, A_U8, 0},	{IPSET_ATTR_CIDR2, A_U8, 0},
+	{IPSET_ATTR_PORT, A_U16, 0},	{IPSET_ATTR_PROTO, A_U8, 0},
+	{IPSET_ATTR_TIMEOUT, A_U32, 0}, {IPSET_ATTR_CADT_FLAGS, A_U32, 0},
 };
 
 static const struct attr_policy policy_ip[] = {
-	{ IPSET_ATTR_IPADDR_IPV4, A_BIN, 4 },	{ IPSET_ATTR_IPADDR_IPV6, A_BIN, 16 },
+	{IPSET_ATTR_IPADDR_IPV4, A_BIN, 4},
+	{IPSET_ATTR_IPADDR_IPV6, A_BIN, 16},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Whether @a fits its policy entry; attribute types not in @p are accepted (and
  * ignored by the callers), types above @max are not. */
-static bool attr_ok(const struct nlattr *a, uint16_t max, const struct attr_policy *p,
-		    size_t n)
+static bool attr_ok(const struct nlattr *a, uint16_t max, const struct attr_policy *p, size_t n)
 {
 	uint16_t type = mnl_attr_get_type(a);
 
@@ -166,14 +164,14 @@ static int map_err(int err, enum set_kind kind)
 	case IPSET_ERR_BUSY:
 	case IPSET_ERR_REFERENCED:
 		return -EBUSY;
-	case IPSET_ERR_EXIST_SETNAME2:	/* swap: the second set is missing */
+	case IPSET_ERR_EXIST_SETNAME2: /* swap: the second set is missing */
 		return -ENOENT;
 	case IPSET_ERR_EXIST:
 		return -EEXIST;
-	case IPSET_ERR_TYPE_SPECIFIC:	/* hash: full; bitmap: port out of range */
+	case IPSET_ERR_TYPE_SPECIFIC: /* hash: full; bitmap: port out of range */
 		return kind == KIND_BITMAP_PORT ? -ERANGE : -ENOSPC;
 	default:
-		if (err >= IPSET_ERR_PRIVATE)	/* mismatch, bad cidr, family, ... */
+		if (err >= IPSET_ERR_PRIVATE) /* mismatch, bad cidr, family, ... */
 			return -EINVAL;
 		return -err;
 	}
@@ -190,7 +188,7 @@ static struct nlmsghdr *put_msg(struct ipset_nl *nl, char *buf, uint8_t cmd, uin
 	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
 	nlh->nlmsg_seq = ++nl->seq;
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = NFPROTO_IPV4;	/* as ipset(8); the set's family is an attribute */
+	nfg->nfgen_family = NFPROTO_IPV4; /* as ipset(8); the set's family is an attribute */
 	nfg->version = NFNETLINK_V0;
 	nfg->res_id = 0;
 	mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, nl->protocol);
@@ -221,7 +219,7 @@ static int talk(struct ipset_nl *nl, struct nlmsghdr *req, reply_fn fn, void *da
 		return -errno;
 	buf = malloc(RECV_SIZE);
 	if (!buf)
-		return -ENOMEM;	/* the answer stays queued; later requests skip it */
+		return -ENOMEM; /* the answer stays queued; later requests skip it */
 	for (unsigned reads = 0; reads < MAX_READS; reads++) {
 		ssize_t n = mnl_socket_recvfrom(nl->sock, buf, RECV_SIZE);
 		const struct nlmsghdr *nlh = (const void *)buf;
@@ -233,7 +231,7 @@ static int talk(struct ipset_nl *nl, struct nlmsghdr *req, reply_fn fn, void *da
 		}
 		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != nl->portid)
-				continue;	/* left over from an earlier request */
+				continue; /* left over from an earlier request */
 			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE) {
 				const int *err = mnl_nlmsg_get_payload(nlh);
 
@@ -257,7 +255,8 @@ static int protocol_cb(const struct nlmsghdr *nlh, void *data)
 	uint8_t *proto = data;
 	const struct nlattr *a;
 
-	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+	{
 		if (!attr_ok(a, IPSET_ATTR_CMD_MAX, policy_cmd, N(policy_cmd)))
 			return -EPROTO;
 		if (mnl_attr_get_type(a) == IPSET_ATTR_PROTOCOL)
@@ -298,18 +297,16 @@ int ipset_open(struct ipset_nl **ret)
 	mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
 	if (setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUFFORCE, &size,
 		       sizeof(size)) < 0)
-		setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUF, &size,
-			   sizeof(size));
+		setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	if (getsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUF, &size, &sl) < 0)
 		size = 0;
 	nl->max_per_send = size / ACK_TRUESIZE > 16 ? (unsigned)size / ACK_TRUESIZE : 16;
 	nl->seq = (uint32_t)getpid() << 16;
 
 	nl->protocol = IPSET_PROTOCOL;
-	r = talk(nl, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb,
-		 &kernel_proto);
+	r = talk(nl, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb, &kernel_proto);
 	if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOENT) {
-		r = -EPROTONOSUPPORT;	/* no ip_set subsystem (and no module to load) */
+		r = -EPROTONOSUPPORT; /* no ip_set subsystem (and no module to load) */
 		goto out_close;
 	}
 	if (r < 0) {
@@ -384,7 +381,8 @@ static int header_cb(const struct nlmsghdr *nlh, void *data)
 	struct header *h = data;
 	const struct nlattr *a;
 
-	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+	{
 		if (!attr_ok(a, IPSET_ATTR_CMD_MAX, policy_cmd, N(policy_cmd)))
 			return -EPROTO;
 		switch (mnl_attr_get_type(a)) {
@@ -435,7 +433,7 @@ static int type_get(struct ipset_nl *nl, const char *name, const struct set_type
 		return r;
 	kind = kind_of(h.typename);
 	if (kind < 0)
-		return -EOPNOTSUPP;	/* a set of a type we do not program */
+		return -EOPNOTSUPP; /* a set of a type we do not program */
 	if (nl->n_types == nl->cap_types) {
 		size_t cap = nl->cap_types ? nl->cap_types * 2 : 16;
 		struct set_type *v = realloc(nl->types, cap * sizeof(*v));
@@ -464,7 +462,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 	uint8_t nfproto;
 	int kind, r;
 
-	if (!nl || !name_ok(name) || !type || (kind = kind_of(type)) < 0)
+	if (!nl || nl->batch || !name_ok(name) || !type || (kind = kind_of(type)) < 0)
 		return -EINVAL;
 	if (kind == KIND_BITMAP_PORT)
 		nfproto = NFPROTO_UNSPEC;
@@ -504,8 +502,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 		r = get_header(nl, name, &h);
 		if (r < 0)
 			return r;
-		if (strcmp(h.typename, type) ||
-		    (kind != KIND_BITMAP_PORT && h.family != nfproto))
+		if (strcmp(h.typename, type) || (kind != KIND_BITMAP_PORT && h.family != nfproto))
 			return -EEXIST;
 		return 0;
 	}
@@ -513,15 +510,14 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 }
 
 /* A command naming one or two sets, answered by an ack only. */
-static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *a,
-		  const char *b)
+static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *a, const char *b)
 {
 	char buf[MSG_MAX];
 	struct nlmsghdr *nlh;
 	int r;
 
 	/* a missing name would make destroy and flush act on every set */
-	if (!nl || !name_ok(a) || (cmd == IPSET_CMD_SWAP && !name_ok(b)))
+	if (!nl || nl->batch || !name_ok(a) || (cmd == IPSET_CMD_SWAP && !name_ok(b)))
 		return -EINVAL;
 	nlh = put_msg(nl, buf, cmd, NLM_F_ACK | flags);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, a);
@@ -533,7 +529,7 @@ static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *
 
 int ipset_destroy(struct ipset_nl *nl, const char *name)
 {
-	int r = simple(nl, IPSET_CMD_DESTROY, NLM_F_EXCL, name, NULL);	/* EXCL: -ENOENT */
+	int r = simple(nl, IPSET_CMD_DESTROY, NLM_F_EXCL, name, NULL); /* EXCL: -ENOENT */
 
 	if (r == 0 || r == -ENOENT)
 		type_forget(nl, name);
@@ -589,8 +585,7 @@ static int put_entry(struct nlmsghdr *nlh, const struct set_type *t, const struc
 
 	if (t->kind != KIND_BITMAP_PORT && e->addr.family != want)
 		return -EINVAL;
-	if ((t->kind == KIND_IP_PORT_IP || t->kind == KIND_IP_PORT_NET) &&
-	    e->addr2.family != want)
+	if ((t->kind == KIND_IP_PORT_IP || t->kind == KIND_IP_PORT_NET) && e->addr2.family != want)
 		return -EINVAL;
 	if ((t->kind == KIND_NET && e->cidr > full_len(&e->addr)) ||
 	    (t->kind == KIND_IP_PORT_NET && e->cidr2 > full_len(&e->addr2)))
@@ -650,8 +645,7 @@ static int batch_flush(struct ipset_nl *nl, size_t size, unsigned n)
 	if (!n)
 		return 0;
 	/* sequence numbers rise but may skip those of requests sent meanwhile */
-	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest);
-	     m = mnl_nlmsg_next(m, &rest))
+	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest); m = mnl_nlmsg_next(m, &rest))
 		last = m;
 	span = last->nlmsg_seq - seq0;
 	if (mnl_socket_sendto(nl->sock, first, size) < 0)
@@ -662,7 +656,7 @@ static int batch_flush(struct ipset_nl *nl, size_t size, unsigned n)
 		int len = (int)got;
 
 		if (got < 0)
-			return -errno;	/* -ENOBUFS: acks were lost */
+			return -errno; /* -ENOBUFS: acks were lost */
 		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 			int r;
@@ -729,7 +723,7 @@ static int adt(struct ipset_nl *nl, uint8_t cmd, const char *name, const struct 
 	return r == -EEXIST ? 0 : r;
 
 fail:
-	if (nl->batch) {	/* a batch reports its first failure at the end */
+	if (nl->batch) { /* a batch reports its first failure at the end */
 		if (r < 0)
 			batch_fail(nl, ++nl->seq, r);
 		return 0;
@@ -780,7 +774,7 @@ int ipset_batch_end(struct ipset_nl *nl)
 struct list_walk {
 	int (*fn)(const struct ipset_entry *e, void *userdata);
 	void *userdata;
-	int ret;		/* what fn returned to stop, or a decoding error */
+	int ret; /* what fn returned to stop, or a decoding error */
 };
 
 static int addr_cb(const struct nlattr *a, void *data)
@@ -834,12 +828,14 @@ static int list_cb(const struct nlmsghdr *nlh, void *data)
 	struct list_walk *w = data;
 	const struct nlattr *a, *d;
 
-	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+	mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+	{
 		if (!attr_ok(a, IPSET_ATTR_CMD_MAX, policy_cmd, N(policy_cmd)))
 			return w->ret = -EPROTO;
 		if (mnl_attr_get_type(a) != IPSET_ATTR_ADT)
-			continue;	/* the header's DATA holds create parameters */
-		mnl_attr_for_each_nested(d, a) {
+			continue; /* the header's DATA holds create parameters */
+		mnl_attr_for_each_nested(d, a)
+		{
 			struct ipset_entry e;
 			int r;
 
@@ -861,7 +857,7 @@ int ipset_list(struct ipset_nl *nl, const char *name,
 	       int (*fn)(const struct ipset_entry *e, void *userdata), void *userdata)
 {
 	char buf[MSG_MAX];
-	struct list_walk w = { fn, userdata, 0 };
+	struct list_walk w = {fn, userdata, 0};
 	struct nlmsghdr *nlh;
 	int r;
 
@@ -880,8 +876,8 @@ int ipset_list(struct ipset_nl *nl, const char *name,
 
 int ipset_index(const char *name, uint16_t *ret_index)
 {
-	struct ip_set_req_version ver = { .op = IP_SET_OP_VERSION, .version = IPSET_PROTOCOL };
-	struct ip_set_req_get_set req = { .op = IP_SET_OP_GET_BYNAME };
+	struct ip_set_req_version ver = {.op = IP_SET_OP_VERSION, .version = IPSET_PROTOCOL};
+	struct ip_set_req_get_set req = {.op = IP_SET_OP_GET_BYNAME};
 	socklen_t len = sizeof(ver);
 	int fd, r = 0;
 

@@ -41,23 +41,23 @@
 #define NETLINK_GET_STRICT_CHK 12
 #endif
 
-#define BATCH_LIMIT	(64 * 1024)	/* bytes of requests per sendmsg() */
-#define MSG_MAX		1024		/* bigger than any request we build */
-#define RECV_SIZE	(32 * 1024)	/* one recv(): a dump skb or a link message */
-#define RCVBUF_WANT	(8 * 1024 * 1024)
-#define ACK_TRUESIZE	2048		/* generous kernel memory charge of one ack */
-#define MAX_READS	(1u << 24)	/* bound on recv() calls for one answer */
+#define BATCH_LIMIT  (64 * 1024) /* bytes of requests per sendmsg() */
+#define MSG_MAX	     1024	 /* bigger than any request we build */
+#define RECV_SIZE    (32 * 1024) /* one recv(): a dump skb or a link message */
+#define RCVBUF_WANT  (8 * 1024 * 1024)
+#define ACK_TRUESIZE 2048	/* generous kernel memory charge of one ack */
+#define MAX_READS    (1u << 24) /* bound on recv() calls for one answer */
 
 struct rtnl {
 	struct mnl_socket *sock;
 	uint32_t portid;
 	uint32_t seq;
-	unsigned max_per_send;		/* requests whose acks fit the receive buffer */
-	char *buf;			/* BATCH_LIMIT + MSG_MAX: requests being built */
-	struct mnl_nlmsg_batch *batch;	/* non-NULL between batch_begin and batch_end */
-	unsigned n_queued;		/* requests in @batch */
-	int batch_err;			/* failure of the earliest failing request ... */
-	uint32_t batch_err_seq;		/* ... in the current batch, and its sequence */
+	unsigned max_per_send;	       /* requests whose acks fit the receive buffer */
+	char *buf;		       /* BATCH_LIMIT + MSG_MAX: requests being built */
+	struct mnl_nlmsg_batch *batch; /* non-NULL between batch_begin and batch_end */
+	unsigned n_queued;	       /* requests in @batch */
+	int batch_err;		       /* failure of the earliest failing request ... */
+	uint32_t batch_err_seq;	       /* ... in the current batch, and its sequence */
 };
 
 int rtnl_open(struct rtnl **ret)
@@ -91,8 +91,7 @@ int rtnl_open(struct rtnl **ret)
 	mnl_socket_setsockopt(rt->sock, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
 	if (setsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUFFORCE, &size,
 		       sizeof(size)) < 0)
-		setsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUF, &size,
-			   sizeof(size));
+		setsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	if (getsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUF, &size, &sl) < 0)
 		size = 0;
 	rt->max_per_send = size / ACK_TRUESIZE > 16 ? (unsigned)size / ACK_TRUESIZE : 16;
@@ -149,7 +148,7 @@ static int talk(struct rtnl *rt, struct nlmsghdr *req, reply_fn fn, void *data)
 		return -errno;
 	buf = malloc(RECV_SIZE);
 	if (!buf)
-		return -ENOMEM;	/* the answer stays queued; later requests skip it */
+		return -ENOMEM; /* the answer stays queued; later requests skip it */
 	for (unsigned reads = 0; reads < MAX_READS; reads++) {
 		ssize_t n = mnl_socket_recvfrom(rt->sock, buf, RECV_SIZE);
 		const struct nlmsghdr *nlh = (const void *)buf;
@@ -161,7 +160,7 @@ static int talk(struct rtnl *rt, struct nlmsghdr *req, reply_fn fn, void *data)
 		}
 		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != rt->portid)
-				continue;	/* left over from an earlier request */
+				continue; /* left over from an earlier request */
 			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE) {
 				const int *err = mnl_nlmsg_get_payload(nlh);
 
@@ -197,7 +196,7 @@ static int linkinfo_cb(const struct nlattr *a, void *data)
 	struct link_info *li = data;
 
 	if (mnl_attr_type_valid(a, IFLA_INFO_MAX) < 0)
-		return MNL_CB_OK;	/* newer attribute: not ours */
+		return MNL_CB_OK; /* newer attribute: not ours */
 	if (mnl_attr_get_type(a) == IFLA_INFO_KIND) {
 		if (mnl_attr_validate(a, MNL_TYPE_STRING) < 0)
 			return MNL_CB_ERROR;
@@ -218,7 +217,8 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 	if (nlh->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(nlh) < sizeof(*ifi))
 		return -EPROTO;
 	li->ifindex = ifi->ifi_index;
-	mnl_attr_for_each(a, nlh, sizeof(*ifi)) {
+	mnl_attr_for_each(a, nlh, sizeof(*ifi))
+	{
 		if (mnl_attr_get_type(a) != IFLA_LINKINFO)
 			continue;
 		if (mnl_attr_validate(a, MNL_TYPE_NESTED) < 0 ||
@@ -322,14 +322,15 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
 	struct addr_walk *w = data;
 	const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
 	const struct nlattr *a, *local = NULL, *address = NULL;
-	struct kp_addr addr = { .family = 0 };
+	struct kp_addr addr = {.family = 0};
 
 	if (nlh->nlmsg_type != RTM_NEWADDR || mnl_nlmsg_get_payload_len(nlh) < sizeof(*ifa))
 		return -EPROTO;
 	if ((int)ifa->ifa_index != w->ifindex ||
 	    (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
 		return 0;
-	mnl_attr_for_each(a, nlh, sizeof(*ifa)) {
+	mnl_attr_for_each(a, nlh, sizeof(*ifa))
+	{
 		uint16_t type = mnl_attr_get_type(a);
 
 		if (type != IFA_LOCAL && type != IFA_ADDRESS)
@@ -351,11 +352,11 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
 	return w->fn(&addr, w->userdata);
 }
 
-int rtnl_addr_list(struct rtnl *rt, int ifindex,
-		   int (*fn)(const struct kp_addr *a, void *userdata), void *userdata)
+int rtnl_addr_list(struct rtnl *rt, int ifindex, int (*fn)(const struct kp_addr *a, void *userdata),
+		   void *userdata)
 {
 	char buf[MSG_MAX];
-	struct addr_walk w = { ifindex, fn, userdata };
+	struct addr_walk w = {ifindex, fn, userdata};
 	struct nlmsghdr *nlh;
 	struct ifaddrmsg *ifa;
 
@@ -364,7 +365,7 @@ int rtnl_addr_list(struct rtnl *rt, int ifindex,
 	nlh = put_msg(rt, buf, RTM_GETADDR, NLM_F_DUMP);
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = AF_UNSPEC;
-	ifa->ifa_index = (unsigned)ifindex;	/* honoured with NETLINK_GET_STRICT_CHK */
+	ifa->ifa_index = (unsigned)ifindex; /* honoured with NETLINK_GET_STRICT_CHK */
 	return talk(rt, nlh, addr_cb, &w);
 }
 
@@ -403,8 +404,7 @@ static int batch_flush(struct rtnl *rt, size_t size, unsigned n)
 	if (!n)
 		return 0;
 	/* sequence numbers rise but may skip those of requests sent meanwhile */
-	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest);
-	     m = mnl_nlmsg_next(m, &rest))
+	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest); m = mnl_nlmsg_next(m, &rest))
 		last = m;
 	span = last->nlmsg_seq - seq0;
 	if (mnl_socket_sendto(rt->sock, first, size) < 0)
@@ -415,7 +415,7 @@ static int batch_flush(struct rtnl *rt, size_t size, unsigned n)
 		int len = (int)got;
 
 		if (got < 0)
-			return -errno;	/* -ENOBUFS: acks were lost */
+			return -errno; /* -ENOBUFS: acks were lost */
 		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
 			int r;
@@ -470,12 +470,12 @@ static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct
 	ifa->ifa_flags = a->family == AF_INET6 ? IFA_F_NODAD : 0;
 	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
 	ifa->ifa_index = (unsigned)ifindex;
-	mnl_attr_put(nlh, IFA_LOCAL, addr_len(a->family), &a->v4);	/* v4/v6 share */
+	mnl_attr_put(nlh, IFA_LOCAL, addr_len(a->family), &a->v4); /* v4/v6 share */
 	mnl_attr_put(nlh, IFA_ADDRESS, addr_len(a->family), &a->v4);
 	if (!rt->batch)
 		return addr_err(type, talk(rt, nlh, NULL, NULL));
 	r = batch_queue(rt);
-	if (r < 0)	/* lost acks: count it after what was sent */
+	if (r < 0) /* lost acks: count it after what was sent */
 		batch_fail(rt, ++rt->seq, r);
 	return 0;
 }

@@ -37,9 +37,11 @@ int rtnl_addr_list(struct rtnl *rt, int ifindex,
 
 /*
  * Address changes. Without a batch each call waits for its ack: 0 or negative errno
- * (adding an address already there and deleting one not there both return 0).
- * Between begin and end they queue; end sends and reads every ack; returns 0 or the
- * first real failure (the rest still run).
+ * (adding an address already there and deleting one not there both return 0; a missing
+ * @ifindex is -ENODEV).
+ * Between begin and end they queue (and return 0; bad arguments still -EINVAL); end sends
+ * and reads every ack; returns 0 or the failure of the earliest failing call (the rest
+ * still run). Only address changes may be made inside a batch.
  */
 int rtnl_addr_add(struct rtnl *rt, int ifindex, const struct kp_addr *a);
 int rtnl_addr_del(struct rtnl *rt, int ifindex, const struct kp_addr *a);
