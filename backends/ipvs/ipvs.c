@@ -55,6 +55,7 @@ struct vs {
 	enum kp_protocol proto;
 	size_t n_dests;
 	struct ipvs_dest *dests;	/* sorted by address, port */
+	bool *local;			/* per dest: the endpoint runs on this node */
 };
 
 /* One virtual server to reconcile in this sync. */
@@ -131,6 +132,7 @@ static void vs_free(struct vs *v)
 	free(v->name);
 	free(v->port_name);
 	free(v->dests);
+	free(v->local);
 	free(v);
 }
 
@@ -190,7 +192,8 @@ static int want_of(struct ipvs *iv, const struct kp_svc_port *sp, struct vs_list
 		v->name = strdup(kp_svc_port_get_name(sp));
 		v->port_name = strdup(kp_svc_port_get_port_name(sp));
 		v->dests = n_eps ? calloc(n_eps, sizeof(*v->dests)) : NULL;
-		if (!v->ns || !v->name || !v->port_name || (n_eps && !v->dests))
+		v->local = n_eps ? calloc(n_eps, sizeof(*v->local)) : NULL;
+		if (!v->ns || !v->name || !v->port_name || (n_eps && (!v->dests || !v->local)))
 			return -ENOMEM;
 		v->kind = fe->kind;
 		v->proto = kp_svc_port_get_protocol(sp);
@@ -211,6 +214,7 @@ static int want_of(struct ipvs *iv, const struct kp_svc_port *sp, struct vs_list
 			v->dests[j].port = eps[j].port;
 			v->dests[j].fwd = IP_VS_CONN_F_MASQ;
 			v->dests[j].weight = 1;
+			v->local[j] = eps[j].local;
 		}
 		v->n_dests = n_eps;	/* sorted and de-duplicated by the state */
 	}
@@ -250,11 +254,14 @@ static void vs_entries(struct ipvs *iv, const struct vs *v, int delta, use_fn fn
 		   v->svc.protocol == IPPROTO_SCTP ? SET_NODE_PORT_SCTP : SET_NODE_PORT_TCP, &e, delta);
 	else if (v->kind != KP_FE_NODE_PORT && v->ext_masq)
 		fn(iv, v6, SET_EXTERNAL_IP, &e, delta);
+	/* hairpin: only an endpoint on this node can send to itself through a VIP here
+	 * (kube-proxy's KUBE-LOOP-BACK holds the local endpoints only) */
 	for (size_t i = 0; i < v->n_dests; i++) {
 		struct ipset_entry l = { .addr = v->dests[i].addr, .proto = v->svc.protocol,
 					 .port = v->dests[i].port, .addr2 = v->dests[i].addr };
 
-		fn(iv, v6, SET_LOOP_BACK, &l, delta);
+		if (v->local[i])
+			fn(iv, v6, SET_LOOP_BACK, &l, delta);
 	}
 }
 

@@ -8,9 +8,17 @@
                                   stdin sends it and prints the echo
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
                                   (one conntrack entry); prints each answer
+  client.py conns HOST PORT       many held TCP connections, one command per stdin line,
+                                  one answer line each:
+                                    open       -> "ID ANSWER" (the pod's first line) or
+                                                  "ID ERR <reason> <seconds>"
+                                    send ID X  -> the echo of X, or "ERR <reason>"
+                                    close ID   -> "closed ID" (orderly close, FIN)
+                                    reset ID   -> "reset ID" (close with RST: SO_LINGER 0)
 Every operation has a 2 s time-out; KP_SRC=ADDR binds TCP clients to ADDR."""
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -47,8 +55,46 @@ def main():
                 print(s.recv(2048).decode().strip(), flush=True)
             except OSError as e:
                 print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
+    elif mode == "conns":
+        conns = {}
+        for line in sys.stdin:
+            cmd = line.split(" ", 2)
+            op = cmd[0].strip()
+            if op == "open":
+                cid = len(conns) + 1
+                start = time.monotonic()
+                try:
+                    c = socket.create_connection((host, port), timeout=TIMEOUT,
+                                                 source_address=SOURCE)
+                    conns[cid] = (c, c.makefile("rw"))
+                    print("%d %s" % (cid, conns[cid][1].readline().strip() or "ERR empty 0"),
+                          flush=True)
+                except OSError as e:
+                    conns[cid] = None
+                    print("%d ERR %s %.3f" % (cid, type(e).__name__,
+                                              time.monotonic() - start), flush=True)
+            elif op == "send":
+                c = conns.get(int(cmd[1]))
+                try:
+                    c[1].write(cmd[2].strip() + "\n")
+                    c[1].flush()
+                    print(c[1].readline().strip() or "ERR closed", flush=True)
+                except (OSError, TypeError) as e:
+                    print("ERR %s" % type(e).__name__, flush=True)
+            elif op in ("close", "reset"):
+                c = conns.get(int(cmd[1]))
+                if c:
+                    if op == "reset":
+                        c[0].setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))
+                    c[1].close()
+                    c[0].close()
+                    conns[int(cmd[1])] = None
+                print("%s %s" % ("closed" if op == "close" else "reset", cmd[1].strip()),
+                      flush=True)
     elif mode == "hold":
-        with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+        with socket.create_connection((host, port), timeout=TIMEOUT,
+                                      source_address=SOURCE) as s:
             f = s.makefile("rw")
             print(f.readline().strip(), flush=True)
             for line in sys.stdin:

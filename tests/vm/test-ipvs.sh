@@ -13,13 +13,22 @@ src=$(cd "$here/../.." && pwd)
 if [ -z "${top_builddir:-}" ]; then
 	if [ -x "$PWD/proxy/kproxyd" ]; then top_builddir=$PWD; else top_builddir=$src/build; fi
 fi
-top_builddir=$(cd "$top_builddir" 2>/dev/null && pwd) || {
+abs=$(cd "$top_builddir" 2>/dev/null && pwd) || {
 	echo "Bail out! top_builddir $top_builddir does not exist"; exit 1; }
+top_builddir=$abs
 for f in proxy/kproxyd cli/kproxyctl; do
 	[ -x "$top_builddir/$f" ] || { echo "Bail out! $top_builddir/$f is not built"; exit 1; }
 done
-"$here/run-in-guest" --timeout "${KPROXY_IPVS_TIMEOUT:-900}" -- \
-	env top_builddir="$top_builddir" python3 "$here/test-ipvs.py"
+# bash reads a script as it runs it: a run-in-guest edited during the guest run (a
+# checkout, a commit hook) fails with a syntax error and loses the guest's output. Run a
+# private copy (the same content gives the same cached initrd).
+rig=$(mktemp -d "${TMPDIR:-/tmp}/kp-ipvs-rig.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
+trap 'rm -rf "$rig"' EXIT
+cp "$here/run-in-guest" "$here/guest-init" "$rig/" ||
+	{ echo "Bail out! cannot copy tests/vm/run-in-guest"; exit 1; }
+"$rig/run-in-guest" --timeout "${KPROXY_IPVS_TIMEOUT:-900}" -- \
+	env top_builddir="$top_builddir" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
+	UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" python3 "$here/test-ipvs.py"
 rc=$?
 case $rc in
 0) ;;
