@@ -51,6 +51,13 @@ char *kp_asprintf(const char *fmt, ...) KP_PRINTF(1, 2);	/* NULL on ENOMEM */
 int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b);
 /* Parse "a.b.c.d/n" or "x::/n". Returns 0 or -EINVAL. */
 int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefix);
+/*
+ * Parse a comma-separated CIDR list (--cluster-cidr) into @nets/@prefixes, keeping the
+ * first @max; *ret_n is how many were kept. Returns 0, or -EINVAL with *ret_bad (may be
+ * NULL) pointing at the entry that does not parse.
+ */
+int kp_cidr_list_parse(const char *list, struct kp_addr *nets, uint8_t *prefixes, size_t max,
+		       size_t *ret_n, const char **ret_bad);
 
 /* ---- decoded objects ---- */
 enum kp_obj_kind {

@@ -314,6 +314,35 @@ int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefi
 	return 0;
 }
 
+int kp_cidr_list_parse(const char *list, struct kp_addr *nets, uint8_t *prefixes, size_t max,
+		       size_t *ret_n, const char **ret_bad)
+{
+	size_t n = 0;
+
+	*ret_n = 0;
+	for (const char *p = list; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char one[64];
+		struct kp_addr a;
+		uint8_t prefix;
+
+		if (len >= sizeof(one) ||
+		    (memcpy(one, p, len), one[len] = '\0', kp_cidr_from_str(one, &a, &prefix) < 0)) {
+			if (ret_bad)
+				*ret_bad = p;
+			return -EINVAL;
+		}
+		if (n < max) {
+			nets[n] = a;
+			prefixes[n++] = prefix;
+		}
+		p = comma ? comma + 1 : p + len;
+	}
+	*ret_n = n;
+	return 0;
+}
+
 KP_EXPORT bool kp_addr_equal(const struct kp_addr *a, const struct kp_addr *b)
 {
 	return a && b && kp_addr_cmp(a, b) == 0;

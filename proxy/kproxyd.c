@@ -142,7 +142,8 @@ static const struct option long_opts[] = {
 	{ 0 }
 };
 
-static int parse_cidrs(const char *arg, struct options *o)
+static int parse_cidr_list(const char *arg, struct kp_addr *nets, uint8_t *prefixes,
+			   size_t *n)
 {
 	char *copy = strdup(arg), *save = NULL, *tok;
 	int r = 0;
@@ -154,7 +155,7 @@ static int parse_cidrs(const char *arg, struct options *o)
 		unsigned prefix;
 		char *slash = strchr(tok, '/');
 
-		if (o->n_np_nets == MAX_CIDRS || !slash) {
+		if (*n == MAX_CIDRS || !slash) {
 			r = -EINVAL;
 			break;
 		}
@@ -164,11 +165,16 @@ static int parse_cidrs(const char *arg, struct options *o)
 			r = -EINVAL;
 			break;
 		}
-		o->np_nets[o->n_np_nets] = a;
-		o->np_prefixes[o->n_np_nets++] = (uint8_t)prefix;
+		nets[*n] = a;
+		prefixes[(*n)++] = (uint8_t)prefix;
 	}
 	free(copy);
 	return r;
+}
+
+static int parse_cidrs(const char *arg, struct options *o)
+{
+	return parse_cidr_list(arg, o->np_nets, o->np_prefixes, &o->n_np_nets);
 }
 
 static void config_warn(const char *path, const char *field, void *userdata)
@@ -459,8 +465,18 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 			load_ipvs_modules(o->scheduler);
 	}
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
+	struct kp_addr nets[MAX_CIDRS];
+	uint8_t prefixes[MAX_CIDRS];
+	size_t n_nets = 0;
 	bool known = false;
 	int r;
+
+	if (o->cluster_cidr && *o->cluster_cidr &&
+	    parse_cidr_list(o->cluster_cidr, nets, prefixes, &n_nets) < 0) {
+		kpd_err("--cluster-cidr: \"%s\" is not a comma-separated list of at most %d "
+			"CIDRs", o->cluster_cidr, MAX_CIDRS);
+		return -EINVAL;
+	}
 
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 		known |= strcmp(o->proxy_mode, modes[i]) == 0;

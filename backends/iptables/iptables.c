@@ -1426,7 +1426,7 @@ static int ipt_cleanup(void *priv)
 static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
 {
 	struct ipt *ipt = calloc(1, sizeof(*ipt));
-	char *cidrs, *tok, *save = NULL;
+	const char *bad = "";
 
 	if (!ipt)
 		return -ENOMEM;
@@ -1440,25 +1440,14 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 	ipt->libiptc = getenv("KPROXYD_LIBIPTC") != NULL;	/* for comparisons */
 	ipt_rule_init(&ipt->r, AF_INET);
 	ipt_rule_init(&ipt->scratch, AF_INET);
-	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;
-	for (tok = cidrs ? strtok_r(cidrs, ",", &save) : NULL; tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		struct kp_addr a;
-		uint8_t prefix;
-
-		if (kp_cidr_from_str(tok, &a, &prefix) < 0) {
-			kp_log(ctx, KP_LOG_DEBUG, "iptables: bad cluster CIDR \"%s\"", tok);
-			free(cidrs);
-			ipt_rule_fini(&ipt->r);
-			free(ipt);
-			return -EINVAL;
-		}
-		if (ipt->n_cluster_nets < MAX_CIDRS) {
-			ipt->cluster_nets[ipt->n_cluster_nets] = a;
-			ipt->cluster_prefixes[ipt->n_cluster_nets++] = prefix;
-		}
+	if (kp_cidr_list_parse(cfg->cluster_cidr, ipt->cluster_nets, ipt->cluster_prefixes,
+			       MAX_CIDRS, &ipt->n_cluster_nets, &bad) < 0) {
+		kp_log(ctx, KP_LOG_DEBUG, "iptables: bad cluster CIDR \"%s\"", bad);
+		ipt_rule_fini(&ipt->r);
+		ipt_rule_fini(&ipt->scratch);
+		free(ipt);
+		return -EINVAL;
 	}
-	free(cidrs);
 	/* fail early, with the reason, where the kernel or privileges are missing (a probe
 	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
 	{

@@ -1399,7 +1399,7 @@ static void ipvs_destroy(void *priv)
 static int ipvs_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
 {
 	struct ipvs *iv = calloc(1, sizeof(*iv));
-	char *cidrs, *tok, *save = NULL;
+	const char *bad = "";
 	int r;
 
 	if (!iv)
@@ -1422,24 +1422,12 @@ static int ipvs_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret
 		r = parse_extra(iv, cfg->extra);
 	if (r < 0)
 		goto fail;
-	cidrs = cfg->cluster_cidr ? strdup(cfg->cluster_cidr) : NULL;
-	for (tok = cidrs ? strtok_r(cidrs, ",", &save) : NULL; tok;
-	     tok = strtok_r(NULL, ",", &save)) {
-		struct kp_addr a;
-		uint8_t prefix;
-
-		if (kp_cidr_from_str(tok, &a, &prefix) < 0) {
-			kp_log(ctx, KP_LOG_DEBUG, "ipvs: bad cluster CIDR \"%s\"", tok);
-			free(cidrs);
-			r = -EINVAL;
-			goto fail;
-		}
-		if (iv->n_cluster_nets < MAX_CIDRS) {
-			iv->cluster_nets[iv->n_cluster_nets] = a;
-			iv->cluster_prefixes[iv->n_cluster_nets++] = prefix;
-		}
+	r = kp_cidr_list_parse(cfg->cluster_cidr, iv->cluster_nets, iv->cluster_prefixes,
+			       MAX_CIDRS, &iv->n_cluster_nets, &bad);
+	if (r < 0) {
+		kp_log(ctx, KP_LOG_DEBUG, "ipvs: bad cluster CIDR \"%s\"", bad);
+		goto fail;
 	}
-	free(cidrs);
 	/* fail early, with the reason, where the kernel has no IPVS or we are not root */
 	r = ipvs_nl_open(&iv->nl);
 	if (r < 0) {

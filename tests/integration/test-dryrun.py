@@ -275,6 +275,12 @@ def test_flags():
                        timeout=DEADLINE)
     ok(r.returncode == 1 and "/nonexistent" in r.stderr, "a missing directory is an error",
        r.stderr)
+    r = subprocess.run([KPROXYD, "--dry-run", "--manifests", "/tmp", "--cluster-cidr",
+                        "10.244.0.0/16,bogus", "--control-socket",
+                        tempfile.mktemp(prefix="sock-", dir=BASE)],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode == 1 and "--cluster-cidr" in r.stderr and "bogus" in r.stderr,
+       "a bad --cluster-cidr is refused by name", r.stderr)
     r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "userspace",
                         "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
