@@ -768,11 +768,23 @@ def main():
                           ("sed", test_least), ("nq", test_least)):
             SCHED = sched
             t0 = time.monotonic()
-            k = Kproxyd(topo, mdir, sched)
+            extra = ("--ipvs-strict-arp", "--ipvs-tcp-timeout", "901s",
+                     "--ipvs-tcpfin-timeout", "61s", "--ipvs-udp-timeout", "301s") \
+                if sched == "dh" else ()
+            k = Kproxyd(topo, mdir, sched, *extra)
             if not ok(k.synced, "kproxyd restarts with --ipvs-scheduler %s (%.1f s)"
                       % (sched, time.monotonic() - t0), k.logtail() + "\n" + k.why()):
                 k.stop()
                 continue
+            if extra:
+                tmo = sh("ipvsadm", "-L", "--timeout", ns=topo.node).stdout
+                ok("Timeout (tcp tcpfin udp): 901 61 301" in tmo,
+                   "--ipvs-tcp/tcpfin/udp-timeout set IPVS's timeouts (ipvsadm -L --timeout)",
+                   tmo)
+                arp = [sh("sysctl", "-n", "net.ipv4.conf.all." + k_, ns=topo.node)
+                       .stdout.strip() for k_ in ("arp_ignore", "arp_announce")]
+                ok(arp == ["1", "2"], "--ipvs-strict-arp sets arp_ignore=1 and "
+                   "arp_announce=2", arp)
             if held:
                 echo = held.send(hid, "after-restart")
                 held.end()

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# TAP test for tests/vm/run-in-guest. Boots several guests; not part of
-# "make check". Run as root: tests/vm/test-run-in-guest.sh
+# TAP test for tests/vm/run-in-guest. Boots several guests; in make check. Run as root:
+# tests/vm/test-run-in-guest.sh
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 rig=$here/run-in-guest
@@ -52,13 +52,26 @@ check "host files visible at the same paths" [ $? = 0 ]
 
 # 12-13: timeout
 t0=$(date +%s)
-"$rig" --timeout 20 -- sleep 100 >"$tmp/out" 2>"$tmp/err"; rc=$?
+"$rig" --timeout 20 -- sleep 100 >"$tmp/out" 2>"$tmp/err" & rpid=$!
+wait $rpid; rc=$?
 dt=$(( $(date +%s) - t0 ))
 check "timeout exits 124 (got $rc) within 25s (took ${dt}s)" [ "$rc" = 124 ] && [ "$dt" -le 25 ]
 check "timeout message printed" grep -q 'TIMEOUT' "$tmp/err"
 
-# 14: no qemu left behind
-check "no qemu process left" [ -z "$(pgrep -f 'qemu-system-x86_64.*mount_tag=hostroot')" ]
+# 14-15: a host directory under /tmp that the command names is visible (read-only) over
+# the guest's fresh /tmp, as a checkout in /tmp needs
+shared=$(mktemp -d /tmp/kp-rig-share.XXXXXX)
+echo shared-content > "$shared/f"
+(cd "$shared" && "$rig" -- sh -c 'cat f; touch f2 2>/dev/null && echo WRITABLE') \
+	>"$tmp/out" 2>"$tmp/err"
+check "a host directory under /tmp named by the working directory is visible" \
+	grep -qx shared-content "$tmp/out"
+check "and read-only" [ ! -e "$shared/f2" ] && ! grep -q WRITABLE "$tmp/out"
+rm -rf "$shared"
+
+# 16: the timed-out run left no qemu behind (qemu is named after its run-in-guest's PID;
+# other guests may be running side by side)
+check "no qemu process left" [ -z "$(pgrep -f "qemu-system-x86_64 .*-name kproxy-vm-$rpid ")" ]
 
 echo "1..$n"
 [ "$failed" = 0 ]
