@@ -17,7 +17,7 @@
  *  - errors come back as -errno or as -IPSET_ERR_* (4097 and up), mapped here.
  *  - each message of a datagram is handled in turn and acked (NLM_F_ACK); acks are small
  *    (NETLINK_CAP_ACK), but each is its own skb, so the receive buffer bounds how many
- *    requests one sendmsg() may carry.
+ *    requests one sendmsg() may carry (nlsock.c batches entry changes).
  *
  * Add and delete need the set's type to know which attributes to send (each type's
  * policy rejects the others); types are looked up with IPSET_CMD_HEADER and cached per
@@ -39,17 +39,9 @@
 #include <netinet/in.h>
 
 #include "ipset.h"
+#include "nlsock.h"
 
-#ifndef NETLINK_CAP_ACK
-#define NETLINK_CAP_ACK 10
-#endif
-
-#define BATCH_LIMIT  (64 * 1024) /* bytes of requests per sendmsg() */
-#define MSG_MAX	     1024	 /* bigger than any request we build */
-#define RECV_SIZE    (32 * 1024) /* one recv(): up to a dump skb */
-#define RCVBUF_WANT  (8 * 1024 * 1024)
-#define ACK_TRUESIZE 2048	/* generous kernel memory charge of one ack */
-#define MAX_READS    (1u << 24) /* bound on recv() calls for one answer */
+#define MSG_MAX NLSOCK_MSG_MAX /* bigger than any request we build */
 
 enum set_kind {
 	KIND_IP_PORT,	  /* hash:ip,port */
@@ -73,17 +65,9 @@ struct set_type {
 };
 
 struct ipset_nl {
-	struct mnl_socket *sock;
-	uint32_t portid;
-	uint32_t seq;
-	uint8_t protocol;	       /* IPSET_PROTOCOL we speak with this kernel */
-	unsigned max_per_send;	       /* requests whose acks fit the receive buffer */
-	char *buf;		       /* BATCH_LIMIT + MSG_MAX: requests being built */
-	struct mnl_nlmsg_batch *batch; /* non-NULL between batch_begin and batch_end */
-	unsigned n_queued;	       /* requests in @batch */
-	int batch_err;		       /* failure of the earliest failing request ... */
-	uint32_t batch_err_seq;	       /* ... in the current batch, and its sequence */
-	struct set_type *types;	       /* cache of set name -> type */
+	struct nlsock ns;	/* the socket, requests and batches */
+	uint8_t protocol;	/* IPSET_PROTOCOL we speak with this kernel */
+	struct set_type *types; /* cache of set name -> type */
 	size_t n_types, cap_types;
 };
 
@@ -177,16 +161,22 @@ static int map_err(int err, enum set_kind kind)
 	}
 }
 
+/* The ack of a batched entry change: "already there" / "not there" are success. */
+static int batch_ack(int error, uint16_t req_type)
+{
+	int r = error < 0 ? map_err(-error, KIND_IP_PORT) : 0;
+
+	(void)req_type;
+	return r == -EEXIST ? 0 : r;
+}
+
 /* ---- sockets and messages ---- */
 
 static struct nlmsghdr *put_msg(struct ipset_nl *nl, char *buf, uint8_t cmd, uint16_t flags)
 {
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct nlmsghdr *nlh = nlsock_put(&nl->ns, buf, (NFNL_SUBSYS_IPSET << 8) | cmd, flags);
 	struct nfgenmsg *nfg;
 
-	nlh->nlmsg_type = (NFNL_SUBSYS_IPSET << 8) | cmd;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = ++nl->seq;
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
 	nfg->nfgen_family = NFPROTO_IPV4; /* as ipset(8); the set's family is an attribute */
 	nfg->version = NFNETLINK_V0;
@@ -198,56 +188,6 @@ static struct nlmsghdr *put_msg(struct ipset_nl *nl, char *buf, uint8_t cmd, uin
 static bool name_ok(const char *name)
 {
 	return name && name[0] && strnlen(name, IPSET_MAXNAMELEN) < IPSET_MAXNAMELEN;
-}
-
-typedef int (*reply_fn)(const struct nlmsghdr *nlh, void *data);
-
-/*
- * Sends one request and reads its answers: messages with its sequence number go to @fn
- * (may be NULL) until the ack or NLMSG_DONE. Once @fn returns non-zero it is not called
- * again, the rest is drained, and that value is returned (unless the kernel reports an
- * error). Returns 0, the kernel's error negated as it came (-errno or -IPSET_ERR_*:
- * callers map it with map_err()), or -errno of the socket.
- */
-static int talk(struct ipset_nl *nl, struct nlmsghdr *req, reply_fn fn, void *data)
-{
-	char *buf;
-	uint32_t seq = req->nlmsg_seq;
-	int stop = 0, r = -EPROTO;
-
-	if (mnl_socket_sendto(nl->sock, req, req->nlmsg_len) < 0)
-		return -errno;
-	buf = malloc(RECV_SIZE);
-	if (!buf)
-		return -ENOMEM; /* the answer stays queued; later requests skip it */
-	for (unsigned reads = 0; reads < MAX_READS; reads++) {
-		ssize_t n = mnl_socket_recvfrom(nl->sock, buf, RECV_SIZE);
-		const struct nlmsghdr *nlh = (const void *)buf;
-		int len = (int)n;
-
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != nl->portid)
-				continue; /* left over from an earlier request */
-			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE) {
-				const int *err = mnl_nlmsg_get_payload(nlh);
-
-				if (mnl_nlmsg_get_payload_len(nlh) < sizeof(*err))
-					r = -EPROTO;
-				else
-					r = *err < 0 ? *err : stop;
-				goto out;
-			}
-			if (fn && !stop)
-				stop = fn(nlh, data);
-		}
-	}
-out:
-	free(buf);
-	return r;
 }
 
 static int protocol_cb(const struct nlmsghdr *nlh, void *data)
@@ -269,42 +209,22 @@ int ipset_open(struct ipset_nl **ret)
 {
 	char buf[MSG_MAX];
 	struct ipset_nl *nl;
-	int one = 1, size = RCVBUF_WANT, r;
-	socklen_t sl = sizeof(size);
 	uint8_t kernel_proto = 0;
+	int r;
 
 	if (!ret)
 		return -EINVAL;
 	nl = calloc(1, sizeof(*nl));
 	if (!nl)
 		return -ENOMEM;
-	nl->buf = malloc(BATCH_LIMIT + MSG_MAX);
-	if (!nl->buf) {
-		r = -ENOMEM;
+	/* batched acks carry the error only: we need no echoed header */
+	r = nlsock_open(&nl->ns, NETLINK_NETFILTER, batch_ack, sizeof(int));
+	if (r < 0)
 		goto out_free;
-	}
-	nl->sock = mnl_socket_open(NETLINK_NETFILTER);
-	if (!nl->sock) {
-		r = -errno;
-		goto out_free;
-	}
-	if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		goto out_close;
-	}
-	nl->portid = mnl_socket_get_portid(nl->sock);
-	/* small error acks; a receive buffer for many acks (FORCE needs CAP_NET_ADMIN) */
-	mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
-	if (setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUFFORCE, &size,
-		       sizeof(size)) < 0)
-		setsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	if (getsockopt(mnl_socket_get_fd(nl->sock), SOL_SOCKET, SO_RCVBUF, &size, &sl) < 0)
-		size = 0;
-	nl->max_per_send = size / ACK_TRUESIZE > 16 ? (unsigned)size / ACK_TRUESIZE : 16;
-	nl->seq = (uint32_t)getpid() << 16;
 
 	nl->protocol = IPSET_PROTOCOL;
-	r = talk(nl, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb, &kernel_proto);
+	r = nlsock_talk(&nl->ns, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb,
+			&kernel_proto);
 	if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOENT) {
 		r = -EPROTONOSUPPORT; /* no ip_set subsystem (and no module to load) */
 		goto out_close;
@@ -323,9 +243,8 @@ int ipset_open(struct ipset_nl **ret)
 	return 0;
 
 out_close:
-	mnl_socket_close(nl->sock);
+	nlsock_close(&nl->ns);
 out_free:
-	free(nl->buf);
 	free(nl);
 	return r;
 }
@@ -334,10 +253,7 @@ void ipset_close(struct ipset_nl *nl)
 {
 	if (!nl)
 		return;
-	if (nl->batch)
-		mnl_nlmsg_batch_stop(nl->batch);
-	mnl_socket_close(nl->sock);
-	free(nl->buf);
+	nlsock_close(&nl->ns);
 	free(nl->types);
 	free(nl);
 }
@@ -413,7 +329,7 @@ static int get_header(struct ipset_nl *nl, const char *name, struct header *h)
 
 	memset(h, 0, sizeof(*h));
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
-	r = talk(nl, nlh, header_cb, h);
+	r = nlsock_talk(&nl->ns, nlh, header_cb, h);
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;
 }
 
@@ -462,7 +378,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 	uint8_t nfproto;
 	int kind, r;
 
-	if (!nl || nl->batch || !name_ok(name) || !type || (kind = kind_of(type)) < 0)
+	if (!nl || nl->ns.batch || !name_ok(name) || !type || (kind = kind_of(type)) < 0)
 		return -EINVAL;
 	if (kind == KIND_BITMAP_PORT)
 		nfproto = NFPROTO_UNSPEC;
@@ -477,7 +393,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 	mnl_attr_put_strz(nlh, IPSET_ATTR_TYPENAME, type);
 	mnl_attr_put_u8(nlh, IPSET_ATTR_FAMILY, nfproto);
 	memset(&h, 0, sizeof(h));
-	r = talk(nl, nlh, header_cb, &h);
+	r = nlsock_talk(&nl->ns, nlh, header_cb, &h);
 	if (r < 0)
 		return map_err(-r, (enum set_kind)kind);
 	if (!h.has_revision)
@@ -495,7 +411,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 		mnl_attr_put_u16(nlh, IPSET_ATTR_PORT_TO | NLA_F_NET_BYTEORDER, htons(65535));
 	}
 	mnl_attr_nest_end(nlh, data);
-	r = talk(nl, nlh, NULL, NULL);
+	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	if (r == -EEXIST) {
 		/* the name is taken: fine if by a set of this type (its hash size may have
 		 * grown since, which the kernel's own same-set test counts as different) */
@@ -517,13 +433,13 @@ static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *
 	int r;
 
 	/* a missing name would make destroy and flush act on every set */
-	if (!nl || nl->batch || !name_ok(a) || (cmd == IPSET_CMD_SWAP && !name_ok(b)))
+	if (!nl || nl->ns.batch || !name_ok(a) || (cmd == IPSET_CMD_SWAP && !name_ok(b)))
 		return -EINVAL;
 	nlh = put_msg(nl, buf, cmd, NLM_F_ACK | flags);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, a);
 	if (b)
 		mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME2, b);
-	r = talk(nl, nlh, NULL, NULL);
+	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;
 }
 
@@ -619,83 +535,6 @@ static int put_entry(struct nlmsghdr *nlh, const struct set_type *t, const struc
 	return 0;
 }
 
-/* Keeps the failure of the earliest request of the batch (local failures count at the
- * place of the request, so the order is that of the calls). */
-static void batch_fail(struct ipset_nl *nl, uint32_t seq, int err)
-{
-	if (nl->batch_err && (int32_t)(seq - nl->batch_err_seq) >= 0)
-		return;
-	nl->batch_err = err;
-	nl->batch_err_seq = seq;
-}
-
-/*
- * Sends the first @n requests of the batch buffer and reads their @n acks. Failures
- * (other than "already there" / "not there") are recorded in nl->batch_err.
- */
-static int batch_flush(struct ipset_nl *nl, size_t size, unsigned n)
-{
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	const struct nlmsghdr *first = mnl_nlmsg_batch_head(nl->batch);
-	const struct nlmsghdr *last = first;
-	uint32_t seq0 = first->nlmsg_seq, span;
-	unsigned acked = 0;
-	int rest = (int)size;
-
-	if (!n)
-		return 0;
-	/* sequence numbers rise but may skip those of requests sent meanwhile */
-	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest); m = mnl_nlmsg_next(m, &rest))
-		last = m;
-	span = last->nlmsg_seq - seq0;
-	if (mnl_socket_sendto(nl->sock, first, size) < 0)
-		return -errno;
-	for (unsigned reads = 0; acked < n && reads < MAX_READS; reads++) {
-		ssize_t got = mnl_socket_recvfrom(nl->sock, buf, sizeof(buf));
-		const struct nlmsghdr *nlh = (const void *)buf;
-		int len = (int)got;
-
-		if (got < 0)
-			return -errno; /* -ENOBUFS: acks were lost */
-		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-			int r;
-
-			if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq - seq0 > span ||
-			    mnl_nlmsg_get_payload_len(nlh) < sizeof(e->error))
-				continue;
-			acked++;
-			r = e->error < 0 ? map_err(-e->error, KIND_IP_PORT) : 0;
-			if (r == -EEXIST)
-				r = 0;
-			if (r < 0)
-				batch_fail(nl, nlh->nlmsg_seq, r);
-		}
-	}
-	return acked == n ? 0 : -EPROTO;
-}
-
-/* Queues the request just built at the batch's current position. */
-static int batch_queue(struct ipset_nl *nl)
-{
-	int r;
-
-	if (!mnl_nlmsg_batch_next(nl->batch)) {
-		/* over BATCH_LIMIT: send what came before, keep the new one */
-		r = batch_flush(nl, mnl_nlmsg_batch_size(nl->batch), nl->n_queued);
-		mnl_nlmsg_batch_reset(nl->batch);
-		nl->n_queued = 1;
-		return r;
-	}
-	if (++nl->n_queued < nl->max_per_send)
-		return 0;
-	/* within BATCH_LIMIT, but more acks would not fit the receive buffer */
-	r = batch_flush(nl, mnl_nlmsg_batch_size(nl->batch), nl->n_queued);
-	mnl_nlmsg_batch_reset(nl->batch);
-	nl->n_queued = 0;
-	return r;
-}
-
 static int adt(struct ipset_nl *nl, uint8_t cmd, const char *name, const struct ipset_entry *e)
 {
 	char buf[MSG_MAX];
@@ -709,23 +548,22 @@ static int adt(struct ipset_nl *nl, uint8_t cmd, const char *name, const struct 
 	if (r < 0)
 		goto fail;
 	/* no NLM_F_EXCL: adding an existing entry or deleting a missing one is 0 */
-	nlh = put_msg(nl, nl->batch ? mnl_nlmsg_batch_current(nl->batch) : buf, cmd, NLM_F_ACK);
+	nlh = put_msg(nl, nlsock_msg_buf(&nl->ns, buf), cmd, NLM_F_ACK);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
 	r = put_entry(nlh, t, e);
 	if (r < 0)
 		goto fail;
-	if (nl->batch) {
-		r = batch_queue(nl);
-		goto fail;
+	if (nl->ns.batch) {
+		nlsock_batch_queue(&nl->ns);
+		return 0;
 	}
-	r = talk(nl, nlh, NULL, NULL);
+	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	r = r < 0 ? map_err(-r, t->kind) : 0;
 	return r == -EEXIST ? 0 : r;
 
 fail:
-	if (nl->batch) { /* a batch reports its first failure at the end */
-		if (r < 0)
-			batch_fail(nl, ++nl->seq, r);
+	if (nl->ns.batch) { /* a batch reports its first failure at the end */
+		nlsock_batch_fail(&nl->ns, r);
 		return 0;
 	}
 	return r;
@@ -743,30 +581,12 @@ int ipset_del(struct ipset_nl *nl, const char *name, const struct ipset_entry *e
 
 int ipset_batch_begin(struct ipset_nl *nl)
 {
-	if (!nl || nl->batch)
-		return -EINVAL;
-	nl->batch = mnl_nlmsg_batch_start(nl->buf, BATCH_LIMIT);
-	if (!nl->batch)
-		return -ENOMEM;
-	nl->n_queued = 0;
-	nl->batch_err = 0;
-	return 0;
+	return nl ? nlsock_batch_begin(&nl->ns) : -EINVAL;
 }
 
 int ipset_batch_end(struct ipset_nl *nl)
 {
-	int r;
-
-	if (!nl || !nl->batch)
-		return -EINVAL;
-	r = batch_flush(nl, mnl_nlmsg_batch_size(nl->batch), nl->n_queued);
-	mnl_nlmsg_batch_stop(nl->batch);
-	nl->batch = NULL;
-	nl->n_queued = 0;
-	if (nl->batch_err)
-		r = nl->batch_err;
-	nl->batch_err = 0;
-	return r;
+	return nl ? nlsock_batch_end(&nl->ns) : -EINVAL;
 }
 
 /* ---- listing ---- */
@@ -861,12 +681,12 @@ int ipset_list(struct ipset_nl *nl, const char *name,
 	struct nlmsghdr *nlh;
 	int r;
 
-	if (!nl || !name_ok(name) || !fn || nl->batch)
+	if (!nl || !name_ok(name) || !fn || nl->ns.batch)
 		return -EINVAL;
 	/* no NLM_F_ACK: a failing dump start would be answered twice */
 	nlh = put_msg(nl, buf, IPSET_CMD_LIST, NLM_F_DUMP);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
-	r = talk(nl, nlh, list_cb, &w);
+	r = nlsock_talk(&nl->ns, nlh, list_cb, &w);
 	if (w.ret)
 		return w.ret;
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;

@@ -12,11 +12,11 @@
  * filters by ifa_index only with NETLINK_GET_STRICT_CHK, which we ask for, and filter
  * again ourselves for kernels without it.
  *
- * Batching: requests queue in a buffer and go many per sendmsg() (up to BATCH_LIMIT bytes,
- * and no more than the receive buffer can hold acks for: each ack is its own skb);
- * rtnetlink handles the messages of a datagram in turn and acks each (NLM_F_ACK; small
- * error acks with NETLINK_CAP_ACK, which still echo the request's header so we know
- * whether a failure was an add or a delete).
+ * Batching (../common/nlsock.c): requests queue in a buffer and go many per sendmsg() (up
+ * to NLSOCK_BATCH_LIMIT bytes, and no more than the receive buffer can hold acks for:
+ * each ack is its own skb); rtnetlink handles the messages of a datagram in turn and acks
+ * each (NLM_F_ACK; small error acks with NETLINK_CAP_ACK, which still echo the request's
+ * header so we know whether a failure was an add or a delete).
  */
 #include <errno.h>
 #include <net/if.h>
@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <libmnl/libmnl.h>
 #include <linux/if_addr.h>
@@ -33,151 +32,64 @@
 #include <linux/rtnetlink.h>
 
 #include "link.h"
+#include "../common/nlsock.h"
 
-#ifndef NETLINK_CAP_ACK
-#define NETLINK_CAP_ACK 10
-#endif
 #ifndef NETLINK_GET_STRICT_CHK
 #define NETLINK_GET_STRICT_CHK 12
 #endif
 
-#define BATCH_LIMIT  (64 * 1024) /* bytes of requests per sendmsg() */
-#define MSG_MAX	     1024	 /* bigger than any request we build */
-#define RECV_SIZE    (32 * 1024) /* one recv(): a dump skb or a link message */
-#define RCVBUF_WANT  (8 * 1024 * 1024)
-#define ACK_TRUESIZE 2048	/* generous kernel memory charge of one ack */
-#define MAX_READS    (1u << 24) /* bound on recv() calls for one answer */
+#define MSG_MAX NLSOCK_MSG_MAX /* bigger than any request we build */
 
 struct rtnl {
-	struct mnl_socket *sock;
-	uint32_t portid;
-	uint32_t seq;
-	unsigned max_per_send;	       /* requests whose acks fit the receive buffer */
-	char *buf;		       /* BATCH_LIMIT + MSG_MAX: requests being built */
-	struct mnl_nlmsg_batch *batch; /* non-NULL between batch_begin and batch_end */
-	unsigned n_queued;	       /* requests in @batch */
-	int batch_err;		       /* failure of the earliest failing request ... */
-	uint32_t batch_err_seq;	       /* ... in the current batch, and its sequence */
+	struct nlsock ns; /* the socket, requests and batches */
 };
+
+/* "Already there" for an add and "not there" for a delete are success. */
+static int addr_err(uint16_t type, int err)
+{
+	if ((type == RTM_NEWADDR && err == -EEXIST) ||
+	    (type == RTM_DELADDR && err == -EADDRNOTAVAIL))
+		return 0;
+	return err;
+}
+
+/* The ack of a batched address change. */
+static int batch_ack(int error, uint16_t req_type)
+{
+	return addr_err(req_type, error);
+}
 
 int rtnl_open(struct rtnl **ret)
 {
 	struct rtnl *rt;
-	int one = 1, size = RCVBUF_WANT, r;
-	socklen_t sl = sizeof(size);
+	int one = 1, r;
 
 	if (!ret)
 		return -EINVAL;
 	rt = calloc(1, sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
-	rt->buf = malloc(BATCH_LIMIT + MSG_MAX);
-	if (!rt->buf) {
-		r = -ENOMEM;
-		goto out_free;
+	/* batched acks must echo the request's header: add or delete */
+	r = nlsock_open(&rt->ns, NETLINK_ROUTE, batch_ack, sizeof(struct nlmsgerr));
+	if (r < 0) {
+		free(rt);
+		return r;
 	}
-	rt->sock = mnl_socket_open(NETLINK_ROUTE);
-	if (!rt->sock) {
-		r = -errno;
-		goto out_free;
-	}
-	if (mnl_socket_bind(rt->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		goto out_close;
-	}
-	rt->portid = mnl_socket_get_portid(rt->sock);
-	/* best effort: all are optimisations or have a fallback */
-	mnl_socket_setsockopt(rt->sock, NETLINK_CAP_ACK, &one, sizeof(one));
-	mnl_socket_setsockopt(rt->sock, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
-	if (setsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUFFORCE, &size,
-		       sizeof(size)) < 0)
-		setsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	if (getsockopt(mnl_socket_get_fd(rt->sock), SOL_SOCKET, SO_RCVBUF, &size, &sl) < 0)
-		size = 0;
-	rt->max_per_send = size / ACK_TRUESIZE > 16 ? (unsigned)size / ACK_TRUESIZE : 16;
-	rt->seq = (uint32_t)getpid() << 16;
+	/* best effort: filtered address dumps, and we filter again */
+	mnl_socket_setsockopt(rt->ns.sock, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
 	*ret = rt;
 	return 0;
-
-out_close:
-	mnl_socket_close(rt->sock);
-out_free:
-	free(rt->buf);
-	free(rt);
-	return r;
 }
 
 void rtnl_close(struct rtnl *rt)
 {
 	if (!rt)
 		return;
-	if (rt->batch)
-		mnl_nlmsg_batch_stop(rt->batch);
-	mnl_socket_close(rt->sock);
-	free(rt->buf);
+	nlsock_close(&rt->ns);
 	free(rt);
 }
 
 /* ---- requests and answers ---- */
-
-static struct nlmsghdr *put_msg(struct rtnl *rt, char *buf, uint16_t type, uint16_t flags)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-
-	nlh->nlmsg_type = type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = ++rt->seq;
-	return nlh;
-}
-
-typedef int (*reply_fn)(const struct nlmsghdr *nlh, void *data);
-
-/*
- * Sends one request and reads its answers: messages with its sequence number go to @fn
- * (may be NULL) until the ack or NLMSG_DONE. Once @fn returns non-zero it is not called
- * again, the rest is drained, and that value is returned (unless the kernel reports an
- * error). Returns 0, the kernel's -errno, or -errno of the socket.
- */
-static int talk(struct rtnl *rt, struct nlmsghdr *req, reply_fn fn, void *data)
-{
-	char *buf;
-	uint32_t seq = req->nlmsg_seq;
-	int stop = 0, r = -EPROTO;
-
-	if (mnl_socket_sendto(rt->sock, req, req->nlmsg_len) < 0)
-		return -errno;
-	buf = malloc(RECV_SIZE);
-	if (!buf)
-		return -ENOMEM; /* the answer stays queued; later requests skip it */
-	for (unsigned reads = 0; reads < MAX_READS; reads++) {
-		ssize_t n = mnl_socket_recvfrom(rt->sock, buf, RECV_SIZE);
-		const struct nlmsghdr *nlh = (const void *)buf;
-		int len = (int)n;
-
-		if (n < 0) {
-			r = -errno;
-			goto out;
-		}
-		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-			if (nlh->nlmsg_seq != seq || nlh->nlmsg_pid != rt->portid)
-				continue; /* left over from an earlier request */
-			if (nlh->nlmsg_type == NLMSG_ERROR || nlh->nlmsg_type == NLMSG_DONE) {
-				const int *err = mnl_nlmsg_get_payload(nlh);
-
-				if (mnl_nlmsg_get_payload_len(nlh) < sizeof(*err))
-					r = -EPROTO;
-				else
-					r = *err < 0 ? *err : stop;
-				goto out;
-			}
-			if (fn && !stop)
-				stop = fn(nlh, data);
-		}
-	}
-out:
-	free(buf);
-	return r;
-}
 
 static bool ifname_ok(const char *name)
 {
@@ -231,7 +143,7 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 static int get_link(struct rtnl *rt, const char *name, struct link_info *li)
 {
 	char buf[MSG_MAX];
-	struct nlmsghdr *nlh = put_msg(rt, buf, RTM_GETLINK, NLM_F_ACK);
+	struct nlmsghdr *nlh = nlsock_put(&rt->ns, buf, RTM_GETLINK, NLM_F_ACK);
 	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	int r;
 
@@ -239,7 +151,7 @@ static int get_link(struct rtnl *rt, const char *name, struct link_info *li)
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	memset(li, 0, sizeof(*li));
-	r = talk(rt, nlh, link_cb, li);
+	r = nlsock_talk(&rt->ns, nlh, link_cb, li);
 	if (r == 0 && li->ifindex <= 0)
 		r = -ENODEV;
 	return r;
@@ -268,16 +180,16 @@ int rtnl_dummy_ensure(struct rtnl *rt, const char *name, int *ret_ifindex)
 	struct link_info li;
 	int r;
 
-	if (!rt || !ifname_ok(name) || !ret_ifindex || rt->batch)
+	if (!rt || !ifname_ok(name) || !ret_ifindex || rt->ns.batch)
 		return -EINVAL;
-	nlh = put_msg(rt, buf, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+	nlh = nlsock_put(&rt->ns, buf, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO | NLA_F_NESTED);
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "dummy");
 	mnl_attr_nest_end(nlh, info);
-	r = talk(rt, nlh, NULL, NULL);
+	r = nlsock_talk(&rt->ns, nlh, NULL, NULL);
 	if (r < 0 && r != -EEXIST)
 		return r;
 	r = get_link(rt, name, &li);
@@ -295,13 +207,13 @@ int rtnl_link_del(struct rtnl *rt, const char *name)
 	struct nlmsghdr *nlh;
 	struct ifinfomsg *ifi;
 
-	if (!rt || !ifname_ok(name) || rt->batch)
+	if (!rt || !ifname_ok(name) || rt->ns.batch)
 		return -EINVAL;
-	nlh = put_msg(rt, buf, RTM_DELLINK, NLM_F_ACK);
+	nlh = nlsock_put(&rt->ns, buf, RTM_DELLINK, NLM_F_ACK);
 	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
-	return talk(rt, nlh, NULL, NULL);
+	return nlsock_talk(&rt->ns, nlh, NULL, NULL);
 }
 
 /* ---- addresses ---- */
@@ -360,97 +272,13 @@ int rtnl_addr_list(struct rtnl *rt, int ifindex, int (*fn)(const struct kp_addr 
 	struct nlmsghdr *nlh;
 	struct ifaddrmsg *ifa;
 
-	if (!rt || ifindex <= 0 || !fn || rt->batch)
+	if (!rt || ifindex <= 0 || !fn || rt->ns.batch)
 		return -EINVAL;
-	nlh = put_msg(rt, buf, RTM_GETADDR, NLM_F_DUMP);
+	nlh = nlsock_put(&rt->ns, buf, RTM_GETADDR, NLM_F_DUMP);
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = AF_UNSPEC;
 	ifa->ifa_index = (unsigned)ifindex; /* honoured with NETLINK_GET_STRICT_CHK */
-	return talk(rt, nlh, addr_cb, &w);
-}
-
-/* "Already there" for an add and "not there" for a delete are success. */
-static int addr_err(uint16_t type, int err)
-{
-	if ((type == RTM_NEWADDR && err == -EEXIST) ||
-	    (type == RTM_DELADDR && err == -EADDRNOTAVAIL))
-		return 0;
-	return err;
-}
-
-/* Keeps the failure of the earliest request of the batch (local failures count at the
- * place of the request, so the order is that of the calls). */
-static void batch_fail(struct rtnl *rt, uint32_t seq, int err)
-{
-	if (rt->batch_err && (int32_t)(seq - rt->batch_err_seq) >= 0)
-		return;
-	rt->batch_err = err;
-	rt->batch_err_seq = seq;
-}
-
-/*
- * Sends the first @n requests of the batch buffer and reads their @n acks, recording
- * the first failure in rt->batch_err.
- */
-static int batch_flush(struct rtnl *rt, size_t size, unsigned n)
-{
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	const struct nlmsghdr *first = mnl_nlmsg_batch_head(rt->batch);
-	const struct nlmsghdr *last = first;
-	uint32_t seq0 = first->nlmsg_seq, span;
-	unsigned acked = 0;
-	int rest = (int)size;
-
-	if (!n)
-		return 0;
-	/* sequence numbers rise but may skip those of requests sent meanwhile */
-	for (const struct nlmsghdr *m = first; mnl_nlmsg_ok(m, rest); m = mnl_nlmsg_next(m, &rest))
-		last = m;
-	span = last->nlmsg_seq - seq0;
-	if (mnl_socket_sendto(rt->sock, first, size) < 0)
-		return -errno;
-	for (unsigned reads = 0; acked < n && reads < MAX_READS; reads++) {
-		ssize_t got = mnl_socket_recvfrom(rt->sock, buf, sizeof(buf));
-		const struct nlmsghdr *nlh = (const void *)buf;
-		int len = (int)got;
-
-		if (got < 0)
-			return -errno; /* -ENOBUFS: acks were lost */
-		for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
-			const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-			int r;
-
-			if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq - seq0 > span ||
-			    mnl_nlmsg_get_payload_len(nlh) < sizeof(*e))
-				continue;
-			acked++;
-			r = addr_err(e->msg.nlmsg_type, e->error);
-			if (r < 0)
-				batch_fail(rt, nlh->nlmsg_seq, r);
-		}
-	}
-	return acked == n ? 0 : -EPROTO;
-}
-
-/* Queues the request just built at the batch's current position. */
-static int batch_queue(struct rtnl *rt)
-{
-	int r;
-
-	if (!mnl_nlmsg_batch_next(rt->batch)) {
-		/* over BATCH_LIMIT: send what came before, keep the new one */
-		r = batch_flush(rt, mnl_nlmsg_batch_size(rt->batch), rt->n_queued);
-		mnl_nlmsg_batch_reset(rt->batch);
-		rt->n_queued = 1;
-		return r;
-	}
-	if (++rt->n_queued < rt->max_per_send)
-		return 0;
-	/* within BATCH_LIMIT, but more acks would not fit the receive buffer */
-	r = batch_flush(rt, mnl_nlmsg_batch_size(rt->batch), rt->n_queued);
-	mnl_nlmsg_batch_reset(rt->batch);
-	rt->n_queued = 0;
-	return r;
+	return nlsock_talk(&rt->ns, nlh, addr_cb, &w);
 }
 
 static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct kp_addr *a)
@@ -458,12 +286,11 @@ static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct
 	char buf[MSG_MAX];
 	struct nlmsghdr *nlh;
 	struct ifaddrmsg *ifa;
-	int r;
 
 	if (!rt || ifindex <= 0 || !a || (a->family != AF_INET && a->family != AF_INET6))
 		return -EINVAL;
-	nlh = put_msg(rt, rt->batch ? mnl_nlmsg_batch_current(rt->batch) : buf, type,
-		      NLM_F_ACK | (type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0));
+	nlh = nlsock_put(&rt->ns, nlsock_msg_buf(&rt->ns, buf), type,
+			 NLM_F_ACK | (type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0));
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = (uint8_t)a->family;
 	ifa->ifa_prefixlen = a->family == AF_INET6 ? 128 : 32;
@@ -472,11 +299,9 @@ static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct
 	ifa->ifa_index = (unsigned)ifindex;
 	mnl_attr_put(nlh, IFA_LOCAL, addr_len(a->family), &a->v4); /* v4/v6 share */
 	mnl_attr_put(nlh, IFA_ADDRESS, addr_len(a->family), &a->v4);
-	if (!rt->batch)
-		return addr_err(type, talk(rt, nlh, NULL, NULL));
-	r = batch_queue(rt);
-	if (r < 0) /* lost acks: count it after what was sent */
-		batch_fail(rt, ++rt->seq, r);
+	if (!rt->ns.batch)
+		return addr_err(type, nlsock_talk(&rt->ns, nlh, NULL, NULL));
+	nlsock_batch_queue(&rt->ns); /* a batch reports its first failure at the end */
 	return 0;
 }
 
@@ -492,28 +317,10 @@ int rtnl_addr_del(struct rtnl *rt, int ifindex, const struct kp_addr *a)
 
 int rtnl_batch_begin(struct rtnl *rt)
 {
-	if (!rt || rt->batch)
-		return -EINVAL;
-	rt->batch = mnl_nlmsg_batch_start(rt->buf, BATCH_LIMIT);
-	if (!rt->batch)
-		return -ENOMEM;
-	rt->n_queued = 0;
-	rt->batch_err = 0;
-	return 0;
+	return rt ? nlsock_batch_begin(&rt->ns) : -EINVAL;
 }
 
 int rtnl_batch_end(struct rtnl *rt)
 {
-	int r;
-
-	if (!rt || !rt->batch)
-		return -EINVAL;
-	r = batch_flush(rt, mnl_nlmsg_batch_size(rt->batch), rt->n_queued);
-	mnl_nlmsg_batch_stop(rt->batch);
-	rt->batch = NULL;
-	rt->n_queued = 0;
-	if (rt->batch_err)
-		r = rt->batch_err;
-	rt->batch_err = 0;
-	return r;
+	return rt ? nlsock_batch_end(&rt->ns) : -EINVAL;
 }
