@@ -626,6 +626,7 @@ static int update_state(struct kp_ctx *ctx)
 		if (!r)
 			kp_map_del(ctx->dirty, key);
 	}
+	kp_map_compact(ctx->dirty);	/* the first load's slots would be walked every sync */
 	return r;
 }
 

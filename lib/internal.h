@@ -37,6 +37,9 @@ void *kp_map_del(struct kp_map *map, const char *key);
 /* Iteration; the map must not change during it except kp_map_del() of the current key. */
 bool kp_map_next(const struct kp_map *map, struct kp_map_iter *it, const char **ret_key,
 		 void **ret_value);
+/* Gives back the slots of a map that shrank to under an eighth of them (walks cost the
+ * slots, not the entries): call it where no iteration is under way. */
+void kp_map_compact(struct kp_map *map);
 /* Keys in strcmp order; caller frees the array (not the strings, borrowed from the map). */
 const char **kp_map_sorted_keys(const struct kp_map *map, size_t *ret_n);
 

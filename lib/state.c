@@ -403,6 +403,7 @@ void kp_delta_clear(struct kp_delta *d)
 		sp_free(e->old);
 		free(e);
 	}
+	kp_map_compact(d->ents);	/* after a full sync's 10k entries, walks stay short */
 	d->full = false;
 }
 

@@ -121,6 +121,17 @@ static int map_rehash(struct kp_map *map, size_t cap)
 	return 0;
 }
 
+void kp_map_compact(struct kp_map *map)
+{
+	size_t cap = 16;
+
+	if (!map || map->cap <= 64 || map->n * 8 >= map->cap)
+		return;
+	while ((map->n + 1) * 10 > cap * 5)
+		cap *= 2;
+	map_rehash(map, cap);	/* on ENOMEM the map stays as it was: still correct */
+}
+
 int kp_map_put(struct kp_map *map, const char *key, void *value, void **ret_old)
 {
 	uint64_t hash = hash_str(key);

@@ -1054,6 +1054,8 @@ static int recheck_grace(struct ipvs *iv)
 	const char *gk;
 	void *val;
 
+	kp_map_compact(iv->grace);	/* after a mass drain, walks stay short */
+
 	while (kp_map_next(iv->grace, &it, &gk, &val)) {
 		char key[80];
 		const char *bar = strchr(gk, '|');
@@ -1115,21 +1117,28 @@ static int delta_sync(struct ipvs *iv, const struct kp_delta *delta)
 		struct job *j = &iv->jobs[i];
 		struct vs *cur = kp_map_get(iv->vs, j->key);
 
-		if (cur) {
-			vs_entries(iv, cur, -1, use_entry);
-			use_addr(iv, cur, -1);
-			kp_map_del(iv->vs, j->key);
-			vs_free(cur);
-		}
+		/* the new version's uses first: what both versions use (the VIP, the
+		 * cluster-IP entry) never drops to zero, so it is never unbound or
+		 * deleted from its set, not even for the length of a batch */
 		if (j->want) {
 			vs_entries(iv, j->want, 1, use_entry);
 			use_addr(iv, j->want, 1);
+		}
+		if (cur) {
+			vs_entries(iv, cur, -1, use_entry);
+			use_addr(iv, cur, -1);
+		}
+		if (j->want) {
 			if (kp_map_put(iv->vs, j->key, j->want, NULL) < 0) {
 				vs_free(j->want);
 				iv->first_err = -ENOMEM;
+				kp_map_del(iv->vs, j->key);
 			}
 			j->want = NULL;
+		} else if (cur) {
+			kp_map_del(iv->vs, j->key);
 		}
+		vs_free(cur);
 	}
 	r2 = ipset_batch_end(iv->sets);
 	if (r2 < 0 && !r)
@@ -1149,6 +1158,8 @@ out:
 static int ipvs_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipvs *iv = priv;
+	struct timespec t0, t1;
+	bool full;
 	int r;
 
 	iv->first_err = 0;
@@ -1157,10 +1168,17 @@ static int ipvs_sync(void *priv, const struct kp_state *want, const struct kp_de
 		if (r < 0)
 			return r;
 	}
-	if (kp_delta_is_full(delta) || !iv->synced)
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	full = kp_delta_is_full(delta) || !iv->synced;
+	if (full)
 		r = full_sync(iv, want);
 	else
 		r = delta_sync(iv, delta);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: %s sync: %zu virtual servers looked at, %zu "
+	       "programmed, %.3f ms: %s", full ? "full" : "partial", iv->n_jobs,
+	       kp_map_size(iv->vs), (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e6, kp_strerror(r ? r : iv->first_err));
 	jobs_clear(iv);
 	if (!r)
 		r = iv->first_err;

@@ -115,5 +115,24 @@ int main(void)
 		free(sorted);
 	}
 	kp_map_free(m);
+
+	/* compact: a map grown large and then emptied down to a few keys keeps them */
+	m = kp_map_new();
+	memset(model, 0, sizeof(model));
+	for (size_t i = 0; i < N_KEYS; i++) {
+		kp_map_put(m, keys[i], keys[i], NULL);
+		model[i] = keys[i];
+	}
+	for (size_t i = 3; i < N_KEYS; i++) {
+		kp_map_del(m, keys[i]);
+		model[i] = NULL;
+	}
+	kp_map_compact(m);
+	ok(agrees(m, &n) && n == 3 && kp_map_size(m) == 3,
+	   "compacting a map emptied down to 3 keys keeps exactly those");
+	ok(kp_map_put(m, keys[5], keys[5], NULL) == 0 && kp_map_get(m, keys[5]) == keys[5] &&
+	   kp_map_size(m) == 4, "and it takes new keys after");
+	kp_map_compact(NULL);
+	kp_map_free(m);
 	return tap_done();
 }
