@@ -56,6 +56,9 @@ struct vs {
 	size_t n_dests;
 	struct ipvs_dest *dests;	/* sorted by address, port */
 	bool *local;			/* per dest: the endpoint runs on this node */
+	struct kp_addr *ranges;		/* LB ingress: loadBalancerSourceRanges of its family */
+	uint8_t *range_prefixes;
+	size_t n_ranges;
 };
 
 /* One virtual server to reconcile in this sync. */
@@ -133,6 +136,8 @@ static void vs_free(struct vs *v)
 	free(v->port_name);
 	free(v->dests);
 	free(v->local);
+	free(v->ranges);
+	free(v->range_prefixes);
 	free(v);
 }
 
@@ -209,6 +214,22 @@ static int want_of(struct ipvs *iv, const struct kp_svc_port *sp, struct vs_list
 			v->svc.flags |= IP_VS_SVC_F_PERSISTENT;
 			v->svc.timeout = kp_svc_port_get_affinity_timeout(sp);
 		}
+		if (fe->kind == KP_FE_LOAD_BALANCER) {
+			const uint8_t *prefixes;
+			size_t n_r;
+			const struct kp_addr *r = kp_svc_port_get_source_ranges(sp, &prefixes, &n_r);
+
+			v->ranges = n_r ? calloc(n_r, sizeof(*v->ranges)) : NULL;
+			v->range_prefixes = n_r ? calloc(n_r, 1) : NULL;
+			if (n_r && (!v->ranges || !v->range_prefixes))
+				return -ENOMEM;
+			for (size_t k = 0; k < n_r; k++) {
+				if (r[k].family != fe->addr.family)
+					continue;
+				v->ranges[v->n_ranges] = r[k];
+				v->range_prefixes[v->n_ranges++] = prefixes[k];
+			}
+		}
 		for (size_t j = 0; j < n_eps; j++) {
 			v->dests[j].addr = eps[j].addr;
 			v->dests[j].port = eps[j].port;
@@ -232,6 +253,10 @@ static void entry_key(enum ipvs_set set, const struct ipset_entry *e, char *buf,
 
 	if (set >= SET_NODE_PORT_TCP)
 		snprintf(buf, size, "%u", e->port);
+	else if (set == SET_LB_SRC_CIDR)
+		snprintf(buf, size, "%s|%u|%u|%s|%u", kp_addr_to_str(&e->addr, a, sizeof(a)),
+			 e->proto, e->port, kp_addr_to_str(&e->addr2, b, sizeof(b)),
+			 e->cidr2 ? e->cidr2 : e->addr2.family == AF_INET6 ? 128 : 32);
 	else if (set == SET_LOOP_BACK)
 		snprintf(buf, size, "%s|%u|%u|%s", kp_addr_to_str(&e->addr, a, sizeof(a)),
 			 e->proto, e->port, kp_addr_to_str(&e->addr2, b, sizeof(b)));
@@ -254,6 +279,16 @@ static void vs_entries(struct ipvs *iv, const struct vs *v, int delta, use_fn fn
 		   v->svc.protocol == IPPROTO_SCTP ? SET_NODE_PORT_SCTP : SET_NODE_PORT_TCP, &e, delta);
 	else if (v->kind != KP_FE_NODE_PORT && v->ext_masq)
 		fn(iv, v6, SET_EXTERNAL_IP, &e, delta);
+	if (v->kind == KP_FE_LOAD_BALANCER && v->n_ranges) {
+		fn(iv, v6, SET_LB_FW, &e, delta);
+		for (size_t i = 0; i < v->n_ranges; i++) {
+			struct ipset_entry c = e;
+
+			c.addr2 = v->ranges[i];
+			c.cidr2 = v->range_prefixes[i];
+			fn(iv, v6, SET_LB_SRC_CIDR, &c, delta);
+		}
+	}
 	/* hairpin: only an endpoint on this node can send to itself through a VIP here
 	 * (kube-proxy's KUBE-LOOP-BACK holds the local endpoints only) */
 	for (size_t i = 0; i < v->n_dests; i++) {
@@ -799,8 +834,20 @@ static int parse_entry(enum ipvs_set set, const char *key, struct ipset_entry *e
 	if (*q != '|')
 		return -EINVAL;
 	e->port = (uint16_t)strtoul(q + 1, &q, 10);
-	if (set == SET_LOOP_BACK && (*q != '|' || kp_addr_from_str(q + 1, &e->addr2) < 0))
+	if ((set == SET_LOOP_BACK || set == SET_LB_SRC_CIDR) && *q != '|')
 		return -EINVAL;
+	if (set == SET_LOOP_BACK && kp_addr_from_str(q + 1, &e->addr2) < 0)
+		return -EINVAL;
+	if (set == SET_LB_SRC_CIDR) {
+		char *bar = strchr(q + 1, '|');
+
+		if (!bar)
+			return -EINVAL;
+		*bar = '\0';
+		if (kp_addr_from_str(q + 1, &e->addr2) < 0)
+			return -EINVAL;
+		e->cidr2 = (uint8_t)strtoul(bar + 1, NULL, 10);
+	}
 	return 0;
 }
 

@@ -18,6 +18,9 @@ enum ipvs_set {
 	SET_CLUSTER_IP,		/* hash:ip,port   ClusterIP,proto:port */
 	SET_EXTERNAL_IP,	/* hash:ip,port   externalIP / LB ingress, externalTrafficPolicy Cluster */
 	SET_LOOP_BACK,		/* hash:ip,port,ip endpoint,proto:port,endpoint (hairpin) */
+	SET_LB_FW,		/* hash:ip,port   LB ingress with loadBalancerSourceRanges */
+	SET_LB_SRC_CIDR,	/* hash:ip,port,net LB ingress,proto:port,allowed source range */
+	/* the port bitmaps last: entry code tells them apart with set >= SET_NODE_PORT_TCP */
 	SET_NODE_PORT_TCP,	/* bitmap:port    node ports, externalTrafficPolicy Cluster */
 	SET_NODE_PORT_UDP,
 	SET_NODE_PORT_SCTP,

@@ -15,6 +15,9 @@
  *   nat  KUBE-POSTROUTING set KUBE-LOOP-BACK dst,dst,src -> MASQUERADE;
  *                        not marked -> RETURN; --xor-mark 0x4000; MASQUERADE
  *   filter FORWARD -> KUBE-FORWARD: marked -> ACCEPT; RELATED,ESTABLISHED -> ACCEPT
+ *   filter INPUT, FORWARD, OUTPUT -> KUBE-PROXY-FIREWALL: set KUBE-LOAD-BALANCER-FW dst,dst
+ *          -> KUBE-SOURCE-RANGES-FIREWALL: set KUBE-LOAD-BALANCER-SOURCE-CIDR
+ *          dst,dst,src -> RETURN; DROP      (loadBalancerSourceRanges)
  *
  * Written through libiptc (the tables are small in this mode) under the xtables lock.
  */
@@ -37,7 +40,9 @@
 static const char *const nat_chains[] = {
 	"KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-MARK-MASQ", "KUBE-POSTROUTING",
 };
-static const char *const filter_chains[] = { "KUBE-FORWARD" };
+static const char *const filter_chains[] = {
+	"KUBE-FORWARD", "KUBE-PROXY-FIREWALL", "KUBE-SOURCE-RANGES-FIREWALL",
+};
 
 static const struct {
 	const char *v4, *v6, *type;
@@ -45,6 +50,10 @@ static const struct {
 	[SET_CLUSTER_IP] = { "KUBE-CLUSTER-IP", "KUBE-6-CLUSTER-IP", "hash:ip,port" },
 	[SET_EXTERNAL_IP] = { "KUBE-EXTERNAL-IP", "KUBE-6-EXTERNAL-IP", "hash:ip,port" },
 	[SET_LOOP_BACK] = { "KUBE-LOOP-BACK", "KUBE-6-LOOP-BACK", "hash:ip,port,ip" },
+	[SET_LB_FW] = { "KUBE-LOAD-BALANCER-FW", "KUBE-6-LOAD-BALANCER-FW", "hash:ip,port" },
+	/* the IPv6 name would be 32 characters, one more than ipset allows */
+	[SET_LB_SRC_CIDR] = { "KUBE-LOAD-BALANCER-SOURCE-CIDR", "KUBE-6-LB-SOURCE-CIDR",
+			      "hash:ip,port,net" },
 	[SET_NODE_PORT_TCP] = { "KUBE-NODE-PORT-TCP", NULL, "bitmap:port" },
 	[SET_NODE_PORT_UDP] = { "KUBE-NODE-PORT-UDP", NULL, "bitmap:port" },
 	[SET_NODE_PORT_SCTP] = { "KUBE-NODE-PORT-SCTP", NULL, "bitmap:port" },
@@ -283,9 +292,32 @@ static void render_nat(struct tbl *t, int family, const struct ipvs_rules_cfg *c
 	ensure_jump(t, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules");
 }
 
-static void render_filter(struct tbl *t)
+static void render_filter(struct tbl *t, int family)
 {
+	static const char *const hooks[] = { "INPUT", "FORWARD", "OUTPUT" };
 	struct ipt_rule *r;
+
+	/* loadBalancerSourceRanges: traffic to a listed LB IP:port from elsewhere is dropped
+	 * (filter runs before IPVS takes the packet on INPUT) */
+	fresh_chain(t, "KUBE-PROXY-FIREWALL");
+	fresh_chain(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	r = rule(t);
+	ipt_rule_comment(r, "Kubernetes service load balancer ip + port for load balancer with "
+			    "sourceRange");
+	set_match(t, SET_LB_FW, family, 2, 0);
+	ipt_rule_jump(r, "KUBE-SOURCE-RANGES-FIREWALL");
+	append(t, "KUBE-PROXY-FIREWALL");
+	r = rule(t);
+	ipt_rule_comment(r, "Kubernetes service load balancer ip + port + source cidr for "
+			    "packet filter purpose");
+	set_match(t, SET_LB_SRC_CIDR, family, 3, IPSET_DIM_ONE_SRC << 2);
+	ipt_rule_jump(r, "RETURN");
+	append(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	r = rule(t);
+	ipt_rule_jump(r, "DROP");
+	append(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	for (size_t i = 0; i < KP_ARRAY_SIZE(hooks); i++)
+		ensure_jump(t, hooks[i], "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules");
 
 	fresh_chain(t, "KUBE-FORWARD");
 	r = rule(t);
@@ -319,7 +351,7 @@ int ipvs_rules_sync(struct kp_ctx *ctx, int family, const struct ipvs_rules_cfg 
 	r = tbl_open(&filter, ctx, family, "filter");
 	if (r < 0)
 		goto out_unlock;
-	render_filter(&filter);
+	render_filter(&filter, family);
 	r = tbl_close(&filter, true);
 out_unlock:
 	kp_xt_unlock(lock);
@@ -357,6 +389,9 @@ int ipvs_rules_cleanup(struct kp_ctx *ctx, int family)
 	if (r < 0)
 		goto out_unlock;
 	remove_jumps(&filter, "FORWARD", "KUBE-FORWARD");
+	remove_jumps(&filter, "INPUT", "KUBE-PROXY-FIREWALL");
+	remove_jumps(&filter, "FORWARD", "KUBE-PROXY-FIREWALL");
+	remove_jumps(&filter, "OUTPUT", "KUBE-PROXY-FIREWALL");
 	drop_chains(&filter, filter_chains, KP_ARRAY_SIZE(filter_chains));
 	r = tbl_close(&filter, true);
 out_unlock:

@@ -97,7 +97,8 @@ def services():
             + svc("ext", "10.96.0.15", 80, "  externalIPs: [%s]\n" % EXT_IP)
             + slice_("ext", [B2])
             + svc("grace", "10.96.0.16", 80)
-            + svc("lb", "10.96.0.17", 80, "status:\n  loadBalancer:\n    ingress: [{ip: %s}]\n"
+            + svc("lb", "10.96.0.17", 80, "  loadBalancerSourceRanges: [192.168.50.2/32]\n"
+                  "status:\n  loadBalancer:\n    ingress: [{ip: %s}]\n"
                   % LB_IP, ptype="LoadBalancer", node_port=30087)
             + slice_("lb", [B2])
             + svc("dual", "10.96.0.18", 80, "  clusterIPs: [10.96.0.18, 'fd00:96::18']\n"
@@ -430,6 +431,12 @@ def check_sources(topo):
     lines = topo.run(topo.client, "tcp", LB_IP, 80, 5)
     ok(names(lines) == {"pod-b2": 5}, "LoadBalancer ingress IP from the client namespace",
        lines)
+    lines = topo.run(topo.client, "tcp", LB_IP, 80, 2, src="192.168.50.3")
+    ok(lines and all(l.startswith("ERR") and "refused" not in l for l in lines),
+       "loadBalancerSourceRanges: a source outside the ranges gets nothing from the LB IP "
+       "(dropped)", lines)
+    lines = topo.run(topo.client, "tcp", NODE_IP, 30087, 3, src="192.168.50.3")
+    ok(names(lines) == {"pod-b2": 3}, "and still reaches the same service's NodePort", lines)
     # hairpin happens only for an endpoint on this node (node-a): kube-proxy's
     # KUBE-LOOP-BACK holds the local endpoints only
     lines = topo.run(topo.pods["pod-a1"][0], "tcp", "10.96.0.19", 80, 5)
