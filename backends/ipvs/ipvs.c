@@ -256,7 +256,7 @@ static void entry_key(enum ipvs_set set, const struct ipset_entry *e, char *buf,
 	else if (set == SET_LB_SRC_CIDR)
 		snprintf(buf, size, "%s|%u|%u|%s|%u", kp_addr_to_str(&e->addr, a, sizeof(a)),
 			 e->proto, e->port, kp_addr_to_str(&e->addr2, b, sizeof(b)),
-			 e->cidr2 ? e->cidr2 : e->addr2.family == AF_INET6 ? 128 : 32);
+			 (unsigned)(e->cidr2 ? e->cidr2 : e->addr2.family == AF_INET6 ? 128 : 32));
 	else if (set == SET_LOOP_BACK)
 		snprintf(buf, size, "%s|%u|%u|%s", kp_addr_to_str(&e->addr, a, sizeof(a)),
 			 e->proto, e->port, kp_addr_to_str(&e->addr2, b, sizeof(b)));

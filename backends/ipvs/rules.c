@@ -334,28 +334,38 @@ static void render_filter(struct tbl *t, int family)
 	ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules");
 }
 
-int ipvs_rules_sync(struct kp_ctx *ctx, int family, const struct ipvs_rules_cfg *cfg)
+/* Edits the nat table, then the filter table, of @family under the xtables lock; each
+ * table is committed once. */
+static int edit_tables(struct kp_ctx *ctx, int family,
+		       void (*nat_fn)(struct tbl *t, int family, const struct ipvs_rules_cfg *cfg),
+		       void (*filter_fn)(struct tbl *t, int family),
+		       const struct ipvs_rules_cfg *cfg)
 {
-	struct tbl nat, filter;
+	struct tbl t;
 	int r, lock = kp_xt_lock(ctx, "ipvs");
 
 	if (lock < 0)
 		return lock;
-	r = tbl_open(&nat, ctx, family, "nat");
+	r = tbl_open(&t, ctx, family, "nat");
 	if (r < 0)
 		goto out_unlock;
-	render_nat(&nat, family, cfg);
-	r = tbl_close(&nat, true);
+	nat_fn(&t, family, cfg);
+	r = tbl_close(&t, true);
 	if (r < 0)
 		goto out_unlock;
-	r = tbl_open(&filter, ctx, family, "filter");
+	r = tbl_open(&t, ctx, family, "filter");
 	if (r < 0)
 		goto out_unlock;
-	render_filter(&filter, family);
-	r = tbl_close(&filter, true);
+	filter_fn(&t, family);
+	r = tbl_close(&t, true);
 out_unlock:
 	kp_xt_unlock(lock);
 	return r;
+}
+
+int ipvs_rules_sync(struct kp_ctx *ctx, int family, const struct ipvs_rules_cfg *cfg)
+{
+	return edit_tables(ctx, family, render_nat, render_filter, cfg);
 }
 
 static void drop_chains(struct tbl *t, const char *const *chains, size_t n)
@@ -368,33 +378,24 @@ static void drop_chains(struct tbl *t, const char *const *chains, size_t n)
 			tbl_fail(t, "delete chain");
 }
 
+static void clean_nat(struct tbl *t, int family, const struct ipvs_rules_cfg *cfg)
+{
+	remove_jumps(t, "PREROUTING", "KUBE-SERVICES");
+	remove_jumps(t, "OUTPUT", "KUBE-SERVICES");
+	remove_jumps(t, "POSTROUTING", "KUBE-POSTROUTING");
+	drop_chains(t, nat_chains, KP_ARRAY_SIZE(nat_chains));
+}
+
+static void clean_filter(struct tbl *t, int family)
+{
+	remove_jumps(t, "FORWARD", "KUBE-FORWARD");
+	remove_jumps(t, "INPUT", "KUBE-PROXY-FIREWALL");
+	remove_jumps(t, "FORWARD", "KUBE-PROXY-FIREWALL");
+	remove_jumps(t, "OUTPUT", "KUBE-PROXY-FIREWALL");
+	drop_chains(t, filter_chains, KP_ARRAY_SIZE(filter_chains));
+}
+
 int ipvs_rules_cleanup(struct kp_ctx *ctx, int family)
 {
-	struct tbl nat, filter;
-	int r, lock = kp_xt_lock(ctx, "ipvs");
-
-	if (lock < 0)
-		return lock;
-	r = tbl_open(&nat, ctx, family, "nat");
-	if (r < 0)
-		goto out_unlock;
-	remove_jumps(&nat, "PREROUTING", "KUBE-SERVICES");
-	remove_jumps(&nat, "OUTPUT", "KUBE-SERVICES");
-	remove_jumps(&nat, "POSTROUTING", "KUBE-POSTROUTING");
-	drop_chains(&nat, nat_chains, KP_ARRAY_SIZE(nat_chains));
-	r = tbl_close(&nat, true);
-	if (r < 0)
-		goto out_unlock;
-	r = tbl_open(&filter, ctx, family, "filter");
-	if (r < 0)
-		goto out_unlock;
-	remove_jumps(&filter, "FORWARD", "KUBE-FORWARD");
-	remove_jumps(&filter, "INPUT", "KUBE-PROXY-FIREWALL");
-	remove_jumps(&filter, "FORWARD", "KUBE-PROXY-FIREWALL");
-	remove_jumps(&filter, "OUTPUT", "KUBE-PROXY-FIREWALL");
-	drop_chains(&filter, filter_chains, KP_ARRAY_SIZE(filter_chains));
-	r = tbl_close(&filter, true);
-out_unlock:
-	kp_xt_unlock(lock);
-	return r;
+	return edit_tables(ctx, family, clean_nat, clean_filter, NULL);
 }
