@@ -54,6 +54,8 @@ char *kp_asprintf(const char *fmt, ...) KP_PRINTF(1, 2);	/* NULL on ENOMEM */
 int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b);
 /* Parse "a.b.c.d/n" or "x::/n". Returns 0 or -EINVAL. */
 int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefix);
+/* Writes @value to /proc/sys/@path ("net/ipv4/ip_forward"). Returns 0 or -errno. */
+int kp_sysctl_set(const char *path, const char *value);
 /*
  * Parse a comma-separated CIDR list (--cluster-cidr) into @nets/@prefixes, keeping the
  * first @max; *ret_n is how many were kept. Returns 0, or -EINVAL with *ret_bad (may be

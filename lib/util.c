@@ -6,10 +6,12 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -119,6 +121,23 @@ static int map_rehash(struct kp_map *map, size_t cap)
 	map->cap = cap;
 	map->tombs = 0;
 	return 0;
+}
+
+int kp_sysctl_set(const char *path, const char *value)
+{
+	char full[160];
+	size_t len = strlen(value);
+	int fd, r = 0;
+
+	snprintf(full, sizeof(full), "/proc/sys/%s", path);
+	fd = open(full, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	errno = 0;
+	if (write(fd, value, len) != (ssize_t)len)
+		r = errno ? -errno : -EIO;
+	close(fd);
+	return r;
 }
 
 void kp_map_compact(struct kp_map *map)

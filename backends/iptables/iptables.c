@@ -10,14 +10,11 @@
  * libip6tc, with the same code (tc.h).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <netinet/in.h>
 #include <linux/netfilter/xt_conntrack.h>
@@ -868,13 +865,8 @@ static bool needs_localnet(struct render_ctx *rd)
 
 static void allow_localnet(struct ipt *ipt)
 {
-	int fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		if (write(fd, "1", 1) != 1)
-			kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
-		close(fd);
-	}
+	if (kp_sysctl_set("net/ipv4/conf/all/route_localnet", "1") < 0)
+		kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
 }
 
 /* ---- stale UDP conntrack entries ---- */

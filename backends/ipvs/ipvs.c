@@ -22,12 +22,10 @@
  * range. Anything else in the IPVS table is left alone.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -568,16 +566,11 @@ static int run_jobs(struct ipvs *iv)
 
 static void write_sysctl(struct ipvs *iv, const char *path, const char *value)
 {
-	char full[128];
-	int fd;
+	int r = kp_sysctl_set(path, value);
 
-	snprintf(full, sizeof(full), "/proc/sys/%s", path);
-	fd = open(full, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, value, strlen(value)) < 0)
+	if (r < 0)
 		kp_log(iv->ctx, KP_LOG_WARN, "ipvs: cannot set %s to %s: %s", path, value,
-		       kp_strerror(-errno));
-	if (fd >= 0)
-		close(fd);
+		       kp_strerror(r));
 }
 
 static int create_sets(struct ipvs *iv)
