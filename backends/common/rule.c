@@ -371,6 +371,29 @@ void ipt_rule_masquerade(struct ipt_rule *r)
 	}
 }
 
+void ipt_rule_redirect(struct ipt_rule *r, uint16_t port)
+{
+	/* revision 0 of both families: the IPv4 one takes the old multi-range struct, the
+	 * IPv6 one struct nf_nat_range (xt_REDIRECT.c) */
+	if (r->family == AF_INET6) {
+		struct nf_nat_range *n = add_target(r, "REDIRECT", 0, sizeof(*n));
+
+		if (!n)
+			return;
+		n->flags = NF_NAT_RANGE_PROTO_SPECIFIED;
+		n->min_proto.all = n->max_proto.all = htons(port);
+	} else {
+		struct nf_nat_ipv4_multi_range_compat *n =
+			add_target(r, "REDIRECT", 0, sizeof(*n));
+
+		if (!n)
+			return;
+		n->rangesize = 1;
+		n->range[0].flags = NF_NAT_RANGE_PROTO_SPECIFIED;
+		n->range[0].min.all = n->range[0].max.all = htons(port);
+	}
+}
+
 void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
 {
 	struct xt_mark_tginfo2 *m = add_target(r, "MARK", 2, sizeof(*m));
@@ -514,6 +537,29 @@ bool ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_
 			ret_addr->v6 = n->min_addr.in6;
 		else
 			ret_addr->v4 = n->min_addr.in;
+		*ret_port = ntohs(n->min_proto.all);
+		return true;
+	}
+	return false;
+}
+
+bool ipt_entry_redirect(int family, const void *e, uint16_t *ret_port)
+{
+	const struct xt_entry_target *t = (const void *)((const char *)e +
+							 target_offset(family, e));
+
+	if (strcmp(t->u.user.name, "REDIRECT") || t->u.user.revision != 0)
+		return false;
+	if (family == AF_INET && t->u.target_size >= sizeof(*t) +
+	    sizeof(struct nf_nat_ipv4_multi_range_compat)) {
+		const struct nf_nat_ipv4_multi_range_compat *n = (const void *)t->data;
+
+		*ret_port = ntohs(n->range[0].min.all);
+		return true;
+	}
+	if (family == AF_INET6 && t->u.target_size >= sizeof(*t) + sizeof(struct nf_nat_range)) {
+		const struct nf_nat_range *n = (const void *)t->data;
+
 		*ret_port = ntohs(n->min_proto.all);
 		return true;
 	}

@@ -58,6 +58,9 @@ void ipt_rule_dnat(struct ipt_rule *r, const struct kp_addr *a, uint16_t port, u
 /* The DNAT target revision to use: the newest (up to 2) the kernel has for @family. */
 uint8_t ipt_dnat_revision(int family);
 void ipt_rule_masquerade(struct ipt_rule *r);
+/* -j REDIRECT --to-ports PORT (to the incoming interface's address; 127.0.0.1 or ::1 in
+ * OUTPUT) */
+void ipt_rule_redirect(struct ipt_rule *r, uint16_t port);
 void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask);
 void ipt_rule_reject(struct ipt_rule *r);
 /* A rule with no target (comment only), as kube-proxy's KUBE-FW placeholder. */
@@ -74,6 +77,7 @@ bool ipt_entry_has_src(int family, const void *e);
 bool ipt_entry_has_matches(int family, const void *e);
 bool ipt_entry_dport(int family, const void *e, uint8_t *ret_proto, uint16_t *ret_port);
 bool ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_t *ret_port);
+bool ipt_entry_redirect(int family, const void *e, uint16_t *ret_port);
 /* The comment text, or NULL. */
 const char *ipt_entry_comment(int family, const void *e);
 
