@@ -181,6 +181,7 @@ KP_EXPORT struct kp_ctx *kp_ctx_new(void)
 	ctx->backends[ctx->n_backends++] = &kp_backend_dryrun;
 	ctx->backends[ctx->n_backends++] = &kp_backend_iptables;
 	ctx->backends[ctx->n_backends++] = &kp_backend_ipvs;
+	ctx->backends[ctx->n_backends++] = &kp_backend_userspace;
 	if (kp_backend_dryrun.init(ctx, NULL, &ctx->be_priv) < 0) {
 		kp_ctx_free(ctx);
 		return NULL;

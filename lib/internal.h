@@ -171,6 +171,7 @@ void kp_log(const struct kp_ctx *ctx, enum kp_log_level level, const char *fmt, 
 extern const struct kp_backend_ops kp_backend_dryrun;
 extern const struct kp_backend_ops kp_backend_iptables;
 extern const struct kp_backend_ops kp_backend_ipvs;
+extern const struct kp_backend_ops kp_backend_userspace;
 
 /* ---- desired state (state.c) ---- */
 struct kp_state *kp_state_new(void);

@@ -69,6 +69,8 @@ KP_EXPORT void kp_proxy_config_clear(struct kp_proxy_config *c)
 	free(c->metrics_bind_address);
 	free(c->nodeport_addresses);
 	free(c->ipvs_scheduler);
+	free(c->bind_address);
+	free(c->port_range);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -143,7 +145,8 @@ static int parse(struct reader *rd, json_t *doc, struct kp_proxy_config *c)
 	static const char *const top[] = {
 		"apiVersion", "kind", "clientConnection", "hostnameOverride", "clusterCIDR",
 		"mode", "healthzBindAddress", "metricsBindAddress", "nodePortAddresses",
-		"iptables", "ipvs", "syncPeriod", "minSyncPeriod", NULL
+		"iptables", "ipvs", "syncPeriod", "minSyncPeriod", "bindAddress", "portRange",
+		"udpIdleTimeout", NULL
 	};
 	static const char *const client[] = { "kubeconfig", NULL };
 	static const char *const ipt[] = { "masqueradeAll", "syncPeriod", "minSyncPeriod", NULL };
@@ -187,6 +190,17 @@ static int parse(struct reader *rd, json_t *doc, struct kp_proxy_config *c)
 	if (!r)
 		r = get_str(rd, json_object_get(doc, "metricsBindAddress"), "metricsBindAddress",
 			    &c->metrics_bind_address);
+	if (!r)
+		r = get_str(rd, json_object_get(doc, "bindAddress"), "bindAddress",
+			    &c->bind_address);
+	if (!r)
+		r = get_str(rd, json_object_get(doc, "portRange"), "portRange", &c->port_range);
+	if (!r) {
+		bool has;
+
+		r = get_duration(rd, json_object_get(doc, "udpIdleTimeout"), "udpIdleTimeout",
+				 &c->udp_idle_timeout_ms, &has);
+	}
 	if (r)
 		return r;
 	v = json_object_get(doc, "nodePortAddresses");

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,7 +42,13 @@ struct options {
 	const char *scheduler;
 	char backend_extra[64];
 	char ipvs_extra[128];
+	char us_extra[256];
 	uint32_t ipvs_tcp_ms, ipvs_tcpfin_ms, ipvs_udp_ms;
+	const char *bind_address;	/* --bind-address (userspace: where proxies listen) */
+	const char *port_range;		/* --proxy-port-range */
+	uint32_t udp_timeout_ms;	/* --udp-timeout */
+	uint32_t us_workers, us_max_conns, us_grace_ms;
+	bool us_grace_set;
 	bool strict_arp;
 	uint32_t min_sync_ms;
 	uint32_t sync_ms;
@@ -70,8 +77,8 @@ static const char usage[] =
 "                                 NodePorts (default: every non-loopback address)\n"
 "      --cluster-cidr CIDRS       pod ranges, for masquerade decisions\n"
 "Data plane:\n"
-"      --proxy-mode MODE          iptables (default), ipvs or dryrun; userspace and\n"
-"                                 dpdk are not built yet (accepted with --dry-run)\n"
+"      --proxy-mode MODE          iptables (default), ipvs, userspace or dryrun; dpdk\n"
+"                                 is not built yet (accepted with --dry-run)\n"
 "      --dry-run                  compute and serve the state, program nothing\n"
 "      --masquerade-all           masquerade all traffic sent to service VIPs\n"
 "      --ipvs-scheduler NAME      IPVS scheduler (rr default; lc, dh, sh, sed, nq, wrr,\n"
@@ -80,6 +87,17 @@ static const char usage[] =
 "      --ipvs-tcp-timeout DUR     IPVS idle timeout of TCP connections (0: leave as is)\n"
 "      --ipvs-tcpfin-timeout DUR  IPVS timeout of TCP connections after a FIN\n"
 "      --ipvs-udp-timeout DUR     IPVS timeout of UDP flows\n"
+"      --proxy-port-range RANGE   userspace: proxy ports from LO-HI, LO+N or one port\n"
+"                                 (default: chosen by the kernel)\n"
+"      --udp-timeout DUR          userspace: an idle UDP flow is closed after DUR (250ms)\n"
+"      --bind-address IP          userspace: proxy ports listen on IP (default 0.0.0.0\n"
+"                                 and ::); portals then DNAT to it instead of REDIRECT\n"
+"      --userspace-workers N      userspace: proxy threads (default: one per CPU)\n"
+"      --userspace-max-conns N    userspace: open connections and flows per proxy port\n"
+"                                 (default 32768); beyond it new ones wait in the backlog\n"
+"      --userspace-grace-period DUR\n"
+"                                 userspace: a removed service's connections are closed\n"
+"                                 after DUR (default 30s; 0: at once)\n"
 "      --min-sync-period DUR      least time between syncs (default 1s; also\n"
 "                                 --iptables-min-sync-period, --ipvs-min-sync-period)\n"
 "      --sync-period DUR          full resync period (default 30s; 0 disables; also\n"
@@ -106,6 +124,7 @@ enum {
 	OPT_MASQ_ALL, OPT_SCHED, OPT_MIN_SYNC, OPT_SYNC, OPT_CLEANUP, OPT_SOCKET, OPT_VERSION,
 	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MASTER,
 	OPT_CONFIG, OPT_STRICT_ARP, OPT_IPVS_TCP, OPT_IPVS_TCPFIN, OPT_IPVS_UDP,
+	OPT_BIND, OPT_PORT_RANGE, OPT_UDP_TIMEOUT, OPT_US_WORKERS, OPT_US_MAX, OPT_US_GRACE,
 };
 
 static const struct option long_opts[] = {
@@ -131,6 +150,12 @@ static const struct option long_opts[] = {
 	{ "ipvs-tcpfin-timeout", required_argument, NULL, OPT_IPVS_TCPFIN },
 	{ "ipvs-udp-timeout", required_argument, NULL, OPT_IPVS_UDP },
 	{ "iptables-sync-period", required_argument, NULL, OPT_SYNC },
+	{ "bind-address", required_argument, NULL, OPT_BIND },
+	{ "proxy-port-range", required_argument, NULL, OPT_PORT_RANGE },
+	{ "udp-timeout", required_argument, NULL, OPT_UDP_TIMEOUT },
+	{ "userspace-workers", required_argument, NULL, OPT_US_WORKERS },
+	{ "userspace-max-conns", required_argument, NULL, OPT_US_MAX },
+	{ "userspace-grace-period", required_argument, NULL, OPT_US_GRACE },
 	{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 	{ "iptables-dispatch-threshold", required_argument, NULL, OPT_DISPATCH },
 	{ "control-socket", required_argument, NULL, OPT_SOCKET },
@@ -230,6 +255,12 @@ static int read_config(int argc, char **argv, struct options *o)
 		o->ipvs_tcpfin_ms = c->ipvs_tcpfin_timeout_ms;
 	if (c->ipvs_udp_timeout_ms)
 		o->ipvs_udp_ms = c->ipvs_udp_timeout_ms;
+	if (c->bind_address && *c->bind_address)
+		o->bind_address = c->bind_address;
+	if (c->port_range && *c->port_range)
+		o->port_range = c->port_range;
+	if (c->udp_idle_timeout_ms)
+		o->udp_timeout_ms = c->udp_idle_timeout_ms;
 	if (c->has_sync_period)
 		o->sync_ms = c->sync_period_ms;
 	if (c->has_min_sync_period)
@@ -297,6 +328,34 @@ static int parse_options(int argc, char **argv, struct options *o)
 					"ipvs-tcpfin-timeout" : "ipvs-udp-timeout", optarg);
 				return -EINVAL;
 			}
+			break;
+		}
+		case OPT_BIND: o->bind_address = optarg; break;
+		case OPT_PORT_RANGE: o->port_range = optarg; break;
+		case OPT_UDP_TIMEOUT:
+		case OPT_US_GRACE:
+			if (kp_parse_duration(optarg, c == OPT_UDP_TIMEOUT ? &o->udp_timeout_ms :
+					      &o->us_grace_ms) < 0) {
+				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a duration\n",
+					c == OPT_UDP_TIMEOUT ? "udp-timeout" : "userspace-grace-period",
+					optarg);
+				return -EINVAL;
+			}
+			o->us_grace_set |= c == OPT_US_GRACE;
+			break;
+		case OPT_US_WORKERS:
+		case OPT_US_MAX: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long max = c == OPT_US_WORKERS ? 64 : 10000000;
+
+			if (*end || !*optarg || v < 1 || v > max) {
+				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number 1..%lu\n",
+					c == OPT_US_WORKERS ? "userspace-workers" :
+					"userspace-max-conns", optarg, max);
+				return -EINVAL;
+			}
+			*(c == OPT_US_WORKERS ? &o->us_workers : &o->us_max_conns) = (uint32_t)v;
 			break;
 		}
 		case OPT_SOCKET: o->control_socket = optarg; break;
@@ -446,6 +505,90 @@ static void load_ipvs_modules(const char *sched)
 		;
 }
 
+/* "LO-HI", "LO+N", "PORT", or "" / "0" / "0-0" (the kernel picks): as kube-proxy. */
+static bool valid_port_range(const char *s)
+{
+	unsigned long lo, hi;
+	char *end;
+
+	if (!*s)
+		return true;
+	lo = strtoul(s, &end, 10);
+	if (end == s)
+		return false;
+	hi = lo;
+	if (*end == '-' || *end == '+') {
+		char op = *end, *p = end + 1;
+
+		hi = strtoul(p, &end, 10);
+		if (end == p)
+			return false;
+		if (op == '+')
+			hi += lo;
+	}
+	return !*end && lo <= 65535 && hi <= 65535 && hi >= lo && (lo || !hi);
+}
+
+/*
+ * The userspace mode holds two descriptors per connection (and pipes while bytes move):
+ * raise the soft limit to the hard one, and both as far as fs.nr_open allows when we may
+ * (kube-proxy's userspace mode raised it too).
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	unsigned long nr_open = 1048576;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+
+	if (f) {
+		if (fscanf(f, "%lu", &nr_open) != 1)
+			nr_open = 1048576;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_max < nr_open) {
+		struct rlimit up = { .rlim_cur = nr_open, .rlim_max = nr_open };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* The userspace backend's options; false (with the reason logged) for a bad one. */
+static bool userspace_extra(struct options *o)
+{
+	struct kp_addr a;
+	int n;
+
+	if (o->port_range && !valid_port_range(o->port_range)) {
+		kpd_err("--proxy-port-range: \"%s\" is not LO-HI, LO+N or a port (1-65535)",
+			o->port_range);
+		return false;
+	}
+	if (o->bind_address && kp_addr_from_str(o->bind_address, &a) < 0) {
+		kpd_err("--bind-address: \"%s\" is not an IP address", o->bind_address);
+		return false;
+	}
+	n = snprintf(o->us_extra, sizeof(o->us_extra), "udp-timeout=%u,grace=%u",
+		     o->udp_timeout_ms, o->us_grace_set ? o->us_grace_ms : 30000);
+	if (o->port_range && *o->port_range)
+		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",port-range=%s",
+			      o->port_range);
+	if (o->bind_address)
+		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",bind=%s",
+			      o->bind_address);
+	if (o->us_workers)
+		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",workers=%u",
+			      o->us_workers);
+	if (o->us_max_conns)
+		snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",max-conns=%u",
+			 o->us_max_conns);
+	return true;
+}
+
 static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
 	struct kp_config cfg = {
@@ -463,6 +606,13 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 		cfg.extra = o->ipvs_extra;
 		if (!o->dry_run)
 			load_ipvs_modules(o->scheduler);
+	}
+	if (!strcmp(o->proxy_mode, "userspace")) {
+		if (!userspace_extra(o))
+			return -EINVAL;
+		cfg.extra = o->us_extra;
+		if (!o->dry_run && !o->cleanup)
+			raise_nofile();
 	}
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
 	struct kp_addr nets[MAX_CIDRS];

@@ -2,8 +2,10 @@
 /*
  * kproxyd's log: klog-like lines ("I1125 03:28:09.123456   4242 kproxyd] text") on
  * stderr, --v verbosity as kube-proxy uses it, and suppression of a line repeated
- * back to back (counted, and reported when a different line comes).
+ * back to back (counted, and reported when a different line comes). Thread safe: the
+ * userspace data plane logs from its worker threads.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +19,7 @@ int kpd_verbosity;
 
 static char last_line[512];
 static unsigned long last_repeats;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void emit(char sev, const char *msg)
 {
@@ -39,8 +42,10 @@ void kpd_log(char sev, int v, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	pthread_mutex_lock(&log_lock);
 	if (strcmp(line, last_line) == 0) {
 		last_repeats++;
+		pthread_mutex_unlock(&log_lock);
 		return;
 	}
 	if (last_repeats) {
@@ -52,6 +57,7 @@ void kpd_log(char sev, int v, const char *fmt, ...)
 	}
 	snprintf(last_line, sizeof(last_line), "%s", line);
 	emit(sev, line);
+	pthread_mutex_unlock(&log_lock);
 }
 
 void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata)

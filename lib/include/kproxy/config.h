@@ -33,6 +33,10 @@ struct kp_proxy_config {
 	/* ipvs.strictARP; ipvs.tcpTimeout, tcpFinTimeout, udpTimeout (0 when unset) */
 	bool strict_arp, has_strict_arp;
 	uint32_t ipvs_tcp_timeout_ms, ipvs_tcpfin_timeout_ms, ipvs_udp_timeout_ms;
+	/* the userspace mode's: bindAddress, portRange, udpIdleTimeout (0 when unset) */
+	char *bind_address;
+	char *port_range;
+	uint32_t udp_idle_timeout_ms;
 };
 
 /* Called once per field the file has and kproxyd does not use ("a.b.c"). */
