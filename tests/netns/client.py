@@ -6,6 +6,8 @@
   client.py udp HOST PORT COUNT   one datagram each from one socket; same output
   client.py hold HOST PORT        connects, prints the answer, then for each line on
                                   stdin sends it and prints the echo
+  client.py udpfrom HOST PORT COUNT  as udp, and each answer ends with " from ADDR:PORT",
+                                  where the reply came from
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
                                   (one conntrack entry); prints each answer
   client.py conns HOST PORT       many held TCP connections, one command per stdin line,
@@ -53,6 +55,17 @@ def main():
             try:
                 s.sendto(b"q%d" % i, (host, port))
                 print(s.recv(2048).decode().strip(), flush=True)
+            except OSError as e:
+                print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
+    elif mode == "udpfrom":
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        for i in range(int(sys.argv[4])):
+            start = time.monotonic()
+            try:
+                s.sendto(b"q%d" % i, (host, port))
+                data, peer = s.recvfrom(2048)
+                print("%s from %s:%d" % (data.decode().strip(), peer[0], peer[1]), flush=True)
             except OSError as e:
                 print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
     elif mode == "conns":
