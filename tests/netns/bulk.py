@@ -4,6 +4,8 @@
   bulk.py serve PORT            in a pod: per connection, one request line:
                                   "SEND N SEED" -> N bytes of the SEED stream, then close
                                   "RECV N"      -> reads N bytes, answers "<sha256>\\n"
+                                  "DRAIN"       -> reads until the client's end of
+                                                   stream, then answers "<bytes> <sha256>\\n"
                                   "HELLO"       -> answers "NAME\\n" and keeps the
                                                    connection open until the client closes
                                 prints "ready" once listening (NAME from $POD)
@@ -11,6 +13,11 @@
                                 stream, else "bad <bytes received> <sha256>"
   bulk.py put HOST PORT N SEED  uploads N bytes of the SEED stream; prints "ok SHA" when
                                 the server's digest matches, else "bad ..."
+  bulk.py half HOST PORT N SEED uploads N bytes, half-closes (shutdown SHUT_WR) and reads
+                                the server's answer, which it sends only after the end of
+                                stream: prints "ok SHA" when bytes and digest match
+  bulk.py slow HOST PORT N SEED asks for N bytes, prints "waiting", reads nothing until a
+                                line arrives on stdin, then reads it all: "ok SHA" / "bad"
   bulk.py many HOST PORT N      opens N connections at once (all held open), says HELLO on
                                 each, prints "opened K answered M names=a:x,b:y" then
                                 closes them all
@@ -56,6 +63,15 @@ def serve_one(c, name):
                 h.update(b)
                 left -= len(b)
             c.sendall((h.hexdigest() + "\n").encode())
+        elif line[0] == "DRAIN":
+            total, h = 0, hashlib.sha256()
+            while True:
+                b = f.read1(BLOCK)
+                if not b:
+                    break
+                h.update(b)
+                total += len(b)
+            c.sendall(("%d %s\n" % (total, h.hexdigest())).encode())
         elif line[0] == "HELLO":
             c.sendall((name + "\n").encode())
             while c.recv(4096):
@@ -105,6 +121,38 @@ def put(host, port, n, seed):
             c.sendall(b)
         answer = c.makefile("rb").readline().decode().strip()
     return ("ok " if answer == want.hexdigest() else "bad ") + answer
+
+
+def half(host, port, n, seed):
+    want = hashlib.sha256()
+    with connect(host, port, 60) as c:
+        c.sendall(b"DRAIN\n")
+        for b in stream(n, seed):
+            want.update(b)
+            c.sendall(b)
+        c.shutdown(socket.SHUT_WR)
+        answer = c.makefile("rb").readline().decode().strip()
+    return ("ok " if answer == "%d %s" % (n, want.hexdigest()) else "bad ") + answer
+
+
+def slow(host, port, n, seed):
+    c = connect(host, port, 60)
+    c.sendall(b"SEND %d %d\n" % (n, seed))
+    print("waiting", flush=True)
+    sys.stdin.readline()
+    want, got, count = hashlib.sha256(), hashlib.sha256(), 0
+    for b in stream(n, seed):
+        want.update(b)
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        got.update(b)
+        count += len(b)
+    c.close()
+    if count == n and got.digest() == want.digest():
+        return "ok " + got.hexdigest()
+    return "bad %d %s" % (count, got.hexdigest())
 
 
 def many(host, port, n):
@@ -165,6 +213,10 @@ def main():
         print(get(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
     elif mode == "put":
         print(put(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+    elif mode == "half":
+        print(half(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
+    elif mode == "slow":
+        print(slow(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
     elif mode == "many":
         print(many(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
     return 0

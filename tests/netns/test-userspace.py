@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -97,6 +98,11 @@ def manifests(web_eps=(A1, B1, B2, UN), with_gone=True):
             + slice_("dual", v6([A1, B1]), sname="dual-6", family="IPv6")
             + svc("bulk", "10.96.0.19", 9000)
             + slice_("bulk", [A1, B1, B2], port=9000)
+            + svc("sticky1", "10.96.0.22", 80, "  sessionAffinity: ClientIP\n"
+                  "  sessionAffinityConfig: {clientIP: {timeoutSeconds: 1}}\n")
+            + slice_("sticky1", [A1, B1, B2])
+            + svc("blackhole", "10.96.0.21", 80)
+            + slice_("blackhole", [A1, ("10.244.3.99", "node-b", True)])
             + (svc("gone", "10.96.0.20", 80) + slice_("gone", [A1]) if with_gone else ""))
 
 
@@ -105,6 +111,12 @@ def write(mdir, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.rename(tmp, os.path.join(mdir, "services.yaml"))
+
+
+def low_nofile():
+    """kproxyd starts with a soft open-file limit of 1024, as from a default shell."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(
+        resource.RLIMIT_NOFILE)[1]))
 
 
 class Kproxyd:
@@ -119,7 +131,7 @@ class Kproxyd:
              "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2",
              "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
              "--udp-timeout", "500ms", "--userspace-grace-period", "2s", *extra],
-            stdout=self.log, stderr=self.log)
+            stdout=self.log, stderr=self.log, preexec_fn=low_nofile)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and self.proc.poll() is None:
             if self.entries():
@@ -256,6 +268,17 @@ def traffic_tests(topo, k):
        "endpoint", c)
     c = names(topo.run(cl, "tcp", "10.96.0.11", 80, 20, src="192.168.50.3"))
     ok(len(c) == 1 and "ERR" not in c, "and 20 from 192.168.50.3, one endpoint", c)
+    c = names(topo.run(n, "tcp", "10.96.0.22", 80, 5))
+    time.sleep(1.3)         # the affinity time-out (1 s) is what is tested: let it pass
+    after = names(topo.run(n, "tcp", "10.96.0.22", 80, 1))
+    ok(len(c) == 1 and "ERR" not in c and len(after) == 1 and "ERR" not in after and
+       set(after) != set(c), "affinity with timeoutSeconds 1: sticky, then after 1.3 s idle "
+       "the next endpoint in turn", (c, after))
+    t0 = time.monotonic()
+    c = names(topo.run(n, "tcp", "10.96.0.21", 80, 10))
+    ok(c == {"pod-a1": 10}, "an endpoint that never answers (no pod at its address) costs a "
+       "connect time-out, not a failed request (10 connections in %.1f s)"
+       % (time.monotonic() - t0), c)
 
     lines = topo.run(cl, "udpfrom", "10.96.0.14", 53, 6)
     ok(len(lines) == 6 and all(re.match(r"pod-(a1|b1) \S+ from 10\.96\.0\.14:53$", l)
@@ -300,6 +323,26 @@ def traffic_tests(topo, k):
     ok(r.startswith("ok "), "a 100 MiB download through the proxy arrives intact (sha256)", r)
     r = bulk(topo, cl, "put", "10.96.0.19", 9000, MIB100, 8)
     ok(r.startswith("ok "), "a 100 MiB upload arrives intact (sha256 at the pod)", r)
+    r = bulk(topo, cl, "half", "10.96.0.19", 9000, 8 << 20, 10)
+    ok(r.startswith("ok "), "half-close: after shutdown(SHUT_WR) the pod sees the end of the "
+       "upload and its answer still comes back", r)
+    slow = subprocess.Popen(["ip", "netns", "exec", cl, sys.executable,
+                             os.path.join(HERE, "bulk.py"), "slow", "10.96.0.19", "9000",
+                             str(MIB100), "11"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    waiting = slow.stdout.readline().strip()
+
+    def queued():
+        out = sh("ss", "-tnH", ns=n).stdout.split("\n")
+        return sum(int(f[1]) + int(f[2]) for f in (l.split() for l in out) if len(f) > 3)
+    seen = [queued()]
+    wait_until(lambda: seen.append(queued()) or (seen[-1] > 0 and seen[-1] == seen[-2]), 8)
+    slow.stdin.write("go\n")
+    slow.stdin.flush()
+    r = slow.stdout.readline().strip()
+    slow.wait(60)
+    ok(waiting == "waiting" and 0 < seen[-1] < (32 << 20) and r.startswith("ok "),
+       "back-pressure: while the client reads nothing the node holds %.1f MiB of the 100 "
+       "(socket queues), then the rest arrives intact" % (seen[-1] / 1048576.0), (seen, r))
     r = bulk(topo, n, "get", "10.96.0.19", 9000, 16 << 20, 9)
     ok(r.startswith("ok "), "and 16 MiB from the node itself (DNAT portal)", r)
     r = bulk(topo, cl, "many", "10.96.0.19", 9000, 1000)
@@ -318,6 +361,9 @@ def removal_tests(topo, k, mdir):
     for _ in range(6):
         cid, name = say(conns, "open").split()[:2]
         held.setdefault(name, cid)
+    est = sh("ss", "-tnoH", "state", "established", ns=n).stdout.splitlines()
+    ok([l for l in est if ":8080 " in l and "timer:(keepalive" in l],
+       "the proxy's connections have TCP keepalive on", "\n".join(est))
     victim = "pod-b2"
     vip_of = {"pod-a1": A1, "pod-b1": B1, "pod-b2": B2}
     write(mdir, manifests([vip_of[p] for p in ("pod-a1", "pod-b1") if p != victim]))
@@ -417,6 +463,12 @@ def main():
         write(mdir, manifests())
         k = Kproxyd(topo, mdir)
         ok(k.proc.poll() is None and k.dump(), "kproxyd runs in userspace mode", k.text())
+        limits = open("/proc/%d/limits" % k.proc.pid).read()
+        m = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        ok(m and int(m.group(1)) >= hard and int(m.group(1)) > 1024,
+           "its open-file limit is raised at start (soft 1024 -> %s; hard limit %s)"
+           % (m.group(1), m.group(2)) if m else "its open-file limit is raised", limits)
         rules = sh("iptables-legacy-save", ns=n).stdout
         ok(re.search(r"-A KUBE-PORTALS-CONTAINER -d 10\.96\.0\.10/32 -p tcp -m tcp --dport 80 "
                      r"-m comment --comment \"t/web:p\" -j REDIRECT --to-ports \d+", rules) and
