@@ -281,7 +281,7 @@ def test_flags():
                        capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 1 and "--cluster-cidr" in r.stderr and "bogus" in r.stderr,
        "a bad --cluster-cidr is refused by name", r.stderr)
-    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "userspace",
+    r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "dpdk",
                         "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
     ok(r.returncode == 1 and "--dry-run" in r.stderr,
@@ -407,7 +407,7 @@ def test_config():
                "kind: KubeProxyConfiguration\n"
                "hostnameOverride: node-from-config\n"
                "clusterCIDR: 10.244.0.0/16\n"
-               "bindAddress: 0.0.0.0\n"
+               "oomScoreAdj: -999\n"
                "iptables: {masqueradeAll: true, syncPeriod: 1m0s, minSyncPeriod: 500ms}\n")
     d = Daemon(os.path.join(TOP_SRC, "examples", "manifests"), extra=("--config", cfg))
     r = d.ctl("status", "-o", "json")
@@ -415,7 +415,7 @@ def test_config():
     # Daemon passes --hostname-override node-a: the flag wins over the file
     ok(st.get("node") == "node-a", "a flag overrides the config file", r.stdout)
     log = d.logtext()
-    ok("bindAddress: not supported by kproxyd" in log,
+    ok("oomScoreAdj: not supported by kproxyd" in log,
        "a field kproxyd does not use is warned about, by name", log)
     d.stop()
     d = subprocess.run([KPROXYD, "--config", cfg, "--dry-run", "--manifests",
@@ -434,6 +434,24 @@ def test_config():
                        text=True, timeout=DEADLINE)
     ok(r.returncode == 2 and "minSyncPeriod: not a duration" in r.stderr,
        "a bad duration in the file is refused with the field's name", r.stderr)
+    write(cfg, "kind: KubeProxyConfiguration\nmode: userspace\nbindAddress: 127.0.0.1\n"
+               "portRange: 40000-40100\nudpIdleTimeout: 1s\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run", "--manifests", "/tmp",
+                        "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE),
+                        "--healthz-bind-address", "", "--metrics-bind-address", "", "--cleanup"],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode == 0 and "not supported" not in r.stderr,
+       "the userspace fields bindAddress, portRange and udpIdleTimeout are read", r.stderr)
+    write(cfg, "kind: KubeProxyConfiguration\nmode: userspace\nportRange: 40100-40000\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run", "--manifests", "/tmp"],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode != 0 and "--proxy-port-range" in r.stderr and "40100-40000" in r.stderr,
+       "a backwards portRange is refused, naming it", r.stderr)
+    write(cfg, "kind: KubeProxyConfiguration\nudpIdleTimeout: 250\n")
+    r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run"], capture_output=True,
+                       text=True, timeout=DEADLINE)
+    ok(r.returncode == 2 and "udpIdleTimeout: not a duration" in r.stderr,
+       "a udpIdleTimeout without a unit is refused by name", r.stderr)
     write(cfg, "kind: KubeletConfiguration\n")
     r = subprocess.run([KPROXYD, "--config", cfg, "--dry-run"], capture_output=True,
                        text=True, timeout=DEADLINE)
