@@ -63,6 +63,13 @@ int kp_sysctl_set(const char *path, const char *value);
  */
 int kp_cidr_list_parse(const char *list, struct kp_addr *nets, uint8_t *prefixes, size_t max,
 		       size_t *ret_n, const char **ret_bad);
+/*
+ * Walk a backend's option list, "key=value,key=value" (struct kp_config.extra): @fn gets
+ * each pair. Returns 0, -EINVAL for an entry without '=', -ENOMEM, or the first non-zero
+ * value @fn returned. A NULL @list has no options.
+ */
+int kp_opts_parse(const char *list, int (*fn)(const char *key, const char *value, void *userdata),
+		  void *userdata);
 
 /* ---- decoded objects ---- */
 enum kp_obj_kind {

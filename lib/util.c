@@ -433,3 +433,28 @@ KP_EXPORT const char *kp_version(void)
 {
 	return PACKAGE_VERSION;
 }
+
+int kp_opts_parse(const char *list, int (*fn)(const char *key, const char *value, void *userdata),
+		  void *userdata)
+{
+	char *copy, *tok, *save = NULL;
+	int r = 0;
+
+	if (!list)
+		return 0;
+	copy = strdup(list);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && !r; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		if (!eq) {
+			r = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		r = fn(tok, eq + 1, userdata);
+	}
+	free(copy);
+	return r;
+}

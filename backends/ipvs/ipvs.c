@@ -1399,39 +1399,22 @@ static int ipvs_cleanup(void *priv)
 /* ---- lifetime ---- */
 
 /* "strict-arp=1,tcp-timeout=900,tcpfin-timeout=120,udp-timeout=300" */
-static int parse_extra(struct ipvs *iv, const char *extra)
+static int ipvs_option(const char *key, const char *value, void *userdata)
 {
-	char *copy, *tok, *save = NULL;
-	int r = 0;
+	struct ipvs *iv = userdata;
+	unsigned long v = strtoul(value, NULL, 10);
 
-	if (!extra)
-		return 0;
-	copy = strdup(extra);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		unsigned long v;
-
-		if (!eq) {
-			r = -EINVAL;
-			break;
-		}
-		*eq++ = '\0';
-		v = strtoul(eq, NULL, 10);
-		if (!strcmp(tok, "strict-arp"))
-			iv->strict_arp = v != 0;
-		else if (!strcmp(tok, "tcp-timeout"))
-			iv->tcp_timeout = (uint32_t)v;
-		else if (!strcmp(tok, "tcpfin-timeout"))
-			iv->tcpfin_timeout = (uint32_t)v;
-		else if (!strcmp(tok, "udp-timeout"))
-			iv->udp_timeout = (uint32_t)v;
-		else if (strcmp(tok, "dispatch-threshold"))	/* the iptables backend's */
-			kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: unknown option \"%s\"", tok);
-	}
-	free(copy);
-	return r;
+	if (!strcmp(key, "strict-arp"))
+		iv->strict_arp = v != 0;
+	else if (!strcmp(key, "tcp-timeout"))
+		iv->tcp_timeout = (uint32_t)v;
+	else if (!strcmp(key, "tcpfin-timeout"))
+		iv->tcpfin_timeout = (uint32_t)v;
+	else if (!strcmp(key, "udp-timeout"))
+		iv->udp_timeout = (uint32_t)v;
+	else if (strcmp(key, "dispatch-threshold"))	/* the iptables backend's */
+		kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: unknown option \"%s\"", key);
+	return 0;
 }
 
 static void ipvs_destroy(void *priv)
@@ -1477,7 +1460,7 @@ static int ipvs_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret
 			if (!(iv->set_counts[v6][s] = kp_map_new()))
 				r = -ENOMEM;
 	if (!r)
-		r = parse_extra(iv, cfg->extra);
+		r = kp_opts_parse(cfg->extra, ipvs_option, iv);
 	if (r < 0)
 		goto fail;
 	r = kp_cidr_list_parse(cfg->cluster_cidr, iv->cluster_nets, iv->cluster_prefixes,

@@ -835,61 +835,45 @@ static int parse_range(struct usb *b, const char *s)
 
 /* "port-range=30000-31000,udp-timeout=250,workers=2,max-conns=32768,grace=30000,
  * bind=ADDR" (udp-timeout and grace in ms) */
-static int parse_extra(struct usb *b, const char *extra)
+static int us_option(const char *key, const char *value, void *userdata)
 {
-	char *copy, *tok, *save = NULL;
-	int r = 0;
+	struct usb *b = userdata;
+	char *end;
+	unsigned long v = strtoul(value, &end, 10);
+	bool number = *value && !*end;
 
-	if (!extra)
+	if (!strcmp(key, "port-range"))
+		return parse_range(b, value);
+	if (!strcmp(key, "bind")) {
+		static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+		struct kp_addr a;
+		int fi;
+
+		if (kp_addr_from_str(value, &a) < 0)
+			return -EINVAL;
+		fi = a.family == AF_INET6;
+		b->bind[fi] = a;
+		b->wildcard[fi] = fi ? !memcmp(&a.v6, &any6, sizeof(any6)) :
+				       a.v4.s_addr == htonl(INADDR_ANY);
 		return 0;
-	copy = strdup(extra);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && !r; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '='), *end;
-		unsigned long v;
-
-		if (!eq) {
-			r = -EINVAL;
-			break;
-		}
-		*eq++ = '\0';
-		v = strtoul(eq, &end, 10);
-		if (!strcmp(tok, "port-range")) {
-			r = parse_range(b, eq);
-		} else if (!strcmp(tok, "bind")) {
-			struct kp_addr a;
-
-			r = kp_addr_from_str(eq, &a);
-			if (!r) {
-				int fi = a.family == AF_INET6;
-				static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
-
-				b->bind[fi] = a;
-				b->wildcard[fi] = fi ? !memcmp(&a.v6, &any6, sizeof(any6)) :
-						       a.v4.s_addr == htonl(INADDR_ANY);
-			}
-		} else if (*end || !*eq) {
-			if (strcmp(tok, "dispatch-threshold"))
-				r = -EINVAL;
-		} else if (!strcmp(tok, "udp-timeout")) {
-			b->us.udp_timeout_ms = v ? (uint32_t)v : DEFAULT_UDP_TIMEOUT_MS;
-		} else if (!strcmp(tok, "workers")) {
-			if (v < 1 || v > US_MAX_WORKERS)
-				r = -EINVAL;
-			b->us.n_workers = (unsigned)v;
-		} else if (!strcmp(tok, "max-conns")) {
-			if (v < 1 || v > UINT32_MAX)
-				r = -EINVAL;
-			b->us.max_conns = (uint32_t)v;
-		} else if (!strcmp(tok, "grace")) {
-			b->us.grace_ms = (uint32_t)v;
-		} else if (strcmp(tok, "dispatch-threshold")) {	/* the iptables backend's */
-			kp_log(b->us.ctx, KP_LOG_DEBUG, "userspace: unknown option \"%s\"", tok);
-		}
 	}
-	free(copy);
-	return r;
+	if (!strcmp(key, "dispatch-threshold"))		/* the iptables backend's */
+		return 0;
+	if (!number)
+		return -EINVAL;
+	if (!strcmp(key, "udp-timeout"))
+		b->us.udp_timeout_ms = v ? (uint32_t)v : DEFAULT_UDP_TIMEOUT_MS;
+	else if (!strcmp(key, "workers") && v >= 1 && v <= US_MAX_WORKERS)
+		b->us.n_workers = (unsigned)v;
+	else if (!strcmp(key, "max-conns") && v >= 1 && v <= UINT32_MAX)
+		b->us.max_conns = (uint32_t)v;
+	else if (!strcmp(key, "grace") && v <= UINT32_MAX)
+		b->us.grace_ms = (uint32_t)v;
+	else if (!strcmp(key, "workers") || !strcmp(key, "max-conns") || !strcmp(key, "grace"))
+		return -EINVAL;
+	else
+		kp_log(b->us.ctx, KP_LOG_DEBUG, "userspace: unknown option \"%s\"", key);
+	return 0;
 }
 
 static int us_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
@@ -913,7 +897,7 @@ static int us_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_p
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = parse_extra(b, cfg->extra);
+	r = kp_opts_parse(cfg->extra, us_option, b);
 	if (r < 0) {
 		kp_log(ctx, KP_LOG_DEBUG, "userspace: bad options \"%s\"", cfg->extra);
 		goto fail;

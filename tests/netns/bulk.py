@@ -95,21 +95,26 @@ def connect(host, port, timeout):
     return socket.create_connection((host, port), timeout=timeout)
 
 
-def get(host, port, n, seed):
+def receive(c, n, seed):
+    """Reads @c to its end: "ok SHA" if it carried the SEED stream's N bytes, else "bad"."""
     want, got, count = hashlib.sha256(), hashlib.sha256(), 0
     for b in stream(n, seed):
         want.update(b)
-    with connect(host, port, 60) as c:
-        c.sendall(b"SEND %d %d\n" % (n, seed))
-        while True:
-            b = c.recv(1 << 20)
-            if not b:
-                break
-            got.update(b)
-            count += len(b)
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        got.update(b)
+        count += len(b)
     if count == n and got.digest() == want.digest():
         return "ok " + got.hexdigest()
     return "bad %d %s" % (count, got.hexdigest())
+
+
+def get(host, port, n, seed):
+    with connect(host, port, 60) as c:
+        c.sendall(b"SEND %d %d\n" % (n, seed))
+        return receive(c, n, seed)
 
 
 def put(host, port, n, seed):
@@ -136,23 +141,11 @@ def half(host, port, n, seed):
 
 
 def slow(host, port, n, seed):
-    c = connect(host, port, 60)
-    c.sendall(b"SEND %d %d\n" % (n, seed))
-    print("waiting", flush=True)
-    sys.stdin.readline()
-    want, got, count = hashlib.sha256(), hashlib.sha256(), 0
-    for b in stream(n, seed):
-        want.update(b)
-    while True:
-        b = c.recv(1 << 20)
-        if not b:
-            break
-        got.update(b)
-        count += len(b)
-    c.close()
-    if count == n and got.digest() == want.digest():
-        return "ok " + got.hexdigest()
-    return "bad %d %s" % (count, got.hexdigest())
+    with connect(host, port, 60) as c:
+        c.sendall(b"SEND %d %d\n" % (n, seed))
+        print("waiting", flush=True)
+        sys.stdin.readline()
+        return receive(c, n, seed)
 
 
 def many(host, port, n):

@@ -47,17 +47,7 @@ def main():
     if mode == "tcp":
         for _ in range(int(sys.argv[4])):
             print(tcp_once(host, port), flush=True)
-    elif mode == "udp":
-        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(TIMEOUT)
-        for i in range(int(sys.argv[4])):
-            start = time.monotonic()
-            try:
-                s.sendto(b"q%d" % i, (host, port))
-                print(s.recv(2048).decode().strip(), flush=True)
-            except OSError as e:
-                print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
-    elif mode == "udpfrom":
+    elif mode in ("udp", "udpfrom"):
         s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(TIMEOUT)
         for i in range(int(sys.argv[4])):
@@ -65,7 +55,8 @@ def main():
             try:
                 s.sendto(b"q%d" % i, (host, port))
                 data, peer = s.recvfrom(2048)
-                print("%s from %s:%d" % (data.decode().strip(), peer[0], peer[1]), flush=True)
+                print(data.decode().strip() + (" from %s:%d" % peer[:2] if mode == "udpfrom"
+                                               else ""), flush=True)
             except OSError as e:
                 print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
     elif mode == "conns":

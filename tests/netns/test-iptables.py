@@ -3,13 +3,11 @@
 """kproxyd --proxy-mode iptables in a node namespace, with real connections from the
 node itself and from a client namespace to pods behind a bridge. Needs root,
 iptables-legacy and network namespaces; prints TAP."""
-import collections
 import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,49 +15,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from topology import Topology, sh  # noqa: E402
+from kptest import Tap, names, save, slice_, stop, svc, wait_until  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
 KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
-count = failed = 0
+TAP = Tap()
+ok = TAP.ok
 
 PODS = [("pod-a1", "10.244.1.2", "fd00:10:244::2"), ("pod-b1", "10.244.2.3", "fd00:10:244::3"),
         ("pod-b2", "10.244.2.4", "fd00:10:244::4"), ("pod-unready", "10.244.1.9")]
 
 
-MODE, FLAGS = "", ()
-
-
-def ok(cond, desc, detail=""):
-    global count, failed
-    count += 1
-    desc = "%s: %s" % (MODE, desc) if MODE else desc
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc), flush=True)
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[:30]:
-            print("#   " + line)
-    return cond
-
-
-def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"):
-    np = ", nodePort: %d" % node_port if node_port else ""
-    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: t}\n"
-            "spec:\n  type: %s\n  clusterIP: %s\n  ports: [{name: p, port: %d, protocol: %s%s}]\n"
-            "%s---\n" % (name, ptype, ip, port, proto, np, extra))
-
-
-def slice_(svcname, eps, proto="TCP", sname=None, family="IPv4"):
-    lines = []
-    for ip, node, ready in eps:
-        cond = "{ready: true}" if ready is True else "{ready: false, serving: false}" \
-            if ready is False else "{ready: false, serving: true, terminating: true}"
-        lines.append("- {addresses: [%s], nodeName: %s, conditions: %s}" % (ip, node, cond))
-    return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-            "metadata: {name: %s, namespace: t, labels: {kubernetes.io/service-name: %s}}\n"
-            "addressType: %s\nports: [{name: p, port: 8080, protocol: %s}]\nendpoints:\n%s\n---\n"
-            % (sname or svcname + "-1", svcname, family, proto, "\n".join(lines)))
+FLAGS = ()
 
 
 A1, B1, B2, UN = [(ip, "node-a" if "1.2" in ip or "1.9" in ip else "node-b", True)
@@ -80,7 +49,7 @@ def manifests(web_eps, dns_eps=None):
             + svc("dns", "10.96.0.14", 53, "  clusterIPs: [10.96.0.14, 'fd00:96::14']\n"
                   "  ipFamilies: [IPv4, IPv6]\n", proto="UDP")
             + slice_("dns", dns_eps or [A1, B1], proto="UDP")
-            + slice_("dns", [("'%s'" % V6[ep[0]], ep[1], True) for ep in dns_eps or [A1, B1]],
+            + slice_("dns", [(V6[ep[0]], ep[1], True) for ep in dns_eps or [A1, B1]],
                      proto="UDP", sname="dns-6", family="IPv6")
             + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.50.100]\n")
             + slice_("ext", [B2])
@@ -92,8 +61,8 @@ def manifests(web_eps, dns_eps=None):
                   "  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n",
                   ptype="NodePort", node_port=30088)
             + slice_("dual", [A1, B1])
-            + slice_("dual", [("'fd00:10:244::2'", "node-a", True),
-                              ("'fd00:10:244::3'", "node-b", True)], sname="dual-6",
+            + slice_("dual", [("fd00:10:244::2", "node-a", True),
+                              ("fd00:10:244::3", "node-b", True)], sname="dual-6",
                      family="IPv6")
             + svc("term", "10.96.0.16", 80)
             + slice_("term", [(B1[0], "node-b", "terminating"), (UN[0], "node-a", False)]))
@@ -119,25 +88,7 @@ class Kproxyd:
             time.sleep(0.05)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def names(lines):
-    return collections.Counter(l.split()[0] if not l.startswith("ERR") else "ERR" for l in lines)
-
-
-def wait_until(fn):
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return False
+        return stop(self.proc)
 
 
 def healthz(ns, url):
@@ -150,15 +101,9 @@ def healthz(ns, url):
     return int(r.stdout.strip() or 0)
 
 
-def save(topo):
-    out = (sh("iptables-legacy-save", ns=topo.node).stdout
-           + sh("ip6tables-legacy-save", ns=topo.node).stdout)
-    return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
-
-
 def run_tests(topo, mdir, mode, flags):
-    global MODE, FLAGS
-    MODE, FLAGS = mode, flags
+    global FLAGS
+    TAP.prefix, FLAGS = mode, flags
     n = topo.node
     if sh("iptables-legacy", "-t", "nat", "-N", "OTHER-CHAIN", ns=n, check=False).returncode == 0:
         sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j",
@@ -392,13 +337,12 @@ def main():
         if topo:
             topo.teardown()
         log = os.path.join(tmp, "kproxyd.log")
-        if failed and os.path.exists(log):
+        if TAP.failed and os.path.exists(log):
             print("# kproxyd log:")
             for line in open(log).read().splitlines()[-30:]:
                 print("#   " + line)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.plan()
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ ClientIP affinity, UDP flows and their expiry, a 100 MiB transfer each way, 1,00
 concurrent connections, endpoint and service removal, the connection limit, the port
 range, restart, resync and cleanup. Needs root, iptables-legacy and network namespaces;
 prints TAP."""
-import collections
 import json
 import os
 import re
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,45 +19,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from topology import Topology, sh  # noqa: E402
+from kptest import Tap, names, save, slice_, stop, svc, wait_until  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
 KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
-count = failed = 0
+TAP = Tap()
+ok = TAP.ok
 
 PODS = [("pod-a1", "10.244.1.2", "fd00:10:244::2"), ("pod-b1", "10.244.2.3", "fd00:10:244::3"),
         ("pod-b2", "10.244.2.4", "fd00:10:244::4"), ("pod-unready", "10.244.1.9")]
 MIB100 = 100 << 20
-
-
-def ok(cond, desc, detail=""):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc), flush=True)
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[:30]:
-            print("#   " + line)
-    return cond
-
-
-def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"):
-    np = ", nodePort: %d" % node_port if node_port else ""
-    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: t}\n"
-            "spec:\n  type: %s\n  clusterIP: %s\n  ports: [{name: p, port: %d, protocol: %s%s}]\n"
-            "%s---\n" % (name, ptype, ip, port, proto, np, extra))
-
-
-def slice_(svcname, eps, proto="TCP", sname=None, family="IPv4", port=8080):
-    lines = []
-    for ip, node, ready in eps:
-        cond = "{ready: true}" if ready is True else "{ready: false, serving: false}"
-        lines.append("- {addresses: ['%s'], nodeName: %s, conditions: %s}" % (ip, node, cond))
-    return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
-            "metadata: {name: %s, namespace: t, labels: {kubernetes.io/service-name: %s}}\n"
-            "addressType: %s\nports: [{name: p, port: %d, protocol: %s}]\nendpoints:\n%s\n---\n"
-            % (sname or svcname + "-1", svcname, family, port, proto, "\n".join(lines)))
 
 
 A1, B1, B2 = [(ip, "node-a" if ip.endswith("1.2") else "node-b", True) for _, ip, *_ in PODS[:3]]
@@ -150,25 +121,7 @@ class Kproxyd:
         return open(self.logname).read()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def names(lines):
-    return collections.Counter(l.split()[0] if not l.startswith("ERR") else "ERR" for l in lines)
-
-
-def wait_until(fn, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return False
+        return stop(self.proc)
 
 
 def proxy_port(entry):
@@ -179,12 +132,6 @@ def proxy_port(entry):
 def open_count(entry):
     m = re.search(r"(\d+) open", entry.get("detail", "")) if entry else None
     return int(m.group(1)) if m else -1
-
-
-def save(topo):
-    out = (sh("iptables-legacy-save", ns=topo.node).stdout
-           + sh("ip6tables-legacy-save", ns=topo.node).stdout)
-    return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
 
 
 def popen_client(topo, ns, *args):
@@ -437,7 +384,7 @@ def limit_tests(topo, mdir):
 def main():
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root (network namespaces, iptables)")
-        return 77
+        return 0
     topo = Topology(PODS, ports=(8080,), external_ips=("192.168.50.100", "192.168.50.200"))
     tmp = tempfile.mkdtemp(prefix="kp-us-")
     mdir = os.path.join(tmp, "manifests")
@@ -511,13 +458,14 @@ def main():
         log = open(os.path.join(tmp, "kproxyd.log")).read()
         ok("Sanitizer" not in log and "runtime error" not in log,
            "no sanitizer report from any kproxyd", log[-3000:])
+    except Exception as e:  # report, then clean up
+        ok(False, "test run raised %s" % type(e).__name__, str(e))
     finally:
         if k:
             k.stop()
         topo.teardown()
         subprocess.run(["rm", "-rf", tmp])
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.plan()
 
 
 if __name__ == "__main__":

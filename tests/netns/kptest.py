@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What the data-plane tests share: TAP lines and their count, the Service and
+EndpointSlice manifests they write (namespace t, one port named p), counting which pod
+answered, polling with a deadline, iptables-save output without counters, and stopping
+a daemon."""
+import collections
+import re
+import signal
+import subprocess
+import time
+
+from topology import sh
+
+DEADLINE = 10.0
+
+
+class Tap:
+    """ok() prints one TAP line; prefix (if set) goes before each description."""
+
+    def __init__(self):
+        self.count = self.failed = 0
+        self.prefix = ""
+
+    def ok(self, cond, desc, detail=""):
+        self.count += 1
+        desc = "%s: %s" % (self.prefix, desc) if self.prefix else desc
+        print(("ok %d - %s" if cond else "not ok %d - %s") % (self.count, desc), flush=True)
+        if not cond:
+            self.failed += 1
+            for line in str(detail).splitlines()[:30]:
+                print("#   " + line)
+        return cond
+
+    def plan(self):
+        """Prints the plan; returns the exit status."""
+        print("1..%d" % self.count)
+        return 1 if self.failed else 0
+
+
+def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"):
+    np = ", nodePort: %d" % node_port if node_port else ""
+    return ("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: t}\n"
+            "spec:\n  type: %s\n  clusterIP: %s\n  ports: [{name: p, port: %d, protocol: %s%s}]\n"
+            "%s---\n" % (name, ptype, ip, port, proto, np, extra))
+
+
+def slice_(svcname, eps, proto="TCP", sname=None, family="IPv4", port=8080):
+    """eps: [(ip, node, ready)], ready True, False (not serving) or "terminating"."""
+    lines = []
+    for ip, node, ready in eps:
+        cond = "{ready: true}" if ready is True else "{ready: false, serving: false}" \
+            if ready is False else "{ready: false, serving: true, terminating: true}"
+        lines.append("- {addresses: ['%s'], nodeName: %s, conditions: %s}" % (ip, node, cond))
+    return ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+            "metadata: {name: %s, namespace: t, labels: {kubernetes.io/service-name: %s}}\n"
+            "addressType: %s\nports: [{name: p, port: %d, protocol: %s}]\nendpoints:\n%s\n---\n"
+            % (sname or svcname + "-1", svcname, family, port, proto, "\n".join(lines)))
+
+
+def names(lines):
+    """Which pod answered each of client.py's lines (ERR for a failure), counted."""
+    return collections.Counter(l.split()[0] if not l.startswith("ERR") else "ERR" for l in lines)
+
+
+def wait_until(fn, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if fn():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def save(topo):
+    """Both families' iptables-save of the node, without counters and comments."""
+    out = (sh("iptables-legacy-save", ns=topo.node).stdout
+           + sh("ip6tables-legacy-save", ns=topo.node).stdout)
+    return [re.sub(r" \[\d+:\d+\]$", "", l) for l in out.splitlines() if not l.startswith("#")]
+
+
+def stop(proc, deadline=DEADLINE):
+    """SIGTERM, then SIGKILL after @deadline; returns the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
