@@ -2,7 +2,8 @@
 /*
  * Inside the userspace backend. A proxy serves one service port for one address family
  * and one endpoint scope (cluster, or external when the two traffic policies differ): it
- * owns a proxy port, one SO_REUSEPORT listener per worker thread, and the endpoints new
+ * owns a proxy port, a listener every worker thread watches (UDP: one SO_REUSEPORT
+ * socket per worker), and the endpoints new
  * connections are spread over. The control thread (userspace.c) creates, updates and
  * retires proxies and writes the portal rules (portal.c); the workers (worker.c) accept,
  * connect and move bytes; lb.c picks endpoints.
@@ -27,6 +28,7 @@ struct kp_ctx;
 
 #define US_MAX_WORKERS 64
 #define US_EP_PENALTY_MS 2000		/* a refused endpoint gets no new picks for this long */
+#define US_KEEPALIVE_S 15		/* TCP keepalive idle time, as Go's dialer (kube-proxy) */
 
 /* One endpoint of a proxy. Freed by the control thread once it is out of the set and
  * @conns is 0 (no connection or flow refers to it any more). */

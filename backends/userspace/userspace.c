@@ -3,8 +3,8 @@
  * The userspace backend: kube-proxy's original mode. Each service port gets a proxy per
  * address family (and a second one for its external frontends when the internal and
  * external traffic policies pick different endpoints): a proxy port opened on the node,
- * chosen by the kernel or from --proxy-port-range, with one SO_REUSEPORT listener per
- * worker thread (worker.c), and portal rules (portal.c) that send the service's
+ * chosen by the kernel or from --proxy-port-range, with a listener every worker thread
+ * watches (worker.c; UDP: one SO_REUSEPORT socket per worker), and portal rules (portal.c) that send the service's
  * frontends to it. A service port without endpoints keeps its proxy port but gets a
  * REJECT rule in place of its portals.
  *
@@ -16,6 +16,7 @@
  * grace period.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "internal.h"
 #include "../common/conntrack.h"
@@ -128,7 +130,8 @@ static bool port_free(const struct us_proxy *px, uint16_t port, uint16_t *ret_po
 	return ok;
 }
 
-/* One listener of @px on @port, SO_REUSEPORT, non-blocking. Returns the fd or -errno. */
+/* One listener of @px on @port (UDP: SO_REUSEPORT), non-blocking. Returns the fd or
+ * -errno. */
 static int listener_open(const struct us_proxy *px, uint16_t port)
 {
 	struct sockaddr_storage ss;
@@ -140,14 +143,20 @@ static int listener_open(const struct us_proxy *px, uint16_t port)
 		return -errno;
 	if (px->family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (px->proto == KP_PROTO_UDP) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 		if (px->family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
 		else
 			setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
 	} else {
+		int idle = US_KEEPALIVE_S;
+
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* accepted connections inherit these: no system calls per connection */
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 ||
 	    (px->proto != KP_PROTO_UDP && listen(fd, SOMAXCONN) < 0)) {
@@ -179,7 +188,16 @@ static int open_port(struct usb *b, struct us_proxy *px, uint16_t prefer, int *f
 		if (!port_free(px, want, &port))
 			continue;
 		for (; n < b->us.n_workers; n++) {
-			fds[n] = listener_open(px, port);
+			/* TCP: one listener that every worker watches (a dup each, so each
+			 * closes its own); UDP: one SO_REUSEPORT socket per worker, so that a
+			 * client's datagrams all reach the worker holding its flow */
+			if (n && px->proto != KP_PROTO_UDP) {
+				fds[n] = fcntl(fds[0], F_DUPFD_CLOEXEC, 0);
+				if (fds[n] < 0)
+					fds[n] = -errno;
+			} else {
+				fds[n] = listener_open(px, port);
+			}
 			if (fds[n] < 0)
 				break;
 		}

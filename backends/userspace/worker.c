@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The userspace proxy's worker threads: one epoll loop each, with its own SO_REUSEPORT
- * listener of every proxy, so the kernel spreads connections (and, by 4-tuple hash, UDP
- * clients) over the workers and no state is shared in the byte path.
+ * The userspace proxy's worker threads: one epoll loop each. A proxy's TCP listener is
+ * watched by every worker (EPOLLEXCLUSIVE: one idle worker is woken per connection, and
+ * takes it); its UDP port is one SO_REUSEPORT socket per worker, so the kernel hashes
+ * each client to one worker, which holds its flow. No state is shared in the byte path.
  *
  * TCP: a connection is accepted, an endpoint picked (lb.c) and connected without
  * blocking; a refused or timed-out connect moves on to the next endpoint (up to
@@ -12,6 +13,9 @@
  * slow reader stops its writer (back-pressure) and nothing is buffered beyond one pipe.
  * An end of stream is passed on as a shutdown of the other side (half-close); an error
  * on either side resets both. Idle directions hand their pipe back to a per-worker pool.
+ *
+ * Small transfers are copied through a scratch buffer (recv/send: for a few bytes
+ * cheaper than two splices); a read that fills it switches the direction to splice.
  *
  * UDP: a flow per client address and port, with a connected socket toward its endpoint;
  * replies are sent from the listener with the address the client's datagram was sent to
@@ -42,11 +46,11 @@
 #define PIPE_SIZE (512 * 1024)
 #define POOL_MAX 64
 #define ACCEPT_BUDGET 64
-#define PUMP_BUDGET 16			/* splice pairs per direction before yielding */
+#define PUMP_BUDGET 16			/* reads per direction before yielding */
+#define SCRATCH (16 * 1024)		/* a read this long switches a direction to splice */
 #define UDP_BATCH 32
 #define UDP_BUF 65536
 #define EVENTS 256
-#define KEEPALIVE_S 15			/* as Go's dialer, which kube-proxy used */
 
 static const int attempt_ms[MAX_ATTEMPTS] = { 250, 500, 1000, 2000 };	/* kube-proxy's */
 
@@ -80,8 +84,12 @@ struct us_listener {
 struct pump {
 	int pipe[2];			/* -1 when it holds none */
 	size_t inpipe;			/* bytes in the pipe */
+	char *buf;			/* what the destination did not take yet (copy mode) */
+	size_t off, len;
+	bool splice;			/* bulk: through the pipe, no copy */
+	bool hup;			/* the source reported its end (or an error) */
 	bool eof;			/* the source ended */
-	bool shut;			/* the end was passed on (shutdown SHUT_WR) */
+	bool shut;			/* the end was passed on (shutdown SHUT_WR, or close) */
 };
 
 struct conn {
@@ -96,6 +104,8 @@ struct conn {
 	struct pump up, down;		/* client to backend, backend to client */
 	struct conn *prev, *next;	/* the worker's connections */
 	struct conn *next_ready;	/* more to pump next round */
+	struct conn *next_retry;	/* connect again after the batch */
+	struct us_ep *failed_ep;	/* the endpoint the last attempt failed on */
 };
 
 struct flow {
@@ -142,6 +152,7 @@ struct us_worker {
 	struct us_listener *listeners;
 	struct conn *conns;
 	struct conn *ready;
+	struct conn *retry;		/* failed connects to try again after the batch */
 	struct conn *dead_conns;
 	struct flow *dead_flows;
 	struct timer **heap;
@@ -158,6 +169,7 @@ struct us_worker {
 	struct sockaddr_storage names[UDP_BATCH];
 	char ctl[UDP_BATCH][64];
 	char (*bufs)[UDP_BUF];
+	char *scratch;			/* copy-mode TCP reads (bufs[0]: UDP and TCP never nest) */
 };
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -272,13 +284,14 @@ static void pipe_put(struct us_worker *w, struct pump *p)
 
 /* ---- TCP ---- */
 
+/* Keepalive and no Nagle on a socket toward an endpoint (accepted sockets inherit the
+ * same from their listener, see userspace.c). */
 static void sock_opts(int fd)
 {
-	int one = 1, idle = KEEPALIVE_S;
+	int one = 1, idle = US_KEEPALIVE_S;
 
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
@@ -317,6 +330,9 @@ static void conn_close(struct us_worker *w, struct conn *c, bool reset)
 	c->cfd = c->bfd = -1;
 	pipe_put(w, &c->up);
 	pipe_put(w, &c->down);
+	free(c->up.buf);
+	free(c->down.buf);
+	c->up.buf = c->down.buf = NULL;
 	ep_release(&c->ep);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -337,13 +353,72 @@ static void conn_free(struct conn *c)
 
 enum { P_WAIT, P_DONE, P_BUDGET, P_ERR };
 
-/* Moves bytes @src -> pipe -> @dst until one side would block, the stream ended, or the
- * budget is spent. */
-static int pump(struct us_worker *w, struct pump *p, int src, int dst)
+/* Sends what recv() left over; P_WAIT while @dst is full. -1: all of it went. */
+static int flush_buf(struct pump *p, int dst)
+{
+	while (p->len) {
+		ssize_t n = send(dst, p->buf + p->off, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0) {
+			p->off += (size_t)n;
+			p->len -= (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else {
+			return n < 0 && errno == EAGAIN ? P_WAIT : P_ERR;
+		}
+	}
+	return -1;
+}
+
+/* One recv() into the worker's scratch buffer and one send(); what @dst did not take is
+ * kept in the direction's own buffer (at most SCRATCH bytes). -1: go on reading. */
+static int copy_once(struct us_worker *w, struct pump *p, int src, int dst)
+{
+	ssize_t n = recv(src, w->scratch, SCRATCH, MSG_DONTWAIT), m;
+
+	if (n == 0) {
+		p->eof = true;
+		return -1;
+	}
+	if (n < 0)
+		return errno == EAGAIN ? P_WAIT : errno == EINTR ? -1 : P_ERR;
+	if (n == SCRATCH)
+		p->splice = true;	/* a bulk stream: zero copy from the next read on */
+	m = send(dst, w->scratch, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (m < 0 && errno != EAGAIN && errno != EINTR)
+		return P_ERR;
+	if (m < 0)
+		m = 0;
+	if (m < n) {
+		if (!p->buf && !(p->buf = malloc(SCRATCH)))
+			return P_ERR;
+		memcpy(p->buf, w->scratch + m, (size_t)(n - m));
+		p->off = 0;
+		p->len = (size_t)(n - m);
+		return P_WAIT;		/* @dst is full: its EPOLLOUT resumes us */
+	}
+	/* a short read emptied the socket: a new edge comes with new bytes, unless its end
+	 * was already reported (then read on, to the end of stream) */
+	return n < SCRATCH && !p->hup ? P_WAIT : -1;
+}
+
+/*
+ * Moves bytes @src -> @dst until one side would block, the stream ended, or the budget
+ * is spent. Small transfers are copied (recv/send through a scratch buffer: for a few
+ * bytes cheaper than two splices); a read that fills the scratch buffer switches the
+ * direction to splice through a pipe. At the end of stream @dst is shut down for
+ * writing, unless the other direction already ended (@other_done): the close that
+ * follows sends the FIN.
+ */
+static int pump(struct us_worker *w, struct pump *p, int src, int dst, bool other_done)
 {
 	for (int i = 0; i < PUMP_BUDGET; i++) {
 		ssize_t n;
+		int r;
 
+		if (p->len && (r = flush_buf(p, dst)) >= 0)
+			return r;
 		if (p->inpipe) {
 			n = splice(p->pipe[0], NULL, dst, NULL, p->inpipe,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -359,10 +434,15 @@ static int pump(struct us_worker *w, struct pump *p, int src, int dst)
 			if (!p->shut) {
 				p->shut = true;
 				pipe_put(w, p);
-				if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
+				if (!other_done && shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
 					return P_ERR;
 			}
 			return P_DONE;
+		}
+		if (!p->splice) {
+			if ((r = copy_once(w, p, src, dst)) >= 0)
+				return r;
+			continue;
 		}
 		if (pipe_get(w, p) < 0)
 			return P_ERR;
@@ -381,17 +461,23 @@ static int pump(struct us_worker *w, struct pump *p, int src, int dst)
 	return P_BUDGET;
 }
 
-static void conn_pump(struct us_worker *w, struct conn *c)
+enum { D_UP = 1, D_DOWN = 2 };
+
+/* Pumps the directions in @dirs (D_UP, D_DOWN): an event on one socket concerns the
+ * direction it reads for (EPOLLIN) and the one it writes for (EPOLLOUT). */
+static void conn_pump(struct us_worker *w, struct conn *c, unsigned dirs)
 {
-	int up, down;
+	int up = P_WAIT, down = P_WAIT;
 
 	if (c->dead || c->connecting)
 		return;
-	up = pump(w, &c->up, c->cfd, c->bfd);
-	down = up == P_ERR ? P_ERR : pump(w, &c->down, c->bfd, c->cfd);
+	if (dirs & D_UP)
+		up = pump(w, &c->up, c->cfd, c->bfd, c->down.shut);
+	if ((dirs & D_DOWN) && up != P_ERR)
+		down = pump(w, &c->down, c->bfd, c->cfd, c->up.shut);
 	if (up == P_ERR || down == P_ERR)
 		conn_close(w, c, true);
-	else if (up == P_DONE && down == P_DONE)
+	else if (c->up.shut && c->down.shut)
 		conn_close(w, c, false);
 	else if ((up == P_BUDGET || down == P_BUDGET) && !c->queued) {
 		c->queued = true;
@@ -442,40 +528,67 @@ static void conn_connect(struct us_worker *w, struct conn *c, bool reset, struct
 	conn_close(w, c, true);		/* the client sees a reset, as from a closed port */
 }
 
+/*
+ * The attempt failed: its socket closes now, the next attempt starts after the epoll
+ * batch (run_retries), so that no event of this batch, which may still name the old
+ * socket through &c->hb, is taken for the new one: a connecting socket's EPOLLOUT then
+ * proves it connected.
+ */
 static void connect_failed(struct us_worker *w, struct conn *c)
 {
 	struct us_ep *ep = c->ep;
 
 	close(c->bfd);
 	c->bfd = -1;
-	c->connecting = false;
 	timer_del(w, &c->t);
 	atomic_store_explicit(&ep->failed_until, w->now + US_EP_PENALTY_MS, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->px->failed_connects, 1, memory_order_relaxed);
+	c->failed_ep = ep;		/* only compared, never dereferenced */
 	ep_release(&c->ep);
-	conn_connect(w, c, true, ep);	/* @ep is only compared, never dereferenced */
+	c->next_retry = w->retry;
+	w->retry = c;
 }
 
-static void on_backend(struct us_worker *w, struct conn *c)
+static void run_retries(struct us_worker *w)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int err = 0;
-	socklen_t elen = sizeof(err);
+	while (w->retry) {
+		struct conn *c = w->retry;
 
-	if (c->dead)
-		return;
+		w->retry = c->next_retry;
+		c->connecting = false;
+		c->down.hup = false;		/* that was the failed socket's */
+		if (!c->dead)
+			conn_connect(w, c, true, c->failed_ep);
+	}
+}
+
+static void on_backend(struct us_worker *w, struct conn *c, uint32_t events)
+{
+	if (c->dead || c->bfd < 0)
+		return;				/* failed; the next attempt waits for the batch end */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->down.hup = true;
 	if (c->connecting) {
-		/* SO_ERROR says whether it failed; getpeername whether it is connected yet
-		 * (an event for an earlier attempt's descriptor proves nothing) */
-		if (getsockopt(c->bfd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || err)
+		if (events & (EPOLLERR | EPOLLHUP))
 			return connect_failed(w, c);
-		if (getpeername(c->bfd, (struct sockaddr *)&ss, &len) < 0)
+		if (!(events & EPOLLOUT))
 			return;
 		c->connecting = false;
 		timer_del(w, &c->t);
+		return conn_pump(w, c, D_UP | D_DOWN);
 	}
-	conn_pump(w, c);
+	conn_pump(w, c, (events & (EPOLLERR | EPOLLHUP) ? D_UP | D_DOWN : 0) |
+			(events & (EPOLLIN | EPOLLRDHUP) ? D_DOWN : 0) |
+			(events & EPOLLOUT ? D_UP : 0));
+}
+
+static void on_client(struct us_worker *w, struct conn *c, uint32_t events)
+{
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->up.hup = true;
+	conn_pump(w, c, (events & (EPOLLERR | EPOLLHUP) ? D_UP | D_DOWN : 0) |
+			(events & (EPOLLIN | EPOLLRDHUP) ? D_UP : 0) |
+			(events & EPOLLOUT ? D_DOWN : 0));
 }
 
 static void conn_new(struct us_worker *w, struct us_listener *l, int fd,
@@ -502,7 +615,6 @@ static void conn_new(struct us_worker *w, struct us_listener *l, int fd,
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	sock_opts(fd);
 	if (ep_add(w, fd, &c->hc, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
 		return conn_close(w, c, true);
 	conn_connect(w, c, false, NULL);
@@ -510,13 +622,19 @@ static void conn_new(struct us_worker *w, struct us_listener *l, int fd,
 
 /* ---- listeners ---- */
 
+/* What a listener is watched for: a TCP listener is shared by every worker, and only
+ * one of those waiting is woken per connection (EPOLLEXCLUSIVE, which forbids
+ * EPOLL_CTL_MOD: a pause takes it out of the set, a resume puts it back). */
+static int listener_watch(struct us_worker *w, struct us_listener *l)
+{
+	return ep_add(w, l->fd, &l->h, EPOLLIN | (l->h.kind == H_TCP_LISTEN ? EPOLLEXCLUSIVE : 0));
+}
+
 static void listener_pause(struct us_worker *w, struct us_listener *l)
 {
-	struct epoll_event ev = { .events = 0, .data.ptr = &l->h };
-
 	if (l->paused)
 		return;
-	epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL);
 	l->paused = true;
 	w->any_paused = true;
 }
@@ -539,8 +657,6 @@ static void resume_paused(struct us_worker *w)
 	if (!w->any_paused || w->now < w->resume_at)
 		return;
 	for (struct us_listener *l = w->listeners; l; l = l->next) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &l->h };
-
 		if (!l->paused || l->dead)
 			continue;
 		if (atomic_load_explicit(&l->px->n_conns, memory_order_relaxed) >= w->us->max_conns) {
@@ -550,7 +666,10 @@ static void resume_paused(struct us_worker *w)
 		if (atomic_exchange(&l->px->capped, false))
 			kp_log(w->us->ctx, KP_LOG_INFO, "userspace: service %s/%s: below the "
 			       "connection limit again", l->px->label, kp_protocol_name(l->px->proto));
-		epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->fd, &ev);
+		if (listener_watch(w, l) < 0) {
+			still = true;		/* tried again on the next round */
+			continue;
+		}
 		l->paused = false;
 	}
 	w->any_paused = still;
@@ -975,7 +1094,7 @@ static void run_commands(struct us_worker *w)
 		case CMD_ADD:
 			l->next = w->listeners;
 			w->listeners = l;
-			if (ep_add(w, l->fd, &l->h, EPOLLIN) < 0)
+			if (listener_watch(w, l) < 0)
 				kp_log(w->us->ctx, KP_LOG_WARN, "userspace: service %s/%s: worker %u "
 				       "cannot watch its listener: %s", l->px->label,
 				       kp_protocol_name(l->px->proto), w->idx, kp_strerror(-errno));
@@ -1029,10 +1148,14 @@ static void run_timers(struct us_worker *w)
 /* Frees what was closed during the batch, and listeners nothing can name any more. */
 static void reap(struct us_worker *w)
 {
-	while (w->dead_conns) {
-		struct conn *c = w->dead_conns;
+	for (struct conn **pp = &w->dead_conns; *pp;) {
+		struct conn *c = *pp;
 
-		w->dead_conns = c->next;
+		if (c->queued) {		/* still on the ready list: freed next round */
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
 		conn_free(c);
 	}
 	while (w->dead_flows) {
@@ -1072,7 +1195,7 @@ static int wait_ms(struct us_worker *w)
 	return t < 0 ? 0 : (int)t;
 }
 
-static void dispatch(struct us_worker *w, struct handle *h)
+static void dispatch(struct us_worker *w, struct handle *h, uint32_t events)
 {
 	switch (h->kind) {
 	case H_EVENT:
@@ -1085,10 +1208,10 @@ static void dispatch(struct us_worker *w, struct handle *h)
 		on_udp_listener(w, container_of(h, struct us_listener, h));
 		break;
 	case H_CLIENT:
-		conn_pump(w, container_of(h, struct conn, hc));
+		on_client(w, container_of(h, struct conn, hc), events);
 		break;
 	case H_BACKEND:
-		on_backend(w, container_of(h, struct conn, hb));
+		on_backend(w, container_of(h, struct conn, hb), events);
 		break;
 	case H_FLOW:
 		on_flow(w, container_of(h, struct flow, h));
@@ -1128,15 +1251,17 @@ static void *worker_main(void *arg)
 		w->now = us_now_ms();
 		w->ready = NULL;
 		for (int i = 0; i < n; i++)
-			dispatch(w, ev[i].data.ptr);
+			dispatch(w, ev[i].data.ptr, ev[i].events);
+		run_retries(w);
 		while (ready) {			/* budget spent last round: go on */
 			struct conn *c = ready;
 
 			ready = c->next_ready;
 			c->queued = false;
-			conn_pump(w, c);
+			conn_pump(w, c, D_UP | D_DOWN);
 		}
 		run_timers(w);
+		run_retries(w);
 		run_retiring(w);
 		resume_paused(w);
 		reap(w);
@@ -1159,6 +1284,7 @@ int us_worker_start(struct us *us, unsigned idx, struct us_worker **ret)
 	w->now = us_now_ms();
 	pthread_mutex_init(&w->qlock, NULL);
 	w->bufs = malloc(UDP_BATCH * sizeof(*w->bufs));
+	w->scratch = w->bufs ? w->bufs[0] : NULL;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (!w->bufs || w->epfd < 0 || w->evfd < 0) {

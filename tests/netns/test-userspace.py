@@ -309,8 +309,10 @@ def removal_tests(topo, k, mdir):
         cid, name = say(conns, "open").split()[:2]
         held.setdefault(name, cid)
     est = sh("ss", "-tnoH", "state", "established", ns=n).stdout.splitlines()
-    ok([l for l in est if ":8080 " in l and "timer:(keepalive" in l],
-       "the proxy's connections have TCP keepalive on", "\n".join(est))
+    port = proxy_port(k.entries().get(("t/web", "ClusterIP", "10.96.0.10", 80)))
+    ok(len([l for l in est if ":8080 " in l and "timer:(keepalive" in l]) == 6 and
+       len([l for l in est if ":%d " % port in l and "timer:(keepalive" in l]) == 6,
+       "the proxy's connections have TCP keepalive on, both sides", "\n".join(est))
     victim = "pod-b2"
     vip_of = {"pod-a1": A1, "pod-b1": B1, "pod-b2": B2}
     write(mdir, manifests([vip_of[p] for p in ("pod-a1", "pod-b1") if p != victim]))
