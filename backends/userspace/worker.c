@@ -45,12 +45,12 @@
 #define MAX_ATTEMPTS 4
 #define PIPE_SIZE (512 * 1024)
 #define POOL_MAX 64
-#define ACCEPT_BUDGET 64
+#define ACCEPT_BUDGET 8
 #define PUMP_BUDGET 16			/* reads per direction before yielding */
 #define SCRATCH (16 * 1024)		/* a read this long switches a direction to splice */
 #define UDP_BATCH 32
 #define UDP_BUF 65536
-#define EVENTS 256
+#define EVENTS 64
 
 static const int attempt_ms[MAX_ATTEMPTS] = { 250, 500, 1000, 2000 };	/* kube-proxy's */
 
@@ -101,6 +101,7 @@ struct conn {
 	struct sockaddr_storage client;
 	uint8_t attempts;
 	bool connecting, queued, dead;
+	bool client_ready;		/* the client's socket signalled input while connecting */
 	struct pump up, down;		/* client to backend, backend to client */
 	struct conn *prev, *next;	/* the worker's connections */
 	struct conn *next_ready;	/* more to pump next round */
@@ -575,7 +576,10 @@ static void on_backend(struct us_worker *w, struct conn *c, uint32_t events)
 			return;
 		c->connecting = false;
 		timer_del(w, &c->t);
-		return conn_pump(w, c, D_UP | D_DOWN);
+		/* the client's bytes that came while connecting, and the endpoint's if it
+		 * spoke first: no read is tried where no event said there is something */
+		return conn_pump(w, c, (c->client_ready ? D_UP : 0) |
+				 (events & (EPOLLIN | EPOLLRDHUP) ? D_DOWN : 0));
 	}
 	conn_pump(w, c, (events & (EPOLLERR | EPOLLHUP) ? D_UP | D_DOWN : 0) |
 			(events & (EPOLLIN | EPOLLRDHUP) ? D_DOWN : 0) |
@@ -586,6 +590,8 @@ static void on_client(struct us_worker *w, struct conn *c, uint32_t events)
 {
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->up.hup = true;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->client_ready = true;	/* read once connected (edges are not repeated) */
 	conn_pump(w, c, (events & (EPOLLERR | EPOLLHUP) ? D_UP | D_DOWN : 0) |
 			(events & (EPOLLIN | EPOLLRDHUP) ? D_UP : 0) |
 			(events & EPOLLOUT ? D_DOWN : 0));
