@@ -179,6 +179,8 @@ extern const struct kp_backend_ops kp_backend_dryrun;
 extern const struct kp_backend_ops kp_backend_iptables;
 extern const struct kp_backend_ops kp_backend_ipvs;
 extern const struct kp_backend_ops kp_backend_userspace;
+/* those configure selects (the DPDK data plane), NULL-terminated */
+extern const struct kp_backend_ops *const kp_extra_backends[];
 
 /* ---- desired state (state.c) ---- */
 struct kp_state *kp_state_new(void);

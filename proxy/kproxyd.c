@@ -49,6 +49,15 @@ struct options {
 	uint32_t udp_timeout_ms;	/* --udp-timeout */
 	uint32_t us_workers, us_max_conns, us_grace_ms;
 	bool us_grace_set;
+	const char *dpdk_eal;		/* --dpdk-eal-args */
+	const char *dpdk_ports[8];	/* --dpdk-port, in order */
+	size_t n_dpdk_ports;
+	const char *dpdk_routes[16];	/* --dpdk-route */
+	size_t n_dpdk_routes;
+	const char *dpdk_policy;
+	uint32_t dpdk_max_flows, dpdk_workers;
+	uint32_t dpdk_tcp_ms, dpdk_tcpfin_ms, dpdk_udp_ms;
+	char dpdk_extra[4096];
 	bool strict_arp;
 	uint32_t min_sync_ms;
 	uint32_t sync_ms;
@@ -77,8 +86,8 @@ static const char usage[] =
 "                                 NodePorts (default: every non-loopback address)\n"
 "      --cluster-cidr CIDRS       pod ranges, for masquerade decisions\n"
 "Data plane:\n"
-"      --proxy-mode MODE          iptables (default), ipvs, userspace or dryrun; dpdk\n"
-"                                 is not built yet (accepted with --dry-run)\n"
+"      --proxy-mode MODE          iptables (default), ipvs, userspace, dpdk (when built\n"
+"                                 with DPDK) or dryrun\n"
 "      --dry-run                  compute and serve the state, program nothing\n"
 "      --masquerade-all           masquerade all traffic sent to service VIPs\n"
 "      --ipvs-scheduler NAME      IPVS scheduler (rr default; lc, dh, sh, sed, nq, wrr,\n"
@@ -98,6 +107,19 @@ static const char usage[] =
 "      --userspace-grace-period DUR\n"
 "                                 userspace: a removed service's connections are closed\n"
 "                                 after DUR (default 30s; 0: at once)\n"
+"      --dpdk-eal-args ARGS       dpdk: EAL arguments (e.g. \"-l 0,1 --no-huge -m 512\n"
+"                                 --no-pci --no-shconf\"); the ports' devices are added\n"
+"      --dpdk-port SPEC           dpdk: a port, repeatable: \"dev=DEVICE;ip=A.B.C.D/N;\n"
+"                                 role=client|pod|both\" (DEVICE a PCI address or a\n"
+"                                 vdev: net_tap0,iface=kp0 or net_af_packet0,iface=eth1)\n"
+"      --dpdk-route \"CIDR via GW\" dpdk: a route beyond the ports' subnets, repeatable\n"
+"      --dpdk-lb-policy POLICY    dpdk: maglev (default: consistent hashing of the\n"
+"                                 5-tuple) or rr (round robin)\n"
+"      --dpdk-max-flows N         dpdk: flows per worker lcore (default 65536)\n"
+"      --dpdk-workers N           dpdk: worker lcores (default: every EAL worker core)\n"
+"      --dpdk-tcp-timeout DUR     dpdk: idle time-out of established TCP flows (1h)\n"
+"      --dpdk-tcpfin-timeout DUR  dpdk: time-out of TCP flows after FINs or an RST (10s)\n"
+"      --dpdk-udp-timeout DUR     dpdk: idle time-out of UDP flows (30s)\n"
 "      --min-sync-period DUR      least time between syncs (default 1s; also\n"
 "                                 --iptables-min-sync-period, --ipvs-min-sync-period)\n"
 "      --sync-period DUR          full resync period (default 30s; 0 disables; also\n"
@@ -125,6 +147,8 @@ enum {
 	OPT_DISPATCH, OPT_HEALTHZ, OPT_METRICS, OPT_KUBECONFIG, OPT_CONTEXT, OPT_MASTER,
 	OPT_CONFIG, OPT_STRICT_ARP, OPT_IPVS_TCP, OPT_IPVS_TCPFIN, OPT_IPVS_UDP,
 	OPT_BIND, OPT_PORT_RANGE, OPT_UDP_TIMEOUT, OPT_US_WORKERS, OPT_US_MAX, OPT_US_GRACE,
+	OPT_DPDK_EAL, OPT_DPDK_PORT, OPT_DPDK_ROUTE, OPT_DPDK_POLICY, OPT_DPDK_FLOWS,
+	OPT_DPDK_WORKERS, OPT_DPDK_TCP, OPT_DPDK_TCPFIN, OPT_DPDK_UDP,
 };
 
 static const struct option long_opts[] = {
@@ -156,6 +180,15 @@ static const struct option long_opts[] = {
 	{ "userspace-workers", required_argument, NULL, OPT_US_WORKERS },
 	{ "userspace-max-conns", required_argument, NULL, OPT_US_MAX },
 	{ "userspace-grace-period", required_argument, NULL, OPT_US_GRACE },
+	{ "dpdk-eal-args", required_argument, NULL, OPT_DPDK_EAL },
+	{ "dpdk-port", required_argument, NULL, OPT_DPDK_PORT },
+	{ "dpdk-route", required_argument, NULL, OPT_DPDK_ROUTE },
+	{ "dpdk-lb-policy", required_argument, NULL, OPT_DPDK_POLICY },
+	{ "dpdk-max-flows", required_argument, NULL, OPT_DPDK_FLOWS },
+	{ "dpdk-workers", required_argument, NULL, OPT_DPDK_WORKERS },
+	{ "dpdk-tcp-timeout", required_argument, NULL, OPT_DPDK_TCP },
+	{ "dpdk-tcpfin-timeout", required_argument, NULL, OPT_DPDK_TCPFIN },
+	{ "dpdk-udp-timeout", required_argument, NULL, OPT_DPDK_UDP },
 	{ "cleanup", no_argument, NULL, OPT_CLEANUP },
 	{ "iptables-dispatch-threshold", required_argument, NULL, OPT_DISPATCH },
 	{ "control-socket", required_argument, NULL, OPT_SOCKET },
@@ -358,6 +391,59 @@ static int parse_options(int argc, char **argv, struct options *o)
 			*(c == OPT_US_WORKERS ? &o->us_workers : &o->us_max_conns) = (uint32_t)v;
 			break;
 		}
+		case OPT_DPDK_EAL: o->dpdk_eal = optarg; break;
+		case OPT_DPDK_PORT:
+		case OPT_DPDK_ROUTE: {
+			bool port = c == OPT_DPDK_PORT;
+			size_t *n = port ? &o->n_dpdk_ports : &o->n_dpdk_routes;
+			size_t max = port ? 8 : 16;
+
+			if (*n == max || strchr(optarg, '\n')) {
+				fprintf(stderr, "kproxyd: --%s: at most %zu, one line each\n",
+					port ? "dpdk-port" : "dpdk-route", max);
+				return -EINVAL;
+			}
+			(port ? o->dpdk_ports : o->dpdk_routes)[(*n)++] = optarg;
+			break;
+		}
+		case OPT_DPDK_POLICY:
+			if (strcmp(optarg, "maglev") && strcmp(optarg, "rr")) {
+				fprintf(stderr, "kproxyd: --dpdk-lb-policy: \"%s\" is not maglev or "
+						"rr\n", optarg);
+				return -EINVAL;
+			}
+			o->dpdk_policy = optarg;
+			break;
+		case OPT_DPDK_FLOWS:
+		case OPT_DPDK_WORKERS: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long max = c == OPT_DPDK_FLOWS ? (1ul << 26) : 16;
+
+			if (*end || !*optarg || v < 1 || v > max) {
+				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number 1..%lu\n",
+					c == OPT_DPDK_FLOWS ? "dpdk-max-flows" : "dpdk-workers", optarg,
+					max);
+				return -EINVAL;
+			}
+			*(c == OPT_DPDK_FLOWS ? &o->dpdk_max_flows : &o->dpdk_workers) = (uint32_t)v;
+			break;
+		}
+		case OPT_DPDK_TCP:
+		case OPT_DPDK_TCPFIN:
+		case OPT_DPDK_UDP: {
+			uint32_t *dst = c == OPT_DPDK_TCP ? &o->dpdk_tcp_ms :
+					c == OPT_DPDK_TCPFIN ? &o->dpdk_tcpfin_ms : &o->dpdk_udp_ms;
+
+			if (kp_parse_duration(optarg, dst) < 0 || *dst < 1000) {
+				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a duration of 1s or "
+						"more\n", c == OPT_DPDK_TCP ? "dpdk-tcp-timeout" :
+					c == OPT_DPDK_TCPFIN ? "dpdk-tcpfin-timeout" : "dpdk-udp-timeout",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		}
 		case OPT_SOCKET: o->control_socket = optarg; break;
 		case OPT_HEALTHZ: o->healthz_address = optarg; break;
 		case OPT_METRICS: o->metrics_address = optarg; break;
@@ -420,6 +506,33 @@ static int parse_options(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/* dpdk: the addresses of the ports that face clients serve NodePorts (the kernel's
+ * interfaces are not where the traffic is). */
+static int dpdk_nodeport_addrs(struct kp_ctx *ctx, const struct options *o)
+{
+	struct kp_addr addrs[8];
+	size_t n = 0;
+
+	for (size_t i = 0; i < o->n_dpdk_ports; i++) {
+		const char *ip = strstr(o->dpdk_ports[i], "ip="), *role = strstr(o->dpdk_ports[i],
+										  "role=pod");
+		char buf[64];
+		struct kp_addr a;
+		bool in = !o->n_np_nets;
+
+		if (!ip || role)
+			continue;
+		snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(ip + 3, "/;"), ip + 3);
+		if (kp_addr_from_str(buf, &a) < 0)
+			continue;
+		for (size_t k = 0; k < o->n_np_nets && !in; k++)
+			in = kp_addr_in_prefix(&a, &o->np_nets[k], o->np_prefixes[k]);
+		if (in)
+			addrs[n++] = a;
+	}
+	return kp_ctx_set_nodeport_addrs(ctx, addrs, n);
+}
+
 /* The local addresses NodePorts are served on. */
 static int nodeport_addrs(struct kp_ctx *ctx, const struct options *o)
 {
@@ -427,6 +540,8 @@ static int nodeport_addrs(struct kp_ctx *ctx, const struct options *o)
 	struct ifaddrs *ifa, *i;
 	size_t n = 0;
 
+	if (!strcmp(o->proxy_mode, "dpdk"))
+		return dpdk_nodeport_addrs(ctx, o);
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
 	for (i = ifa; i && n < 256; i = i->ifa_next) {
@@ -606,6 +721,39 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 		cfg.extra = o->ipvs_extra;
 		if (!o->dry_run)
 			load_ipvs_modules(o->scheduler);
+	}
+	if (!strcmp(o->proxy_mode, "dpdk")) {
+		size_t size = sizeof(o->dpdk_extra);
+		int n = snprintf(o->dpdk_extra, size, "eal=%s\npolicy=%s\n",
+				 o->dpdk_eal ? o->dpdk_eal : "", o->dpdk_policy ? o->dpdk_policy :
+				 "maglev");
+
+		for (size_t i = 0; i < o->n_dpdk_ports && n < (int)size; i++)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "port=%s\n",
+				      o->dpdk_ports[i]);
+		for (size_t i = 0; i < o->n_dpdk_routes && n < (int)size; i++)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "route=%s\n",
+				      o->dpdk_routes[i]);
+		if (o->dpdk_max_flows && n < (int)size)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "max-flows=%u\n",
+				      o->dpdk_max_flows);
+		if (o->dpdk_workers && n < (int)size)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "workers=%u\n",
+				      o->dpdk_workers);
+		if (o->dpdk_tcp_ms && n < (int)size)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "tcp-timeout=%u\n",
+				      o->dpdk_tcp_ms / 1000);
+		if (o->dpdk_tcpfin_ms && n < (int)size)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n,
+				      "tcp-closing-timeout=%u\n", o->dpdk_tcpfin_ms / 1000);
+		if (o->dpdk_udp_ms && n < (int)size)
+			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "udp-timeout=%u\n",
+				      o->dpdk_udp_ms / 1000);
+		if (n >= (int)size) {
+			kpd_err("--dpdk-*: the options are longer than %zu bytes", size);
+			return -EINVAL;
+		}
+		cfg.extra = o->dpdk_extra;
 	}
 	if (!strcmp(o->proxy_mode, "userspace")) {
 		if (!userspace_extra(o))

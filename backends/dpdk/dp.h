@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Inside the DPDK backend: what the control thread (dpdk.c) builds and the worker lcores
+ * (fastpath.c) read. The control thread owns a generation of immutable tables (services
+ * by frontend, routes, ports' addresses) and publishes a new one with one atomic pointer
+ * store; workers read the pointer once per burst and report a quiescent state after each
+ * burst (rte_rcu_qsbr), so the old generation is freed once no worker can still hold it.
+ * Everything a worker writes (flows, neighbours, affinity, counters) is its own (per
+ * lcore), so nothing in the packet path takes a lock.
+ *
+ * IPv4 only: IPv6 frontends are left out of the tables.
+ */
+#ifndef KP_DP_H
+#define KP_DP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_common.h>
+#include <rte_ether.h>
+
+struct rte_hash;
+struct rte_mempool;
+struct rte_rcu_qsbr;
+struct rte_mbuf;
+
+#define DP_MAX_PORTS 8
+#define DP_MAX_ROUTES 32
+#define DP_MAX_WORKERS 16
+#define DP_BURST 32
+#define DP_MAX_SERVICES 65536		/* stable service ids, for per-service counters */
+
+enum dp_role { DP_ROLE_CLIENT = 1, DP_ROLE_POD = 2, DP_ROLE_BOTH = 3 };
+enum dp_policy { DP_POLICY_MAGLEV, DP_POLICY_RR };
+
+/* A port as configured (control thread; copied into each generation). */
+struct dp_port_cfg {
+	char dev[128];			/* "net_tap0,iface=x", "0000:03:00.0" */
+	char name[64];			/* the ethdev name: dev up to the first comma */
+	uint32_t ip;			/* network order */
+	uint8_t prefix;
+	enum dp_role role;
+};
+
+struct dp_route {
+	uint32_t net, mask;		/* network order */
+	uint32_t gw;			/* next hop, 0: on link */
+	uint8_t port;			/* index into the port array */
+	uint8_t prefix;
+};
+
+/* One endpoint of a service, as the data plane rewrites to it. */
+struct dp_ep {
+	uint32_t ip;			/* network order */
+	uint16_t port;			/* network order */
+};
+
+/* One frontend (VIP or node address, port, protocol) and what it balances over. */
+struct dp_svc {
+	uint32_t vip;			/* network order */
+	uint16_t vport;			/* network order */
+	uint8_t proto;			/* IPPROTO_TCP or IPPROTO_UDP */
+	bool masq;			/* SNAT to the egress port's address (kube-proxy's
+					 * masquerade: external traffic, or all of it) */
+	uint16_t id;			/* stable across generations: counters' index */
+	uint32_t affinity_s;		/* ClientIP affinity timeout, 0: none */
+	uint16_t n_eps;
+	const struct dp_ep *eps;	/* in the generation's arena */
+	uint32_t m;			/* Maglev table size (prime), 0 without endpoints */
+	const uint16_t *maglev;		/* m entries: endpoint index */
+	/* for the dump */
+	const char *ns, *name, *port_name;
+	uint8_t kind;			/* enum kp_frontend_kind */
+};
+
+/* One generation of what workers read. */
+struct dp_gen {
+	struct rte_hash *svcs;		/* key struct dp_svc_key -> struct dp_svc * */
+	struct dp_svc *svc;		/* array of n_svc */
+	uint32_t n_svc;
+	struct dp_route routes[DP_MAX_ROUTES];	/* longest prefix first */
+	uint32_t n_routes;
+	enum dp_policy policy;
+	uint32_t cluster_net, cluster_mask;	/* --cluster-cidr (first IPv4), 0/0 none */
+	bool masquerade_all;
+	void *arena;			/* endpoints and Maglev tables */
+};
+
+struct dp_svc_key {
+	uint32_t ip;
+	uint16_t port;
+	uint8_t proto;
+	uint8_t pad;
+} __rte_packed;
+
+/* The 5-tuple of a packet, network order: the key of both flow-table entries. */
+struct dp_flow_key {
+	uint32_t src_ip, dst_ip;
+	uint16_t src_port, dst_port;
+	uint8_t proto;
+	uint8_t pad[3];
+} __rte_packed;
+
+enum dp_drop {
+	DROP_NOT_IP,			/* not ARP or IPv4 */
+	DROP_BAD_IP,			/* short, bad version/length/header checksum */
+	DROP_TTL,			/* TTL would reach 0 */
+	DROP_NO_ROUTE,
+	DROP_NO_NEIGH,			/* next hop unresolved and its queue full */
+	DROP_NO_ENDPOINT,		/* a service frontend without endpoints */
+	DROP_FLOW_FULL,			/* the flow table is full */
+	DROP_NOT_FOR_US,		/* to one of our addresses, not a service or ping */
+	DROP_TX,			/* the port did not take it */
+	DROP_FRAG,			/* an IPv4 fragment toward a service */
+	_DROP_MAX
+};
+
+struct dp_port_stats {
+	uint64_t rx_pkts, rx_bytes, tx_pkts, tx_bytes;
+};
+
+struct dp_svc_stats {
+	uint64_t pkts, bytes;
+	uint64_t flows_created;
+	int64_t flows_active;		/* created minus expired, on this lcore */
+};
+
+/* Counters of one lcore; read by the control thread without locks (64-bit stores). */
+struct dp_stats {
+	struct dp_port_stats port[DP_MAX_PORTS];
+	uint64_t drops[_DROP_MAX];
+	uint64_t flows_created, flows_expired, arp_replies, icmp_replies, routed;
+	int64_t flows_active;
+	struct dp_svc_stats *svc;	/* DP_MAX_SERVICES entries */
+} __rte_cache_aligned;
+
+struct dp_worker;
+
+/* Shared by the control thread and the workers. */
+struct dp {
+	_Atomic(struct dp_gen *) gen;	/* the current generation */
+	struct rte_rcu_qsbr *qs;
+	atomic_bool stop;
+	struct dp_port_cfg ports[DP_MAX_PORTS];
+	struct rte_ether_addr macs[DP_MAX_PORTS];
+	uint16_t port_ids[DP_MAX_PORTS];
+	unsigned n_ports;
+	unsigned n_workers;
+	unsigned worker_lcore[DP_MAX_WORKERS];
+	struct dp_worker *workers[DP_MAX_WORKERS];
+	struct rte_mempool *pool;
+	uint32_t max_flows;		/* per worker */
+	uint64_t tcp_timeout_tsc, tcp_closing_tsc, udp_timeout_tsc, syn_timeout_tsc;
+	uint64_t tsc_hz;
+};
+
+/* ---- fastpath.c ---- */
+int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret);
+void dp_worker_free(struct dp_worker *w);
+/* The lcore entry point (rte_eal_remote_launch): polls its ports until dp->stop. */
+int dp_worker_main(void *arg);
+const struct dp_stats *dp_worker_stats(const struct dp_worker *w);
+/* Processes a burst received on port index @pi (for benchmarks and tests driving a
+ * worker from their own loop); the packets are sent or freed. */
+void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n);
+/* Flushes the worker's transmit buffers. */
+void dp_worker_flush(struct dp_worker *w);
+
+/* ---- maglev.c ---- */
+/* The smallest table size (a prime) for @n endpoints: at least 100 * n, at least 251. */
+uint32_t dp_maglev_size(unsigned n);
+/* Fills @table (@m entries, @m prime) with endpoint indices by Maglev's population: each
+ * endpoint gets about m / n entries, and adding or removing one endpoint moves only
+ * about its share. Endpoints are named by their address and port. */
+void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint32_t m);
+
+/* ---- checksums: RFC 1624 incremental updates, values as stored in the packet ---- */
+static inline uint16_t dp_csum_fold(uint32_t s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)s;
+}
+
+static inline uint16_t dp_csum_upd32(uint16_t c, uint32_t o, uint32_t n)
+{
+	uint32_t s = (uint16_t)~c;
+
+	s += (uint16_t)~(o & 0xffff) + (uint16_t)~(o >> 16);
+	s += (n & 0xffff) + (n >> 16);
+	return (uint16_t)~dp_csum_fold(s);
+}
+
+static inline uint16_t dp_csum_upd16(uint16_t c, uint16_t o, uint16_t n)
+{
+	uint32_t s = (uint16_t)~c + (uint16_t)(uint16_t)~o + n;
+
+	return (uint16_t)~dp_csum_fold(s);
+}
+
+#endif

@@ -1,0 +1,781 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The DPDK backend, control side: EAL and ports at init (from the options kproxyd's
+ * --dpdk-* flags give: EAL arguments, ports with their address, prefix and role, extra
+ * routes, the balancing policy, flow-table size and timeouts), worker lcores launched
+ * on every EAL worker core (as many as the ports have queues), and on each sync a new
+ * generation of the tables the workers read: the service frontends (ClusterIP, NodePort
+ * on the client ports' addresses, externalIP, LB ingress; IPv4, TCP and UDP) with their
+ * endpoints and Maglev tables, and the routes (the ports' subnets, then the configured
+ * ones). A generation is published with one pointer store; the previous one is freed
+ * once every worker has passed a quiescent state (RCU), so the packet path never locks
+ * and established flows, which hold their translation, are untouched by any update.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include "internal.h"
+#include "dp.h"
+
+#define MAX_EAL_ARGS 64
+#define NB_DESC 1024
+#define DEFAULT_MBUFS 16384
+#define DEFAULT_MAX_FLOWS 65536
+
+struct dpb {
+	struct kp_ctx *ctx;
+	struct dp dp;
+	char eal[1024];
+	struct dp_route extra_routes[DP_MAX_ROUTES];
+	unsigned n_extra_routes;
+	enum dp_policy policy;
+	uint32_t n_mbufs;
+	unsigned want_workers;		/* 0: every EAL worker lcore */
+	bool masquerade_all;
+	uint32_t cluster_net, cluster_mask;
+	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
+	struct kp_map *ids;		/* frontend key -> service id + 1 */
+	uint16_t next_id;
+	uint64_t n_gen;
+	bool eal_up, ports_up, launched;
+};
+
+/* ---- options ---- */
+
+static int parse_cidr4(const char *s, uint32_t *ret_net, uint8_t *ret_prefix)
+{
+	struct kp_addr a;
+	uint8_t prefix;
+
+	if (kp_cidr_from_str(s, &a, &prefix) < 0 || a.family != AF_INET)
+		return -EINVAL;
+	*ret_net = a.v4.s_addr;
+	*ret_prefix = prefix;
+	return 0;
+}
+
+static uint32_t mask_of(uint8_t prefix)
+{
+	return prefix ? htonl(~0u << (32 - prefix)) : 0;
+}
+
+/* "dev=net_tap0,iface=kp0;ip=192.168.60.1/24;role=client" */
+static int parse_port(struct dpb *b, char *spec)
+{
+	struct dp_port_cfg *p;
+	char *tok, *save = NULL;
+
+	if (b->dp.n_ports == DP_MAX_PORTS)
+		return -E2BIG;
+	p = &b->dp.ports[b->dp.n_ports];
+	memset(p, 0, sizeof(*p));
+	p->role = DP_ROLE_BOTH;
+	for (tok = strtok_r(spec, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+		if (!strncmp(tok, "dev=", 4)) {
+			snprintf(p->dev, sizeof(p->dev), "%s", tok + 4);
+			snprintf(p->name, sizeof(p->name), "%.*s", (int)strcspn(tok + 4, ","),
+				 tok + 4);
+		} else if (!strncmp(tok, "ip=", 3)) {
+			if (parse_cidr4(tok + 3, &p->ip, &p->prefix) < 0 || !p->prefix)
+				return -EINVAL;
+		} else if (!strcmp(tok, "role=client")) {
+			p->role = DP_ROLE_CLIENT;
+		} else if (!strcmp(tok, "role=pod")) {
+			p->role = DP_ROLE_POD;
+		} else if (!strcmp(tok, "role=both")) {
+			p->role = DP_ROLE_BOTH;
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (!p->dev[0] || !p->ip)
+		return -EINVAL;
+	b->dp.n_ports++;
+	return 0;
+}
+
+/* "10.0.0.0/8 via 192.168.60.2" (the port is the one whose subnet holds the gateway) */
+static int parse_route(struct dpb *b, const char *spec)
+{
+	char cidr[64], via[8], gw[64];
+	struct dp_route *r;
+	struct in_addr g;
+
+	if (b->n_extra_routes == DP_MAX_ROUTES ||
+	    sscanf(spec, "%63s %7s %63s", cidr, via, gw) != 3 || strcmp(via, "via") ||
+	    inet_pton(AF_INET, gw, &g) != 1)
+		return -EINVAL;
+	r = &b->extra_routes[b->n_extra_routes];
+	if (parse_cidr4(cidr, &r->net, &r->prefix) < 0)
+		return -EINVAL;
+	r->mask = mask_of(r->prefix);
+	r->net &= r->mask;
+	r->gw = g.s_addr;
+	b->n_extra_routes++;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (!*s || *end || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* One option per line: eal=, port=, route=, policy=, max-flows=, mbufs=, workers=,
+ * tcp-timeout=, tcp-closing-timeout=, syn-timeout=, udp-timeout= (seconds). */
+static int parse_extra(struct dpb *b, const char *extra)
+{
+	char *copy, *line, *save = NULL;
+	int r = 0;
+
+	b->tcp_s = 3600;
+	b->closing_s = 10;
+	b->syn_s = 30;
+	b->udp_s = 30;
+	if (!extra)
+		return 0;
+	copy = strdup(extra);
+	if (!copy)
+		return -ENOMEM;
+	for (line = strtok_r(copy, "\n", &save); line && !r; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+		unsigned long v;
+
+		if (!eq) {
+			r = -EINVAL;
+			break;
+		}
+		*eq++ = '\0';
+		if (!strcmp(line, "eal"))
+			snprintf(b->eal, sizeof(b->eal), "%s", eq);
+		else if (!strcmp(line, "port"))
+			r = parse_port(b, eq);
+		else if (!strcmp(line, "route"))
+			r = parse_route(b, eq);
+		else if (!strcmp(line, "policy") && (!strcmp(eq, "maglev") || !strcmp(eq, "rr")))
+			b->policy = !strcmp(eq, "rr") ? DP_POLICY_RR : DP_POLICY_MAGLEV;
+		else if (!strcmp(line, "max-flows") && !(r = parse_uint(eq, 1u << 26, &v)))
+			b->dp.max_flows = v < 64 ? 64 : (uint32_t)v;
+		else if (!strcmp(line, "mbufs") && !(r = parse_uint(eq, 1u << 24, &v)))
+			b->n_mbufs = v < 1024 ? 1024 : (uint32_t)v;
+		else if (!strcmp(line, "workers") && !(r = parse_uint(eq, DP_MAX_WORKERS, &v)))
+			b->want_workers = (unsigned)v;
+		else if (strstr(line, "timeout") && !(r = parse_uint(eq, 1u << 30, &v))) {
+			if (!strcmp(line, "tcp-timeout"))
+				b->tcp_s = (uint32_t)v;
+			else if (!strcmp(line, "tcp-closing-timeout"))
+				b->closing_s = (uint32_t)v;
+			else if (!strcmp(line, "syn-timeout"))
+				b->syn_s = (uint32_t)v;
+			else if (!strcmp(line, "udp-timeout"))
+				b->udp_s = (uint32_t)v;
+			else
+				r = -EINVAL;
+		} else if (!r && strcmp(line, "dispatch-threshold")) {
+			r = -EINVAL;
+		}
+		if (r)
+			kp_log(b->ctx, KP_LOG_DEBUG, "dpdk: bad option %s=%s", line, eq);
+	}
+	free(copy);
+	return r;
+}
+
+/* ---- EAL, pool, ports ---- */
+
+static int eal_init(struct dpb *b)
+{
+	char *argv[MAX_EAL_ARGS + DP_MAX_PORTS + 4], *copy = strdup(b->eal), *tok, *save = NULL;
+	char vdev[DP_MAX_PORTS][160];
+	sigset_t all, old;
+	int argc = 0, r;
+	bool loglevel = false;
+
+	if (!copy)
+		return -ENOMEM;
+	argv[argc++] = "kproxyd";
+	for (tok = strtok_r(copy, " \t", &save); tok && argc < MAX_EAL_ARGS;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		loglevel |= !strncmp(tok, "--log-level", 11);
+		argv[argc++] = tok;
+	}
+	if (!loglevel)
+		argv[argc++] = "--log-level=warning";
+	for (unsigned i = 0; i < b->dp.n_ports; i++) {
+		bool pci = b->dp.ports[i].dev[0] >= '0' && b->dp.ports[i].dev[0] <= '9';
+
+		snprintf(vdev[i], sizeof(vdev[i]), "%s%s", pci ? "-a" : "--vdev=",
+			 b->dp.ports[i].dev);
+		if (pci) {	/* "-a" then the address, as two arguments */
+			argv[argc++] = "-a";
+			argv[argc++] = b->dp.ports[i].dev;
+		} else {
+			argv[argc++] = vdev[i];
+		}
+	}
+	argv[argc] = NULL;
+	/* EAL's threads (lcores, interrupts) start here: they must take no signals, which
+	 * belong to the program's own threads */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = rte_eal_init(argc, argv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	free(copy);
+	if (r < 0) {
+		kp_log(b->ctx, KP_LOG_WARN, "dpdk: EAL initialisation failed: %s",
+		       rte_strerror(rte_errno));
+		return rte_errno == EALREADY ? -EALREADY : -EINVAL;
+	}
+	b->eal_up = true;
+	return 0;
+}
+
+/* mbufs from a pool that need not be IOVA-contiguous: with 4 KiB pages (--no-huge) the
+ * default layout puts one mbuf per page at one offset, which aliases cache sets */
+static struct rte_mempool *make_pool(unsigned n)
+{
+	struct rte_pktmbuf_pool_private priv = { .mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE };
+	unsigned elt = sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE;
+	struct rte_mempool *mp;
+
+	mp = rte_mempool_create_empty("kp_mbufs", n, elt, 256, sizeof(priv), (int)rte_socket_id(),
+				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	if (!mp)
+		return NULL;
+	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) < 0)
+		goto fail;
+	rte_pktmbuf_pool_init(mp, &priv);
+	if (rte_mempool_populate_default(mp) < 0)
+		goto fail;
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+fail:
+	rte_mempool_free(mp);
+	return NULL;
+}
+
+static int ports_init(struct dpb *b)
+{
+	struct dp *dp = &b->dp;
+	unsigned workers = 0, lc;
+
+	RTE_LCORE_FOREACH_WORKER(lc) {
+		if (workers < DP_MAX_WORKERS && (!b->want_workers || workers < b->want_workers))
+			dp->worker_lcore[workers++] = lc;
+	}
+	if (!workers) {
+		kp_log(b->ctx, KP_LOG_WARN, "dpdk: no EAL worker lcore (give -l with two or more "
+		       "cores in --dpdk-eal-args)");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < dp->n_ports; i++) {
+		struct rte_eth_dev_info info;
+		uint16_t pid;
+
+		if (rte_eth_dev_get_port_by_name(dp->ports[i].name, &pid) != 0) {
+			kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s: no such device",
+			       dp->ports[i].name);
+			return -ENODEV;
+		}
+		dp->port_ids[i] = pid;
+		if (rte_eth_dev_info_get(pid, &info) == 0) {
+			if (info.max_rx_queues < workers)
+				workers = info.max_rx_queues;
+			if (info.max_tx_queues < workers)
+				workers = info.max_tx_queues;
+		}
+	}
+	dp->n_workers = workers ? workers : 1;
+	dp->pool = make_pool(b->n_mbufs);
+	if (!dp->pool) {
+		kp_log(b->ctx, KP_LOG_WARN, "dpdk: cannot create a pool of %u mbufs: %s "
+		       "(give more memory with -m)", b->n_mbufs, rte_strerror(rte_errno));
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < dp->n_ports; i++) {
+		struct rte_eth_conf conf = { 0 };
+		uint16_t pid = dp->port_ids[i], q = (uint16_t)dp->n_workers;
+		int r = rte_eth_dev_configure(pid, q, q, &conf);
+
+		for (uint16_t k = 0; !r && k < q; k++) {
+			r = rte_eth_rx_queue_setup(pid, k, NB_DESC, rte_eth_dev_socket_id(pid), NULL,
+						   dp->pool);
+			if (!r)
+				r = rte_eth_tx_queue_setup(pid, k, NB_DESC,
+							   rte_eth_dev_socket_id(pid), NULL);
+		}
+		if (!r)
+			r = rte_eth_dev_start(pid);
+		if (r) {
+			kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s: setup failed: %s",
+			       dp->ports[i].name, rte_strerror(-r));
+			return r;
+		}
+		rte_eth_promiscuous_enable(pid);
+		rte_eth_macaddr_get(pid, &dp->macs[i]);
+		if (!strncmp(dp->ports[i].name, "net_", 4)) {
+			/* a vdev's MAC is the kernel interface's at its other end (tap, veth):
+			 * a bridge there takes frames to it as its own. The gateway answers
+			 * for a locally administered address of its own, 02:6b:70 ("kp"),
+			 * and receives everything (promiscuous) */
+			struct rte_ether_addr *m = &dp->macs[i];
+
+			m->addr_bytes[0] = 0x02;
+			m->addr_bytes[1] = 0x6b;
+			m->addr_bytes[2] = 0x70;
+			m->addr_bytes[3] = (uint8_t)(getpid() >> 8);
+			m->addr_bytes[4] = (uint8_t)getpid();
+			m->addr_bytes[5] = (uint8_t)i;
+		}
+	}
+	b->ports_up = true;
+	return 0;
+}
+
+/* ---- generations ---- */
+
+static void gen_free(struct dp_gen *g)
+{
+	if (!g)
+		return;
+	rte_hash_free(g->svcs);
+	for (uint32_t i = 0; g->svc && i < g->n_svc; i++)
+		free((char *)g->svc[i].ns);
+	free(g->svc);
+	free(g->arena);
+	free(g);
+}
+
+static int route_cmp(const void *a, const void *b)
+{
+	return (int)((const struct dp_route *)b)->prefix - (int)((const struct dp_route *)a)->prefix;
+}
+
+static void gen_routes(struct dpb *b, struct dp_gen *g)
+{
+	for (unsigned i = 0; i < b->dp.n_ports && g->n_routes < DP_MAX_ROUTES; i++) {
+		const struct dp_port_cfg *p = &b->dp.ports[i];
+		uint32_t mask = mask_of(p->prefix);
+
+		g->routes[g->n_routes++] = (struct dp_route){ .net = p->ip & mask, .mask = mask,
+							       .port = (uint8_t)i,
+							       .prefix = p->prefix };
+	}
+	for (unsigned i = 0; i < b->n_extra_routes && g->n_routes < DP_MAX_ROUTES; i++) {
+		struct dp_route r = b->extra_routes[i];
+		bool found = false;
+
+		for (unsigned k = 0; k < b->dp.n_ports && !found; k++) {
+			uint32_t mask = mask_of(b->dp.ports[k].prefix);
+
+			if ((r.gw & mask) == (b->dp.ports[k].ip & mask)) {
+				r.port = (uint8_t)k;
+				found = true;
+			}
+		}
+		if (found)
+			g->routes[g->n_routes++] = r;
+		else
+			kp_log(b->ctx, KP_LOG_WARN, "dpdk: route via a gateway on no port's subnet "
+			       "left out");
+	}
+	qsort(g->routes, g->n_routes, sizeof(g->routes[0]), route_cmp);
+}
+
+static struct dp_gen *gen_new(struct dpb *b, size_t n_svc)
+{
+	struct dp_gen *g = calloc(1, sizeof(*g));
+	struct rte_hash_parameters hp = { 0 };
+	char name[RTE_HASH_NAMESIZE];
+
+	if (!g)
+		return NULL;
+	snprintf(name, sizeof(name), "kp_svc_%llu", (unsigned long long)b->n_gen++);
+	hp.name = name;
+	hp.entries = n_svc * 2 < 64 ? 64 : (uint32_t)n_svc * 2;
+	hp.key_len = sizeof(struct dp_svc_key);
+	hp.hash_func = rte_hash_crc;
+	hp.socket_id = (int)rte_socket_id();
+	g->svcs = rte_hash_create(&hp);
+	g->svc = calloc(n_svc ? n_svc : 1, sizeof(*g->svc));
+	if (!g->svcs || !g->svc) {
+		gen_free(g);
+		return NULL;
+	}
+	g->policy = b->policy;
+	g->masquerade_all = b->masquerade_all;
+	g->cluster_net = b->cluster_net;
+	g->cluster_mask = b->cluster_mask;
+	gen_routes(b, g);
+	return g;
+}
+
+/* Publishes @g and frees the previous generation once no worker can hold it. */
+static void gen_publish(struct dpb *b, struct dp_gen *g)
+{
+	struct dp_gen *old = atomic_exchange_explicit(&b->dp.gen, g, memory_order_acq_rel);
+
+	if (old && b->launched) {
+		uint64_t token = rte_rcu_qsbr_start(b->dp.qs);
+
+		rte_rcu_qsbr_check(b->dp.qs, token, true);
+	}
+	gen_free(old);
+}
+
+struct build {
+	struct dpb *b;
+	struct dp_gen *g;
+	struct kp_map *seen;		/* frontend keys of this generation */
+	size_t cap;
+	/* endpoints and Maglev tables, laid out in one arena after counting */
+	struct dp_ep *eps;
+	uint16_t *tables;
+	size_t n_eps, n_tab, cap_eps, cap_tab;
+	int err;
+};
+
+static uint8_t ip_proto(enum kp_protocol p)
+{
+	return p == KP_PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+}
+
+static uint16_t service_id(struct dpb *b, const char *key)
+{
+	uintptr_t v = (uintptr_t)kp_map_get(b->ids, key);
+
+	if (v)
+		return (uint16_t)(v - 1);
+	v = b->next_id++;		/* wraps after 65536 frontends, sharing counters */
+	kp_map_put(b->ids, key, (void *)(v + 1), NULL);
+	return (uint16_t)v;
+}
+
+static int count_port(const struct kp_svc_port *sp, void *userdata)
+{
+	struct build *bd = userdata;
+	size_t n_fes, n_eps;
+
+	kp_svc_port_get_frontends(sp, &n_fes);
+	kp_svc_port_get_all_endpoints(sp, &n_eps);
+	bd->cap += n_fes;
+	bd->cap_eps += n_fes * n_eps;
+	bd->cap_tab += n_fes * dp_maglev_size((unsigned)n_eps);
+	return 0;
+}
+
+static int add_port(const struct kp_svc_port *sp, void *userdata)
+{
+	struct build *bd = userdata;
+	struct dp_gen *g = bd->g;
+	enum kp_protocol proto = kp_svc_port_get_protocol(sp);
+	const struct kp_frontend *fes;
+	size_t n_fes;
+
+	if (proto == KP_PROTO_SCTP)
+		return 0;
+	fes = kp_svc_port_get_frontends(sp, &n_fes);
+	for (size_t i = 0; i < n_fes; i++) {
+		const struct kp_frontend *fe = &fes[i];
+		const struct kp_endpoint *eps;
+		struct dp_svc *s;
+		struct dp_svc_key k;
+		char key[80], a[KP_ADDR_STRLEN];
+		size_t n_eps, n4 = 0;
+
+		if (fe->addr.family != AF_INET || g->n_svc == bd->cap)
+			continue;
+		k = (struct dp_svc_key){ .ip = fe->addr.v4.s_addr, .port = htons(fe->port),
+					 .proto = ip_proto(proto) };
+		if (rte_hash_lookup(g->svcs, &k) >= 0)
+			continue;	/* the same frontend twice: the first wins */
+		s = &g->svc[g->n_svc];
+		eps = kp_svc_port_get_endpoints(sp, AF_INET, fe->external, &n_eps);
+		s->vip = k.ip;
+		s->vport = k.port;
+		s->proto = k.proto;
+		s->kind = (uint8_t)fe->kind;
+		s->masq = g->masquerade_all ||
+			  (fe->kind != KP_FE_CLUSTER_IP && !kp_svc_port_external_local(sp));
+		s->affinity_s = kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP ?
+				kp_svc_port_get_affinity_timeout(sp) : 0;
+		/* the names, for the dump, in one allocation the generation owns */
+		{
+			const char *ns = kp_svc_port_get_namespace(sp), *nm = kp_svc_port_get_name(sp);
+			const char *pn = kp_svc_port_get_port_name(sp);
+			size_t l1 = strlen(ns) + 1, l2 = strlen(nm) + 1, l3 = strlen(pn) + 1;
+			char *names = malloc(l1 + l2 + l3);
+
+			if (!names) {
+				bd->err = -ENOMEM;
+				return 1;
+			}
+			memcpy(names, ns, l1);
+			memcpy(names + l1, nm, l2);
+			memcpy(names + l1 + l2, pn, l3);
+			s->ns = names;
+			s->name = names + l1;
+			s->port_name = names + l1 + l2;
+		}
+		snprintf(key, sizeof(key), "%s:%u/%u", kp_addr_to_str(&fe->addr, a, sizeof(a)),
+			 fe->port, k.proto);
+		s->id = service_id(bd->b, key);
+		s->eps = bd->eps + bd->n_eps;
+		for (size_t e = 0; e < n_eps && bd->n_eps < bd->cap_eps; e++) {
+			bd->eps[bd->n_eps++] = (struct dp_ep){ .ip = eps[e].addr.v4.s_addr,
+								.port = htons(eps[e].port) };
+			n4++;
+		}
+		s->n_eps = (uint16_t)n4;
+		if (n4) {
+			s->m = dp_maglev_size((unsigned)n4);
+			if (bd->n_tab + s->m > bd->cap_tab) {
+				s->m = 0;	/* cannot happen: counted above; round robin then */
+			} else {
+				s->maglev = bd->tables + bd->n_tab;
+				dp_maglev_build(s->eps, (unsigned)n4, bd->tables + bd->n_tab, s->m);
+				bd->n_tab += s->m;
+			}
+		}
+		g->n_svc++;		/* counted now: gen_free frees its names */
+		if (rte_hash_add_key_data(g->svcs, &k, s) < 0) {
+			bd->err = -ENOSPC;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
+{
+	struct dpb *b = priv;
+	struct build bd = { .b = b };
+	size_t eps_size, tab_size;
+	int r;
+
+	(void)delta;			/* every sync builds the whole (small) generation */
+	kp_state_foreach(want, count_port, &bd);
+	bd.g = gen_new(b, bd.cap);
+	if (!bd.g)
+		return -ENOMEM;
+	eps_size = (bd.cap_eps ? bd.cap_eps : 1) * sizeof(struct dp_ep);
+	tab_size = (bd.cap_tab ? bd.cap_tab : 1) * sizeof(uint16_t);
+	bd.g->arena = malloc(eps_size + tab_size);
+	if (!bd.g->arena) {
+		gen_free(bd.g);
+		return -ENOMEM;
+	}
+	bd.eps = bd.g->arena;
+	bd.tables = (uint16_t *)((char *)bd.g->arena + eps_size);
+	r = kp_state_foreach(want, add_port, &bd);
+	if (r < 0 || bd.err) {
+		gen_free(bd.g);
+		return bd.err ? bd.err : r;
+	}
+	gen_publish(b, bd.g);
+	kp_log(b->ctx, KP_LOG_DEBUG, "dpdk: generation %llu: %u frontends",
+	       (unsigned long long)b->n_gen - 1, bd.g->n_svc);
+	return 0;
+}
+
+/* ---- dump ---- */
+
+static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
+{
+	struct dpb *b = priv;
+	struct dp_gen *g = atomic_load(&b->dp.gen);
+	int r = 0;
+
+	if (!g)
+		return 0;
+	for (uint32_t i = 0; i < g->n_svc && !r; i++) {
+		const struct dp_svc *s = &g->svc[i];
+		struct kp_endpoint eps[256];
+		struct dp_svc_stats sum = { 0 };
+		char detail[200];
+		size_t n = s->n_eps < 256 ? s->n_eps : 256;
+
+		for (unsigned w = 0; w < b->dp.n_workers; w++) {
+			const struct dp_svc_stats *st = &dp_worker_stats(b->dp.workers[w])->svc[s->id];
+
+			sum.pkts += st->pkts;
+			sum.bytes += st->bytes;
+			sum.flows_created += st->flows_created;
+			sum.flows_active += st->flows_active;
+		}
+		for (size_t e = 0; e < n; e++) {
+			eps[e] = (struct kp_endpoint){ .port = ntohs(s->eps[e].port), .ready = true,
+							.serving = true };
+			eps[e].addr.family = AF_INET;
+			eps[e].addr.v4.s_addr = s->eps[e].ip;
+		}
+		snprintf(detail, sizeof(detail), "%s%s%s, %lld flows (%llu made), %llu packets, "
+			 "%llu bytes", g->policy == DP_POLICY_MAGLEV && s->m ? "maglev" : "rr",
+			 s->affinity_s ? ", ClientIP affinity" : "", s->masq ? ", SNAT" : "",
+			 (long long)sum.flows_active, (unsigned long long)sum.flows_created,
+			 (unsigned long long)sum.pkts, (unsigned long long)sum.bytes);
+		r = fn(&(struct kp_dump_entry){
+			       .ns = s->ns, .name = s->name, .port_name = s->port_name,
+			       .protocol = s->proto == IPPROTO_UDP ? KP_PROTO_UDP : KP_PROTO_TCP,
+			       .kind = (enum kp_frontend_kind)s->kind,
+			       .vip = { .family = AF_INET, .v4 = { .s_addr = s->vip } },
+			       .port = ntohs(s->vport), .endpoints = eps, .n_endpoints = n,
+			       .detail = detail,
+		       }, userdata);
+	}
+	return r;
+}
+
+/* ---- lifetime ---- */
+
+static int dp_cleanup(void *priv)
+{
+	struct dpb *b = priv;
+	struct dp_gen *g = gen_new(b, 0);
+
+	/* nothing in the kernel is ours: forgetting the services is all there is */
+	if (!g)
+		return -ENOMEM;
+	gen_publish(b, g);
+	return 0;
+}
+
+static void dp_destroy(void *priv)
+{
+	struct dpb *b = priv;
+
+	if (!b)
+		return;
+	if (b->launched) {
+		atomic_store(&b->dp.stop, true);
+		for (unsigned i = 0; i < b->dp.n_workers; i++)
+			rte_eal_wait_lcore(b->dp.worker_lcore[i]);
+	}
+	for (unsigned i = 0; i < b->dp.n_workers; i++)
+		dp_worker_free(b->dp.workers[i]);
+	gen_free(atomic_load(&b->dp.gen));
+	if (b->ports_up)
+		for (unsigned i = 0; i < b->dp.n_ports; i++) {
+			rte_eth_dev_stop(b->dp.port_ids[i]);
+			rte_eth_dev_close(b->dp.port_ids[i]);
+		}
+	rte_free(b->dp.qs);
+	if (b->dp.pool)
+		rte_mempool_free(b->dp.pool);
+	if (b->eal_up)
+		rte_eal_cleanup();
+	kp_map_free(b->ids);
+	free(b);
+}
+
+static int dp_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+{
+	struct dpb *b = calloc(1, sizeof(*b));
+	struct kp_addr nets[4];
+	uint8_t prefixes[4];
+	size_t n_nets = 0;
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	b->ctx = ctx;
+	b->dp.max_flows = DEFAULT_MAX_FLOWS;
+	b->n_mbufs = DEFAULT_MBUFS;
+	b->masquerade_all = cfg->masquerade_all;
+	b->ids = kp_map_new();
+	r = b->ids ? 0 : -ENOMEM;
+	if (!r && kp_cidr_list_parse(cfg->cluster_cidr, nets, prefixes, 4, &n_nets, NULL) < 0)
+		r = -EINVAL;
+	for (size_t i = 0; !r && i < n_nets; i++)
+		if (nets[i].family == AF_INET && !b->cluster_mask) {
+			b->cluster_mask = mask_of(prefixes[i]);
+			b->cluster_net = nets[i].v4.s_addr & b->cluster_mask;
+		}
+	if (!r)
+		r = parse_extra(b, cfg->extra);
+	if (!r && !b->dp.n_ports) {
+		kp_log(ctx, KP_LOG_WARN, "dpdk: no port: give the data plane's ports with "
+		       "--dpdk-port");
+		r = -EINVAL;
+	}
+	if (!r)
+		r = eal_init(b);
+	if (r)
+		goto fail;
+	/* the TSC frequency is known once EAL is up */
+	b->dp.tsc_hz = rte_get_tsc_hz();
+	b->dp.tcp_timeout_tsc = (uint64_t)b->tcp_s * b->dp.tsc_hz;
+	b->dp.tcp_closing_tsc = (uint64_t)b->closing_s * b->dp.tsc_hz;
+	b->dp.syn_timeout_tsc = (uint64_t)b->syn_s * b->dp.tsc_hz;
+	b->dp.udp_timeout_tsc = (uint64_t)b->udp_s * b->dp.tsc_hz;
+	r = ports_init(b);
+	if (r)
+		goto fail;
+	b->dp.qs = rte_zmalloc("kp_qsbr", rte_rcu_qsbr_get_memsize(b->dp.n_workers),
+			       RTE_CACHE_LINE_SIZE);
+	if (!b->dp.qs || rte_rcu_qsbr_init(b->dp.qs, b->dp.n_workers)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < b->dp.n_workers; i++) {
+		r = dp_worker_new(&b->dp, i, &b->dp.workers[i]);
+		if (r) {
+			kp_log(ctx, KP_LOG_WARN, "dpdk: worker %u: no memory for %u flows (give "
+			       "more memory with -m, or fewer --dpdk-max-flows)", i, b->dp.max_flows);
+			goto fail;
+		}
+	}
+	gen_publish(b, gen_new(b, 0));		/* routing works before the first sync */
+	for (unsigned i = 0; i < b->dp.n_workers; i++) {
+		r = rte_eal_remote_launch(dp_worker_main, b->dp.workers[i], b->dp.worker_lcore[i]);
+		if (r) {
+			kp_log(ctx, KP_LOG_WARN, "dpdk: cannot launch lcore %u", b->dp.worker_lcore[i]);
+			atomic_store(&b->dp.stop, true);
+			for (unsigned k = 0; k < i; k++)
+				rte_eal_wait_lcore(b->dp.worker_lcore[k]);
+			r = -r;
+			goto fail;
+		}
+	}
+	b->launched = true;
+	*ret_priv = b;
+	return 0;
+fail:
+	dp_destroy(b);
+	return r < 0 ? r : -EINVAL;
+}
+
+const struct kp_backend_ops kp_backend_dpdk = {
+	.name = "dpdk",
+	.init = dp_init,
+	.sync = dp_sync,
+	.dump = dp_dump,
+	.cleanup = dp_cleanup,
+	.destroy = dp_destroy,
+};

@@ -1,0 +1,810 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The DPDK data plane's worker: an L3 gateway with service NAT on its ports.
+ *
+ * Per burst: the generation (services, routes) is read once; each packet is parsed, TCP
+ * and UDP packets' 5-tuples are looked up in this lcore's flow table in one bulk lookup,
+ * then each packet is handled: ARP (answered for our addresses, senders learned), ICMP
+ * echo to our addresses (answered), a packet of a known flow (translated: DNAT toward
+ * the endpoint, or reverse NAT back to the VIP; SNAT to the gateway where kube-proxy would
+ * masquerade), a first packet to a service frontend (an endpoint chosen by Maglev on the
+ * 5-tuple, round robin, or ClientIP affinity; a flow made with one entry per direction),
+ * anything else routed unchanged. Forwarded packets get their TTL decremented, a route
+ * (longest prefix) and the next hop's MAC (ARP, with a few packets held while it
+ * resolves), and leave through a transmit buffer flushed every loop.
+ *
+ * Flows age: TCP by state (SYN seen, established, closing after FIN from both sides or an
+ * RST), UDP when idle; a sweep looks at a few slots per loop. Checksums are updated
+ * incrementally (RFC 1624). No malloc, syscall or log in the loop; all state is this
+ * lcore's.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include <rte_arp.h>
+#include <rte_branch_prediction.h>
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "dp.h"
+
+#define NEIGH_SLOTS 1024		/* a power of two */
+#define NEIGH_HOLD 4			/* packets held per unresolved next hop */
+#define SWEEP 64			/* flow slots looked at per loop */
+#define AFF_SLOTS 65536			/* ClientIP affinity entries per lcore */
+
+enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
+enum { DIR_FWD = 0, DIR_REV = 1 };
+
+struct flow {
+	struct dp_flow_key fkey;	/* client -> frontend */
+	struct dp_flow_key rkey;	/* endpoint -> client (or gateway, with SNAT) */
+	uint32_t ep_ip, snat_ip;	/* network order */
+	uint16_t ep_port, snat_port;
+	uint64_t last;			/* TSC */
+	uint16_t svc_id;
+	uint8_t state;
+	uint8_t fin;			/* bit 0: FIN from the client, bit 1: from the endpoint */
+	bool snat;
+};
+
+struct neigh {
+	uint32_t ip;			/* 0: free */
+	uint8_t port;
+	bool valid;
+	uint8_t n_held;
+	struct rte_ether_addr mac;
+	uint64_t asked;			/* TSC of the last ARP request */
+	struct rte_mbuf *held[NEIGH_HOLD];
+};
+
+struct aff {
+	uint32_t client;		/* 0: free */
+	uint16_t svc_id;
+	uint16_t ep_port;
+	uint32_t ep_ip;
+	uint64_t until;			/* TSC */
+};
+
+struct dp_worker {
+	struct dp *dp;
+	unsigned idx;
+	uint16_t queue;
+	struct rte_hash *flows;
+	struct flow *flow;		/* max_flows slots */
+	uint32_t *free_idx;		/* stack of free slots */
+	uint32_t n_free;
+	uint32_t sweep;
+	uint16_t snat_next;
+	struct neigh neigh[NEIGH_SLOTS];
+	struct aff *aff;
+	uint32_t *rr;			/* per service id */
+	struct rte_eth_dev_tx_buffer *txb[DP_MAX_PORTS];
+	uint64_t now;
+	struct dp_stats st;
+} __rte_cache_aligned;
+
+/* ---- small helpers ---- */
+
+static inline void count_drop(struct dp_worker *w, enum dp_drop why, struct rte_mbuf *m)
+{
+	w->st.drops[why]++;
+	rte_pktmbuf_free(m);
+}
+
+static void tx_error(struct rte_mbuf **pkts, uint16_t unsent, void *userdata)
+{
+	struct dp_worker *w = userdata;
+
+	w->st.drops[DROP_TX] += unsent;
+	rte_pktmbuf_free_bulk(pkts, unsent);
+}
+
+static inline void tx(struct dp_worker *w, unsigned po, struct rte_mbuf *m)
+{
+	w->st.port[po].tx_pkts++;
+	w->st.port[po].tx_bytes += m->pkt_len;
+	rte_eth_tx_buffer(w->dp->port_ids[po], w->queue, w->txb[po], m);
+}
+
+static inline int our_port(const struct dp *dp, uint32_t ip)
+{
+	for (unsigned i = 0; i < dp->n_ports; i++)
+		if (dp->ports[i].ip == ip)
+			return (int)i;
+	return -1;
+}
+
+static inline const struct dp_route *route_of(const struct dp_gen *g, uint32_t dst)
+{
+	for (uint32_t i = 0; i < g->n_routes; i++)
+		if ((dst & g->routes[i].mask) == g->routes[i].net)
+			return &g->routes[i];
+	return NULL;
+}
+
+/* ---- neighbours ---- */
+
+static struct neigh *neigh_slot(struct dp_worker *w, uint32_t ip, bool create)
+{
+	uint32_t h = rte_hash_crc_4byte(ip, 0) & (NEIGH_SLOTS - 1);
+
+	for (uint32_t i = 0; i < 16; i++) {
+		struct neigh *n = &w->neigh[(h + i) & (NEIGH_SLOTS - 1)];
+
+		if (n->ip == ip)
+			return n;
+		if (!n->ip && create) {
+			memset(n, 0, sizeof(*n));
+			n->ip = ip;
+			return n;
+		}
+	}
+	return NULL;
+}
+
+static void send_arp_request(struct dp_worker *w, unsigned po, uint32_t ip)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(w->dp->pool);
+	struct rte_ether_hdr *eh;
+	struct rte_arp_hdr *ah;
+
+	if (!m)
+		return;
+	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + sizeof(*ah));
+	if (!eh) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	ah = (struct rte_arp_hdr *)(eh + 1);
+	memset(&eh->dst_addr, 0xff, sizeof(eh->dst_addr));
+	eh->src_addr = w->dp->macs[po];
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
+	ah->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
+	ah->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	ah->arp_hlen = RTE_ETHER_ADDR_LEN;
+	ah->arp_plen = 4;
+	ah->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+	ah->arp_data.arp_sha = w->dp->macs[po];
+	ah->arp_data.arp_sip = w->dp->ports[po].ip;
+	memset(&ah->arp_data.arp_tha, 0, sizeof(ah->arp_data.arp_tha));
+	ah->arp_data.arp_tip = ip;
+	tx(w, po, m);
+}
+
+static inline void eth_out(struct dp_worker *w, unsigned po, const struct rte_ether_addr *dst,
+			   struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	eh->dst_addr = *dst;
+	eh->src_addr = w->dp->macs[po];
+	tx(w, po, m);
+}
+
+/* Sends @m (IPv4, TTL already handled) to @hop on port @po. */
+static void neigh_out(struct dp_worker *w, unsigned po, uint32_t hop, struct rte_mbuf *m)
+{
+	struct neigh *n = neigh_slot(w, hop, true);
+
+	if (likely(n && n->valid && n->port == po))
+		return eth_out(w, po, &n->mac, m);
+	if (!n || n->n_held == NEIGH_HOLD)
+		return count_drop(w, DROP_NO_NEIGH, m);
+	n->port = (uint8_t)po;
+	n->held[n->n_held++] = m;
+	if (w->now - n->asked > w->dp->tsc_hz / 10) {	/* at most 10 requests a second */
+		n->asked = w->now;
+		send_arp_request(w, po, hop);
+	}
+}
+
+static void neigh_learn(struct dp_worker *w, unsigned pi, uint32_t ip,
+			const struct rte_ether_addr *mac)
+{
+	struct neigh *n = neigh_slot(w, ip, true);
+
+	if (!n)
+		return;
+	n->mac = *mac;
+	n->port = (uint8_t)pi;
+	n->valid = true;
+	for (uint8_t i = 0; i < n->n_held; i++)
+		eth_out(w, pi, mac, n->held[i]);
+	n->n_held = 0;
+}
+
+static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_arp_hdr *ah = (struct rte_arp_hdr *)(eh + 1);
+	const struct dp_port_cfg *p = &w->dp->ports[pi];
+	uint32_t mask = p->prefix ? rte_cpu_to_be_32(~0u << (32 - p->prefix)) : 0;
+
+	if (m->data_len < sizeof(*eh) + sizeof(*ah) ||
+	    ah->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
+	    ah->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+		return count_drop(w, DROP_NOT_IP, m);
+	/* learn senders on this port's subnet, as a host learns from requests to it */
+	if ((ah->arp_data.arp_sip & mask) == (p->ip & mask) && ah->arp_data.arp_sip != p->ip)
+		neigh_learn(w, pi, ah->arp_data.arp_sip, &ah->arp_data.arp_sha);
+	if (ah->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) || ah->arp_data.arp_tip != p->ip) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	ah->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
+	ah->arp_data.arp_tha = ah->arp_data.arp_sha;
+	ah->arp_data.arp_tip = ah->arp_data.arp_sip;
+	ah->arp_data.arp_sha = w->dp->macs[pi];
+	ah->arp_data.arp_sip = p->ip;
+	eh->dst_addr = eh->src_addr;
+	eh->src_addr = w->dp->macs[pi];
+	w->st.arp_replies++;
+	tx(w, pi, m);
+}
+
+/* ---- ICMP ---- */
+
+static void icmp_echo(struct dp_worker *w, unsigned pi, struct rte_mbuf *m,
+		      struct rte_ipv4_hdr *ip, unsigned l3len)
+{
+	struct rte_icmp_hdr *ic = (struct rte_icmp_hdr *)((char *)ip + l3len);
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t a = ip->src_addr;
+	struct rte_ether_addr mac = eh->src_addr;
+
+	ic->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
+	ic->icmp_cksum = dp_csum_upd16(ic->icmp_cksum, rte_cpu_to_be_16(RTE_IP_ICMP_ECHO_REQUEST << 8),
+				       rte_cpu_to_be_16(RTE_IP_ICMP_ECHO_REPLY << 8));
+	ip->src_addr = ip->dst_addr;
+	ip->dst_addr = a;
+	ip->time_to_live = 64;
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	w->st.icmp_replies++;
+	eth_out(w, pi, &mac, m);
+}
+
+/* Answers a packet to a frontend without endpoints with ICMP port unreachable (as the
+ * iptables mode's REJECT does), back out of the port it came in on. */
+static void icmp_unreachable(struct dp_worker *w, unsigned pi, struct rte_mbuf *m,
+			     struct rte_ipv4_hdr *ip, unsigned l3len)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *), e = *eh;
+	unsigned keep = l3len + 8;
+	struct rte_ipv4_hdr *nip;
+	struct rte_icmp_hdr *ic;
+	uint32_t src = ip->src_addr;
+
+	w->st.drops[DROP_NO_ENDPOINT]++;
+	if (rte_pktmbuf_pkt_len(m) > sizeof(*eh) + keep)
+		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) - sizeof(*eh) - keep));
+	rte_pktmbuf_adj(m, sizeof(*eh));
+	nip = (struct rte_ipv4_hdr *)rte_pktmbuf_prepend(m, sizeof(*eh) + sizeof(*nip) + 8);
+	if (!nip || rte_pktmbuf_data_len(m) != rte_pktmbuf_pkt_len(m)) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	eh = (struct rte_ether_hdr *)nip;
+	nip = (struct rte_ipv4_hdr *)(eh + 1);
+	ic = (struct rte_icmp_hdr *)(nip + 1);
+	eh->dst_addr = e.src_addr;
+	eh->src_addr = w->dp->macs[pi];
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+	memset(nip, 0, sizeof(*nip));
+	nip->version_ihl = RTE_IPV4_VHL_DEF;
+	nip->total_length = rte_cpu_to_be_16((uint16_t)(sizeof(*nip) + 8 + keep));
+	nip->time_to_live = 64;
+	nip->next_proto_id = IPPROTO_ICMP;
+	nip->src_addr = w->dp->ports[pi].ip;
+	nip->dst_addr = src;
+	nip->hdr_checksum = rte_ipv4_cksum(nip);
+	memset(ic, 0, 8);
+	ic->icmp_type = 3;		/* destination unreachable */
+	ic->icmp_code = 3;		/* port unreachable */
+	ic->icmp_cksum = ~rte_raw_cksum(ic, 8 + keep);
+	tx(w, pi, m);
+}
+
+/* ---- NAT ---- */
+
+struct pkt {
+	struct rte_ipv4_hdr *ip;
+	uint16_t *sport, *dport;	/* into the L4 header */
+	uint16_t *l4sum;		/* TCP or UDP checksum, NULL for a UDP datagram without */
+	bool udp;
+	uint8_t tcp_flags;
+	unsigned l3len;
+};
+
+/* A UDP checksum that comes out 0 is sent as 0xffff (0 means none); TCP's 0 is a value. */
+static inline void l4_upd32(struct pkt *p, uint32_t o, uint32_t n)
+{
+	if (!p->l4sum)
+		return;
+	*p->l4sum = dp_csum_upd32(*p->l4sum, o, n);
+	if (p->udp && !*p->l4sum)
+		*p->l4sum = 0xffff;
+}
+
+static inline void set_addr(struct pkt *p, uint32_t *field, uint32_t v)
+{
+	p->ip->hdr_checksum = dp_csum_upd32(p->ip->hdr_checksum, *field, v);
+	l4_upd32(p, *field, v);
+	*field = v;
+}
+
+static inline void set_port(struct pkt *p, uint16_t *field, uint16_t v)
+{
+	if (p->l4sum) {
+		*p->l4sum = dp_csum_upd16(*p->l4sum, *field, v);
+		if (p->udp && !*p->l4sum)
+			*p->l4sum = 0xffff;
+	}
+	*field = v;
+}
+
+static inline void flow_state(struct flow *f, int dir, uint8_t flags, uint8_t proto)
+{
+	if (proto != IPPROTO_TCP)
+		return;
+	if (flags & RTE_TCP_RST_FLAG) {
+		f->state = ST_CLOSING;
+		return;
+	}
+	if (flags & RTE_TCP_FIN_FLAG)
+		f->fin |= (uint8_t)(1u << dir);
+	if (f->fin == 3)
+		f->state = ST_CLOSING;
+	else if (f->state == ST_SYN && dir == DIR_REV)
+		f->state = ST_EST;
+}
+
+static inline void translate(struct dp_worker *w, struct flow *f, int dir, struct pkt *p,
+			     struct rte_mbuf *m)
+{
+	struct rte_ipv4_hdr *ip = p->ip;
+
+	if (dir == DIR_FWD) {
+		set_addr(p, &ip->dst_addr, f->ep_ip);
+		set_port(p, p->dport, f->ep_port);
+		if (f->snat) {
+			set_addr(p, &ip->src_addr, f->snat_ip);
+			set_port(p, p->sport, f->snat_port);
+		}
+	} else {
+		set_addr(p, &ip->src_addr, f->fkey.dst_ip);
+		set_port(p, p->sport, f->fkey.dst_port);
+		if (f->snat) {
+			set_addr(p, &ip->dst_addr, f->fkey.src_ip);
+			set_port(p, p->dport, f->fkey.src_port);
+		}
+	}
+	f->last = w->now;
+	flow_state(f, dir, p->tcp_flags, f->fkey.proto);
+	w->st.svc[f->svc_id].pkts++;
+	w->st.svc[f->svc_id].bytes += m->pkt_len;
+}
+
+static void flow_free(struct dp_worker *w, uint32_t idx)
+{
+	struct flow *f = &w->flow[idx];
+
+	rte_hash_del_key(w->flows, &f->fkey);
+	rte_hash_del_key(w->flows, &f->rkey);
+	w->st.svc[f->svc_id].flows_active--;
+	w->st.flows_active--;
+	w->st.flows_expired++;
+	f->state = ST_FREE;
+	w->free_idx[w->n_free++] = idx;
+}
+
+static const struct dp_ep *pick(struct dp_worker *w, const struct dp_gen *g,
+				const struct dp_svc *s, const struct dp_flow_key *k)
+{
+	struct aff *a = NULL;
+	const struct dp_ep *ep;
+
+	if (s->affinity_s) {
+		uint32_t h = rte_hash_crc_4byte(k->src_ip, s->id) & (AFF_SLOTS - 1);
+
+		a = &w->aff[h];
+		if (a->client == k->src_ip && a->svc_id == s->id && a->until > w->now) {
+			for (uint16_t i = 0; i < s->n_eps; i++)	/* still an endpoint? */
+				if (s->eps[i].ip == a->ep_ip && s->eps[i].port == a->ep_port) {
+					a->until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz;
+					return &s->eps[i];
+				}
+		}
+	}
+	if (s->m && g->policy == DP_POLICY_MAGLEV)
+		ep = &s->eps[s->maglev[rte_hash_crc(k, sizeof(*k), 0) % s->m]];
+	else
+		ep = &s->eps[w->rr[s->id]++ % s->n_eps];
+	if (a)		/* the client's entry (a collision evicts the older one) */
+		*a = (struct aff){ .client = k->src_ip, .svc_id = s->id, .ep_ip = ep->ip,
+				   .ep_port = ep->port,
+				   .until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz };
+	return ep;
+}
+
+static inline bool in_net(uint32_t ip, uint32_t net, uint32_t mask)
+{
+	return mask && (ip & mask) == net;
+}
+
+/* A first packet to service @s: an endpoint, a flow. Returns the flow or NULL (@m is
+ * then handled: answered or dropped). */
+static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const struct dp_svc *s,
+			     const struct dp_flow_key *k, unsigned pi, struct rte_mbuf *m,
+			     struct pkt *p)
+{
+	const struct dp_ep *ep;
+	const struct dp_route *rt;
+	struct flow *f;
+	uint32_t idx;
+	int r;
+
+	if (!s->n_eps) {
+		icmp_unreachable(w, pi, m, p->ip, p->l3len);
+		return NULL;
+	}
+	if (!w->n_free) {
+		count_drop(w, DROP_FLOW_FULL, m);
+		return NULL;
+	}
+	ep = pick(w, g, s, k);
+	idx = w->free_idx[--w->n_free];
+	f = &w->flow[idx];
+	memset(f, 0, sizeof(*f));
+	f->fkey = *k;
+	f->ep_ip = ep->ip;
+	f->ep_port = ep->port;
+	f->svc_id = s->id;
+	f->state = k->proto == IPPROTO_UDP ? ST_UDP :
+		   (p->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ?
+		   ST_SYN : ST_EST;
+	/* masquerade as kube-proxy does: external frontends (or all traffic), a cluster IP
+	 * reached from outside the cluster CIDR, and hairpin traffic */
+	f->snat = s->masq || ep->ip == k->src_ip ||
+		  (s->kind == 0 && g->cluster_mask && !in_net(k->src_ip, g->cluster_net,
+							      g->cluster_mask));
+	rt = route_of(g, ep->ip);
+	if (f->snat && rt)
+		f->snat_ip = w->dp->ports[rt->port].ip;
+	else
+		f->snat = false;
+	f->rkey = (struct dp_flow_key){ .src_ip = ep->ip, .src_port = ep->port, .proto = k->proto };
+	for (int tries = 0;; tries++) {
+		if (f->snat) {
+			if (w->snat_next < 1024)
+				w->snat_next = 1024;
+			f->snat_port = rte_cpu_to_be_16(w->snat_next++);
+			f->rkey.dst_ip = f->snat_ip;
+			f->rkey.dst_port = f->snat_port;
+		} else {
+			f->rkey.dst_ip = k->src_ip;
+			f->rkey.dst_port = k->src_port;
+		}
+		if (rte_hash_lookup(w->flows, &f->rkey) < 0)
+			break;
+		if (tries == 16) {	/* no free reverse tuple: give up on this packet */
+			w->free_idx[w->n_free++] = idx;
+			count_drop(w, DROP_FLOW_FULL, m);
+			return NULL;
+		}
+		if (!f->snat && rt) {	/* the client's tuple is taken: masquerade this one */
+			f->snat = true;
+			f->snat_ip = w->dp->ports[rt->port].ip;
+		}
+	}
+	r = rte_hash_add_key_data(w->flows, &f->fkey, (void *)(uintptr_t)((uint64_t)idx << 1));
+	if (r == 0)
+		r = rte_hash_add_key_data(w->flows, &f->rkey,
+					  (void *)(uintptr_t)(((uint64_t)idx << 1) | DIR_REV));
+	if (r) {
+		rte_hash_del_key(w->flows, &f->fkey);
+		w->free_idx[w->n_free++] = idx;
+		count_drop(w, DROP_FLOW_FULL, m);
+		return NULL;
+	}
+	w->st.flows_created++;
+	w->st.flows_active++;
+	w->st.svc[s->id].flows_created++;
+	w->st.svc[s->id].flows_active++;
+	return f;
+}
+
+static void sweep(struct dp_worker *w)
+{
+	const struct dp *dp = w->dp;
+
+	for (unsigned i = 0; i < SWEEP; i++) {
+		uint32_t idx = w->sweep++;
+		struct flow *f;
+		uint64_t ttl;
+
+		if (w->sweep >= dp->max_flows)
+			w->sweep = 0;
+		if (idx >= dp->max_flows)
+			idx = 0;
+		f = &w->flow[idx];
+		if (f->state == ST_FREE)
+			continue;
+		ttl = f->state == ST_UDP ? dp->udp_timeout_tsc : f->state == ST_SYN ?
+		      dp->syn_timeout_tsc : f->state == ST_CLOSING ? dp->tcp_closing_tsc :
+		      dp->tcp_timeout_tsc;
+		if (w->now - f->last > ttl)
+			flow_free(w, idx);
+	}
+}
+
+/* ---- the burst ---- */
+
+/* Parses @m's IPv4 header and, for TCP and UDP, its ports into @p and @k. Returns 0 for
+ * ARP, 1 for IPv4 without a 5-tuple (ICMP, fragments, other protocols), 2 with one, -1
+ * for what is dropped. */
+static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip;
+	unsigned len = rte_pktmbuf_data_len(m), l3len, tot;
+
+	if (unlikely(len < sizeof(*eh)))
+		return -1;
+	if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
+		return 0;
+	if (unlikely(eh->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)))
+		return -1;
+	ip = (struct rte_ipv4_hdr *)(eh + 1);
+	l3len = (unsigned)(ip->version_ihl & 0xf) * 4;
+	tot = rte_be_to_cpu_16(ip->total_length);
+	if (unlikely(len < sizeof(*eh) + sizeof(*ip) || (ip->version_ihl >> 4) != 4 || l3len < 20 ||
+		     tot < l3len || len < sizeof(*eh) + tot))
+		return -2;
+	p->ip = ip;
+	p->l3len = l3len;
+	p->tcp_flags = 0;
+	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))
+		return 1;
+	if (ip->next_proto_id == IPPROTO_TCP && tot >= l3len + sizeof(struct rte_tcp_hdr)) {
+		struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)((char *)ip + l3len);
+
+		p->sport = &t->src_port;
+		p->dport = &t->dst_port;
+		p->l4sum = &t->cksum;
+		p->udp = false;
+		p->tcp_flags = t->tcp_flags;
+	} else if (ip->next_proto_id == IPPROTO_UDP && tot >= l3len + sizeof(struct rte_udp_hdr)) {
+		struct rte_udp_hdr *u = (struct rte_udp_hdr *)((char *)ip + l3len);
+
+		p->sport = &u->src_port;
+		p->dport = &u->dst_port;
+		p->l4sum = u->dgram_cksum ? &u->dgram_cksum : NULL;
+		p->udp = true;
+	} else {
+		return 1;
+	}
+	*k = (struct dp_flow_key){ .src_ip = ip->src_addr, .dst_ip = ip->dst_addr,
+				   .src_port = *p->sport, .dst_port = *p->dport,
+				   .proto = ip->next_proto_id };
+	return 2;
+}
+
+/* TTL, route, next hop: out it goes. */
+static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct rte_ipv4_hdr *ip,
+			   struct rte_mbuf *m)
+{
+	const struct dp_route *rt;
+
+	if (unlikely(ip->time_to_live <= 1))
+		return count_drop(w, DROP_TTL, m);
+	ip->time_to_live--;
+	/* TTL is the high byte of its 16-bit word with the protocol; the difference of the
+	 * word is all the incremental update needs */
+	ip->hdr_checksum = dp_csum_upd16(ip->hdr_checksum,
+					 rte_cpu_to_be_16((uint16_t)((ip->time_to_live + 1) << 8)),
+					 rte_cpu_to_be_16((uint16_t)(ip->time_to_live << 8)));
+	rt = route_of(g, ip->dst_addr);
+	if (unlikely(!rt))
+		return count_drop(w, DROP_NO_ROUTE, m);
+	neigh_out(w, rt->port, rt->gw ? rt->gw : ip->dst_addr, m);
+}
+
+void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
+{
+	struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
+	struct dp_flow_key keys[DP_BURST];
+	const void *kp[DP_BURST];
+	void *data[DP_BURST];
+	struct pkt p[DP_BURST];
+	int kind[DP_BURST], slot[DP_BURST];
+	uint64_t hits = 0;
+	unsigned nk = 0;
+	bool made = false;		/* a flow was made in this burst: misses look again */
+
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 4 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
+		w->st.port[pi].rx_pkts++;
+		w->st.port[pi].rx_bytes += pkts[i]->pkt_len;
+		kind[i] = parse(pkts[i], &p[i], &keys[nk]);
+		slot[i] = -1;
+		if (kind[i] == 2) {
+			kp[nk] = &keys[nk];
+			slot[i] = (int)nk++;
+		}
+	}
+	if (nk)
+		rte_hash_lookup_bulk_data(w->flows, kp, nk, &hits, data);
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct pkt *pp = &p[i];
+		int ours;
+
+		if (kind[i] == 0) {
+			arp_input(w, pi, m);
+			continue;
+		}
+		if (kind[i] < 0) {
+			count_drop(w, kind[i] == -1 ? DROP_NOT_IP : DROP_BAD_IP, m);
+			continue;
+		}
+		if (unlikely(!g)) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		if (kind[i] == 2 && !((hits >> slot[i]) & 1) && made &&
+		    rte_hash_lookup_data(w->flows, &keys[slot[i]], &data[slot[i]]) >= 0)
+			hits |= 1ull << slot[i];
+		if (kind[i] == 2 && (hits >> slot[i]) & 1) {
+			uintptr_t d = (uintptr_t)data[slot[i]];
+
+			translate(w, &w->flow[d >> 1], (int)(d & 1), pp, m);
+			forward(w, g, pp->ip, m);
+			continue;
+		}
+		ours = our_port(w->dp, pp->ip->dst_addr);
+		if (kind[i] == 2) {
+			struct dp_svc_key sk = { .ip = pp->ip->dst_addr, .port = *pp->dport,
+						 .proto = pp->ip->next_proto_id };
+			void *sv;
+
+			if (rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0) {
+				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
+
+				if (f) {
+					made = true;
+					translate(w, f, DIR_FWD, pp, m);
+					forward(w, g, pp->ip, m);
+				}
+				continue;
+			}
+		} else if (ours >= 0 && pp->ip->next_proto_id == IPPROTO_ICMP &&
+			   rte_pktmbuf_data_len(m) >= sizeof(struct rte_ether_hdr) + pp->l3len + 8 &&
+			   ((struct rte_icmp_hdr *)((char *)pp->ip + pp->l3len))->icmp_type ==
+			   RTE_IP_ICMP_ECHO_REQUEST) {
+			icmp_echo(w, pi, m, pp->ip, pp->l3len);
+			continue;
+		}
+		if (ours >= 0) {
+			count_drop(w, DROP_NOT_FOR_US, m);
+			continue;
+		}
+		w->st.routed++;
+		forward(w, g, pp->ip, m);
+	}
+}
+
+void dp_worker_flush(struct dp_worker *w)
+{
+	for (unsigned i = 0; i < w->dp->n_ports; i++)
+		rte_eth_tx_buffer_flush(w->dp->port_ids[i], w->queue, w->txb[i]);
+}
+
+int dp_worker_main(void *arg)
+{
+	struct dp_worker *w = arg;
+	struct dp *dp = w->dp;
+	struct rte_mbuf *pkts[DP_BURST];
+
+	rte_rcu_qsbr_thread_register(dp->qs, w->idx);
+	rte_rcu_qsbr_thread_online(dp->qs, w->idx);
+	while (!atomic_load_explicit(&dp->stop, memory_order_relaxed)) {
+		w->now = rte_rdtsc();
+		for (unsigned pi = 0; pi < dp->n_ports; pi++) {
+			uint16_t n = rte_eth_rx_burst(dp->port_ids[pi], w->queue, pkts, DP_BURST);
+
+			if (n)
+				dp_worker_process(w, pi, pkts, n);
+		}
+		dp_worker_flush(w);
+		sweep(w);
+		rte_rcu_qsbr_quiescent(dp->qs, w->idx);
+	}
+	rte_rcu_qsbr_thread_offline(dp->qs, w->idx);
+	rte_rcu_qsbr_thread_unregister(dp->qs, w->idx);
+	return 0;
+}
+
+const struct dp_stats *dp_worker_stats(const struct dp_worker *w)
+{
+	return &w->st;
+}
+
+int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
+{
+	struct rte_hash_parameters hp = { 0 };
+	struct dp_worker *w;
+	char name[RTE_HASH_NAMESIZE];
+	uint32_t entries = rte_align32pow2(dp->max_flows * 2);
+
+	w = rte_zmalloc("kp_worker", sizeof(*w), RTE_CACHE_LINE_SIZE);
+	if (!w)
+		return -ENOMEM;
+	w->dp = dp;
+	w->idx = idx;
+	w->queue = (uint16_t)idx;
+	w->snat_next = 1024;
+	snprintf(name, sizeof(name), "kp_flows_%u", idx);
+	hp.name = name;
+	hp.entries = entries < 1024 ? 1024 : entries;
+	hp.key_len = sizeof(struct dp_flow_key);
+	hp.hash_func = rte_hash_crc;
+	hp.socket_id = (int)rte_socket_id();
+	w->flows = rte_hash_create(&hp);
+	w->flow = rte_zmalloc("kp_flow", (size_t)dp->max_flows * sizeof(*w->flow), 0);
+	w->free_idx = rte_malloc("kp_free", (size_t)dp->max_flows * sizeof(*w->free_idx), 0);
+	w->aff = rte_zmalloc("kp_aff", AFF_SLOTS * sizeof(*w->aff), 0);
+	w->rr = rte_zmalloc("kp_rr", DP_MAX_SERVICES * sizeof(*w->rr), 0);
+	w->st.svc = rte_zmalloc("kp_svcstats", DP_MAX_SERVICES * sizeof(*w->st.svc), 0);
+	if (!w->flows || !w->flow || !w->free_idx || !w->aff || !w->rr || !w->st.svc)
+		goto fail;
+	for (uint32_t i = 0; i < dp->max_flows; i++)
+		w->free_idx[i] = dp->max_flows - 1 - i;
+	w->n_free = dp->max_flows;
+	for (unsigned i = 0; i < dp->n_ports; i++) {
+		w->txb[i] = rte_zmalloc("kp_txb", RTE_ETH_TX_BUFFER_SIZE(DP_BURST), 0);
+		if (!w->txb[i])
+			goto fail;
+		rte_eth_tx_buffer_init(w->txb[i], DP_BURST);
+		rte_eth_tx_buffer_set_err_callback(w->txb[i], tx_error, w);
+	}
+	*ret = w;
+	return 0;
+fail:
+	dp_worker_free(w);
+	return -ENOMEM;
+}
+
+void dp_worker_free(struct dp_worker *w)
+{
+	if (!w)
+		return;
+	for (unsigned i = 0; i < NEIGH_SLOTS; i++)
+		for (uint8_t k = 0; k < w->neigh[i].n_held; k++)
+			rte_pktmbuf_free(w->neigh[i].held[k]);
+	for (unsigned i = 0; i < DP_MAX_PORTS; i++)
+		rte_free(w->txb[i]);
+	rte_hash_free(w->flows);
+	rte_free(w->flow);
+	rte_free(w->free_idx);
+	rte_free(w->aff);
+	rte_free(w->rr);
+	rte_free(w->st.svc);
+	rte_free(w);
+}
