@@ -166,6 +166,13 @@ const struct dp_stats *dp_worker_stats(const struct dp_worker *w);
 void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n);
 /* Flushes the worker's transmit buffers. */
 void dp_worker_flush(struct dp_worker *w);
+/* For benchmarks and tests that drive a worker themselves (dp_worker_process from their
+ * own loop, not dp_worker_main): a known neighbour, the clock (TSC) the next bursts see,
+ * one ageing step. */
+void dp_worker_neigh_add(struct dp_worker *w, unsigned pi, uint32_t ip,
+			 const struct rte_ether_addr *mac);
+void dp_worker_set_now(struct dp_worker *w, uint64_t tsc);
+void dp_worker_sweep(struct dp_worker *w);
 
 /* ---- maglev.c ---- */
 /* The smallest table size (a prime) for @n endpoints: at least 100 * n, at least 251. */

@@ -741,6 +741,22 @@ int dp_worker_main(void *arg)
 	return 0;
 }
 
+void dp_worker_neigh_add(struct dp_worker *w, unsigned pi, uint32_t ip,
+			 const struct rte_ether_addr *mac)
+{
+	neigh_learn(w, pi, ip, mac);
+}
+
+void dp_worker_set_now(struct dp_worker *w, uint64_t tsc)
+{
+	w->now = tsc;
+}
+
+void dp_worker_sweep(struct dp_worker *w)
+{
+	sweep(w);
+}
+
 const struct dp_stats *dp_worker_stats(const struct dp_worker *w)
 {
 	return &w->st;
