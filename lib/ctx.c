@@ -781,6 +781,13 @@ KP_EXPORT int kp_ctx_dump(struct kp_ctx *ctx, kp_dump_fn fn, void *userdata)
 	return ctx->be->dump(ctx->be_priv, fn, userdata);
 }
 
+KP_EXPORT int kp_ctx_backend_stats(struct kp_ctx *ctx, kp_stat_fn fn, void *userdata)
+{
+	if (!ctx || !fn)
+		return -EINVAL;
+	return ctx->be && ctx->be->stats ? ctx->be->stats(ctx->be_priv, fn, userdata) : 0;
+}
+
 KP_EXPORT int kp_ctx_cleanup(struct kp_ctx *ctx)
 {
 	if (!ctx)

@@ -230,6 +230,26 @@ static void healthz(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 
 static struct kp_api *api_source;
 
+struct stat_out {
+	struct out *o;
+	char last[128];			/* the name whose HELP and TYPE were printed */
+};
+
+static int put_stat(const struct kp_stat *st, void *userdata)
+{
+	struct stat_out *so = userdata;
+
+	if (strcmp(so->last, st->name)) {
+		put(so->o, "# HELP %s %s\n# TYPE %s %s\n", st->name, st->help, st->name, st->type);
+		snprintf(so->last, sizeof(so->last), "%s", st->name);
+	}
+	if (*st->labels)
+		put(so->o, "%s{%s} %.17g\n", st->name, st->labels, st->value);
+	else
+		put(so->o, "%s %.17g\n", st->name, st->value);
+	return 0;
+}
+
 static void metrics(struct out *o, struct kp_ctx *ctx)
 {
 	struct kp_counts c;
@@ -292,6 +312,11 @@ static void metrics(struct out *o, struct kp_ctx *ctx)
 	    (unsigned long long)c.n_sync_errors);
 	put(o, "# HELP kproxyd_service_ports Service ports in the desired state\n"
 	       "# TYPE kproxyd_service_ports gauge\nkproxyd_service_ports %zu\n", c.n_svc_ports);
+	{
+		struct stat_out so = { .o = o };
+
+		kp_ctx_backend_stats(ctx, put_stat, &so);	/* the data plane's own counters */
+	}
 	if (api_source) {
 		struct kp_api_stats a;
 

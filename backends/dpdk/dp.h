@@ -153,6 +153,7 @@ struct dp {
 	uint32_t max_flows;		/* per worker */
 	uint64_t tcp_timeout_tsc, tcp_closing_tsc, udp_timeout_tsc, syn_timeout_tsc;
 	uint64_t tsc_hz;
+	unsigned idle_sleep_us;		/* 0: busy poll */
 };
 
 /* ---- fastpath.c ---- */

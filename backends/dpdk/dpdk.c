@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +149,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
 }
 
 /* One option per line: eal=, port=, route=, policy=, max-flows=, mbufs=, workers=,
- * tcp-timeout=, tcp-closing-timeout=, syn-timeout=, udp-timeout= (seconds). */
+ * tcp-timeout=, tcp-closing-timeout=, syn-timeout=, udp-timeout= (seconds), idle-sleep-us=. */
 static int parse_extra(struct dpb *b, const char *extra)
 {
 	char *copy, *line, *save = NULL;
@@ -186,6 +187,8 @@ static int parse_extra(struct dpb *b, const char *extra)
 			b->n_mbufs = v < 1024 ? 1024 : (uint32_t)v;
 		else if (!strcmp(line, "workers") && !(r = parse_uint(eq, DP_MAX_WORKERS, &v)))
 			b->want_workers = (unsigned)v;
+		else if (!strcmp(line, "idle-sleep-us") && !(r = parse_uint(eq, 100000, &v)))
+			b->dp.idle_sleep_us = (unsigned)v;
 		else if (strstr(line, "timeout") && !(r = parse_uint(eq, 1u << 30, &v))) {
 			if (!strcmp(line, "tcp-timeout"))
 				b->tcp_s = (uint32_t)v;
@@ -652,6 +655,106 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 	return r;
 }
 
+/* ---- counters, for /metrics: every worker's summed ---- */
+
+static const char *const drop_names[_DROP_MAX] = {
+	[DROP_NOT_IP] = "not_ip", [DROP_BAD_IP] = "bad_ip", [DROP_TTL] = "ttl",
+	[DROP_NO_ROUTE] = "no_route", [DROP_NO_NEIGH] = "no_neighbour",
+	[DROP_NO_ENDPOINT] = "no_endpoint", [DROP_FLOW_FULL] = "flow_table_full",
+	[DROP_NOT_FOR_US] = "not_for_us", [DROP_TX] = "tx", [DROP_FRAG] = "fragment",
+};
+
+struct stat_walk {
+	kp_stat_fn fn;
+	void *userdata;
+	int r;
+};
+
+static void emit(struct stat_walk *sw, const char *name, const char *help, const char *type,
+		 const char *labels, double v)
+{
+	if (!sw->r)
+		sw->r = sw->fn(&(struct kp_stat){ .name = name, .help = help, .type = type,
+						  .labels = labels, .value = v }, sw->userdata);
+}
+
+#define SUM(expr) ({						\
+	double _s = 0;						\
+	for (unsigned _w = 0; _w < b->dp.n_workers; _w++) {	\
+		const struct dp_stats *st = dp_worker_stats(b->dp.workers[_w]); \
+		_s += (double)(expr);				\
+	}							\
+	_s; })
+
+static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} port_counters[] = {
+		{ "kproxyd_dpdk_rx_packets_total", "Packets received on a DPDK port",
+		  offsetof(struct dp_port_stats, rx_pkts) },
+		{ "kproxyd_dpdk_rx_bytes_total", "Bytes received on a DPDK port",
+		  offsetof(struct dp_port_stats, rx_bytes) },
+		{ "kproxyd_dpdk_tx_packets_total", "Packets sent on a DPDK port",
+		  offsetof(struct dp_port_stats, tx_pkts) },
+		{ "kproxyd_dpdk_tx_bytes_total", "Bytes sent on a DPDK port",
+		  offsetof(struct dp_port_stats, tx_bytes) },
+	};
+	struct dpb *b = priv;
+	struct stat_walk sw = { fn, userdata, 0 };
+	struct dp_gen *g = atomic_load(&b->dp.gen);
+	char labels[256];
+
+	for (size_t c = 0; c < RTE_DIM(port_counters); c++)
+		for (unsigned i = 0; i < b->dp.n_ports; i++) {
+			snprintf(labels, sizeof(labels), "port=\"%s\"", b->dp.ports[i].name);
+			emit(&sw, port_counters[c].name, port_counters[c].help, "counter", labels,
+			     SUM(*(const uint64_t *)((const char *)&st->port[i] +
+						     port_counters[c].off)));
+		}
+	for (int d = 0; d < _DROP_MAX; d++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", drop_names[d]);
+		emit(&sw, "kproxyd_dpdk_drops_total", "Packets the DPDK data plane dropped, by "
+		     "reason", "counter", labels, SUM(st->drops[d]));
+	}
+	emit(&sw, "kproxyd_dpdk_flows", "Flows in the DPDK data plane's tables", "gauge", "",
+	     SUM(st->flows_active));
+	emit(&sw, "kproxyd_dpdk_flows_created_total", "Flows the DPDK data plane made",
+	     "counter", "", SUM(st->flows_created));
+	emit(&sw, "kproxyd_dpdk_flows_expired_total", "Flows aged out of the DPDK data "
+	     "plane's tables", "counter", "", SUM(st->flows_expired));
+	emit(&sw, "kproxyd_dpdk_routed_packets_total", "Packets routed unchanged (not for a "
+	     "service)", "counter", "", SUM(st->routed));
+	emit(&sw, "kproxyd_dpdk_arp_replies_total", "ARP requests answered", "counter", "",
+	     SUM(st->arp_replies));
+	emit(&sw, "kproxyd_dpdk_icmp_replies_total", "ICMP echo requests answered", "counter",
+	     "", SUM(st->icmp_replies));
+	for (int pass = 0; g && pass < 3; pass++)
+		for (uint32_t i = 0; i < g->n_svc; i++) {
+			const struct dp_svc *s = &g->svc[i];
+			struct in_addr a = { .s_addr = s->vip };
+			char ip[INET_ADDRSTRLEN];
+
+			inet_ntop(AF_INET, &a, ip, sizeof(ip));
+			snprintf(labels, sizeof(labels), "service=\"%s/%s:%s\",frontend=\"%s:%u/%s\"",
+				 s->ns, s->name, s->port_name, ip, ntohs(s->vport),
+				 s->proto == IPPROTO_UDP ? "UDP" : "TCP");
+			if (pass == 0)
+				emit(&sw, "kproxyd_dpdk_service_packets_total", "Packets of a service "
+				     "frontend's flows, both directions", "counter", labels,
+				     SUM(st->svc[s->id].pkts));
+			else if (pass == 1)
+				emit(&sw, "kproxyd_dpdk_service_bytes_total", "Bytes of a service "
+				     "frontend's flows, both directions", "counter", labels,
+				     SUM(st->svc[s->id].bytes));
+			else
+				emit(&sw, "kproxyd_dpdk_service_flows", "Flows of a service frontend",
+				     "gauge", labels, SUM(st->svc[s->id].flows_active));
+		}
+	return sw.r;
+}
+
 /* ---- lifetime ---- */
 
 static int dp_cleanup(void *priv)
@@ -778,4 +881,5 @@ const struct kp_backend_ops kp_backend_dpdk = {
 	.dump = dp_dump,
 	.cleanup = dp_cleanup,
 	.destroy = dp_destroy,
+	.stats = dp_stats,
 };

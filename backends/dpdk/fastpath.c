@@ -294,12 +294,11 @@ static void icmp_unreachable(struct dp_worker *w, unsigned pi, struct rte_mbuf *
 	if (rte_pktmbuf_pkt_len(m) > sizeof(*eh) + keep)
 		rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) - sizeof(*eh) - keep));
 	rte_pktmbuf_adj(m, sizeof(*eh));
-	nip = (struct rte_ipv4_hdr *)rte_pktmbuf_prepend(m, sizeof(*eh) + sizeof(*nip) + 8);
-	if (!nip || rte_pktmbuf_data_len(m) != rte_pktmbuf_pkt_len(m)) {
+	eh = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, sizeof(*eh) + sizeof(*nip) + 8);
+	if (!eh || rte_pktmbuf_data_len(m) != rte_pktmbuf_pkt_len(m)) {
 		rte_pktmbuf_free(m);
 		return;
 	}
-	eh = (struct rte_ether_hdr *)nip;
 	nip = (struct rte_ipv4_hdr *)(eh + 1);
 	ic = (struct rte_icmp_hdr *)(nip + 1);
 	eh->dst_addr = e.src_addr;
@@ -322,40 +321,65 @@ static void icmp_unreachable(struct dp_worker *w, unsigned pi, struct rte_mbuf *
 
 /* ---- NAT ---- */
 
+/* Header fields sit where the wire puts them (an IPv4 address 2 bytes off a 4-byte
+ * boundary behind the Ethernet header): loads and stores go through memcpy, which the
+ * compiler makes one unaligned move. */
+static inline uint16_t ld16(const void *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void st16(void *p, uint16_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline uint32_t ld32(const void *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void st32(void *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
 struct pkt {
 	struct rte_ipv4_hdr *ip;
-	uint16_t *sport, *dport;	/* into the L4 header */
-	uint16_t *l4sum;		/* TCP or UDP checksum, NULL for a UDP datagram without */
+	void *sport, *dport;		/* the ports, in the L4 header */
+	void *l4sum;			/* TCP or UDP checksum, NULL for a UDP datagram without */
 	bool udp;
 	uint8_t tcp_flags;
 	unsigned l3len;
 };
 
 /* A UDP checksum that comes out 0 is sent as 0xffff (0 means none); TCP's 0 is a value. */
-static inline void l4_upd32(struct pkt *p, uint32_t o, uint32_t n)
+static inline void l4_store(struct pkt *p, uint16_t c)
 {
-	if (!p->l4sum)
-		return;
-	*p->l4sum = dp_csum_upd32(*p->l4sum, o, n);
-	if (p->udp && !*p->l4sum)
-		*p->l4sum = 0xffff;
+	st16(p->l4sum, p->udp && !c ? 0xffff : c);
 }
 
-static inline void set_addr(struct pkt *p, uint32_t *field, uint32_t v)
+static inline void set_addr(struct pkt *p, void *field, uint32_t v)
 {
-	p->ip->hdr_checksum = dp_csum_upd32(p->ip->hdr_checksum, *field, v);
-	l4_upd32(p, *field, v);
-	*field = v;
+	uint32_t o = ld32(field);
+
+	st16(&p->ip->hdr_checksum, dp_csum_upd32(ld16(&p->ip->hdr_checksum), o, v));
+	if (p->l4sum)
+		l4_store(p, dp_csum_upd32(ld16(p->l4sum), o, v));
+	st32(field, v);
 }
 
-static inline void set_port(struct pkt *p, uint16_t *field, uint16_t v)
+static inline void set_port(struct pkt *p, void *field, uint16_t v)
 {
-	if (p->l4sum) {
-		*p->l4sum = dp_csum_upd16(*p->l4sum, *field, v);
-		if (p->udp && !*p->l4sum)
-			*p->l4sum = 0xffff;
-	}
-	*field = v;
+	if (p->l4sum)
+		l4_store(p, dp_csum_upd16(ld16(p->l4sum), ld16(field), v));
+	st16(field, v);
 }
 
 static inline void flow_state(struct flow *f, int dir, uint8_t flags, uint8_t proto)
@@ -380,17 +404,17 @@ static inline void translate(struct dp_worker *w, struct flow *f, int dir, struc
 	struct rte_ipv4_hdr *ip = p->ip;
 
 	if (dir == DIR_FWD) {
-		set_addr(p, &ip->dst_addr, f->ep_ip);
+		set_addr(p, (void *)&ip->dst_addr, f->ep_ip);
 		set_port(p, p->dport, f->ep_port);
 		if (f->snat) {
-			set_addr(p, &ip->src_addr, f->snat_ip);
+			set_addr(p, (void *)&ip->src_addr, f->snat_ip);
 			set_port(p, p->sport, f->snat_port);
 		}
 	} else {
-		set_addr(p, &ip->src_addr, f->fkey.dst_ip);
+		set_addr(p, (void *)&ip->src_addr, f->fkey.dst_ip);
 		set_port(p, p->sport, f->fkey.dst_port);
 		if (f->snat) {
-			set_addr(p, &ip->dst_addr, f->fkey.src_ip);
+			set_addr(p, (void *)&ip->dst_addr, f->fkey.src_ip);
 			set_port(p, p->dport, f->fkey.src_port);
 		}
 	}
@@ -478,12 +502,14 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 	f->state = k->proto == IPPROTO_UDP ? ST_UDP :
 		   (p->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ?
 		   ST_SYN : ST_EST;
-	/* masquerade as kube-proxy does: external frontends (or all traffic), a cluster IP
-	 * reached from outside the cluster CIDR, and hairpin traffic */
+	rt = route_of(g, ep->ip);
+	/* masquerade as kube-proxy does (external frontends, or all traffic; a cluster IP
+	 * reached from outside the cluster CIDR; hairpin), and where the client and the
+	 * endpoint share a link: the reply would go straight back, not through us */
 	f->snat = s->masq || ep->ip == k->src_ip ||
 		  (s->kind == 0 && g->cluster_mask && !in_net(k->src_ip, g->cluster_net,
-							      g->cluster_mask));
-	rt = route_of(g, ep->ip);
+							      g->cluster_mask)) ||
+		  (rt && !rt->gw && route_of(g, k->src_ip) == rt);
 	if (f->snat && rt)
 		f->snat_ip = w->dp->ports[rt->port].ip;
 	else
@@ -584,23 +610,23 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 	if (ip->next_proto_id == IPPROTO_TCP && tot >= l3len + sizeof(struct rte_tcp_hdr)) {
 		struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)((char *)ip + l3len);
 
-		p->sport = &t->src_port;
-		p->dport = &t->dst_port;
-		p->l4sum = &t->cksum;
+		p->sport = (void *)&t->src_port;
+		p->dport = (void *)&t->dst_port;
+		p->l4sum = (void *)&t->cksum;
 		p->udp = false;
 		p->tcp_flags = t->tcp_flags;
 	} else if (ip->next_proto_id == IPPROTO_UDP && tot >= l3len + sizeof(struct rte_udp_hdr)) {
 		struct rte_udp_hdr *u = (struct rte_udp_hdr *)((char *)ip + l3len);
 
-		p->sport = &u->src_port;
-		p->dport = &u->dst_port;
-		p->l4sum = u->dgram_cksum ? &u->dgram_cksum : NULL;
+		p->sport = (void *)&u->src_port;
+		p->dport = (void *)&u->dst_port;
+		p->l4sum = ld16(&u->dgram_cksum) ? (void *)&u->dgram_cksum : NULL;
 		p->udp = true;
 	} else {
 		return 1;
 	}
-	*k = (struct dp_flow_key){ .src_ip = ip->src_addr, .dst_ip = ip->dst_addr,
-				   .src_port = *p->sport, .dst_port = *p->dport,
+	*k = (struct dp_flow_key){ .src_ip = ld32(&ip->src_addr), .dst_ip = ld32(&ip->dst_addr),
+				   .src_port = ld16(p->sport), .dst_port = ld16(p->dport),
 				   .proto = ip->next_proto_id };
 	return 2;
 }
@@ -680,7 +706,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 		}
 		ours = our_port(w->dp, pp->ip->dst_addr);
 		if (kind[i] == 2) {
-			struct dp_svc_key sk = { .ip = pp->ip->dst_addr, .port = *pp->dport,
+			struct dp_svc_key sk = { .ip = ld32(&pp->ip->dst_addr), .port = ld16(pp->dport),
 						 .proto = pp->ip->next_proto_id };
 			void *sv;
 
@@ -724,17 +750,29 @@ int dp_worker_main(void *arg)
 
 	rte_rcu_qsbr_thread_register(dp->qs, w->idx);
 	rte_rcu_qsbr_thread_online(dp->qs, w->idx);
+	unsigned idle = 0;
+
 	while (!atomic_load_explicit(&dp->stop, memory_order_relaxed)) {
+		bool got = false;
+
 		w->now = rte_rdtsc();
 		for (unsigned pi = 0; pi < dp->n_ports; pi++) {
 			uint16_t n = rte_eth_rx_burst(dp->port_ids[pi], w->queue, pkts, DP_BURST);
 
-			if (n)
+			if (n) {
 				dp_worker_process(w, pi, pkts, n);
+				got = true;
+			}
 		}
 		dp_worker_flush(w);
 		sweep(w);
 		rte_rcu_qsbr_quiescent(dp->qs, w->idx);
+		/* busy polling, unless --dpdk-idle-sleep-us: then a worker that found nothing
+		 * 256 times in a row sleeps that long each round until packets come (as DPDK's
+		 * l3fwd-power does; for machines where a spinning core is too dear) */
+		idle = got ? 0 : idle + 1;
+		if (unlikely(dp->idle_sleep_us && idle > 256))
+			rte_delay_us_sleep(dp->idle_sleep_us);
 	}
 	rte_rcu_qsbr_thread_offline(dp->qs, w->idx);
 	rte_rcu_qsbr_thread_unregister(dp->qs, w->idx);

@@ -6,6 +6,8 @@
   client.py udp HOST PORT COUNT   one datagram each from one socket; same output
   client.py hold HOST PORT        connects, prints the answer, then for each line on
                                   stdin sends it and prints the echo
+  client.py ping HOST COUNT       ICMP echo (raw socket): "reply ttl=N" per answer, or
+                                  "ERR timeout"
   client.py udpfrom HOST PORT COUNT  as udp, and each answer ends with " from ADDR:PORT",
                                   where the reply came from
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
@@ -42,7 +44,43 @@ def tcp_once(host, port):
         return "ERR %s %.3f" % (reason, time.monotonic() - start)
 
 
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s & 0xffff) + (s >> 16)
+    s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def ping(host, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xffff
+    for seq in range(count):
+        payload = b"kproxyd-ping-%d" % seq
+        hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        pkt = struct.pack("!BBHHH", 8, 0, checksum(hdr + payload), ident, seq) + payload
+        s.sendto(pkt, (host, 0))
+        end = time.monotonic() + TIMEOUT
+        answer = "ERR timeout"
+        while time.monotonic() < end:
+            s.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                data, peer = s.recvfrom(2048)
+            except OSError:
+                break
+            ihl = (data[0] & 0xf) * 4
+            typ, _, _, rid, rseq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+            if peer[0] == host and typ == 0 and rid == ident and rseq == seq:
+                answer = "reply ttl=%d" % data[8]
+                break
+        print(answer, flush=True)
+
+
 def main():
+    if sys.argv[1] == "ping":
+        ping(sys.argv[2], int(sys.argv[3]))
+        return 0
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "tcp":
         for _ in range(int(sys.argv[4])):

@@ -57,6 +57,22 @@ struct kp_dump_entry {
  */
 typedef int (*kp_dump_fn)(const struct kp_dump_entry *entry, void *userdata);
 
+/* One sample of a data plane's own counters, as Prometheus names them (kproxyd's
+ * /metrics prints them). Strings are borrowed for the call. */
+struct kp_stat {
+	const char *name;		/* "kproxyd_dpdk_rx_packets_total" */
+	const char *help;		/* one line */
+	const char *type;		/* "counter" or "gauge" */
+	const char *labels;		/* "port=\"net_tap0\"", or "" */
+	double value;
+};
+
+/**
+ * kp_stat_fn - receives one sample; samples of one name come together. A non-zero
+ * return stops the walk.
+ */
+typedef int (*kp_stat_fn)(const struct kp_stat *stat, void *userdata);
+
 struct kp_backend_ops {
 	const char *name;	/* unique, e.g. "iptables" */
 	/**
@@ -79,6 +95,12 @@ struct kp_backend_ops {
 	int (*cleanup)(void *priv);
 	/** destroy - free @priv; leaves the data plane as it is. May be NULL. */
 	void (*destroy)(void *priv);
+	/**
+	 * stats - the data plane's own counters (packets, drops, flows), for metrics. May be
+	 * NULL. Added after @destroy: an embedder's table must leave it zero (designated
+	 * initialisers do). Returns 0, the callback's non-zero value, or a negative errno.
+	 */
+	int (*stats)(void *priv, kp_stat_fn fn, void *userdata);
 };
 
 /**
@@ -88,6 +110,15 @@ struct kp_backend_ops {
  * Returns: 0, -EEXIST if the name is taken, -EINVAL, -ENOMEM.
  */
 int kp_backend_register(struct kp_ctx *ctx, const struct kp_backend_ops *ops);
+
+/**
+ * kp_ctx_backend_stats - walk the selected data plane's own counters
+ * @ctx: context
+ * @fn: called for each sample
+ * Returns: 0 (also when the data plane has none), what @fn returned, -EINVAL, or the
+ * data plane's negative errno.
+ */
+int kp_ctx_backend_stats(struct kp_ctx *ctx, kp_stat_fn fn, void *userdata);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""kproxyd --proxy-mode dpdk with real packets: the DPDK process runs in a node namespace
+with two net_tap ports; one tap is moved into a client namespace (192.168.60.2 and .3,
+the gateway 192.168.60.1 is the DPDK port), the other into a pod-network namespace where
+it joins a bridge with three pods (10.244.1.2-4, their gateway 10.244.0.1 the other DPDK
+port). Every packet between client and pods crosses the DPDK worker: ARP, ICMP echo,
+routing with TTL, service NAT (ClusterIP, NodePort, externalIP, LB ingress; TCP and UDP;
+Maglev and round robin; affinity; masquerade), table updates during a long transfer,
+endpoint draining, flow ageing, /metrics. Needs root, DPDK built (--enable-dpdk) and
+network namespaces; prints TAP. The worker sleeps when idle (--dpdk-idle-sleep-us), so
+the other tests of make check keep the core it runs on."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NETNS = os.path.join(HERE, "..", "netns")
+sys.path.insert(0, NETNS)
+from topology import sh  # noqa: E402
+from kptest import Tap, names, slice_, stop, svc, wait_until  # noqa: E402
+
+TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
+KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
+KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
+DEADLINE = 15.0
+TAP = Tap()
+ok = TAP.ok
+
+PODS = [("pod-a", "10.244.1.2", "node-a"), ("pod-b", "10.244.1.3", "node-b"),
+        ("pod-c", "10.244.1.4", "node-b")]
+A, B, C = [(ip, node, True) for _, ip, node in PODS]
+MIB = 1 << 20
+
+
+def manifests(web=(A, B, C)):
+    return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080) + slice_("web", web)
+            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", [A, B], proto="UDP")
+            + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
+            + slice_("sticky", [A, B, C])
+            + svc("empty", "10.96.0.12", 80)
+            + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n",
+                  ptype="NodePort", node_port=30083) + slice_("local", [A, B])
+            + svc("ext", "10.96.0.15", 80, "  externalIPs: [192.168.200.100]\n")
+            + slice_("ext", [C])
+            + svc("lb", "10.96.0.16", 80, "status:\n  loadBalancer:\n"
+                  "    ingress: [{ip: 192.168.200.200}]\n", ptype="LoadBalancer",
+                  node_port=30086) + slice_("lb", [C])
+            + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000))
+
+
+def write(mdir, text):
+    tmp = os.path.join(mdir, ".m.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, os.path.join(mdir, "services.yaml"))
+
+
+class Topo:
+    def __init__(self):
+        tag = "kd%d" % (os.getpid() % 10000)
+        self.node, self.client, self.podnet = tag + "n", tag + "c", tag + "b"
+        self.tap_c, self.tap_p = tag + "tc", tag + "tp"
+        self.pods, self.procs, self.namespaces = {}, [], []
+        try:
+            self._setup(tag)
+        except Exception:
+            self.teardown()
+            raise
+
+    def _ns(self, name):
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        sh("ip", "link", "set", "lo", "up", ns=name)
+
+    def _setup(self, tag):
+        for ns in (self.node, self.client, self.podnet):
+            self._ns(ns)
+        sh("ip", "link", "add", "br0", "type", "bridge", ns=self.podnet)
+        sh("ip", "link", "set", "br0", "up", ns=self.podnet)
+        for i, (name, ip, _) in enumerate(PODS):
+            ns = "%sp%d" % (tag, i)
+            self._ns(ns)
+            sh("ip", "link", "add", "v%d" % i, "type", "veth", "peer", "name", "eth0", "netns",
+               ns, ns=self.podnet)
+            sh("ip", "link", "set", "v%d" % i, "master", "br0", "up", ns=self.podnet)
+            sh("ip", "addr", "add", ip + "/16", "dev", "eth0", ns=ns)
+            sh("ip", "link", "set", "eth0", "up", ns=ns)
+            sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns)
+            for script, args in (("podserver.py", [name, "8080"]), ("bulk.py", ["serve", "9000"])):
+                p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
+                                      os.path.join(NETNS, script), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=dict(os.environ, POD=name))
+                self.procs.append(p)
+                if p.stdout.readline().strip() != "ready":
+                    raise RuntimeError("pod %s: %s did not start" % (name, script))
+            self.pods[name] = ns
+
+    def attach(self):
+        """Moves the DPDK process's taps to their namespaces (they are made anew with each
+        kproxyd and vanish with it)."""
+        if not wait_until(lambda: all(sh("ip", "link", "show", t, ns=self.node, check=False)
+                                      .returncode == 0 for t in (self.tap_c, self.tap_p)),
+                          DEADLINE):
+            return False
+        sh("ip", "link", "set", self.tap_c, "netns", self.client, ns=self.node)
+        sh("ip", "link", "set", self.tap_p, "netns", self.podnet, ns=self.node)
+        c = self.client
+        sh("ip", "addr", "add", "192.168.60.2/24", "dev", self.tap_c, ns=c)
+        sh("ip", "addr", "add", "192.168.60.3/24", "dev", self.tap_c, ns=c)
+        sh("ip", "link", "set", self.tap_c, "up", ns=c)
+        for net in ("10.96.0.0/12", "10.244.0.0/16", "192.168.200.0/24"):
+            sh("ip", "route", "add", net, "via", "192.168.60.1", ns=c)
+        sh("ip", "link", "set", self.tap_p, "master", "br0", "up", ns=self.podnet)
+        return True
+
+    def run(self, ns, *args, src=None):
+        env = dict(os.environ, KP_SRC=src) if src else None
+        r = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
+                            os.path.join(NETNS, "client.py"), *map(str, args)],
+                           capture_output=True, text=True, timeout=120, env=env)
+        return r.stdout.split("\n")[:-1]
+
+    def teardown(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        for ns in reversed(self.namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        self.namespaces = []
+
+
+class Kproxyd:
+    def __init__(self, topo, tmp, mdir, *extra):
+        self.topo = topo
+        self.sock = os.path.join(tmp, "kproxyd.sock")
+        self.logname = os.path.join(tmp, "kproxyd.log")
+        self.log = open(self.logname, "a")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "dpdk",
+             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
+             "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
+             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:10249",
+             "--dpdk-eal-args", "-l 0,1 --no-huge -m 512 --no-pci --no-shconf --no-telemetry "
+             "--file-prefix kp%d" % os.getpid(),
+             "--dpdk-port", "dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
+             "--dpdk-port", "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p,
+             "--dpdk-tcpfin-timeout", "1s", "--dpdk-udp-timeout", "2s",
+             "--dpdk-tcp-timeout", "30s", "--dpdk-idle-sleep-us", "100", "--v", "2", *extra],
+            stdout=self.log, stderr=self.log)
+        # the taps appear while EAL probes its devices, and the port setup that follows
+        # works on them by name: move them only once kproxyd serves (its init is over)
+        wait_until(lambda: self.proc.poll() is not None or self.dump(), DEADLINE)
+        self.attached = topo.attach()
+
+    def dump(self):
+        r = subprocess.run([KPROXYCTL, "-s", self.sock, "dump", "-o", "json"],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        return json.loads(r.stdout)["entries"] if r.returncode == 0 else []
+
+    def entries(self):
+        return {(e["service"], e["kind"], e["vip"], e["port"]): e for e in self.dump()}
+
+    def metrics(self):
+        r = subprocess.run(["ip", "netns", "exec", self.topo.node, sys.executable, "-c",
+                            "import urllib.request\nprint(urllib.request.urlopen("
+                            "'http://127.0.0.1:10249/metrics', timeout=5).read().decode())"],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        return r.stdout
+
+    def metric(self, name, labels=""):
+        m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape(labels)), self.metrics(),
+                      re.M)
+        return float(m.group(1)) if m else None
+
+    def text(self):
+        return open(self.logname).read()
+
+    def stop(self):
+        return stop(self.proc)
+
+
+def popen_client(topo, ns, *args):
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
+                             os.path.join(NETNS, "client.py"), *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def say(p, line):
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+    return p.stdout.readline().strip()
+
+
+def maglev_run(topo, tmp, mdir):
+    k = Kproxyd(topo, tmp, mdir)
+    e = k.entries()
+    web = e.get(("t/web", "ClusterIP", "10.96.0.10", 80))
+    ok(k.proc.poll() is None and k.attached and web and len(web["endpoints"]) == 3 and
+       "maglev" in web.get("detail", ""),
+       "kproxyd runs in dpdk mode; its tap ports are in place; the dump holds the services",
+       k.text()[-3000:])
+    cl = topo.client
+    lines = topo.run(cl, "ping", "192.168.60.1", 3)
+    ok(lines == ["reply ttl=64"] * 3, "the gateway answers ARP and ICMP echo", lines)
+    lines = topo.run(cl, "ping", "10.244.1.2", 3)
+    ok(lines == ["reply ttl=63"] * 3, "a pod answers through the gateway, which routes and "
+       "decrements the TTL", lines)
+    lines = topo.run(cl, "tcp", "10.244.1.3", 8080, 3)
+    ok(lines == ["pod-b 192.168.60.2"] * 3, "traffic not for a service is routed unchanged "
+       "(the pod sees the client)", lines)
+    lines = topo.run(cl, "tcp", "10.96.0.10", 80, 40)
+    c = names(lines)
+    ok(set(c) == {"pod-a", "pod-b", "pod-c"} and all(l.endswith(" 10.244.0.1") for l in lines),
+       "ClusterIP from the client: Maglev spreads 40 connections over the three endpoints, "
+       "masqueraded (the client is outside the cluster CIDR)", c)
+    lines = topo.run(cl, "udpfrom", "10.96.0.14", 53, 4)
+    ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
+       all(re.match(r"pod-(a|b) \S+ from 10\.96\.0\.14:53$", l) for l in lines),
+       "UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
+    lines = topo.run(cl, "tcp", "192.168.60.1", 30080, 20)
+    ok(set(names(lines)) == {"pod-a", "pod-b", "pod-c"} and
+       all(l.endswith(" 10.244.0.1") for l in lines),
+       "NodePort on the client port's address, masqueraded", names(lines))
+    lines = topo.run(cl, "tcp", "192.168.60.1", 30083, 10)
+    ok(lines == ["pod-a 192.168.60.2"] * 10, "externalTrafficPolicy Local NodePort: the local "
+       "endpoint only, the client's address kept", lines[:3])
+    lines = topo.run(cl, "tcp", "192.168.200.100", 80, 3) + topo.run(cl, "tcp", "192.168.200.200",
+                                                                      80, 3)
+    ok(set(names(lines)) == {"pod-c"} and len(lines) == 6, "externalIP and load-balancer IP",
+       lines)
+    c = names(topo.run(cl, "tcp", "10.96.0.11", 80, 20))
+    c3 = names(topo.run(cl, "tcp", "10.96.0.11", 80, 20, src="192.168.60.3"))
+    ok(len(c) == 1 and "ERR" not in c and len(c3) == 1 and "ERR" not in c3,
+       "ClientIP affinity: 20 connections from each client address, one endpoint each", (c, c3))
+    lines = topo.run(cl, "tcp", "10.96.0.12", 80, 2)
+    ok(all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines),
+       "a service without endpoints refuses at once (ICMP port unreachable)", lines)
+    lines = topo.run(topo.pods["pod-a"], "tcp", "10.96.0.10", 80, 15)
+    ok(set(names(lines)) <= {"pod-a", "pod-b", "pod-c"} and len(lines) == 15 and
+       "ERR" not in names(lines), "a pod reaches a ClusterIP whose endpoints share its link "
+       "(masqueraded, so the reply comes back through the gateway)", names(lines))
+    lines = topo.run(topo.pods["pod-c"], "tcp", "10.96.0.15", 80, 3)
+    ok(lines == ["pod-c 10.244.0.1"] * 3, "hairpin: a pod reaches itself through its service",
+       lines)
+
+    # a long transfer while the tables are replaced under it
+    result = {}
+
+    def transfer():
+        r = subprocess.run(["ip", "netns", "exec", cl, sys.executable,
+                            os.path.join(NETNS, "bulk.py"), "get", "10.96.0.19", "9000",
+                            str(200 * MIB), "5"], capture_output=True, text=True, timeout=120)
+        result["r"] = (r.stdout + r.stderr).strip()
+    t = threading.Thread(target=transfer)
+    t.start()
+    updates = 0
+    while t.is_alive() and updates < 40:
+        write(mdir, manifests(web=(A, B) if updates % 2 else (A, B, C)))
+        updates += 1
+        time.sleep(0.1)     # a sync every --min-sync-period: this paces the updates
+    t.join(120)
+    ok(result.get("r", "").startswith("ok ") and updates >= 3,
+       "a 200 MiB transfer through a ClusterIP arrives intact while the tables are replaced "
+       "%d times under it" % updates, result)
+    write(mdir, manifests())
+    wait_until(lambda: len(k.entries().get(("t/web", "ClusterIP", "10.96.0.10", 80),
+                                           {}).get("endpoints", [])) == 3)
+
+    # an endpoint removed: its open connection drains, new ones go elsewhere
+    conns = popen_client(topo, cl, "conns", "10.96.0.10", 80)
+    held = {}
+    for _ in range(30):
+        cid, name = say(conns, "open").split()[:2]
+        held.setdefault(name, cid)
+        if len(held) == 3:
+            break
+    write(mdir, manifests(web=(A, B)))
+    good = wait_until(lambda: len(k.entries().get(("t/web", "ClusterIP", "10.96.0.10", 80),
+                                                  {}).get("endpoints", [])) == 2)
+    c = names(topo.run(cl, "tcp", "10.96.0.10", 80, 30))
+    ok(good and set(c) == {"pod-a", "pod-b"}, "a removed endpoint gets no new flows", c)
+    echo = say(conns, "send %s still-there" % held.get("pod-c", "0"))
+    ok("pod-c" in held and echo == "still-there",
+       "its established flow keeps working (the flow holds its translation)", (held, echo))
+    conns.stdin.close()
+    conns.wait(DEADLINE)
+
+    flows = k.metric("kproxyd_dpdk_flows")
+    rx = k.metric("kproxyd_dpdk_rx_packets_total", '{port="net_tap0"}')
+    svc_pkts = k.metric("kproxyd_dpdk_service_packets_total",
+                        '{service="t/web:p",frontend="10.96.0.10:80/TCP"}')
+    ok(flows is not None and rx and rx > 100 and svc_pkts and svc_pkts > 50 and
+       k.metric("kproxyd_dpdk_drops_total", '{reason="no_endpoint"}') >= 2,
+       "/metrics: per-port, per-service and per-reason counters (%s flows now)" % flows,
+       k.metrics()[-2500:])
+    t0 = time.monotonic()
+    drained = wait_until(lambda: k.metric("kproxyd_dpdk_flows") == 0, 45)
+    ok(drained, "no leaked flows: every flow ages out once its connection closed (%.1f s; "
+       "FIN/RST time-out 1 s, UDP 2 s, established 30 s)" % (time.monotonic() - t0),
+       k.metrics()[-1500:])
+    web = k.entries().get(("t/web", "ClusterIP", "10.96.0.10", 80), {})
+    ok(re.search(r"\b0 flows \(\d+ made\)", web.get("detail", "")), "and the dump agrees",
+       web.get("detail"))
+    ok(k.stop() == 0, "SIGTERM stops kproxyd")
+    ok(wait_until(lambda: sh("ip", "link", "show", topo.tap_c, ns=cl, check=False).returncode,
+                  5), "its tap ports go with it")
+    return k.text()
+
+
+def rr_run(topo, tmp, mdir):
+    write(mdir, manifests())
+    k = Kproxyd(topo, tmp, mdir, "--dpdk-lb-policy", "rr")
+    lines = topo.run(topo.client, "tcp", "10.96.0.10", 80, 12)
+    seq = [l.split()[0] for l in lines]
+    ok(len(seq) == 12 and set(seq) == {"pod-a", "pod-b", "pod-c"} and
+       all(len(set(seq[i:i + 3])) == 3 for i in range(10)),
+       "--dpdk-lb-policy rr: each endpoint in turn", seq)
+    lines = topo.run(topo.client, "udpfrom", "10.96.0.14", 53, 1) + topo.run(
+        topo.client, "udpfrom", "10.96.0.14", 53, 1)
+    ok(len({l.split()[0] for l in lines}) == 2, "and UDP flows alternate too", lines)
+    ok(k.stop() == 0, "SIGTERM stops kproxyd")
+    return k.text()
+
+
+def main():
+    if os.geteuid() != 0:
+        print("1..0 # SKIP needs root (network namespaces, taps)")
+        return 0
+    with open(os.path.join(TOP_BUILD, "config.h")) as f:
+        if "#define HAVE_DPDK 1" not in f.read():
+            print("1..0 # SKIP DPDK is not built (configure found no libdpdk)")
+            return 0
+    tmp = tempfile.mkdtemp(prefix="kp-dpdk-")
+    mdir = os.path.join(tmp, "manifests")
+    os.mkdir(mdir)
+    write(mdir, manifests())
+    topo = None
+    logs = ""
+    try:
+        topo = Topo()
+        logs += maglev_run(topo, tmp, mdir)
+        logs += rr_run(topo, tmp, mdir)
+        ok("Sanitizer" not in logs and "runtime error" not in logs,
+           "no sanitizer report from any kproxyd", logs[-3000:])
+    except Exception as e:  # report, then clean up
+        ok(False, "test run raised %s" % type(e).__name__, str(e))
+    finally:
+        if topo:
+            topo.teardown()
+        if TAP.failed and os.path.exists(os.path.join(tmp, "kproxyd.log")):
+            print("# kproxyd log:")
+            for line in open(os.path.join(tmp, "kproxyd.log")).read().splitlines()[-30:]:
+                print("#   " + line)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return TAP.plan()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
