@@ -55,7 +55,7 @@ struct options {
 	const char *dpdk_routes[16];	/* --dpdk-route */
 	size_t n_dpdk_routes;
 	const char *dpdk_policy;
-	uint32_t dpdk_max_flows, dpdk_workers, dpdk_idle_us;
+	uint32_t dpdk_max_flows, dpdk_idle_us;
 	uint32_t dpdk_tcp_ms, dpdk_tcpfin_ms, dpdk_udp_ms;
 	char dpdk_extra[4096];
 	bool strict_arp;
@@ -116,7 +116,7 @@ static const char usage[] =
 "      --dpdk-lb-policy POLICY    dpdk: maglev (default: consistent hashing of the\n"
 "                                 5-tuple) or rr (round robin)\n"
 "      --dpdk-max-flows N         dpdk: flows per worker lcore (default 65536)\n"
-"      --dpdk-workers N           dpdk: worker lcores (default: every EAL worker core)\n"
+
 "      --dpdk-idle-sleep-us N     dpdk: a worker idle for 256 polls sleeps N us per\n"
 "                                 round until packets come (default 0: busy polling)\n"
 "      --dpdk-tcp-timeout DUR     dpdk: idle time-out of established TCP flows (1h)\n"
@@ -150,7 +150,7 @@ enum {
 	OPT_CONFIG, OPT_STRICT_ARP, OPT_IPVS_TCP, OPT_IPVS_TCPFIN, OPT_IPVS_UDP,
 	OPT_BIND, OPT_PORT_RANGE, OPT_UDP_TIMEOUT, OPT_US_WORKERS, OPT_US_MAX, OPT_US_GRACE,
 	OPT_DPDK_EAL, OPT_DPDK_PORT, OPT_DPDK_ROUTE, OPT_DPDK_POLICY, OPT_DPDK_FLOWS,
-	OPT_DPDK_WORKERS, OPT_DPDK_TCP, OPT_DPDK_TCPFIN, OPT_DPDK_UDP, OPT_DPDK_IDLE,
+	OPT_DPDK_TCP, OPT_DPDK_TCPFIN, OPT_DPDK_UDP, OPT_DPDK_IDLE,
 };
 
 static const struct option long_opts[] = {
@@ -187,7 +187,6 @@ static const struct option long_opts[] = {
 	{ "dpdk-route", required_argument, NULL, OPT_DPDK_ROUTE },
 	{ "dpdk-lb-policy", required_argument, NULL, OPT_DPDK_POLICY },
 	{ "dpdk-max-flows", required_argument, NULL, OPT_DPDK_FLOWS },
-	{ "dpdk-workers", required_argument, NULL, OPT_DPDK_WORKERS },
 	{ "dpdk-idle-sleep-us", required_argument, NULL, OPT_DPDK_IDLE },
 	{ "dpdk-tcp-timeout", required_argument, NULL, OPT_DPDK_TCP },
 	{ "dpdk-tcpfin-timeout", required_argument, NULL, OPT_DPDK_TCPFIN },
@@ -418,22 +417,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->dpdk_policy = optarg;
 			break;
 		case OPT_DPDK_FLOWS:
-		case OPT_DPDK_WORKERS:
 		case OPT_DPDK_IDLE: {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
-			unsigned long max = c == OPT_DPDK_FLOWS ? (1ul << 26) :
-					    c == OPT_DPDK_IDLE ? 100000 : 16;
-			const char *name = c == OPT_DPDK_FLOWS ? "dpdk-max-flows" :
-					   c == OPT_DPDK_IDLE ? "dpdk-idle-sleep-us" : "dpdk-workers";
+			unsigned long max = c == OPT_DPDK_FLOWS ? (1ul << 26) : 100000;
+			const char *name = c == OPT_DPDK_FLOWS ? "dpdk-max-flows" : "dpdk-idle-sleep-us";
 
 			if (*end || !*optarg || v < (c == OPT_DPDK_IDLE ? 0ul : 1ul) || v > max) {
 				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number %d..%lu\n",
 					name, optarg, c == OPT_DPDK_IDLE ? 0 : 1, max);
 				return -EINVAL;
 			}
-			*(c == OPT_DPDK_FLOWS ? &o->dpdk_max_flows : c == OPT_DPDK_IDLE ?
-			  &o->dpdk_idle_us : &o->dpdk_workers) = (uint32_t)v;
+			*(c == OPT_DPDK_FLOWS ? &o->dpdk_max_flows : &o->dpdk_idle_us) = (uint32_t)v;
 			break;
 		}
 		case OPT_DPDK_TCP:
@@ -747,9 +742,6 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 		if (o->dpdk_idle_us && n < (int)size)
 			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "idle-sleep-us=%u\n",
 				      o->dpdk_idle_us);
-		if (o->dpdk_workers && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "workers=%u\n",
-				      o->dpdk_workers);
 		if (o->dpdk_tcp_ms && n < (int)size)
 			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "tcp-timeout=%u\n",
 				      o->dpdk_tcp_ms / 1000);

@@ -2,8 +2,8 @@
 /*
  * The DPDK backend, control side: EAL and ports at init (from the options kproxyd's
  * --dpdk-* flags give: EAL arguments, ports with their address, prefix and role, extra
- * routes, the balancing policy, flow-table size and timeouts), worker lcores launched
- * on every EAL worker core (as many as the ports have queues), and on each sync a new
+ * routes, the balancing policy, flow-table size and timeouts), one worker lcore on the
+ * first EAL worker core, and on each sync a new
  * generation of the tables the workers read: the service frontends (ClusterIP, NodePort
  * on the client ports' addresses, externalIP, LB ingress; IPv4, TCP and UDP) with their
  * endpoints and Maglev tables, and the routes (the ports' subnets, then the configured
@@ -52,7 +52,6 @@ struct dpb {
 	unsigned n_extra_routes;
 	enum dp_policy policy;
 	uint32_t n_mbufs;
-	unsigned want_workers;		/* 0: every EAL worker lcore */
 	bool masquerade_all;
 	uint32_t cluster_net, cluster_mask;
 	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
@@ -148,7 +147,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
 	return 0;
 }
 
-/* One option per line: eal=, port=, route=, policy=, max-flows=, mbufs=, workers=,
+/* One option per line: eal=, port=, route=, policy=, max-flows=, mbufs=,
  * tcp-timeout=, tcp-closing-timeout=, syn-timeout=, udp-timeout= (seconds), idle-sleep-us=. */
 static int parse_extra(struct dpb *b, const char *extra)
 {
@@ -185,8 +184,6 @@ static int parse_extra(struct dpb *b, const char *extra)
 			b->dp.max_flows = v < 64 ? 64 : (uint32_t)v;
 		else if (!strcmp(line, "mbufs") && !(r = parse_uint(eq, 1u << 24, &v)))
 			b->n_mbufs = v < 1024 ? 1024 : (uint32_t)v;
-		else if (!strcmp(line, "workers") && !(r = parse_uint(eq, DP_MAX_WORKERS, &v)))
-			b->want_workers = (unsigned)v;
 		else if (!strcmp(line, "idle-sleep-us") && !(r = parse_uint(eq, 100000, &v)))
 			b->dp.idle_sleep_us = (unsigned)v;
 		else if (strstr(line, "timeout") && !(r = parse_uint(eq, 1u << 30, &v))) {
@@ -288,8 +285,11 @@ static int ports_init(struct dpb *b)
 	struct dp *dp = &b->dp;
 	unsigned workers = 0, lc;
 
+	/* one worker: a flow's two directions are two 5-tuples after NAT, and without
+	 * steering that keeps both on one lcore (not done here) a reply could reach a worker
+	 * whose flow table does not hold its flow */
 	RTE_LCORE_FOREACH_WORKER(lc) {
-		if (workers < DP_MAX_WORKERS && (!b->want_workers || workers < b->want_workers))
+		if (!workers)
 			dp->worker_lcore[workers++] = lc;
 	}
 	if (!workers) {
