@@ -19,6 +19,7 @@
 
 #include <rte_common.h>
 #include <rte_ether.h>
+#include <rte_hash_crc.h>
 
 struct rte_hash;
 struct rte_mempool;
@@ -182,6 +183,17 @@ uint32_t dp_maglev_size(unsigned n);
  * endpoint gets about m / n entries, and adding or removing one endpoint moves only
  * about its share. Endpoints are named by their address and port. */
 void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint32_t m);
+
+/* The hash Maglev picks an endpoint with, from the 5-tuple's fields (rte_hash_crc()
+ * reads a key as 64-bit words: an aliasing hazard on a key just written field by field). */
+static inline uint32_t dp_flow_hash(const struct dp_flow_key *k)
+{
+	uint32_t h = rte_hash_crc_4byte(k->src_ip, 0x6b70u);
+
+	h = rte_hash_crc_4byte(k->dst_ip, h);
+	h = rte_hash_crc_4byte(((uint32_t)k->src_port << 16) | k->dst_port, h);
+	return rte_hash_crc_4byte(k->proto, h);
+}
 
 /* ---- checksums: RFC 1624 incremental updates, values as stored in the packet ---- */
 static inline uint16_t dp_csum_fold(uint32_t s)

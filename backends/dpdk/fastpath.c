@@ -44,11 +44,20 @@
 
 #define NEIGH_SLOTS 1024		/* a power of two */
 #define NEIGH_HOLD 4			/* packets held per unresolved next hop */
-#define SWEEP 64			/* flow slots looked at per loop */
+#define SWEEP 8				/* flow slots looked at per loop (each a cache miss with
+					 * a large table: 64 cost 14% at 1M flows) */
 #define AFF_SLOTS 65536			/* ClientIP affinity entries per lcore */
 
 enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
 enum { DIR_FWD = 0, DIR_REV = 1 };
+
+/* A flow direction's next hop, as last resolved: valid while the neighbour table's
+ * epoch is the same (a known next hop is then one compare away, no lookup). */
+struct nh_cache {
+	uint32_t epoch;			/* 0: not resolved yet */
+	uint8_t port;
+	struct rte_ether_addr mac;
+};
 
 struct flow {
 	struct dp_flow_key fkey;	/* client -> frontend */
@@ -60,6 +69,7 @@ struct flow {
 	uint8_t state;
 	uint8_t fin;			/* bit 0: FIN from the client, bit 1: from the endpoint */
 	bool snat;
+	struct nh_cache nh[2];		/* per direction */
 };
 
 struct neigh {
@@ -90,6 +100,7 @@ struct dp_worker {
 	uint32_t n_free;
 	uint32_t sweep;
 	uint16_t snat_next;
+	uint32_t neigh_epoch;		/* bumped when a known neighbour moves (MAC or port) */
 	struct neigh neigh[NEIGH_SLOTS];
 	struct aff *aff;
 	uint32_t *rr;			/* per service id */
@@ -220,6 +231,8 @@ static void neigh_learn(struct dp_worker *w, unsigned pi, uint32_t ip,
 
 	if (!n)
 		return;
+	if (n->valid && (n->port != pi || !rte_is_same_ether_addr(&n->mac, mac)))
+		w->neigh_epoch++;		/* flows' cached next hops are stale now */
 	n->mac = *mac;
 	n->port = (uint8_t)pi;
 	n->valid = true;
@@ -456,7 +469,7 @@ static const struct dp_ep *pick(struct dp_worker *w, const struct dp_gen *g,
 		}
 	}
 	if (s->m && g->policy == DP_POLICY_MAGLEV)
-		ep = &s->eps[s->maglev[rte_hash_crc(k, sizeof(*k), 0) % s->m]];
+		ep = &s->eps[s->maglev[dp_flow_hash(k) % s->m]];
 	else
 		ep = &s->eps[w->rr[s->id]++ % s->n_eps];
 	if (a)		/* the client's entry (a collision evicts the older one) */
@@ -631,20 +644,56 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 	return 2;
 }
 
-/* TTL, route, next hop: out it goes. */
-static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct rte_ipv4_hdr *ip,
-			   struct rte_mbuf *m)
+static inline bool ttl_down(struct dp_worker *w, struct rte_ipv4_hdr *ip, struct rte_mbuf *m)
 {
-	const struct dp_route *rt;
-
-	if (unlikely(ip->time_to_live <= 1))
-		return count_drop(w, DROP_TTL, m);
+	if (unlikely(ip->time_to_live <= 1)) {
+		count_drop(w, DROP_TTL, m);
+		return false;
+	}
 	ip->time_to_live--;
 	/* TTL is the high byte of its 16-bit word with the protocol; the difference of the
 	 * word is all the incremental update needs */
 	ip->hdr_checksum = dp_csum_upd16(ip->hdr_checksum,
 					 rte_cpu_to_be_16((uint16_t)((ip->time_to_live + 1) << 8)),
 					 rte_cpu_to_be_16((uint16_t)(ip->time_to_live << 8)));
+	return true;
+}
+
+/* A flow's packet: its direction's next hop from the flow's cache when still valid,
+ * else routed and resolved (and cached once resolved). */
+static inline void forward_flow(struct dp_worker *w, const struct dp_gen *g,
+				struct rte_ipv4_hdr *ip, struct rte_mbuf *m, struct flow *f, int dir)
+{
+	struct nh_cache *c = &f->nh[dir];
+	const struct dp_route *rt;
+	struct neigh *n;
+	uint32_t hop;
+
+	if (!ttl_down(w, ip, m))
+		return;
+	if (likely(c->epoch && c->epoch == w->neigh_epoch + 1))
+		return eth_out(w, c->port, &c->mac, m);
+	rt = route_of(g, ip->dst_addr);
+	if (unlikely(!rt))
+		return count_drop(w, DROP_NO_ROUTE, m);
+	hop = rt->gw ? rt->gw : ip->dst_addr;
+	n = neigh_slot(w, hop, false);
+	if (n && n->valid && n->port == rt->port) {
+		c->port = rt->port;
+		c->mac = n->mac;
+		c->epoch = w->neigh_epoch + 1;	/* 0 stays "not resolved" */
+	}
+	neigh_out(w, rt->port, hop, m);
+}
+
+/* TTL, route, next hop: out it goes. */
+static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct rte_ipv4_hdr *ip,
+			   struct rte_mbuf *m)
+{
+	const struct dp_route *rt;
+
+	if (!ttl_down(w, ip, m))
+		return;
 	rt = route_of(g, ip->dst_addr);
 	if (unlikely(!rt))
 		return count_drop(w, DROP_NO_ROUTE, m);
@@ -701,7 +750,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 			uintptr_t d = (uintptr_t)data[slot[i]];
 
 			translate(w, &w->flow[d >> 1], (int)(d & 1), pp, m);
-			forward(w, g, pp->ip, m);
+			forward_flow(w, g, pp->ip, m, &w->flow[d >> 1], (int)(d & 1));
 			continue;
 		}
 		ours = our_port(w->dp, pp->ip->dst_addr);
@@ -716,7 +765,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 				if (f) {
 					made = true;
 					translate(w, f, DIR_FWD, pp, m);
-					forward(w, g, pp->ip, m);
+					forward_flow(w, g, pp->ip, m, f, DIR_FWD);
 				}
 				continue;
 			}
@@ -805,7 +854,9 @@ int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 	struct rte_hash_parameters hp = { 0 };
 	struct dp_worker *w;
 	char name[RTE_HASH_NAMESIZE];
-	uint32_t entries = rte_align32pow2(dp->max_flows * 2);
+	/* two entries per flow, and room: a cuckoo table this full takes no more keys
+	 * (2^21 entries held 1,014,952 of 2^20 flows); the extendable buckets take the rest */
+	uint32_t entries = dp->max_flows * 2 + dp->max_flows / 2;
 
 	w = rte_zmalloc("kp_worker", sizeof(*w), RTE_CACHE_LINE_SIZE);
 	if (!w)
@@ -820,6 +871,7 @@ int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 	hp.key_len = sizeof(struct dp_flow_key);
 	hp.hash_func = rte_hash_crc;
 	hp.socket_id = (int)rte_socket_id();
+	hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
 	w->flows = rte_hash_create(&hp);
 	w->flow = rte_zmalloc("kp_flow", (size_t)dp->max_flows * sizeof(*w->flow), 0);
 	w->free_idx = rte_malloc("kp_free", (size_t)dp->max_flows * sizeof(*w->free_idx), 0);

@@ -629,7 +629,6 @@ static bool xlate_ok(struct bench *b, struct rte_mbuf *m)
 	if (in_net16(ip->dst_addr, EP_NET)) {
 		const struct dp_svc *s;
 		struct dp_flow_key k;
-		uint64_t words[2];	/* rte_hash_crc() reads 64-bit words: no aliasing */
 
 		id = id_of(b, ip->src_addr, p[0]);
 		if (id == UINT32_MAX || p[1] != rte_cpu_to_be_16(EP_PORT))
@@ -637,10 +636,7 @@ static bool xlate_ok(struct bench *b, struct rte_mbuf *m)
 		s = &g->svc[svc_of(b, id)];
 		k = (struct dp_flow_key){ .src_ip = ip->src_addr, .dst_ip = s->vip,
 					  .src_port = p[0], .dst_port = s->vport, .proto = s->proto };
-		RTE_BUILD_BUG_ON(sizeof(k) != sizeof(words));
-		memcpy(words, &k, sizeof(k));
-		return ip->dst_addr == s->eps[s->maglev[rte_hash_crc(words, sizeof(words), 0) %
-							s->m]].ip;
+		return ip->dst_addr == s->eps[s->maglev[dp_flow_hash(&k) % s->m]].ip;
 	}
 	id = id_of(b, ip->dst_addr, p[1]);
 	return b->mode != MODE_NEW && id != UINT32_MAX && p[0] == rte_cpu_to_be_16(SVC_PORT) &&
