@@ -46,6 +46,8 @@
 #define NEIGH_HOLD 4			/* packets held per unresolved next hop */
 #define SWEEP 8				/* flow slots looked at per loop (each a cache miss with
 					 * a large table: 64 cost 14% at 1M flows) */
+#define SWEEP_FAST 64			/* ... while under 1/16 of the slots are free: new flows
+					 * come up to 32 a loop, reclaiming must keep up */
 #define AFF_SLOTS 65536			/* ClientIP affinity entries per lcore */
 
 enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
@@ -568,26 +570,30 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 	return f;
 }
 
+static inline uint64_t flow_ttl(const struct dp *dp, const struct flow *f)
+{
+	return f->state == ST_UDP ? dp->udp_timeout_tsc : f->state == ST_SYN ?
+	       dp->syn_timeout_tsc : f->state == ST_CLOSING ? dp->tcp_closing_tsc :
+	       dp->tcp_timeout_tsc;
+}
+
+/* Reclaims the slots of expired flows, a few per loop; a packet that meets an expired
+ * flow before the sweep does treats it as gone (dp_worker_process). */
 static void sweep(struct dp_worker *w)
 {
 	const struct dp *dp = w->dp;
+	unsigned n = w->n_free < dp->max_flows / 16 ? SWEEP_FAST : SWEEP;
 
-	for (unsigned i = 0; i < SWEEP; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		uint32_t idx = w->sweep++;
 		struct flow *f;
-		uint64_t ttl;
 
 		if (w->sweep >= dp->max_flows)
 			w->sweep = 0;
 		if (idx >= dp->max_flows)
 			idx = 0;
 		f = &w->flow[idx];
-		if (f->state == ST_FREE)
-			continue;
-		ttl = f->state == ST_UDP ? dp->udp_timeout_tsc : f->state == ST_SYN ?
-		      dp->syn_timeout_tsc : f->state == ST_CLOSING ? dp->tcp_closing_tsc :
-		      dp->tcp_timeout_tsc;
-		if (w->now - f->last > ttl)
+		if (f->state != ST_FREE && w->now - f->last > flow_ttl(dp, f))
 			flow_free(w, idx);
 	}
 }
@@ -710,7 +716,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 	int kind[DP_BURST], slot[DP_BURST];
 	uint64_t hits = 0;
 	unsigned nk = 0;
-	bool made = false;		/* a flow was made in this burst: misses look again */
+	bool changed = false;		/* a flow was made or freed in this burst: look again */
 
 	for (uint16_t i = 0; i < n; i++) {
 		if (i + 4 < n)
@@ -743,9 +749,22 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 			rte_pktmbuf_free(m);
 			continue;
 		}
-		if (kind[i] == 2 && !((hits >> slot[i]) & 1) && made &&
-		    rte_hash_lookup_data(w->flows, &keys[slot[i]], &data[slot[i]]) >= 0)
-			hits |= 1ull << slot[i];
+		if (kind[i] == 2 && changed) {	/* the bulk lookup may be stale */
+			if (rte_hash_lookup_data(w->flows, &keys[slot[i]], &data[slot[i]]) >= 0)
+				hits |= 1ull << slot[i];
+			else
+				hits &= ~(1ull << slot[i]);
+		}
+		if (kind[i] == 2 && (hits >> slot[i]) & 1) {
+			uintptr_t d = (uintptr_t)data[slot[i]];
+			struct flow *hf = &w->flow[d >> 1];
+
+			if (unlikely(w->now - hf->last > flow_ttl(w->dp, hf))) {
+				flow_free(w, (uint32_t)(d >> 1));	/* expired: gone */
+				hits &= ~(1ull << slot[i]);
+				changed = true;
+			}
+		}
 		if (kind[i] == 2 && (hits >> slot[i]) & 1) {
 			uintptr_t d = (uintptr_t)data[slot[i]];
 
@@ -763,7 +782,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
 
 				if (f) {
-					made = true;
+					changed = true;
 					translate(w, f, DIR_FWD, pp, m);
 					forward_flow(w, g, pp->ip, m, f, DIR_FWD);
 				}
