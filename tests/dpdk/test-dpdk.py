@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NETNS = os.path.join(HERE, "..", "netns")
 sys.path.insert(0, NETNS)
 from topology import sh  # noqa: E402
-from kptest import Tap, names, slice_, stop, svc, wait_until  # noqa: E402
+from kptest import Tap, names, popen_client, say, slice_, stop, svc, wait_until  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
@@ -187,18 +187,6 @@ class Kproxyd:
         return stop(self.proc)
 
 
-def popen_client(topo, ns, *args):
-    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
-                             os.path.join(NETNS, "client.py"), *map(str, args)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
-def say(p, line):
-    p.stdin.write(line + "\n")
-    p.stdin.flush()
-    return p.stdout.readline().strip()
-
-
 def maglev_run(topo, tmp, mdir):
     k = Kproxyd(topo, tmp, mdir)
     e = k.entries()
@@ -275,7 +263,7 @@ def maglev_run(topo, tmp, mdir):
                                            {}).get("endpoints", [])) == 3)
 
     # an endpoint removed: its open connection drains, new ones go elsewhere
-    conns = popen_client(topo, cl, "conns", "10.96.0.10", 80)
+    conns = popen_client(cl, "conns", "10.96.0.10", 80)
     held = {}
     for _ in range(30):
         cid, name = say(conns, "open").split()[:2]

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What the data-plane tests share: TAP lines and their count, the Service and
 EndpointSlice manifests they write (namespace t, one port named p), counting which pod
-answered, polling with a deadline, iptables-save output without counters, and stopping
-a daemon."""
+answered, polling with a deadline, iptables-save output without counters, stopping a
+daemon, and a client.py held open in a namespace."""
 import collections
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 from topology import sh
@@ -86,3 +88,18 @@ def stop(proc, deadline=DEADLINE):
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait()
+
+
+def popen_client(ns, *args):
+    """client.py in namespace @ns, driven line by line (say())."""
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
+                             os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "client.py"), *map(str, args)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def say(p, line):
+    """Sends one command line to a popen_client(), returns its answer line."""
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+    return p.stdout.readline().strip()

@@ -19,7 +19,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from topology import Topology, sh  # noqa: E402
-from kptest import Tap, names, save, slice_, stop, svc, wait_until  # noqa: E402
+from kptest import (Tap, names, popen_client, save, say, slice_, stop, svc,  # noqa: E402
+                    wait_until)
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
@@ -134,18 +135,6 @@ def open_count(entry):
     return int(m.group(1)) if m else -1
 
 
-def popen_client(topo, ns, *args):
-    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
-                             os.path.join(HERE, "client.py"), *map(str, args)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
-def say(p, line):
-    p.stdin.write(line + "\n")
-    p.stdin.flush()
-    return p.stdout.readline().strip()
-
-
 def bulk(topo, ns, *args, timeout=120):
     r = subprocess.run(["ip", "netns", "exec", ns, sys.executable, os.path.join(HERE, "bulk.py"),
                         *map(str, args)], capture_output=True, text=True, timeout=timeout)
@@ -240,7 +229,7 @@ def traffic_tests(topo, k):
     ok(len(lines) == 3 and all(re.match(r"pod-(a1|b1) \S+ from fd00:96::14:53$", l)
                                for l in lines), "UDP over IPv6", lines)
     dns = lambda: k.entries().get(("t/dns", "ClusterIP", "10.96.0.14", 53))  # noqa: E731
-    udp = popen_client(topo, cl, "udphold", "10.96.0.14", 53)
+    udp = popen_client(cl, "udphold", "10.96.0.14", 53)
     first = say(udp, "q")
     during = open_count(dns())
     t0 = time.monotonic()
@@ -303,7 +292,7 @@ def traffic_tests(topo, k):
 
 def removal_tests(topo, k, mdir):
     n, cl = topo.node, topo.client
-    conns = popen_client(topo, cl, "conns", "10.96.0.10", 80)
+    conns = popen_client(cl, "conns", "10.96.0.10", 80)
     held = {}
     for _ in range(6):
         cid, name = say(conns, "open").split()[:2]
@@ -336,7 +325,7 @@ def removal_tests(topo, k, mdir):
 
     gone = k.entries().get(("t/gone", "ClusterIP", "10.96.0.20", 80))
     port = proxy_port(gone)
-    hold = popen_client(topo, cl, "hold", "10.96.0.20", 80)
+    hold = popen_client(cl, "hold", "10.96.0.20", 80)
     first = hold.stdout.readline().strip()
     write(mdir, manifests([A1, B1], with_gone=False))
     t_removed = time.monotonic()
@@ -368,7 +357,7 @@ def limit_tests(topo, mdir):
     ports = sorted({proxy_port(e) for e in k.dump()})
     ok(ports and all(41000 <= p <= 41099 for p in ports),
        "--proxy-port-range 41000-41099: every proxy port in it", ports)
-    conns = popen_client(topo, topo.client, "conns", "10.96.0.10", 80)
+    conns = popen_client(topo.client, "conns", "10.96.0.10", 80)
     answers = [say(conns, "open") for _ in range(4)]
     fifth = say(conns, "open")
     ok(all(re.match(r"\d+ pod-", a) for a in answers) and " ERR " in " %s " % fifth,
