@@ -11,6 +11,7 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -674,11 +675,33 @@ static void raise_nofile(void)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Appends to the option string @buf (@size bytes, @len used); false once it no longer
+ * fits (the string is then cut, and refused by the caller). */
+static bool appendf(char *buf, size_t size, size_t *len, const char *fmt, ...) KPD_PRINTF(4, 5);
+static bool appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*len >= size)
+		return false;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size - *len) {
+		*len = size;
+		return false;
+	}
+	*len += (size_t)n;
+	return true;
+}
+
 /* The userspace backend's options; false (with the reason logged) for a bad one. */
 static bool userspace_extra(struct options *o)
 {
+	size_t size = sizeof(o->us_extra), len = 0;
 	struct kp_addr a;
-	int n;
+	bool fits;
 
 	if (o->port_range && !valid_port_range(o->port_range)) {
 		kpd_err("--proxy-port-range: \"%s\" is not LO-HI, LO+N or a port (1-65535)",
@@ -689,21 +712,51 @@ static bool userspace_extra(struct options *o)
 		kpd_err("--bind-address: \"%s\" is not an IP address", o->bind_address);
 		return false;
 	}
-	n = snprintf(o->us_extra, sizeof(o->us_extra), "udp-timeout=%u,grace=%u",
-		     o->udp_timeout_ms, o->us_grace_set ? o->us_grace_ms : 30000);
+	fits = appendf(o->us_extra, size, &len, "udp-timeout=%u,grace=%u", o->udp_timeout_ms,
+		       o->us_grace_set ? o->us_grace_ms : 30000);
 	if (o->port_range && *o->port_range)
-		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",port-range=%s",
-			      o->port_range);
+		fits &= appendf(o->us_extra, size, &len, ",port-range=%s", o->port_range);
 	if (o->bind_address)
-		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",bind=%s",
-			      o->bind_address);
+		fits &= appendf(o->us_extra, size, &len, ",bind=%s", o->bind_address);
 	if (o->us_workers)
-		n += snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",workers=%u",
-			      o->us_workers);
+		fits &= appendf(o->us_extra, size, &len, ",workers=%u", o->us_workers);
 	if (o->us_max_conns)
-		snprintf(o->us_extra + n, sizeof(o->us_extra) - (size_t)n, ",max-conns=%u",
-			 o->us_max_conns);
-	return true;
+		fits &= appendf(o->us_extra, size, &len, ",max-conns=%u", o->us_max_conns);
+	if (!fits)
+		kpd_err("--proxy-port-range, --bind-address: the userspace options are longer "
+			"than %zu bytes", size);
+	return fits;
+}
+
+/* The dpdk backend's options, one per line; false (with the reason logged) when they do
+ * not fit. */
+static bool dpdk_extra(struct options *o)
+{
+	size_t size = sizeof(o->dpdk_extra), len = 0;
+	bool fits = appendf(o->dpdk_extra, size, &len, "eal=%s\npolicy=%s\n",
+			    o->dpdk_eal ? o->dpdk_eal : "",
+			    o->dpdk_policy ? o->dpdk_policy : "maglev");
+
+	for (size_t i = 0; i < o->n_dpdk_ports; i++)
+		fits &= appendf(o->dpdk_extra, size, &len, "port=%s\n", o->dpdk_ports[i]);
+	for (size_t i = 0; i < o->n_dpdk_routes; i++)
+		fits &= appendf(o->dpdk_extra, size, &len, "route=%s\n", o->dpdk_routes[i]);
+	if (o->dpdk_max_flows)
+		fits &= appendf(o->dpdk_extra, size, &len, "max-flows=%u\n", o->dpdk_max_flows);
+	if (o->dpdk_idle_us)
+		fits &= appendf(o->dpdk_extra, size, &len, "idle-sleep-us=%u\n", o->dpdk_idle_us);
+	if (o->dpdk_tcp_ms)
+		fits &= appendf(o->dpdk_extra, size, &len, "tcp-timeout=%u\n",
+				o->dpdk_tcp_ms / 1000);
+	if (o->dpdk_tcpfin_ms)
+		fits &= appendf(o->dpdk_extra, size, &len, "tcp-closing-timeout=%u\n",
+				o->dpdk_tcpfin_ms / 1000);
+	if (o->dpdk_udp_ms)
+		fits &= appendf(o->dpdk_extra, size, &len, "udp-timeout=%u\n",
+				o->dpdk_udp_ms / 1000);
+	if (!fits)
+		kpd_err("--dpdk-*: the options are longer than %zu bytes", size);
+	return fits;
 }
 
 static int select_backend(struct kp_ctx *ctx, struct options *o)
@@ -725,36 +778,8 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 			load_ipvs_modules(o->scheduler);
 	}
 	if (!strcmp(o->proxy_mode, "dpdk")) {
-		size_t size = sizeof(o->dpdk_extra);
-		int n = snprintf(o->dpdk_extra, size, "eal=%s\npolicy=%s\n",
-				 o->dpdk_eal ? o->dpdk_eal : "", o->dpdk_policy ? o->dpdk_policy :
-				 "maglev");
-
-		for (size_t i = 0; i < o->n_dpdk_ports && n < (int)size; i++)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "port=%s\n",
-				      o->dpdk_ports[i]);
-		for (size_t i = 0; i < o->n_dpdk_routes && n < (int)size; i++)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "route=%s\n",
-				      o->dpdk_routes[i]);
-		if (o->dpdk_max_flows && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "max-flows=%u\n",
-				      o->dpdk_max_flows);
-		if (o->dpdk_idle_us && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "idle-sleep-us=%u\n",
-				      o->dpdk_idle_us);
-		if (o->dpdk_tcp_ms && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "tcp-timeout=%u\n",
-				      o->dpdk_tcp_ms / 1000);
-		if (o->dpdk_tcpfin_ms && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n,
-				      "tcp-closing-timeout=%u\n", o->dpdk_tcpfin_ms / 1000);
-		if (o->dpdk_udp_ms && n < (int)size)
-			n += snprintf(o->dpdk_extra + n, size - (size_t)n, "udp-timeout=%u\n",
-				      o->dpdk_udp_ms / 1000);
-		if (n >= (int)size) {
-			kpd_err("--dpdk-*: the options are longer than %zu bytes", size);
+		if (!dpdk_extra(o))
 			return -EINVAL;
-		}
 		cfg.extra = o->dpdk_extra;
 	}
 	if (!strcmp(o->proxy_mode, "userspace")) {
