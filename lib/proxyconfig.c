@@ -18,6 +18,35 @@
 
 #define MAX_CONFIG_SIZE (1u << 20)
 
+KP_EXPORT int kp_parse_port_range(const char *s, uint16_t *ret_lo, uint16_t *ret_hi)
+{
+	unsigned long lo, hi;
+	char *end;
+
+	if (!s || !ret_lo || !ret_hi)
+		return -EINVAL;
+	lo = hi = 0;
+	if (*s) {
+		lo = hi = strtoul(s, &end, 10);
+		if (end == s)
+			return -EINVAL;
+		if (*end == '-' || *end == '+') {
+			char op = *end, *p = end + 1;
+
+			hi = strtoul(p, &end, 10);
+			if (end == p)
+				return -EINVAL;
+			if (op == '+')
+				hi += lo;
+		}
+		if (*end || lo > 65535 || hi > 65535 || hi < lo || (lo == 0 && hi != 0))
+			return -EINVAL;
+	}
+	*ret_lo = (uint16_t)lo;
+	*ret_hi = (uint16_t)hi;
+	return 0;
+}
+
 KP_EXPORT int kp_parse_duration(const char *s, uint32_t *ret_ms)
 {
 	static const struct {

@@ -623,30 +623,6 @@ static void load_ipvs_modules(const char *sched)
 		;
 }
 
-/* "LO-HI", "LO+N", "PORT", or "" / "0" / "0-0" (the kernel picks): as kube-proxy. */
-static bool valid_port_range(const char *s)
-{
-	unsigned long lo, hi;
-	char *end;
-
-	if (!*s)
-		return true;
-	lo = strtoul(s, &end, 10);
-	if (end == s)
-		return false;
-	hi = lo;
-	if (*end == '-' || *end == '+') {
-		char op = *end, *p = end + 1;
-
-		hi = strtoul(p, &end, 10);
-		if (end == p)
-			return false;
-		if (op == '+')
-			hi += lo;
-	}
-	return !*end && lo <= 65535 && hi <= 65535 && hi >= lo && (lo || !hi);
-}
-
 /*
  * The userspace mode holds two descriptors per connection (and pipes while bytes move):
  * raise the soft limit to the hard one, and both as far as fs.nr_open allows when we may
@@ -700,10 +676,11 @@ static bool appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
 static bool userspace_extra(struct options *o)
 {
 	size_t size = sizeof(o->us_extra), len = 0;
+	uint16_t lo, hi;
 	struct kp_addr a;
 	bool fits;
 
-	if (o->port_range && !valid_port_range(o->port_range)) {
+	if (o->port_range && kp_parse_port_range(o->port_range, &lo, &hi) < 0) {
 		kpd_err("--proxy-port-range: \"%s\" is not LO-HI, LO+N or a port (1-65535)",
 			o->port_range);
 		return false;

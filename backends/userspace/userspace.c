@@ -26,6 +26,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <kproxy/config.h>
+
 #include "internal.h"
 #include "../common/conntrack.h"
 #include "../common/tc.h"
@@ -826,31 +828,6 @@ static void us_destroy(void *priv)
 	free(b);
 }
 
-/* "LO-HI", "LO+N", "PORT"; "", "0" and "0-0" mean: the kernel picks. */
-static int parse_range(struct usb *b, const char *s)
-{
-	unsigned long lo, hi;
-	char *end;
-
-	if (!*s)
-		return 0;
-	lo = strtoul(s, &end, 10);
-	if (*end == '-' || *end == '+') {
-		char op = *end;
-
-		hi = strtoul(end + 1, &end, 10);
-		if (op == '+')
-			hi += lo;
-	} else {
-		hi = lo;
-	}
-	if (*end || lo > 65535 || hi > 65535 || hi < lo || (lo == 0 && hi != 0))
-		return -EINVAL;
-	b->range_lo = (uint16_t)lo;
-	b->range_hi = (uint16_t)hi;
-	return 0;
-}
-
 /* "port-range=30000-31000,udp-timeout=250,workers=2,max-conns=32768,grace=30000,
  * bind=ADDR" (udp-timeout and grace in ms) */
 static int us_option(const char *key, const char *value, void *userdata)
@@ -860,8 +837,8 @@ static int us_option(const char *key, const char *value, void *userdata)
 	unsigned long v = strtoul(value, &end, 10);
 	bool number = *value && !*end;
 
-	if (!strcmp(key, "port-range"))
-		return parse_range(b, value);
+	if (!strcmp(key, "port-range"))	/* 0-0: the kernel picks */
+		return kp_parse_port_range(value, &b->range_lo, &b->range_hi);
 	if (!strcmp(key, "bind")) {
 		static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
 		struct kp_addr a;

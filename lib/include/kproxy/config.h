@@ -62,6 +62,13 @@ void kp_proxy_config_clear(struct kp_proxy_config *c);
  */
 int kp_parse_duration(const char *s, uint32_t *ret_ms);
 
+/**
+ * kp_parse_port_range - kube-proxy's --proxy-port-range: "LO-HI", "LO+N" or one port,
+ * inclusive; "", "0" and "0-0" mean no range (both results 0)
+ * Returns: 0, or -EINVAL (a port above 65535, HI below LO, anything else).
+ */
+int kp_parse_port_range(const char *s, uint16_t *ret_lo, uint16_t *ret_hi);
+
 #ifdef __cplusplus
 }
 #endif
