@@ -333,6 +333,22 @@ static void reread_config(struct kp_ctx *ctx, struct options *o)
 	kp_proxy_config_clear(&c);
 }
 
+/* An unsigned number flag within @lo..@hi; the reason is printed when it is not. */
+static int flag_uint(const char *flag, const char *arg, unsigned long lo, unsigned long hi,
+		     uint32_t *ret)
+{
+	char *end;
+	unsigned long v = strtoul(arg, &end, 10);
+
+	if (*end || !*arg || v < lo || v > hi) {
+		fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number %lu..%lu\n", flag, arg, lo,
+			hi);
+		return -EINVAL;
+	}
+	*ret = (uint32_t)v;
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	int c;
@@ -380,20 +396,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->us_grace_set |= c == OPT_US_GRACE;
 			break;
 		case OPT_US_WORKERS:
-		case OPT_US_MAX: {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			unsigned long max = c == OPT_US_WORKERS ? 64 : 10000000;
-
-			if (*end || !*optarg || v < 1 || v > max) {
-				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number 1..%lu\n",
-					c == OPT_US_WORKERS ? "userspace-workers" :
-					"userspace-max-conns", optarg, max);
+			if (flag_uint("userspace-workers", optarg, 1, 64, &o->us_workers) < 0)
 				return -EINVAL;
-			}
-			*(c == OPT_US_WORKERS ? &o->us_workers : &o->us_max_conns) = (uint32_t)v;
 			break;
-		}
+		case OPT_US_MAX:
+			if (flag_uint("userspace-max-conns", optarg, 1, 10000000, &o->us_max_conns) < 0)
+				return -EINVAL;
+			break;
 		case OPT_DPDK_EAL: o->dpdk_eal = optarg; break;
 		case OPT_DPDK_PORT:
 		case OPT_DPDK_ROUTE: {
@@ -418,20 +427,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->dpdk_policy = optarg;
 			break;
 		case OPT_DPDK_FLOWS:
-		case OPT_DPDK_IDLE: {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			unsigned long max = c == OPT_DPDK_FLOWS ? (1ul << 26) : 100000;
-			const char *name = c == OPT_DPDK_FLOWS ? "dpdk-max-flows" : "dpdk-idle-sleep-us";
-
-			if (*end || !*optarg || v < (c == OPT_DPDK_IDLE ? 0ul : 1ul) || v > max) {
-				fprintf(stderr, "kproxyd: --%s: \"%s\" is not a number %d..%lu\n",
-					name, optarg, c == OPT_DPDK_IDLE ? 0 : 1, max);
+			if (flag_uint("dpdk-max-flows", optarg, 1, 1ul << 26, &o->dpdk_max_flows) < 0)
 				return -EINVAL;
-			}
-			*(c == OPT_DPDK_FLOWS ? &o->dpdk_max_flows : &o->dpdk_idle_us) = (uint32_t)v;
 			break;
-		}
+		case OPT_DPDK_IDLE:
+			if (flag_uint("dpdk-idle-sleep-us", optarg, 0, 100000, &o->dpdk_idle_us) < 0)
+				return -EINVAL;
+			break;
 		case OPT_DPDK_TCP:
 		case OPT_DPDK_TCPFIN:
 		case OPT_DPDK_UDP: {
@@ -467,15 +469,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			}
 			break;
 		case OPT_DISPATCH: {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
+			uint32_t v;
 
-			if (*end || !*optarg || v > 1000000) {
-				fprintf(stderr, "kproxyd: --iptables-dispatch-threshold: \"%s\" is not "
-						"a number 0..1000000\n", optarg);
+			if (flag_uint("iptables-dispatch-threshold", optarg, 0, 1000000, &v) < 0)
 				return -EINVAL;
-			}
-			snprintf(o->backend_extra, sizeof(o->backend_extra), "dispatch-threshold=%lu",
+			snprintf(o->backend_extra, sizeof(o->backend_extra), "dispatch-threshold=%u",
 				 v);
 			break;
 		}
