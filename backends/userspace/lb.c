@@ -286,13 +286,3 @@ void lb_free_all(struct us_proxy *px)
 	px->set = NULL;
 	px->n_set = 0;
 }
-
-size_t lb_affinity_size(struct us_proxy *px)
-{
-	size_t n;
-
-	pthread_mutex_lock(&px->lock);
-	n = px->aff ? px->aff->n : 0;
-	pthread_mutex_unlock(&px->lock);
-	return n;
-}

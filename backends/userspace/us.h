@@ -61,7 +61,6 @@ struct us_proxy {
 	uint16_t port;			/* the proxy port */
 	struct kp_addr bind;		/* listen address (any, or --bind-address) */
 	struct us_listener **lst;	/* one per worker, owned by the worker once handed over */
-	size_t n_lst;
 
 	/* what the rules say about it (control thread only) */
 	struct kp_frontend *fes;
@@ -82,7 +81,9 @@ struct us_proxy {
 	atomic_uint n_conns;		/* open connections and flows, all workers */
 	atomic_bool capped;		/* at the connection limit (logged once per episode) */
 	atomic_bool retired;		/* removed: its listeners are closing */
-	atomic_ullong accepted, failed_connects, dropped;
+	atomic_ullong accepted;		/* connections and flows, ever */
+	atomic_ullong failed_connects;	/* connects to an endpoint that failed (then retried) */
+	atomic_ullong dropped;		/* UDP datagrams not passed on */
 };
 
 /* The backend, as the workers see it. */
@@ -111,7 +112,6 @@ struct us_ep *lb_pick(struct us_proxy *px, const struct sockaddr *client, bool r
 void lb_prune(struct us_proxy *px, int64_t now_ms);
 /* Frees every endpoint and the affinity table (the proxy is being freed). */
 void lb_free_all(struct us_proxy *px);
-size_t lb_affinity_size(struct us_proxy *px);
 
 /* ---- proxy lifetime (userspace.c) ---- */
 void us_proxy_ref(struct us_proxy *px);
@@ -132,7 +132,6 @@ int us_worker_add_listener(struct us_worker *w, struct us_proxy *px, int fd);
 /* The worker closes its listener of @px and its flows at once, and its connections after
  * the grace period, then drops its references. */
 void us_worker_retire(struct us_worker *w, struct us_proxy *px);
-/* Counts per endpoint for dump (atomics; no lock): open connections of @ep. */
 
 /* ---- portal.c ---- */
 struct us_rules {

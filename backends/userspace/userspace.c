@@ -48,7 +48,6 @@ struct usb {
 	bool ipv6;			/* ip6tables' nat table exists */
 	bool started;			/* workers running */
 	bool rules_dirty;
-	bool rules_ok;			/* the last rule write succeeded */
 };
 
 int64_t us_now_ms(void)
@@ -282,14 +281,13 @@ out_nomem:
 	return -ENOMEM;
 }
 
+/* Sets @px's source ranges from @sp (its family's); the caller frees the previous ones. */
 static void set_ranges(struct us_proxy *px, const struct kp_svc_port *sp)
 {
 	size_t n;
 	const uint8_t *pfx;
 	const struct kp_addr *r = kp_svc_port_get_source_ranges(sp, &pfx, &n);
 
-	free(px->ranges);
-	free(px->range_prefixes);
 	px->ranges = NULL;
 	px->range_prefixes = NULL;
 	px->n_ranges = 0;
@@ -383,8 +381,6 @@ static int proxy_update(struct usb *b, struct us_proxy *px, struct want *w,
 	px->fes = w->fes;
 	px->n_fes = w->n_fes;
 	w->fes = NULL;
-	px->ranges = NULL;		/* set_ranges frees the current arrays: keep them */
-	px->range_prefixes = NULL;
 	set_ranges(px, sp);
 	if (!same_ranges(px, old_ranges, old_pfx, old_n_ranges))
 		b->rules_dirty = true;
@@ -415,7 +411,6 @@ static int proxy_create(struct usb *b, struct want *w, const struct kp_svc_port 
 	px->family = w->family;
 	px->scope = w->scope;
 	px->bind = b->bind[fi];
-	px->n_lst = b->us.n_workers;
 	if (!px->key || !px->label || !px->ns || !px->name || !px->port_name || !px->lst)
 		goto fail;
 	r = proxy_update(b, px, w, sp);
@@ -505,35 +500,34 @@ static int apply_port(struct usb *b, const char *base_key, const struct kp_svc_p
 
 struct full_walk {
 	struct usb *b;
-	struct kp_map *seen;
+	struct kp_map *seen;		/* full syncs: the proxies still wanted */
 	int first;
 };
 
-static int full_port(const struct kp_svc_port *sp, void *userdata)
+/* Applies the service port @sp (NULL: gone) named by @named; keeps the first error and
+ * stops the walk only when out of memory. */
+static int walk_port(struct full_walk *fw, const struct kp_svc_port *named,
+		     const struct kp_svc_port *sp)
 {
-	struct full_walk *fw = userdata;
 	char key[256];
 	int r;
 
-	sp_key(sp, key, sizeof(key));
+	sp_key(named, key, sizeof(key));
 	r = apply_port(fw->b, key, sp, fw->seen);
 	if (r < 0 && !fw->first)
 		fw->first = r;
 	return r == -ENOMEM ? r : 0;
 }
 
+static int full_port(const struct kp_svc_port *sp, void *userdata)
+{
+	return walk_port(userdata, sp, sp);
+}
+
 static int delta_port(const struct kp_svc_port *old, const struct kp_svc_port *new_sp,
 		      void *userdata)
 {
-	struct full_walk *fw = userdata;
-	char key[256];
-	int r;
-
-	sp_key(new_sp ? new_sp : old, key, sizeof(key));
-	r = apply_port(fw->b, key, new_sp, NULL);
-	if (r < 0 && !fw->first)
-		fw->first = r;
-	return r == -ENOMEM ? r : 0;
+	return walk_port(userdata, new_sp ? new_sp : old, new_sp);
 }
 
 static int start_workers(struct usb *b)
@@ -697,7 +691,7 @@ static int dump_rule(const struct us_rule_seen *s, void *userdata)
 	struct kp_endpoint *eps;
 	struct kp_dest_stats *st;
 	size_t n = 0, cap = 0;
-	char key[32], detail[160];
+	char key[32], detail[256];
 	int r;
 
 	if (s->proxy_port) {
@@ -741,8 +735,11 @@ static int dump_rule(const struct us_rule_seen *s, void *userdata)
 		free(st);
 		return -ENOMEM;
 	}
-	snprintf(detail, sizeof(detail), "proxy port %u, %u open, %llu accepted%s%s", px->port,
-		 atomic_load(&px->n_conns), (unsigned long long)atomic_load(&px->accepted),
+	snprintf(detail, sizeof(detail), "proxy port %u, %u open, %llu accepted, %llu failed "
+		 "connects, %llu dropped%s%s", px->port, atomic_load(&px->n_conns),
+		 (unsigned long long)atomic_load(&px->accepted),
+		 (unsigned long long)atomic_load(&px->failed_connects),
+		 (unsigned long long)atomic_load(&px->dropped),
 		 s->proxy_port ? "" : ", no endpoints: REJECT",
 		 px->scope == US_SCOPE_EXTERNAL ? ", external endpoints" : "");
 	r = d->fn(&(struct kp_dump_entry){
