@@ -209,21 +209,28 @@ static inline void eth_out(struct dp_worker *w, unsigned po, const struct rte_et
 	tx(w, po, m);
 }
 
-/* Sends @m (IPv4, TTL already handled) to @hop on port @po. */
-static void neigh_out(struct dp_worker *w, unsigned po, uint32_t hop, struct rte_mbuf *m)
+/* Sends @m (IPv4, TTL already handled) to @hop on port @po. Returns the neighbour when
+ * it was known (the packet is out), NULL when the packet waits for ARP or is dropped. */
+static const struct neigh *neigh_out(struct dp_worker *w, unsigned po, uint32_t hop,
+				     struct rte_mbuf *m)
 {
 	struct neigh *n = neigh_slot(w, hop, true);
 
-	if (likely(n && n->valid && n->port == po))
-		return eth_out(w, po, &n->mac, m);
-	if (!n || n->n_held == NEIGH_HOLD)
-		return count_drop(w, DROP_NO_NEIGH, m);
+	if (likely(n && n->valid && n->port == po)) {
+		eth_out(w, po, &n->mac, m);
+		return n;
+	}
+	if (!n || n->n_held == NEIGH_HOLD) {
+		count_drop(w, DROP_NO_NEIGH, m);
+		return NULL;
+	}
 	n->port = (uint8_t)po;
 	n->held[n->n_held++] = m;
 	if (w->now - n->asked > w->dp->tsc_hz / 10) {	/* at most 10 requests a second */
 		n->asked = w->now;
 		send_arp_request(w, po, hop);
 	}
+	return NULL;
 }
 
 static void neigh_learn(struct dp_worker *w, unsigned pi, uint32_t ip,
@@ -665,45 +672,44 @@ static inline bool ttl_down(struct dp_worker *w, struct rte_ipv4_hdr *ip, struct
 	return true;
 }
 
-/* A flow's packet: its direction's next hop from the flow's cache when still valid,
- * else routed and resolved (and cached once resolved). */
+/* Routes @m by its destination and sends it to the next hop; with @c, a flow direction's
+ * cache, remembers that next hop once it is known. */
+static inline void route_out(struct dp_worker *w, const struct dp_gen *g,
+			     struct rte_ipv4_hdr *ip, struct rte_mbuf *m, struct nh_cache *c)
+{
+	const struct dp_route *rt = route_of(g, ip->dst_addr);
+	const struct neigh *n;
+
+	if (unlikely(!rt))
+		return count_drop(w, DROP_NO_ROUTE, m);
+	n = neigh_out(w, rt->port, rt->gw ? rt->gw : ip->dst_addr, m);
+	if (c && n) {
+		c->port = rt->port;
+		c->mac = n->mac;
+		c->epoch = w->neigh_epoch + 1;	/* 0 stays "not resolved" */
+	}
+}
+
+/* A flow's packet: its direction's next hop from the flow's cache while the neighbour
+ * epoch holds (no route or neighbour lookup), else routed and the cache filled. */
 static inline void forward_flow(struct dp_worker *w, const struct dp_gen *g,
 				struct rte_ipv4_hdr *ip, struct rte_mbuf *m, struct flow *f, int dir)
 {
 	struct nh_cache *c = &f->nh[dir];
-	const struct dp_route *rt;
-	struct neigh *n;
-	uint32_t hop;
 
 	if (!ttl_down(w, ip, m))
 		return;
 	if (likely(c->epoch && c->epoch == w->neigh_epoch + 1))
 		return eth_out(w, c->port, &c->mac, m);
-	rt = route_of(g, ip->dst_addr);
-	if (unlikely(!rt))
-		return count_drop(w, DROP_NO_ROUTE, m);
-	hop = rt->gw ? rt->gw : ip->dst_addr;
-	n = neigh_slot(w, hop, false);
-	if (n && n->valid && n->port == rt->port) {
-		c->port = rt->port;
-		c->mac = n->mac;
-		c->epoch = w->neigh_epoch + 1;	/* 0 stays "not resolved" */
-	}
-	neigh_out(w, rt->port, hop, m);
+	route_out(w, g, ip, m, c);
 }
 
 /* TTL, route, next hop: out it goes. */
 static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct rte_ipv4_hdr *ip,
 			   struct rte_mbuf *m)
 {
-	const struct dp_route *rt;
-
-	if (!ttl_down(w, ip, m))
-		return;
-	rt = route_of(g, ip->dst_addr);
-	if (unlikely(!rt))
-		return count_drop(w, DROP_NO_ROUTE, m);
-	neigh_out(w, rt->port, rt->gw ? rt->gw : ip->dst_addr, m);
+	if (ttl_down(w, ip, m))
+		route_out(w, g, ip, m, NULL);
 }
 
 void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
