@@ -10,7 +10,6 @@ Maglev and round robin; affinity; masquerade), table updates during a long trans
 endpoint draining, flow ageing, /metrics. Needs root, DPDK built (--enable-dpdk) and
 network namespaces; prints TAP. The worker sleeps when idle (--dpdk-idle-sleep-us), so
 the other tests of make check keep the core it runs on."""
-import json
 import os
 import re
 import shutil
@@ -24,11 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NETNS = os.path.join(HERE, "..", "netns")
 sys.path.insert(0, NETNS)
 from topology import sh  # noqa: E402
-from kptest import Tap, names, popen_client, say, slice_, stop, svc, wait_until  # noqa: E402
+import kptest  # noqa: E402
+from kptest import Tap, names, popen_client, say, slice_, svc, wait_until  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
-KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
-KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 15.0
 TAP = Tap()
 ok = TAP.ok
@@ -137,36 +135,21 @@ class Topo:
         self.namespaces = []
 
 
-class Kproxyd:
+class Kproxyd(kptest.Kproxyd):
     def __init__(self, topo, tmp, mdir, *extra):
         self.topo = topo
-        self.sock = os.path.join(tmp, "kproxyd.sock")
-        self.logname = os.path.join(tmp, "kproxyd.log")
-        self.log = open(self.logname, "a")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "dpdk",
-             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
-             "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:10249",
-             "--dpdk-eal-args", "-l 0,1 --no-huge -m 512 --no-pci --no-shconf --no-telemetry "
-             "--file-prefix kp%d" % os.getpid(),
-             "--dpdk-port", "dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
-             "--dpdk-port", "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p,
-             "--dpdk-tcpfin-timeout", "1s", "--dpdk-udp-timeout", "2s",
-             "--dpdk-tcp-timeout", "30s", "--dpdk-idle-sleep-us", "100", "--v", "2", *extra],
-            stdout=self.log, stderr=self.log)
+        super().__init__(topo.node, "dpdk", mdir, tmp, (
+            "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:10249",
+            "--dpdk-eal-args", "-l 0,1 --no-huge -m 512 --no-pci --no-shconf --no-telemetry "
+            "--file-prefix kp%d" % os.getpid(),
+            "--dpdk-port", "dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
+            "--dpdk-port", "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p,
+            "--dpdk-tcpfin-timeout", "1s", "--dpdk-udp-timeout", "2s",
+            "--dpdk-tcp-timeout", "30s", "--dpdk-idle-sleep-us", "100", *extra))
         # the taps appear while EAL probes its devices, and the port setup that follows
         # works on them by name: move them only once kproxyd serves (its init is over)
-        wait_until(lambda: self.proc.poll() is not None or self.dump(), DEADLINE)
+        self.ready(self.dump, DEADLINE)
         self.attached = topo.attach()
-
-    def dump(self):
-        r = subprocess.run([KPROXYCTL, "-s", self.sock, "dump", "-o", "json"],
-                           capture_output=True, text=True, timeout=DEADLINE)
-        return json.loads(r.stdout)["entries"] if r.returncode == 0 else []
-
-    def entries(self):
-        return {(e["service"], e["kind"], e["vip"], e["port"]): e for e in self.dump()}
 
     def metrics(self):
         r = subprocess.run(["ip", "netns", "exec", self.topo.node, sys.executable, "-c",
@@ -180,11 +163,6 @@ class Kproxyd:
                       re.M)
         return float(m.group(1)) if m else None
 
-    def text(self):
-        return open(self.logname).read()
-
-    def stop(self):
-        return stop(self.proc)
 
 
 def maglev_run(topo, tmp, mdir):

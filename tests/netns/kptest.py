@@ -2,8 +2,9 @@
 """What the data-plane tests share: TAP lines and their count, the Service and
 EndpointSlice manifests they write (namespace t, one port named p), counting which pod
 answered, polling with a deadline, iptables-save output without counters, stopping a
-daemon, and a client.py held open in a namespace."""
+daemon, kproxyd in a node namespace, and a client.py held open in a namespace."""
 import collections
+import json
 import os
 import re
 import signal
@@ -14,6 +15,9 @@ import time
 from topology import sh
 
 DEADLINE = 10.0
+TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
+KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
+KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 
 
 class Tap:
@@ -103,3 +107,42 @@ def say(p, line):
     p.stdin.write(line + "\n")
     p.stdin.flush()
     return p.stdout.readline().strip()
+
+
+class Kproxyd:
+    """kproxyd --proxy-mode @mode in namespace @ns on the manifest directory @mdir, with
+    the flags the namespace tests share (node node-a, the cluster CIDR 10.244.0.0/16,
+    syncs 100 ms apart, --v 2) and @args; its control socket and its log (appended to)
+    in @rundir. It is not waited for: see ready()."""
+
+    def __init__(self, ns, mode, mdir, rundir, args=(), **popen):
+        self.sock = os.path.join(rundir, "kproxyd.sock")
+        self.logname = os.path.join(rundir, "kproxyd.log")
+        self.log = open(self.logname, "a")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, KPROXYD, "--proxy-mode", mode, "--manifests", mdir,
+             "--control-socket", self.sock, "--hostname-override", "node-a",
+             "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms", "--v", "2",
+             *args], stdout=self.log, stderr=self.log, **popen)
+
+    def ready(self, fn, deadline=DEADLINE):
+        """Polls @fn until it holds or kproxyd exits (or @deadline)."""
+        return wait_until(lambda: self.proc.poll() is not None or fn(), deadline)
+
+    def ctl(self, *args):
+        return subprocess.run([KPROXYCTL, "-s", self.sock, *args], capture_output=True,
+                              text=True, timeout=DEADLINE)
+
+    def dump(self):
+        r = self.ctl("dump", "-o", "json")
+        return json.loads(r.stdout)["entries"] if r.returncode == 0 else []
+
+    def entries(self):
+        """The dump by (service, kind, vip, port)."""
+        return {(e["service"], e["kind"], e["vip"], e["port"]): e for e in self.dump()}
+
+    def text(self):
+        return open(self.logname).read()
+
+    def stop(self):
+        return stop(self.proc)

@@ -6,7 +6,6 @@ iptables-legacy and network namespaces; prints TAP."""
 import fcntl
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +14,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from topology import Topology, sh  # noqa: E402
-from kptest import Tap, names, save, slice_, stop, svc, wait_until  # noqa: E402
+import kptest  # noqa: E402
+from kptest import KPROXYCTL, KPROXYD  # noqa: E402
+from kptest import Tap, names, save, slice_, svc, wait_until  # noqa: E402
 
-TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
-KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
-KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
 TAP = Tap()
 ok = TAP.ok
@@ -68,27 +66,13 @@ def manifests(web_eps, dns_eps=None):
             + slice_("term", [(B1[0], "node-b", "terminating"), (UN[0], "node-a", False)]))
 
 
-class Kproxyd:
+class Kproxyd(kptest.Kproxyd):
     def __init__(self, topo, mdir, *extra):
-        self.sock = os.path.join(mdir, "..", "kproxyd.sock")
-        self.log = open(os.path.join(mdir, "..", "kproxyd.log"), "a")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "iptables",
-             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
-             "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2",
-             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
-             *FLAGS, *extra],
-            stdout=self.log, stderr=self.log)
-        end = time.monotonic() + DEADLINE
-        while time.monotonic() < end and self.proc.poll() is None:
-            if subprocess.run([KPROXYCTL, "-s", self.sock, "status"],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.05)
-
-    def stop(self):
-        return stop(self.proc)
+        super().__init__(topo.node, "iptables", mdir, os.path.join(mdir, ".."), (
+            "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64",
+            "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
+            *FLAGS, *extra))
+        self.ready(lambda: self.ctl("status").returncode == 0)
 
 
 def healthz(ns, url):

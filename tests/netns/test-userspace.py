@@ -19,12 +19,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from topology import Topology, sh  # noqa: E402
-from kptest import (Tap, names, popen_client, save, say, slice_, stop, svc,  # noqa: E402
-                    wait_until)
+import kptest  # noqa: E402
+from kptest import KPROXYD  # noqa: E402
+from kptest import Tap, names, popen_client, save, say, slice_, svc, wait_until  # noqa: E402
 
-TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
-KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
-KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
 TAP = Tap()
 ok = TAP.ok
@@ -91,38 +89,14 @@ def low_nofile():
         resource.RLIMIT_NOFILE)[1]))
 
 
-class Kproxyd:
+class Kproxyd(kptest.Kproxyd):
     def __init__(self, topo, mdir, *extra):
-        self.sock = os.path.join(mdir, "..", "kproxyd.sock")
-        self.logname = os.path.join(mdir, "..", "kproxyd.log")
-        self.log = open(self.logname, "a")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "userspace",
-             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override",
-             "node-a", "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms",
-             "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64", "--v", "2",
-             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
-             "--udp-timeout", "500ms", "--userspace-grace-period", "2s", *extra],
-            stdout=self.log, stderr=self.log, preexec_fn=low_nofile)
-        end = time.monotonic() + DEADLINE
-        while time.monotonic() < end and self.proc.poll() is None:
-            if self.entries():
-                break
-            time.sleep(0.05)
-
-    def dump(self):
-        r = subprocess.run([KPROXYCTL, "-s", self.sock, "dump", "-o", "json"],
-                           capture_output=True, text=True, timeout=DEADLINE)
-        return json.loads(r.stdout)["entries"] if r.returncode == 0 else []
-
-    def entries(self):
-        return {(e["service"], e["kind"], e["vip"], e["port"]): e for e in self.dump()}
-
-    def text(self):
-        return open(self.logname).read()
-
-    def stop(self):
-        return stop(self.proc)
+        super().__init__(topo.node, "userspace", mdir, os.path.join(mdir, ".."), (
+            "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64",
+            "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
+            "--udp-timeout", "500ms", "--userspace-grace-period", "2s", *extra),
+            preexec_fn=low_nofile)
+        self.ready(self.entries)
 
 
 def proxy_port(entry):
