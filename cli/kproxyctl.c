@@ -176,6 +176,20 @@ static void print_time(const char *label, long long ms)
 	printf("%-18s %s\n", label, buf);
 }
 
+/* The data plane's options in force: "name = value (--flag)". */
+static void print_options(json_t *opts)
+{
+	size_t i;
+	json_t *o;
+
+	json_array_foreach(opts, i, o) {
+		const char *v = str(o, "value"), *flag = str(o, "flag");
+
+		printf("%-18s %s = %s%s%s%s\n", i ? "" : "Options:", str(o, "name"),
+		       *v ? v : "(unset)", *flag ? " (--" : "", flag, *flag ? ")" : "");
+	}
+}
+
 static void print_status_table(json_t *s)
 {
 	json_t *o = json_object_get(s, "objects"), *sy = json_object_get(s, "sync");
@@ -206,6 +220,7 @@ static void print_status_table(json_t *s)
 	print_time("Last sync:", num(sy, "last_time_ms"));
 	printf("%-18s %s\n", "Last sync result:",
 	       num(sy, "last_result") ? str(sy, "last_error") : "ok");
+	print_options(json_object_get(s, "options"));
 }
 
 int main(int argc, char **argv)

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * An embedding agent: feeds manifest files to libkproxy, registers its own backend
- * through kp_backend_register(), syncs once, and prints each change it was handed
- * followed by the state. Build: cc embed.c $(pkg-config --cflags --libs libkproxy)
- * Usage: embed NODE FILE...
+ * (with an option table of its own, checked by the library) through
+ * kp_backend_register(), syncs once, and prints each change it was handed followed by
+ * the state. Build: cc embed.c $(pkg-config --cflags --libs libkproxy)
+ * Usage: embed NODE [-o NAME=VALUE]... FILE...
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +46,34 @@ static int print_port(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
-static int printer_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+/* The printer's options: the library fills this struct from the settings. */
+struct printer_opts {
+	const char *title;		/* the sync line's first word */
+	bool state;			/* print the state after the changes */
+};
+
+static const struct kp_option printer_options[] = {
+	{ .name = "title", .type = KP_OPT_STRING, .offset = offsetof(struct printer_opts, title),
+	  .def = "sync", .help = "the first word of each sync's line" },
+	{ .name = "state", .type = KP_OPT_BOOL, .offset = offsetof(struct printer_opts, state),
+	  .def = "true", .help = "print the state after the changes" },
+};
+
+static int printer_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
-	*ret_priv = NULL;
+	*ret_priv = (void *)opts;	/* valid until destroy */
 	return 0;
 }
 
 static int printer_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
-	printf("# sync: %zu changed service ports%s\n", kp_delta_get_size(delta),
+	const struct printer_opts *o = priv;
+
+	printf("# %s: %zu changed service ports%s\n", o->title, kp_delta_get_size(delta),
 	       kp_delta_is_full(delta) ? " (full)" : "");
 	kp_delta_foreach(delta, print_change, NULL);
+	if (!o->state)
+		return 0;
 	printf("# state\n");
 	return kp_state_foreach(want, print_port, NULL);
 }
@@ -63,6 +82,9 @@ static const struct kp_backend_ops printer = {
 	.name = "printer",
 	.init = printer_init,
 	.sync = printer_sync,
+	.options = printer_options,
+	.n_options = sizeof(printer_options) / sizeof(printer_options[0]),
+	.options_size = sizeof(struct printer_opts),
 };
 
 static void print_diag(const struct kp_diag *d, void *userdata)
@@ -92,18 +114,34 @@ static char *slurp(const char *path, size_t *ret_size)
 
 int main(int argc, char **argv)
 {
+	struct kp_setting set[8];
+	size_t n_set = 0;
 	struct kp_ctx *ctx;
-	int r;
+	int i = 2, r;
 
-	if (argc < 3) {
-		fprintf(stderr, "usage: embed NODE FILE...\n");
+	for (; i + 1 < argc && !strcmp(argv[i], "-o") && n_set < 8; i += 2) {
+		char *eq = strchr(argv[i + 1], '=');
+
+		if (!eq)
+			break;
+		*eq = '\0';
+		set[n_set++] = (struct kp_setting){ argv[i + 1], eq + 1 };
+	}
+	if (argc < 3 || i >= argc) {
+		fprintf(stderr, "usage: embed NODE [-o NAME=VALUE]... FILE...\n");
 		return 2;
 	}
 	ctx = kp_ctx_new();
 	if (!ctx || kp_ctx_set_node_name(ctx, argv[1]) < 0 ||
-	    kp_backend_register(ctx, &printer) < 0 || kp_ctx_set_backend(ctx, "printer", NULL) < 0)
+	    kp_backend_register(ctx, &printer) < 0)
 		return 1;
-	for (int i = 2; i < argc; i++) {
+	r = kp_ctx_set_backend(ctx, "printer", set, n_set);
+	if (r < 0) {
+		fprintf(stderr, "embed: %s\n", kp_ctx_get_error(ctx));
+		kp_ctx_free(ctx);
+		return 2;
+	}
+	for (; i < argc; i++) {
 		size_t size;
 		char *buf = slurp(argv[i], &size);
 

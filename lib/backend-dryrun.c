@@ -13,7 +13,7 @@ struct dryrun {
 	const struct kp_state *state;	/* the context's state, as of the last sync */
 };
 
-static int dryrun_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int dryrun_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
 	struct dryrun *p = calloc(1, sizeof(*p));
 

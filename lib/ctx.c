@@ -57,7 +57,9 @@ struct kp_ctx {
 	size_t n_backends;
 	const struct kp_backend_ops *be;
 	void *be_priv;
+	struct kp_opts *be_opts;	/* the options @be was initialised with */
 	bool need_full;
+	char err[512];			/* why the last failed call failed, "" */
 
 	uint32_t min_sync_ms, sync_period_ms;
 	int64_t last_sync_ms, last_full_ms;	/* runner clock; INT64_MIN: never */
@@ -91,6 +93,32 @@ void kp_log(const struct kp_ctx *ctx, enum kp_log_level level, const char *fmt, 
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	ctx->log_fn(level, buf, ctx->log_userdata);
+}
+
+KP_EXPORT int kp_ctx_set_error(struct kp_ctx *ctx, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ctx || !fmt)
+		return err;
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+	kp_log(ctx, KP_LOG_DEBUG, "%s", ctx->err);
+	return err;
+}
+
+KP_EXPORT const char *kp_ctx_get_error(const struct kp_ctx *ctx)
+{
+	return ctx ? ctx->err : "";
+}
+
+/* A failing call that said nothing more is explained by its errno. */
+static int call_result(struct kp_ctx *ctx, int r)
+{
+	if (r < 0 && !ctx->err[0])
+		snprintf(ctx->err, sizeof(ctx->err), "%s: %s", ctx->be->name, kp_strerror(r));
+	return r;
 }
 
 static void diag_free(struct diag_node *n)
@@ -202,6 +230,7 @@ KP_EXPORT void kp_ctx_free(struct kp_ctx *ctx)
 		return;
 	if (ctx->be && ctx->be->destroy)
 		ctx->be->destroy(ctx->be_priv);
+	kp_opts_free(ctx->be_opts);
 	kp_ctx_drain_diags(ctx, NULL, NULL);
 	while (ctx->objs && kp_map_next(ctx->objs, &it, NULL, &v))
 		kp_obj_free(v);
@@ -675,17 +704,16 @@ KP_EXPORT int kp_ctx_sync(struct kp_ctx *ctx, bool full)
 		return -EINVAL;
 	r = update_state(ctx);
 	if (r < 0)
-		return r;
+		return kp_ctx_set_error(ctx, r, "computing the desired state: %s", kp_strerror(r));
 	full = full || ctx->need_full;
 	kp_delta_set_full(ctx->delta, full);
 	ctx->n_syncs++;
 	ctx->last_sync_wall_ms = wall_ms();
-	r = ctx->be->sync(ctx->be_priv, ctx->state, ctx->delta);
+	ctx->err[0] = '\0';
+	r = call_result(ctx, ctx->be->sync(ctx->be_priv, ctx->state, ctx->delta));
 	ctx->last_sync_result = r;
 	if (r < 0) {
 		ctx->n_sync_errors++;
-		kp_log(ctx, KP_LOG_DEBUG, "sync with backend %s failed: %s", ctx->be->name,
-		       kp_strerror(r));
 		return r;
 	}
 	kp_delta_clear(ctx->delta);
@@ -723,19 +751,38 @@ KP_EXPORT bool kp_ctx_has_pending(const struct kp_ctx *ctx)
 
 /* ---- backends ---- */
 
-static const struct kp_backend_ops *backend_find(const struct kp_ctx *ctx, const char *name)
+KP_EXPORT const struct kp_backend_ops *kp_backend_find(const struct kp_ctx *ctx,
+						       const char *name)
 {
-	for (size_t i = 0; i < ctx->n_backends; i++)
+	for (size_t i = 0; ctx && name && i < ctx->n_backends; i++)
 		if (strcmp(ctx->backends[i]->name, name) == 0)
 			return ctx->backends[i];
 	return NULL;
 }
 
+KP_EXPORT int kp_backend_foreach(const struct kp_ctx *ctx,
+				 int (*fn)(const struct kp_backend_ops *ops, void *userdata),
+				 void *userdata)
+{
+	int r = 0;
+
+	if (!ctx || !fn)
+		return -EINVAL;
+	for (size_t i = 0; !r && i < ctx->n_backends; i++)
+		r = fn(ctx->backends[i], userdata);
+	return r;
+}
+
 KP_EXPORT int kp_backend_register(struct kp_ctx *ctx, const struct kp_backend_ops *ops)
 {
-	if (!ctx || !ops || !ops->name || !*ops->name || !ops->init || !ops->sync)
+	if (!ctx || !ops || !ops->name || !*ops->name || !ops->init || !ops->sync ||
+	    (ops->n_options && (!ops->options || !ops->options_size)))
 		return -EINVAL;
-	if (backend_find(ctx, ops->name))
+	for (size_t i = 0; i < ops->n_options; i++)
+		if (!ops->options[i].name || (unsigned)ops->options[i].type >= _KP_OPT_MAX ||
+		    ops->options[i].offset >= ops->options_size)
+			return -EINVAL;
+	if (kp_backend_find(ctx, ops->name))
 		return -EEXIST;
 	if (ctx->n_backends == MAX_BACKENDS)
 		return -ENOMEM;
@@ -744,27 +791,47 @@ KP_EXPORT int kp_backend_register(struct kp_ctx *ctx, const struct kp_backend_op
 }
 
 KP_EXPORT int kp_ctx_set_backend(struct kp_ctx *ctx, const char *name,
-				 const struct kp_config *cfg)
+				 const struct kp_setting *settings, size_t n_settings)
 {
-	static const struct kp_config no_cfg;
 	const struct kp_backend_ops *ops;
+	struct kp_opts *opts = NULL;
 	void *priv = NULL;
 	int r;
 
-	if (!ctx || !name)
+	if (!ctx || !name || (n_settings && !settings))
 		return -EINVAL;
-	ops = backend_find(ctx, name);
+	ctx->err[0] = '\0';
+	ops = kp_backend_find(ctx, name);
 	if (!ops)
-		return -ENOENT;
-	r = ops->init(ctx, cfg ? cfg : &no_cfg, &priv);
+		return kp_ctx_set_error(ctx, -ENOENT, "no data plane called \"%s\"", name);
+	r = kp_opts_new(ctx, ops, settings, n_settings, &opts);
 	if (r < 0)
 		return r;
+	r = ops->init(ctx, kp_opts_data(opts), &priv);
+	if (r < 0) {
+		kp_opts_free(opts);
+		if (!ctx->err[0])
+			snprintf(ctx->err, sizeof(ctx->err), "%s: %s", ops->name, kp_strerror(r));
+		return r;
+	}
 	if (ctx->be->destroy)
 		ctx->be->destroy(ctx->be_priv);
+	kp_opts_free(ctx->be_opts);
 	ctx->be = ops;
 	ctx->be_priv = priv;
+	ctx->be_opts = opts;
 	ctx->need_full = true;
 	return 0;
+}
+
+KP_EXPORT int kp_ctx_foreach_option(const struct kp_ctx *ctx,
+				    int (*fn)(const struct kp_option *opt, const char *value,
+					      void *userdata),
+				    void *userdata)
+{
+	if (!ctx || !fn)
+		return -EINVAL;
+	return kp_opts_foreach(ctx->be_opts, fn, userdata);
 }
 
 KP_EXPORT const char *kp_ctx_get_backend_name(const struct kp_ctx *ctx)
@@ -776,9 +843,10 @@ KP_EXPORT int kp_ctx_dump(struct kp_ctx *ctx, kp_dump_fn fn, void *userdata)
 {
 	if (!ctx || !fn)
 		return -EINVAL;
+	ctx->err[0] = '\0';
 	if (!ctx->be->dump)
-		return -EOPNOTSUPP;
-	return ctx->be->dump(ctx->be_priv, fn, userdata);
+		return kp_ctx_set_error(ctx, -EOPNOTSUPP, "%s: no dump", ctx->be->name);
+	return call_result(ctx, ctx->be->dump(ctx->be_priv, fn, userdata));
 }
 
 KP_EXPORT int kp_ctx_backend_stats(struct kp_ctx *ctx, kp_stat_fn fn, void *userdata)
@@ -793,7 +861,8 @@ KP_EXPORT int kp_ctx_cleanup(struct kp_ctx *ctx)
 	if (!ctx)
 		return -EINVAL;
 	ctx->need_full = true;
-	return ctx->be->cleanup ? ctx->be->cleanup(ctx->be_priv) : 0;
+	ctx->err[0] = '\0';
+	return call_result(ctx, ctx->be->cleanup ? ctx->be->cleanup(ctx->be_priv) : 0);
 }
 
 /* ---- the sync runner ---- */

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "kproxy/kproxy.h"
+#include "kpyaml.h"
 
 #define KP_EXPORT __attribute__((visibility("default")))
 #define KP_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -57,19 +58,27 @@ int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefi
 /* Writes @value to /proc/sys/@path ("net/ipv4/ip_forward"). Returns 0 or -errno. */
 int kp_sysctl_set(const char *path, const char *value);
 /*
- * Parse a comma-separated CIDR list (--cluster-cidr) into @nets/@prefixes, keeping the
- * first @max; *ret_n is how many were kept. Returns 0, or -EINVAL with *ret_bad (may be
- * NULL) pointing at the entry that does not parse.
+ * Parse a comma-separated CIDR list ("10.0.0.0/8,fd00::/64") into @v, keeping the first
+ * @max (@v may be NULL to count them); *ret_n is how many the list has. Returns 0, or
+ * -EINVAL with *ret_bad (may be NULL) pointing at the entry that does not parse.
  */
-int kp_cidr_list_parse(const char *list, struct kp_addr *nets, uint8_t *prefixes, size_t max,
-		       size_t *ret_n, const char **ret_bad);
+int kp_cidr_list_parse(const char *list, struct kp_cidr *v, size_t max, size_t *ret_n,
+		       const char **ret_bad);
+
+/* ---- backend options (options.c) ---- */
+struct kp_opts;
 /*
- * Walk a backend's option list, "key=value,key=value" (struct kp_config.extra): @fn gets
- * each pair. Returns 0, -EINVAL for an entry without '=', -ENOMEM, or the first non-zero
- * value @fn returned. A NULL @list has no options.
+ * Checks @settings against @ops's option table and fills the backend's options struct,
+ * defaults applied. Returns 0 and *@ret, -EINVAL (why: kp_ctx_set_error()) or -ENOMEM.
  */
-int kp_opts_parse(const char *list, int (*fn)(const char *key, const char *value, void *userdata),
-		  void *userdata);
+int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
+		const struct kp_setting *settings, size_t n_settings, struct kp_opts **ret);
+/* The filled struct (NULL when the backend declares none); valid until kp_opts_free(). */
+const void *kp_opts_data(const struct kp_opts *o);
+int kp_opts_foreach(const struct kp_opts *o,
+		    int (*fn)(const struct kp_option *opt, const char *value, void *userdata),
+		    void *userdata);
+void kp_opts_free(struct kp_opts *o);		/* accepts NULL */
 
 /* ---- decoded objects ---- */
 enum kp_obj_kind {
@@ -161,13 +170,6 @@ void kp_objvec_clear(struct kp_objvec *vec);
  * through kp_ctx_diag() and skipped. Returns 0 or -ENOMEM.
  */
 int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct kp_objvec *out);
-
-/*
- * Parse YAML (one or more documents) into a JSON array of documents.
- * Returns 0 and *ret_docs (caller owns), or -EBADMSG with *ret_err set to a static-ish
- * message copied into @err of @err_size bytes.
- */
-int kp_yaml_parse(const char *buf, size_t size, json_t **ret_docs, char *err, size_t err_size);
 
 /* ---- diagnostics and logging ---- */
 void kp_ctx_diag(struct kp_ctx *ctx, const char *source, const char *kind, const char *ns,

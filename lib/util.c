@@ -344,29 +344,27 @@ int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefi
 	return 0;
 }
 
-int kp_cidr_list_parse(const char *list, struct kp_addr *nets, uint8_t *prefixes, size_t max,
-		       size_t *ret_n, const char **ret_bad)
+int kp_cidr_list_parse(const char *list, struct kp_cidr *v, size_t max, size_t *ret_n,
+		       const char **ret_bad)
 {
 	size_t n = 0;
 
-	*ret_n = 0;
 	for (const char *p = list; p && *p;) {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 		char one[64];
-		struct kp_addr a;
-		uint8_t prefix;
+		struct kp_cidr c;
 
 		if (len >= sizeof(one) ||
-		    (memcpy(one, p, len), one[len] = '\0', kp_cidr_from_str(one, &a, &prefix) < 0)) {
+		    (memcpy(one, p, len), one[len] = '\0', kp_cidr_from_str(one, &c.addr,
+									     &c.prefix) < 0)) {
 			if (ret_bad)
 				*ret_bad = p;
 			return -EINVAL;
 		}
-		if (n < max) {
-			nets[n] = a;
-			prefixes[n++] = prefix;
-		}
+		if (v && n < max)
+			v[n] = c;
+		n++;
 		p = comma ? comma + 1 : p + len;
 	}
 	*ret_n = n;
@@ -432,29 +430,4 @@ KP_EXPORT const char *kp_strerror(int err)
 KP_EXPORT const char *kp_version(void)
 {
 	return PACKAGE_VERSION;
-}
-
-int kp_opts_parse(const char *list, int (*fn)(const char *key, const char *value, void *userdata),
-		  void *userdata)
-{
-	char *copy, *tok, *save = NULL;
-	int r = 0;
-
-	if (!list)
-		return 0;
-	copy = strdup(list);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && !r; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-
-		if (!eq) {
-			r = -EINVAL;
-			break;
-		}
-		*eq = '\0';
-		r = fn(tok, eq + 1, userdata);
-	}
-	free(copy);
-	return r;
 }

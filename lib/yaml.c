@@ -8,13 +8,16 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
 
-#include "internal.h"
+#include "kpyaml.h"
+
+#define KP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 #define MAX_DEPTH 128
 #define MAX_ALIAS_NODES 1000000	/* values copied through aliases, per document */
@@ -144,7 +147,7 @@ static int add_anchor(struct yparse *y, const yaml_char_t *name, json_t *value)
 		y->anchors = a;
 		y->cap_anchors = cap;
 	}
-	y->anchors[y->n_anchors].name = kp_strdup((const char *)name);
+	y->anchors[y->n_anchors].name = strdup((const char *)name);
 	if (!y->anchors[y->n_anchors].name)
 		return -ENOMEM;
 	y->anchors[y->n_anchors].n_nodes = count_nodes(value);

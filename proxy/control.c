@@ -146,6 +146,31 @@ static json_t *api_status(const struct kpd_info *info)
 			 "events", (json_int_t)a.n_events, "errors", (json_int_t)a.n_errors);
 }
 
+struct opt_walk {
+	json_t *list;
+	const char *mode;
+};
+
+static int add_option(const struct kp_option *opt, const char *value, void *userdata)
+{
+	struct opt_walk *w = userdata;
+	const char *flag = kpd_flag_of(w->mode, opt->name);
+
+	json_array_append_new(w->list, json_pack("{s:s, s:s, s:s?, s:s?}", "name", opt->name,
+						 "type", kp_option_type_name(opt->type),
+						 "value", value, "flag", flag));
+	return 0;
+}
+
+/* The data plane's options in force, with the flag that sets each. */
+static json_t *options_status(struct kp_ctx *ctx)
+{
+	struct opt_walk w = { json_array(), kp_ctx_get_backend_name(ctx) };
+
+	kp_ctx_foreach_option(ctx, add_option, &w);
+	return w.list;
+}
+
 static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 {
 	struct kp_counts c;
@@ -169,8 +194,10 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "last_time_ms", (json_int_t)c.last_sync_ms, "last_result", c.last_sync_result,
 			 "last_error", c.last_sync_result ? kp_strerror(c.last_sync_result) : "",
 			 "pending", kp_ctx_has_pending(ctx));
-	if (st)
+	if (st) {
 		json_object_set_new(st, "api", api_status(info));
+		json_object_set_new(st, "options", options_status(ctx));
+	}
 	return st;
 }
 

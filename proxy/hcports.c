@@ -32,9 +32,12 @@ struct hc_port {
 };
 
 struct kpd_hc {
+	struct kpd_loop *loop;
 	struct hc_port *v;
 	size_t n, cap;
 };
+
+static void serve(int fd, void *userdata);
 
 /* A dual-stack listener on @port, or -errno. */
 static int listen_port(uint16_t port)
@@ -64,10 +67,13 @@ static int listen_port(uint16_t port)
 	return fd;
 }
 
-int kpd_hc_new(struct kpd_hc **ret)
+int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
 {
 	*ret = calloc(1, sizeof(**ret));
-	return *ret ? 0 : -ENOMEM;
+	if (!*ret)
+		return -ENOMEM;
+	(*ret)->loop = loop;
+	return 0;
 }
 
 static struct hc_port *find(struct kpd_hc *hc, uint16_t port)
@@ -108,6 +114,10 @@ static int visit(const struct kp_svc_port *sp, void *userdata)
 		memset(p, 0, sizeof(*p));
 		p->port = port;
 		p->fd = listen_port(port);
+		if (p->fd >= 0 && kpd_loop_watch(hc->loop, p->fd, serve, hc) < 0) {
+			close(p->fd);
+			p->fd = -ENOMEM;
+		}
 		if (p->fd < 0)
 			kpd_err("health check node port %u of service %s/%s: %s", port,
 				kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp),
@@ -143,20 +153,12 @@ void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx)
 			continue;
 		}
 		kpd_dbg(2, "health check node port %u closed", hc->v[i].port);
-		if (hc->v[i].fd >= 0)
+		if (hc->v[i].fd >= 0) {
+			kpd_loop_unwatch(hc->loop, hc->v[i].fd);
 			close(hc->v[i].fd);
+		}
 	}
 	hc->n = k;
-}
-
-size_t kpd_hc_pollfds(const struct kpd_hc *hc, struct pollfd *out, size_t max)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; hc && i < hc->n && n < max; i++)
-		if (hc->v[i].fd >= 0)
-			out[n++] = (struct pollfd){ .fd = hc->v[i].fd, .events = POLLIN };
-	return n;
 }
 
 static void answer(int c, const struct hc_port *p)
@@ -191,8 +193,11 @@ static void answer(int c, const struct hc_port *p)
 		kpd_dbg(4, "health check node port %u: write: %s", p->port, kp_strerror(-errno));
 }
 
-void kpd_hc_serve(struct kpd_hc *hc, int fd)
+/* Accepts and answers one request on the listener @fd. */
+static void serve(int fd, void *userdata)
 {
+	struct kpd_hc *hc = userdata;
+
 	for (size_t i = 0; hc && i < hc->n; i++) {
 		int c;
 
@@ -211,9 +216,12 @@ void kpd_hc_free(struct kpd_hc *hc)
 {
 	if (!hc)
 		return;
-	for (size_t i = 0; i < hc->n; i++)
-		if (hc->v[i].fd >= 0)
+	for (size_t i = 0; i < hc->n; i++) {
+		if (hc->v[i].fd >= 0) {
+			kpd_loop_unwatch(hc->loop, hc->v[i].fd);
 			close(hc->v[i].fd);
+		}
+	}
 	free(hc->v);
 	free(hc);
 }

@@ -6,8 +6,12 @@
 #ifndef KPROXYD_H
 #define KPROXYD_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
 
 #include <kproxy/kproxy.h>
 #include <kproxy/api.h>
@@ -24,6 +28,59 @@ void kpd_log(char sev, int v, const char *fmt, ...) KPD_PRINTF(3, 4);
 #define kpd_dbg(v, ...) kpd_log('I', (v), __VA_ARGS__)
 void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata);
 void kpd_report_diags(struct kp_ctx *ctx);
+
+/* flags.c: one table of kproxyd's flags and KubeProxyConfiguration fields. A row either
+ * holds a setting of kproxyd's own (@own declares its type, default and help) or feeds
+ * the data plane's option @option (declared by the backend; @own.type is the flag's
+ * syntax: a bool takes no argument). */
+struct kpd_flag {
+	const char *name;		/* the flag, without "--"; NULL: a config field only */
+	const char *section;		/* a heading of --help instead of a flag */
+	const char *arg;		/* the argument's name in --help */
+	const char *alias;		/* the row whose value this one sets */
+	const char *config;		/* KubeProxyConfiguration field ("ipvs.scheduler") */
+	const char *config_mode;	/* the field applies only with this mode in the file */
+	const char *mode;		/* the data plane whose option it is; NULL: any */
+	const char *option;		/* the data plane's option, or NULL: kproxyd's own */
+	struct kp_option own;		/* kproxyd's own setting (or the flag's syntax) */
+};
+typedef void (*kpd_config_warn_fn)(const char *file, const char *field);
+/* Reads argv into the table's slots; unknown flags are refused by name. 0 or -EINVAL. */
+int kpd_flags_parse(int argc, char **argv);
+/* Reads the fields of a KubeProxyConfiguration into the slots flags have not set (all of
+ * them, or only the sync periods); @err says why it failed, naming the field. */
+int kpd_config_load(struct kp_ctx *ctx, const char *file, bool periods_only,
+		    kpd_config_warn_fn warn, char *err, size_t size);
+/* Checks every value against its declaration for @mode; the reason names the flag. */
+int kpd_flags_check(struct kp_ctx *ctx, const char *mode);
+/* The data plane's settings for @mode (caller frees the array, not the strings); flags
+ * given that @mode does not use are named in the log. */
+int kpd_flags_settings(struct kp_ctx *ctx, const char *mode, struct kp_setting **ret,
+		       size_t *ret_n);
+const char *kpd_flag_of(const char *mode, const char *option);
+const char *kpd_get(const char *name);		/* the last value, or the default */
+const char *const *kpd_get_list(const char *name, size_t *ret_n);	/* every value */
+bool kpd_get_bool(const char *name);
+uint32_t kpd_get_ms(const char *name);
+bool kpd_is_set(const char *name, bool by_flag);
+void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode);
+void kpd_flags_free(void);
+int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size);
+char *kpd_asprintf(const char *fmt, ...) KPD_PRINTF(1, 2);
+
+/* loop.c: descriptors watched for input and ticks run before each wait */
+struct kpd_loop;
+typedef void (*kpd_fd_fn)(int fd, void *userdata);
+/* Does what is due; returns how long the loop may sleep, in ms (-1: as long as it likes). */
+typedef int64_t (*kpd_tick_fn)(void *userdata);
+int kpd_loop_new(struct kpd_loop **ret);
+void kpd_loop_free(struct kpd_loop *l);
+int kpd_loop_watch(struct kpd_loop *l, int fd, kpd_fd_fn fn, void *userdata);
+void kpd_loop_unwatch(struct kpd_loop *l, int fd);
+int kpd_loop_tick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata);
+/* Runs rounds until kpd_loop_quit(); returns 0, or the -errno of a failed poll. */
+int kpd_loop_run(struct kpd_loop *l);
+void kpd_loop_quit(struct kpd_loop *l);
 
 /* manifests.c: a directory of JSON/YAML manifests followed with inotify */
 struct kpd_manifests;
@@ -71,14 +128,11 @@ void kpd_http_observe_programming(double seconds, void *userdata);
 void kpd_http_set_api(struct kp_api *api);
 
 /* hcports.c: health-check node ports of externalTrafficPolicy Local services */
-struct pollfd;
 struct kpd_hc;
-int kpd_hc_new(struct kpd_hc **ret);
+/* The listeners are watched in @loop, answering as they become readable. */
+int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret);
 /* Opens and closes listeners to match the last sync's state, updates their counts. */
 void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx);
-size_t kpd_hc_pollfds(const struct kpd_hc *hc, struct pollfd *out, size_t max);
-/* Accepts and answers one request on the listener @fd. */
-void kpd_hc_serve(struct kpd_hc *hc, int fd);
 void kpd_hc_free(struct kpd_hc *hc);
 void kpd_http_close(struct kpd_http *h);
 

@@ -37,17 +37,63 @@
 #include <rte_rcu_qsbr.h>
 
 #include "internal.h"
+#include "../common/opts.h"
 #include "dp.h"
 
 #define MAX_EAL_ARGS 64
 #define NB_DESC 1024
-#define DEFAULT_MBUFS 16384
-#define DEFAULT_MAX_FLOWS 65536
+
+/* The options init takes (dp_options[]); timeouts in ms, used in whole seconds. */
+struct dp_opts {
+	struct kp_cidr_list cluster_cidr;
+	bool masquerade_all;
+	const char *eal_args;
+	struct kp_str_list ports;
+	struct kp_str_list routes;
+	const char *lb_policy;
+	uint32_t max_flows, mbufs, idle_sleep_us;
+	uint32_t tcp_ms, closing_ms, syn_ms, udp_ms;
+};
+
+static const char *const dp_policies[] = { "maglev", "rr", NULL };
+
+#define DP_TIMEOUT(n, member, d, h)							\
+	{ .name = n, .type = KP_OPT_DURATION, .offset = offsetof(struct dp_opts, member),	\
+	  .min = 1000, .def = d, .help = h }
+
+static const struct kp_option dp_options[] = {
+	KP_OPTION_CLUSTER_CIDR(struct dp_opts, cluster_cidr),
+	KP_OPTION_MASQUERADE_ALL(struct dp_opts, masquerade_all),
+	{ .name = "eal-args", .type = KP_OPT_STRING, .offset = offsetof(struct dp_opts, eal_args),
+	  .def = "", .help = "EAL arguments (e.g. \"-l 0,1 --no-huge -m 512 --no-pci\"); the "
+			     "ports' devices are added" },
+	{ .name = "port", .type = KP_OPT_STRING_LIST, .offset = offsetof(struct dp_opts, ports),
+	  .max = DP_MAX_PORTS, .help = "a port, repeatable: \"dev=DEVICE;ip=A.B.C.D/N;"
+				       "role=client|pod|both\"" },
+	{ .name = "route", .type = KP_OPT_STRING_LIST, .offset = offsetof(struct dp_opts, routes),
+	  .max = DP_MAX_ROUTES, .help = "a route beyond the ports' subnets, repeatable: "
+					"\"CIDR via GW\"" },
+	{ .name = "lb-policy", .type = KP_OPT_STRING, .offset = offsetof(struct dp_opts, lb_policy),
+	  .def = "maglev", .choices = dp_policies,
+	  .help = "maglev (consistent hashing of the 5-tuple) or rr (round robin)" },
+	{ .name = "max-flows", .type = KP_OPT_UINT, .offset = offsetof(struct dp_opts, max_flows),
+	  .min = 1, .max = 1u << 26, .def = "65536", .help = "flows per worker lcore" },
+	{ .name = "mbufs", .type = KP_OPT_UINT, .offset = offsetof(struct dp_opts, mbufs),
+	  .min = 1, .max = 1u << 24, .def = "16384", .help = "packet buffers in the pool" },
+	{ .name = "idle-sleep-us", .type = KP_OPT_UINT,
+	  .offset = offsetof(struct dp_opts, idle_sleep_us), .max = 100000, .def = "0",
+	  .help = "a worker idle for 256 polls sleeps this long per round (0: busy polling)" },
+	DP_TIMEOUT("tcp-timeout", tcp_ms, "1h", "idle time-out of established TCP flows"),
+	DP_TIMEOUT("tcpfin-timeout", closing_ms, "10s",
+		   "time-out of TCP flows after FINs or an RST"),
+	DP_TIMEOUT("syn-timeout", syn_ms, "30s", "time-out of TCP flows not yet established"),
+	DP_TIMEOUT("udp-timeout", udp_ms, "30s", "idle time-out of UDP flows"),
+};
 
 struct dpb {
 	struct kp_ctx *ctx;
 	struct dp dp;
-	char eal[1024];
+	const char *eal;		/* the eal-args option */
 	struct dp_route extra_routes[DP_MAX_ROUTES];
 	unsigned n_extra_routes;
 	enum dp_policy policy;
@@ -136,75 +182,32 @@ static int parse_route(struct dpb *b, const char *spec)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *ret)
+/* The ports, routes, policy, sizes and timeouts, from the options. */
+static int take_options(struct dpb *b, const struct dp_opts *o)
 {
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
+	char spec[512];
 
-	if (!*s || *end || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
-
-/* One option per line: eal=, port=, route=, policy=, max-flows=, mbufs=,
- * tcp-timeout=, tcp-closing-timeout=, syn-timeout=, udp-timeout= (seconds), idle-sleep-us=. */
-static int parse_extra(struct dpb *b, const char *extra)
-{
-	char *copy, *line, *save = NULL;
-	int r = 0;
-
-	b->tcp_s = 3600;
-	b->closing_s = 10;
-	b->syn_s = 30;
-	b->udp_s = 30;
-	if (!extra)
-		return 0;
-	copy = strdup(extra);
-	if (!copy)
-		return -ENOMEM;
-	for (line = strtok_r(copy, "\n", &save); line && !r; line = strtok_r(NULL, "\n", &save)) {
-		char *eq = strchr(line, '=');
-		unsigned long v;
-
-		if (!eq) {
-			r = -EINVAL;
-			break;
-		}
-		*eq++ = '\0';
-		if (!strcmp(line, "eal"))
-			snprintf(b->eal, sizeof(b->eal), "%s", eq);
-		else if (!strcmp(line, "port"))
-			r = parse_port(b, eq);
-		else if (!strcmp(line, "route"))
-			r = parse_route(b, eq);
-		else if (!strcmp(line, "policy") && (!strcmp(eq, "maglev") || !strcmp(eq, "rr")))
-			b->policy = !strcmp(eq, "rr") ? DP_POLICY_RR : DP_POLICY_MAGLEV;
-		else if (!strcmp(line, "max-flows") && !(r = parse_uint(eq, 1u << 26, &v)))
-			b->dp.max_flows = v < 64 ? 64 : (uint32_t)v;
-		else if (!strcmp(line, "mbufs") && !(r = parse_uint(eq, 1u << 24, &v)))
-			b->n_mbufs = v < 1024 ? 1024 : (uint32_t)v;
-		else if (!strcmp(line, "idle-sleep-us") && !(r = parse_uint(eq, 100000, &v)))
-			b->dp.idle_sleep_us = (unsigned)v;
-		else if (strstr(line, "timeout") && !(r = parse_uint(eq, 1u << 30, &v))) {
-			if (!strcmp(line, "tcp-timeout"))
-				b->tcp_s = (uint32_t)v;
-			else if (!strcmp(line, "tcp-closing-timeout"))
-				b->closing_s = (uint32_t)v;
-			else if (!strcmp(line, "syn-timeout"))
-				b->syn_s = (uint32_t)v;
-			else if (!strcmp(line, "udp-timeout"))
-				b->udp_s = (uint32_t)v;
-			else
-				r = -EINVAL;
-		} else if (!r && strcmp(line, "dispatch-threshold")) {
-			r = -EINVAL;
-		}
-		if (r)
-			kp_log(b->ctx, KP_LOG_DEBUG, "dpdk: bad option %s=%s", line, eq);
+	b->eal = o->eal_args;
+	b->policy = !strcmp(o->lb_policy, "rr") ? DP_POLICY_RR : DP_POLICY_MAGLEV;
+	b->dp.max_flows = o->max_flows < 64 ? 64 : o->max_flows;
+	b->n_mbufs = o->mbufs < 1024 ? 1024 : o->mbufs;
+	b->dp.idle_sleep_us = o->idle_sleep_us;
+	b->tcp_s = o->tcp_ms / 1000;
+	b->closing_s = o->closing_ms / 1000;
+	b->syn_s = o->syn_ms / 1000;
+	b->udp_s = o->udp_ms / 1000;
+	for (size_t i = 0; i < o->ports.n; i++) {
+		snprintf(spec, sizeof(spec), "%s", o->ports.v[i]);
+		if (strlen(o->ports.v[i]) >= sizeof(spec) || parse_port(b, spec) < 0)
+			return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"port\": \"%s\" is "
+						"not \"dev=DEVICE;ip=A.B.C.D/N;role=client|pod|"
+						"both\"", o->ports.v[i]);
 	}
-	free(copy);
-	return r;
+	for (size_t i = 0; i < o->routes.n; i++)
+		if (parse_route(b, o->routes.v[i]) < 0)
+			return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"route\": \"%s\" is "
+						"not \"CIDR via GATEWAY\" (IPv4)", o->routes.v[i]);
+	return 0;
 }
 
 /* ---- EAL, pool, ports ---- */
@@ -248,9 +251,9 @@ static int eal_init(struct dpb *b)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	free(copy);
 	if (r < 0) {
-		kp_log(b->ctx, KP_LOG_WARN, "dpdk: EAL initialisation failed: %s",
-		       rte_strerror(rte_errno));
-		return rte_errno == EALREADY ? -EALREADY : -EINVAL;
+		return kp_ctx_set_error(b->ctx, rte_errno == EALREADY ? -EALREADY : -EINVAL,
+					"dpdk: EAL initialisation failed: %s (EAL arguments \"%s\")",
+					rte_strerror(rte_errno), b->eal);
 	}
 	b->eal_up = true;
 	return 0;
@@ -293,18 +296,16 @@ static int ports_init(struct dpb *b)
 			dp->worker_lcore[workers++] = lc;
 	}
 	if (!workers) {
-		kp_log(b->ctx, KP_LOG_WARN, "dpdk: no EAL worker lcore (give -l with two or more "
-		       "cores in --dpdk-eal-args)");
-		return -EINVAL;
+		return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: no EAL worker lcore (give -l with "
+					"two or more cores in the EAL arguments)");
 	}
 	for (unsigned i = 0; i < dp->n_ports; i++) {
 		struct rte_eth_dev_info info;
 		uint16_t pid;
 
 		if (rte_eth_dev_get_port_by_name(dp->ports[i].name, &pid) != 0) {
-			kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s: no such device",
-			       dp->ports[i].name);
-			return -ENODEV;
+			return kp_ctx_set_error(b->ctx, -ENODEV, "dpdk: port %s: no such device",
+						dp->ports[i].name);
 		}
 		dp->port_ids[i] = pid;
 		if (rte_eth_dev_info_get(pid, &info) == 0) {
@@ -317,9 +318,9 @@ static int ports_init(struct dpb *b)
 	dp->n_workers = workers ? workers : 1;
 	dp->pool = make_pool(b->n_mbufs);
 	if (!dp->pool) {
-		kp_log(b->ctx, KP_LOG_WARN, "dpdk: cannot create a pool of %u mbufs: %s "
-		       "(give more memory with -m)", b->n_mbufs, rte_strerror(rte_errno));
-		return -ENOMEM;
+		return kp_ctx_set_error(b->ctx, -ENOMEM, "dpdk: cannot create a pool of %u mbufs: "
+					"%s (give more memory with -m)", b->n_mbufs,
+					rte_strerror(rte_errno));
 	}
 	for (unsigned i = 0; i < dp->n_ports; i++) {
 		struct rte_eth_conf conf = { 0 };
@@ -336,9 +337,8 @@ static int ports_init(struct dpb *b)
 		if (!r)
 			r = rte_eth_dev_start(pid);
 		if (r) {
-			kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s: setup failed: %s",
-			       dp->ports[i].name, rte_strerror(-r));
-			return r;
+			return kp_ctx_set_error(b->ctx, r, "dpdk: port %s: setup failed: %s",
+						dp->ports[i].name, rte_strerror(-r));
 		}
 		rte_eth_promiscuous_enable(pid);
 		rte_eth_macaddr_get(pid, &dp->macs[i]);
@@ -797,36 +797,31 @@ static void dp_destroy(void *priv)
 	free(b);
 }
 
-static int dp_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int dp_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
+	const struct dp_opts *o = opts;
 	struct dpb *b = calloc(1, sizeof(*b));
-	struct kp_addr nets[4];
-	uint8_t prefixes[4];
-	size_t n_nets = 0;
 	int r;
 
 	if (!b)
 		return -ENOMEM;
 	b->ctx = ctx;
-	b->dp.max_flows = DEFAULT_MAX_FLOWS;
-	b->n_mbufs = DEFAULT_MBUFS;
-	b->masquerade_all = cfg->masquerade_all;
+	b->masquerade_all = o->masquerade_all;
 	b->ids = kp_map_new();
 	r = b->ids ? 0 : -ENOMEM;
-	if (!r && kp_cidr_list_parse(cfg->cluster_cidr, nets, prefixes, 4, &n_nets, NULL) < 0)
-		r = -EINVAL;
-	for (size_t i = 0; !r && i < n_nets; i++)
-		if (nets[i].family == AF_INET && !b->cluster_mask) {
-			b->cluster_mask = mask_of(prefixes[i]);
-			b->cluster_net = nets[i].v4.s_addr & b->cluster_mask;
+	for (size_t i = 0; !r && i < o->cluster_cidr.n; i++) {
+		const struct kp_cidr *c = &o->cluster_cidr.v[i];
+
+		if (c->addr.family == AF_INET && !b->cluster_mask) {
+			b->cluster_mask = mask_of(c->prefix);
+			b->cluster_net = c->addr.v4.s_addr & b->cluster_mask;
 		}
-	if (!r)
-		r = parse_extra(b, cfg->extra);
-	if (!r && !b->dp.n_ports) {
-		kp_log(ctx, KP_LOG_WARN, "dpdk: no port: give the data plane's ports with "
-		       "--dpdk-port");
-		r = -EINVAL;
 	}
+	if (!r)
+		r = take_options(b, o);
+	if (!r && !b->dp.n_ports)
+		r = kp_ctx_set_error(ctx, -EINVAL, "dpdk: no port: give the data plane's ports "
+				     "(kproxyd: --dpdk-port)");
 	if (!r)
 		r = eal_init(b);
 	if (r)
@@ -849,8 +844,9 @@ static int dp_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_p
 	for (unsigned i = 0; i < b->dp.n_workers; i++) {
 		r = dp_worker_new(&b->dp, i, &b->dp.workers[i]);
 		if (r) {
-			kp_log(ctx, KP_LOG_WARN, "dpdk: worker %u: no memory for %u flows (give "
-			       "more memory with -m, or fewer --dpdk-max-flows)", i, b->dp.max_flows);
+			kp_ctx_set_error(ctx, r, "dpdk: worker %u: no memory for %u flows (give "
+					 "more memory with -m, or fewer max-flows)", i,
+					 b->dp.max_flows);
 			goto fail;
 		}
 	}
@@ -858,7 +854,8 @@ static int dp_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_p
 	for (unsigned i = 0; i < b->dp.n_workers; i++) {
 		r = rte_eal_remote_launch(dp_worker_main, b->dp.workers[i], b->dp.worker_lcore[i]);
 		if (r) {
-			kp_log(ctx, KP_LOG_WARN, "dpdk: cannot launch lcore %u", b->dp.worker_lcore[i]);
+			kp_ctx_set_error(ctx, -r, "dpdk: cannot launch lcore %u",
+					 b->dp.worker_lcore[i]);
 			atomic_store(&b->dp.stop, true);
 			for (unsigned k = 0; k < i; k++)
 				rte_eal_wait_lcore(b->dp.worker_lcore[k]);
@@ -882,4 +879,7 @@ const struct kp_backend_ops kp_backend_dpdk = {
 	.cleanup = dp_cleanup,
 	.destroy = dp_destroy,
 	.stats = dp_stats,
+	.options = dp_options,
+	.n_options = KP_ARRAY_SIZE(dp_options),
+	.options_size = sizeof(struct dp_opts),
 };

@@ -24,11 +24,11 @@
 #include "../common/xtlock.h"
 #include "dispatch.h"
 #include "names.h"
+#include "../common/opts.h"
 #include "../common/rule.h"
 #include "../common/tc.h"
 
 #define MASQ_MARK 0x4000u
-#define MAX_CIDRS 8
 
 /* chains we create in each table, besides the per-service ones */
 static const char *const nat_fixed[] = {
@@ -42,17 +42,32 @@ static const char *const svc_prefixes[] = {
 	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", KP_DISPATCH_PREFIX,
 };
 
+/* The options init takes (ipt_options[]). */
+struct ipt_opts {
+	struct kp_cidr_list cluster_cidr;	/* both families */
+	bool masquerade_all;
+	uint32_t dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
+	bool libiptc;
+};
+
+static const struct kp_option ipt_options[] = {
+	KP_OPTION_CLUSTER_CIDR(struct ipt_opts, cluster_cidr),
+	KP_OPTION_MASQUERADE_ALL(struct ipt_opts, masquerade_all),
+	{ .name = "dispatch-threshold", .type = KP_OPT_UINT,
+	  .offset = offsetof(struct ipt_opts, dispatch_threshold), .max = 1000000, .def = "100",
+	  .help = "above N frontends, split KUBE-SERVICES into a tree of chains by destination "
+		  "prefix (0: never)" },
+	{ .name = "libiptc", .type = KP_OPT_BOOL, .offset = offsetof(struct ipt_opts, libiptc),
+	  .def = "false", .help = "write the tables through libiptc instead of our own writer "
+				  "(slower; for comparisons)" },
+};
+
 struct ipt {
 	struct kp_ctx *ctx;
-	struct kp_addr cluster_nets[MAX_CIDRS];	/* --cluster-cidr, both families */
-	uint8_t cluster_prefixes[MAX_CIDRS];
-	size_t n_cluster_nets;
-	bool masquerade_all;
+	const struct ipt_opts *o;	/* borrowed from the library, valid until destroy */
 	bool synced;			/* a sync succeeded since start */
-	unsigned dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
-	bool libiptc;			/* sync through libiptc instead of fasttc.c */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
 	struct ipt_rule r;
 	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
@@ -73,7 +88,7 @@ struct table {
 /* The table operations syncs, dumps and cleanups go through. */
 static const struct tc_ops *ops_for(const struct ipt *ipt, int family)
 {
-	if (ipt->libiptc)
+	if (ipt->o->libiptc)
 		return family == AF_INET6 ? &tc_ipv6 : &tc_ipv4;
 	return family == AF_INET6 ? &tc_fast_ipv6 : &tc_fast_ipv4;
 }
@@ -370,15 +385,15 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 
 		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != nat->ops->family)
 			continue;
-		for (size_t c = 0; c < (ipt->masquerade_all ? 1 : ipt->n_cluster_nets); c++) {
-			if (!ipt->masquerade_all &&
-			    ipt->cluster_nets[c].family != nat->ops->family)
+		const struct kp_cidr *pods = ipt->o->cluster_cidr.v;
+
+		for (size_t c = 0; c < (ipt->o->masquerade_all ? 1 : ipt->o->cluster_cidr.n); c++) {
+			if (!ipt->o->masquerade_all && pods[c].addr.family != nat->ops->family)
 				continue;
 			r = rule(nat);
 			ipt_rule_comment(r, "%s cluster IP", n->label);
-			if (!ipt->masquerade_all)
-				ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c],
-					     true);
+			if (!ipt->o->masquerade_all)
+				ipt_rule_src(r, &pods[c].addr, pods[c].prefix, true);
 			ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
 			ipt_rule_proto_dport(r, n->proto, fes[i].port);
 			ipt_rule_jump(r, "KUBE-MARK-MASQ");
@@ -406,7 +421,7 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 static void render_ext(struct table *nat, const struct kp_svc_port *sp,
 		       const struct svc_names *n, bool have_svc, bool have_svl)
 {
-	const struct ipt *ipt = nat->ipt;
+	const struct kp_cidr *pods = nat->ipt->o->cluster_cidr.v;
 	struct ipt_rule *r;
 
 	use_chain(nat, n->ext);
@@ -421,12 +436,12 @@ static void render_ext(struct table *nat, const struct kp_svc_port *sp,
 		return;
 	}
 	/* Local policy: pods and the node itself still reach every endpoint */
-	for (size_t c = 0; c < ipt->n_cluster_nets && have_svc; c++) {
-		if (ipt->cluster_nets[c].family != nat->ops->family)
+	for (size_t c = 0; c < nat->ipt->o->cluster_cidr.n && have_svc; c++) {
+		if (pods[c].addr.family != nat->ops->family)
 			continue;
 		r = rule(nat);
 		ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
-		ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
+		ipt_rule_src(r, &pods[c].addr, pods[c].prefix, false);
 		ipt_rule_jump(r, n->svc);
 		append(nat, n->ext);
 	}
@@ -542,7 +557,7 @@ static void dispatch_frontends(struct render_ctx *rd)
 	for (size_t i = 0; i < rd->n_fe; i++)
 		rd->fe[i].e = (const void *)(rd->fe_blob + (uintptr_t)rd->fe[i].e);
 	ipt->scratch.family = rd->family;
-	kp_dispatch_build(rd->fe, rd->n_fe, ipt->dispatch_threshold, "KUBE-SERVICES",
+	kp_dispatch_build(rd->fe, rd->n_fe, ipt->o->dispatch_threshold, "KUBE-SERVICES",
 			  &ipt->scratch, dispatch_append, rd->nat);
 }
 
@@ -1415,51 +1430,36 @@ static int ipt_cleanup(void *priv)
 
 /* ---- lifetime ---- */
 
-static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int ipt_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
 	struct ipt *ipt = calloc(1, sizeof(*ipt));
-	const char *bad = "";
+	int r;
 
 	if (!ipt)
 		return -ENOMEM;
 	ipt->ctx = ctx;
-	ipt->masquerade_all = cfg->masquerade_all;
-	ipt->dispatch_threshold = 100;
+	ipt->o = opts;
 	ipt->dnat_rev[0] = ipt_dnat_revision(AF_INET);
 	ipt->dnat_rev[1] = ipt_dnat_revision(AF_INET6);
-	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
-		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
-	ipt->libiptc = getenv("KPROXYD_LIBIPTC") != NULL;	/* for comparisons */
 	ipt_rule_init(&ipt->r, AF_INET);
 	ipt_rule_init(&ipt->scratch, AF_INET);
-	if (kp_cidr_list_parse(cfg->cluster_cidr, ipt->cluster_nets, ipt->cluster_prefixes,
-			       MAX_CIDRS, &ipt->n_cluster_nets, &bad) < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "iptables: bad cluster CIDR \"%s\"", bad);
+	/* fail early, with the reason, where the kernel or privileges are missing (a probe
+	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
+	r = tc_fast_probe(AF_INET, "nat");
+	if (r < 0) {
+		kp_ctx_set_error(ctx, r, "iptables: cannot open the nat table: %s",
+				 tc_ipv4.strerror(-r));
 		ipt_rule_fini(&ipt->r);
 		ipt_rule_fini(&ipt->scratch);
 		free(ipt);
-		return -EINVAL;
+		return r;
 	}
-	/* fail early, with the reason, where the kernel or privileges are missing (a probe
-	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
-	{
-		int r = tc_fast_probe(AF_INET, "nat");
-
-		if (r < 0) {
-			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
-			       tc_ipv4.strerror(-r));
-			ipt_rule_fini(&ipt->r);
-			ipt_rule_fini(&ipt->scratch);
-			free(ipt);
-			return r;
-		}
-		/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
-		r = tc_fast_probe(AF_INET6, "nat");
-		ipt->ipv6 = r == 0;
-		if (r < 0)
-			kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
-			       "IPv6 frontends are not programmed", tc_ipv6.strerror(-r));
-	}
+	/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
+	r = tc_fast_probe(AF_INET6, "nat");
+	ipt->ipv6 = r == 0;
+	if (r < 0)
+		kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
+		       "IPv6 frontends are not programmed", tc_ipv6.strerror(-r));
 	*ret_priv = ipt;
 	return 0;
 }
@@ -1480,4 +1480,7 @@ const struct kp_backend_ops kp_backend_iptables = {
 	.dump = ipt_dump,
 	.cleanup = ipt_cleanup,
 	.destroy = ipt_destroy,
+	.options = ipt_options,
+	.n_options = KP_ARRAY_SIZE(ipt_options),
+	.options_size = sizeof(struct ipt_opts),
 };

@@ -33,6 +33,7 @@
 
 #include "internal.h"
 #include "../common/ipset.h"
+#include "../common/opts.h"
 #include "../common/tc.h"
 #include "genl.h"
 #include "ipvs.h"
@@ -69,18 +70,44 @@ struct job {
 	size_t n_kdests;
 };
 
+/* The options init takes (ipvs_options[]); timeouts in ms, set in whole seconds. */
+struct ipvs_opts {
+	struct kp_cidr_list cluster_cidr;
+	bool masquerade_all;
+	const char *scheduler;
+	bool strict_arp;
+	uint32_t tcp_timeout_ms, tcpfin_timeout_ms, udp_timeout_ms;
+};
+
+static const struct kp_option ipvs_options[] = {
+	KP_OPTION_CLUSTER_CIDR(struct ipvs_opts, cluster_cidr),
+	KP_OPTION_MASQUERADE_ALL(struct ipvs_opts, masquerade_all),
+	{ .name = "scheduler", .type = KP_OPT_STRING, .offset = offsetof(struct ipvs_opts, scheduler),
+	  .def = "rr", .help = "IPVS scheduler: rr, lc, dh, sh, sed, nq, wrr, wlc, lblc, lblcr, "
+			       "mh, ... (what the kernel has)" },
+	{ .name = "strict-arp", .type = KP_OPT_BOOL, .offset = offsetof(struct ipvs_opts, strict_arp),
+	  .def = "false", .help = "arp_ignore=1, arp_announce=2: no ARP replies for VIPs" },
+	{ .name = "tcp-timeout", .type = KP_OPT_DURATION,
+	  .offset = offsetof(struct ipvs_opts, tcp_timeout_ms), .def = "0",
+	  .help = "IPVS idle timeout of TCP connections (0: leave as is)" },
+	{ .name = "tcpfin-timeout", .type = KP_OPT_DURATION,
+	  .offset = offsetof(struct ipvs_opts, tcpfin_timeout_ms), .def = "0",
+	  .help = "IPVS timeout of TCP connections after a FIN (0: leave as is)" },
+	{ .name = "udp-timeout", .type = KP_OPT_DURATION,
+	  .offset = offsetof(struct ipvs_opts, udp_timeout_ms), .def = "0",
+	  .help = "IPVS timeout of UDP flows (0: leave as is)" },
+};
+
 struct ipvs {
 	struct kp_ctx *ctx;
+	const struct ipvs_opts *o;	/* borrowed from the library, valid until destroy */
 	struct ipvs_nl *nl;
 	struct rtnl *rt;
 	struct ipset_nl *sets;
 	int ifindex;
 	char sched[16];
 	uint32_t svc_flags;		/* scheduler flags (mh: hash the port too) */
-	bool strict_arp;
-	uint32_t tcp_timeout, tcpfin_timeout, udp_timeout;
-	bool masquerade_all;
-	struct kp_addr cluster_nets[MAX_CIDRS];
+	struct kp_addr cluster_nets[MAX_CIDRS];	/* o->cluster_cidr, as the rules take it */
 	uint8_t cluster_prefixes[MAX_CIDRS];
 	size_t n_cluster_nets;
 	bool ipv6_rules;		/* ip6tables usable */
@@ -597,7 +624,7 @@ static int create_sets(struct ipvs *iv)
 static int write_rules(struct ipvs *iv)
 {
 	struct ipvs_rules_cfg cfg = {
-		.masquerade_all = iv->masquerade_all,
+		.masquerade_all = iv->o->masquerade_all,
 		.cluster_nets = iv->cluster_nets,
 		.cluster_prefixes = iv->cluster_prefixes,
 		.n_cluster_nets = iv->n_cluster_nets,
@@ -619,13 +646,15 @@ static int prepare(struct ipvs *iv)
 	write_sysctl(iv, "net/ipv4/vs/expire_nodest_conn", "1");
 	write_sysctl(iv, "net/ipv4/vs/expire_quiescent_template", "1");
 	write_sysctl(iv, "net/ipv4/ip_forward", "1");
-	if (iv->strict_arp) {
+	if (iv->o->strict_arp) {
 		write_sysctl(iv, "net/ipv4/conf/all/arp_ignore", "1");
 		write_sysctl(iv, "net/ipv4/conf/all/arp_announce", "2");
 	}
-	if (iv->tcp_timeout || iv->tcpfin_timeout || iv->udp_timeout) {
-		r = ipvs_nl_set_timeouts(iv->nl, iv->tcp_timeout, iv->tcpfin_timeout,
-					 iv->udp_timeout);
+	if (iv->o->tcp_timeout_ms || iv->o->tcpfin_timeout_ms || iv->o->udp_timeout_ms) {
+		/* in whole seconds, as ipvsadm --set takes them */
+		r = ipvs_nl_set_timeouts(iv->nl, iv->o->tcp_timeout_ms / 1000,
+					 iv->o->tcpfin_timeout_ms / 1000,
+					 iv->o->udp_timeout_ms / 1000);
 		if (r < 0)
 			kp_log(iv->ctx, KP_LOG_WARN, "ipvs: cannot set the IPVS timeouts: %s",
 			       kp_strerror(r));
@@ -1398,25 +1427,6 @@ static int ipvs_cleanup(void *priv)
 
 /* ---- lifetime ---- */
 
-/* "strict-arp=1,tcp-timeout=900,tcpfin-timeout=120,udp-timeout=300" */
-static int ipvs_option(const char *key, const char *value, void *userdata)
-{
-	struct ipvs *iv = userdata;
-	unsigned long v = strtoul(value, NULL, 10);
-
-	if (!strcmp(key, "strict-arp"))
-		iv->strict_arp = v != 0;
-	else if (!strcmp(key, "tcp-timeout"))
-		iv->tcp_timeout = (uint32_t)v;
-	else if (!strcmp(key, "tcpfin-timeout"))
-		iv->tcpfin_timeout = (uint32_t)v;
-	else if (!strcmp(key, "udp-timeout"))
-		iv->udp_timeout = (uint32_t)v;
-	else if (strcmp(key, "dispatch-threshold"))	/* the iptables backend's */
-		kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: unknown option \"%s\"", key);
-	return 0;
-}
-
 static void ipvs_destroy(void *priv)
 {
 	struct ipvs *iv = priv;
@@ -1437,18 +1447,31 @@ static void ipvs_destroy(void *priv)
 	free(iv);
 }
 
-static int ipvs_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int ipvs_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
 	struct ipvs *iv = calloc(1, sizeof(*iv));
-	const char *bad = "";
 	int r;
 
 	if (!iv)
 		return -ENOMEM;
 	iv->ctx = ctx;
-	iv->masquerade_all = cfg->masquerade_all;
-	snprintf(iv->sched, sizeof(iv->sched), "%s",
-		 cfg->scheduler && *cfg->scheduler ? cfg->scheduler : "rr");
+	iv->o = opts;
+	if (iv->o->cluster_cidr.n > MAX_CIDRS) {
+		r = kp_ctx_set_error(ctx, -EINVAL, "ipvs: option \"cluster-cidr\": more than %d "
+				     "ranges", MAX_CIDRS);
+		goto fail;
+	}
+	for (size_t i = 0; i < iv->o->cluster_cidr.n; i++) {
+		iv->cluster_nets[i] = iv->o->cluster_cidr.v[i].addr;
+		iv->cluster_prefixes[i] = iv->o->cluster_cidr.v[i].prefix;
+	}
+	iv->n_cluster_nets = iv->o->cluster_cidr.n;
+	if (strlen(iv->o->scheduler) >= sizeof(iv->sched) || !*iv->o->scheduler) {
+		r = kp_ctx_set_error(ctx, -EINVAL, "ipvs: option \"scheduler\": \"%s\" is not a "
+				     "scheduler name", iv->o->scheduler);
+		goto fail;
+	}
+	snprintf(iv->sched, sizeof(iv->sched), "%s", iv->o->scheduler);
 	if (!strcmp(iv->sched, "mh"))
 		iv->svc_flags = IP_VS_SVC_F_SCHED2;	/* kube-proxy: hash the source port too */
 	iv->vs = kp_map_new();
@@ -1459,39 +1482,31 @@ static int ipvs_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret
 		for (int s = 0; !r && s < _SET_MAX; s++)
 			if (!(iv->set_counts[v6][s] = kp_map_new()))
 				r = -ENOMEM;
-	if (!r)
-		r = kp_opts_parse(cfg->extra, ipvs_option, iv);
 	if (r < 0)
 		goto fail;
-	r = kp_cidr_list_parse(cfg->cluster_cidr, iv->cluster_nets, iv->cluster_prefixes,
-			       MAX_CIDRS, &iv->n_cluster_nets, &bad);
-	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "ipvs: bad cluster CIDR \"%s\"", bad);
-		goto fail;
-	}
 	/* fail early, with the reason, where the kernel has no IPVS or we are not root */
 	r = ipvs_nl_open(&iv->nl);
 	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "ipvs: the kernel's IPVS generic-netlink family: %s",
-		       r == -EPROTONOSUPPORT ? "not found (no ip_vs module in this kernel?)" :
-		       kp_strerror(r));
+		kp_ctx_set_error(ctx, r, "ipvs: the kernel's IPVS generic-netlink family: %s",
+				 r == -EPROTONOSUPPORT ? "not found (this kernel has no IPVS: the "
+				 "ip_vs module is missing)" : kp_strerror(r));
 		goto fail;
 	}
 	r = rtnl_open(&iv->rt);
 	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "ipvs: rtnetlink: %s", kp_strerror(r));
+		kp_ctx_set_error(ctx, r, "ipvs: rtnetlink: %s", kp_strerror(r));
 		goto fail;
 	}
 	r = ipset_open(&iv->sets);
 	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "ipvs: ipset: %s", r == -EPROTONOSUPPORT ?
-		       "the kernel has no ip_set" : kp_strerror(r));
+		kp_ctx_set_error(ctx, r, "ipvs: ipset: %s", r == -EPROTONOSUPPORT ?
+				 "the kernel has no ip_set" : kp_strerror(r));
 		goto fail;
 	}
 	r = tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "ipvs: cannot open the nat table: %s",
-		       tc_ipv4.strerror(-r));
+		kp_ctx_set_error(ctx, r, "ipvs: cannot open the nat table: %s",
+				 tc_ipv4.strerror(-r));
 		goto fail;
 	}
 	iv->ipv6_rules = tc_fast_probe(AF_INET6, "nat") == 0;
@@ -1510,4 +1525,7 @@ const struct kp_backend_ops kp_backend_ipvs = {
 	.dump = ipvs_dump,
 	.cleanup = ipvs_cleanup,
 	.destroy = ipvs_destroy,
+	.options = ipvs_options,
+	.n_options = KP_ARRAY_SIZE(ipvs_options),
+	.options_size = sizeof(struct ipvs_opts),
 };

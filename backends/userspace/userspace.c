@@ -33,15 +33,41 @@
 #include "../common/tc.h"
 #include "us.h"
 
-#define DEFAULT_MAX_CONNS 32768
-#define DEFAULT_UDP_TIMEOUT_MS 250	/* kube-proxy's --udp-timeout */
-#define DEFAULT_GRACE_MS 30000
-#define MAX_CIDRS 8
+/* The options init takes (us_options[]). */
+struct us_opts {
+	struct kp_port_range port_range;	/* 0-0: the kernel picks */
+	uint32_t udp_timeout_ms;
+	const char *bind;			/* listen address, or NULL: every address */
+	uint32_t workers;			/* 0: one per CPU */
+	uint32_t max_conns;
+	uint32_t grace_ms;
+};
+
+static const struct kp_option us_options[] = {
+	{ .name = "port-range", .type = KP_OPT_PORT_RANGE,
+	  .offset = offsetof(struct us_opts, port_range),
+	  .help = "proxy ports from LO-HI, LO+N or one port (default: chosen by the kernel)" },
+	{ .name = "udp-timeout", .type = KP_OPT_DURATION,
+	  .offset = offsetof(struct us_opts, udp_timeout_ms), .min = 1, .def = "250ms",
+	  .help = "an idle UDP flow is closed after this long (kube-proxy's --udp-timeout)" },
+	{ .name = "bind", .type = KP_OPT_STRING, .offset = offsetof(struct us_opts, bind),
+	  .help = "proxy ports listen on this IP (default 0.0.0.0 and ::); portals then DNAT to "
+		  "it instead of REDIRECT" },
+	{ .name = "workers", .type = KP_OPT_UINT, .offset = offsetof(struct us_opts, workers),
+	  .min = 1, .max = US_MAX_WORKERS, .help = "proxy threads (default: one per CPU)" },
+	{ .name = "max-conns", .type = KP_OPT_UINT, .offset = offsetof(struct us_opts, max_conns),
+	  .min = 1, .max = 10000000, .def = "32768",
+	  .help = "open connections and flows per proxy port; beyond it new ones wait in the "
+		  "backlog" },
+	{ .name = "grace-period", .type = KP_OPT_DURATION,
+	  .offset = offsetof(struct us_opts, grace_ms), .def = "30s",
+	  .help = "a removed service's connections are closed after this long (0: at once)" },
+};
 
 struct usb {
 	struct us us;			/* what the workers see */
 	struct kp_map *proxies;		/* key -> struct us_proxy (the control reference) */
-	uint16_t range_lo, range_hi;	/* --proxy-port-range; 0: the kernel picks */
+	uint16_t range_lo, range_hi;	/* port-range; 0: the kernel picks */
 	uint32_t next_port;		/* where the range scan starts */
 	struct kp_addr bind[2];		/* listen address per family ([0] IPv4) */
 	bool wildcard[2];
@@ -825,51 +851,31 @@ static void us_destroy(void *priv)
 	free(b);
 }
 
-/* "port-range=30000-31000,udp-timeout=250,workers=2,max-conns=32768,grace=30000,
- * bind=ADDR" (udp-timeout and grace in ms) */
-static int us_option(const char *key, const char *value, void *userdata)
+/* The listen address of the proxies, from the "bind" option. */
+static int set_bind(struct usb *b, const char *value)
 {
-	struct usb *b = userdata;
-	char *end;
-	unsigned long v = strtoul(value, &end, 10);
-	bool number = *value && !*end;
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+	struct kp_addr a;
+	int fi;
 
-	if (!strcmp(key, "port-range"))	/* 0-0: the kernel picks */
-		return kp_parse_port_range(value, &b->range_lo, &b->range_hi);
-	if (!strcmp(key, "bind")) {
-		static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
-		struct kp_addr a;
-		int fi;
-
-		if (kp_addr_from_str(value, &a) < 0)
-			return -EINVAL;
-		fi = a.family == AF_INET6;
-		b->bind[fi] = a;
-		b->wildcard[fi] = fi ? !memcmp(&a.v6, &any6, sizeof(any6)) :
-				       a.v4.s_addr == htonl(INADDR_ANY);
+	b->bind[0].family = AF_INET;
+	b->bind[1].family = AF_INET6;
+	b->wildcard[0] = b->wildcard[1] = true;
+	if (!value)
 		return 0;
-	}
-	if (!strcmp(key, "dispatch-threshold"))		/* the iptables backend's */
-		return 0;
-	if (!number)
-		return -EINVAL;
-	if (!strcmp(key, "udp-timeout"))
-		b->us.udp_timeout_ms = v ? (uint32_t)v : DEFAULT_UDP_TIMEOUT_MS;
-	else if (!strcmp(key, "workers") && v >= 1 && v <= US_MAX_WORKERS)
-		b->us.n_workers = (unsigned)v;
-	else if (!strcmp(key, "max-conns") && v >= 1 && v <= UINT32_MAX)
-		b->us.max_conns = (uint32_t)v;
-	else if (!strcmp(key, "grace") && v <= UINT32_MAX)
-		b->us.grace_ms = (uint32_t)v;
-	else if (!strcmp(key, "workers") || !strcmp(key, "max-conns") || !strcmp(key, "grace"))
-		return -EINVAL;
-	else
-		kp_log(b->us.ctx, KP_LOG_DEBUG, "userspace: unknown option \"%s\"", key);
+	if (kp_addr_from_str(value, &a) < 0)
+		return kp_ctx_set_error(b->us.ctx, -EINVAL, "userspace: option \"bind\": \"%s\" "
+					"is not an IP address", value);
+	fi = a.family == AF_INET6;
+	b->bind[fi] = a;
+	b->wildcard[fi] = fi ? !memcmp(&a.v6, &any6, sizeof(any6)) :
+			       a.v4.s_addr == htonl(INADDR_ANY);
 	return 0;
 }
 
-static int us_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int us_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
+	const struct us_opts *o = opts;
 	struct usb *b = calloc(1, sizeof(*b));
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int r;
@@ -877,28 +883,26 @@ static int us_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_p
 	if (!b)
 		return -ENOMEM;
 	b->us.ctx = ctx;
-	b->us.n_workers = cpus < 1 ? 1 : cpus > US_MAX_WORKERS ? US_MAX_WORKERS : (unsigned)cpus;
-	b->us.max_conns = DEFAULT_MAX_CONNS;
-	b->us.udp_timeout_ms = DEFAULT_UDP_TIMEOUT_MS;
-	b->us.grace_ms = DEFAULT_GRACE_MS;
-	b->bind[0].family = AF_INET;
-	b->bind[1].family = AF_INET6;
-	b->wildcard[0] = b->wildcard[1] = true;
+	b->us.n_workers = o->workers ? o->workers : cpus < 1 ? 1 :
+			  cpus > US_MAX_WORKERS ? US_MAX_WORKERS : (unsigned)cpus;
+	b->us.max_conns = o->max_conns;
+	b->us.udp_timeout_ms = o->udp_timeout_ms;
+	b->us.grace_ms = o->grace_ms;
+	b->range_lo = o->port_range.lo;
+	b->range_hi = o->port_range.hi;
 	b->proxies = kp_map_new();
 	if (!b->proxies) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = kp_opts_parse(cfg->extra, us_option, b);
-	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "userspace: bad options \"%s\"", cfg->extra);
+	r = set_bind(b, o->bind);
+	if (r < 0)
 		goto fail;
-	}
 	/* fail early, with the reason, where there is no nat table or we are not root */
 	r = tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
-		kp_log(ctx, KP_LOG_DEBUG, "userspace: cannot open the nat table: %s",
-		       tc_ipv4.strerror(-r));
+		kp_ctx_set_error(ctx, r, "userspace: cannot open the nat table: %s",
+				 tc_ipv4.strerror(-r));
 		goto fail;
 	}
 	b->ipv6 = tc_fast_probe(AF_INET6, "nat") == 0;
@@ -917,4 +921,7 @@ const struct kp_backend_ops kp_backend_userspace = {
 	.dump = us_dump,
 	.cleanup = us_cleanup,
 	.destroy = us_destroy,
+	.options = us_options,
+	.n_options = KP_ARRAY_SIZE(us_options),
+	.options_size = sizeof(struct us_opts),
 };

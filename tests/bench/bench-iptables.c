@@ -113,9 +113,13 @@ static void gen_slice(struct buf *b, unsigned i, unsigned n, unsigned e, unsigne
 int main(int argc, char **argv)
 {
 	unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 0, e = argc > 2 ? (unsigned)atoi(argv[2]) : 10;
-	struct kp_config cfg = { .cluster_cidr = "10.0.0.0/8" };
+	/* KPROXYD_LIBIPTC=1: through libiptc, for the comparison in README.md */
+	struct kp_setting set[] = {
+		{ "cluster-cidr", "10.0.0.0/8" },
+		{ "dispatch-threshold", argc > 3 ? argv[3] : "100" },
+		{ "libiptc", getenv("KPROXYD_LIBIPTC") ? "true" : "false" },
+	};
 	struct buf objs = { 0 }, whole = { 0 }, change = { 0 };
-	char extra[48];
 	double t0, t_full, t_change, t_resync, base_rss;
 	struct rusage ru;
 	struct kp_ctx *ctx;
@@ -125,8 +129,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench-iptables N_SERVICES [N_ENDPOINTS] [DISPATCH_THRESHOLD]\n");
 		return 2;
 	}
-	snprintf(extra, sizeof(extra), "dispatch-threshold=%s", argc > 3 ? argv[3] : "100");
-	cfg.extra = extra;
 	put(&objs, "{\"kind\":\"List\",\"items\":[");
 	for (unsigned i = 0; i < n; i++) {
 		put(&objs, "%s{\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%u\",\"namespace\":"
@@ -143,9 +145,9 @@ int main(int argc, char **argv)
 	gen_slice(&change, n / 2, n, e, 0);
 
 	ctx = kp_ctx_new();
-	r = kp_ctx_set_backend(ctx, "iptables", &cfg);
+	r = kp_ctx_set_backend(ctx, "iptables", set, sizeof(set) / sizeof(set[0]));
 	if (r < 0) {
-		fprintf(stderr, "bench-iptables: iptables backend: %s\n", kp_strerror(r));
+		fprintf(stderr, "bench-iptables: %s\n", kp_ctx_get_error(ctx));
 		return 1;
 	}
 	if (kp_ctx_load(ctx, "objects", objs.p, objs.len, KP_FORMAT_JSON) != (int)(2 * n - 1) ||

@@ -66,6 +66,18 @@ def main():
     ok(re.search(r"^ClusterIP 10\.96\.10\.10:80 demo/web -> 10\.244\.1\.2:8080 "
                  r"10\.244\.2\.3:8080 10\.244\.2\.4:8080$", r.stdout, re.M) is not None,
        "and reads the state through the public getters", r.stdout)
+    r = subprocess.run([embed, "node-a", "-o", "title=resync", "-o", "state=false", *files],
+                       capture_output=True, text=True, timeout=30)
+    ok(r.returncode == 0 and "# resync: " in r.stdout and "# state" not in r.stdout,
+       "its own option table: the settings reach its init, typed", r.stdout + r.stderr)
+    r = subprocess.run([embed, "node-a", "-o", "state=perhaps", *files],
+                       capture_output=True, text=True, timeout=30)
+    ok(r.returncode == 2 and 'option "state": "perhaps" is not true or false' in r.stderr,
+       "a bad value of its option is refused by the library, by name", r.stderr)
+    r = subprocess.run([embed, "node-a", "-o", "colour=red", *files],
+                       capture_output=True, text=True, timeout=30)
+    ok(r.returncode == 2 and 'no option "colour"' in r.stderr,
+       "an option it does not declare is refused by name", r.stderr)
     print("1..%d" % count)
     return 1 if failed else 0
 

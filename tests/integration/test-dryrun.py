@@ -279,7 +279,7 @@ def test_flags():
                         "10.244.0.0/16,bogus", "--control-socket",
                         tempfile.mktemp(prefix="sock-", dir=BASE)],
                        capture_output=True, text=True, timeout=DEADLINE)
-    ok(r.returncode == 1 and "--cluster-cidr" in r.stderr and "bogus" in r.stderr,
+    ok(r.returncode == 2 and "--cluster-cidr" in r.stderr and "bogus" in r.stderr,
        "a bad --cluster-cidr is refused by name", r.stderr)
     r = subprocess.run([KPROXYD, "--manifests", "/tmp", "--proxy-mode", "dpdk",
                         "--control-socket", tempfile.mktemp(prefix="sock-", dir=BASE)],

@@ -345,7 +345,7 @@ struct rec {
 };
 static struct rec rec;
 
-static int rec_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv)
+static int rec_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
 	*ret_priv = &rec;
 	return 0;
@@ -382,8 +382,8 @@ static void test_delta(void)
 
 	is_int(kp_backend_register(ctx, &rec_ops), 0, "register a backend");
 	is_int(kp_backend_register(ctx, &rec_ops), -EEXIST, "a name registers once");
-	is_int(kp_ctx_set_backend(ctx, "nope", NULL), -ENOENT, "unknown backend");
-	is_int(kp_ctx_set_backend(ctx, "recorder", NULL), 0, "select it");
+	is_int(kp_ctx_set_backend(ctx, "nope", NULL, 0), -ENOENT, "unknown backend");
+	is_int(kp_ctx_set_backend(ctx, "recorder", NULL, 0), 0, "select it");
 	load(ctx, "f", two);
 	kp_ctx_sync(ctx, false);
 	ok(rec.full, "first sync is full");
@@ -416,7 +416,7 @@ static void test_runner(void)
 	int64_t wait;
 
 	kp_backend_register(ctx, &rec_ops);
-	kp_ctx_set_backend(ctx, "recorder", NULL);
+	kp_ctx_set_backend(ctx, "recorder", NULL, 0);
 	kp_ctx_set_sync_periods(ctx, 1000, 30000);
 	rec.syncs = 0;
 	is_int(kp_ctx_run_due(ctx, 0, &wait), 1, "first call syncs at once");
@@ -463,7 +463,7 @@ static void test_programming_latency(void)
 	double now = (double)time(NULL);
 
 	kp_backend_register(ctx, &rec_ops);
-	kp_ctx_set_backend(ctx, "recorder", NULL);
+	kp_ctx_set_backend(ctx, "recorder", NULL, 0);
 	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
 		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1")
 		       TRIGGERED("t-2", "2001-09-09T03:46:40.500+02:00", "10.1.0.2")

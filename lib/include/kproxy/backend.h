@@ -19,13 +19,74 @@ extern "C" {
 
 struct kp_ctx;
 
-/* Options handed to a backend's init. Unset strings are NULL, unset numbers 0. */
-struct kp_config {
-	const char *cluster_cidr;	/* --cluster-cidr, comma separated, or NULL */
-	bool masquerade_all;		/* --masquerade-all */
-	const char *scheduler;		/* --ipvs-scheduler */
-	const char *extra;		/* backend specific options, or NULL */
+/*
+ * Backend options. Each backend declares the options its init accepts in a table of
+ * struct kp_option (name, type, range, default, one line of help, and where the value
+ * goes in the backend's own options struct). The caller gives settings as name/value
+ * text (struct kp_setting, as a command line or a config file has them); the library
+ * checks every setting against the table before init runs, refuses an unknown name or a
+ * bad value by name, applies the defaults, and hands init the filled struct.
+ */
+enum kp_opt_type {
+	KP_OPT_BOOL,		/* bool: "true"/"false" ("1"/"0", "yes"/"no" too) */
+	KP_OPT_UINT,		/* uint32_t within min..max */
+	KP_OPT_DURATION,	/* uint32_t milliseconds within min..max: "1m30s", "500ms", "0" */
+	KP_OPT_STRING,		/* const char *, NULL when unset; one of @choices when given */
+	KP_OPT_PORT_RANGE,	/* struct kp_port_range: "LO-HI", "LO+N", a port, "" */
+	KP_OPT_CIDR_LIST,	/* struct kp_cidr_list: comma separated; settings add up */
+	KP_OPT_STRING_LIST,	/* struct kp_str_list: each setting one entry */
+	_KP_OPT_MAX
 };
+
+struct kp_port_range {
+	uint16_t lo, hi;		/* inclusive; both 0: no range */
+};
+
+struct kp_cidr {
+	struct kp_addr addr;		/* host bits as given */
+	uint8_t prefix;
+};
+
+struct kp_cidr_list {
+	const struct kp_cidr *v;
+	size_t n;
+};
+
+struct kp_str_list {
+	const char *const *v;
+	size_t n;
+};
+
+struct kp_option {
+	const char *name;		/* "dispatch-threshold": lower case, '-' separated */
+	enum kp_opt_type type;
+	size_t offset;			/* of the value in the backend's options struct */
+	uint64_t min, max;		/* UINT, DURATION (ms): the range (max 0: UINT32_MAX);
+					 * the lists: at most @max entries (0: no limit) */
+	const char *def;		/* the default, as a setting's text; NULL: none */
+	const char *help;		/* one line, for --help and man pages */
+	const char *const *choices;	/* STRING: the values accepted, NULL-terminated; or NULL */
+};
+
+/* One setting, as given: @value is parsed by the option's type. */
+struct kp_setting {
+	const char *name;
+	const char *value;
+};
+
+/**
+ * kp_option_check - whether @value is a valid setting of @opt
+ * @err: on failure, "option NAME: why", of @err_size bytes (may be NULL)
+ * Returns: 0, or -EINVAL.
+ */
+int kp_option_check(const struct kp_option *opt, const char *value, char *err,
+		    size_t err_size);
+
+/**
+ * kp_option_type_name - "bool", "uint", "duration", "string", "port-range", "cidr-list",
+ * "string-list"; NULL for an unknown type
+ */
+const char *kp_option_type_name(enum kp_opt_type type);
 
 /* Per-endpoint figures a backend that balances in the kernel can report (IPVS). */
 struct kp_dest_stats {
@@ -77,9 +138,14 @@ struct kp_backend_ops {
 	const char *name;	/* unique, e.g. "iptables" */
 	/**
 	 * init - set up the data plane's handles (sockets, ports); must not program rules
-	 * Returns 0 and sets *ret_priv, or a negative errno.
+	 * @opts: the backend's options struct (@options_size bytes), every option filled
+	 *        (given or default; unset strings NULL, unset numbers and lists zero);
+	 *        borrowed, valid until destroy, so pointers into it may be kept; NULL when
+	 *        the backend declares no options
+	 * Returns 0 and sets *ret_priv, or a negative errno; on failure it may say why with
+	 * kp_ctx_set_error(), and the caller prints that.
 	 */
-	int (*init)(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_priv);
+	int (*init)(struct kp_ctx *ctx, const void *opts, void **ret_priv);
 	/**
 	 * sync - make the data plane match @want; @delta says what changed since the last
 	 * successful sync (all of it when kp_delta_is_full()). Idempotent; batched; on error
@@ -101,6 +167,14 @@ struct kp_backend_ops {
 	 * initialisers do). Returns 0, the callback's non-zero value, or a negative errno.
 	 */
 	int (*stats)(void *priv, kp_stat_fn fn, void *userdata);
+	/*
+	 * The options init accepts, @n_options of them, and the size of the struct they
+	 * fill. Added after @stats (an embedder's table that leaves them zero takes no
+	 * options: any setting is refused).
+	 */
+	const struct kp_option *options;
+	size_t n_options;
+	size_t options_size;
 };
 
 /**
@@ -110,6 +184,41 @@ struct kp_backend_ops {
  * Returns: 0, -EEXIST if the name is taken, -EINVAL, -ENOMEM.
  */
 int kp_backend_register(struct kp_ctx *ctx, const struct kp_backend_ops *ops);
+
+/**
+ * kp_backend_find - the ops table of the backend called @name in @ctx (borrowed), or NULL
+ */
+const struct kp_backend_ops *kp_backend_find(const struct kp_ctx *ctx, const char *name);
+
+/**
+ * kp_backend_foreach - walk the backends selectable in @ctx, built-in ones first
+ * @fn: called with each ops table (borrowed); a non-zero return stops the walk
+ * Returns: 0, what @fn returned, or -EINVAL.
+ */
+int kp_backend_foreach(const struct kp_ctx *ctx,
+		       int (*fn)(const struct kp_backend_ops *ops, void *userdata), void *userdata);
+
+/**
+ * kp_ctx_foreach_option - walk the selected backend's options with their values in force
+ * @fn: called once per option with its value as text (the setting given, else the
+ *      default; NULL when neither), once per entry for the lists (once with NULL when
+ *      empty); a non-zero return stops the walk
+ * Returns: 0, what @fn returned, or -EINVAL.
+ */
+int kp_ctx_foreach_option(const struct kp_ctx *ctx,
+			  int (*fn)(const struct kp_option *opt, const char *value, void *userdata),
+			  void *userdata);
+
+/**
+ * kp_ctx_set_error - say why the current operation fails (for backends: init, sync,
+ * dump, cleanup); the caller of the failing kp_ctx_* call reads it with
+ * kp_ctx_get_error(). A later message of the same call replaces an earlier one unless
+ * the earlier one is kept by the backend returning at once.
+ * @err: the negative errno the operation returns
+ * Returns: @err, so that a backend can "return kp_ctx_set_error(ctx, r, ...)".
+ */
+int kp_ctx_set_error(struct kp_ctx *ctx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /**
  * kp_ctx_backend_stats - walk the selected data plane's own counters

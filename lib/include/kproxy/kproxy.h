@@ -183,14 +183,27 @@ int kp_ctx_get_counts(const struct kp_ctx *ctx, struct kp_counts *ret_counts);
 /**
  * kp_ctx_set_backend - select and initialise the data plane
  * @ctx: context
- * @name: backend name, built in ("dryrun") or registered with kp_backend_register()
- * @cfg: backend options (borrowed for the call), or NULL for defaults
+ * @name: backend name, built in ("dryrun", "iptables", ...) or registered with
+ *        kp_backend_register()
+ * @settings: @n_settings option settings (borrowed for the call; checked against the
+ *        backend's option table, see struct kp_option), or NULL for the defaults. A
+ *        list option may be set several times; any other option only once.
  *
  * The previous backend is destroyed (not cleaned up). The next sync is a full one.
- * Returns: 0; -ENOENT if no backend has that name; or the backend's init error, in which
- * case the previous backend stays selected.
+ * Returns: 0; -ENOENT if no backend has that name; -EINVAL for an unknown option or a
+ * bad value (nothing is initialised); or the backend's init error. On failure the
+ * previous backend stays selected and kp_ctx_get_error() says why.
  */
-int kp_ctx_set_backend(struct kp_ctx *ctx, const char *name, const struct kp_config *cfg);
+int kp_ctx_set_backend(struct kp_ctx *ctx, const char *name, const struct kp_setting *settings,
+		       size_t n_settings);
+
+/**
+ * kp_ctx_get_error - why the last failed kp_ctx_set_backend(), kp_ctx_sync(),
+ * kp_ctx_run_due(), kp_ctx_dump() or kp_ctx_cleanup() failed: one line naming the
+ * option, object or step and the cause (borrowed; valid until the next such call);
+ * the errno's text when nothing more was said; "" when the last one succeeded
+ */
+const char *kp_ctx_get_error(const struct kp_ctx *ctx);
 
 /**
  * kp_ctx_get_backend_name - name of the selected backend (borrowed)
