@@ -10,6 +10,7 @@ Prints TAP.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -465,6 +466,34 @@ def test_config():
        "another kind of file is refused", r.stderr)
 
 
+def test_manpage():
+    """kproxyd(8) documents every flag --help lists: both come from one table, the
+    help from the flag table and the data planes' option declarations."""
+    h = subprocess.run([KPROXYD, "--help"], capture_output=True, text=True,
+                       timeout=DEADLINE).stdout
+    flags = re.findall(r"^      --([a-z0-9-]+)", h, re.M)
+    with open(os.path.join(TOP_SRC, "man", "kproxyd.8")) as f:
+        man = f.read().replace("\\-", "-")
+    opts = man[man.find(".SH OPTIONS"):man.find(".SH SIGNALS")]
+    missing = [f for f in flags if not re.search(r"--%s\b" % re.escape(f), opts)]
+    ok(len(flags) > 40 and not missing,
+       "kproxyd(8) documents each of the %d flags of --help" % len(flags),
+       "missing from OPTIONS: %s" % missing)
+    r = subprocess.run([KPROXYD, "--proxy-mode", "userspace", "--help"], capture_output=True,
+                       text=True, timeout=DEADLINE)
+    ok("--userspace-workers" in r.stdout and "--ipvs-scheduler" not in r.stdout,
+       "--proxy-mode MODE --help shows that data plane's flags only", r.stdout)
+    r = subprocess.run([KPROXYD, "--no-such-flag"], capture_output=True, text=True,
+                       timeout=DEADLINE)
+    ok(r.returncode == 2 and "--no-such-flag" in r.stderr, "an unknown flag is refused by name",
+       r.stderr)
+    r = subprocess.run([KPROXYD, "-v=3", "--masquerade-all=false", "--dry-run=true",
+                        "--sync-period=1m30s", "--manifests", "/nonexistent"],
+                       capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.returncode == 1 and "/nonexistent" in r.stderr and "unknown" not in r.stderr,
+       "kube-proxy's flag syntax: -v=3, --bool=false, --flag=value", r.stderr)
+
+
 def main():
     for exe in (KPROXYD, KPROXYCTL):
         if not os.access(exe, os.X_OK):
@@ -476,6 +505,7 @@ def main():
         test_examples()
         test_hcports()
         test_config()
+        test_manpage()
     finally:
         shutil.rmtree(BASE, ignore_errors=True)
     print("1..%d" % count)

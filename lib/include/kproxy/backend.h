@@ -201,8 +201,8 @@ int kp_backend_foreach(const struct kp_ctx *ctx,
 /**
  * kp_ctx_foreach_option - walk the selected backend's options with their values in force
  * @fn: called once per option with its value as text (the setting given, else the
- *      default; NULL when neither), once per entry for the lists (once with NULL when
- *      empty); a non-zero return stops the walk
+ *      default; NULL when neither), for the lists once per setting (once with NULL
+ *      when empty); a non-zero return stops the walk
  * Returns: 0, what @fn returned, or -EINVAL.
  */
 int kp_ctx_foreach_option(const struct kp_ctx *ctx,
