@@ -90,6 +90,23 @@ static int parse_uint(const char *s, uint64_t *ret)
 	return 0;
 }
 
+/* Whether @s is one of @o's choices (any string when it has none); @err says which. */
+static bool chosen(const struct kp_option *o, const char *s, char *err, size_t size)
+{
+	size_t len;
+
+	for (size_t i = 0; o->choices && o->choices[i]; i++)
+		if (!strcmp(s, o->choices[i]))
+			return true;
+	if (!o->choices)
+		return true;
+	len = (size_t)snprintf(err, size, "\"%s\" is not one of", s);
+	for (size_t i = 0; o->choices[i] && len < size; i++)
+		len += (size_t)snprintf(err + len, size - len, "%s %s", i ? "," : "",
+					o->choices[i]);
+	return false;
+}
+
 /*
  * Parses one scalar setting of @o into @out (of the option's C type; NULL: check only).
  * The lists are checked entry by entry here and filled by fill_list().
@@ -134,18 +151,8 @@ static int parse_one(const struct kp_option *o, const char *s, void *out, char *
 			*(uint32_t *)out = ms;
 		return 0;
 	case KP_OPT_STRING:
-		for (size_t i = 0; o->choices && o->choices[i]; i++)
-			if (!strcmp(s, o->choices[i]))
-				goto string_ok;
-		if (o->choices) {
-			size_t len = (size_t)snprintf(err, size, "\"%s\" is not one of", s);
-
-			for (size_t i = 0; o->choices[i] && len < size; i++)
-				len += (size_t)snprintf(err + len, size - len, "%s %s",
-							i ? "," : "", o->choices[i]);
+		if (!chosen(o, s, err, size))
 			return -EINVAL;
-		}
-string_ok:
 		if (out)
 			*(const char **)out = s;
 		return 0;
@@ -316,9 +323,14 @@ int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
 		r = take_settings(ctx, o, settings, n_settings);
 	for (size_t i = 0; !r && i < ops->n_options; i++) {
 		const struct kp_option *opt = &ops->options[i];
-		void *out = (char *)o->data + opt->offset;
+		void *out;
 
-		assert(o->data && opt->offset < ops->options_size);
+		if (!o->data || opt->offset >= ops->options_size) {
+			r = kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\" lies outside its "
+					     "struct", ops->name, opt->name);
+			break;
+		}
+		out = (char *)o->data + opt->offset;
 		if (!o->vals[i].n && opt->def && (r = add_text(&o->vals[i], opt->def)) < 0)
 			break;
 		if (opt->type == KP_OPT_CIDR_LIST || opt->type == KP_OPT_STRING_LIST)

@@ -370,7 +370,9 @@ unexpected:
 	return -EINVAL;
 }
 
-/* Checks every value given against its declaration; the reason names the flag. */
+/* Checks every value given against its declaration; the reason names the flag. A row
+ * whose syntax differs from the option it feeds is a bug in the table, refused at start
+ * (so any test that starts kproxyd catches it). */
 int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 {
 	char why[256];
@@ -381,6 +383,12 @@ int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 		if (!rows[i].name || rows[i].alias)
 			continue;
 		o = decl(ctx, &rows[i], mode);
+		if (o->type != rows[i].own.type) {
+			fprintf(stderr, "kproxyd: --%s is a %s flag but feeds the %s option \"%s\"\n",
+				rows[i].name, kp_option_type_name(rows[i].own.type),
+				kp_option_type_name(o->type), o->name);
+			return -EINVAL;
+		}
 		for (size_t k = 0; k < slots[i].n; k++) {
 			if (kp_option_check(o, slots[i].v[k], why, sizeof(why)) < 0) {
 				fprintf(stderr, "kproxyd: --%s: %s\n", rows[i].name, why);
@@ -456,10 +464,14 @@ static char *field_text(json_t *v, enum kp_opt_type type, int *why_type)
 	switch (type) {
 	case KP_OPT_BOOL:
 		return json_is_boolean(v) ? strdup(json_is_true(v) ? "true" : "false") : NULL;
-	case KP_OPT_UINT:
+	case KP_OPT_UINT: {
+		char num[24];
+
 		if (!json_is_integer(v) || json_integer_value(v) < 0)
 			return NULL;
-		return kpd_asprintf("%lld", (long long)json_integer_value(v));
+		snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+		return strdup(num);
+	}
 	case KP_OPT_CIDR_LIST: {	/* "a,b" (clusterCIDR) or ["a", "b"] (nodePortAddresses) */
 		size_t i, len = 1;
 		json_t *a;
@@ -716,18 +728,6 @@ void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode)
 	fputs("  -v N, -h: short for --v N, --help. Durations take a unit: 500ms, 1s, 2m, 1h "
 	      "(1m30s also works).\nBooleans: --flag, --flag=true, --flag=false. "
 	      "--proxy-mode MODE --help shows that data plane's flags only.\n", out);
-}
-
-char *kpd_asprintf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-	int r;
-
-	va_start(ap, fmt);
-	r = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	return r < 0 ? NULL : s;
 }
 
 /* The first document of a YAML or JSON file of at most 1 MiB. */

@@ -66,7 +66,6 @@ bool kpd_is_set(const char *name, bool by_flag);
 void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode);
 void kpd_flags_free(void);
 int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size);
-char *kpd_asprintf(const char *fmt, ...) KPD_PRINTF(1, 2);
 
 /* loop.c: descriptors watched for input and ticks run before each wait */
 struct kpd_loop;

@@ -712,6 +712,13 @@ static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct r
 		route_out(w, g, ip, m, NULL);
 }
 
+/*
+ * One burst from port @pi, start to end. Long on purpose: the burst's stages (classify,
+ * one bulk flow lookup, per-packet NAT or forward, the second lookup after a flow was
+ * made or freed) share the key and result arrays on the stack; split into functions they
+ * would pass those arrays around on the per-packet path, which the benchmark times
+ * (tests/bench/run-dpdk-bench) and which is left as it was measured.
+ */
 void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
 {
 	struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
