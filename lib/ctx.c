@@ -99,7 +99,7 @@ KP_EXPORT int kp_ctx_set_error(struct kp_ctx *ctx, int err, const char *fmt, ...
 {
 	va_list ap;
 
-	if (!ctx || !fmt)
+	if (!ctx || !fmt || ctx->err[0])
 		return err;
 	va_start(ap, fmt);
 	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);

@@ -659,10 +659,9 @@ static int us_sync(void *priv, const struct kp_state *want, const struct kp_delt
 		int rr = write_rules(b);
 
 		if (rr < 0) {
-			kp_log(b->us.ctx, KP_LOG_DEBUG, "userspace: writing the portal rules: %s",
-			       kp_strerror(rr));
 			if (!r)
-				r = rr;
+				r = kp_ctx_set_error(b->us.ctx, rr, "userspace: writing the portal "
+						     "rules: %s", kp_strerror(rr));
 		} else {
 			b->rules_dirty = false;
 		}

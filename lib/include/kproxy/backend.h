@@ -212,8 +212,8 @@ int kp_ctx_foreach_option(const struct kp_ctx *ctx,
 /**
  * kp_ctx_set_error - say why the current operation fails (for backends: init, sync,
  * dump, cleanup); the caller of the failing kp_ctx_* call reads it with
- * kp_ctx_get_error(). A later message of the same call replaces an earlier one unless
- * the earlier one is kept by the backend returning at once.
+ * kp_ctx_get_error(). The first message of a call is kept (the step closest to the
+ * cause says it; callers up the stack that say it again are ignored).
  * @err: the negative errno the operation returns
  * Returns: @err, so that a backend can "return kp_ctx_set_error(ctx, r, ...)".
  */
