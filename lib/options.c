@@ -36,6 +36,7 @@ static const char *const type_names[] = {
 	[KP_OPT_PORT_RANGE] = "port-range",
 	[KP_OPT_CIDR_LIST] = "cidr-list",
 	[KP_OPT_STRING_LIST] = "string-list",
+	[KP_OPT_INT] = "int",
 };
 
 KP_EXPORT const char *kp_option_type_name(enum kp_opt_type type)
@@ -58,7 +59,32 @@ static void fmt_duration(uint64_t ms, char *out, size_t size)
 
 static uint64_t max_of(const struct kp_option *o)
 {
-	return o->max && o->max < UINT32_MAX ? o->max : UINT32_MAX;
+	return o->max > 0 && o->max < UINT32_MAX ? (uint64_t)o->max : UINT32_MAX;
+}
+
+static uint64_t min_of(const struct kp_option *o)
+{
+	return o->min > 0 ? (uint64_t)o->min : 0;
+}
+
+/* A signed number within the option's range (INT32 when none is given). */
+static int parse_int(const struct kp_option *o, const char *s, int32_t *ret, char *err,
+		     size_t size)
+{
+	int64_t lo = o->min || o->max ? o->min : INT32_MIN, hi = o->min || o->max ? o->max :
+								       INT32_MAX;
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi) {
+		snprintf(err, size, "\"%s\" is not a number %lld..%lld", s, (long long)lo,
+			 (long long)hi);
+		return -EINVAL;
+	}
+	*ret = (int32_t)v;
+	return 0;
 }
 
 static int parse_bool(const char *s, bool *ret)
@@ -128,17 +154,17 @@ static int parse_one(const struct kp_option *o, const char *s, void *out, char *
 			*(bool *)out = b;
 		return 0;
 	case KP_OPT_UINT:
-		if (parse_uint(s, &v) < 0 || v < o->min || v > max_of(o)) {
+		if (parse_uint(s, &v) < 0 || v < min_of(o) || v > max_of(o)) {
 			snprintf(err, size, "\"%s\" is not a number %llu..%llu", s,
-				 (unsigned long long)o->min, (unsigned long long)max_of(o));
+				 (unsigned long long)min_of(o), (unsigned long long)max_of(o));
 			return -EINVAL;
 		}
 		if (out)
 			*(uint32_t *)out = (uint32_t)v;
 		return 0;
 	case KP_OPT_DURATION:
-		if (kp_parse_duration(s, &ms) < 0 || ms < o->min || ms > max_of(o)) {
-			fmt_duration(o->min, lo, sizeof(lo));
+		if (kp_parse_duration(s, &ms) < 0 || ms < min_of(o) || ms > max_of(o)) {
+			fmt_duration(min_of(o), lo, sizeof(lo));
 			fmt_duration(max_of(o), hi, sizeof(hi));
 			if (max_of(o) == UINT32_MAX)
 				snprintf(hi, sizeof(hi), "%s", "");
@@ -177,6 +203,15 @@ static int parse_one(const struct kp_option *o, const char *s, void *out, char *
 	}
 	case KP_OPT_STRING_LIST:
 		return 0;
+	case KP_OPT_INT: {
+		int32_t iv;
+
+		if (parse_int(o, s, &iv, err, size) < 0)
+			return -EINVAL;
+		if (out)
+			*(int32_t *)out = iv;
+		return 0;
+	}
 	default:
 		break;
 	}
@@ -296,7 +331,7 @@ static int take_settings(struct kp_ctx *ctx, struct kp_opts *o, const struct kp_
 		if (parse_one(opt, s[i].value, NULL, why, sizeof(why)) < 0)
 			return kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\": %s",
 						o->ops->name, opt->name, why);
-		if (list && opt->max && o->vals[k].n == opt->max)
+		if (list && opt->max > 0 && o->vals[k].n == (size_t)opt->max)
 			return kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\": at most %llu",
 						o->ops->name, opt->name,
 						(unsigned long long)opt->max);

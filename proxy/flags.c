@@ -20,125 +20,279 @@
 
 #include "kpyaml.h"
 
-#define KP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SEC(title)		{ .section = title }
-#define MAX_CONFIG_SIZE (1u << 20)
+#define T(t)			.own = { .type = (t) }
+#define TD(t, d)		.own = { .type = (t), .def = (d) }
+#define NA_API	"kproxyd's API client asks for JSON, lists once and then watches, without a " \
+		"client-side rate limit"
+#define NA_LOG	"kproxyd writes klog-style text lines to standard error, each at once"
 
-/* The sections of --help, and the rows: kproxyd's own, then the data planes' options. */
+static const char *const local_modes[] = { "", "ClusterCIDR", "NodeCIDR", "BridgeInterface",
+					   "InterfaceNamePrefix", NULL };
+static const char *const log_formats[] = { "text", "json", NULL };
+
+/*
+ * The sections of --help, and the rows. kube marks kube-proxy's own flags: with --config
+ * they are ignored (the file says it all), except those marked flag_wins, as in
+ * kube-proxy. A row with na is accepted and read, and named once in the start-up log
+ * with that reason when it is set to anything but kube-proxy's default.
+ */
 static const struct kpd_flag rows[] = {
 	SEC("Configuration"),
-	{ .name = "config", .arg = "FILE", .own = { .type = KP_OPT_STRING,
-	  .help = "a KubeProxyConfiguration (YAML or JSON); flags override it; SIGHUP re-reads "
-		  "its sync periods" } },
+	{ .name = "config", .arg = "FILE", .kube = true, .flag_wins = true,
+	  .own = { .type = KP_OPT_STRING, .help = "a KubeProxyConfiguration (YAML or JSON); "
+		   "as in kube-proxy, the other kube-proxy flags are then ignored, except "
+		   "--hostname-override and the logging flags, and kproxyd exits when the file "
+		   "changes" } },
+	{ .name = "write-config-to", .arg = "FILE", .kube = true, .flag_wins = true,
+	  .own = { .type = KP_OPT_STRING, .help = "write the configuration in force as a "
+		   "KubeProxyConfiguration to FILE and exit" } },
+	{ .name = "init-only", .kube = true, .flag_wins = true, .own = { .type = KP_OPT_BOOL,
+	  .def = "false", .help = "set what needs root (conntrack sysctls, the OOM score, "
+				  "kernel modules, the data plane's handles), then exit" } },
+	{ .name = "feature-gates", .arg = "K=V,...", .config = "featureGates", .kube = true,
+	  .cfg_any = true, TD(KP_OPT_STRING, ""),
+	  .na = "kproxyd has no feature gates: what kube-proxy gates is built in or not built" },
 	SEC("Sources (with neither --manifests nor --kubeconfig/--master: in-cluster config)"),
 	{ .name = "manifests", .arg = "DIR", .own = { .type = KP_OPT_STRING,
 	  .help = "read *.json, *.yaml, *.yml in DIR and follow changes" } },
 	{ .name = "kubeconfig", .arg = "FILE", .config = "clientConnection.kubeconfig",
-	  .own = { .type = KP_OPT_STRING,
+	  .kube = true, .own = { .type = KP_OPT_STRING,
 		   .help = "list and watch the API server this kubeconfig names" } },
 	{ .name = "context", .arg = "NAME", .own = { .type = KP_OPT_STRING,
 	  .help = "the kubeconfig context to use (default: current-context)" } },
-	{ .name = "master", .arg = "URL", .own = { .type = KP_OPT_STRING,
-	  .help = "the API server's address (overrides the kubeconfig's)" } },
+	{ .name = "master", .arg = "URL", .kube = true, .flag_wins = true,
+	  .own = { .type = KP_OPT_STRING,
+		   .help = "the API server's address (overrides the kubeconfig's)" } },
+	{ .name = "kube-api-content-type", .arg = "TYPE", .config = "clientConnection.contentType", .zero_default = true,
+	  .kube = true, TD(KP_OPT_STRING, "application/vnd.kubernetes.protobuf"), .na = NA_API },
+	{ .name = NULL, .config = "clientConnection.acceptContentTypes", TD(KP_OPT_STRING, ""),
+	  .na = NA_API },
+	{ .name = "kube-api-qps", .arg = "N", .config = "clientConnection.qps", .zero_default = true, .kube = true,
+	  .cfg_number = true, TD(KP_OPT_STRING, "5"), .na = NA_API },
+	{ .name = "kube-api-burst", .arg = "N", .config = "clientConnection.burst", .zero_default = true, .kube = true,
+	  TD(KP_OPT_UINT, "10"), .na = NA_API },
+	{ .name = "config-sync-period", .arg = "DUR", .config = "configSyncPeriod", .zero_default = true, .kube = true,
+	  TD(KP_OPT_DURATION, "15m"), .na = "kproxyd's watches have no resync period: a watch "
+	  "re-lists only when its resource version is too old" },
 	SEC("Node"),
-	{ .name = "hostname-override", .arg = "NAME", .config = "hostnameOverride",
-	  .own = { .type = KP_OPT_STRING, .help = "this node's name (default: the host name)" } },
-	{ .name = "nodeport-addresses", .arg = "CIDRS", .config = "nodePortAddresses",
-	  .own = { .type = KP_OPT_CIDR_LIST, .max = 16, .help = "comma-separated ranges whose "
-		   "local addresses serve NodePorts (default: every non-loopback address)" } },
+	{ .name = "hostname-override", .arg = "NAME", .config = "hostnameOverride", .kube = true,
+	  .flag_wins = true, .own = { .type = KP_OPT_STRING, .help = "this node's name, in "
+		   "lower case (default: the host name)" } },
+	{ .name = "nodeport-addresses", .arg = "CIDRS", .config = "nodePortAddresses", .cfg_list = true,
+	  .kube = true, .own = { .type = KP_OPT_CIDR_LIST, .max = 16, .help = "comma-separated "
+		   "ranges whose local addresses serve NodePorts (default: every non-loopback "
+		   "address)" } },
 	{ .name = "cluster-cidr", .arg = "CIDRS", .config = "clusterCIDR", .option = "cluster-cidr",
-	  .own = { .type = KP_OPT_CIDR_LIST, .max = 16 } },
+	  .kube = true, T(KP_OPT_CIDR_LIST) },
+	{ .name = "detect-local-mode", .arg = "MODE", .config = "detectLocalMode", .kube = true,
+	  .own = { .type = KP_OPT_STRING, .choices = local_modes, .def = "",
+		   .help = "how pod traffic is told from the rest: ClusterCIDR (--cluster-cidr), "
+			   "NodeCIDR, BridgeInterface, InterfaceNamePrefix" },
+	  .na = "only ClusterCIDR (from --cluster-cidr) is implemented" },
+	{ .name = "pod-bridge-interface", .arg = "NAME", .config = "detectLocal.bridgeInterface",
+	  .kube = true, TD(KP_OPT_STRING, ""), .na = "detect-local-mode BridgeInterface is not "
+	  "implemented" },
+	{ .name = "pod-interface-name-prefix", .arg = "PREFIX",
+	  .config = "detectLocal.interfaceNamePrefix", .kube = true, TD(KP_OPT_STRING, ""),
+	  .na = "detect-local-mode InterfaceNamePrefix is not implemented" },
+	{ .name = "oom-score-adj", .arg = "N", .config = "oomScoreAdj", .kube = true,
+	  .own = { .type = KP_OPT_INT, .min = -1000, .max = 1000, .def = "-999",
+		   .help = "kproxyd's /proc/self/oom_score_adj" } },
+	{ .name = "conntrack-max-per-core", .arg = "N", .config = "conntrack.maxPerCore",
+	  .kube = true, .own = { .type = KP_OPT_UINT, .max = INT32_MAX, .def = "32768",
+		   .help = "nf_conntrack_max is this times the CPUs, at least --conntrack-min "
+			   "(0: leave it as is)" } },
+	{ .name = "conntrack-min", .arg = "N", .config = "conntrack.min", .kube = true,
+	  .own = { .type = KP_OPT_UINT, .max = INT32_MAX, .def = "131072",
+		   .help = "the least nf_conntrack_max kproxyd sets" } },
+	{ .name = "conntrack-tcp-timeout-established", .arg = "DUR",
+	  .config = "conntrack.tcpEstablishedTimeout", .kube = true,
+	  .own = { .type = KP_OPT_DURATION, .def = "24h", .help = "nf_conntrack_tcp_timeout_"
+		   "established (0: leave it as is)" } },
+	{ .name = "conntrack-tcp-timeout-close-wait", .arg = "DUR",
+	  .config = "conntrack.tcpCloseWaitTimeout", .kube = true,
+	  .own = { .type = KP_OPT_DURATION, .def = "1h", .help = "nf_conntrack_tcp_timeout_"
+		   "close_wait (0: leave it as is)" } },
+	{ .name = "conntrack-tcp-be-liberal", .config = "conntrack.tcpBeLiberal", .kube = true,
+	  .own = { .type = KP_OPT_BOOL, .def = "false",
+		   .help = "set nf_conntrack_tcp_be_liberal to 1" } },
+	{ .name = "conntrack-udp-timeout", .arg = "DUR", .config = "conntrack.udpTimeout",
+	  .kube = true, .own = { .type = KP_OPT_DURATION, .def = "0",
+		   .help = "nf_conntrack_udp_timeout (0: leave it as is)" } },
+	{ .name = "conntrack-udp-timeout-stream", .arg = "DUR",
+	  .config = "conntrack.udpStreamTimeout", .kube = true,
+	  .own = { .type = KP_OPT_DURATION, .def = "0",
+		   .help = "nf_conntrack_udp_timeout_stream (0: leave it as is)" } },
 	SEC("Data plane"),
-	{ .name = "proxy-mode", .arg = "MODE", .config = "mode", .own = { .type = KP_OPT_STRING,
-	  .def = "iptables", .help = "iptables (default), ipvs, userspace, dpdk (when built with "
-				     "DPDK) or dryrun" } },
+	{ .name = "proxy-mode", .arg = "MODE", .config = "mode", .kube = true,
+	  .own = { .type = KP_OPT_STRING, .def = "iptables", .help = "iptables (default), ipvs, "
+		   "userspace, dpdk (when built with DPDK) or dryrun" } },
 	{ .name = "dry-run", .own = { .type = KP_OPT_BOOL, .def = "false",
 	  .help = "compute and serve the state, program nothing" } },
 	{ .name = "masquerade-all", .config = "iptables.masqueradeAll", .option = "masquerade-all",
-	  .own = { .type = KP_OPT_BOOL } },
+	  .kube = true, T(KP_OPT_BOOL) },
+	{ .name = NULL, .alias = "masquerade-all", .config = "nftables.masqueradeAll",
+	  .config_mode = "nftables" },
 	{ .name = "min-sync-period", .arg = "DUR", .own = { .type = KP_OPT_DURATION, .def = "1s",
 	  .help = "least time between syncs (also --iptables-min-sync-period, "
 		  "--ipvs-min-sync-period)" } },
 	{ .name = "iptables-min-sync-period", .arg = "DUR", .alias = "min-sync-period",
-	  .config = "iptables.minSyncPeriod", .config_mode = "iptables" },
+	  .config = "iptables.minSyncPeriod", .zero_default = true, .config_mode = "iptables", .kube = true },
 	{ .name = "ipvs-min-sync-period", .arg = "DUR", .alias = "min-sync-period",
-	  .config = "ipvs.minSyncPeriod", .config_mode = "ipvs" },
+	  .config = "ipvs.minSyncPeriod", .config_mode = "ipvs", .kube = true },
+	{ .name = NULL, .alias = "min-sync-period", .config = "nftables.minSyncPeriod",
+	  .config_mode = "nftables" },
 	{ .name = "sync-period", .arg = "DUR", .own = { .type = KP_OPT_DURATION, .def = "30s",
 	  .help = "full resync period (0 disables; also --iptables-sync-period, "
 		  "--ipvs-sync-period)" } },
 	{ .name = "iptables-sync-period", .arg = "DUR", .alias = "sync-period",
-	  .config = "iptables.syncPeriod", .config_mode = "iptables" },
+	  .config = "iptables.syncPeriod", .zero_default = true, .config_mode = "iptables", .kube = true },
 	{ .name = "ipvs-sync-period", .arg = "DUR", .alias = "sync-period",
-	  .config = "ipvs.syncPeriod", .config_mode = "ipvs" },
+	  .config = "ipvs.syncPeriod", .zero_default = true, .config_mode = "ipvs", .kube = true },
+	{ .name = NULL, .alias = "sync-period", .config = "nftables.syncPeriod", .zero_default = true,
+	  .config_mode = "nftables" },
 	/* the newer top-level spelling, after the modes' own: it wins */
-	{ .name = NULL, .alias = "min-sync-period", .config = "minSyncPeriod" },
-	{ .name = NULL, .alias = "sync-period", .config = "syncPeriod" },
-	{ .name = "cleanup", .own = { .type = KP_OPT_BOOL, .def = "false",
-	  .help = "remove everything the data plane installed, then exit" } },
+	{ .name = NULL, .alias = "min-sync-period", .config = "minSyncPeriod", .zero_default = true },
+	{ .name = NULL, .alias = "sync-period", .config = "syncPeriod", .zero_default = true },
+	{ .name = "cleanup", .kube = true, .flag_wins = true, .own = { .type = KP_OPT_BOOL,
+	  .def = "false", .help = "remove everything the data plane installed, then exit" } },
 	SEC("iptables mode"),
+	{ .name = "iptables-masquerade-bit", .arg = "N", .config = "iptables.masqueradeBit",
+	  .kube = true, .own = { .type = KP_OPT_UINT, .max = 31, .def = "14",
+		   .help = "the fwmark bit of packets to masquerade" },
+	  .na = "the mark is bit 14 (0x4000) in every mode" },
+	{ .name = NULL, .alias = "iptables-masquerade-bit", .config = "nftables.masqueradeBit",
+	  .config_mode = "nftables" },
+	{ .name = "iptables-localhost-nodeports", .config = "iptables.localhostNodePorts",
+	  .kube = true, .own = { .type = KP_OPT_BOOL, .def = "true",
+		   .help = "NodePorts answer on 127.0.0.1 (iptables mode, IPv4)" },
+	  .na = "NodePorts are served on the addresses --nodeport-addresses selects; localhost "
+		"only when it is in them" },
 	{ .name = "iptables-dispatch-threshold", .arg = "N", .mode = "iptables",
-	  .option = "dispatch-threshold", .own = { .type = KP_OPT_UINT } },
-	{ .name = "iptables-libiptc", .mode = "iptables", .option = "libiptc",
-	  .own = { .type = KP_OPT_BOOL } },
+	  .option = "dispatch-threshold", T(KP_OPT_UINT) },
+	{ .name = "iptables-libiptc", .mode = "iptables", .option = "libiptc", T(KP_OPT_BOOL) },
 	SEC("ipvs mode"),
 	{ .name = "ipvs-scheduler", .arg = "NAME", .config = "ipvs.scheduler", .mode = "ipvs",
-	  .option = "scheduler", .own = { .type = KP_OPT_STRING } },
+	  .option = "scheduler", .kube = true, T(KP_OPT_STRING) },
 	{ .name = "ipvs-strict-arp", .config = "ipvs.strictARP", .mode = "ipvs",
-	  .option = "strict-arp", .own = { .type = KP_OPT_BOOL } },
+	  .option = "strict-arp", .kube = true, T(KP_OPT_BOOL) },
 	{ .name = "ipvs-tcp-timeout", .arg = "DUR", .config = "ipvs.tcpTimeout", .mode = "ipvs",
-	  .option = "tcp-timeout", .own = { .type = KP_OPT_DURATION } },
+	  .option = "tcp-timeout", .kube = true, T(KP_OPT_DURATION) },
 	{ .name = "ipvs-tcpfin-timeout", .arg = "DUR", .config = "ipvs.tcpFinTimeout",
-	  .mode = "ipvs", .option = "tcpfin-timeout", .own = { .type = KP_OPT_DURATION } },
+	  .mode = "ipvs", .option = "tcpfin-timeout", .kube = true, T(KP_OPT_DURATION) },
 	{ .name = "ipvs-udp-timeout", .arg = "DUR", .config = "ipvs.udpTimeout", .mode = "ipvs",
-	  .option = "udp-timeout", .own = { .type = KP_OPT_DURATION } },
+	  .option = "udp-timeout", .kube = true, T(KP_OPT_DURATION) },
+	{ .name = "ipvs-exclude-cidrs", .arg = "CIDRS", .config = "ipvs.excludeCIDRs", .cfg_list = true,
+	  .kube = true, .own = { .type = KP_OPT_CIDR_LIST, .help = "virtual servers in these "
+		   "ranges are never removed by a sync or --cleanup" },
+	  .na = "kproxyd removes only the virtual servers it made" },
 	SEC("userspace mode"),
 	{ .name = "proxy-port-range", .arg = "RANGE", .config = "portRange", .mode = "userspace",
-	  .option = "port-range", .own = { .type = KP_OPT_PORT_RANGE } },
-	{ .name = "udp-timeout", .arg = "DUR", .config = "udpIdleTimeout", .mode = "userspace",
-	  .option = "udp-timeout", .own = { .type = KP_OPT_DURATION } },
-	{ .name = "bind-address", .arg = "IP", .config = "bindAddress", .mode = "userspace",
-	  .option = "bind", .own = { .type = KP_OPT_STRING } },
+	  .option = "port-range", .kube = true, T(KP_OPT_PORT_RANGE) },
+	{ .name = "udp-timeout", .arg = "DUR", .config = "udpIdleTimeout", .zero_default = true, .mode = "userspace",
+	  .option = "udp-timeout", .kube = true, T(KP_OPT_DURATION) },
+	{ .name = "bind-address", .arg = "IP", .config = "bindAddress", .zero_default = true, .mode = "userspace",
+	  .option = "bind", .kube = true, .default_text = "0.0.0.0", T(KP_OPT_STRING) },
 	{ .name = "userspace-workers", .arg = "N", .mode = "userspace", .option = "workers",
-	  .own = { .type = KP_OPT_UINT } },
+	  T(KP_OPT_UINT) },
 	{ .name = "userspace-max-conns", .arg = "N", .mode = "userspace", .option = "max-conns",
-	  .own = { .type = KP_OPT_UINT } },
+	  T(KP_OPT_UINT) },
 	{ .name = "userspace-grace-period", .arg = "DUR", .mode = "userspace",
-	  .option = "grace-period", .own = { .type = KP_OPT_DURATION } },
+	  .option = "grace-period", T(KP_OPT_DURATION) },
 	SEC("dpdk mode"),
 	{ .name = "dpdk-eal-args", .arg = "ARGS", .mode = "dpdk", .option = "eal-args",
-	  .own = { .type = KP_OPT_STRING } },
+	  T(KP_OPT_STRING) },
 	{ .name = "dpdk-port", .arg = "SPEC", .mode = "dpdk", .option = "port",
-	  .own = { .type = KP_OPT_STRING_LIST } },
+	  T(KP_OPT_STRING_LIST) },
 	{ .name = "dpdk-route", .arg = "\"CIDR via GW\"", .mode = "dpdk", .option = "route",
-	  .own = { .type = KP_OPT_STRING_LIST } },
+	  T(KP_OPT_STRING_LIST) },
 	{ .name = "dpdk-lb-policy", .arg = "POLICY", .mode = "dpdk", .option = "lb-policy",
-	  .own = { .type = KP_OPT_STRING } },
+	  T(KP_OPT_STRING) },
 	{ .name = "dpdk-max-flows", .arg = "N", .mode = "dpdk", .option = "max-flows",
-	  .own = { .type = KP_OPT_UINT } },
-	{ .name = "dpdk-mbufs", .arg = "N", .mode = "dpdk", .option = "mbufs",
-	  .own = { .type = KP_OPT_UINT } },
+	  T(KP_OPT_UINT) },
+	{ .name = "dpdk-mbufs", .arg = "N", .mode = "dpdk", .option = "mbufs", T(KP_OPT_UINT) },
 	{ .name = "dpdk-idle-sleep-us", .arg = "N", .mode = "dpdk", .option = "idle-sleep-us",
-	  .own = { .type = KP_OPT_UINT } },
+	  T(KP_OPT_UINT) },
 	{ .name = "dpdk-tcp-timeout", .arg = "DUR", .mode = "dpdk", .option = "tcp-timeout",
-	  .own = { .type = KP_OPT_DURATION } },
+	  T(KP_OPT_DURATION) },
 	{ .name = "dpdk-tcpfin-timeout", .arg = "DUR", .mode = "dpdk", .option = "tcpfin-timeout",
-	  .own = { .type = KP_OPT_DURATION } },
+	  T(KP_OPT_DURATION) },
 	{ .name = "dpdk-syn-timeout", .arg = "DUR", .mode = "dpdk", .option = "syn-timeout",
-	  .own = { .type = KP_OPT_DURATION } },
+	  T(KP_OPT_DURATION) },
 	{ .name = "dpdk-udp-timeout", .arg = "DUR", .mode = "dpdk", .option = "udp-timeout",
-	  .own = { .type = KP_OPT_DURATION } },
-	SEC("Control"),
+	  T(KP_OPT_DURATION) },
+	SEC("Control and health"),
 	{ .name = "control-socket", .arg = "PATH", .own = { .type = KP_OPT_STRING,
 	  .def = "/run/kproxyd.sock", .help = "socket for kproxyctl" } },
-	{ .name = "healthz-bind-address", .arg = "A", .config = "healthzBindAddress",
+	{ .name = "healthz-bind-address", .arg = "A", .config = "healthzBindAddress", .zero_default = true, .kube = true,
 	  .own = { .type = KP_OPT_STRING, .def = "0.0.0.0:10256",
-		   .help = "/healthz and /livez on host:port (\"\" disables)" } },
-	{ .name = "metrics-bind-address", .arg = "A", .config = "metricsBindAddress",
+		   .help = "/healthz and /livez on IP:port, or IP (port 10256); \"\" disables" } },
+	{ .name = "metrics-bind-address", .arg = "A", .config = "metricsBindAddress", .zero_default = true, .kube = true,
 	  .own = { .type = KP_OPT_STRING, .def = "127.0.0.1:10249",
-		   .help = "Prometheus /metrics on host:port (\"\" disables)" } },
-	{ .name = "v", .arg = "N", .own = { .type = KP_OPT_UINT, .max = 10, .def = "0",
-	  .help = "log verbosity (0: errors, warnings and start-up; 2: changes; 4: library "
-		  "debug)" } },
+		   .help = "Prometheus /metrics on IP:port, or IP (port 10249); \"\" disables" } },
+	{ .name = "healthz-port", .arg = "PORT", .kube = true, .own = { .type = KP_OPT_INT,
+	  .min = 0, .max = 65535, .help = "deprecated: the port of --healthz-bind-address (0: "
+					  "no health server); ignored with --config" } },
+	{ .name = "metrics-port", .arg = "PORT", .kube = true, .own = { .type = KP_OPT_INT,
+	  .min = 0, .max = 65535, .help = "deprecated: the port of --metrics-bind-address (0: "
+					  "no metrics server); ignored with --config" } },
+	{ .name = "bind-address-hard-fail", .config = "bindAddressHardFail", .kube = true,
+	  .own = { .type = KP_OPT_BOOL, .def = "false", .help = "exit when the health or "
+		   "metrics address cannot be bound (else it is logged and not served)" } },
+	{ .name = "profiling", .config = "enableProfiling", .kube = true, TD(KP_OPT_BOOL, "false"),
+	  .na = "there is no /debug/pprof in kproxyd" },
+	{ .name = "show-hidden-metrics-for-version", .arg = "VER",
+	  .config = "showHiddenMetricsForVersion", .kube = true, TD(KP_OPT_STRING, ""),
+	  .na = "kproxyd hides no metrics" },
+	SEC("Logging"),
+	{ .name = "v", .arg = "N", .kube = true, .flag_wins = true,
+	  .own = { .type = KP_OPT_UINT, .max = 10, .def = "0", .help = "log verbosity (0: "
+		   "errors, warnings and start-up; 2: changes; 4: library debug)" } },
+	{ .name = NULL, .alias = "v", .config = "logging.verbosity" },
+	{ .name = "vmodule", .arg = "PATTERN=N,...", .config = "logging.vmodule", .kube = true,
+	  .flag_wins = true, .cfg_any = true, TD(KP_OPT_STRING, ""), .na = NA_LOG },
+	{ .name = "logging-format", .arg = "FORMAT", .config = "logging.format", .kube = true,
+	  .flag_wins = true, .own = { .type = KP_OPT_STRING, .def = "text", .choices = log_formats },
+	  .na = NA_LOG },
+	{ .name = "log-flush-frequency", .arg = "DUR", .config = "logging.flushFrequency", .zero_default = true,
+	  .kube = true, .flag_wins = true, .cfg_number = true, TD(KP_OPT_DURATION, "5s"),
+	  .na = NA_LOG },
+	{ .name = NULL, .config = "logging.options", .cfg_any = true, TD(KP_OPT_STRING, ""),
+	  .na = NA_LOG },
+	{ .name = "log-json-info-buffer-size", .arg = "SIZE", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_STRING, "0"), .na = NA_LOG },
+	{ .name = "log-json-split-stream", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_BOOL, "false"), .na = NA_LOG },
+	{ .name = "log-text-info-buffer-size", .arg = "SIZE", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_STRING, "0"), .na = NA_LOG },
+	{ .name = "log-text-split-stream", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_BOOL, "false"), .na = NA_LOG },
+	/* klog's own flags, which older kube-proxy command lines carry */
+	{ .name = "add-dir-header", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "false"),
+	  .na = NA_LOG },
+	{ .name = "alsologtostderr", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "false"),
+	  .na = NA_LOG },
+	{ .name = "log-backtrace-at", .arg = "FILE:N", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_STRING, ":0"), .na = NA_LOG },
+	{ .name = "log-dir", .arg = "DIR", .kube = true, .flag_wins = true, TD(KP_OPT_STRING, ""),
+	  .na = NA_LOG },
+	{ .name = "log-file", .arg = "FILE", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_STRING, ""), .na = NA_LOG },
+	{ .name = "log-file-max-size", .arg = "MB", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_UINT, "1800"), .na = NA_LOG },
+	{ .name = "logtostderr", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "true"),
+	  .na = NA_LOG },
+	{ .name = "one-output", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "false"),
+	  .na = NA_LOG },
+	{ .name = "skip-headers", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "false"),
+	  .na = NA_LOG },
+	{ .name = "skip-log-headers", .kube = true, .flag_wins = true, TD(KP_OPT_BOOL, "false"),
+	  .na = NA_LOG },
+	{ .name = "stderrthreshold", .arg = "SEV", .kube = true, .flag_wins = true,
+	  TD(KP_OPT_STRING, "2"), .na = NA_LOG },
+	{ .name = NULL, .config = "winkernel", .cfg_any = true, TD(KP_OPT_STRING, ""),
+	  .na = "Windows only" },
 	{ .name = "help", .own = { .type = KP_OPT_BOOL, .help = "print this help and exit" } },
 	{ .name = "version", .own = { .type = KP_OPT_BOOL, .help = "print the version and "
 								  "exit" } },
@@ -156,6 +310,12 @@ struct slot {
 
 static struct slot slots[N_ROWS];
 
+const struct kpd_flag *kpd_flag_rows(size_t *ret_n)
+{
+	*ret_n = N_ROWS;
+	return rows;
+}
+
 static size_t row_index(const struct kpd_flag *f)
 {
 	return (size_t)(f - rows);
@@ -170,7 +330,7 @@ static const struct kpd_flag *row_by_name(const char *name)
 }
 
 /* The row that holds an alias's values. */
-static const struct kpd_flag *target(const struct kpd_flag *f)
+const struct kpd_flag *kpd_flag_target(const struct kpd_flag *f)
 {
 	return f->alias ? row_by_name(f->alias) : f;
 }
@@ -212,8 +372,8 @@ static int find_any_fn(const struct kp_backend_ops *ops, void *userdata)
 
 /* How a row's value is checked: the backend's declaration where there is one (the mode's,
  * else any data plane's), else the row's own. */
-static const struct kp_option *decl(struct kp_ctx *ctx, const struct kpd_flag *f,
-				    const char *mode)
+const struct kp_option *kpd_flag_decl(struct kp_ctx *ctx, const struct kpd_flag *f,
+				      const char *mode)
 {
 	const struct kp_option *o = NULL;
 
@@ -229,7 +389,7 @@ static const struct kp_option *decl(struct kp_ctx *ctx, const struct kpd_flag *f
 	return o ? o : &f->own;
 }
 
-static int slot_set(const struct kpd_flag *f, const char *value, bool flag)
+int kpd_flag_set(const struct kpd_flag *f, const char *value, bool flag)
 {
 	struct slot *s = &slots[row_index(f)];
 	char *copy = strdup(value);
@@ -253,14 +413,33 @@ static int slot_set(const struct kpd_flag *f, const char *value, bool flag)
 	return 0;
 }
 
+bool kpd_flag_from_flag(const struct kpd_flag *f)
+{
+	return slots[row_index(f)].from_flag;
+}
+
+/* The value in force: the last one set, else the row's default. */
+const char *kpd_flag_value(const struct kpd_flag *f)
+{
+	const struct slot *s = &slots[row_index(f)];
+
+	return s->n ? s->v[s->n - 1] : f->own.def;
+}
+
+void kpd_flag_clear(const struct kpd_flag *f)
+{
+	struct slot *s = &slots[row_index(f)];
+
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	*s = (struct slot){ 0 };
+}
+
 void kpd_flags_free(void)
 {
-	for (size_t i = 0; i < N_ROWS; i++) {
-		for (size_t k = 0; k < slots[i].n; k++)
-			free(slots[i].v[k]);
-		free(slots[i].v);
-		slots[i] = (struct slot){ 0 };
-	}
+	for (size_t i = 0; i < N_ROWS; i++)
+		kpd_flag_clear(&rows[i]);
 }
 
 const char *kpd_get(const char *name)
@@ -318,12 +497,12 @@ static int take_flag(const char *name, const char *value)
 		fprintf(stderr, "kproxyd: unknown flag: --%s\nTry 'kproxyd --help'.\n", name);
 		return -EINVAL;
 	}
-	t = target(f);
+	t = kpd_flag_target(f);
 	if (!value && t->own.type != KP_OPT_BOOL) {
 		fprintf(stderr, "kproxyd: flag needs an argument: --%s\n", name);
 		return -EINVAL;
 	}
-	if (slot_set(t, value ? value : "true", true) < 0) {
+	if (kpd_flag_set(t, value ? value : "true", true) < 0) {
 		fprintf(stderr, "kproxyd: out of memory\n");
 		return -ENOMEM;
 	}
@@ -359,7 +538,7 @@ int kpd_flags_parse(int argc, char **argv)
 			value = eq ? eq + 1 : NULL;
 		}
 		f = row_by_name(name);
-		if (f && !value && target(f)->own.type != KP_OPT_BOOL && i + 1 < argc)
+		if (f && !value && kpd_flag_target(f)->own.type != KP_OPT_BOOL && i + 1 < argc)
 			value = argv[++i];
 		if (take_flag(name, value) < 0)
 			return -EINVAL;
@@ -382,7 +561,7 @@ int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 
 		if (!rows[i].name || rows[i].alias)
 			continue;
-		o = decl(ctx, &rows[i], mode);
+		o = kpd_flag_decl(ctx, &rows[i], mode);
 		if (o->type != rows[i].own.type) {
 			fprintf(stderr, "kproxyd: --%s is a %s flag but feeds the %s option \"%s\"\n",
 				rows[i].name, kp_option_type_name(rows[i].own.type),
@@ -397,6 +576,39 @@ int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 		}
 	}
 	return 0;
+}
+
+/* Two settings' texts mean the same value of @o ("0s" and "0", "True" and "true"). */
+static bool same_value(const struct kp_option *o, const char *a, const char *b)
+{
+	uint32_t ma, mb;
+
+	if (o->type == KP_OPT_DURATION)
+		return !kp_parse_duration(a, &ma) && !kp_parse_duration(b, &mb) && ma == mb;
+	if (o->type == KP_OPT_BOOL) {
+		struct kp_option bo = { .type = KP_OPT_BOOL };
+
+		return !kp_option_check(&bo, a, NULL, 0) && !kp_option_check(&bo, b, NULL, 0) &&
+		       (strchr("1tTyY", a[0]) != NULL) == (strchr("1tTyY", b[0]) != NULL);
+	}
+	return !strcmp(a, b);
+}
+
+/* Whether the values @f holds are only its default (kube-proxy's, or the option's). */
+static bool at_default(struct kp_ctx *ctx, const struct kpd_flag *f, const char *mode)
+{
+	const struct kp_option *o = kpd_flag_decl(ctx, f, mode);
+	const struct slot *sl = &slots[row_index(f)];
+
+	for (size_t k = 0; k < sl->n; k++) {
+		const char *v = sl->v[k];
+
+		if (!*v || (o->def && same_value(o, v, o->def)) ||
+		    (f->default_text && same_value(o, v, f->default_text)))
+			continue;
+		return false;
+	}
+	return true;
 }
 
 /* ---- the data plane's settings ---- */
@@ -416,7 +628,8 @@ int kpd_flags_settings(struct kp_ctx *ctx, const char *mode, struct kp_setting *
 		applies = (!f->mode || !strcmp(f->mode, mode)) &&
 			  backend_option(ctx, mode, f->option);
 		if (!applies) {
-			kpd_info("--%s: no effect in --proxy-mode %s", f->name, mode);
+			if (!at_default(ctx, f, mode))
+				kpd_info("--%s: no effect in --proxy-mode %s", f->name, mode);
 			continue;
 		}
 		for (size_t k = 0; k < slots[i].n; k++) {
@@ -435,6 +648,20 @@ int kpd_flags_settings(struct kp_ctx *ctx, const char *mode, struct kp_setting *
 	return 0;
 }
 
+void kpd_flags_report(struct kp_ctx *ctx, const char *mode)
+{
+	for (size_t i = 0; i < N_ROWS; i++) {
+		const struct kpd_flag *f = &rows[i];
+
+		if (!f->na || f->alias || !slots[i].n || at_default(ctx, f, mode))
+			continue;
+		kpd_info("%s%s%s%s%s = %s: not applied by kproxyd: %s", f->name ? "--" : "",
+			 f->name ? f->name : "", f->name && f->config ? " (" : "",
+			 f->config ? f->config : "", f->name && f->config ? ")" : "",
+			 slots[i].v[slots[i].n - 1], f->na);
+	}
+}
+
 /* The flag that sets option @name of @mode, or NULL. */
 const char *kpd_flag_of(const char *mode, const char *name)
 {
@@ -443,220 +670,6 @@ const char *kpd_flag_of(const char *mode, const char *name)
 		    (!rows[i].mode || !strcmp(rows[i].mode, mode)))
 			return rows[i].name;
 	return NULL;
-}
-
-/* ---- the config file ---- */
-
-static const char *const config_types[] = {
-	[KP_OPT_BOOL] = "not a boolean",
-	[KP_OPT_UINT] = "not a number",
-	[KP_OPT_DURATION] = "not a duration such as \"30s\" or \"1m0s\"",
-	[KP_OPT_STRING] = "not a string",
-	[KP_OPT_PORT_RANGE] = "not a string",
-	[KP_OPT_CIDR_LIST] = "not a list of CIDRs",
-	[KP_OPT_STRING_LIST] = "not a list of strings",
-};
-
-/* A field's JSON value as a setting's text; NULL (and @why) when its type is wrong. */
-static char *field_text(json_t *v, enum kp_opt_type type, int *why_type)
-{
-	*why_type = (int)type;
-	switch (type) {
-	case KP_OPT_BOOL:
-		return json_is_boolean(v) ? strdup(json_is_true(v) ? "true" : "false") : NULL;
-	case KP_OPT_UINT: {
-		char num[24];
-
-		if (!json_is_integer(v) || json_integer_value(v) < 0)
-			return NULL;
-		snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-		return strdup(num);
-	}
-	case KP_OPT_CIDR_LIST: {	/* "a,b" (clusterCIDR) or ["a", "b"] (nodePortAddresses) */
-		size_t i, len = 1;
-		json_t *a;
-		char *s;
-
-		if (json_is_string(v))
-			return strdup(json_string_value(v));
-		if (!json_is_array(v))
-			return NULL;
-		json_array_foreach(v, i, a) {
-			if (!json_is_string(a))
-				return NULL;
-			len += strlen(json_string_value(a)) + 1;
-		}
-		s = calloc(1, len);
-		json_array_foreach(v, i, a) {
-			if (s && i)
-				strcat(s, ",");
-			if (s)
-				strcat(s, json_string_value(a));
-		}
-		return s;
-	}
-	default:
-		return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
-	}
-}
-
-/* The value at a dotted path ("iptables.syncPeriod"), or NULL; -EINVAL (said in @err)
- * when a section on the way is not an object. */
-static int field_get(json_t *doc, const char *path, json_t **ret, char *err, size_t size,
-		     const char *file)
-{
-	char sec[64];
-	const char *dot = strchr(path, '.');
-	json_t *s;
-
-	if (!dot) {
-		*ret = json_object_get(doc, path);
-		return 0;
-	}
-	snprintf(sec, sizeof(sec), "%.*s", (int)(dot - path), path);
-	s = json_object_get(doc, sec);
-	*ret = NULL;
-	if (!s || json_is_null(s))
-		return 0;
-	if (!json_is_object(s)) {
-		snprintf(err, size, "%s: %s: not an object", file, sec);
-		return -EINVAL;
-	}
-	*ret = json_object_get(s, dot + 1);
-	return 0;
-}
-
-/* Whether @path names a field a row reads, or a section holding one. */
-static bool known_field(const char *path)
-{
-	static const char *const fixed[] = { "apiVersion", "kind" };
-	size_t len = strlen(path);
-
-	for (size_t i = 0; i < KP_ARRAY_SIZE(fixed); i++)
-		if (!strcmp(path, fixed[i]))
-			return true;
-	for (size_t i = 0; i < N_ROWS; i++)
-		if (rows[i].config && (!strcmp(rows[i].config, path) ||
-				       (!strncmp(rows[i].config, path, len) &&
-					rows[i].config[len] == '.')))
-			return true;
-	return false;
-}
-
-static void warn_unknown(json_t *doc, const char *file, kpd_config_warn_fn warn)
-{
-	const char *key, *k2;
-	json_t *v, *v2;
-	char path[256];
-
-	json_object_foreach(doc, key, v) {
-		if (!known_field(key)) {
-			warn(file, key);
-			continue;
-		}
-		if (!json_is_object(v))
-			continue;
-		json_object_foreach(v, k2, v2) {
-			snprintf(path, sizeof(path), "%s.%s", key, k2);
-			if (!known_field(path))
-				warn(file, path);
-		}
-	}
-}
-
-static int check_kind(json_t *doc, const char *file, char *err, size_t size)
-{
-	const char *s;
-
-	if (!json_is_object(doc)) {
-		snprintf(err, size, "%s: (document): not a KubeProxyConfiguration object", file);
-		return -EINVAL;
-	}
-	s = json_string_value(json_object_get(doc, "kind"));
-	if (json_object_get(doc, "kind") && (!s || strcmp(s, "KubeProxyConfiguration"))) {
-		snprintf(err, size, "%s: kind: not KubeProxyConfiguration", file);
-		return -EINVAL;
-	}
-	s = json_string_value(json_object_get(doc, "apiVersion"));
-	if (json_object_get(doc, "apiVersion") &&
-	    (!s || strcmp(s, "kubeproxy.config.k8s.io/v1alpha1"))) {
-		snprintf(err, size, "%s: apiVersion: not kubeproxy.config.k8s.io/v1alpha1", file);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* Applies the fields of one row; @mode is the file's mode ("" or NULL: iptables). */
-static int config_row(struct kp_ctx *ctx, json_t *doc, const struct kpd_flag *f,
-		      const char *mode, const char *file, bool periods_only, char *err,
-		      size_t size)
-{
-	const struct kpd_flag *t = target(f);
-	const struct kp_option *o;
-	char why[256];
-	json_t *v;
-	char *text;
-	int wt, r;
-
-	if (f->config_mode && strcmp(f->config_mode, mode && *mode ? mode : "iptables"))
-		return 0;
-	if (periods_only && strcmp(t->name, "sync-period") && strcmp(t->name, "min-sync-period"))
-		return 0;
-	r = field_get(doc, f->config, &v, err, size, file);
-	if (r < 0 || !v || json_is_null(v))
-		return r;
-	o = decl(ctx, t, mode && *mode ? mode : "iptables");
-	text = field_text(v, o->type, &wt);
-	if (!text) {
-		snprintf(err, size, "%s: %s: %s", file, f->config, config_types[wt]);
-		return -EINVAL;
-	}
-	if (kp_option_check(o, text, why, sizeof(why)) < 0) {
-		if (o->type == KP_OPT_DURATION)
-			snprintf(err, size, "%s: %s: %s, not \"%s\"", file, f->config,
-				 config_types[KP_OPT_DURATION], text);
-		else
-			snprintf(err, size, "%s: %s (--%s): %s", file, f->config, t->name, why);
-		free(text);
-		return -EINVAL;
-	}
-	if (o != &t->own && o->type == KP_OPT_STRING && !*text) {	/* "": the default */
-		free(text);
-		return 0;
-	}
-	r = slot_set(t, text, false);
-	free(text);
-	return r;
-}
-
-int kpd_config_load(struct kp_ctx *ctx, const char *file, bool periods_only,
-		    kpd_config_warn_fn warn, char *err, size_t size)
-{
-	json_t *doc, *mode_v;
-	const char *mode;
-	int r;
-
-	r = kpd_yaml_load(file, &doc, err, size);
-	if (r < 0)
-		return r;
-	r = check_kind(doc, file, err, size);
-	if (r < 0)
-		goto out;
-	if (warn && !periods_only)
-		warn_unknown(doc, file, warn);
-	mode_v = json_object_get(doc, "mode");
-	mode = json_is_string(mode_v) ? json_string_value(mode_v) : NULL;
-	for (size_t i = 0; i < N_ROWS && !r; i++) {
-		if (!rows[i].config)
-			continue;
-		/* a flag wins over the file (kept from before the file was read) */
-		if (slots[row_index(target(&rows[i]))].from_flag)
-			continue;
-		r = config_row(ctx, doc, &rows[i], mode, file, periods_only, err, size);
-	}
-out:
-	json_decref(doc);
-	return r;
 }
 
 /* ---- --help ---- */
@@ -721,49 +734,11 @@ void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode)
 		}
 		if (skip || !f->name || f->alias)
 			continue;
-		o = decl(ctx, f, f->mode ? f->mode : only_mode ? only_mode : "iptables");
+		o = kpd_flag_decl(ctx, f, f->mode ? f->mode : only_mode ? only_mode : "iptables");
 		print_row(out, f->name, f->arg, o->help ? o->help : f->own.help, o->def,
 			  o->type == KP_OPT_BOOL);
 	}
 	fputs("  -v N, -h: short for --v N, --help. Durations take a unit: 500ms, 1s, 2m, 1h "
 	      "(1m30s also works).\nBooleans: --flag, --flag=true, --flag=false. "
 	      "--proxy-mode MODE --help shows that data plane's flags only.\n", out);
-}
-
-/* The first document of a YAML or JSON file of at most 1 MiB. */
-int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size)
-{
-	char perr[256] = "", *buf = NULL;
-	json_t *docs = NULL;
-	FILE *f = fopen(file, "re");
-	size_t n = 0;
-	int r = 0;
-
-	if (!f) {
-		snprintf(err, size, "%s: %s", file, strerror(errno));
-		return -errno;
-	}
-	buf = malloc(MAX_CONFIG_SIZE + 1);
-	if (buf)
-		n = fread(buf, 1, MAX_CONFIG_SIZE + 1, f);
-	if (!buf || ferror(f))
-		r = buf ? -EIO : -ENOMEM;
-	else if (n > MAX_CONFIG_SIZE)
-		r = -EFBIG;
-	fclose(f);
-	if (r < 0) {
-		snprintf(err, size, "%s: %s", file, r == -EFBIG ? "larger than 1 MiB" :
-			 strerror(-r));
-		free(buf);
-		return r;
-	}
-	r = kp_yaml_parse(buf, n, &docs, perr, sizeof(perr));
-	free(buf);
-	if (r < 0) {
-		snprintf(err, size, "%s: not YAML or JSON: %s", file, perr);
-		return -EBADMSG;
-	}
-	*ret_doc = json_incref(json_array_get(docs, 0));
-	json_decref(docs);
-	return 0;
 }

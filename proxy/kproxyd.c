@@ -29,6 +29,7 @@ struct options {
 	const char *config;		/* --config FILE, or NULL */
 	const char *proxy_mode;
 	const char *hostname;
+	char host[256];			/* the node's name, as kube-proxy takes it */
 	bool dry_run;
 	bool cleanup;
 	struct kp_addr np_nets[MAX_CIDRS];	/* --nodeport-addresses */
@@ -71,22 +72,32 @@ static void config_warn(const char *file, const char *field)
 	kpd_warn("%s: %s: not supported by kproxyd; ignored", file, field);
 }
 
-/* SIGHUP: the config file's sync periods (unless flags set them) take effect now; other
- * settings need a restart. */
-static void reread_config(struct kp_ctx *ctx, struct options *o)
+/* This node's name as kube-proxy takes it: trimmed and in lower case; the host name when
+ * none is given. Returns 0 or -EINVAL (an override of only spaces). */
+static int node_name(struct options *o, char *buf, size_t size)
 {
-	char err[512] = "";
+	const char *v = kpd_get("hostname-override");
+	size_t len;
 
-	if (!o->config)
-		return;
-	if (kpd_config_load(ctx, o->config, true, NULL, err, sizeof(err)) < 0) {
-		kpd_err("SIGHUP: --config: %s; keeping the running settings", err);
-		return;
+	if (v && kpd_is_set("hostname-override", false)) {
+		while (*v == ' ' || *v == '\t')
+			v++;
+		len = strlen(v);
+		while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+			len--;
+		if (!len && kpd_is_set("hostname-override", true)) {
+			fprintf(stderr, "kproxyd: --hostname-override: an empty name is invalid\n");
+			return -EINVAL;
+		}
+		snprintf(buf, size, "%.*s", (int)len, v);
 	}
-	kp_ctx_set_sync_periods(ctx, kpd_get_ms("min-sync-period"), kpd_get_ms("sync-period"));
-	kpd_info("SIGHUP: --config %s re-read: sync period %ums, min sync period %ums (other "
-		 "settings take effect at restart)", o->config, kpd_get_ms("sync-period"),
-		 kpd_get_ms("min-sync-period"));
+	if (!buf[0] && gethostname(buf, size) < 0)
+		snprintf(buf, size, "localhost");
+	buf[size - 1] = '\0';
+	for (char *p = buf; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	o->hostname = buf;
+	return 0;
 }
 
 /*
@@ -111,8 +122,7 @@ static int read_settings(int argc, char **argv, struct kp_ctx *ctx, struct optio
 		return 1;
 	}
 	o->config = kpd_get("config");
-	if (o->config && kpd_config_load(ctx, o->config, false, config_warn, err,
-					 sizeof(err)) < 0) {
+	if (o->config && kpd_config_load(ctx, o->config, config_warn, err, sizeof(err)) < 0) {
 		fprintf(stderr, "kproxyd: --config: %s\n", err);
 		return -EINVAL;
 	}
@@ -124,7 +134,8 @@ static int read_settings(int argc, char **argv, struct kp_ctx *ctx, struct optio
 	kpd_verbosity = (int)strtol(kpd_get("v"), NULL, 10);
 	o->dry_run = kpd_get_bool("dry-run");
 	o->cleanup = kpd_get_bool("cleanup");
-	o->hostname = kpd_get("hostname-override");
+	if (node_name(o, o->host, sizeof(o->host)) < 0)
+		return -EINVAL;
 	v = kpd_get("nodeport-addresses");
 	if (v && *v && parse_cidr_list(v, o->np_nets, o->np_prefixes, &o->n_np_nets) < 0) {
 		fprintf(stderr, "kproxyd: --nodeport-addresses: \"%s\" is not a comma-separated "
@@ -378,6 +389,8 @@ struct daemon {
 	struct kpd_health health;
 	struct kpd_hc *hc;
 	int sfd;
+	int cfd;			/* the --config file's watch, or -1 */
+	int rc;				/* the exit status once the loop ends */
 };
 
 static void on_signal(int fd, void *userdata)
@@ -391,7 +404,6 @@ static void on_signal(int fd, void *userdata)
 				kpd_info("SIGHUP: re-reading the manifest directory");
 				kpd_manifests_rescan(d->m);
 			}
-			reread_config(d->ctx, d->o);
 		} else {
 			kpd_info("signal %u: stopping; programmed rules are left in place",
 				 si.ssi_signo);
@@ -433,6 +445,18 @@ static int64_t sync_tick(void *userdata)
 		kpd_dbg(2, "synced %zu service ports (%zu services, %zu endpoint slices)",
 			after.n_svc_ports, after.n_services, after.n_slices);
 	return wait;
+}
+
+/* As kube-proxy: a changed configuration file ends kproxyd, to be started again with it. */
+static void on_config_change(int fd, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	(void)fd;
+	kpd_err("--config %s: the content of the configuration file was updated: exiting, to "
+		"be restarted with it", d->o->config);
+	d->rc = 1;
+	kpd_loop_quit(d->loop);
 }
 
 static void on_api(int fd, void *userdata)
@@ -515,24 +539,62 @@ static int open_sources(struct daemon *d)
 	return 0;
 }
 
-/* Health and metrics listeners; like kube-proxy, a port that cannot be bound is an
- * error, not the end. */
-static void open_http(struct daemon *d)
+/*
+ * A health or metrics address as kube-proxy takes it: "IP:port", or an IP alone (the
+ * default port added); the deprecated --healthz-port/--metrics-port give the port of an
+ * IP alone, and 0 turns the server off (without --config only, as kube-proxy).
+ */
+static const char *bind_spec(const char *flag, const char *port_flag, unsigned def_port,
+			     bool with_config, char *buf, size_t size)
 {
-	const char *hz = kpd_get("healthz-bind-address"), *mx = kpd_get("metrics-bind-address");
+	const char *v = kpd_get(flag);
+	const char *last = strrchr(v, ':');
+	bool has_port = last && (v[0] != '[' || last > strchr(v, ']'));
+	unsigned port = def_port;
+
+	if (!with_config && kpd_is_set(port_flag, true)) {
+		port = (unsigned)strtoul(kpd_get(port_flag), NULL, 10);
+		if (!port)
+			return "";
+	}
+	if (!*v || (has_port && (v[0] == '[' || strchr(v, ':') == last)))
+		return v;		/* "", "IP:port", "[v6]:port" */
+	snprintf(buf, size, "%s%s%s:%u", strchr(v, ':') && v[0] != '[' ? "[" : "", v,
+		 strchr(v, ':') && v[0] != '[' ? "]" : "", port);
+	return buf;
+}
+
+/* Health and metrics listeners; like kube-proxy, a port that cannot be bound is an
+ * error, not the end, unless --bind-address-hard-fail. Returns 0 or -errno. */
+static int open_http(struct daemon *d)
+{
+	char b1[128], b2[128];
+	bool hard = kpd_get_bool("bind-address-hard-fail"), cfg = d->o->config != NULL;
+	const char *hz = bind_spec("healthz-bind-address", "healthz-port", 10256, cfg, b1,
+				   sizeof(b1));
+	const char *mx = bind_spec("metrics-bind-address", "metrics-port", 10249, cfg, b2,
+				   sizeof(b2));
 	int r;
 
-	if (*hz && (r = kpd_http_open(hz, &d->hz)) < 0)
-		kpd_err("--healthz-bind-address %s: %s; serving no health checks", hz,
-			kp_strerror(r));
-	if (*mx && (r = kpd_http_open(mx, &d->mx)) < 0)
-		kpd_err("--metrics-bind-address %s: %s; serving no metrics", mx, kp_strerror(r));
+	if (*hz && (r = kpd_http_open(hz, &d->hz)) < 0) {
+		kpd_err("--healthz-bind-address %s: %s; %s", hz, kp_strerror(r),
+			hard ? "exiting (--bind-address-hard-fail)" : "serving no health checks");
+		if (hard)
+			return r;
+	}
+	if (*mx && (r = kpd_http_open(mx, &d->mx)) < 0) {
+		kpd_err("--metrics-bind-address %s: %s; %s", mx, kp_strerror(r),
+			hard ? "exiting (--bind-address-hard-fail)" : "serving no metrics");
+		if (hard)
+			return r;
+	}
 	if (d->hz)
 		kpd_loop_watch(d->loop, kpd_http_fd(d->hz), on_healthz, d);
 	if (d->mx)
 		kpd_loop_watch(d->loop, kpd_http_fd(d->mx), on_metrics, d);
 	d->info.healthz_address = kpd_http_address(d->hz);
 	d->info.metrics_address = kpd_http_address(d->mx);
+	return 0;
 }
 
 /* Everything the loop serves; 0 or -errno with the reason logged. */
@@ -549,6 +611,14 @@ static int open_daemon(struct daemon *d)
 		return r < 0 ? r : -errno;
 	}
 	kpd_loop_watch(d->loop, d->sfd, on_signal, d);
+	if (d->o->config) {
+		d->cfd = kpd_config_watch(d->o->config);
+		if (d->cfd < 0)
+			kpd_warn("--config %s: cannot watch it for changes: %s", d->o->config,
+				 kp_strerror(d->cfd));
+		else
+			kpd_loop_watch(d->loop, d->cfd, on_config_change, d);
+	}
 	r = kpd_control_open(sock, &d->ctl);
 	if (r < 0) {
 		kpd_err("--control-socket %s: %s", sock, kp_strerror(r));
@@ -563,7 +633,9 @@ static int open_daemon(struct daemon *d)
 		 "%zu endpoints objects from %s", kp_version(), d->o->hostname, d->o->proxy_mode,
 		 d->o->dry_run ? " (dry run)" : "", c.n_services, c.n_slices, c.n_endpoints,
 		 d->info.manifests ? d->info.manifests : "the API server (listing)");
-	open_http(d);
+	r = open_http(d);
+	if (r < 0)
+		return r;
 	d->info.proxy_mode = d->o->proxy_mode;
 	d->info.dry_run = d->o->dry_run;
 	d->info.node_name = d->o->hostname;
@@ -586,26 +658,14 @@ static void close_daemon(struct daemon *d)
 	kpd_loop_free(d->loop);
 	if (d->sfd >= 0)
 		close(d->sfd);
-}
-
-/* This node's name: --hostname-override, else the host name in lower case. */
-static void node_name(struct options *o, char *host, size_t size)
-{
-	if (o->hostname && *o->hostname)
-		return;
-	if (gethostname(host, size) < 0)
-		snprintf(host, size, "localhost");
-	host[size - 1] = '\0';
-	for (char *p = host; *p; p++)
-		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-	o->hostname = host;
+	if (d->cfd >= 0)
+		close(d->cfd);
 }
 
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	struct daemon d = { .o = &o, .sfd = -1 };
-	char host[256];
+	struct daemon d = { .o = &o, .sfd = -1, .cfd = -1 };
 	int r, rc = 2;
 
 	d.ctx = kp_ctx_new();
@@ -619,10 +679,28 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	rc = 1;
-	node_name(&o, host, sizeof(host));
+	if (kpd_get("write-config-to")) {
+		r = kpd_config_write(d.ctx, kpd_get("write-config-to"), o.proxy_mode);
+		if (r < 0)
+			kpd_err("--write-config-to %s: %s", kpd_get("write-config-to"),
+				kp_strerror(r));
+		else
+			kpd_info("wrote the configuration to %s", kpd_get("write-config-to"));
+		rc = r < 0;
+		goto out;
+	}
 	kp_ctx_set_log(d.ctx, kpd_lib_log, NULL, kpd_verbosity >= 4 ? KP_LOG_DEBUG : KP_LOG_INFO);
+	kpd_flags_report(d.ctx, o.proxy_mode);
+	if (!o.dry_run && !o.cleanup)
+		kpd_node_setup();
 	if (kp_ctx_set_node_name(d.ctx, o.hostname) < 0 || select_backend(d.ctx, &o) < 0)
 		goto out;
+	if (kpd_get_bool("init-only")) {
+		kpd_info("--init-only: node settings and the data plane's handles are set up; "
+			 "exiting");
+		rc = 0;
+		goto out;
+	}
 	if (o.cleanup) {
 		r = kp_ctx_cleanup(d.ctx);
 		if (r < 0)
@@ -638,7 +716,7 @@ int main(int argc, char **argv)
 		r = kpd_loop_run(d.loop);
 		if (r < 0)
 			kpd_err("poll: %s", kp_strerror(r));
-		rc = 0;
+		rc = r < 0 ? 1 : d.rc;
 	}
 	close_daemon(&d);
 out:

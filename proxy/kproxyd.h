@@ -18,6 +18,7 @@
 #include <kproxy/config.h>
 
 #define KPD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define KP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* log.c: klog-like lines on stderr; level 0 is always shown, higher ones need --v */
 extern int kpd_verbosity;
@@ -43,14 +44,39 @@ struct kpd_flag {
 	const char *mode;		/* the data plane whose option it is; NULL: any */
 	const char *option;		/* the data plane's option, or NULL: kproxyd's own */
 	struct kp_option own;		/* kproxyd's own setting (or the flag's syntax) */
+	const char *na;			/* why it has no effect in kproxyd; NULL: it has */
+	const char *default_text;	/* kube-proxy's default where @own has none */
+	bool kube;			/* kube-proxy's flag: --config overrides it */
+	bool flag_wins;			/* ... unless given on the command line */
+	bool cfg_any;			/* the field may be any JSON (a map, a list of objects) */
+	bool cfg_list;			/* a CIDR list the file writes as a list, not "a,b" */
+	bool cfg_number;		/* the field is a JSON number (a duration: also one in ns) */
+	bool zero_default;		/* a zero or empty field means the default (kube-proxy's
+					 * v1alpha1 defaulting), not zero */
 };
 typedef void (*kpd_config_warn_fn)(const char *file, const char *field);
 /* Reads argv into the table's slots; unknown flags are refused by name. 0 or -EINVAL. */
 int kpd_flags_parse(int argc, char **argv);
-/* Reads the fields of a KubeProxyConfiguration into the slots flags have not set (all of
- * them, or only the sync periods); @err says why it failed, naming the field. */
-int kpd_config_load(struct kp_ctx *ctx, const char *file, bool periods_only,
-		    kpd_config_warn_fn warn, char *err, size_t size);
+/* config.c: reads a KubeProxyConfiguration as kube-proxy does (kube-proxy's flags then
+ * count no more, but those that win over the file); @err says why it failed, naming the
+ * field. */
+int kpd_config_load(struct kp_ctx *ctx, const char *file, kpd_config_warn_fn warn, char *err,
+		    size_t size);
+/* Writes the configuration in force for @mode as a KubeProxyConfiguration. 0 or -errno. */
+int kpd_config_write(struct kp_ctx *ctx, const char *file, const char *mode);
+/* An inotify descriptor that becomes readable when @file changes, or -errno. */
+int kpd_config_watch(const char *file);
+/* flags.c's table and values, for config.c */
+const struct kpd_flag *kpd_flag_rows(size_t *ret_n);
+const struct kpd_flag *kpd_flag_target(const struct kpd_flag *f);
+const struct kp_option *kpd_flag_decl(struct kp_ctx *ctx, const struct kpd_flag *f,
+				      const char *mode);
+int kpd_flag_set(const struct kpd_flag *f, const char *value, bool from_flag);
+bool kpd_flag_from_flag(const struct kpd_flag *f);
+const char *kpd_flag_value(const struct kpd_flag *f);
+void kpd_flag_clear(const struct kpd_flag *f);
+/* Names once each setting given that kproxyd does not apply (in @mode), with why. */
+void kpd_flags_report(struct kp_ctx *ctx, const char *mode);
 /* Checks every value against its declaration for @mode; the reason names the flag. */
 int kpd_flags_check(struct kp_ctx *ctx, const char *mode);
 /* The data plane's settings for @mode (caller frees the array, not the strings); flags
@@ -66,6 +92,9 @@ bool kpd_is_set(const char *name, bool by_flag);
 void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode);
 void kpd_flags_free(void);
 int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size);
+
+/* node.c: conntrack sysctls and the OOM score, set at start as kube-proxy sets them */
+void kpd_node_setup(void);
 
 /* loop.c: descriptors watched for input and ticks run before each wait */
 struct kpd_loop;

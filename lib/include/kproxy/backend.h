@@ -35,6 +35,7 @@ enum kp_opt_type {
 	KP_OPT_PORT_RANGE,	/* struct kp_port_range: "LO-HI", "LO+N", a port, "" */
 	KP_OPT_CIDR_LIST,	/* struct kp_cidr_list: comma separated; settings add up */
 	KP_OPT_STRING_LIST,	/* struct kp_str_list: each setting one entry */
+	KP_OPT_INT,		/* int32_t within min..max */
 	_KP_OPT_MAX
 };
 
@@ -61,7 +62,8 @@ struct kp_option {
 	const char *name;		/* "dispatch-threshold": lower case, '-' separated */
 	enum kp_opt_type type;
 	size_t offset;			/* of the value in the backend's options struct */
-	uint64_t min, max;		/* UINT, DURATION (ms): the range (max 0: UINT32_MAX);
+	int64_t min, max;		/* UINT, DURATION (ms): the range (max 0: UINT32_MAX);
+					 * INT: the range (both 0: INT32_MIN..INT32_MAX);
 					 * the lists: at most @max entries (0: no limit) */
 	const char *def;		/* the default, as a setting's text; NULL: none */
 	const char *help;		/* one line, for --help and man pages */
@@ -84,7 +86,7 @@ int kp_option_check(const struct kp_option *opt, const char *value, char *err,
 
 /**
  * kp_option_type_name - "bool", "uint", "duration", "string", "port-range", "cidr-list",
- * "string-list"; NULL for an unknown type
+ * "string-list", "int"; NULL for an unknown type
  */
 const char *kp_option_type_name(enum kp_opt_type type);
 
