@@ -157,10 +157,21 @@ int kp_objvec_push(struct kp_objvec *vec, struct kp_obj *obj);
 void kp_objvec_clear(struct kp_objvec *vec);
 
 /*
- * Decode a parsed document (one object or a list) into @out. Bad objects are reported
- * through kp_ctx_diag() and skipped. Returns 0 or -ENOMEM.
+ * Where a decoder reports, chosen by its caller: @diag gets each rejected object or
+ * document (the strings are borrowed for the call), @debug a debug line (may be NULL).
  */
-int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct kp_objvec *out);
+struct kp_diag_sink {
+	void (*diag)(void *userdata, const struct kp_diag *diag);
+	void (*debug)(void *userdata, const char *msg);
+	void *userdata;
+};
+
+/*
+ * Decode a parsed document (one object or a list) into @out. Bad objects are reported
+ * to @sink and skipped. Returns 0 or -ENOMEM.
+ */
+int kp_decode_json(const struct kp_diag_sink *sink, const char *source, json_t *root,
+		   struct kp_objvec *out);
 
 /*
  * Parse YAML (one or more documents) into a JSON array of documents.

@@ -141,6 +141,17 @@ static int parse_document(struct kp_ctx *ctx, const char *source, const char *bu
 	return 0;
 }
 
+/* The decoder's diagnostics go to the context's queue, its debug lines to the log. */
+static void sink_diag(void *userdata, const struct kp_diag *d)
+{
+	kp_ctx_diag(userdata, d->source, d->kind, d->ns, d->name, d->field, "%s", d->msg);
+}
+
+static void sink_debug(void *userdata, const char *msg)
+{
+	kp_log(userdata, KP_LOG_DEBUG, "%s", msg);
+}
+
 KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *buf, size_t size,
 			  enum kp_format format)
 {
@@ -163,7 +174,8 @@ KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *bu
 	r = parse_document(ctx, source, buf ? buf : "", size, format, &root);
 	if (r < 0)
 		return r;
-	r = kp_decode_json(ctx, source, root, &vec);
+	r = kp_decode_json(&(struct kp_diag_sink){ sink_diag, sink_debug, ctx }, source, root,
+			   &vec);
 	json_decref(root);
 	src = r < 0 ? NULL : source_get(ctx, source, true);
 	keys = src ? kp_map_new() : NULL;
