@@ -4,10 +4,10 @@
  * the way client-go's reflector does, on one libcurl multi handle driven by the caller's
  * poll loop (curl's socket callback feeds an epoll set, its timer callback a deadline).
  *
- * A list is read page by page (limit/continue); each object is loaded into the context as
- * its own source, so a watch event replaces or removes exactly one object. When the last
- * page has arrived, objects the previous list or watch held and this list did not return
- * are removed, and the watch starts from the list's resourceVersion. A watch is read as
+ * A list is read page by page (limit/continue); each object is handed to the context as
+ * its own source, as parsed (kp_ctx_load_json(): never printed back to text and parsed
+ * again), so a watch event replaces or removes exactly one object. When the last page has
+ * arrived, objects the previous list or watch held and this list did not return are removed, and the watch starts from the list's resourceVersion. A watch is read as
  * it streams: each newline-terminated JSON event is applied at once, whatever the read
  * boundaries. A watch that ends cleanly (timeoutSeconds) is restarted at once from the
  * last version seen; one that fails is restarted after a jittered exponential back-off;
@@ -203,7 +203,6 @@ static int apply(struct watcher *w, json_t *obj, bool deleted)
 	struct kp_api *api = w->api;
 	const char *name = meta_str(obj, "name"), *ns = meta_str(obj, "namespace");
 	char src[600];
-	char *text;
 	int r;
 
 	if (!json_is_object(obj) || !name)
@@ -224,11 +223,7 @@ static int apply(struct watcher *w, json_t *obj, bool deleted)
 	/* list items come without kind and apiVersion */
 	json_object_set_new(obj, "kind", json_string(resources[w->res].kind));
 	json_object_set_new(obj, "apiVersion", json_string(resources[w->res].api_version));
-	text = json_dumps(obj, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	r = kp_ctx_load(api->ctx, src, text, strlen(text), KP_FORMAT_JSON);
-	free(text);
+	r = kp_ctx_load_json(api->ctx, src, obj);	/* the parsed object: no second parse */
 	kp_map_put(w->held, src, w, NULL);
 	return r < 0 ? r : 0;
 }

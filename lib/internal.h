@@ -174,6 +174,15 @@ int kp_decode_json(const struct kp_diag_sink *sink, const char *source, json_t *
 		   struct kp_objvec *out);
 
 /*
+ * kp_ctx_load() of a document already parsed (store.c): decodes @root (borrowed; the
+ * caller still owns it) and replaces what @source held, exactly as kp_ctx_load() does.
+ * For sources that parse their own input (the API source's list pages and watch events),
+ * so that no object is printed back to text to be parsed again.
+ * Returns the number of objects accepted, or -ENOMEM.
+ */
+int kp_ctx_load_json(struct kp_ctx *ctx, const char *source, json_t *root);
+
+/*
  * Parse YAML (one or more documents) into a JSON array of documents.
  * Returns 0 and *ret_docs (caller owns), or -EBADMSG with *ret_err set to a static-ish
  * message copied into @err of @err_size bytes.

@@ -152,31 +152,18 @@ static void sink_debug(void *userdata, const char *msg)
 	kp_log(userdata, KP_LOG_DEBUG, "%s", msg);
 }
 
-KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *buf, size_t size,
-			  enum kp_format format)
+int kp_ctx_load_json(struct kp_ctx *ctx, const char *source, json_t *root)
 {
 	struct kp_objvec vec = { 0 };
 	struct kp_map *keys = NULL;
 	struct kp_map_iter it = { 0 };
 	struct source *src;
 	const char *key;
-	json_t *root;
 	int r, accepted = 0;
 	void *v;
 
-	if (!ctx || !source || (!buf && size) || (unsigned)format >= _KP_FORMAT_MAX)
-		return -EINVAL;
-	if (size > KP_MAX_DOCUMENT_SIZE) {
-		kp_ctx_diag(ctx, source, "", "", "", "", "document of %zu bytes is over the %u limit",
-			    size, KP_MAX_DOCUMENT_SIZE);
-		return -EFBIG;
-	}
-	r = parse_document(ctx, source, buf ? buf : "", size, format, &root);
-	if (r < 0)
-		return r;
 	r = kp_decode_json(&(struct kp_diag_sink){ sink_diag, sink_debug, ctx }, source, root,
 			   &vec);
-	json_decref(root);
 	src = r < 0 ? NULL : source_get(ctx, source, true);
 	keys = src ? kp_map_new() : NULL;
 	if (!keys) {
@@ -231,6 +218,27 @@ KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *bu
 	}
 	kp_objvec_clear(&vec);
 	return r ? -ENOMEM : accepted;
+}
+
+KP_EXPORT int kp_ctx_load(struct kp_ctx *ctx, const char *source, const char *buf, size_t size,
+			  enum kp_format format)
+{
+	json_t *root;
+	int r;
+
+	if (!ctx || !source || (!buf && size) || (unsigned)format >= _KP_FORMAT_MAX)
+		return -EINVAL;
+	if (size > KP_MAX_DOCUMENT_SIZE) {
+		kp_ctx_diag(ctx, source, "", "", "", "", "document of %zu bytes is over the %u limit",
+			    size, KP_MAX_DOCUMENT_SIZE);
+		return -EFBIG;
+	}
+	r = parse_document(ctx, source, buf ? buf : "", size, format, &root);
+	if (r < 0)
+		return r;
+	r = kp_ctx_load_json(ctx, source, root);
+	json_decref(root);
+	return r;
 }
 
 KP_EXPORT int kp_ctx_unload(struct kp_ctx *ctx, const char *source)
