@@ -2,7 +2,9 @@
 /*
  * Shared inside lib/ only: the export macro, a string-keyed hash map, the decoded
  * object model (what a Service, EndpointSlice or Endpoints object says once validated),
- * the object store with per-source ownership and dirty tracking, and the context.
+ * the decoder and the sink it reports to, the store's entry for already-parsed documents
+ * (kp_ctx_load_json(), for the sources), diagnostics and logging, and the desired
+ * state's internal calls. The context's own struct is in ctx-internal.h.
  */
 #ifndef KP_INTERNAL_H
 #define KP_INTERNAL_H

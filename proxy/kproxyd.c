@@ -847,7 +847,7 @@ static int setup_signals(void)
 }
 
 /* Returns false when kproxyd should stop. */
-static bool handle_signal(int sfd, struct kpd_manifests *m, struct kp_ctx *ctx,
+static bool handle_signal(int sfd, struct kp_manifests *m, struct kp_ctx *ctx,
 			  struct options *o)
 {
 	struct signalfd_siginfo si;
@@ -856,7 +856,7 @@ static bool handle_signal(int sfd, struct kpd_manifests *m, struct kp_ctx *ctx,
 		if (si.ssi_signo == SIGHUP) {
 			if (m) {
 				kpd_info("SIGHUP: re-reading the manifest directory");
-				kpd_manifests_rescan(m);
+				kp_manifests_rescan(m);
 			}
 			reread_config(ctx, o);
 		} else {
@@ -903,7 +903,7 @@ int main(int argc, char **argv)
 		.healthz_address = "0.0.0.0:10256",
 		.metrics_address = "127.0.0.1:10249",
 	};
-	struct kpd_manifests *m = NULL;
+	struct kp_manifests *m = NULL;
 	struct kp_api *api = NULL;
 	struct kpd_control *ctl = NULL;
 	struct kpd_http *hz = NULL, *mx = NULL;
@@ -951,7 +951,7 @@ int main(int argc, char **argv)
 		goto out_sig;
 	}
 	if (o.manifests) {
-		r = kpd_manifests_open(ctx, o.manifests, &m);
+		r = kp_manifests_new(ctx, o.manifests, kpd_manifests_event, ctx, &m);
 		if (r < 0) {
 			kpd_err("--manifests %s: %s", o.manifests, kp_strerror(r));
 			goto out_ctl;
@@ -1012,7 +1012,7 @@ int main(int argc, char **argv)
 				if (t >= 0 && t < wait)
 					wait = t;
 			}
-			pfd[0] = (struct pollfd){ .fd = m ? kpd_manifests_fd(m) : -1, .events = POLLIN };
+			pfd[0] = (struct pollfd){ .fd = kp_manifests_fd(m), .events = POLLIN };
 			pfd[1] = (struct pollfd){ .fd = kpd_control_fd(ctl), .events = POLLIN };
 			pfd[2] = (struct pollfd){ .fd = sfd, .events = POLLIN };
 			pfd[3] = (struct pollfd){ .fd = hz ? kpd_http_fd(hz) : -1, .events = POLLIN };
@@ -1031,7 +1031,7 @@ int main(int argc, char **argv)
 				kpd_report_diags(ctx);
 			}
 			if (pfd[0].revents)
-				kpd_manifests_process(m);
+				kp_manifests_process(m);
 			if (pfd[1].revents)
 				kpd_control_serve(ctl, ctx, &info);
 			if (pfd[2].revents)
@@ -1049,7 +1049,7 @@ int main(int argc, char **argv)
 out_src:
 	kpd_http_set_api(NULL);
 	kp_api_free(api);
-	kpd_manifests_close(m);
+	kp_manifests_free(m);
 out_ctl:
 	kpd_control_close(ctl);
 out_sig:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * kproxyd internals shared between its files: logging, the manifest-directory source
- * and the control socket.
+ * kproxyd internals shared between its files: logging (and the reports of the sources'
+ * events), the control socket, healthz and metrics, health-check node ports.
  */
 #ifndef KPROXYD_H
 #define KPROXYD_H
@@ -12,6 +12,7 @@
 #include <kproxy/kproxy.h>
 #include <kproxy/api.h>
 #include <kproxy/config.h>
+#include <kproxy/manifests.h>
 
 #define KPD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
@@ -25,15 +26,10 @@ void kpd_log(char sev, int v, const char *fmt, ...) KPD_PRINTF(3, 4);
 void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata);
 void kpd_report_diags(struct kp_ctx *ctx);
 
-/* manifests.c: a directory of JSON/YAML manifests followed with inotify */
-struct kpd_manifests;
-int kpd_manifests_open(struct kp_ctx *ctx, const char *dir, struct kpd_manifests **ret);
-int kpd_manifests_fd(const struct kpd_manifests *m);
-/* Reads pending inotify events and reloads the files they name. */
-int kpd_manifests_process(struct kpd_manifests *m);
-/* Re-reads every file (SIGHUP). */
-int kpd_manifests_rescan(struct kpd_manifests *m);
-void kpd_manifests_close(struct kpd_manifests *m);
+/* log.c: the manifest source's file events (kp_manifests_fn; @userdata: the context),
+ * with the diagnostics of the file's rejected objects */
+void kpd_manifests_event(enum kp_manifests_event event, const char *path, int result,
+			 void *userdata);
 
 /* control.c: the unix socket kproxyctl talks to */
 struct kpd_info {

@@ -4,14 +4,16 @@
  * the way client-go's reflector does, on one libcurl multi handle driven by the caller's
  * poll loop (curl's socket callback feeds an epoll set, its timer callback a deadline).
  *
- * A list is read page by page (limit/continue); each object is handed to the context as
- * its own source, as parsed (kp_ctx_load_json(): never printed back to text and parsed
- * again), so a watch event replaces or removes exactly one object. When the last page has
- * arrived, objects the previous list or watch held and this list did not return are removed, and the watch starts from the list's resourceVersion. A watch is read as
- * it streams: each newline-terminated JSON event is applied at once, whatever the read
- * boundaries. A watch that ends cleanly (timeoutSeconds) is restarted at once from the
- * last version seen; one that fails is restarted after a jittered exponential back-off;
- * 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
+ * A list is read page by page (limit/continue), each page one item at a time (the items
+ * array is split by a scan and each item parsed alone, so no tree of a whole page is
+ * held); each object is handed to the context as its own source, as parsed
+ * (kp_ctx_load_json(): never printed back to text and parsed again), so a watch event
+ * replaces or removes exactly one object. When the last page has arrived, objects the
+ * previous list or watch held and this list did not return are removed, and the watch
+ * starts from the list's resourceVersion. A watch is read as it streams: each
+ * newline-terminated JSON event is applied at once, whatever the read boundaries. A watch
+ * that ends cleanly (timeoutSeconds) is restarted at once from the last version seen; one
+ * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
  * object through all of this: a fault never empties it.
  */
 #include <errno.h>
