@@ -23,7 +23,7 @@
 #define MAX_AFFINITY_TIMEOUT 86400
 
 struct dec {
-	struct kp_ctx *ctx;
+	const struct kp_diag_sink *sink;
 	const char *source;
 	const char *kind;
 	const char *ns;
@@ -36,6 +36,23 @@ struct dec {
 		size_t z;
 	} field_args[3];
 };
+
+/* One diagnostic to the caller's sink. */
+static void report(const struct kp_diag_sink *sink, const char *source, const char *kind,
+		   const char *ns, const char *name, const char *field, const char *fmt, ...)
+	KP_PRINTF(7, 8);
+static void report(const struct kp_diag_sink *sink, const char *source, const char *kind,
+		   const char *ns, const char *name, const char *field, const char *fmt, ...)
+{
+	char msg[256];
+	struct kp_diag diag = { source, kind, ns, name, field, msg };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sink->diag(sink->userdata, &diag);
+}
 
 static void format_field(struct dec *d);
 static void bad(struct dec *d, const char *field, const char *fmt, ...) KP_PRINTF(3, 4);
@@ -52,8 +69,8 @@ static void bad(struct dec *d, const char *field, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	kp_ctx_diag(d->ctx, d->source, d->kind, d->ns ? d->ns : "", d->name ? d->name : "",
-		    field, "%s", msg);
+	report(d->sink, d->source, d->kind, d->ns ? d->ns : "", d->name ? d->name : "", field,
+	       "%s", msg);
 }
 
 /*
@@ -873,10 +890,10 @@ static int64_t rfc3339_ms(const char *s)
 	return (int64_t)t * 1000 + (int64_t)(frac * 1000);
 }
 
-static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, const char *kind,
-			 struct kp_objvec *out)
+static int decode_object(const struct kp_diag_sink *sink, const char *source, json_t *o,
+			 const char *kind, struct kp_objvec *out)
 {
-	struct dec d = { .ctx = ctx, .source = source, .kind = kind };
+	struct dec d = { .sink = sink, .source = source, .kind = kind };
 	enum kp_obj_kind k;
 	struct kp_obj *obj;
 	json_t *meta, *labels;
@@ -889,7 +906,12 @@ static int decode_object(struct kp_ctx *ctx, const char *source, json_t *o, cons
 	else if (strcmp(kind, "Endpoints") == 0)
 		k = KP_OBJ_ENDPOINTS;
 	else {
-		kp_log(ctx, KP_LOG_DEBUG, "%s: ignoring object of kind %s", source, kind);
+		if (sink->debug) {
+			char msg[256];
+
+			snprintf(msg, sizeof(msg), "%s: ignoring object of kind %s", source, kind);
+			sink->debug(sink->userdata, msg);
+		}
 		return 0;
 	}
 	meta = get_typed(&d, o, "metadata", "metadata", JSON_OBJECT, true);
@@ -955,7 +977,8 @@ static const char *list_item_kind(const char *list_kind)
 	return NULL;
 }
 
-int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct kp_objvec *out)
+int kp_decode_json(const struct kp_diag_sink *sink, const char *source, json_t *root,
+		   struct kp_objvec *out)
 {
 	json_t *items, *e, *k;
 	const char *kind, *implied;
@@ -964,28 +987,28 @@ int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct 
 
 	if (json_is_array(root)) {	/* YAML documents, or a JSON array of objects */
 		json_array_foreach(root, i, e) {
-			r = kp_decode_json(ctx, source, e, out);
+			r = kp_decode_json(sink, source, e, out);
 			if (r < 0)
 				return r;
 		}
 		return 0;
 	}
 	if (!json_is_object(root)) {
-		kp_ctx_diag(ctx, source, "", "", "", "", "document is %s, not an object",
-			    type_name(root));
+		report(sink, source, "", "", "", "", "document is %s, not an object",
+		       type_name(root));
 		return 0;
 	}
 	k = json_object_get(root, "kind");
 	kind = json_string_value(k);
 	if (!kind) {
-		kp_ctx_diag(ctx, source, "", "", "", "kind", "object has no kind");
+		report(sink, source, "", "", "", "kind", "object has no kind");
 		return 0;
 	}
 	items = json_object_get(root, "items");
 	if (strcmp(kind, "List") != 0 && !list_item_kind(kind))
-		return decode_object(ctx, source, root, kind, out);
+		return decode_object(sink, source, root, kind, out);
 	if (!json_is_array(items)) {
-		kp_ctx_diag(ctx, source, kind, "", "", "items", "must be an array");
+		report(sink, source, kind, "", "", "items", "must be an array");
 		return 0;
 	}
 	implied = list_item_kind(kind);
@@ -998,10 +1021,10 @@ int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct 
 			char f[48];
 
 			snprintf(f, sizeof(f), "items[%zu].kind", i);
-			kp_ctx_diag(ctx, source, kind, "", "", f, "list item has no kind");
+			report(sink, source, kind, "", "", f, "list item has no kind");
 			continue;
 		}
-		r = decode_object(ctx, source, e, ik, out);
+		r = decode_object(sink, source, e, ik, out);
 		if (r < 0)
 			return r;
 	}

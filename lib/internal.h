@@ -2,7 +2,9 @@
 /*
  * Shared inside lib/ only: the export macro, a string-keyed hash map, the decoded
  * object model (what a Service, EndpointSlice or Endpoints object says once validated),
- * the object store with per-source ownership and dirty tracking, and the context.
+ * the decoder and the sink it reports to, the store's entry for already-parsed documents
+ * (kp_ctx_load_json(), for the sources), diagnostics and logging, and the desired
+ * state's internal calls. The context's own struct is in ctx-internal.h.
  */
 #ifndef KP_INTERNAL_H
 #define KP_INTERNAL_H
@@ -166,10 +168,30 @@ int kp_objvec_push(struct kp_objvec *vec, struct kp_obj *obj);
 void kp_objvec_clear(struct kp_objvec *vec);
 
 /*
- * Decode a parsed document (one object or a list) into @out. Bad objects are reported
- * through kp_ctx_diag() and skipped. Returns 0 or -ENOMEM.
+ * Where a decoder reports, chosen by its caller: @diag gets each rejected object or
+ * document (the strings are borrowed for the call), @debug a debug line (may be NULL).
  */
-int kp_decode_json(struct kp_ctx *ctx, const char *source, json_t *root, struct kp_objvec *out);
+struct kp_diag_sink {
+	void (*diag)(void *userdata, const struct kp_diag *diag);
+	void (*debug)(void *userdata, const char *msg);
+	void *userdata;
+};
+
+/*
+ * Decode a parsed document (one object or a list) into @out. Bad objects are reported
+ * to @sink and skipped. Returns 0 or -ENOMEM.
+ */
+int kp_decode_json(const struct kp_diag_sink *sink, const char *source, json_t *root,
+		   struct kp_objvec *out);
+
+/*
+ * kp_ctx_load() of a document already parsed (store.c): decodes @root (borrowed; the
+ * caller still owns it) and replaces what @source held, exactly as kp_ctx_load() does.
+ * For sources that parse their own input (the API source's list pages and watch events),
+ * so that no object is printed back to text to be parsed again.
+ * Returns the number of objects accepted, or -ENOMEM.
+ */
+int kp_ctx_load_json(struct kp_ctx *ctx, const char *source, json_t *root);
 
 /* ---- diagnostics and logging ---- */
 void kp_ctx_diag(struct kp_ctx *ctx, const char *source, const char *kind, const char *ns,

@@ -30,6 +30,7 @@
 static const char *const local_modes[] = { "", "ClusterCIDR", "NodeCIDR", "BridgeInterface",
 					   "InterfaceNamePrefix", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
+static const char *const table_forms[] = { "man", "markdown", NULL };
 
 /*
  * The sections of --help, and the rows. kube marks kube-proxy's own flags: with --config
@@ -294,6 +295,9 @@ static const struct kpd_flag rows[] = {
 	{ .name = NULL, .config = "winkernel", .cfg_any = true, TD(KP_OPT_STRING, ""),
 	  .na = "Windows only" },
 	{ .name = "help", .own = { .type = KP_OPT_BOOL, .help = "print this help and exit" } },
+	{ .name = "flag-table", .arg = "FORM", .own = { .type = KP_OPT_STRING, .choices =
+	  table_forms, .help = "print every flag and config field, and what kproxyd does with "
+			       "each, as a man-page (man) or README (markdown) table, and exit" } },
 	{ .name = "version", .own = { .type = KP_OPT_BOOL, .help = "print the version and "
 								  "exit" } },
 };
@@ -741,4 +745,50 @@ void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode)
 	fputs("  -v N, -h: short for --v N, --help. Durations take a unit: 500ms, 1s, 2m, 1h "
 	      "(1m30s also works).\nBooleans: --flag, --flag=true, --flag=false. "
 	      "--proxy-mode MODE --help shows that data plane's flags only.\n", out);
+}
+
+/* What kproxyd does with a row, in a few words, for the flag table. */
+static void row_effect(struct kp_ctx *ctx, const struct kpd_flag *f, char *out, size_t size)
+{
+	const struct kpd_flag *t = kpd_flag_target(f);
+
+	if (f->na)
+		snprintf(out, size, "accepted, not applied: %s", f->na);
+	else if (t->option && t->mode)
+		snprintf(out, size, "%s mode: its option %s%s", t->mode, t->option,
+			 kp_backend_find(ctx, t->mode) ? "" : " (when built)");
+	else if (t->option)
+		snprintf(out, size, "the option %s of every mode that has it", t->option);
+	else if (f->alias)
+		snprintf(out, size, "sets --%s%s%s", t->name, f->config_mode ? " in " : "",
+			 f->config_mode ? f->config_mode : "");
+	else
+		snprintf(out, size, "applied by kproxyd%s%s", f->kube ? "" : " (kproxyd's own)",
+			 f->kube && f->flag_wins ? "; wins over --config" : "");
+}
+
+void kpd_flags_table(FILE *out, struct kp_ctx *ctx, bool man)
+{
+	char what[512];
+
+	if (man)
+		fputs(".TS\nallbox;\nlb lb\nlw(2.6i) lx.\nflag, config field\twhat kproxyd does\n", out);
+	else
+		fputs("| flag | config field | what kproxyd does |\n|---|---|---|\n", out);
+	for (size_t i = 0; i < N_ROWS; i++) {
+		const struct kpd_flag *f = &rows[i];
+
+		if (f->section || (!f->name && !f->config))
+			continue;
+		row_effect(ctx, f, what, sizeof(what));
+		if (man)
+			fprintf(out, "T{\n%s%s%s%s\nT}\tT{\n%s\nT}\n", f->name ? "\\-\\-" : "",
+				f->name ? f->name : "", f->name && f->config ? "\n.br\n" : "",
+				f->config ? f->config : "", what);
+		else
+			fprintf(out, "| %s%s%s | %s | %s |\n", f->name ? "`--" : "", f->name ? f->name :
+				"", f->name ? "`" : "", f->config ? f->config : "", what);
+	}
+	if (man)
+		fputs(".TE\n", out);
 }

@@ -37,7 +37,7 @@ static struct kpd_stats {
 	uint64_t prog_buckets[80];	/* network programming latency, kube-proxy's buckets */
 	uint64_t prog_count;
 	double prog_sum;
-} stats;
+} http_stats;
 
 /* kube-proxy's: 0.25 s, 0.5 s, then 1..59 s, 60..115 s by 5, 120..300 s by 30 */
 static double prog_bound(int i)
@@ -56,22 +56,22 @@ void kpd_http_observe_programming(double seconds, void *userdata)
 	(void)userdata;
 	for (int i = 0; i < 80; i++)
 		if (seconds <= prog_bound(i)) {
-			stats.prog_buckets[i]++;
+			http_stats.prog_buckets[i]++;
 			break;
 		}
-	stats.prog_count++;
-	stats.prog_sum += seconds;
+	http_stats.prog_count++;
+	http_stats.prog_sum += seconds;
 }
 
 void kpd_http_observe_sync(double seconds)
 {
 	for (int i = 0; i < N_BUCKETS; i++)
 		if (seconds <= 0.001 * (double)(1u << i)) {
-			stats.buckets[i]++;
+			http_stats.buckets[i]++;
 			break;
 		}
-	stats.count++;
-	stats.sum += seconds;
+	http_stats.count++;
+	http_stats.sum += seconds;
 }
 
 int kpd_http_open(const char *spec, struct kpd_http **ret)
@@ -220,9 +220,9 @@ static void healthz(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	rfc3339(last, sizeof(last), c.last_success_ms ? c.last_success_ms : hc->start_ms);
 	rfc3339(cur, sizeof(cur), now);
 	if (live)
-		stats.livez[!ok]++;
+		http_stats.livez[!ok]++;
 	else
-		stats.healthz[!ok]++;
+		http_stats.healthz[!ok]++;
 	put(o, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff"
 	       "\r\nConnection: close\r\n\r\n{\"lastUpdated\": \"%s\",\"currentTime\": \"%s\","
 	       "\"nodeEligible\": true}\n", ok ? "200 OK" : "503 Service Unavailable", last, cur);
@@ -261,28 +261,29 @@ static void metrics(struct out *o, struct kp_ctx *ctx)
 	put(o, "# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in "
 	       "seconds\n# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram\n");
 	for (int i = 0; i < N_BUCKETS; i++) {
-		cumulative += stats.buckets[i];
+		cumulative += http_stats.buckets[i];
 		put(o, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"%g\"} %llu\n",
 		    0.001 * (double)(1u << i), (unsigned long long)cumulative);
 	}
 	put(o, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 	       "kubeproxy_sync_proxy_rules_duration_seconds_sum %g\n"
 	       "kubeproxy_sync_proxy_rules_duration_seconds_count %llu\n",
-	    (unsigned long long)stats.count, stats.sum, (unsigned long long)stats.count);
+	    (unsigned long long)http_stats.count, http_stats.sum,
+	    (unsigned long long)http_stats.count);
 	cumulative = 0;
 	put(o, "# HELP kubeproxy_network_programming_duration_seconds In Cluster Network "
 	       "Programming Latency in seconds\n# TYPE kubeproxy_network_programming_duration_"
 	       "seconds histogram\n");
 	for (int i = 0; i < 80; i++) {
-		cumulative += stats.prog_buckets[i];
+		cumulative += http_stats.prog_buckets[i];
 		put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"%g\"} %llu\n",
 		    prog_bound(i), (unsigned long long)cumulative);
 	}
 	put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 	       "kubeproxy_network_programming_duration_seconds_sum %g\n"
 	       "kubeproxy_network_programming_duration_seconds_count %llu\n",
-	    (unsigned long long)stats.prog_count, stats.prog_sum,
-	    (unsigned long long)stats.prog_count);
+	    (unsigned long long)http_stats.prog_count, http_stats.prog_sum,
+	    (unsigned long long)http_stats.prog_count);
 	put(o, "# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy "
 	       "rules were successfully synced\n# TYPE kubeproxy_sync_proxy_rules_last_timestamp_"
 	       "seconds gauge\nkubeproxy_sync_proxy_rules_last_timestamp_seconds %.3f\n",
@@ -299,11 +300,11 @@ static void metrics(struct out *o, struct kp_ctx *ctx)
 	       "# TYPE kubeproxy_proxy_healthz_total counter\n"
 	       "kubeproxy_proxy_healthz_total{code=\"200\"} %llu\n"
 	       "kubeproxy_proxy_healthz_total{code=\"503\"} %llu\n",
-	    (unsigned long long)stats.healthz[0], (unsigned long long)stats.healthz[1]);
+	    (unsigned long long)http_stats.healthz[0], (unsigned long long)http_stats.healthz[1]);
 	put(o, "# HELP kubeproxy_proxy_livez_total Cumulative proxy livez HTTP status\n"
 	       "# TYPE kubeproxy_proxy_livez_total counter\n"
 	       "kubeproxy_proxy_livez_total{code=\"200\"} %llu\n",
-	    (unsigned long long)stats.livez[0]);
+	    (unsigned long long)http_stats.livez[0]);
 	put(o, "# HELP kproxyd_objects_rejected_total Objects rejected by validation\n"
 	       "# TYPE kproxyd_objects_rejected_total counter\nkproxyd_objects_rejected_total %llu\n",
 	    (unsigned long long)c.n_rejected);

@@ -117,6 +117,10 @@ static int read_settings(int argc, char **argv, struct kp_ctx *ctx, struct optio
 				kpd_get("proxy-mode") : NULL);
 		return 1;
 	}
+	if (kpd_get("flag-table")) {
+		kpd_flags_table(stdout, ctx, !strcmp(kpd_get("flag-table"), "man"));
+		return 1;
+	}
 	if (kpd_get_bool("version")) {
 		printf("kproxyd %s\n", kp_version());
 		return 1;
@@ -380,7 +384,7 @@ struct daemon {
 	struct options *o;
 	struct kp_ctx *ctx;
 	struct kpd_loop *loop;
-	struct kpd_manifests *m;
+	struct kp_manifests *m;
 	struct kp_api *api;
 	bool api_synced;
 	struct kpd_control *ctl;
@@ -402,7 +406,7 @@ static void on_signal(int fd, void *userdata)
 		if (si.ssi_signo == SIGHUP) {
 			if (d->m) {
 				kpd_info("SIGHUP: re-reading the manifest directory");
-				kpd_manifests_rescan(d->m);
+				kp_manifests_rescan(d->m);
 			}
 		} else {
 			kpd_info("signal %u: stopping; programmed rules are left in place",
@@ -484,7 +488,7 @@ static int64_t api_tick(void *userdata)
 static void on_manifests(int fd, void *userdata)
 {
 	(void)fd;
-	kpd_manifests_process(userdata);
+	kp_manifests_process(userdata);
 }
 
 static void on_control(int fd, void *userdata)
@@ -520,12 +524,12 @@ static int open_sources(struct daemon *d)
 
 	d->info.manifests = dir;
 	if (dir) {
-		r = kpd_manifests_open(d->ctx, dir, &d->m);
+		r = kp_manifests_new(d->ctx, dir, kpd_manifests_event, d->ctx, &d->m);
 		if (r < 0) {
 			kpd_err("--manifests %s: %s", dir, kp_strerror(r));
 			return r;
 		}
-		kpd_loop_watch(d->loop, kpd_manifests_fd(d->m), on_manifests, d->m);
+		kpd_loop_watch(d->loop, kp_manifests_fd(d->m), on_manifests, d->m);
 	}
 	if ((kc && *kc) || kpd_get("master") || !dir) {
 		r = open_api(d->ctx, d->o, &d->api);
@@ -653,7 +657,7 @@ static void close_daemon(struct daemon *d)
 	kpd_hc_free(d->hc);
 	kpd_http_set_api(NULL);
 	kp_api_free(d->api);
-	kpd_manifests_close(d->m);
+	kp_manifests_free(d->m);
 	kpd_control_close(d->ctl);
 	kpd_loop_free(d->loop);
 	if (d->sfd >= 0)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * kproxyd internals shared between its files: logging, the manifest-directory source
- * and the control socket.
+ * kproxyd internals shared between its files: logging (and the reports of the sources'
+ * events), the control socket, healthz and metrics, health-check node ports.
  */
 #ifndef KPROXYD_H
 #define KPROXYD_H
@@ -16,6 +16,7 @@
 #include <kproxy/kproxy.h>
 #include <kproxy/api.h>
 #include <kproxy/config.h>
+#include <kproxy/manifests.h>
 
 #define KPD_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define KP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -29,6 +30,11 @@ void kpd_log(char sev, int v, const char *fmt, ...) KPD_PRINTF(3, 4);
 #define kpd_dbg(v, ...) kpd_log('I', (v), __VA_ARGS__)
 void kpd_lib_log(enum kp_log_level level, const char *msg, void *userdata);
 void kpd_report_diags(struct kp_ctx *ctx);
+
+/* log.c: the manifest source's file events (kp_manifests_fn; @userdata: the context),
+ * with the diagnostics of the file's rejected objects */
+void kpd_manifests_event(enum kp_manifests_event event, const char *path, int result,
+			 void *userdata);
 
 /* flags.c: one table of kproxyd's flags and KubeProxyConfiguration fields. A row either
  * holds a setting of kproxyd's own (@own declares its type, default and help) or feeds
@@ -90,6 +96,8 @@ bool kpd_get_bool(const char *name);
 uint32_t kpd_get_ms(const char *name);
 bool kpd_is_set(const char *name, bool by_flag);
 void kpd_flags_usage(FILE *out, struct kp_ctx *ctx, const char *only_mode);
+/* Every flag and config field with what kproxyd does with it, as tbl(1) or markdown. */
+void kpd_flags_table(FILE *out, struct kp_ctx *ctx, bool man);
 void kpd_flags_free(void);
 int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size);
 
@@ -109,16 +117,6 @@ int kpd_loop_tick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata);
 /* Runs rounds until kpd_loop_quit(); returns 0, or the -errno of a failed poll. */
 int kpd_loop_run(struct kpd_loop *l);
 void kpd_loop_quit(struct kpd_loop *l);
-
-/* manifests.c: a directory of JSON/YAML manifests followed with inotify */
-struct kpd_manifests;
-int kpd_manifests_open(struct kp_ctx *ctx, const char *dir, struct kpd_manifests **ret);
-int kpd_manifests_fd(const struct kpd_manifests *m);
-/* Reads pending inotify events and reloads the files they name. */
-int kpd_manifests_process(struct kpd_manifests *m);
-/* Re-reads every file (SIGHUP). */
-int kpd_manifests_rescan(struct kpd_manifests *m);
-void kpd_manifests_close(struct kpd_manifests *m);
 
 /* control.c: the unix socket kproxyctl talks to */
 struct kpd_info {

@@ -2,9 +2,11 @@
 /*
  * kproxyd's log: klog-like lines ("I1125 03:28:09.123456   4242 kproxyd] text") on
  * stderr, --v verbosity as kube-proxy uses it, and suppression of a line repeated
- * back to back (counted, and reported when a different line comes). Thread safe: the
- * userspace data plane logs from its worker threads.
+ * back to back (counted, and reported when a different line comes), and the reports of
+ * what the library hands back to be logged: diagnostics, the manifest source's file
+ * events. Thread safe: the userspace data plane logs from its worker threads.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,4 +83,37 @@ static void report_diag(const struct kp_diag *d, void *userdata)
 void kpd_report_diags(struct kp_ctx *ctx)
 {
 	kp_ctx_drain_diags(ctx, report_diag, NULL);
+}
+
+void kpd_manifests_event(enum kp_manifests_event event, const char *path, int result,
+			 void *userdata)
+{
+	switch (event) {
+	case KP_MANIFESTS_LOADED:
+		kpd_report_diags(userdata);
+		kpd_dbg(2, "%s: %d objects loaded", path, result);
+		break;
+	case KP_MANIFESTS_UNLOADED:
+		kpd_dbg(2, "%s: removed, %d objects unloaded", path, result);
+		break;
+	case KP_MANIFESTS_READ_FAILED:
+		kpd_err("%s: cannot read: %s; its objects are kept", path, kp_strerror(result));
+		break;
+	case KP_MANIFESTS_LOAD_FAILED:
+		kpd_report_diags(userdata);
+		if (result == -ENOMEM)
+			kpd_err("%s: out of memory while loading", path);
+		else
+			kpd_err("%s: not loaded (%s); its previous objects are kept", path,
+				kp_strerror(result));
+		break;
+	case KP_MANIFESTS_OVERFLOW:
+		kpd_warn("%s: inotify queue overflowed; rescanning", path);
+		break;
+	case KP_MANIFESTS_DIR_GONE:
+		kpd_err("%s: directory removed or moved; programmed state is kept", path);
+		break;
+	default:
+		break;
+	}
 }

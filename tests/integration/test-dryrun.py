@@ -414,7 +414,7 @@ def test_config():
                "kind: KubeProxyConfiguration\n"
                "hostnameOverride: node-from-config\n"
                "clusterCIDR: 10.244.0.0/16\n"
-               "oomScoreAdj: -999\n"
+               "notAKubeProxyField: -999\n"
                "iptables: {masqueradeAll: true, syncPeriod: 1m0s, minSyncPeriod: 500ms}\n")
     d = Daemon(os.path.join(TOP_SRC, "examples", "manifests"), extra=("--config", cfg))
     r = d.ctl("status", "-o", "json")
@@ -422,7 +422,7 @@ def test_config():
     # Daemon passes --hostname-override node-a: the flag wins over the file
     ok(st.get("node") == "node-a", "a flag overrides the config file", r.stdout)
     log = d.logtext()
-    ok("oomScoreAdj: not supported by kproxyd" in log,
+    ok("notAKubeProxyField: not supported by kproxyd" in log,
        "a field kproxyd does not use is warned about, by name", log)
     d.stop()
     d = subprocess.run([KPROXYD, "--config", cfg, "--dry-run", "--manifests",
@@ -479,6 +479,16 @@ def test_manpage():
     ok(len(flags) > 40 and not missing,
        "kproxyd(8) documents each of the %d flags of --help" % len(flags),
        "missing from OPTIONS: %s" % missing)
+    table = subprocess.run([KPROXYD, "--flag-table", "man"], capture_output=True, text=True,
+                           timeout=DEADLINE).stdout
+    with open(os.path.join(TOP_SRC, "man", "kproxyd.8")) as f:
+        ok(table.startswith(".TS") and table in f.read(),
+           "kproxyd(8)'s flag table is the one kproxyd --flag-table man prints", table[:300])
+    table = subprocess.run([KPROXYD, "--flag-table", "markdown"], capture_output=True,
+                           text=True, timeout=DEADLINE).stdout
+    with open(os.path.join(TOP_SRC, "README.md")) as f:
+        ok(table.startswith("| flag") and table in f.read(),
+           "README's flag table is the one kproxyd --flag-table markdown prints", table[:300])
     r = subprocess.run([KPROXYD, "--proxy-mode", "userspace", "--help"], capture_output=True,
                        text=True, timeout=DEADLINE)
     ok("--userspace-workers" in r.stdout and "--ipvs-scheduler" not in r.stdout,

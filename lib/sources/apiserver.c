@@ -4,14 +4,16 @@
  * the way client-go's reflector does, on one libcurl multi handle driven by the caller's
  * poll loop (curl's socket callback feeds an epoll set, its timer callback a deadline).
  *
- * A list is read page by page (limit/continue); each object is loaded into the context as
- * its own source, so a watch event replaces or removes exactly one object. When the last
- * page has arrived, objects the previous list or watch held and this list did not return
- * are removed, and the watch starts from the list's resourceVersion. A watch is read as
- * it streams: each newline-terminated JSON event is applied at once, whatever the read
- * boundaries. A watch that ends cleanly (timeoutSeconds) is restarted at once from the
- * last version seen; one that fails is restarted after a jittered exponential back-off;
- * 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
+ * A list is read page by page (limit/continue), each page one item at a time (the items
+ * array is split by a scan and each item parsed alone, so no tree of a whole page is
+ * held); each object is handed to the context as its own source, as parsed
+ * (kp_ctx_load_json(): never printed back to text and parsed again), so a watch event
+ * replaces or removes exactly one object. When the last page has arrived, objects the
+ * previous list or watch held and this list did not return are removed, and the watch
+ * starts from the list's resourceVersion. A watch is read as it streams: each
+ * newline-terminated JSON event is applied at once, whatever the read boundaries. A watch
+ * that ends cleanly (timeoutSeconds) is restarted at once from the last version seen; one
+ * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
  * object through all of this: a fault never empties it.
  */
 #include <errno.h>
@@ -203,7 +205,6 @@ static int apply(struct watcher *w, json_t *obj, bool deleted)
 	struct kp_api *api = w->api;
 	const char *name = meta_str(obj, "name"), *ns = meta_str(obj, "namespace");
 	char src[600];
-	char *text;
 	int r;
 
 	if (!json_is_object(obj) || !name)
@@ -224,11 +225,7 @@ static int apply(struct watcher *w, json_t *obj, bool deleted)
 	/* list items come without kind and apiVersion */
 	json_object_set_new(obj, "kind", json_string(resources[w->res].kind));
 	json_object_set_new(obj, "apiVersion", json_string(resources[w->res].api_version));
-	text = json_dumps(obj, JSON_COMPACT);
-	if (!text)
-		return -ENOMEM;
-	r = kp_ctx_load(api->ctx, src, text, strlen(text), KP_FORMAT_JSON);
-	free(text);
+	r = kp_ctx_load_json(api->ctx, src, obj);	/* the parsed object: no second parse */
 	kp_map_put(w->held, src, w, NULL);
 	return r < 0 ? r : 0;
 }
@@ -517,20 +514,166 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
+/* ---- list pages, one item at a time ---- */
+
+static size_t skip_ws(const char *s, size_t i, size_t n)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/*
+ * The end of the JSON value that starts at @i, following strings and nesting only (what
+ * it spans is then parsed by jansson, which checks the rest), or 0 if it does not end
+ * within @n bytes.
+ */
+static size_t skip_value(const char *s, size_t i, size_t n)
+{
+	size_t depth = 0;
+
+	if (i < n && s[i] != '"' && s[i] != '{' && s[i] != '[') {	/* number, literal */
+		while (i < n && !strchr(",:]} \t\r\n", s[i]))
+			i++;
+		return i;
+	}
+	do {
+		if (i >= n)
+			return 0;
+		if (s[i] == '"') {
+			for (i++; i < n && s[i] != '"'; i++)
+				if (s[i] == '\\')
+					i++;
+			if (i >= n)
+				return 0;
+		} else if (s[i] == '{' || s[i] == '[') {
+			depth++;
+		} else if (s[i] == '}' || s[i] == ']') {
+			if (!depth)
+				return 0;
+			depth--;
+		}
+		i++;
+	} while (depth);
+	return i;
+}
+
+/*
+ * Finds the value of the top-level "items" key of the object in @s: *ret_from and *ret_to
+ * span it. Returns false if @s is not an object the scan can follow, or has no items.
+ */
+static bool find_items(const char *s, size_t n, size_t *ret_from, size_t *ret_to)
+{
+	size_t i = skip_ws(s, 0, n), k, ke, v, e;
+	bool found = false;
+
+	if (i >= n || s[i] != '{')
+		return false;
+	i = skip_ws(s, i + 1, n);
+	while (i < n && s[i] == '"') {
+		k = i;
+		ke = skip_value(s, i, n);
+		if (!ke || (i = skip_ws(s, ke, n)) >= n || s[i] != ':')
+			return false;
+		v = skip_ws(s, i + 1, n);
+		e = skip_value(s, v, n);
+		if (!e || e == v)
+			return false;
+		if (ke - k == 7 && !memcmp(s + k, "\"items\"", 7)) {
+			*ret_from = v;
+			*ret_to = e;
+			found = true;
+		}
+		i = skip_ws(s, e, n);
+		if (i < n && s[i] == ',')
+			i = skip_ws(s, i + 1, n);
+		else
+			break;
+	}
+	return found && i < n && s[i] == '}';
+}
+
+/*
+ * Parses a list page without holding the tree of every item at once: returns the envelope
+ * (kind, metadata, and "items" emptied), and, when items is an array, sets *ret_from and
+ * *ret_to to the span of its elements in @buf for the caller to parse one at a time.
+ * Anything the scan cannot follow is parsed whole, as before (*ret_from == *ret_to then).
+ */
+static json_t *parse_page(const char *buf, size_t len, size_t *ret_from, size_t *ret_to,
+			  json_error_t *jerr)
+{
+	size_t from = 0, to = 0;
+	char *env;
+	json_t *doc;
+
+	*ret_from = *ret_to = 0;
+	if (!find_items(buf, len, &from, &to) || buf[from] != '[')
+		return json_loadb(buf, len, 0, jerr);
+	env = malloc(len - (to - from) + 3);
+	if (!env)
+		return json_loadb(buf, len, 0, jerr);
+	memcpy(env, buf, from);
+	memcpy(env + from, "[]", 2);
+	memcpy(env + from + 2, buf + to, len - to);
+	doc = json_loadb(env, len - (to - from) + 2, 0, jerr);
+	free(env);
+	if (doc) {
+		*ret_from = from + 1;
+		*ret_to = to - 1;
+	}
+	return doc;
+}
+
+/* Applies the items of a page, each parsed alone from @buf[@from, @to). Returns 0, or
+ * -EBADMSG with @jerr set if one does not parse (those before it are applied). */
+static int apply_items(struct watcher *w, const char *buf, size_t from, size_t to,
+		       json_error_t *jerr)
+{
+	size_t i = skip_ws(buf, from, to), end, k = 0;
+
+	while (i < to) {
+		json_t *it;
+
+		end = skip_value(buf, i, to);
+		it = end ? json_loadb(buf + i, end - i, 0, jerr) : NULL;
+		if (!it) {
+			if (!end)
+				snprintf(jerr->text, sizeof(jerr->text), "item %zu does not end", k);
+			return -EBADMSG;
+		}
+		if (apply(w, it, false) == -EBADMSG)
+			kp_log(w->api->ctx, KP_LOG_WARN, "api: list %s: item %zu has no name",
+			       resources[w->res].name, k);
+		json_decref(it);
+		k++;
+		i = skip_ws(buf, end, to);
+		if (i < to && buf[i] == ',')
+			i = skip_ws(buf, i + 1, to);
+		else if (i < to) {
+			snprintf(jerr->text, sizeof(jerr->text), "no ',' after item %zu", k - 1);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
 /* A finished list page. */
 static void list_done(struct watcher *w)
 {
 	struct kp_api *api = w->api;
 	json_error_t jerr;
-	json_t *doc = json_loadb(w->buf ? w->buf : "", w->len, 0, &jerr), *items, *it;
+	size_t from, to, i;
+	json_t *doc, *items, *it;
 	const char *cont, *rv;
-	size_t i;
 
+	doc = parse_page(w->buf ? w->buf : "", w->len, &from, &to, &jerr);
 	items = json_object_get(doc, "items");
 	rv = meta_str(doc, "resourceVersion");
-	if (!json_is_array(items) && !json_is_null(items)) {
+	if ((!json_is_array(items) && !json_is_null(items)) ||
+	    (to > from && apply_items(w, w->buf, from, to, &jerr) < 0)) {
 		kp_log(api->ctx, KP_LOG_WARN, "api: list %s: not a list (%s)",
-		       resources[w->res].name, doc ? "no items" : jerr.text);
+		       resources[w->res].name, doc && !json_is_array(items) ? "no items" :
+		       jerr.text);
 		json_decref(doc);
 		api->stats.n_errors++;
 		free(w->cont);
@@ -538,7 +681,7 @@ static void list_done(struct watcher *w)
 		backoff(w);
 		return;
 	}
-	json_array_foreach(items, i, it)
+	json_array_foreach(items, i, it)	/* a page the scan could not follow */
 		if (apply(w, it, false) == -EBADMSG)
 			kp_log(api->ctx, KP_LOG_WARN, "api: list %s: item %zu has no name",
 			       resources[w->res].name, i);
@@ -550,6 +693,11 @@ static void list_done(struct watcher *w)
 		finish_list(w);
 	}
 	json_decref(doc);
+	if (!w->cont) {		/* a whole list's buffer is not kept for the watch's lines */
+		free(w->buf);
+		w->buf = NULL;
+		w->len = w->cap = 0;
+	}
 	w->failures = 0;
 	w->start_at = now_ms();		/* the next page, or the watch, at once */
 }

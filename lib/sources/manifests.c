@@ -5,7 +5,9 @@
  * name order) and followed with inotify: a file written (closed after writing) or moved
  * in is reloaded, one removed or moved away is unloaded, so each change updates exactly
  * the objects that file holds. Hidden files and editor backups are ignored. A file that
- * cannot be parsed keeps its previous objects.
+ * cannot be parsed keeps its previous objects. What happened to each file goes to the
+ * caller's kp_manifests_fn, never to a log: the caller reports it (kproxyd, proxy/log.c).
+ * (This was kproxyd's proxy/manifests.c; it is a library source beside the API source.)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,13 +20,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kproxyd.h"
+#include <kproxy/manifests.h>
 
-struct kpd_manifests {
+#include "internal.h"
+
+struct kp_manifests {
 	struct kp_ctx *ctx;
 	char *dir;
 	int fd;			/* inotify */
+	kp_manifests_fn fn;	/* may be NULL */
+	void *userdata;
 };
+
+static void tell(const struct kp_manifests *m, enum kp_manifests_event event, const char *path,
+		 int result)
+{
+	if (m->fn)
+		m->fn(event, path, result, m->userdata);
+}
 
 static bool wanted(const char *name)
 {
@@ -43,7 +56,7 @@ static bool wanted(const char *name)
 }
 
 /* Reads a whole regular file. Returns 0, -ENOENT if it is gone, or another -errno. */
-static int read_file(const char *path, char **ret_buf, size_t *ret_size)
+static int read_manifest(const char *path, char **ret_buf, size_t *ret_size)
 {
 	struct stat st;
 	char *buf;
@@ -88,7 +101,7 @@ static int read_file(const char *path, char **ret_buf, size_t *ret_size)
 	return 0;
 }
 
-static void reload(struct kpd_manifests *m, const char *name)
+static void reload(struct kp_manifests *m, const char *name)
 {
 	char path[PATH_MAX];
 	char *buf = NULL;
@@ -96,25 +109,19 @@ static void reload(struct kpd_manifests *m, const char *name)
 	int r;
 
 	snprintf(path, sizeof(path), "%s/%s", m->dir, name);
-	r = read_file(path, &buf, &size);
+	r = read_manifest(path, &buf, &size);
 	if (r == -ENOENT) {
 		r = kp_ctx_unload(m->ctx, path);
-		kpd_dbg(2, "%s: removed, %d objects unloaded", path, r);
+		tell(m, KP_MANIFESTS_UNLOADED, path, r);
 		return;
 	}
 	if (r < 0) {
-		kpd_err("%s: cannot read: %s; its objects are kept", path, kp_strerror(r));
+		tell(m, KP_MANIFESTS_READ_FAILED, path, r);
 		return;
 	}
 	r = kp_ctx_load(m->ctx, path, buf, size, KP_FORMAT_AUTO);
 	free(buf);
-	kpd_report_diags(m->ctx);
-	if (r == -ENOMEM)
-		kpd_err("%s: out of memory while loading", path);
-	else if (r < 0)
-		kpd_err("%s: not loaded (%s); its previous objects are kept", path, kp_strerror(r));
-	else
-		kpd_dbg(2, "%s: %d objects loaded", path, r);
+	tell(m, r < 0 ? KP_MANIFESTS_LOAD_FAILED : KP_MANIFESTS_LOADED, path, r);
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -122,13 +129,16 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int kpd_manifests_rescan(struct kpd_manifests *m)
+KP_EXPORT int kp_manifests_rescan(struct kp_manifests *m)
 {
 	struct dirent *de;
 	char **names = NULL;
 	size_t n = 0, cap = 0;
-	DIR *d = opendir(m->dir);
+	DIR *d;
 
+	if (!m)
+		return -EINVAL;
+	d = opendir(m->dir);
 	if (!d)
 		return -errno;
 	while ((de = readdir(d))) {
@@ -155,14 +165,20 @@ int kpd_manifests_rescan(struct kpd_manifests *m)
 	return 0;
 }
 
-int kpd_manifests_open(struct kp_ctx *ctx, const char *dir, struct kpd_manifests **ret)
+KP_EXPORT int kp_manifests_new(struct kp_ctx *ctx, const char *dir, kp_manifests_fn fn,
+			       void *userdata, struct kp_manifests **ret)
 {
-	struct kpd_manifests *m = calloc(1, sizeof(*m));
+	struct kp_manifests *m;
 	int r;
 
+	if (!ctx || !dir || !ret)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
 	m->ctx = ctx;
+	m->fn = fn;
+	m->userdata = userdata;
 	m->fd = -1;
 	m->dir = strdup(dir);
 	m->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -175,25 +191,27 @@ int kpd_manifests_open(struct kp_ctx *ctx, const char *dir, struct kpd_manifests
 		r = -errno;
 		goto out_free;
 	}
-	r = kpd_manifests_rescan(m);
+	r = kp_manifests_rescan(m);
 	if (r < 0)
 		goto out_free;
 	*ret = m;
 	return 0;
 out_free:
-	kpd_manifests_close(m);
+	kp_manifests_free(m);
 	return r;
 }
 
-int kpd_manifests_fd(const struct kpd_manifests *m)
+KP_EXPORT int kp_manifests_fd(const struct kp_manifests *m)
 {
-	return m->fd;
+	return m ? m->fd : -1;
 }
 
-int kpd_manifests_process(struct kpd_manifests *m)
+KP_EXPORT int kp_manifests_process(struct kp_manifests *m)
 {
 	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
 
+	if (!m)
+		return -EINVAL;
 	for (;;) {
 		ssize_t len = read(m->fd, buf, sizeof(buf));
 
@@ -206,11 +224,10 @@ int kpd_manifests_process(struct kpd_manifests *m)
 
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
-				kpd_warn("%s: inotify queue overflowed; rescanning", m->dir);
-				kpd_manifests_rescan(m);
+				tell(m, KP_MANIFESTS_OVERFLOW, m->dir, 0);
+				kp_manifests_rescan(m);
 			} else if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
-				kpd_err("%s: directory removed or moved; programmed state is kept",
-					m->dir);
+				tell(m, KP_MANIFESTS_DIR_GONE, m->dir, 0);
 			} else if (ev->len && wanted(ev->name)) {
 				reload(m, ev->name);
 			}
@@ -218,7 +235,7 @@ int kpd_manifests_process(struct kpd_manifests *m)
 	}
 }
 
-void kpd_manifests_close(struct kpd_manifests *m)
+KP_EXPORT void kp_manifests_free(struct kp_manifests *m)
 {
 	if (!m)
 		return;
