@@ -71,10 +71,10 @@ int kp_cidr_list_parse(const char *list, struct kp_cidr *v, size_t max, size_t *
 struct kp_opts;
 /*
  * Checks @settings against @ops's option table and fills the backend's options struct,
- * defaults applied. Returns 0 and *@ret, -EINVAL (why: kp_ctx_set_error()) or -ENOMEM.
+ * defaults applied. Returns 0 and *@ret, -EINVAL (why: in @err) or -ENOMEM.
  */
-int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
-		const struct kp_setting *settings, size_t n_settings, struct kp_opts **ret);
+int kp_opts_new(const struct kp_backend_ops *ops, const struct kp_setting *settings,
+		size_t n_settings, struct kp_opts **ret, char *err, size_t err_size);
 /* The filled struct (NULL when the backend declares none); valid until kp_opts_free(). */
 const void *kp_opts_data(const struct kp_opts *o);
 int kp_opts_foreach(const struct kp_opts *o,

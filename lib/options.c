@@ -306,9 +306,21 @@ void kp_opts_free(struct kp_opts *o)
 	free(o);
 }
 
+/* Says why in @err, for the caller to keep; returns -EINVAL. */
+static int say(char *err, size_t size, const char *fmt, ...) KP_PRINTF(3, 4);
+static int say(char *err, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, size, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
 /* Records each setting's text, refusing unknown names, bad values and repeats. */
-static int take_settings(struct kp_ctx *ctx, struct kp_opts *o, const struct kp_setting *s,
-			 size_t n)
+static int take_settings(struct kp_opts *o, const struct kp_setting *s, size_t n, char *err,
+			 size_t size)
 {
 	char why[256];
 
@@ -318,21 +330,21 @@ static int take_settings(struct kp_ctx *ctx, struct kp_opts *o, const struct kp_
 		bool list;
 
 		if (!s[i].name || !s[i].value)
-			return kp_ctx_set_error(ctx, -EINVAL, "%s: a setting without a name or "
+			return say(err, size, "%s: a setting without a name or "
 						"value", o->ops->name);
 		opt = find(o->ops, s[i].name, &k);
 		if (!opt)
-			return kp_ctx_set_error(ctx, -EINVAL, "%s: no option \"%s\" in this data "
+			return say(err, size, "%s: no option \"%s\" in this data "
 						"plane", o->ops->name, s[i].name);
 		list = opt->type == KP_OPT_CIDR_LIST || opt->type == KP_OPT_STRING_LIST;
 		if (!list && o->vals[k].n)
-			return kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\" given twice",
+			return say(err, size, "%s: option \"%s\" given twice",
 						o->ops->name, opt->name);
 		if (parse_one(opt, s[i].value, NULL, why, sizeof(why)) < 0)
-			return kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\": %s",
+			return say(err, size, "%s: option \"%s\": %s",
 						o->ops->name, opt->name, why);
 		if (list && opt->max > 0 && o->vals[k].n == (size_t)opt->max)
-			return kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\": at most %llu",
+			return say(err, size, "%s: option \"%s\": at most %llu",
 						o->ops->name, opt->name,
 						(unsigned long long)opt->max);
 		if (add_text(&o->vals[k], s[i].value) < 0)
@@ -341,8 +353,8 @@ static int take_settings(struct kp_ctx *ctx, struct kp_opts *o, const struct kp_
 	return 0;
 }
 
-int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
-		const struct kp_setting *settings, size_t n_settings, struct kp_opts **ret)
+int kp_opts_new(const struct kp_backend_ops *ops, const struct kp_setting *settings,
+		size_t n_settings, struct kp_opts **ret, char *err, size_t err_size)
 {
 	struct kp_opts *o = calloc(1, sizeof(*o));
 	char why[256];
@@ -355,13 +367,13 @@ int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
 	o->data = ops->options_size ? calloc(1, ops->options_size) : NULL;
 	r = o->vals && (o->data || !ops->options_size) ? 0 : -ENOMEM;
 	if (!r)
-		r = take_settings(ctx, o, settings, n_settings);
+		r = take_settings(o, settings, n_settings, err, err_size);
 	for (size_t i = 0; !r && i < ops->n_options; i++) {
 		const struct kp_option *opt = &ops->options[i];
 		void *out;
 
 		if (!o->data || opt->offset >= ops->options_size) {
-			r = kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\" lies outside its "
+			r = say(err, err_size, "%s: option \"%s\" lies outside its "
 					     "struct", ops->name, opt->name);
 			break;
 		}
@@ -372,7 +384,7 @@ int kp_opts_new(struct kp_ctx *ctx, const struct kp_backend_ops *ops,
 			r = fill_list(opt, &o->vals[i], out);
 		else if (o->vals[i].n && parse_one(opt, o->vals[i].v[0], out, why,
 						   sizeof(why)) < 0)	/* a bad default */
-			r = kp_ctx_set_error(ctx, -EINVAL, "%s: option \"%s\": default %s",
+			r = say(err, err_size, "%s: option \"%s\": default %s",
 					     ops->name, opt->name, why);
 	}
 	if (r < 0) {

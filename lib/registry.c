@@ -90,7 +90,7 @@ KP_EXPORT int kp_ctx_set_backend(struct kp_ctx *ctx, const char *name,
 	ops = kp_backend_find(ctx, name);
 	if (!ops)
 		return kp_ctx_set_error(ctx, -ENOENT, "no data plane called \"%s\"", name);
-	r = kp_opts_new(ctx, ops, settings, n_settings, &opts);
+	r = kp_opts_new(ops, settings, n_settings, &opts, ctx->err, sizeof(ctx->err));
 	if (r < 0)
 		return r;
 	r = ops->init(ctx, kp_opts_data(opts), &priv);
