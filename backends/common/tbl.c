@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Small-table editing through libiptc (see tbl.h): the chain, jump and commit steps the
- * IPVS and userspace data planes share, with the first error kept and named.
+ * The table editor (see tbl.h): the chain, jump and commit steps every x_tables data plane
+ * shares, through libiptc or fasttc.c, with the first error kept and named and the chains
+ * a sync used remembered.
  */
+#include <assert.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <netinet/in.h>
+#include <linux/netfilter/xt_conntrack.h>
 
 #include "internal.h"
 #include "tbl.h"
@@ -15,25 +22,45 @@ void tbl_fail(struct tbl *t, const char *what)
 	if (t->err)
 		return;
 	t->err = errno ? -errno : -EIO;
+	/* a copy: @what may be a chain name in the caller's frame */
+	snprintf(t->err_what, sizeof(t->err_what), "%s", what);
 	kp_log(t->ctx, KP_LOG_DEBUG, "%s: %s %s: %s: %s", t->who, t->ops->tool, t->name, what,
 	       t->ops->strerror(errno));
 }
 
-int tbl_open(struct tbl *t, struct kp_ctx *ctx, const char *who, int family, const char *name)
+int tbl_open_ops(struct tbl *t, struct kp_ctx *ctx, const char *who, const struct tc_ops *ops,
+		 const char *name, unsigned flags)
 {
 	memset(t, 0, sizeof(*t));
 	t->ctx = ctx;
 	t->who = who;
-	t->ops = family == AF_INET6 ? &tc_ipv6 : &tc_ipv4;
+	t->ops = ops;
 	t->name = name;
-	ipt_rule_init(&t->r, family);
-	t->h = t->ops->init(name);
+	t->track_used = flags & TBL_TRACK_USED;
+	ipt_rule_init(&t->r, ops->family);
+	/* fasttc.c tracks used chains in its handle; libiptc needs a set beside it */
+	if (t->track_used && !ops->use_chain && !(t->used = kp_map_new())) {
+		errno = ENOMEM;
+		tbl_fail(t, "chain set");
+		goto out_fini;
+	}
+	t->h = ops->init(name);
 	if (!t->h) {
 		tbl_fail(t, "open");
-		ipt_rule_fini(&t->r);
-		return t->err;
+		goto out_free_used;
 	}
 	return 0;
+
+out_free_used:
+	kp_map_free(t->used);
+out_fini:
+	ipt_rule_fini(&t->r);
+	return t->err;
+}
+
+int tbl_open(struct tbl *t, struct kp_ctx *ctx, const char *who, int family, const char *name)
+{
+	return tbl_open_ops(t, ctx, who, family == AF_INET6 ? &tc_ipv6 : &tc_ipv4, name, 0);
 }
 
 int tbl_close(struct tbl *t, bool commit)
@@ -41,6 +68,9 @@ int tbl_close(struct tbl *t, bool commit)
 	if (commit && !t->err && !t->ops->commit(t->h))
 		tbl_fail(t, "commit");
 	t->ops->free(t->h);
+	t->h = NULL;
+	kp_map_free(t->used);
+	t->used = NULL;
 	ipt_rule_fini(&t->r);
 	return t->err;
 }
@@ -63,14 +93,21 @@ static const void *entry(struct tbl *t)
 	return e;
 }
 
+void tbl_append_entry(struct tbl *t, const char *chain, const void *e)
+{
+	if (t->track_used)
+		tbl_use_chain(t, chain);
+	if (!t->err && !t->ops->append_entry(chain, e, t->h))
+		tbl_fail(t, chain);
+}
+
 void tbl_append(struct tbl *t, const char *chain)
 {
 	const void *e;
 
 	if (t->err || !(e = entry(t)))
 		return;
-	if (!t->ops->append_entry(chain, e, t->h))
-		tbl_fail(t, chain);
+	tbl_append_entry(t, chain, e);
 }
 
 void tbl_fresh_chain(struct tbl *t, const char *chain)
@@ -83,6 +120,32 @@ void tbl_fresh_chain(struct tbl *t, const char *chain)
 	} else if (!t->ops->flush_entries(chain, t->h)) {
 		tbl_fail(t, "flush chain");
 	}
+}
+
+void tbl_use_chain(struct tbl *t, const char *chain)
+{
+	assert(t->track_used);
+	if (t->err || !strcmp(t->last_used, chain))
+		return;		/* rules of one chain mostly come in a row */
+	if (t->ops->use_chain) {
+		if (!t->ops->use_chain(chain, t->h))
+			return tbl_fail(t, "create chain");
+	} else if (!kp_map_get(t->used, chain)) {
+		tbl_fresh_chain(t, chain);
+		if (t->err)
+			return;
+		if (kp_map_put(t->used, chain, t, NULL) < 0) {
+			errno = ENOMEM;
+			return tbl_fail(t, "chain set");
+		}
+	}
+	snprintf(t->last_used, sizeof(t->last_used), "%s", chain);
+}
+
+bool tbl_chain_used(struct tbl *t, const char *chain)
+{
+	assert(t->track_used);
+	return t->ops->is_used ? t->ops->is_used(chain, t->h) : kp_map_get(t->used, chain) != NULL;
 }
 
 int tbl_find_jump(struct tbl *t, const char *chain, const char *target)
@@ -106,24 +169,53 @@ void tbl_ensure_rule(struct tbl *t, const char *chain, const char *target, bool 
 		tbl_fail(t, chain);
 }
 
-void tbl_ensure_jump(struct tbl *t, const char *chain, const char *target, const char *comment)
+void tbl_ensure_jump(struct tbl *t, const char *chain, const char *target, const char *comment,
+		     bool new_only)
 {
 	struct ipt_rule *r = tbl_rule(t);
 
 	ipt_rule_comment(r, "%s", comment);
+	if (new_only)
+		ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
 	ipt_rule_jump(r, target);
 	tbl_ensure_rule(t, chain, target, true);
 }
 
-void tbl_remove_jumps(struct tbl *t, const char *chain, const char *target)
+static bool owned(const struct tbl_owned *own, const char *chain)
 {
-	int num;
+	for (size_t i = 0; i < own->n_names; i++)
+		if (!strcmp(chain, own->names[i]))
+			return true;
+	for (size_t i = 0; i < own->n_prefixes; i++)
+		if (!strncmp(chain, own->prefixes[i], strlen(own->prefixes[i])))
+			return true;
+	return false;
+}
 
+void tbl_remove_owned_jumps(struct tbl *t, const char *chain, const struct tbl_owned *own)
+{
 	if (t->err || !t->ops->is_chain(chain, t->h))
 		return;
-	for (int i = 0; i < 64 && !t->err && (num = tbl_find_jump(t, chain, target)) >= 0; i++)
-		if (!t->ops->delete_num_entry(chain, (unsigned)num, t->h))
+	/* each pass deletes one rule, so this ends (or stops at the first failure) */
+	while (!t->err) {
+		const void *e;
+		unsigned num = 0;
+
+		for (e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h), num++)
+			if (owned(own, t->ops->get_target(e, t->h)))
+				break;
+		if (!e)
+			return;
+		if (!t->ops->delete_num_entry(chain, num, t->h))
 			tbl_fail(t, "delete jump");
+	}
+}
+
+void tbl_remove_jumps(struct tbl *t, const char *chain, const char *target)
+{
+	const struct tbl_owned own = { .names = &target, .n_names = 1 };
+
+	tbl_remove_owned_jumps(t, chain, &own);
 }
 
 void tbl_drop_chains(struct tbl *t, const char *const *chains, size_t n)
@@ -134,6 +226,43 @@ void tbl_drop_chains(struct tbl *t, const char *const *chains, size_t n)
 	for (size_t i = 0; i < n && !t->err; i++)
 		if (t->ops->is_chain(chains[i], t->h) && !t->ops->delete_chain(chains[i], t->h))
 			tbl_fail(t, "delete chain");
+}
+
+void tbl_flush_owned(struct tbl *t, const struct tbl_owned *own)
+{
+	for (const char *c = t->ops->first_chain(t->h); c && !t->err; c = t->ops->next_chain(t->h))
+		if (owned(own, c) && !t->ops->flush_entries(c, t->h))
+			tbl_fail(t, "flush chain");
+}
+
+void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own)
+{
+	xt_chainlabel *names = NULL;
+	size_t n = 0, cap = 0;
+
+	if (t->err)
+		return;
+	/* names first: deleting a chain would upset the chain walk */
+	for (const char *c = t->ops->first_chain(t->h); c; c = t->ops->next_chain(t->h)) {
+		if (!owned(own, c) || tbl_chain_used(t, c))
+			continue;
+		if (n == cap) {
+			void *v = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
+
+			if (!v) {
+				errno = ENOMEM;
+				tbl_fail(t, "chain list");
+				goto out_free;
+			}
+			names = v;
+		}
+		snprintf(names[n++], sizeof(*names), "%s", c);
+	}
+	for (size_t i = 0; i < n && !t->err; i++)
+		if (!t->ops->delete_chain(names[i], t->h))
+			tbl_fail(t, "delete chain");
+out_free:
+	free(names);
 }
 
 int tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,

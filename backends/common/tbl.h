@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * Editing a small netfilter table through libiptc/libip6tc: open it, make our chains
- * exist and be empty, append rules, keep one jump from a built-in chain to ours, remove
- * our jumps and chains, commit once. The first error sticks (later calls do nothing) and
- * is logged at debug level with the table and what failed; the caller logs it once.
- * For the data planes whose rule count is small (IPVS, userspace); the iptables backend
- * writes its large tables with its own writer (fasttc.c).
+ * The one editor of netfilter tables, for every data plane that writes x_tables rules
+ * (iptables, IPVS, userspace): open a table through a tc.h operations table (libiptc,
+ * or fasttc.c for large tables), make our chains exist and be empty, append rules, keep
+ * one jump from a built-in chain to ours, remove our jumps and chains, commit once. The
+ * first error sticks (later calls do nothing) and is logged at debug level with the
+ * table and the step that failed; the caller logs it once.
+ *
+ * A sync that rebuilds every chain it owns opens the table with TBL_TRACK_USED: a chain
+ * is then made empty the first time it is used (tbl_use_chain(), tbl_append()), and the
+ * owned chains not used again are deleted at the end (tbl_delete_unused()).
  */
 #ifndef KP_TBL_H
 #define KP_TBL_H
@@ -17,29 +21,60 @@
 #include "tc.h"
 
 struct kp_ctx;
+struct kp_map;
+
+/* kube-proxy's masquerade mark (--iptables-masquerade-bit 14) */
+#define TBL_MASQ_MARK 0x4000u
+
+/* tbl_open_ops() flags */
+#define TBL_TRACK_USED 0x1u	/* remember the chains used (tbl_use_chain()) */
 
 struct tbl {
 	struct kp_ctx *ctx;
-	const char *who;		/* log prefix: "ipvs", "userspace" */
+	const char *who;		/* log prefix: "ipvs", "userspace", "iptables" */
 	const struct tc_ops *ops;
 	const char *name;		/* "nat", "filter" */
 	struct xtc_handle *h;
 	struct ipt_rule r;		/* the rule under construction (tbl_rule()) */
+	bool track_used;		/* TBL_TRACK_USED */
+	struct kp_map *used;		/* chains used, when tracked and ops has no use_chain */
+	xt_chainlabel last_used;	/* the chain used last: rules come in runs */
 	int err;			/* the first error, -errno */
+	char err_what[48];		/* the step that failed first */
 };
 
-/* Opens table @name of @family. 0 or -errno (the table is then closed). */
+/*
+ * Which chains a data plane owns: these names, and every chain whose name starts with
+ * one of the prefixes.
+ */
+struct tbl_owned {
+	const char *const *names;
+	size_t n_names;
+	const char *const *prefixes;
+	size_t n_prefixes;
+};
+
+/* Opens table @name of @family through libiptc. 0 or -errno (the table is then closed). */
 int tbl_open(struct tbl *t, struct kp_ctx *ctx, const char *who, int family, const char *name);
+/* Opens table @name through @ops, with TBL_* @flags. 0 or -errno (then closed). */
+int tbl_open_ops(struct tbl *t, struct kp_ctx *ctx, const char *who, const struct tc_ops *ops,
+		 const char *name, unsigned flags);
 /* Commits (if @commit and no error) and frees. Returns the first error, or 0. */
 int tbl_close(struct tbl *t, bool commit);
 /* Records the failure of @what from errno, unless an error is already recorded. */
 void tbl_fail(struct tbl *t, const char *what);
 /* Starts a new rule in t->r and returns it. */
 struct ipt_rule *tbl_rule(struct tbl *t);
-/* Appends the rule built in t->r to @chain. */
+/* Appends the rule built in t->r to @chain (used first, when tracking used chains). */
 void tbl_append(struct tbl *t, const char *chain);
+/* Appends the finished entry @e (of the table's family) to @chain, as tbl_append(). */
+void tbl_append_entry(struct tbl *t, const char *chain, const void *e);
 /* Makes @chain exist and be empty. */
 void tbl_fresh_chain(struct tbl *t, const char *chain);
+/* TBL_TRACK_USED: makes @chain exist and be empty the first time it is used. */
+void tbl_use_chain(struct tbl *t, const char *chain);
+/* TBL_TRACK_USED: whether tbl_use_chain() was called for @chain. */
+bool tbl_chain_used(struct tbl *t, const char *chain);
 /* Position of the first rule of @chain whose target is @target, or -1. */
 int tbl_find_jump(struct tbl *t, const char *chain, const char *target);
 /*
@@ -47,13 +82,22 @@ int tbl_find_jump(struct tbl *t, const char *chain, const char *target);
  * (whose target must be @target): first in the chain when @first, else last.
  */
 void tbl_ensure_rule(struct tbl *t, const char *chain, const char *target, bool first);
-/* Adds "-m comment --comment COMMENT -j TARGET" first in @chain unless there is a jump. */
+/*
+ * Adds "-m comment --comment COMMENT [-m conntrack --ctstate NEW] -j TARGET" first in
+ * @chain (the conntrack match when @new_only) unless there is a jump to @target.
+ */
 void tbl_ensure_jump(struct tbl *t, const char *chain, const char *target,
-		     const char *comment);
+		     const char *comment, bool new_only);
 /* Deletes every rule of @chain (if it exists) that jumps to @target. */
 void tbl_remove_jumps(struct tbl *t, const char *chain, const char *target);
+/* Deletes every rule of @chain (if it exists) that jumps to a chain of @own. */
+void tbl_remove_owned_jumps(struct tbl *t, const char *chain, const struct tbl_owned *own);
 /* Flushes, then deletes, each of @n chains that exists. */
 void tbl_drop_chains(struct tbl *t, const char *const *chains, size_t n);
+/* Flushes every existing chain of @own. */
+void tbl_flush_owned(struct tbl *t, const struct tbl_owned *own);
+/* Deletes every existing chain of @own not used (tbl_use_chain()) since the table opened. */
+void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own);
 
 /*
  * Edits the nat table, then the filter table, of @family under the xtables lock, each

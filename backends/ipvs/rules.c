@@ -170,9 +170,10 @@ static void render_nat(struct tbl *t, int family, const void *arg)
 	ipt_rule_masquerade(r);
 	tbl_append(t, "KUBE-POSTROUTING");
 
-	tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals");
-	tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals");
-	tbl_ensure_jump(t, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules");
+	tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
+	tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
+	tbl_ensure_jump(t, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules",
+			false);
 }
 
 static void render_filter(struct tbl *t, int family, const void *arg)
@@ -200,7 +201,8 @@ static void render_filter(struct tbl *t, int family, const void *arg)
 	ipt_rule_jump(r, "DROP");
 	tbl_append(t, "KUBE-SOURCE-RANGES-FIREWALL");
 	for (size_t i = 0; i < KP_ARRAY_SIZE(hooks); i++)
-		tbl_ensure_jump(t, hooks[i], "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules");
+		tbl_ensure_jump(t, hooks[i], "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules",
+				false);
 
 	tbl_fresh_chain(t, "KUBE-FORWARD");
 	r = tbl_rule(t);
@@ -214,7 +216,7 @@ static void render_filter(struct tbl *t, int family, const void *arg)
 			    XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
 	ipt_rule_jump(r, "ACCEPT");
 	tbl_append(t, "KUBE-FORWARD");
-	tbl_ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules");
+	tbl_ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
 }
 
 int ipvs_rules_sync(struct kp_ctx *ctx, int family, const struct ipvs_rules_cfg *cfg)

@@ -122,9 +122,9 @@ static void render_nat(struct tbl *t, int family, const void *arg)
 		}
 	}
 	tbl_ensure_jump(t, "PREROUTING", "KUBE-PORTALS-CONTAINER",
-			"handle ClusterIPs; NOTE: this must be before the NodePort rules");
+			"handle ClusterIPs; NOTE: this must be before the NodePort rules", false);
 	tbl_ensure_jump(t, "OUTPUT", "KUBE-PORTALS-HOST",
-			"handle ClusterIPs; NOTE: this must be before the NodePort rules");
+			"handle ClusterIPs; NOTE: this must be before the NodePort rules", false);
 	r = tbl_rule(t);
 	ipt_rule_addrtype_local(r, false, false);
 	ipt_rule_comment(r, "handle service NodePorts; NOTE: this must be the last rule in the "
