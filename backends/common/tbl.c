@@ -2,7 +2,7 @@
 /*
  * The table editor (see tbl.h): the chain, jump and commit steps every x_tables data plane
  * shares, through libiptc or fasttc.c, with the first error kept and named and the chains
- * a sync used remembered.
+ * a sync used remembered; and kube-proxy's masquerade rules, written in one place.
  */
 #include <assert.h>
 #include <errno.h>
@@ -263,6 +263,25 @@ void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own)
 			tbl_fail(t, "delete chain");
 out_free:
 	free(names);
+}
+
+void tbl_masq_rules(struct tbl *t)
+{
+	struct ipt_rule *r = tbl_rule(t);
+
+	ipt_rule_mark_target(r, TBL_MASQ_MARK, TBL_MASQ_MARK);	/* --or-mark */
+	tbl_append(t, "KUBE-MARK-MASQ");
+	r = tbl_rule(t);
+	ipt_rule_mark(r, TBL_MASQ_MARK, TBL_MASQ_MARK, true);
+	ipt_rule_jump(r, "RETURN");
+	tbl_append(t, "KUBE-POSTROUTING");
+	r = tbl_rule(t);
+	ipt_rule_mark_target(r, TBL_MASQ_MARK, 0);		/* --xor-mark */
+	tbl_append(t, "KUBE-POSTROUTING");
+	r = tbl_rule(t);
+	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
+	ipt_rule_masquerade(r);
+	tbl_append(t, "KUBE-POSTROUTING");
 }
 
 int tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,

@@ -100,6 +100,14 @@ void tbl_flush_owned(struct tbl *t, const struct tbl_owned *own);
 void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own);
 
 /*
+ * kube-proxy's masquerade rules, appended to the nat chains KUBE-MARK-MASQ (MARK
+ * --or-mark TBL_MASQ_MARK) and KUBE-POSTROUTING (RETURN unless marked; --xor-mark, so a
+ * packet that traverses the stack again is not masqueraded again; MASQUERADE with
+ * kube-proxy's comment), after what the caller put there; the chains must exist (made fresh or used).
+ */
+void tbl_masq_rules(struct tbl *t);
+
+/*
  * Edits the nat table, then the filter table, of @family under the xtables lock, each
  * committed once: @nat_fn and @filter_fn (either may be NULL) get the open table and
  * @arg. Returns 0 or the first -errno.

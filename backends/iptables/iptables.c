@@ -613,20 +613,7 @@ static void render_fixed(struct render_ctx *rd)
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
 		tbl_use_chain(filter, filter_fixed[i]);
 
-	r = tbl_rule(nat);
-	ipt_rule_mark_target(r, TBL_MASQ_MARK, TBL_MASQ_MARK);
-	tbl_append(nat, "KUBE-MARK-MASQ");
-	r = tbl_rule(nat);
-	ipt_rule_mark(r, TBL_MASQ_MARK, TBL_MASQ_MARK, true);
-	ipt_rule_jump(r, "RETURN");
-	tbl_append(nat, "KUBE-POSTROUTING");
-	r = tbl_rule(nat);
-	ipt_rule_mark_target(r, TBL_MASQ_MARK, 0);		/* --xor-mark */
-	tbl_append(nat, "KUBE-POSTROUTING");
-	r = tbl_rule(nat);
-	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	ipt_rule_masquerade(r);
-	tbl_append(nat, "KUBE-POSTROUTING");
+	tbl_masq_rules(nat);
 
 	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
 	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);

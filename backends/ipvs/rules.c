@@ -34,8 +34,6 @@
 #include "../common/tbl.h"
 #include "ipvs.h"
 
-#define MASQ_MARK 0x4000u
-
 static const char *const nat_chains[] = {
 	"KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-MARK-MASQ", "KUBE-POSTROUTING",
 };
@@ -148,27 +146,14 @@ static void render_nat(struct tbl *t, int family, const void *arg)
 		tbl_append(t, "KUBE-NODE-PORT");
 	}
 
-	r = tbl_rule(t);
-	ipt_rule_mark_target(r, MASQ_MARK, MASQ_MARK);		/* --or-mark */
-	tbl_append(t, "KUBE-MARK-MASQ");
-
+	/* hairpin traffic first in KUBE-POSTROUTING, then the masquerade chains' own rules */
 	r = tbl_rule(t);
 	ipt_rule_comment(r, "Kubernetes endpoints dst ip:port, source ip for solving hairpin "
 			    "purpose");
 	set_match(t, SET_LOOP_BACK, family, 3, IPSET_DIM_ONE_SRC << 2);
 	ipt_rule_masquerade(r);
 	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, true);
-	ipt_rule_jump(r, "RETURN");
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_mark_target(r, MASQ_MARK, 0);			/* --xor-mark */
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	ipt_rule_masquerade(r);
-	tbl_append(t, "KUBE-POSTROUTING");
+	tbl_masq_rules(t);
 
 	tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
 	tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
@@ -207,7 +192,7 @@ static void render_filter(struct tbl *t, int family, const void *arg)
 	tbl_fresh_chain(t, "KUBE-FORWARD");
 	r = tbl_rule(t);
 	ipt_rule_comment(r, "kubernetes forwarding rules");
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, false);
+	ipt_rule_mark(r, TBL_MASQ_MARK, TBL_MASQ_MARK, false);
 	ipt_rule_jump(r, "ACCEPT");
 	tbl_append(t, "KUBE-FORWARD");
 	r = tbl_rule(t);
