@@ -17,7 +17,7 @@
 #include "tbl.h"
 #include "xtlock.h"
 
-void tbl_fail(struct tbl *t, const char *what)
+void kp_tbl_fail(struct kp_tbl *t, const char *what)
 {
 	if (t->err)
 		return;
@@ -28,25 +28,25 @@ void tbl_fail(struct tbl *t, const char *what)
 	       t->ops->strerror(errno));
 }
 
-int tbl_open_ops(struct tbl *t, struct kp_ctx *ctx, const char *who, const struct tc_ops *ops,
-		 const char *name, unsigned flags)
+int kp_tbl_open_ops(struct kp_tbl *t, struct kp_ctx *ctx, const char *who,
+		    const struct kp_tc_ops *ops, const char *name, unsigned flags)
 {
 	memset(t, 0, sizeof(*t));
 	t->ctx = ctx;
 	t->who = who;
 	t->ops = ops;
 	t->name = name;
-	t->track_used = flags & TBL_TRACK_USED;
-	ipt_rule_init(&t->r, ops->family);
+	t->track_used = flags & KP_TBL_TRACK_USED;
+	kp_ipt_rule_init(&t->r, ops->family);
 	/* fasttc.c tracks used chains in its handle; libiptc needs a set beside it */
 	if (t->track_used && !ops->use_chain && !(t->used = kp_map_new())) {
 		errno = ENOMEM;
-		tbl_fail(t, "chain set");
+		kp_tbl_fail(t, "chain set");
 		goto out_fini;
 	}
 	t->h = ops->init(name);
 	if (!t->h) {
-		tbl_fail(t, "open");
+		kp_tbl_fail(t, "open");
 		goto out_free_used;
 	}
 	return 0;
@@ -54,101 +54,103 @@ int tbl_open_ops(struct tbl *t, struct kp_ctx *ctx, const char *who, const struc
 out_free_used:
 	kp_map_free(t->used);
 out_fini:
-	ipt_rule_fini(&t->r);
+	kp_ipt_rule_fini(&t->r);
 	return t->err;
 }
 
-int tbl_open(struct tbl *t, struct kp_ctx *ctx, const char *who, int family, const char *name)
+int kp_tbl_open(struct kp_tbl *t, struct kp_ctx *ctx, const char *who, int family, const char *name)
 {
-	return tbl_open_ops(t, ctx, who, family == AF_INET6 ? &tc_ipv6 : &tc_ipv4, name, 0);
+	return kp_tbl_open_ops(t, ctx, who, family == AF_INET6 ? &kp_tc_ipv6 : &kp_tc_ipv4, name,
+			       0);
 }
 
-int tbl_close(struct tbl *t, bool commit)
+int kp_tbl_close(struct kp_tbl *t, bool commit)
 {
 	if (commit && !t->err && !t->ops->commit(t->h))
-		tbl_fail(t, "commit");
+		kp_tbl_fail(t, "commit");
 	t->ops->free(t->h);
 	t->h = NULL;
 	kp_map_free(t->used);
 	t->used = NULL;
-	ipt_rule_fini(&t->r);
+	kp_ipt_rule_fini(&t->r);
 	return t->err;
 }
 
-struct ipt_rule *tbl_rule(struct tbl *t)
+struct kp_ipt_rule *kp_tbl_rule(struct kp_tbl *t)
 {
-	ipt_rule_reset(&t->r);
+	kp_ipt_rule_reset(&t->r);
 	return &t->r;
 }
 
 /* The finished rule, or NULL with the error recorded. */
-static const void *entry(struct tbl *t)
+static const void *entry(struct kp_tbl *t)
 {
-	const void *e = ipt_rule_entry(&t->r);
+	const void *e = kp_ipt_rule_entry(&t->r);
 
 	if (!e && !t->err) {
 		errno = ENOMEM;
-		tbl_fail(t, "build rule");
+		kp_tbl_fail(t, "build rule");
 	}
 	return e;
 }
 
-void tbl_append_entry(struct tbl *t, const char *chain, const void *e)
+void kp_tbl_append_entry(struct kp_tbl *t, const char *chain, const void *e)
 {
 	if (t->track_used)
-		tbl_use_chain(t, chain);
+		kp_tbl_use_chain(t, chain);
 	if (!t->err && !t->ops->append_entry(chain, e, t->h))
-		tbl_fail(t, chain);
+		kp_tbl_fail(t, chain);
 }
 
-void tbl_append(struct tbl *t, const char *chain)
+void kp_tbl_append(struct kp_tbl *t, const char *chain)
 {
 	const void *e;
 
 	if (t->err || !(e = entry(t)))
 		return;
-	tbl_append_entry(t, chain, e);
+	kp_tbl_append_entry(t, chain, e);
 }
 
-void tbl_fresh_chain(struct tbl *t, const char *chain)
+void kp_tbl_fresh_chain(struct kp_tbl *t, const char *chain)
 {
 	if (t->err)
 		return;
 	if (!t->ops->is_chain(chain, t->h)) {
 		if (!t->ops->create_chain(chain, t->h))
-			tbl_fail(t, "create chain");
+			kp_tbl_fail(t, "create chain");
 	} else if (!t->ops->flush_entries(chain, t->h)) {
-		tbl_fail(t, "flush chain");
+		kp_tbl_fail(t, "flush chain");
 	}
 }
 
-void tbl_use_chain(struct tbl *t, const char *chain)
+void kp_tbl_use_chain(struct kp_tbl *t, const char *chain)
 {
 	assert(t->track_used);
 	if (t->err || !strcmp(t->last_used, chain))
 		return;		/* rules of one chain mostly come in a row */
 	if (t->ops->use_chain) {
 		if (!t->ops->use_chain(chain, t->h))
-			return tbl_fail(t, "create chain");
+			return kp_tbl_fail(t, "create chain");
 	} else if (!kp_map_get(t->used, chain)) {
-		tbl_fresh_chain(t, chain);
+		kp_tbl_fresh_chain(t, chain);
 		if (t->err)
 			return;
 		if (kp_map_put(t->used, chain, t, NULL) < 0) {
 			errno = ENOMEM;
-			return tbl_fail(t, "chain set");
+			return kp_tbl_fail(t, "chain set");
 		}
 	}
 	snprintf(t->last_used, sizeof(t->last_used), "%s", chain);
 }
 
-bool tbl_chain_used(struct tbl *t, const char *chain)
+bool kp_tbl_chain_used(struct kp_tbl *t, const char *chain)
 {
 	assert(t->track_used);
 	return t->ops->is_used ? t->ops->is_used(chain, t->h) : kp_map_get(t->used, chain) != NULL;
 }
 
-int tbl_find_jump(struct tbl *t, const char *chain, const char *target)
+/* Position of the first rule of @chain whose target is @target, or -1. */
+static int find_jump(struct kp_tbl *t, const char *chain, const char *target)
 {
 	int num = 0;
 
@@ -159,29 +161,29 @@ int tbl_find_jump(struct tbl *t, const char *chain, const char *target)
 	return -1;
 }
 
-void tbl_ensure_rule(struct tbl *t, const char *chain, const char *target, bool first)
+void kp_tbl_ensure_rule(struct kp_tbl *t, const char *chain, const char *target, bool first)
 {
 	const void *e;
 
-	if (t->err || tbl_find_jump(t, chain, target) >= 0 || !(e = entry(t)))
+	if (t->err || find_jump(t, chain, target) >= 0 || !(e = entry(t)))
 		return;
 	if (first ? !t->ops->insert_entry(chain, e, 0, t->h) : !t->ops->append_entry(chain, e, t->h))
-		tbl_fail(t, chain);
+		kp_tbl_fail(t, chain);
 }
 
-void tbl_ensure_jump(struct tbl *t, const char *chain, const char *target, const char *comment,
-		     bool new_only)
+void kp_tbl_ensure_jump(struct kp_tbl *t, const char *chain, const char *target,
+			const char *comment, bool new_only)
 {
-	struct ipt_rule *r = tbl_rule(t);
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	ipt_rule_comment(r, "%s", comment);
+	kp_ipt_rule_comment(r, "%s", comment);
 	if (new_only)
-		ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
-	ipt_rule_jump(r, target);
-	tbl_ensure_rule(t, chain, target, true);
+		kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
+	kp_ipt_rule_jump(r, target);
+	kp_tbl_ensure_rule(t, chain, target, true);
 }
 
-static bool owned(const struct tbl_owned *own, const char *chain)
+static bool owned(const struct kp_tbl_owned *own, const char *chain)
 {
 	for (size_t i = 0; i < own->n_names; i++)
 		if (!strcmp(chain, own->names[i]))
@@ -192,7 +194,7 @@ static bool owned(const struct tbl_owned *own, const char *chain)
 	return false;
 }
 
-void tbl_remove_owned_jumps(struct tbl *t, const char *chain, const struct tbl_owned *own)
+void kp_tbl_remove_owned_jumps(struct kp_tbl *t, const char *chain, const struct kp_tbl_owned *own)
 {
 	if (t->err || !t->ops->is_chain(chain, t->h))
 		return;
@@ -207,35 +209,35 @@ void tbl_remove_owned_jumps(struct tbl *t, const char *chain, const struct tbl_o
 		if (!e)
 			return;
 		if (!t->ops->delete_num_entry(chain, num, t->h))
-			tbl_fail(t, "delete jump");
+			kp_tbl_fail(t, "delete jump");
 	}
 }
 
-void tbl_remove_jumps(struct tbl *t, const char *chain, const char *target)
+void kp_tbl_remove_jumps(struct kp_tbl *t, const char *chain, const char *target)
 {
-	const struct tbl_owned own = { .names = &target, .n_names = 1 };
+	const struct kp_tbl_owned own = {.names = &target, .n_names = 1};
 
-	tbl_remove_owned_jumps(t, chain, &own);
+	kp_tbl_remove_owned_jumps(t, chain, &own);
 }
 
-void tbl_drop_chains(struct tbl *t, const char *const *chains, size_t n)
+void kp_tbl_drop_chains(struct kp_tbl *t, const char *const *chains, size_t n)
 {
 	for (size_t i = 0; i < n && !t->err; i++)
 		if (t->ops->is_chain(chains[i], t->h) && !t->ops->flush_entries(chains[i], t->h))
-			tbl_fail(t, "flush chain");
+			kp_tbl_fail(t, "flush chain");
 	for (size_t i = 0; i < n && !t->err; i++)
 		if (t->ops->is_chain(chains[i], t->h) && !t->ops->delete_chain(chains[i], t->h))
-			tbl_fail(t, "delete chain");
+			kp_tbl_fail(t, "delete chain");
 }
 
-void tbl_flush_owned(struct tbl *t, const struct tbl_owned *own)
+void kp_tbl_flush_owned(struct kp_tbl *t, const struct kp_tbl_owned *own)
 {
 	for (const char *c = t->ops->first_chain(t->h); c && !t->err; c = t->ops->next_chain(t->h))
 		if (owned(own, c) && !t->ops->flush_entries(c, t->h))
-			tbl_fail(t, "flush chain");
+			kp_tbl_fail(t, "flush chain");
 }
 
-void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own)
+void kp_tbl_delete_unused(struct kp_tbl *t, const struct kp_tbl_owned *own)
 {
 	xt_chainlabel *names = NULL;
 	size_t n = 0, cap = 0;
@@ -244,14 +246,14 @@ void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own)
 		return;
 	/* names first: deleting a chain would upset the chain walk */
 	for (const char *c = t->ops->first_chain(t->h); c; c = t->ops->next_chain(t->h)) {
-		if (!owned(own, c) || tbl_chain_used(t, c))
+		if (!owned(own, c) || kp_tbl_chain_used(t, c))
 			continue;
 		if (n == cap) {
 			void *v = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
 
 			if (!v) {
 				errno = ENOMEM;
-				tbl_fail(t, "chain list");
+				kp_tbl_fail(t, "chain list");
 				goto out_free;
 			}
 			names = v;
@@ -260,38 +262,38 @@ void tbl_delete_unused(struct tbl *t, const struct tbl_owned *own)
 	}
 	for (size_t i = 0; i < n && !t->err; i++)
 		if (!t->ops->delete_chain(names[i], t->h))
-			tbl_fail(t, "delete chain");
+			kp_tbl_fail(t, "delete chain");
 out_free:
 	free(names);
 }
 
-void tbl_masq_rules(struct tbl *t)
+void kp_tbl_masq_rules(struct kp_tbl *t)
 {
-	struct ipt_rule *r = tbl_rule(t);
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	ipt_rule_mark_target(r, TBL_MASQ_MARK, TBL_MASQ_MARK);	/* --or-mark */
-	tbl_append(t, "KUBE-MARK-MASQ");
-	r = tbl_rule(t);
-	ipt_rule_mark(r, TBL_MASQ_MARK, TBL_MASQ_MARK, true);
-	ipt_rule_jump(r, "RETURN");
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_mark_target(r, TBL_MASQ_MARK, 0);		/* --xor-mark */
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	ipt_rule_masquerade(r);
-	tbl_append(t, "KUBE-POSTROUTING");
+	kp_ipt_rule_mark_target(r, KP_MASQ_MARK, KP_MASQ_MARK); /* --or-mark */
+	kp_tbl_append(t, "KUBE-MARK-MASQ");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, true);
+	kp_ipt_rule_jump(r, "RETURN");
+	kp_tbl_append(t, "KUBE-POSTROUTING");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_mark_target(r, KP_MASQ_MARK, 0); /* --xor-mark */
+	kp_tbl_append(t, "KUBE-POSTROUTING");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
+	kp_ipt_rule_masquerade(r);
+	kp_tbl_append(t, "KUBE-POSTROUTING");
 }
 
-int tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,
-			void (*nat_fn)(struct tbl *t, int family, const void *arg),
-			void (*filter_fn)(struct tbl *t, int family, const void *arg),
-			const void *arg)
+int kp_tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,
+			   void (*nat_fn)(struct kp_tbl *t, int family, const void *arg),
+			   void (*filter_fn)(struct kp_tbl *t, int family, const void *arg),
+			   const void *arg)
 {
-	void (*fns[2])(struct tbl *, int, const void *) = { nat_fn, filter_fn };
+	void (*fns[2])(struct kp_tbl *, int, const void *) = {nat_fn, filter_fn};
 	static const char *const names[2] = { "nat", "filter" };
-	struct tbl t;
+	struct kp_tbl t;
 	int r = 0, lock = kp_xt_lock(ctx, who);
 
 	if (lock < 0)
@@ -299,11 +301,11 @@ int tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,
 	for (int i = 0; i < 2 && !r; i++) {
 		if (!fns[i])
 			continue;
-		r = tbl_open(&t, ctx, who, family, names[i]);
+		r = kp_tbl_open(&t, ctx, who, family, names[i]);
 		if (r < 0)
 			break;
 		fns[i](&t, family, arg);
-		r = tbl_close(&t, true);
+		r = kp_tbl_close(&t, true);
 	}
 	kp_xt_unlock(lock);
 	return r;

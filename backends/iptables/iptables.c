@@ -42,11 +42,17 @@ static const char *const svc_prefixes[] = {
 	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", KP_DISPATCH_PREFIX,
 };
 /* what a sync rebuilds and a cleanup removes in each table */
-static const struct tbl_owned nat_owned = {
-	nat_fixed, KP_ARRAY_SIZE(nat_fixed), svc_prefixes, KP_ARRAY_SIZE(svc_prefixes),
+static const struct kp_tbl_owned nat_owned = {
+	nat_fixed,
+	KP_ARRAY_SIZE(nat_fixed),
+	svc_prefixes,
+	KP_ARRAY_SIZE(svc_prefixes),
 };
-static const struct tbl_owned filter_owned = {
-	filter_fixed, KP_ARRAY_SIZE(filter_fixed), svc_prefixes, KP_ARRAY_SIZE(svc_prefixes),
+static const struct kp_tbl_owned filter_owned = {
+	filter_fixed,
+	KP_ARRAY_SIZE(filter_fixed),
+	svc_prefixes,
+	KP_ARRAY_SIZE(svc_prefixes),
 };
 
 struct ipt {
@@ -61,15 +67,15 @@ struct ipt {
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
 	bool libiptc;			/* sync through libiptc instead of fasttc.c */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
-	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
+	struct kp_ipt_rule scratch;	/* jump rules of the dispatch tree */
 };
 
 /* The table operations syncs, dumps and cleanups go through. */
-static const struct tc_ops *ops_for(const struct ipt *ipt, int family)
+static const struct kp_tc_ops *ops_for(const struct ipt *ipt, int family)
 {
 	if (ipt->libiptc)
-		return family == AF_INET6 ? &tc_ipv6 : &tc_ipv4;
-	return family == AF_INET6 ? &tc_fast_ipv6 : &tc_fast_ipv4;
+		return family == AF_INET6 ? &kp_tc_ipv6 : &kp_tc_ipv4;
+	return family == AF_INET6 ? &kp_tc_fast_ipv6 : &kp_tc_fast_ipv4;
 }
 
 static unsigned host_bits(int family)
@@ -120,7 +126,7 @@ static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, ch
 
 struct render_ctx {
 	struct ipt *ipt;
-	struct tbl *nat, *filter;
+	struct kp_tbl *nat, *filter;
 	int family;			/* of the tables being rendered */
 	struct kp_map *nodeport_addrs;	/* node addresses with NodePorts, this family */
 	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
@@ -138,16 +144,17 @@ struct render_ctx {
 
 /* A KUBE-SVC-* rule towards one endpoint, started with kube-proxy's "svc -> ep"
  * comment (none in terse mode). */
-static struct ipt_rule *endpoint_rule(struct render_ctx *rd, const struct svc_names *n,
-				      const struct kp_endpoint *ep)
+static struct kp_ipt_rule *endpoint_rule(struct render_ctx *rd, const struct svc_names *n,
+					 const struct kp_endpoint *ep)
 {
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 	char a[KP_ADDR_STRLEN];
 
-	r = tbl_rule(rd->nat);
+	r = kp_tbl_rule(rd->nat);
 	if (!rd->ipt->terse)
-		ipt_rule_comment(r, ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
-				 n->label, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
+		kp_ipt_rule_comment(r,
+				    ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
+				    n->label, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
 	return r;
 }
 
@@ -155,26 +162,26 @@ static struct ipt_rule *endpoint_rule(struct render_ctx *rd, const struct svc_na
 static void render_sep(struct render_ctx *rd, const struct kp_svc_port *sp,
 		       const struct svc_names *n, const struct kp_endpoint *ep, const char *sep)
 {
-	struct tbl *nat = rd->nat;
-	struct ipt_rule *r;
+	struct kp_tbl *nat = rd->nat;
+	struct kp_ipt_rule *r;
 
-	if (tbl_chain_used(nat, sep))
+	if (kp_tbl_chain_used(nat, sep))
 		return;
-	tbl_use_chain(nat, sep);
-	r = tbl_rule(nat);
-	ipt_rule_src(r, &ep->addr, host_bits(ep->addr.family), false);
+	kp_tbl_use_chain(nat, sep);
+	r = kp_tbl_rule(nat);
+	kp_ipt_rule_src(r, &ep->addr, host_bits(ep->addr.family), false);
 	if (!rd->ipt->terse)
-		ipt_rule_comment(r, "%s", n->label);
-	ipt_rule_jump(r, "KUBE-MARK-MASQ");
-	tbl_append(nat, sep);
-	r = tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s", n->label);
+	kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	kp_tbl_append(nat, sep);
+	r = kp_tbl_rule(nat);
 	if (!rd->ipt->terse)
-		ipt_rule_comment(r, "%s", n->label);
+		kp_ipt_rule_comment(r, "%s", n->label);
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
-		ipt_rule_recent(r, sep, true, 0);
-	ipt_rule_proto_dport(r, n->proto, 0);
-	ipt_rule_dnat(r, &ep->addr, ep->port, rd->ipt->dnat_rev[ep->addr.family == AF_INET6]);
-	tbl_append(nat, sep);
+		kp_ipt_rule_recent(r, sep, true, 0);
+	kp_ipt_rule_proto_dport(r, n->proto, 0);
+	kp_ipt_rule_dnat(r, &ep->addr, ep->port, rd->ipt->dnat_rev[ep->addr.family == AF_INET6]);
+	kp_tbl_append(nat, sep);
 }
 
 /*
@@ -205,12 +212,12 @@ static void render_spread(struct render_ctx *rd, const struct kp_svc_port *sp,
 			  const struct kp_endpoint *eps, const char *const *seps, size_t n_eps)
 {
 	const struct ipt *ipt = rd->ipt;
-	struct tbl *nat = rd->nat;
+	struct kp_tbl *nat = rd->nat;
 	const struct kp_frontend *fes;
 	size_t n_fes;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
-	tbl_use_chain(nat, chain);
+	kp_tbl_use_chain(nat, chain);
 	/* off-cluster traffic to the cluster IP is masqueraded (kube-proxy's first rule) */
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes && !local; i++) {
@@ -220,31 +227,31 @@ static void render_spread(struct render_ctx *rd, const struct kp_svc_port *sp,
 			if (!ipt->masquerade_all &&
 			    ipt->cluster_nets[c].family != nat->ops->family)
 				continue;
-			r = tbl_rule(nat);
-			ipt_rule_comment(r, "%s cluster IP", n->label);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s cluster IP", n->label);
 			if (!ipt->masquerade_all)
-				ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c],
-					     true);
-			ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
-			ipt_rule_proto_dport(r, n->proto, fes[i].port);
-			ipt_rule_jump(r, "KUBE-MARK-MASQ");
-			tbl_append(nat, chain);
+				kp_ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c],
+						true);
+			kp_ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
+			kp_ipt_rule_proto_dport(r, n->proto, fes[i].port);
+			kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+			kp_tbl_append(nat, chain);
 		}
 	}
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP) {
 		for (size_t i = 0; i < n_eps; i++) {
 			r = endpoint_rule(rd, n, &eps[i]);
-			ipt_rule_recent(r, seps[i], false, kp_svc_port_get_affinity_timeout(sp));
-			ipt_rule_jump(r, seps[i]);
-			tbl_append(nat, chain);
+			kp_ipt_rule_recent(r, seps[i], false, kp_svc_port_get_affinity_timeout(sp));
+			kp_ipt_rule_jump(r, seps[i]);
+			kp_tbl_append(nat, chain);
 		}
 	}
 	for (size_t i = 0; i < n_eps; i++) {
 		r = endpoint_rule(rd, n, &eps[i]);
 		if (i < n_eps - 1)
-			ipt_rule_statistic(r, (unsigned)(n_eps - i));
-		ipt_rule_jump(r, seps[i]);
-		tbl_append(nat, chain);
+			kp_ipt_rule_statistic(r, (unsigned)(n_eps - i));
+		kp_ipt_rule_jump(r, seps[i]);
+		kp_tbl_append(nat, chain);
 	}
 }
 
@@ -253,46 +260,47 @@ static void render_ext(struct render_ctx *rd, const struct kp_svc_port *sp,
 		       const struct svc_names *n, bool have_svc, bool have_svl)
 {
 	const struct ipt *ipt = rd->ipt;
-	struct tbl *nat = rd->nat;
-	struct ipt_rule *r;
+	struct kp_tbl *nat = rd->nat;
+	struct kp_ipt_rule *r;
 
-	tbl_use_chain(nat, n->ext);
+	kp_tbl_use_chain(nat, n->ext);
 	if (!kp_svc_port_external_local(sp)) {
-		r = tbl_rule(nat);
-		ipt_rule_comment(r, "masquerade traffic for %s external destinations", n->label);
-		ipt_rule_jump(r, "KUBE-MARK-MASQ");
-		tbl_append(nat, n->ext);
-		r = tbl_rule(nat);
-		ipt_rule_jump(r, n->svc);
-		tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "masquerade traffic for %s external destinations", n->label);
+		kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+		kp_tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 		return;
 	}
 	/* Local policy: pods and the node itself still reach every endpoint */
 	for (size_t c = 0; c < ipt->n_cluster_nets && have_svc; c++) {
 		if (ipt->cluster_nets[c].family != nat->ops->family)
 			continue;
-		r = tbl_rule(nat);
-		ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
-		ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
-		ipt_rule_jump(r, n->svc);
-		tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
+		kp_ipt_rule_src(r, &ipt->cluster_nets[c], ipt->cluster_prefixes[c], false);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 	}
-	r = tbl_rule(nat);
-	ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
-	ipt_rule_addrtype_local(r, true, false);
-	ipt_rule_jump(r, "KUBE-MARK-MASQ");
-	tbl_append(nat, n->ext);
+	r = kp_tbl_rule(nat);
+	kp_ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
+	kp_ipt_rule_addrtype_local(r, true, false);
+	kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	kp_tbl_append(nat, n->ext);
 	if (have_svc) {
-		r = tbl_rule(nat);
-		ipt_rule_comment(r, "route LOCAL traffic for %s external destinations", n->label);
-		ipt_rule_addrtype_local(r, true, false);
-		ipt_rule_jump(r, n->svc);
-		tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "route LOCAL traffic for %s external destinations",
+				    n->label);
+		kp_ipt_rule_addrtype_local(r, true, false);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 	}
 	if (have_svl) {
-		r = tbl_rule(nat);
-		ipt_rule_jump(r, n->svl);
-		tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_jump(r, n->svl);
+		kp_tbl_append(nat, n->ext);
 	}
 }
 
@@ -318,21 +326,21 @@ static int seps_room(struct render_ctx *rd, size_t n)
 /* Keeps the rule just built for nat KUBE-SERVICES; dispatch places it at the end. */
 static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 {
-	const void *e = ipt_rule_entry(&rd->nat->r);
+	const void *e = kp_ipt_rule_entry(&rd->nat->r);
 	size_t size;
 
 	if (!e || rd->nat->err) {
 		errno = ENOMEM;
-		return tbl_fail(rd->nat, "build rule");
+		return kp_tbl_fail(rd->nat, "build rule");
 	}
-	size = ipt_entry_size(rd->family, e);
+	size = kp_ipt_entry_size(rd->family, e);
 	if (rd->fe_size + size > rd->fe_cap) {
 		size_t cap = (rd->fe_size + size) * 2;
 		unsigned char *b = realloc(rd->fe_blob, cap);
 
 		if (!b) {
 			errno = ENOMEM;
-			return tbl_fail(rd->nat, "frontend rules");
+			return kp_tbl_fail(rd->nat, "frontend rules");
 		}
 		rd->fe_blob = b;
 		rd->fe_cap = cap;
@@ -343,7 +351,7 @@ static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 
 		if (!v) {
 			errno = ENOMEM;
-			return tbl_fail(rd->nat, "frontend rules");
+			return kp_tbl_fail(rd->nat, "frontend rules");
 		}
 		rd->fe = v;
 		rd->cap_fe = cap;
@@ -357,12 +365,12 @@ static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 /* A rule of the dispatch tree, or (@e NULL) one of its chains. */
 static void dispatch_append(void *userdata, const char *chain, const void *e)
 {
-	struct tbl *nat = userdata;
+	struct kp_tbl *nat = userdata;
 
 	if (e)
-		tbl_append_entry(nat, chain, e);
+		kp_tbl_append_entry(nat, chain, e);
 	else
-		tbl_use_chain(nat, chain);
+		kp_tbl_use_chain(nat, chain);
 }
 
 static void dispatch_frontends(struct render_ctx *rd)
@@ -384,85 +392,87 @@ static void dispatch_frontends(struct render_ctx *rd)
 static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 		      const struct svc_names *n, const struct kp_frontend *fe)
 {
-	struct tbl *nat = rc->nat, *filter = rc->filter;
+	struct kp_tbl *nat = rc->nat, *filter = rc->filter;
 	const struct kp_addr *ranges;
 	const uint8_t *prefixes;
 	size_t n_ranges, n_family = 0;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
 	ranges = kp_svc_port_get_source_ranges(sp, &prefixes, &n_ranges);
 	for (size_t i = 0; i < n_ranges; i++)
 		n_family += ranges[i].family == fe->addr.family;
 	if (!n_family)
 		return false;
-	if (!tbl_chain_used(nat, n->fw)) {
+	if (!kp_tbl_chain_used(nat, n->fw)) {
 		bool node_inside = false;
 
-		tbl_use_chain(nat, n->fw);
+		kp_tbl_use_chain(nat, n->fw);
 		for (size_t i = 0; i < n_ranges; i++) {
 			if (ranges[i].family != fe->addr.family)
 				continue;
-			r = tbl_rule(nat);
-			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, &ranges[i], prefixes[i], false);
-			ipt_rule_jump(r, n->ext);
-			tbl_append(nat, n->fw);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			kp_ipt_rule_src(r, &ranges[i], prefixes[i], false);
+			kp_ipt_rule_jump(r, n->ext);
+			kp_tbl_append(nat, n->fw);
 			for (size_t a = 0; a < rc->n_node_addrs; a++)
 				node_inside |= kp_addr_in_prefix(&rc->node_addrs[a], &ranges[i],
 								 prefixes[i]);
 		}
 		/* the node's own traffic to its LB IP comes from the LB IP (kube-proxy) */
 		if (node_inside) {
-			r = tbl_rule(nat);
-			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, &fe->addr, host_bits(fe->addr.family), false);
-			ipt_rule_jump(r, n->ext);
-			tbl_append(nat, n->fw);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			kp_ipt_rule_src(r, &fe->addr, host_bits(fe->addr.family), false);
+			kp_ipt_rule_jump(r, n->ext);
+			kp_tbl_append(nat, n->fw);
 		}
-		r = tbl_rule(nat);
-		ipt_rule_comment(r, "other traffic to %s loadbalancer IP will be dropped by "
-				    "KUBE-PROXY-FIREWALL", n->label);
-		ipt_rule_no_target(r);
-		tbl_append(nat, n->fw);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r,
+				    "other traffic to %s loadbalancer IP will be dropped by "
+				    "KUBE-PROXY-FIREWALL",
+				    n->label);
+		kp_ipt_rule_no_target(r);
+		kp_tbl_append(nat, n->fw);
 	}
-	r = tbl_rule(filter);
-	ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
-	ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
-	ipt_rule_proto_dport(r, n->proto, fe->port);
-	ipt_rule_jump(r, "DROP");
-	tbl_append(filter, "KUBE-PROXY-FIREWALL");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
+	kp_ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
+	kp_ipt_rule_proto_dport(r, n->proto, fe->port);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(filter, "KUBE-PROXY-FIREWALL");
 	return true;
 }
 
-static void reject_rule(struct tbl *filter, const char *chain, const struct svc_names *n,
+static void reject_rule(struct kp_tbl *filter, const char *chain, const struct svc_names *n,
 			const struct kp_frontend *fe, bool drop, const char *why)
 {
-	struct ipt_rule *r = tbl_rule(filter);
+	struct kp_ipt_rule *r = kp_tbl_rule(filter);
 
-	ipt_rule_comment(r, "%s %s", n->label, why);
+	kp_ipt_rule_comment(r, "%s %s", n->label, why);
 	if (fe->kind == KP_FE_NODE_PORT)
-		ipt_rule_addrtype_local(r, false, false);
+		kp_ipt_rule_addrtype_local(r, false, false);
 	else
-		ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
-	ipt_rule_proto_dport(r, n->proto, fe->port);
+		kp_ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
+	kp_ipt_rule_proto_dport(r, n->proto, fe->port);
 	if (drop)
-		ipt_rule_jump(r, "DROP");
+		kp_ipt_rule_jump(r, "DROP");
 	else
-		ipt_rule_reject(r);
-	tbl_append(filter, chain);
+		kp_ipt_rule_reject(r);
+	kp_tbl_append(filter, chain);
 }
 
 static int render_port(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
-	struct tbl *nat = rd->nat, *filter = rd->filter;
+	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
 	const struct kp_endpoint *cl, *ex, *all;
 	size_t n_cl, n_ex, n_all, n_fes, n_fam = 0;
 	const struct kp_frontend *fes;
 	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
 	bool have_svc = false, have_svl = false, has_external = false;
 	struct svc_names n = { 0 };
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 	bool in_family = false;
 
 	cl = kp_svc_port_get_endpoints(sp, rd->family, false, &n_cl);
@@ -479,7 +489,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		return 0;	/* nothing of it in this family's tables */
 	if (seps_room(rd, n_all) < 0) {
 		errno = ENOMEM;
-		tbl_fail(nat, "endpoint names");
+		kp_tbl_fail(nat, "endpoint names");
 		return 1;
 	}
 	names_of(sp, &n);
@@ -497,7 +507,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
 			errno = EINVAL;		/* not a subset: the state broke its order */
-			tbl_fail(nat, "endpoint order");
+			kp_tbl_fail(nat, "endpoint order");
 		} else if (nv) {
 			render_spread(rd, sp, &n, n.svc, false, v, rd->sub_seps, nv);
 			have_svc = true;
@@ -509,7 +519,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
 			errno = EINVAL;		/* not a subset: the state broke its order */
-			tbl_fail(nat, "endpoint order");
+			kp_tbl_fail(nat, "endpoint order");
 		} else if (nv) {
 			render_spread(rd, sp, &n, n.svl, true, v, rd->sub_seps, nv);
 			have_svl = true;
@@ -528,11 +538,11 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			continue;	/* the other family's tables */
 		if (fe->kind == KP_FE_CLUSTER_IP) {
 			if (n_cl) {
-				r = tbl_rule(nat);
-				ipt_rule_comment(r, "%s cluster IP", n.label);
-				ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-				ipt_rule_proto_dport(r, n.proto, fe->port);
-				ipt_rule_jump(r, itp_local ? n.svl : n.svc);
+				r = kp_tbl_rule(nat);
+				kp_ipt_rule_comment(r, "%s cluster IP", n.label);
+				kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+				kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+				kp_ipt_rule_jump(r, itp_local ? n.svl : n.svc);
 				collect_frontend(rd, &fe->addr);
 			} else {
 				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_fam && itp_local,
@@ -566,21 +576,21 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			if (kp_map_get(rd->nodeports_done, key))
 				continue;
 			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = tbl_rule(nat);
-			ipt_rule_comment(r, "%s", n.label);
-			ipt_rule_proto_dport(r, n.proto, fe->port);
-			ipt_rule_jump(r, n.ext);
-			tbl_append(nat, "KUBE-NODEPORTS");
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s", n.label);
+			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+			kp_ipt_rule_jump(r, n.ext);
+			kp_tbl_append(nat, "KUBE-NODEPORTS");
 			continue;
 		}
 		{
 			bool fw = fe->kind == KP_FE_LOAD_BALANCER && render_fw(rd, sp, &n, fe);
 
-			r = tbl_rule(nat);
-			ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
-			ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-			ipt_rule_proto_dport(r, n.proto, fe->port);
-			ipt_rule_jump(r, fw ? n.fw : n.ext);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
+			kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+			kp_ipt_rule_jump(r, fw ? n.fw : n.ext);
 			collect_frontend(rd, &fe->addr);
 		}
 	}
@@ -590,12 +600,12 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		snprintf(key, sizeof(key), "hc/%u", kp_svc_port_get_health_check_node_port(sp));
 		if (!kp_map_get(rd->nodeports_done, key)) {
 			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = tbl_rule(filter);
-			ipt_rule_comment(r, "%s health check node port", n.label);
-			ipt_rule_proto_dport(r, IPPROTO_TCP,
-					     kp_svc_port_get_health_check_node_port(sp));
-			ipt_rule_jump(r, "ACCEPT");
-			tbl_append(filter, "KUBE-NODEPORTS");
+			r = kp_tbl_rule(filter);
+			kp_ipt_rule_comment(r, "%s health check node port", n.label);
+			kp_ipt_rule_proto_dport(r, IPPROTO_TCP,
+						kp_svc_port_get_health_check_node_port(sp));
+			kp_ipt_rule_jump(r, "ACCEPT");
+			kp_tbl_append(filter, "KUBE-NODEPORTS");
 		}
 	}
 	return nat->err || filter->err;
@@ -603,17 +613,17 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 static void render_fixed(struct render_ctx *rd)
 {
-	struct tbl *nat = rd->nat, *filter = rd->filter;
-	struct ipt_rule *r;
+	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
+	struct kp_ipt_rule *r;
 	const char **addrs;
 	size_t n;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
-		tbl_use_chain(nat, nat_fixed[i]);
+		kp_tbl_use_chain(nat, nat_fixed[i]);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
-		tbl_use_chain(filter, filter_fixed[i]);
+		kp_tbl_use_chain(filter, filter_fixed[i]);
 
-	tbl_masq_rules(nat);
+	kp_tbl_masq_rules(nat);
 
 	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
 	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
@@ -621,49 +631,50 @@ static void render_fixed(struct render_ctx *rd)
 		struct kp_addr a;
 
 		kp_addr_from_str(addrs[i], &a);
-		r = tbl_rule(nat);
-		ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
-				    "rule in this chain");
-		ipt_rule_dst(r, &a, host_bits(a.family), false);
-		ipt_rule_jump(r, "KUBE-NODEPORTS");
-		tbl_append(nat, "KUBE-SERVICES");
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
+				       "rule in this chain");
+		kp_ipt_rule_dst(r, &a, host_bits(a.family), false);
+		kp_ipt_rule_jump(r, "KUBE-NODEPORTS");
+		kp_tbl_append(nat, "KUBE-SERVICES");
 	}
 	free(addrs);
 
-	r = tbl_rule(filter);
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
-	ipt_rule_jump(r, "DROP");
-	tbl_append(filter, "KUBE-FORWARD");
-	r = tbl_rule(filter);
-	ipt_rule_comment(r, "kubernetes forwarding rules");
-	ipt_rule_mark(r, TBL_MASQ_MARK, TBL_MASQ_MARK, false);
-	ipt_rule_jump(r, "ACCEPT");
-	tbl_append(filter, "KUBE-FORWARD");
-	r = tbl_rule(filter);
-	ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
-			    XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
-	ipt_rule_jump(r, "ACCEPT");
-	tbl_append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
+	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, false);
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(filter, "KUBE-FORWARD");
 
-	tbl_ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
-	tbl_ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
-	tbl_ensure_jump(nat, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", false);
-	tbl_ensure_jump(filter, "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports",
-		    false);
-	tbl_ensure_jump(filter, "INPUT", "KUBE-EXTERNAL-SERVICES",
-		    "kubernetes externally-visible service portals", true);
-	tbl_ensure_jump(filter, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
-	tbl_ensure_jump(filter, "FORWARD", "KUBE-SERVICES", "kubernetes service portals", true);
-	tbl_ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
-		    "kubernetes externally-visible service portals", true);
-	tbl_ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
-	tbl_ensure_jump(filter, "INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
-	tbl_ensure_jump(filter, "OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
-	tbl_ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
+	kp_tbl_ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(nat, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules",
+			   false);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-NODEPORTS",
+			   "kubernetes health check service ports", false);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-EXTERNAL-SERVICES",
+			   "kubernetes externally-visible service portals", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-SERVICES", "kubernetes service portals", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
+			   "kubernetes externally-visible service portals", true);
+	kp_tbl_ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
+	kp_tbl_ensure_jump(filter, "OUTPUT", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
 }
 
 /* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
@@ -801,10 +812,10 @@ static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 }
 
 /* Rebuilds and commits the nat and filter tables of one family. */
-static int sync_family(struct ipt *ipt, const struct tc_ops *ops, const struct kp_state *want,
+static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struct kp_state *want,
 		       bool *ret_localnet)
 {
-	struct tbl nat, filter;
+	struct kp_tbl nat, filter;
 	struct render_ctx rd = {
 		.ipt = ipt, .nat = &nat, .filter = &filter, .family = ops->family,
 		.nodeport_addrs = kp_map_new(), .nodeports_done = kp_map_new(),
@@ -818,30 +829,30 @@ static int sync_family(struct ipt *ipt, const struct tc_ops *ops, const struct k
 		r = -ENOMEM;
 		goto out_maps;
 	}
-	r = tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", TBL_TRACK_USED);
+	r = kp_tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", KP_TBL_TRACK_USED);
 	if (r < 0)
 		goto out_maps;
-	r = tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", TBL_TRACK_USED);
+	r = kp_tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", KP_TBL_TRACK_USED);
 	if (r < 0) {
-		tbl_close(&nat, false);
+		kp_tbl_close(&nat, false);
 		goto out_maps;
 	}
-	tbl_flush_owned(&nat, &nat_owned);
-	tbl_flush_owned(&filter, &filter_owned);
+	kp_tbl_flush_owned(&nat, &nat_owned);
+	kp_tbl_flush_owned(&filter, &filter_owned);
 	/* the fixed chains first, so KUBE-SERVICES exists before service rules land */
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
-		tbl_use_chain(&nat, nat_fixed[i]);
+		kp_tbl_use_chain(&nat, nat_fixed[i]);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
-		tbl_use_chain(&filter, filter_fixed[i]);
+		kp_tbl_use_chain(&filter, filter_fixed[i]);
 	kp_state_foreach(want, render_port, &rd);
 	dispatch_frontends(&rd);
 	/* the fixed rules; the node-port ones close KUBE-SERVICES */
 	render_fixed(&rd);
-	tbl_delete_unused(&nat, &nat_owned);
-	tbl_delete_unused(&filter, &filter_owned);
+	kp_tbl_delete_unused(&nat, &nat_owned);
+	kp_tbl_delete_unused(&filter, &filter_owned);
 	/* filter is committed only after nat was */
-	r = tbl_close(&nat, true);
-	r_filter = tbl_close(&filter, !r);
+	r = kp_tbl_close(&nat, true);
+	r_filter = kp_tbl_close(&filter, !r);
 	if (!r)
 		r = r_filter;
 	if (r < 0)
@@ -884,7 +895,7 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 /* ---- reading back ---- */
 
 struct dumper {
-	const struct tc_ops *ops;
+	const struct kp_tc_ops *ops;
 	int family;
 	struct xtc_handle *nat, *filter;
 	kp_dump_fn fn;
@@ -900,7 +911,7 @@ struct dumper {
  * look into other chains on the way must not nest iterations. The entries stay valid
  * until the handle is freed. Caller frees the array; NULL with *ret_n 0 for none.
  */
-static const void **rules_of(const struct tc_ops *ops, struct xtc_handle *h, const char *chain,
+static const void **rules_of(const struct kp_tc_ops *ops, struct xtc_handle *h, const char *chain,
 			     size_t *ret_n)
 {
 	const void **v = NULL;
@@ -934,7 +945,7 @@ static void add_ep(struct dumper *d, const char *sep)
 		struct kp_addr a;
 		uint16_t port;
 
-		if (!ipt_entry_dnat(d->family, e, &a, &port))
+		if (!kp_ipt_entry_dnat(d->family, e, &a, &port))
 			continue;
 		for (size_t i = 0; i < d->n_eps; i++)
 			if (kp_addr_equal(&d->eps[i].addr, &a) && d->eps[i].port == port)
@@ -966,8 +977,8 @@ static void resolve(struct dumper *d, const char *chain)
 				last = v[i];
 		/* in KUBE-EXT, the catch-all jump (no match at all) carries external traffic */
 		} else if (has_prefix(chain, "KUBE-EXT-")) {
-			if (!ipt_entry_has_src(d->family, v[i]) &&
-			    !ipt_entry_has_matches(d->family, v[i]))
+			if (!kp_ipt_entry_has_src(d->family, v[i]) &&
+			    !kp_ipt_entry_has_matches(d->family, v[i]))
 				last = v[i];
 		} else if (has_prefix(t, "KUBE-SEP-")) {
 			add_ep(d, t);
@@ -1010,8 +1021,8 @@ static int emit(struct dumper *d, const void *e, enum kp_frontend_kind kind,
 	uint8_t proto;
 	uint16_t dport;
 
-	if (!parse_label(ipt_entry_comment(d->family, e), ns, name, port, sizeof(ns)) ||
-	    !ipt_entry_dport(d->family, e, &proto, &dport))
+	if (!parse_label(kp_ipt_entry_comment(d->family, e), ns, name, port, sizeof(ns)) ||
+	    !kp_ipt_entry_dport(d->family, e, &proto, &dport))
 		return 0;
 	de.ns = ns;
 	de.name = name;
@@ -1043,7 +1054,7 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 	v = rules_of(d->ops, d->nat, chain, &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
-		const char *comment = ipt_entry_comment(d->family, v[i]);
+		const char *comment = kp_ipt_entry_comment(d->family, v[i]);
 		struct kp_addr vip;
 
 		snprintf(t, sizeof(t), "%s", d->ops->get_target(v[i], d->nat));
@@ -1052,7 +1063,7 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 				r = dump_frontends(d, t, depth + 1);
 			continue;
 		}
-		if (!ipt_entry_dst(d->family, v[i], &vip) || !comment)
+		if (!kp_ipt_entry_dst(d->family, v[i], &vip) || !comment)
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
 			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
@@ -1104,14 +1115,14 @@ static int dump_refused(struct dumper *d)
 		v = rules_of(d->ops, d->filter, chains[c], &n);
 		for (size_t i = 0; i < n && !r; i++) {
 			const char *t = d->ops->get_target(v[i], d->filter);
-			const char *comment = ipt_entry_comment(d->family, v[i]);
+			const char *comment = kp_ipt_entry_comment(d->family, v[i]);
 			struct kp_addr vip;
 
 			/* an external DROP (Local policy, no local endpoint) has its nat rule,
 			 * already reported with no endpoints */
 			if (!comment || (c && strcmp(t, "DROP") == 0))
 				continue;
-			if (ipt_entry_dst(d->family, v[i], &vip))
+			if (kp_ipt_entry_dst(d->family, v[i], &vip))
 				r = emit(d, v[i], c ? kind_of(comment) : KP_FE_CLUSTER_IP, &vip, t);
 			else
 				for (size_t a = 0; a < d->n_node_addrs && !r; a++)
@@ -1122,7 +1133,7 @@ static int dump_refused(struct dumper *d)
 	return r;
 }
 
-static int dump_family(const struct tc_ops *ops, kp_dump_fn fn, void *userdata)
+static int dump_family(const struct kp_tc_ops *ops, kp_dump_fn fn, void *userdata)
 {
 	struct dumper *d = calloc(1, sizeof(*d));
 	int r;
@@ -1163,32 +1174,32 @@ static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
 
 /* ---- cleanup ---- */
 
-static int cleanup_family(struct ipt *ipt, const struct tc_ops *ops)
+static int cleanup_family(struct ipt *ipt, const struct kp_tc_ops *ops)
 {
 	static const char *const nat_builtin[] = { "PREROUTING", "OUTPUT", "POSTROUTING" };
 	static const char *const filter_builtin[] = { "INPUT", "FORWARD", "OUTPUT" };
-	struct tbl nat, filter;
+	struct kp_tbl nat, filter;
 	int r, r_filter;
 
-	r = tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", TBL_TRACK_USED);
+	r = kp_tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", KP_TBL_TRACK_USED);
 	if (r < 0)
 		return r;
-	r = tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", TBL_TRACK_USED);
+	r = kp_tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", KP_TBL_TRACK_USED);
 	if (r < 0) {
-		tbl_close(&nat, false);
+		kp_tbl_close(&nat, false);
 		return r;
 	}
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_builtin); i++)
-		tbl_remove_owned_jumps(&nat, nat_builtin[i], &nat_owned);
+		kp_tbl_remove_owned_jumps(&nat, nat_builtin[i], &nat_owned);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_builtin); i++)
-		tbl_remove_owned_jumps(&filter, filter_builtin[i], &filter_owned);
+		kp_tbl_remove_owned_jumps(&filter, filter_builtin[i], &filter_owned);
 	/* nothing is used: every chain we own goes */
-	tbl_flush_owned(&nat, &nat_owned);
-	tbl_flush_owned(&filter, &filter_owned);
-	tbl_delete_unused(&nat, &nat_owned);
-	tbl_delete_unused(&filter, &filter_owned);
-	r = tbl_close(&nat, true);
-	r_filter = tbl_close(&filter, !r);
+	kp_tbl_flush_owned(&nat, &nat_owned);
+	kp_tbl_flush_owned(&filter, &filter_owned);
+	kp_tbl_delete_unused(&nat, &nat_owned);
+	kp_tbl_delete_unused(&filter, &filter_owned);
+	r = kp_tbl_close(&nat, true);
+	r_filter = kp_tbl_close(&filter, !r);
 	return r ? r : r_filter;
 }
 
@@ -1218,37 +1229,39 @@ static int ipt_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_
 	ipt->ctx = ctx;
 	ipt->masquerade_all = cfg->masquerade_all;
 	ipt->dispatch_threshold = 100;
-	ipt->dnat_rev[0] = ipt_dnat_revision(AF_INET);
-	ipt->dnat_rev[1] = ipt_dnat_revision(AF_INET6);
+	ipt->dnat_rev[0] = kp_ipt_dnat_revision(AF_INET);
+	ipt->dnat_rev[1] = kp_ipt_dnat_revision(AF_INET6);
 	if (cfg->extra && strncmp(cfg->extra, "dispatch-threshold=", 19) == 0)
 		ipt->dispatch_threshold = (unsigned)strtoul(cfg->extra + 19, NULL, 10);
 	ipt->libiptc = getenv("KPROXYD_LIBIPTC") != NULL;	/* for comparisons */
-	ipt_rule_init(&ipt->scratch, AF_INET);
+	kp_ipt_rule_init(&ipt->scratch, AF_INET);
 	if (kp_cidr_list_parse(cfg->cluster_cidr, ipt->cluster_nets, ipt->cluster_prefixes,
 			       MAX_CIDRS, &ipt->n_cluster_nets, &bad) < 0) {
 		kp_log(ctx, KP_LOG_DEBUG, "iptables: bad cluster CIDR \"%s\"", bad);
-		ipt_rule_fini(&ipt->scratch);
+		kp_ipt_rule_fini(&ipt->scratch);
 		free(ipt);
 		return -EINVAL;
 	}
 	/* fail early, with the reason, where the kernel or privileges are missing (a probe
 	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
 	{
-		int r = tc_fast_probe(AF_INET, "nat");
+		int r = kp_tc_fast_probe(AF_INET, "nat");
 
 		if (r < 0) {
 			kp_log(ctx, KP_LOG_DEBUG, "iptables: cannot open the nat table: %s",
-			       tc_ipv4.strerror(-r));
-			ipt_rule_fini(&ipt->scratch);
+			       kp_tc_ipv4.strerror(-r));
+			kp_ipt_rule_fini(&ipt->scratch);
 			free(ipt);
 			return r;
 		}
 		/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
-		r = tc_fast_probe(AF_INET6, "nat");
+		r = kp_tc_fast_probe(AF_INET6, "nat");
 		ipt->ipv6 = r == 0;
 		if (r < 0)
-			kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
-			       "IPv6 frontends are not programmed", tc_ipv6.strerror(-r));
+			kp_log(ctx, KP_LOG_DEBUG,
+			       "ip6tables: cannot open the nat table (%s): "
+			       "IPv6 frontends are not programmed",
+			       kp_tc_ipv6.strerror(-r));
 	}
 	*ret_priv = ipt;
 	return 0;
@@ -1258,7 +1271,7 @@ static void ipt_destroy(void *priv)
 {
 	struct ipt *ipt = priv;
 
-	ipt_rule_fini(&ipt->scratch);
+	kp_ipt_rule_fini(&ipt->scratch);
 	free(ipt);
 }
 

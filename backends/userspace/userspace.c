@@ -895,13 +895,13 @@ static int us_init(struct kp_ctx *ctx, const struct kp_config *cfg, void **ret_p
 		goto fail;
 	}
 	/* fail early, with the reason, where there is no nat table or we are not root */
-	r = tc_fast_probe(AF_INET, "nat");
+	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
 		kp_log(ctx, KP_LOG_DEBUG, "userspace: cannot open the nat table: %s",
-		       tc_ipv4.strerror(-r));
+		       kp_tc_ipv4.strerror(-r));
 		goto fail;
 	}
-	b->ipv6 = tc_fast_probe(AF_INET6, "nat") == 0;
+	b->ipv6 = kp_tc_fast_probe(AF_INET6, "nat") == 0;
 	b->next_port = (uint32_t)(us_now_ms() & 0xffff);
 	*ret_priv = b;
 	return 0;
