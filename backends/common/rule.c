@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Rule building for the iptables backend. An entry is laid out as the kernel wants it:
- * struct ipt_entry (ip6t_entry for IPv6), then each match (struct xt_entry_match header
- * and the match's own struct, XT_ALIGNed), then the target. Jumps and verdicts use the standard target with
- * the chain or verdict name, which libiptc resolves at commit time. The structs are the
- * kernel's uapi ones; the revisions are those iptables 1.8 uses.
+ * Rule building for the data planes that write x_tables rules (iptables, IPVS,
+ * userspace). An entry is laid out as the kernel wants it: struct ipt_entry (ip6t_entry
+ * for IPv6), then each match (struct xt_entry_match header and the match's own struct,
+ * XT_ALIGNed), then the target. Jumps and verdicts use the standard target with the
+ * chain or verdict name, which libiptc (or fasttc.c) resolves at commit time. The
+ * structs are the kernel's uapi ones; the revisions are those iptables 1.8 uses.
  */
 #include <stdarg.h>
 #include <stdio.h>

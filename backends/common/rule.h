@@ -2,8 +2,8 @@
 /*
  * Building iptables rules as the kernel stores them (struct ipt_entry or, for IPv6,
  * struct ip6t_entry, followed by the matches and the target, which both families share),
- * for libiptc/libip6tc, and reading the few fields we need back out of rules found in
- * the kernel's tables.
+ * for libiptc/libip6tc and fasttc.c, and reading the few fields we need back out of
+ * rules found in the kernel's tables.
  */
 #ifndef KP_IPT_RULE_H
 #define KP_IPT_RULE_H

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * libiptc and libip6tc behind one table of operations, so the backend renders and reads
- * both families with the same code. Entries are passed as void pointers: struct
- * ipt_entry for IPv4, struct ip6t_entry for IPv6.
+ * libiptc and libip6tc behind one table of operations, so the data planes render and read
+ * both families with the same code; fasttc.c offers the same operations without libiptc.
+ * Entries are passed as void pointers: struct ipt_entry for IPv4, struct ip6t_entry for
+ * IPv6.
  */
 #ifndef KP_IPT_TC_H
 #define KP_IPT_TC_H
