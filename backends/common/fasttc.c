@@ -789,7 +789,7 @@ static const char *fh_strerror(int err)
 	return err == ENOENT ? "No chain/target/match by that name" : kp_strerror(err);
 }
 
-int tc_fast_probe(int family, const char *table)
+int kp_tc_fast_probe(int family, const char *table)
 {
 	struct ipt_getinfo info = { 0 };	/* same layout as ip6t_getinfo */
 	socklen_t len = sizeof(info);
@@ -829,5 +829,5 @@ static struct xtc_handle *fh_init6(const char *table)
 		.use_chain = fh_use_chain, .is_used = fh_is_used,                           \
 	}
 
-const struct tc_ops tc_fast_ipv4 = FAST_OPS(AF_INET, "iptables", fh_init4);
-const struct tc_ops tc_fast_ipv6 = FAST_OPS(AF_INET6, "ip6tables", fh_init6);
+const struct kp_tc_ops kp_tc_fast_ipv4 = FAST_OPS(AF_INET, "iptables", fh_init4);
+const struct kp_tc_ops kp_tc_fast_ipv6 = FAST_OPS(AF_INET6, "ip6tables", fh_init6);

@@ -41,7 +41,7 @@
 #include "ipset.h"
 #include "nlsock.h"
 
-#define MSG_MAX NLSOCK_MSG_MAX /* bigger than any request we build */
+#define MSG_MAX KP_NLSOCK_MSG_MAX /* bigger than any request we build */
 
 enum set_kind {
 	KIND_IP_PORT,	  /* hash:ip,port */
@@ -64,8 +64,8 @@ struct set_type {
 	uint8_t family; /* NFPROTO_* the set was created for */
 };
 
-struct ipset_nl {
-	struct nlsock ns;	/* the socket, requests and batches */
+struct kp_ipset_nl {
+	struct kp_nlsock ns;	/* the socket, requests and batches */
 	uint8_t protocol;	/* IPSET_PROTOCOL we speak with this kernel */
 	struct set_type *types; /* cache of set name -> type */
 	size_t n_types, cap_types;
@@ -172,9 +172,9 @@ static int batch_ack(int error, uint16_t req_type)
 
 /* ---- sockets and messages ---- */
 
-static struct nlmsghdr *put_msg(struct ipset_nl *nl, char *buf, uint8_t cmd, uint16_t flags)
+static struct nlmsghdr *put_msg(struct kp_ipset_nl *nl, char *buf, uint8_t cmd, uint16_t flags)
 {
-	struct nlmsghdr *nlh = nlsock_put(&nl->ns, buf, (NFNL_SUBSYS_IPSET << 8) | cmd, flags);
+	struct nlmsghdr *nlh = kp_nlsock_put(&nl->ns, buf, (NFNL_SUBSYS_IPSET << 8) | cmd, flags);
 	struct nfgenmsg *nfg;
 
 	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
@@ -205,10 +205,10 @@ static int protocol_cb(const struct nlmsghdr *nlh, void *data)
 	return 0;
 }
 
-int ipset_open(struct ipset_nl **ret)
+int kp_ipset_open(struct kp_ipset_nl **ret)
 {
 	char buf[MSG_MAX];
-	struct ipset_nl *nl;
+	struct kp_ipset_nl *nl;
 	uint8_t kernel_proto = 0;
 	int r;
 
@@ -218,13 +218,13 @@ int ipset_open(struct ipset_nl **ret)
 	if (!nl)
 		return -ENOMEM;
 	/* batched acks carry the error only: we need no echoed header */
-	r = nlsock_open(&nl->ns, NETLINK_NETFILTER, batch_ack, sizeof(int));
+	r = kp_nlsock_open(&nl->ns, NETLINK_NETFILTER, batch_ack, sizeof(int));
 	if (r < 0)
 		goto out_free;
 
 	nl->protocol = IPSET_PROTOCOL;
-	r = nlsock_talk(&nl->ns, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb,
-			&kernel_proto);
+	r = kp_nlsock_talk(&nl->ns, put_msg(nl, buf, IPSET_CMD_PROTOCOL, NLM_F_ACK), protocol_cb,
+			   &kernel_proto);
 	if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOENT) {
 		r = -EPROTONOSUPPORT; /* no ip_set subsystem (and no module to load) */
 		goto out_close;
@@ -243,24 +243,24 @@ int ipset_open(struct ipset_nl **ret)
 	return 0;
 
 out_close:
-	nlsock_close(&nl->ns);
+	kp_nlsock_close(&nl->ns);
 out_free:
 	free(nl);
 	return r;
 }
 
-void ipset_close(struct ipset_nl *nl)
+void kp_ipset_close(struct kp_ipset_nl *nl)
 {
 	if (!nl)
 		return;
-	nlsock_close(&nl->ns);
+	kp_nlsock_close(&nl->ns);
 	free(nl->types);
 	free(nl);
 }
 
 /* ---- the set type cache ---- */
 
-static struct set_type *type_find(struct ipset_nl *nl, const char *name)
+static struct set_type *type_find(struct kp_ipset_nl *nl, const char *name)
 {
 	for (size_t i = 0; i < nl->n_types; i++)
 		if (strcmp(nl->types[i].name, name) == 0)
@@ -268,7 +268,7 @@ static struct set_type *type_find(struct ipset_nl *nl, const char *name)
 	return NULL;
 }
 
-static void type_forget(struct ipset_nl *nl, const char *name)
+static void type_forget(struct kp_ipset_nl *nl, const char *name)
 {
 	struct set_type *t = type_find(nl, name);
 
@@ -321,7 +321,7 @@ static int header_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 /* The header of set @name: 0, -ENOENT or -errno. */
-static int get_header(struct ipset_nl *nl, const char *name, struct header *h)
+static int get_header(struct kp_ipset_nl *nl, const char *name, struct header *h)
 {
 	char buf[MSG_MAX];
 	struct nlmsghdr *nlh = put_msg(nl, buf, IPSET_CMD_HEADER, NLM_F_ACK);
@@ -329,12 +329,12 @@ static int get_header(struct ipset_nl *nl, const char *name, struct header *h)
 
 	memset(h, 0, sizeof(*h));
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
-	r = nlsock_talk(&nl->ns, nlh, header_cb, h);
+	r = kp_nlsock_talk(&nl->ns, nlh, header_cb, h);
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;
 }
 
 /* The cached type of set @name, looked up when not cached. */
-static int type_get(struct ipset_nl *nl, const char *name, const struct set_type **ret)
+static int type_get(struct kp_ipset_nl *nl, const char *name, const struct set_type **ret)
 {
 	struct set_type *t = type_find(nl, name);
 	struct header h;
@@ -369,7 +369,7 @@ static int type_get(struct ipset_nl *nl, const char *name, const struct set_type
 
 /* ---- sets ---- */
 
-int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int family)
+int kp_ipset_create(struct kp_ipset_nl *nl, const char *name, const char *type, int family)
 {
 	char buf[MSG_MAX];
 	struct nlmsghdr *nlh;
@@ -393,7 +393,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 	mnl_attr_put_strz(nlh, IPSET_ATTR_TYPENAME, type);
 	mnl_attr_put_u8(nlh, IPSET_ATTR_FAMILY, nfproto);
 	memset(&h, 0, sizeof(h));
-	r = nlsock_talk(&nl->ns, nlh, header_cb, &h);
+	r = kp_nlsock_talk(&nl->ns, nlh, header_cb, &h);
 	if (r < 0)
 		return map_err(-r, (enum set_kind)kind);
 	if (!h.has_revision)
@@ -411,7 +411,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 		mnl_attr_put_u16(nlh, IPSET_ATTR_PORT_TO | NLA_F_NET_BYTEORDER, htons(65535));
 	}
 	mnl_attr_nest_end(nlh, data);
-	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
+	r = kp_nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	if (r == -EEXIST) {
 		/* the name is taken: fine if by a set of this type (its hash size may have
 		 * grown since, which the kernel's own same-set test counts as different) */
@@ -426,7 +426,7 @@ int ipset_create(struct ipset_nl *nl, const char *name, const char *type, int fa
 }
 
 /* A command naming one or two sets, answered by an ack only. */
-static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *a, const char *b)
+static int simple(struct kp_ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *a, const char *b)
 {
 	char buf[MSG_MAX];
 	struct nlmsghdr *nlh;
@@ -439,11 +439,11 @@ static int simple(struct ipset_nl *nl, uint8_t cmd, uint16_t flags, const char *
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, a);
 	if (b)
 		mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME2, b);
-	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
+	r = kp_nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;
 }
 
-int ipset_destroy(struct ipset_nl *nl, const char *name)
+int kp_ipset_destroy(struct kp_ipset_nl *nl, const char *name)
 {
 	int r = simple(nl, IPSET_CMD_DESTROY, NLM_F_EXCL, name, NULL); /* EXCL: -ENOENT */
 
@@ -452,12 +452,12 @@ int ipset_destroy(struct ipset_nl *nl, const char *name)
 	return r;
 }
 
-int ipset_flush(struct ipset_nl *nl, const char *name)
+int kp_ipset_flush(struct kp_ipset_nl *nl, const char *name)
 {
 	return simple(nl, IPSET_CMD_FLUSH, 0, name, NULL);
 }
 
-int ipset_swap(struct ipset_nl *nl, const char *a, const char *b)
+int kp_ipset_swap(struct kp_ipset_nl *nl, const char *a, const char *b)
 {
 	int r = simple(nl, IPSET_CMD_SWAP, 0, a, b);
 
@@ -468,7 +468,7 @@ int ipset_swap(struct ipset_nl *nl, const char *a, const char *b)
 	return r;
 }
 
-bool ipset_exists(struct ipset_nl *nl, const char *name)
+bool kp_ipset_exists(struct kp_ipset_nl *nl, const char *name)
 {
 	struct header h;
 
@@ -494,7 +494,7 @@ static uint8_t full_len(const struct kp_addr *a)
 }
 
 /* Checks @e against the set and writes its IPSET_ATTR_DATA. */
-static int put_entry(struct nlmsghdr *nlh, const struct set_type *t, const struct ipset_entry *e)
+static int put_entry(struct nlmsghdr *nlh, const struct set_type *t, const struct kp_ipset_entry *e)
 {
 	uint8_t want = t->family == NFPROTO_IPV6 ? AF_INET6 : AF_INET;
 	struct nlattr *data;
@@ -535,7 +535,8 @@ static int put_entry(struct nlmsghdr *nlh, const struct set_type *t, const struc
 	return 0;
 }
 
-static int adt(struct ipset_nl *nl, uint8_t cmd, const char *name, const struct ipset_entry *e)
+static int adt(struct kp_ipset_nl *nl, uint8_t cmd, const char *name,
+	       const struct kp_ipset_entry *e)
 {
 	char buf[MSG_MAX];
 	const struct set_type *t;
@@ -548,51 +549,51 @@ static int adt(struct ipset_nl *nl, uint8_t cmd, const char *name, const struct 
 	if (r < 0)
 		goto fail;
 	/* no NLM_F_EXCL: adding an existing entry or deleting a missing one is 0 */
-	nlh = put_msg(nl, nlsock_msg_buf(&nl->ns, buf), cmd, NLM_F_ACK);
+	nlh = put_msg(nl, kp_nlsock_msg_buf(&nl->ns, buf), cmd, NLM_F_ACK);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
 	r = put_entry(nlh, t, e);
 	if (r < 0)
 		goto fail;
 	if (nl->ns.batch) {
-		nlsock_batch_queue(&nl->ns);
+		kp_nlsock_batch_queue(&nl->ns);
 		return 0;
 	}
-	r = nlsock_talk(&nl->ns, nlh, NULL, NULL);
+	r = kp_nlsock_talk(&nl->ns, nlh, NULL, NULL);
 	r = r < 0 ? map_err(-r, t->kind) : 0;
 	return r == -EEXIST ? 0 : r;
 
 fail:
 	if (nl->ns.batch) { /* a batch reports its first failure at the end */
-		nlsock_batch_fail(&nl->ns, r);
+		kp_nlsock_batch_fail(&nl->ns, r);
 		return 0;
 	}
 	return r;
 }
 
-int ipset_add(struct ipset_nl *nl, const char *name, const struct ipset_entry *e)
+int kp_ipset_add(struct kp_ipset_nl *nl, const char *name, const struct kp_ipset_entry *e)
 {
 	return adt(nl, IPSET_CMD_ADD, name, e);
 }
 
-int ipset_del(struct ipset_nl *nl, const char *name, const struct ipset_entry *e)
+int kp_ipset_del(struct kp_ipset_nl *nl, const char *name, const struct kp_ipset_entry *e)
 {
 	return adt(nl, IPSET_CMD_DEL, name, e);
 }
 
-int ipset_batch_begin(struct ipset_nl *nl)
+int kp_ipset_batch_begin(struct kp_ipset_nl *nl)
 {
-	return nl ? nlsock_batch_begin(&nl->ns) : -EINVAL;
+	return nl ? kp_nlsock_batch_begin(&nl->ns) : -EINVAL;
 }
 
-int ipset_batch_end(struct ipset_nl *nl)
+int kp_ipset_batch_end(struct kp_ipset_nl *nl)
 {
-	return nl ? nlsock_batch_end(&nl->ns) : -EINVAL;
+	return nl ? kp_nlsock_batch_end(&nl->ns) : -EINVAL;
 }
 
 /* ---- listing ---- */
 
 struct list_walk {
-	int (*fn)(const struct ipset_entry *e, void *userdata);
+	int (*fn)(const struct kp_ipset_entry *e, void *userdata);
 	void *userdata;
 	int ret; /* what fn returned to stop, or a decoding error */
 };
@@ -618,7 +619,7 @@ static int addr_cb(const struct nlattr *a, void *data)
 
 static int entry_cb(const struct nlattr *a, void *data)
 {
-	struct ipset_entry *e = data;
+	struct kp_ipset_entry *e = data;
 
 	if (!attr_ok(a, IPSET_ATTR_ADT_MAX, policy_entry, N(policy_entry)))
 		return MNL_CB_ERROR;
@@ -656,7 +657,7 @@ static int list_cb(const struct nlmsghdr *nlh, void *data)
 			continue; /* the header's DATA holds create parameters */
 		mnl_attr_for_each_nested(d, a)
 		{
-			struct ipset_entry e;
+			struct kp_ipset_entry e;
 			int r;
 
 			if (mnl_attr_get_type(d) != IPSET_ATTR_DATA ||
@@ -673,8 +674,8 @@ static int list_cb(const struct nlmsghdr *nlh, void *data)
 	return 0;
 }
 
-int ipset_list(struct ipset_nl *nl, const char *name,
-	       int (*fn)(const struct ipset_entry *e, void *userdata), void *userdata)
+int kp_ipset_list(struct kp_ipset_nl *nl, const char *name,
+		  int (*fn)(const struct kp_ipset_entry *e, void *userdata), void *userdata)
 {
 	char buf[MSG_MAX];
 	struct list_walk w = {fn, userdata, 0};
@@ -686,7 +687,7 @@ int ipset_list(struct ipset_nl *nl, const char *name,
 	/* no NLM_F_ACK: a failing dump start would be answered twice */
 	nlh = put_msg(nl, buf, IPSET_CMD_LIST, NLM_F_DUMP);
 	mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, name);
-	r = nlsock_talk(&nl->ns, nlh, list_cb, &w);
+	r = kp_nlsock_talk(&nl->ns, nlh, list_cb, &w);
 	if (w.ret)
 		return w.ret;
 	return r < 0 ? map_err(-r, KIND_IP_PORT) : 0;
@@ -694,7 +695,7 @@ int ipset_list(struct ipset_nl *nl, const char *name,
 
 /* ---- index for the iptables match ---- */
 
-int ipset_index(const char *name, uint16_t *ret_index)
+int kp_ipset_index(const char *name, uint16_t *ret_index)
 {
 	struct ip_set_req_version ver = {.op = IP_SET_OP_VERSION, .version = IPSET_PROTOCOL};
 	struct ip_set_req_get_set req = {.op = IP_SET_OP_GET_BYNAME};

@@ -25,14 +25,14 @@
 #define ACK_TRUESIZE 2048	/* generous kernel memory charge of one ack */
 #define MAX_READS    (1u << 24) /* bound on recv() calls for one answer */
 
-int nlsock_open(struct nlsock *ns, int bus, nlsock_ack_fn ack_fn, size_t ack_min)
+int kp_nlsock_open(struct kp_nlsock *ns, int bus, kp_nlsock_ack_fn ack_fn, size_t ack_min)
 {
 	int one = 1, size = RCVBUF_WANT, r;
 	socklen_t sl = sizeof(size);
 
 	ns->ack_fn = ack_fn;
 	ns->ack_min = ack_min;
-	ns->buf = malloc(NLSOCK_BATCH_LIMIT + NLSOCK_MSG_MAX);
+	ns->buf = malloc(KP_NLSOCK_BATCH_LIMIT + KP_NLSOCK_MSG_MAX);
 	if (!ns->buf)
 		return -ENOMEM;
 	ns->sock = mnl_socket_open(bus);
@@ -65,7 +65,7 @@ out_free_buf:
 	return r;
 }
 
-void nlsock_close(struct nlsock *ns)
+void kp_nlsock_close(struct kp_nlsock *ns)
 {
 	if (ns->batch)
 		mnl_nlmsg_batch_stop(ns->batch);
@@ -76,7 +76,7 @@ void nlsock_close(struct nlsock *ns)
 	ns->buf = NULL;
 }
 
-struct nlmsghdr *nlsock_put(struct nlsock *ns, void *buf, uint16_t type, uint16_t flags)
+struct nlmsghdr *kp_nlsock_put(struct kp_nlsock *ns, void *buf, uint16_t type, uint16_t flags)
 {
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 
@@ -86,12 +86,12 @@ struct nlmsghdr *nlsock_put(struct nlsock *ns, void *buf, uint16_t type, uint16_
 	return nlh;
 }
 
-void *nlsock_msg_buf(struct nlsock *ns, void *buf)
+void *kp_nlsock_msg_buf(struct kp_nlsock *ns, void *buf)
 {
 	return ns->batch ? mnl_nlmsg_batch_current(ns->batch) : buf;
 }
 
-int nlsock_talk(struct nlsock *ns, struct nlmsghdr *req, nlsock_reply_fn fn, void *data)
+int kp_nlsock_talk(struct kp_nlsock *ns, struct nlmsghdr *req, kp_nlsock_reply_fn fn, void *data)
 {
 	char *buf;
 	uint32_t seq = req->nlmsg_seq;
@@ -134,7 +134,7 @@ out_free_buf:
 
 /* Keeps the failure of the earliest request of the batch (local failures count at the
  * place of the request, so the order is that of the calls). */
-static void batch_fail(struct nlsock *ns, uint32_t seq, int err)
+static void batch_fail(struct kp_nlsock *ns, uint32_t seq, int err)
 {
 	if (ns->batch_err && (int32_t)(seq - ns->batch_err_seq) >= 0)
 		return;
@@ -142,7 +142,7 @@ static void batch_fail(struct nlsock *ns, uint32_t seq, int err)
 	ns->batch_err_seq = seq;
 }
 
-void nlsock_batch_fail(struct nlsock *ns, int err)
+void kp_nlsock_batch_fail(struct kp_nlsock *ns, int err)
 {
 	batch_fail(ns, ++ns->seq, err);
 }
@@ -151,7 +151,7 @@ void nlsock_batch_fail(struct nlsock *ns, int err)
  * Sends the first @n requests of the batch buffer and reads their @n acks, recording
  * the first failure (as the client's ack_fn maps it) in ns->batch_err.
  */
-static int batch_flush(struct nlsock *ns, size_t size, unsigned n)
+static int batch_flush(struct kp_nlsock *ns, size_t size, unsigned n)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
 	const struct nlmsghdr *first = mnl_nlmsg_batch_head(ns->batch);
@@ -192,7 +192,7 @@ static int batch_flush(struct nlsock *ns, size_t size, unsigned n)
 	return acked == n ? 0 : -EPROTO;
 }
 
-void nlsock_batch_queue(struct nlsock *ns)
+void kp_nlsock_batch_queue(struct kp_nlsock *ns)
 {
 	int r;
 
@@ -210,14 +210,14 @@ void nlsock_batch_queue(struct nlsock *ns)
 		ns->n_queued = 0;
 	}
 	if (r < 0) /* lost acks: count it after what was sent */
-		nlsock_batch_fail(ns, r);
+		kp_nlsock_batch_fail(ns, r);
 }
 
-int nlsock_batch_begin(struct nlsock *ns)
+int kp_nlsock_batch_begin(struct kp_nlsock *ns)
 {
 	if (ns->batch)
 		return -EINVAL;
-	ns->batch = mnl_nlmsg_batch_start(ns->buf, NLSOCK_BATCH_LIMIT);
+	ns->batch = mnl_nlmsg_batch_start(ns->buf, KP_NLSOCK_BATCH_LIMIT);
 	if (!ns->batch)
 		return -ENOMEM;
 	ns->n_queued = 0;
@@ -225,7 +225,7 @@ int nlsock_batch_begin(struct nlsock *ns)
 	return 0;
 }
 
-int nlsock_batch_end(struct nlsock *ns)
+int kp_nlsock_batch_end(struct kp_nlsock *ns)
 {
 	int r;
 

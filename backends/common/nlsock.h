@@ -3,9 +3,9 @@
  * The request/answer plumbing the libmnl netlink clients share (ipset.c over nfnetlink,
  * ipvs/link.c over rtnetlink): one bound socket with small acks (NETLINK_CAP_ACK) and a
  * big receive buffer, request headers with rising sequence numbers, one request answered
- * in full, and batches: requests packed many per sendmsg() (up to NLSOCK_BATCH_LIMIT
+ * in full, and batches: requests packed many per sendmsg() (up to KP_NLSOCK_BATCH_LIMIT
  * bytes, and no more than the receive buffer holds acks for), every ack read, the first
- * failure kept and reported at the end. The client embeds struct nlsock and builds the
+ * failure kept and reported at the end. The client embeds struct kp_nlsock and builds the
  * payload of each request; it maps the kernel's errors its own way.
  */
 #ifndef KP_NLSOCK_H
@@ -16,32 +16,32 @@
 
 #include <libmnl/libmnl.h>
 
-#define NLSOCK_BATCH_LIMIT (64 * 1024) /* bytes of requests per sendmsg() */
-#define NLSOCK_MSG_MAX	   1024	       /* bigger than any request a client builds */
+#define KP_NLSOCK_BATCH_LIMIT (64 * 1024) /* bytes of requests per sendmsg() */
+#define KP_NLSOCK_MSG_MAX     1024	  /* bigger than any request a client builds */
 
 /*
  * Maps the ack of one batched request to what the batch reports: 0 (also for failures
  * the client counts as success) or -errno. @error is the ack's error as the kernel sent
  * it (0 or negative); @req_type the type of the request it answers, from the header the
  * ack echoes, or 0 when the ack is too short to hold it (only with a small @ack_min, see
- * nlsock_open()).
+ * kp_nlsock_open()).
  */
-typedef int (*nlsock_ack_fn)(int error, uint16_t req_type);
+typedef int (*kp_nlsock_ack_fn)(int error, uint16_t req_type);
 
-/* Called with each answer to a request; non-zero stops the calls (see nlsock_talk()). */
-typedef int (*nlsock_reply_fn)(const struct nlmsghdr *nlh, void *data);
+/* Called with each answer to a request; non-zero stops the calls (see kp_nlsock_talk()). */
+typedef int (*kp_nlsock_reply_fn)(const struct nlmsghdr *nlh, void *data);
 
-struct nlsock {
+struct kp_nlsock {
 	struct mnl_socket *sock;
 	uint32_t portid;
 	uint32_t seq;		       /* of the last request built */
 	unsigned max_per_send;	       /* requests whose acks fit the receive buffer */
-	char *buf;		       /* NLSOCK_BATCH_LIMIT + NLSOCK_MSG_MAX: requests */
+	char *buf;		       /* KP_NLSOCK_BATCH_LIMIT + KP_NLSOCK_MSG_MAX: requests */
 	struct mnl_nlmsg_batch *batch; /* non-NULL between batch_begin and batch_end */
 	unsigned n_queued;	       /* requests in @batch */
 	int batch_err;		       /* failure of the earliest failing request ... */
 	uint32_t batch_err_seq;	       /* ... in the current batch, and its sequence */
-	nlsock_ack_fn ack_fn;	       /* the client's mapping of batched acks */
+	kp_nlsock_ack_fn ack_fn;       /* the client's mapping of batched acks */
 	size_t ack_min;		       /* shortest ack payload counted as an ack */
 };
 
@@ -51,14 +51,14 @@ struct nlsock {
  * sizeof(int); sizeof(struct nlmsgerr) to learn the request's type) are not counted.
  * 0 or -errno; nothing to close on failure.
  */
-int nlsock_open(struct nlsock *ns, int bus, nlsock_ack_fn ack_fn, size_t ack_min);
+int kp_nlsock_open(struct kp_nlsock *ns, int bus, kp_nlsock_ack_fn ack_fn, size_t ack_min);
 /* Stops a batch left open and closes the socket. */
-void nlsock_close(struct nlsock *ns);
+void kp_nlsock_close(struct kp_nlsock *ns);
 
 /* Puts a request header (NLM_F_REQUEST | @flags, the next sequence number) into @buf. */
-struct nlmsghdr *nlsock_put(struct nlsock *ns, void *buf, uint16_t type, uint16_t flags);
+struct nlmsghdr *kp_nlsock_put(struct kp_nlsock *ns, void *buf, uint16_t type, uint16_t flags);
 /* Where to build the next request: the batch's current position in a batch, else @buf. */
-void *nlsock_msg_buf(struct nlsock *ns, void *buf);
+void *kp_nlsock_msg_buf(struct kp_nlsock *ns, void *buf);
 
 /*
  * Sends one request and reads its answers: messages with its sequence number go to @fn
@@ -67,16 +67,16 @@ void *nlsock_msg_buf(struct nlsock *ns, void *buf);
  * error). Returns 0, the kernel's error negated as it came (the client maps it), or
  * -errno of the socket.
  */
-int nlsock_talk(struct nlsock *ns, struct nlmsghdr *req, nlsock_reply_fn fn, void *data);
+int kp_nlsock_talk(struct kp_nlsock *ns, struct nlmsghdr *req, kp_nlsock_reply_fn fn, void *data);
 
 /* Starts a batch: 0, or -EINVAL when one is open, or -ENOMEM. */
-int nlsock_batch_begin(struct nlsock *ns);
-/* Queues the request just built at the batch's current position (see nlsock_msg_buf());
+int kp_nlsock_batch_begin(struct kp_nlsock *ns);
+/* Queues the request just built at the batch's current position (see kp_nlsock_msg_buf());
  * lost acks of what this sends count as a failure after it. */
-void nlsock_batch_queue(struct nlsock *ns);
+void kp_nlsock_batch_queue(struct kp_nlsock *ns);
 /* Records @err of a request that failed before it was queued, at its place in the batch. */
-void nlsock_batch_fail(struct nlsock *ns, int err);
+void kp_nlsock_batch_fail(struct kp_nlsock *ns, int err);
 /* Sends the rest and ends the batch: 0, its first failure, or -EINVAL outside a batch. */
-int nlsock_batch_end(struct nlsock *ns);
+int kp_nlsock_batch_end(struct kp_nlsock *ns);
 
 #endif

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Rule building for the iptables backend. An entry is laid out as the kernel wants it:
- * struct ipt_entry (ip6t_entry for IPv6), then each match (struct xt_entry_match header
- * and the match's own struct, XT_ALIGNed), then the target. Jumps and verdicts use the standard target with
- * the chain or verdict name, which libiptc resolves at commit time. The structs are the
- * kernel's uapi ones; the revisions are those iptables 1.8 uses.
+ * Rule building for the data planes that write x_tables rules (iptables, IPVS,
+ * userspace). An entry is laid out as the kernel wants it: struct ipt_entry (ip6t_entry
+ * for IPv6), then each match (struct xt_entry_match header and the match's own struct,
+ * XT_ALIGNed), then the target. Jumps and verdicts use the standard target with the
+ * chain or verdict name, which libiptc (or fasttc.c) resolves at commit time. The
+ * structs are the kernel's uapi ones; the revisions are those iptables 1.8 uses.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,20 +31,20 @@
 
 #include "rule.h"
 
-void ipt_rule_init(struct ipt_rule *r, int family)
+void kp_ipt_rule_init(struct kp_ipt_rule *r, int family)
 {
 	memset(r, 0, sizeof(*r));
 	r->family = family;
-	ipt_rule_reset(r);
+	kp_ipt_rule_reset(r);
 }
 
-void ipt_rule_fini(struct ipt_rule *r)
+void kp_ipt_rule_fini(struct kp_ipt_rule *r)
 {
 	free(r->buf);
 	memset(r, 0, sizeof(*r));
 }
 
-static void *grow(struct ipt_rule *r, size_t size)
+static void *grow(struct kp_ipt_rule *r, size_t size)
 {
 	void *p;
 
@@ -66,12 +67,12 @@ static void *grow(struct ipt_rule *r, size_t size)
 	return p;
 }
 
-static struct ipt_entry *e4(const struct ipt_rule *r)
+static struct ipt_entry *e4(const struct kp_ipt_rule *r)
 {
 	return (struct ipt_entry *)r->buf;
 }
 
-static struct ip6t_entry *e6(const struct ipt_rule *r)
+static struct ip6t_entry *e6(const struct kp_ipt_rule *r)
 {
 	return (struct ip6t_entry *)r->buf;
 }
@@ -82,7 +83,7 @@ static size_t header_size(int family)
 				    XT_ALIGN(sizeof(struct ipt_entry));
 }
 
-static void set_offsets(struct ipt_rule *r, size_t target, size_t next)
+static void set_offsets(struct kp_ipt_rule *r, size_t target, size_t next)
 {
 	if (r->family == AF_INET6) {
 		e6(r)->target_offset = (uint16_t)target;
@@ -93,7 +94,7 @@ static void set_offsets(struct ipt_rule *r, size_t target, size_t next)
 	}
 }
 
-void ipt_rule_reset(struct ipt_rule *r)
+void kp_ipt_rule_reset(struct kp_ipt_rule *r)
 {
 	r->size = 0;
 	r->oom = false;
@@ -113,7 +114,7 @@ static uint32_t mask_of(unsigned prefix)
 	return prefix ? htonl(~0u << (32 - prefix)) : 0;
 }
 
-static void set_addr(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert,
+static void set_addr(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert,
 		     bool dst)
 {
 	if (r->oom)
@@ -140,18 +141,18 @@ static void set_addr(struct ipt_rule *r, const struct kp_addr *a, unsigned prefi
 		e4(r)->ip.invflags |= dst ? IPT_INV_DSTIP : IPT_INV_SRCIP;
 }
 
-void ipt_rule_src(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
+void kp_ipt_rule_src(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
 {
 	set_addr(r, a, prefix, invert, false);
 }
 
-void ipt_rule_dst(struct ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
+void kp_ipt_rule_dst(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
 {
 	set_addr(r, a, prefix, invert, true);
 }
 
 /* Appends a match and returns its data. Matches must come before the target. */
-static void *add_match(struct ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
+static void *add_match(struct kp_ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
 {
 	size_t size = XT_ALIGN(sizeof(struct xt_entry_match) + data_size);
 	struct xt_entry_match *m = grow(r, size);
@@ -165,7 +166,7 @@ static void *add_match(struct ipt_rule *r, const char *name, uint8_t rev, size_t
 	return m->data;
 }
 
-static void *add_target(struct ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
+static void *add_target(struct kp_ipt_rule *r, const char *name, uint8_t rev, size_t data_size)
 {
 	size_t size = XT_ALIGN(sizeof(struct xt_entry_target) + data_size);
 	size_t off = r->size;
@@ -180,7 +181,7 @@ static void *add_target(struct ipt_rule *r, const char *name, uint8_t rev, size_
 	return t->data;
 }
 
-void ipt_rule_proto_dport(struct ipt_rule *r, uint8_t proto, uint16_t dport)
+void kp_ipt_rule_proto_dport(struct kp_ipt_rule *r, uint8_t proto, uint16_t dport)
 {
 	if (r->oom)
 		return;
@@ -217,7 +218,7 @@ void ipt_rule_proto_dport(struct ipt_rule *r, uint8_t proto, uint16_t dport)
 	}
 }
 
-void ipt_rule_comment(struct ipt_rule *r, const char *fmt, ...)
+void kp_ipt_rule_comment(struct kp_ipt_rule *r, const char *fmt, ...)
 {
 	struct xt_comment_info *c = add_match(r, "comment", 0, sizeof(*c));
 	va_list ap;
@@ -229,7 +230,7 @@ void ipt_rule_comment(struct ipt_rule *r, const char *fmt, ...)
 	va_end(ap);
 }
 
-void ipt_rule_statistic(struct ipt_rule *r, unsigned n_remaining)
+void kp_ipt_rule_statistic(struct kp_ipt_rule *r, unsigned n_remaining)
 {
 	struct xt_statistic_info *s = add_match(r, "statistic", 0, sizeof(*s));
 	double p = 1.0 / n_remaining;
@@ -242,7 +243,7 @@ void ipt_rule_statistic(struct ipt_rule *r, unsigned n_remaining)
 	s->u.random.probability = (uint32_t)(0x80000000u * p + 0.5);
 }
 
-void ipt_rule_recent(struct ipt_rule *r, const char *name, bool set, uint32_t seconds)
+void kp_ipt_rule_recent(struct kp_ipt_rule *r, const char *name, bool set, uint32_t seconds)
 {
 	struct xt_recent_mtinfo_v1 *m = add_match(r, "recent", 1, sizeof(*m));
 
@@ -255,7 +256,7 @@ void ipt_rule_recent(struct ipt_rule *r, const char *name, bool set, uint32_t se
 	memset(&m->mask, 0xff, r->family == AF_INET6 ? sizeof(m->mask.in6) : sizeof(m->mask.in));
 }
 
-void ipt_rule_addrtype_local(struct ipt_rule *r, bool src, bool invert)
+void kp_ipt_rule_addrtype_local(struct kp_ipt_rule *r, bool src, bool invert)
 {
 	struct xt_addrtype_info_v1 *a = add_match(r, "addrtype", 1, sizeof(*a));
 
@@ -270,7 +271,7 @@ void ipt_rule_addrtype_local(struct ipt_rule *r, bool src, bool invert)
 	}
 }
 
-void ipt_rule_mark(struct ipt_rule *r, uint32_t mark, uint32_t mask, bool invert)
+void kp_ipt_rule_mark(struct kp_ipt_rule *r, uint32_t mark, uint32_t mask, bool invert)
 {
 	struct xt_mark_mtinfo1 *m = add_match(r, "mark", 1, sizeof(*m));
 
@@ -281,7 +282,7 @@ void ipt_rule_mark(struct ipt_rule *r, uint32_t mark, uint32_t mask, bool invert
 	m->invert = invert;
 }
 
-void ipt_rule_ctstate(struct ipt_rule *r, unsigned states)
+void kp_ipt_rule_ctstate(struct kp_ipt_rule *r, unsigned states)
 {
 	struct xt_conntrack_mtinfo3 *c = add_match(r, "conntrack", 3, sizeof(*c));
 
@@ -291,8 +292,8 @@ void ipt_rule_ctstate(struct ipt_rule *r, unsigned states)
 	c->state_mask = (uint16_t)states;
 }
 
-void ipt_rule_set_match(struct ipt_rule *r, uint16_t index, unsigned dim, unsigned src_flags,
-			bool invert)
+void kp_ipt_rule_set_match(struct kp_ipt_rule *r, uint16_t index, unsigned dim, unsigned src_flags,
+			   bool invert)
 {
 	/* revision 4, as iptables 1.8.9 writes it and the only one its -save prints back
 	 * ("-m set [unsupported revision]" for 1); the counter comparisons stay NONE */
@@ -305,7 +306,7 @@ void ipt_rule_set_match(struct ipt_rule *r, uint16_t index, unsigned dim, unsign
 	m->match_set.flags = (uint8_t)(src_flags | (invert ? IPSET_INV_MATCH : 0));
 }
 
-void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)
+void kp_ipt_rule_jump(struct kp_ipt_rule *r, const char *chain_or_verdict)
 {
 	struct xt_standard_target *t;
 	size_t off = r->size;
@@ -318,7 +319,7 @@ void ipt_rule_jump(struct ipt_rule *r, const char *chain_or_verdict)
 	set_offsets(r, off, r->size);
 }
 
-void ipt_rule_dnat(struct ipt_rule *r, const struct kp_addr *a, uint16_t port, uint8_t rev)
+void kp_ipt_rule_dnat(struct kp_ipt_rule *r, const struct kp_addr *a, uint16_t port, uint8_t rev)
 {
 	/* revision 2 (nf_nat_range2) or 1 (nf_nat_range, its prefix): what iptables-save
 	 * prints back, as it expects the newest revision both it and the kernel have */
@@ -335,7 +336,7 @@ void ipt_rule_dnat(struct ipt_rule *r, const struct kp_addr *a, uint16_t port, u
 	n->min_proto.all = n->max_proto.all = htons(port);
 }
 
-uint8_t ipt_dnat_revision(int family)
+uint8_t kp_ipt_dnat_revision(int family)
 {
 	int fd = socket(family, SOCK_RAW, IPPROTO_RAW);
 	uint8_t best = 1;
@@ -358,7 +359,7 @@ uint8_t ipt_dnat_revision(int family)
 	return best;
 }
 
-void ipt_rule_masquerade(struct ipt_rule *r)
+void kp_ipt_rule_masquerade(struct kp_ipt_rule *r)
 {
 	if (r->family == AF_INET6) {
 		add_target(r, "MASQUERADE", 0, sizeof(struct nf_nat_range));
@@ -371,7 +372,7 @@ void ipt_rule_masquerade(struct ipt_rule *r)
 	}
 }
 
-void ipt_rule_redirect(struct ipt_rule *r, uint16_t port)
+void kp_ipt_rule_redirect(struct kp_ipt_rule *r, uint16_t port)
 {
 	/* revision 0 of both families: the IPv4 one takes the old multi-range struct, the
 	 * IPv6 one struct nf_nat_range (xt_REDIRECT.c) */
@@ -394,7 +395,7 @@ void ipt_rule_redirect(struct ipt_rule *r, uint16_t port)
 	}
 }
 
-void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
+void kp_ipt_rule_mark_target(struct kp_ipt_rule *r, uint32_t mark, uint32_t mask)
 {
 	struct xt_mark_tginfo2 *m = add_target(r, "MARK", 2, sizeof(*m));
 
@@ -404,7 +405,7 @@ void ipt_rule_mark_target(struct ipt_rule *r, uint32_t mark, uint32_t mask)
 	m->mask = mask;
 }
 
-void ipt_rule_reject(struct ipt_rule *r)
+void kp_ipt_rule_reject(struct kp_ipt_rule *r)
 {
 	if (r->family == AF_INET6) {
 		struct ip6t_reject_info *j = add_target(r, "REJECT", 0, sizeof(*j));
@@ -419,12 +420,12 @@ void ipt_rule_reject(struct ipt_rule *r)
 	}
 }
 
-void ipt_rule_no_target(struct ipt_rule *r)
+void kp_ipt_rule_no_target(struct kp_ipt_rule *r)
 {
-	ipt_rule_jump(r, "");		/* standard target, verdict 0 = continue */
+	kp_ipt_rule_jump(r, ""); /* standard target, verdict 0 = continue */
 }
 
-const void *ipt_rule_entry(const struct ipt_rule *r)
+const void *kp_ipt_rule_entry(const struct kp_ipt_rule *r)
 {
 	return r->oom ? NULL : r->buf;
 }
@@ -437,7 +438,7 @@ static uint16_t target_offset(int family, const void *e)
 				    ((const struct ipt_entry *)e)->target_offset;
 }
 
-uint16_t ipt_entry_size(int family, const void *e)
+uint16_t kp_ipt_entry_size(int family, const void *e)
 {
 	return family == AF_INET6 ? ((const struct ip6t_entry *)e)->next_offset :
 				    ((const struct ipt_entry *)e)->next_offset;
@@ -457,12 +458,12 @@ static const struct xt_entry_match *find_match(int family, const void *e, const 
 	return NULL;
 }
 
-bool ipt_entry_has_matches(int family, const void *e)
+bool kp_ipt_entry_has_matches(int family, const void *e)
 {
 	return target_offset(family, e) > header_size(family);
 }
 
-bool ipt_entry_has_src(int family, const void *e)
+bool kp_ipt_entry_has_src(int family, const void *e)
 {
 	if (family == AF_INET6) {
 		const struct in6_addr *m = &((const struct ip6t_entry *)e)->ipv6.smsk;
@@ -472,7 +473,7 @@ bool ipt_entry_has_src(int family, const void *e)
 	return ((const struct ipt_entry *)e)->ip.smsk.s_addr != 0;
 }
 
-bool ipt_entry_dst(int family, const void *e, struct kp_addr *ret_addr)
+bool kp_ipt_entry_dst(int family, const void *e, struct kp_addr *ret_addr)
 {
 	if (family == AF_INET6) {
 		const struct ip6t_ip6 *ip = &((const struct ip6t_entry *)e)->ipv6;
@@ -496,7 +497,7 @@ bool ipt_entry_dst(int family, const void *e, struct kp_addr *ret_addr)
 	}
 }
 
-bool ipt_entry_dport(int family, const void *e, uint8_t *ret_proto, uint16_t *ret_port)
+bool kp_ipt_entry_dport(int family, const void *e, uint8_t *ret_proto, uint16_t *ret_port)
 {
 	const struct xt_entry_match *m;
 
@@ -513,7 +514,7 @@ bool ipt_entry_dport(int family, const void *e, uint8_t *ret_proto, uint16_t *re
 	return true;
 }
 
-bool ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_t *ret_port)
+bool kp_ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_t *ret_port)
 {
 	const struct xt_entry_target *t = (const void *)((const char *)e +
 							 target_offset(family, e));
@@ -543,7 +544,7 @@ bool ipt_entry_dnat(int family, const void *e, struct kp_addr *ret_addr, uint16_
 	return false;
 }
 
-bool ipt_entry_redirect(int family, const void *e, uint16_t *ret_port)
+bool kp_ipt_entry_redirect(int family, const void *e, uint16_t *ret_port)
 {
 	const struct xt_entry_target *t = (const void *)((const char *)e +
 							 target_offset(family, e));
@@ -566,7 +567,7 @@ bool ipt_entry_redirect(int family, const void *e, uint16_t *ret_port)
 	return false;
 }
 
-const char *ipt_entry_comment(int family, const void *e)
+const char *kp_ipt_entry_comment(int family, const void *e)
 {
 	const struct xt_entry_match *m = find_match(family, e, "comment");
 

@@ -33,7 +33,7 @@
 WRAP(iptc, struct ipt_entry)
 WRAP(ip6tc, struct ip6t_entry)
 
-const struct tc_ops tc_ipv4 = {
+const struct kp_tc_ops kp_tc_ipv4 = {
 	.family = AF_INET,
 	.tool = "iptables",
 	.init = iptc_init,
@@ -54,7 +54,7 @@ const struct tc_ops tc_ipv4 = {
 	.strerror = iptc_strerror,
 };
 
-const struct tc_ops tc_ipv6 = {
+const struct kp_tc_ops kp_tc_ipv6 = {
 	.family = AF_INET6,
 	.tool = "ip6tables",
 	.init = ip6tc_init,

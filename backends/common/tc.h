@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * libiptc and libip6tc behind one table of operations, so the backend renders and reads
- * both families with the same code. Entries are passed as void pointers: struct
- * ipt_entry for IPv4, struct ip6t_entry for IPv6.
+ * libiptc and libip6tc behind one table of operations, so the data planes render and read
+ * both families with the same code; fasttc.c offers the same operations without libiptc.
+ * Entries are passed as void pointers: struct ipt_entry for IPv4, struct ip6t_entry for
+ * IPv6.
  */
 #ifndef KP_IPT_TC_H
 #define KP_IPT_TC_H
 
 #include <libiptc/xtcshared.h>
 
-struct tc_ops {
+struct kp_tc_ops {
 	int family;
 	const char *tool;	/* "iptables" or "ip6tables", for messages */
 	struct xtc_handle *(*init)(const char *table);
@@ -36,10 +37,10 @@ struct tc_ops {
 	int (*is_used)(const char *chain, struct xtc_handle *h);
 };
 
-extern const struct tc_ops tc_ipv4, tc_ipv6;
+extern const struct kp_tc_ops kp_tc_ipv4, kp_tc_ipv6;
 /* fasttc.c: the same operations without libiptc, for syncs */
-extern const struct tc_ops tc_fast_ipv4, tc_fast_ipv6;
+extern const struct kp_tc_ops kp_tc_fast_ipv4, kp_tc_fast_ipv6;
 /* Whether @table of @family can be read (IPT_SO_GET_INFO only): 0 or -errno. */
-int tc_fast_probe(int family, const char *table);
+int kp_tc_fast_probe(int family, const char *table);
 
 #endif

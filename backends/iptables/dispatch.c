@@ -69,7 +69,7 @@ static struct kp_addr prefix_of(const struct kp_addr *a, unsigned len)
 struct tree {
 	struct kp_dispatch_rule *rules;
 	size_t leaf;			/* most rules a chain holds before it is split */
-	struct ipt_rule *scratch;
+	struct kp_ipt_rule *scratch;
 	kp_dispatch_append_fn fn;
 	void *userdata;
 };
@@ -103,18 +103,18 @@ static void build(struct tree *t, size_t lo, size_t hi, const char *chain)
 			 len);
 		kp_chain_name(child, KP_DISPATCH_PREFIX, label);
 		t->fn(t->userdata, child, NULL);
-		ipt_rule_reset(t->scratch);
-		ipt_rule_dst(t->scratch, &net, len, false);
-		ipt_rule_comment(t->scratch, "kproxyd dispatch %s", label);
-		ipt_rule_jump(t->scratch, child);
-		if (ipt_rule_entry(t->scratch))
-			t->fn(t->userdata, chain, ipt_rule_entry(t->scratch));
+		kp_ipt_rule_reset(t->scratch);
+		kp_ipt_rule_dst(t->scratch, &net, len, false);
+		kp_ipt_rule_comment(t->scratch, "kproxyd dispatch %s", label);
+		kp_ipt_rule_jump(t->scratch, child);
+		if (kp_ipt_rule_entry(t->scratch))
+			t->fn(t->userdata, chain, kp_ipt_rule_entry(t->scratch));
 		build(t, a, b, child);
 	}
 }
 
 void kp_dispatch_build(struct kp_dispatch_rule *rules, size_t n, unsigned threshold,
-		       const char *root, struct ipt_rule *scratch, kp_dispatch_append_fn fn,
+		       const char *root, struct kp_ipt_rule *scratch, kp_dispatch_append_fn fn,
 		       void *userdata)
 {
 	struct tree t = {

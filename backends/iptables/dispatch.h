@@ -32,7 +32,7 @@ typedef void (*kp_dispatch_append_fn)(void *userdata, const char *chain, const v
  * the same family) builds the jump rules.
  */
 void kp_dispatch_build(struct kp_dispatch_rule *rules, size_t n, unsigned threshold,
-		       const char *root, struct ipt_rule *scratch, kp_dispatch_append_fn fn,
+		       const char *root, struct kp_ipt_rule *scratch, kp_dispatch_append_fn fn,
 		       void *userdata);
 
 #endif

@@ -26,9 +26,9 @@
 #include "names.h"
 #include "../common/opts.h"
 #include "../common/rule.h"
+#include "../common/tbl.h"
 #include "../common/tc.h"
 
-#define MASQ_MARK 0x4000u
 
 /* chains we create in each table, besides the per-service ones */
 static const char *const nat_fixed[] = {
@@ -40,6 +40,19 @@ static const char *const filter_fixed[] = {
 };
 static const char *const svc_prefixes[] = {
 	"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", KP_DISPATCH_PREFIX,
+};
+/* what a sync rebuilds and a cleanup removes in each table */
+static const struct kp_tbl_owned nat_owned = {
+	nat_fixed,
+	KP_ARRAY_SIZE(nat_fixed),
+	svc_prefixes,
+	KP_ARRAY_SIZE(svc_prefixes),
+};
+static const struct kp_tbl_owned filter_owned = {
+	filter_fixed,
+	KP_ARRAY_SIZE(filter_fixed),
+	svc_prefixes,
+	KP_ARRAY_SIZE(svc_prefixes),
 };
 
 /* The options init takes (ipt_options[]). */
@@ -69,200 +82,20 @@ struct ipt {
 	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
-	struct ipt_rule r;
-	struct ipt_rule scratch;	/* jump rules of the dispatch tree */
-};
-
-/* One table being rebuilt. */
-struct table {
-	struct ipt *ipt;
-	const struct tc_ops *ops;
-	const char *name;
-	struct xtc_handle *h;
-	struct kp_map *used;		/* chains written this sync */
-	char last_used[KP_CHAIN_NAME_SIZE];	/* the one of them used last */
-	int err;			/* first libiptc error, as -errno */
-	const char *err_what;
+	struct kp_ipt_rule scratch;	/* jump rules of the dispatch tree */
 };
 
 /* The table operations syncs, dumps and cleanups go through. */
-static const struct tc_ops *ops_for(const struct ipt *ipt, int family)
+static const struct kp_tc_ops *ops_for(const struct ipt *ipt, int family)
 {
 	if (ipt->o->libiptc)
-		return family == AF_INET6 ? &tc_ipv6 : &tc_ipv4;
-	return family == AF_INET6 ? &tc_fast_ipv6 : &tc_fast_ipv4;
+		return family == AF_INET6 ? &kp_tc_ipv6 : &kp_tc_ipv4;
+	return family == AF_INET6 ? &kp_tc_fast_ipv6 : &kp_tc_fast_ipv4;
 }
 
 static unsigned host_bits(int family)
 {
 	return family == AF_INET6 ? 128 : 32;
-}
-
-static bool owned_chain(const char *chain, const char *const *fixed, size_t n_fixed)
-{
-	for (size_t i = 0; i < n_fixed; i++)
-		if (strcmp(chain, fixed[i]) == 0)
-			return true;
-	for (size_t i = 0; i < KP_ARRAY_SIZE(svc_prefixes); i++)
-		if (strncmp(chain, svc_prefixes[i], strlen(svc_prefixes[i])) == 0)
-			return true;
-	return false;
-}
-
-static void fail(struct table *t, const char *what)
-{
-	if (!t->err) {
-		t->err = errno ? -errno : -EIO;
-		t->err_what = what;
-		kp_log(t->ipt->ctx, KP_LOG_DEBUG, "%s %s: %s: %s", t->ops->tool, t->name, what,
-		       t->ops->strerror(errno));
-	}
-}
-
-/* Whether use_chain() was called for @chain in this sync. */
-static bool chain_used(struct table *t, const char *chain)
-{
-	return t->ops->is_used ? t->ops->is_used(chain, t->h) : kp_map_get(t->used, chain) != NULL;
-}
-
-/* Makes @chain exist and be empty (once per sync). */
-static void use_chain(struct table *t, const char *chain)
-{
-	if (t->err || !strcmp(t->last_used, chain))
-		return;		/* rules of one chain mostly come in a row */
-	if (t->ops->use_chain) {
-		if (!t->ops->use_chain(chain, t->h))
-			return fail(t, "create chain");
-	} else if (!kp_map_get(t->used, chain)) {
-		if (!t->ops->is_chain(chain, t->h)) {
-			if (!t->ops->create_chain(chain, t->h))
-				return fail(t, "create chain");
-		} else if (!t->ops->flush_entries(chain, t->h)) {
-			return fail(t, "flush chain");
-		}
-		if (kp_map_put(t->used, chain, t, NULL) < 0) {
-			errno = ENOMEM;
-			return fail(t, "chain set");
-		}
-	}
-	snprintf(t->last_used, sizeof(t->last_used), "%s", chain);
-}
-
-static void append(struct table *t, const char *chain)
-{
-	const void *e = ipt_rule_entry(&t->ipt->r);
-
-	if (t->err)
-		return;
-	if (!e) {
-		errno = ENOMEM;
-		return fail(t, "build rule");
-	}
-	use_chain(t, chain);
-	if (!t->err && !t->ops->append_entry(chain, e, t->h))
-		fail(t, chain);
-}
-
-static struct ipt_rule *rule(struct table *t)
-{
-	t->ipt->r.family = t->ops->family;
-	ipt_rule_reset(&t->ipt->r);
-	return &t->ipt->r;
-}
-
-static int table_open(struct table *t, struct ipt *ipt, const struct tc_ops *ops,
-		      const char *name)
-{
-	memset(t, 0, sizeof(*t));
-	t->ipt = ipt;
-	t->ops = ops;
-	t->name = name;
-	t->used = kp_map_new();
-	if (!t->used)
-		return -ENOMEM;
-	t->h = ops->init(name);
-	if (!t->h) {
-		int r = errno ? -errno : -EIO;
-
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s: cannot open table %s: %s", ops->tool, name,
-		       ops->strerror(errno));
-		kp_map_free(t->used);
-		return r;
-	}
-	return 0;
-}
-
-static void table_close(struct table *t)
-{
-	if (t->h)
-		t->ops->free(t->h);
-	kp_map_free(t->used);
-	t->h = NULL;
-	t->used = NULL;
-}
-
-/* Whether @chain (a built-in one) already has our jump rule to @target. */
-static bool has_jump(struct table *t, const char *chain, const char *target)
-{
-	for (const void *e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h))
-		if (strcmp(t->ops->get_target(e, t->h), target) == 0)
-			return true;
-	return false;
-}
-
-/* Inserts "-m comment --comment C [-m conntrack --ctstate NEW] -j TARGET" at the top. */
-static void ensure_jump(struct table *t, const char *chain, const char *target,
-			const char *comment, bool new_only)
-{
-	struct ipt_rule *r;
-
-	if (t->err || has_jump(t, chain, target))
-		return;
-	r = rule(t);
-	ipt_rule_comment(r, "%s", comment);
-	if (new_only)
-		ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
-	ipt_rule_jump(r, target);
-	if (!ipt_rule_entry(r)) {
-		errno = ENOMEM;
-		return fail(t, "build rule");
-	}
-	if (!t->ops->insert_entry(chain, ipt_rule_entry(r), 0, t->h))
-		fail(t, chain);
-}
-
-/* Flushes every chain we own; those not used again are deleted at the end. */
-static void flush_owned(struct table *t, const char *const *fixed, size_t n_fixed)
-{
-	for (const char *c = t->ops->first_chain(t->h); c && !t->err; c = t->ops->next_chain(t->h))
-		if (owned_chain(c, fixed, n_fixed) && !t->ops->flush_entries(c, t->h))
-			fail(t, "flush chain");
-}
-
-static void delete_unused(struct table *t, const char *const *fixed, size_t n_fixed)
-{
-	char (*names)[KP_CHAIN_NAME_SIZE] = NULL;
-	size_t n = 0, cap = 0;
-
-	for (const char *c = t->ops->first_chain(t->h); c; c = t->ops->next_chain(t->h)) {
-		if (!owned_chain(c, fixed, n_fixed) || chain_used(t, c))
-			continue;
-		if (n == cap) {
-			void *v = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
-
-			if (!v) {
-				errno = ENOMEM;
-				free(names);
-				return fail(t, "chain list");
-			}
-			names = v;
-		}
-		snprintf(names[n++], KP_CHAIN_NAME_SIZE, "%s", c);
-	}
-	for (size_t i = 0; i < n && !t->err; i++)
-		if (!t->ops->delete_chain(names[i], t->h))
-			fail(t, "delete chain");
-	free(names);
 }
 
 /* ---- rendering one service port ---- */
@@ -306,44 +139,64 @@ static void sep_name(const struct svc_names *n, const struct kp_endpoint *ep, ch
 	kp_chain_name(out, "KUBE-SEP-", in);
 }
 
+struct render_ctx {
+	struct ipt *ipt;
+	struct kp_tbl *nat, *filter;
+	int family;			/* of the tables being rendered */
+	struct kp_map *nodeport_addrs;	/* node addresses with NodePorts, this family */
+	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
+	struct kp_addr *node_addrs;	/* this node's addresses (its NodePort ones), this family */
+	size_t n_node_addrs;
+	size_t n_endpoints;		/* over every service port */
+	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
+	size_t fe_size, fe_cap;
+	struct kp_dispatch_rule *fe;	/* .e offsets into fe_blob until dispatch */
+	size_t n_fe, cap_fe;
+	char (*seps)[KP_CHAIN_NAME_SIZE];	/* one service port's KUBE-SEP-* names */
+	const char **sub_seps;		/* those of an endpoint subset */
+	size_t cap_seps;
+};
+
 /* A KUBE-SVC-* rule towards one endpoint, started with kube-proxy's "svc -> ep"
  * comment (none in terse mode). */
-static struct ipt_rule *endpoint_rule(struct table *nat, const struct svc_names *n,
-				      const struct kp_endpoint *ep)
+static struct kp_ipt_rule *endpoint_rule(struct render_ctx *rd, const struct svc_names *n,
+					 const struct kp_endpoint *ep)
 {
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 	char a[KP_ADDR_STRLEN];
 
-	r = rule(nat);
-	if (!nat->ipt->terse)
-		ipt_rule_comment(r, ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
-				 n->label, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
+	r = kp_tbl_rule(rd->nat);
+	if (!rd->ipt->terse)
+		kp_ipt_rule_comment(r,
+				    ep->addr.family == AF_INET6 ? "%s -> [%s]:%u" : "%s -> %s:%u",
+				    n->label, kp_addr_to_str(&ep->addr, a, sizeof(a)), ep->port);
 	return r;
 }
 
 /* KUBE-SEP-*: hairpin masquerade, then DNAT (recording the client for affinity). */
-static void render_sep(struct table *nat, const struct kp_svc_port *sp,
+static void render_sep(struct render_ctx *rd, const struct kp_svc_port *sp,
 		       const struct svc_names *n, const struct kp_endpoint *ep, const char *sep)
 {
-	struct ipt_rule *r;
+	struct kp_tbl *nat = rd->nat;
+	struct kp_ipt_rule *r;
 
-	if (chain_used(nat, sep))
+	if (kp_tbl_chain_used(nat, sep))
 		return;
-	use_chain(nat, sep);
-	r = rule(nat);
-	ipt_rule_src(r, &ep->addr, host_bits(ep->addr.family), false);
-	if (!nat->ipt->terse)
-		ipt_rule_comment(r, "%s", n->label);
-	ipt_rule_jump(r, "KUBE-MARK-MASQ");
-	append(nat, sep);
-	r = rule(nat);
-	if (!nat->ipt->terse)
-		ipt_rule_comment(r, "%s", n->label);
+	kp_tbl_use_chain(nat, sep);
+	r = kp_tbl_rule(nat);
+	kp_ipt_rule_src(r, &ep->addr, host_bits(ep->addr.family), false);
+	if (!rd->ipt->terse)
+		kp_ipt_rule_comment(r, "%s", n->label);
+	kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	kp_tbl_append(nat, sep);
+	r = kp_tbl_rule(nat);
+	if (!rd->ipt->terse)
+		kp_ipt_rule_comment(r, "%s", n->label);
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP)
-		ipt_rule_recent(r, sep, true, 0);
-	ipt_rule_proto_dport(r, n->proto, 0);
-	ipt_rule_dnat(r, &ep->addr, ep->port, nat->ipt->dnat_rev[ep->addr.family == AF_INET6]);
-	append(nat, sep);
+		kp_ipt_rule_recent(r, sep, true, 0);
+	kp_ipt_rule_proto_dport(r, n->proto, 0);
+	kp_ipt_rule_dnat(r, &ep->addr, ep->port, rd->ipt->dnat_rev[ep->addr.family == AF_INET6]);
+	kp_tbl_append(nat, sep);
 }
 
 /*
@@ -369,20 +222,20 @@ static bool subset_seps(const struct kp_endpoint *all, const char (*all_seps)[KP
 
 /* KUBE-SVC-* / KUBE-SVL-*: affinity checks, then a random spread over the endpoints,
  * whose KUBE-SEP-* chains are seps[]. */
-static void render_spread(struct table *nat, const struct kp_svc_port *sp,
+static void render_spread(struct render_ctx *rd, const struct kp_svc_port *sp,
 			  const struct svc_names *n, const char *chain, bool local,
 			  const struct kp_endpoint *eps, const char *const *seps, size_t n_eps)
 {
+	const struct ipt *ipt = rd->ipt;
+	struct kp_tbl *nat = rd->nat;
 	const struct kp_frontend *fes;
 	size_t n_fes;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
-	use_chain(nat, chain);
+	kp_tbl_use_chain(nat, chain);
 	/* off-cluster traffic to the cluster IP is masqueraded (kube-proxy's first rule) */
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes && !local; i++) {
-		const struct ipt *ipt = nat->ipt;
-
 		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != nat->ops->family)
 			continue;
 		const struct kp_cidr *pods = ipt->o->cluster_cidr.v;
@@ -390,96 +243,83 @@ static void render_spread(struct table *nat, const struct kp_svc_port *sp,
 		for (size_t c = 0; c < (ipt->o->masquerade_all ? 1 : ipt->o->cluster_cidr.n); c++) {
 			if (!ipt->o->masquerade_all && pods[c].addr.family != nat->ops->family)
 				continue;
-			r = rule(nat);
-			ipt_rule_comment(r, "%s cluster IP", n->label);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s cluster IP", n->label);
 			if (!ipt->o->masquerade_all)
-				ipt_rule_src(r, &pods[c].addr, pods[c].prefix, true);
-			ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
-			ipt_rule_proto_dport(r, n->proto, fes[i].port);
-			ipt_rule_jump(r, "KUBE-MARK-MASQ");
-			append(nat, chain);
+				kp_ipt_rule_src(r, &pods[c].addr, pods[c].prefix, true);
+			kp_ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
+			kp_ipt_rule_proto_dport(r, n->proto, fes[i].port);
+			kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+			kp_tbl_append(nat, chain);
 		}
 	}
 	if (kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP) {
 		for (size_t i = 0; i < n_eps; i++) {
-			r = endpoint_rule(nat, n, &eps[i]);
-			ipt_rule_recent(r, seps[i], false, kp_svc_port_get_affinity_timeout(sp));
-			ipt_rule_jump(r, seps[i]);
-			append(nat, chain);
+			r = endpoint_rule(rd, n, &eps[i]);
+			kp_ipt_rule_recent(r, seps[i], false, kp_svc_port_get_affinity_timeout(sp));
+			kp_ipt_rule_jump(r, seps[i]);
+			kp_tbl_append(nat, chain);
 		}
 	}
 	for (size_t i = 0; i < n_eps; i++) {
-		r = endpoint_rule(nat, n, &eps[i]);
+		r = endpoint_rule(rd, n, &eps[i]);
 		if (i < n_eps - 1)
-			ipt_rule_statistic(r, (unsigned)(n_eps - i));
-		ipt_rule_jump(r, seps[i]);
-		append(nat, chain);
+			kp_ipt_rule_statistic(r, (unsigned)(n_eps - i));
+		kp_ipt_rule_jump(r, seps[i]);
+		kp_tbl_append(nat, chain);
 	}
 }
 
 /* KUBE-EXT-*: what external traffic goes through before the endpoints. */
-static void render_ext(struct table *nat, const struct kp_svc_port *sp,
+static void render_ext(struct render_ctx *rd, const struct kp_svc_port *sp,
 		       const struct svc_names *n, bool have_svc, bool have_svl)
 {
-	const struct kp_cidr *pods = nat->ipt->o->cluster_cidr.v;
-	struct ipt_rule *r;
+	const struct ipt *ipt = rd->ipt;
+	struct kp_tbl *nat = rd->nat;
+	struct kp_ipt_rule *r;
 
-	use_chain(nat, n->ext);
+	kp_tbl_use_chain(nat, n->ext);
 	if (!kp_svc_port_external_local(sp)) {
-		r = rule(nat);
-		ipt_rule_comment(r, "masquerade traffic for %s external destinations", n->label);
-		ipt_rule_jump(r, "KUBE-MARK-MASQ");
-		append(nat, n->ext);
-		r = rule(nat);
-		ipt_rule_jump(r, n->svc);
-		append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "masquerade traffic for %s external destinations", n->label);
+		kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+		kp_tbl_append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 		return;
 	}
 	/* Local policy: pods and the node itself still reach every endpoint */
-	for (size_t c = 0; c < nat->ipt->o->cluster_cidr.n && have_svc; c++) {
-		if (pods[c].addr.family != nat->ops->family)
+	for (size_t c = 0; c < ipt->o->cluster_cidr.n && have_svc; c++) {
+		const struct kp_cidr *pod = &ipt->o->cluster_cidr.v[c];
+
+		if (pod->addr.family != nat->ops->family)
 			continue;
-		r = rule(nat);
-		ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
-		ipt_rule_src(r, &pods[c].addr, pods[c].prefix, false);
-		ipt_rule_jump(r, n->svc);
-		append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
+		kp_ipt_rule_src(r, &pod->addr, pod->prefix, false);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 	}
-	r = rule(nat);
-	ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
-	ipt_rule_addrtype_local(r, true, false);
-	ipt_rule_jump(r, "KUBE-MARK-MASQ");
-	append(nat, n->ext);
+	r = kp_tbl_rule(nat);
+	kp_ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
+	kp_ipt_rule_addrtype_local(r, true, false);
+	kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	kp_tbl_append(nat, n->ext);
 	if (have_svc) {
-		r = rule(nat);
-		ipt_rule_comment(r, "route LOCAL traffic for %s external destinations", n->label);
-		ipt_rule_addrtype_local(r, true, false);
-		ipt_rule_jump(r, n->svc);
-		append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "route LOCAL traffic for %s external destinations",
+				    n->label);
+		kp_ipt_rule_addrtype_local(r, true, false);
+		kp_ipt_rule_jump(r, n->svc);
+		kp_tbl_append(nat, n->ext);
 	}
 	if (have_svl) {
-		r = rule(nat);
-		ipt_rule_jump(r, n->svl);
-		append(nat, n->ext);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_jump(r, n->svl);
+		kp_tbl_append(nat, n->ext);
 	}
 }
-
-struct render_ctx {
-	struct table *nat, *filter;
-	int family;			/* of the tables being rendered */
-	struct kp_map *nodeport_addrs;	/* node addresses with NodePorts, this family */
-	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
-	struct kp_addr *node_addrs;	/* this node's addresses (its NodePort ones), this family */
-	size_t n_node_addrs;
-	size_t n_endpoints;		/* over every service port */
-	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
-	size_t fe_size, fe_cap;
-	struct kp_dispatch_rule *fe;	/* .e offsets into fe_blob until dispatch */
-	size_t n_fe, cap_fe;
-	char (*seps)[KP_CHAIN_NAME_SIZE];	/* one service port's KUBE-SEP-* names */
-	const char **sub_seps;		/* those of an endpoint subset */
-	size_t cap_seps;
-};
 
 /* Room for @n endpoint names in rd->seps and rd->sub_seps. */
 static int seps_room(struct render_ctx *rd, size_t n)
@@ -503,21 +343,21 @@ static int seps_room(struct render_ctx *rd, size_t n)
 /* Keeps the rule just built for nat KUBE-SERVICES; dispatch places it at the end. */
 static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 {
-	const void *e = ipt_rule_entry(&rd->nat->ipt->r);
+	const void *e = kp_ipt_rule_entry(&rd->nat->r);
 	size_t size;
 
 	if (!e || rd->nat->err) {
 		errno = ENOMEM;
-		return fail(rd->nat, "build rule");
+		return kp_tbl_fail(rd->nat, "build rule");
 	}
-	size = ipt_entry_size(rd->family, e);
+	size = kp_ipt_entry_size(rd->family, e);
 	if (rd->fe_size + size > rd->fe_cap) {
 		size_t cap = (rd->fe_size + size) * 2;
 		unsigned char *b = realloc(rd->fe_blob, cap);
 
 		if (!b) {
 			errno = ENOMEM;
-			return fail(rd->nat, "frontend rules");
+			return kp_tbl_fail(rd->nat, "frontend rules");
 		}
 		rd->fe_blob = b;
 		rd->fe_cap = cap;
@@ -528,7 +368,7 @@ static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 
 		if (!v) {
 			errno = ENOMEM;
-			return fail(rd->nat, "frontend rules");
+			return kp_tbl_fail(rd->nat, "frontend rules");
 		}
 		rd->fe = v;
 		rd->cap_fe = cap;
@@ -539,20 +379,20 @@ static void collect_frontend(struct render_ctx *rd, const struct kp_addr *dst)
 	rd->fe_size += size;
 }
 
+/* A rule of the dispatch tree, or (@e NULL) one of its chains. */
 static void dispatch_append(void *userdata, const char *chain, const void *e)
 {
-	struct table *nat = userdata;
+	struct kp_tbl *nat = userdata;
 
-	if (nat->err)
-		return;
-	use_chain(nat, chain);
-	if (e && !nat->err && !nat->ops->append_entry(chain, e, nat->h))
-		fail(nat, chain);
+	if (e)
+		kp_tbl_append_entry(nat, chain, e);
+	else
+		kp_tbl_use_chain(nat, chain);
 }
 
 static void dispatch_frontends(struct render_ctx *rd)
 {
-	struct ipt *ipt = rd->nat->ipt;
+	struct ipt *ipt = rd->ipt;
 
 	for (size_t i = 0; i < rd->n_fe; i++)
 		rd->fe[i].e = (const void *)(rd->fe_blob + (uintptr_t)rd->fe[i].e);
@@ -569,85 +409,87 @@ static void dispatch_frontends(struct render_ctx *rd)
 static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 		      const struct svc_names *n, const struct kp_frontend *fe)
 {
-	struct table *nat = rc->nat, *filter = rc->filter;
+	struct kp_tbl *nat = rc->nat, *filter = rc->filter;
 	const struct kp_addr *ranges;
 	const uint8_t *prefixes;
 	size_t n_ranges, n_family = 0;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
 	ranges = kp_svc_port_get_source_ranges(sp, &prefixes, &n_ranges);
 	for (size_t i = 0; i < n_ranges; i++)
 		n_family += ranges[i].family == fe->addr.family;
 	if (!n_family)
 		return false;
-	if (!chain_used(nat, n->fw)) {
+	if (!kp_tbl_chain_used(nat, n->fw)) {
 		bool node_inside = false;
 
-		use_chain(nat, n->fw);
+		kp_tbl_use_chain(nat, n->fw);
 		for (size_t i = 0; i < n_ranges; i++) {
 			if (ranges[i].family != fe->addr.family)
 				continue;
-			r = rule(nat);
-			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, &ranges[i], prefixes[i], false);
-			ipt_rule_jump(r, n->ext);
-			append(nat, n->fw);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			kp_ipt_rule_src(r, &ranges[i], prefixes[i], false);
+			kp_ipt_rule_jump(r, n->ext);
+			kp_tbl_append(nat, n->fw);
 			for (size_t a = 0; a < rc->n_node_addrs; a++)
 				node_inside |= kp_addr_in_prefix(&rc->node_addrs[a], &ranges[i],
 								 prefixes[i]);
 		}
 		/* the node's own traffic to its LB IP comes from the LB IP (kube-proxy) */
 		if (node_inside) {
-			r = rule(nat);
-			ipt_rule_comment(r, "%s loadbalancer IP", n->label);
-			ipt_rule_src(r, &fe->addr, host_bits(fe->addr.family), false);
-			ipt_rule_jump(r, n->ext);
-			append(nat, n->fw);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s loadbalancer IP", n->label);
+			kp_ipt_rule_src(r, &fe->addr, host_bits(fe->addr.family), false);
+			kp_ipt_rule_jump(r, n->ext);
+			kp_tbl_append(nat, n->fw);
 		}
-		r = rule(nat);
-		ipt_rule_comment(r, "other traffic to %s loadbalancer IP will be dropped by "
-				    "KUBE-PROXY-FIREWALL", n->label);
-		ipt_rule_no_target(r);
-		append(nat, n->fw);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r,
+				    "other traffic to %s loadbalancer IP will be dropped by "
+				    "KUBE-PROXY-FIREWALL",
+				    n->label);
+		kp_ipt_rule_no_target(r);
+		kp_tbl_append(nat, n->fw);
 	}
-	r = rule(filter);
-	ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
-	ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
-	ipt_rule_proto_dport(r, n->proto, fe->port);
-	ipt_rule_jump(r, "DROP");
-	append(filter, "KUBE-PROXY-FIREWALL");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "%s traffic not accepted by %s", n->label, n->fw);
+	kp_ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
+	kp_ipt_rule_proto_dport(r, n->proto, fe->port);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(filter, "KUBE-PROXY-FIREWALL");
 	return true;
 }
 
-static void reject_rule(struct table *filter, const char *chain, const struct svc_names *n,
+static void reject_rule(struct kp_tbl *filter, const char *chain, const struct svc_names *n,
 			const struct kp_frontend *fe, bool drop, const char *why)
 {
-	struct ipt_rule *r = rule(filter);
+	struct kp_ipt_rule *r = kp_tbl_rule(filter);
 
-	ipt_rule_comment(r, "%s %s", n->label, why);
+	kp_ipt_rule_comment(r, "%s %s", n->label, why);
 	if (fe->kind == KP_FE_NODE_PORT)
-		ipt_rule_addrtype_local(r, false, false);
+		kp_ipt_rule_addrtype_local(r, false, false);
 	else
-		ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
-	ipt_rule_proto_dport(r, n->proto, fe->port);
+		kp_ipt_rule_dst(r, &fe->addr, host_bits(fe->addr.family), false);
+	kp_ipt_rule_proto_dport(r, n->proto, fe->port);
 	if (drop)
-		ipt_rule_jump(r, "DROP");
+		kp_ipt_rule_jump(r, "DROP");
 	else
-		ipt_rule_reject(r);
-	append(filter, chain);
+		kp_ipt_rule_reject(r);
+	kp_tbl_append(filter, chain);
 }
 
 static int render_port(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
-	struct table *nat = rd->nat, *filter = rd->filter;
+	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
 	const struct kp_endpoint *cl, *ex, *all;
 	size_t n_cl, n_ex, n_all, n_fes, n_fam = 0;
 	const struct kp_frontend *fes;
 	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
 	bool have_svc = false, have_svl = false, has_external = false;
 	struct svc_names n = { 0 };
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 	bool in_family = false;
 
 	cl = kp_svc_port_get_endpoints(sp, rd->family, false, &n_cl);
@@ -664,7 +506,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		return 0;	/* nothing of it in this family's tables */
 	if (seps_room(rd, n_all) < 0) {
 		errno = ENOMEM;
-		fail(nat, "endpoint names");
+		kp_tbl_fail(nat, "endpoint names");
 		return 1;
 	}
 	names_of(sp, &n);
@@ -673,7 +515,7 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			continue;
 		n_fam++;
 		sep_name(&n, &all[i], rd->seps[i]);
-		render_sep(nat, sp, &n, &all[i], rd->seps[i]);
+		render_sep(rd, sp, &n, &all[i], rd->seps[i]);
 	}
 	/* SVC spreads over the cluster-wide set, SVL over this node's */
 	if (!itp_local || (has_external && !etp_local)) {
@@ -682,9 +524,9 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
 			errno = EINVAL;		/* not a subset: the state broke its order */
-			fail(nat, "endpoint order");
+			kp_tbl_fail(nat, "endpoint order");
 		} else if (nv) {
-			render_spread(nat, sp, &n, n.svc, false, v, rd->sub_seps, nv);
+			render_spread(rd, sp, &n, n.svc, false, v, rd->sub_seps, nv);
 			have_svc = true;
 		}
 	}
@@ -694,14 +536,14 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
 			errno = EINVAL;		/* not a subset: the state broke its order */
-			fail(nat, "endpoint order");
+			kp_tbl_fail(nat, "endpoint order");
 		} else if (nv) {
-			render_spread(nat, sp, &n, n.svl, true, v, rd->sub_seps, nv);
+			render_spread(rd, sp, &n, n.svl, true, v, rd->sub_seps, nv);
 			have_svl = true;
 		}
 	}
 	if (has_external && n_fam)
-		render_ext(nat, sp, &n, have_svc, have_svl);
+		render_ext(rd, sp, &n, have_svc, have_svl);
 
 	for (size_t i = 0; i < n_fes; i++) {
 		const struct kp_frontend *fe = &fes[i];
@@ -713,11 +555,11 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			continue;	/* the other family's tables */
 		if (fe->kind == KP_FE_CLUSTER_IP) {
 			if (n_cl) {
-				r = rule(nat);
-				ipt_rule_comment(r, "%s cluster IP", n.label);
-				ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-				ipt_rule_proto_dport(r, n.proto, fe->port);
-				ipt_rule_jump(r, itp_local ? n.svl : n.svc);
+				r = kp_tbl_rule(nat);
+				kp_ipt_rule_comment(r, "%s cluster IP", n.label);
+				kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+				kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+				kp_ipt_rule_jump(r, itp_local ? n.svl : n.svc);
 				collect_frontend(rd, &fe->addr);
 			} else {
 				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_fam && itp_local,
@@ -751,21 +593,21 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 			if (kp_map_get(rd->nodeports_done, key))
 				continue;
 			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = rule(nat);
-			ipt_rule_comment(r, "%s", n.label);
-			ipt_rule_proto_dport(r, n.proto, fe->port);
-			ipt_rule_jump(r, n.ext);
-			append(nat, "KUBE-NODEPORTS");
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s", n.label);
+			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+			kp_ipt_rule_jump(r, n.ext);
+			kp_tbl_append(nat, "KUBE-NODEPORTS");
 			continue;
 		}
 		{
 			bool fw = fe->kind == KP_FE_LOAD_BALANCER && render_fw(rd, sp, &n, fe);
 
-			r = rule(nat);
-			ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
-			ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-			ipt_rule_proto_dport(r, n.proto, fe->port);
-			ipt_rule_jump(r, fw ? n.fw : n.ext);
+			r = kp_tbl_rule(nat);
+			kp_ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
+			kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
+			kp_ipt_rule_jump(r, fw ? n.fw : n.ext);
 			collect_frontend(rd, &fe->addr);
 		}
 	}
@@ -775,12 +617,12 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		snprintf(key, sizeof(key), "hc/%u", kp_svc_port_get_health_check_node_port(sp));
 		if (!kp_map_get(rd->nodeports_done, key)) {
 			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = rule(filter);
-			ipt_rule_comment(r, "%s health check node port", n.label);
-			ipt_rule_proto_dport(r, IPPROTO_TCP,
-					     kp_svc_port_get_health_check_node_port(sp));
-			ipt_rule_jump(r, "ACCEPT");
-			append(filter, "KUBE-NODEPORTS");
+			r = kp_tbl_rule(filter);
+			kp_ipt_rule_comment(r, "%s health check node port", n.label);
+			kp_ipt_rule_proto_dport(r, IPPROTO_TCP,
+						kp_svc_port_get_health_check_node_port(sp));
+			kp_ipt_rule_jump(r, "ACCEPT");
+			kp_tbl_append(filter, "KUBE-NODEPORTS");
 		}
 	}
 	return nat->err || filter->err;
@@ -788,30 +630,17 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 
 static void render_fixed(struct render_ctx *rd)
 {
-	struct table *nat = rd->nat, *filter = rd->filter;
-	struct ipt_rule *r;
+	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
+	struct kp_ipt_rule *r;
 	const char **addrs;
 	size_t n;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
-		use_chain(nat, nat_fixed[i]);
+		kp_tbl_use_chain(nat, nat_fixed[i]);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
-		use_chain(filter, filter_fixed[i]);
+		kp_tbl_use_chain(filter, filter_fixed[i]);
 
-	r = rule(nat);
-	ipt_rule_mark_target(r, MASQ_MARK, MASQ_MARK);
-	append(nat, "KUBE-MARK-MASQ");
-	r = rule(nat);
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, true);
-	ipt_rule_jump(r, "RETURN");
-	append(nat, "KUBE-POSTROUTING");
-	r = rule(nat);
-	ipt_rule_mark_target(r, MASQ_MARK, 0);		/* --xor-mark */
-	append(nat, "KUBE-POSTROUTING");
-	r = rule(nat);
-	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	ipt_rule_masquerade(r);
-	append(nat, "KUBE-POSTROUTING");
+	kp_tbl_masq_rules(nat);
 
 	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
 	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
@@ -819,49 +648,50 @@ static void render_fixed(struct render_ctx *rd)
 		struct kp_addr a;
 
 		kp_addr_from_str(addrs[i], &a);
-		r = rule(nat);
-		ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
-				    "rule in this chain");
-		ipt_rule_dst(r, &a, host_bits(a.family), false);
-		ipt_rule_jump(r, "KUBE-NODEPORTS");
-		append(nat, "KUBE-SERVICES");
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
+				       "rule in this chain");
+		kp_ipt_rule_dst(r, &a, host_bits(a.family), false);
+		kp_ipt_rule_jump(r, "KUBE-NODEPORTS");
+		kp_tbl_append(nat, "KUBE-SERVICES");
 	}
 	free(addrs);
 
-	r = rule(filter);
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
-	ipt_rule_jump(r, "DROP");
-	append(filter, "KUBE-FORWARD");
-	r = rule(filter);
-	ipt_rule_comment(r, "kubernetes forwarding rules");
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, false);
-	ipt_rule_jump(r, "ACCEPT");
-	append(filter, "KUBE-FORWARD");
-	r = rule(filter);
-	ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
-			    XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
-	ipt_rule_jump(r, "ACCEPT");
-	append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
+	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, false);
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(filter, "KUBE-FORWARD");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(filter, "KUBE-FORWARD");
 
-	ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
-	ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
-	ensure_jump(nat, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules", false);
-	ensure_jump(filter, "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports",
-		    false);
-	ensure_jump(filter, "INPUT", "KUBE-EXTERNAL-SERVICES",
-		    "kubernetes externally-visible service portals", true);
-	ensure_jump(filter, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
-	ensure_jump(filter, "FORWARD", "KUBE-SERVICES", "kubernetes service portals", true);
-	ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
-		    "kubernetes externally-visible service portals", true);
-	ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
-	ensure_jump(filter, "INPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
-	ensure_jump(filter, "OUTPUT", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
-	ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL", "kubernetes load balancer firewall",
-		    true);
+	kp_tbl_ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(nat, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules",
+			   false);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-NODEPORTS",
+			   "kubernetes health check service ports", false);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-EXTERNAL-SERVICES",
+			   "kubernetes externally-visible service portals", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-SERVICES", "kubernetes service portals", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-EXTERNAL-SERVICES",
+			   "kubernetes externally-visible service portals", true);
+	kp_tbl_ensure_jump(filter, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", true);
+	kp_tbl_ensure_jump(filter, "INPUT", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
+	kp_tbl_ensure_jump(filter, "OUTPUT", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
+	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL",
+			   "kubernetes load balancer firewall", true);
 }
 
 /* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
@@ -999,15 +829,15 @@ static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 }
 
 /* Rebuilds and commits the nat and filter tables of one family. */
-static int sync_family(struct ipt *ipt, const struct tc_ops *ops, const struct kp_state *want,
+static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struct kp_state *want,
 		       bool *ret_localnet)
 {
-	struct table nat, filter;
+	struct kp_tbl nat, filter;
 	struct render_ctx rd = {
-		.nat = &nat, .filter = &filter, .family = ops->family,
+		.ipt = ipt, .nat = &nat, .filter = &filter, .family = ops->family,
 		.nodeport_addrs = kp_map_new(), .nodeports_done = kp_map_new(),
 	};
-	int r;
+	int r, r_filter;
 
 	kp_state_foreach(want, collect_node_addrs, &rd);
 	/* as kube-proxy: above 1000 endpoints, no comments on per-endpoint rules */
@@ -1016,38 +846,37 @@ static int sync_family(struct ipt *ipt, const struct tc_ops *ops, const struct k
 		r = -ENOMEM;
 		goto out_maps;
 	}
-	r = table_open(&nat, ipt, ops, "nat");
+	r = kp_tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", KP_TBL_TRACK_USED);
 	if (r < 0)
 		goto out_maps;
-	r = table_open(&filter, ipt, ops, "filter");
-	if (r < 0)
-		goto out_nat;
-	flush_owned(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
-	flush_owned(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
+	r = kp_tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", KP_TBL_TRACK_USED);
+	if (r < 0) {
+		kp_tbl_close(&nat, false);
+		goto out_maps;
+	}
+	kp_tbl_flush_owned(&nat, &nat_owned);
+	kp_tbl_flush_owned(&filter, &filter_owned);
 	/* the fixed chains first, so KUBE-SERVICES exists before service rules land */
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
-		use_chain(&nat, nat_fixed[i]);
+		kp_tbl_use_chain(&nat, nat_fixed[i]);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
-		use_chain(&filter, filter_fixed[i]);
+		kp_tbl_use_chain(&filter, filter_fixed[i]);
 	kp_state_foreach(want, render_port, &rd);
 	dispatch_frontends(&rd);
 	/* the fixed rules; the node-port ones close KUBE-SERVICES */
 	render_fixed(&rd);
-	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
-	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	if (!nat.err && !ops->commit(nat.h))
-		fail(&nat, "commit");
-	if (!nat.err && !filter.err && !ops->commit(filter.h))
-		fail(&filter, "commit");
-	r = nat.err ? nat.err : filter.err;
+	kp_tbl_delete_unused(&nat, &nat_owned);
+	kp_tbl_delete_unused(&filter, &filter_owned);
+	/* filter is committed only after nat was */
+	r = kp_tbl_close(&nat, true);
+	r_filter = kp_tbl_close(&filter, !r);
+	if (!r)
+		r = r_filter;
 	if (r < 0)
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s sync failed: %s: %s", ops->tool,
 		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
 	else if (ops->family == AF_INET)
 		*ret_localnet = needs_localnet(&rd);
-	table_close(&filter);
-out_nat:
-	table_close(&nat);
 out_maps:
 	kp_map_free(rd.nodeport_addrs);
 	kp_map_free(rd.nodeports_done);
@@ -1083,7 +912,7 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 /* ---- reading back ---- */
 
 struct dumper {
-	const struct tc_ops *ops;
+	const struct kp_tc_ops *ops;
 	int family;
 	struct xtc_handle *nat, *filter;
 	kp_dump_fn fn;
@@ -1099,7 +928,7 @@ struct dumper {
  * look into other chains on the way must not nest iterations. The entries stay valid
  * until the handle is freed. Caller frees the array; NULL with *ret_n 0 for none.
  */
-static const void **rules_of(const struct tc_ops *ops, struct xtc_handle *h, const char *chain,
+static const void **rules_of(const struct kp_tc_ops *ops, struct xtc_handle *h, const char *chain,
 			     size_t *ret_n)
 {
 	const void **v = NULL;
@@ -1133,7 +962,7 @@ static void add_ep(struct dumper *d, const char *sep)
 		struct kp_addr a;
 		uint16_t port;
 
-		if (!ipt_entry_dnat(d->family, e, &a, &port))
+		if (!kp_ipt_entry_dnat(d->family, e, &a, &port))
 			continue;
 		for (size_t i = 0; i < d->n_eps; i++)
 			if (kp_addr_equal(&d->eps[i].addr, &a) && d->eps[i].port == port)
@@ -1165,8 +994,8 @@ static void resolve(struct dumper *d, const char *chain)
 				last = v[i];
 		/* in KUBE-EXT, the catch-all jump (no match at all) carries external traffic */
 		} else if (has_prefix(chain, "KUBE-EXT-")) {
-			if (!ipt_entry_has_src(d->family, v[i]) &&
-			    !ipt_entry_has_matches(d->family, v[i]))
+			if (!kp_ipt_entry_has_src(d->family, v[i]) &&
+			    !kp_ipt_entry_has_matches(d->family, v[i]))
 				last = v[i];
 		} else if (has_prefix(t, "KUBE-SEP-")) {
 			add_ep(d, t);
@@ -1209,8 +1038,8 @@ static int emit(struct dumper *d, const void *e, enum kp_frontend_kind kind,
 	uint8_t proto;
 	uint16_t dport;
 
-	if (!parse_label(ipt_entry_comment(d->family, e), ns, name, port, sizeof(ns)) ||
-	    !ipt_entry_dport(d->family, e, &proto, &dport))
+	if (!parse_label(kp_ipt_entry_comment(d->family, e), ns, name, port, sizeof(ns)) ||
+	    !kp_ipt_entry_dport(d->family, e, &proto, &dport))
 		return 0;
 	de.ns = ns;
 	de.name = name;
@@ -1242,7 +1071,7 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 	v = rules_of(d->ops, d->nat, chain, &n);
 	for (size_t i = 0; i < n && !r; i++) {
 		char t[KP_CHAIN_NAME_SIZE];
-		const char *comment = ipt_entry_comment(d->family, v[i]);
+		const char *comment = kp_ipt_entry_comment(d->family, v[i]);
 		struct kp_addr vip;
 
 		snprintf(t, sizeof(t), "%s", d->ops->get_target(v[i], d->nat));
@@ -1251,7 +1080,7 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 				r = dump_frontends(d, t, depth + 1);
 			continue;
 		}
-		if (!ipt_entry_dst(d->family, v[i], &vip) || !comment)
+		if (!kp_ipt_entry_dst(d->family, v[i], &vip) || !comment)
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
 			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
@@ -1303,14 +1132,14 @@ static int dump_refused(struct dumper *d)
 		v = rules_of(d->ops, d->filter, chains[c], &n);
 		for (size_t i = 0; i < n && !r; i++) {
 			const char *t = d->ops->get_target(v[i], d->filter);
-			const char *comment = ipt_entry_comment(d->family, v[i]);
+			const char *comment = kp_ipt_entry_comment(d->family, v[i]);
 			struct kp_addr vip;
 
 			/* an external DROP (Local policy, no local endpoint) has its nat rule,
 			 * already reported with no endpoints */
 			if (!comment || (c && strcmp(t, "DROP") == 0))
 				continue;
-			if (ipt_entry_dst(d->family, v[i], &vip))
+			if (kp_ipt_entry_dst(d->family, v[i], &vip))
 				r = emit(d, v[i], c ? kind_of(comment) : KP_FE_CLUSTER_IP, &vip, t);
 			else
 				for (size_t a = 0; a < d->n_node_addrs && !r; a++)
@@ -1321,7 +1150,7 @@ static int dump_refused(struct dumper *d)
 	return r;
 }
 
-static int dump_family(const struct tc_ops *ops, kp_dump_fn fn, void *userdata)
+static int dump_family(const struct kp_tc_ops *ops, kp_dump_fn fn, void *userdata)
 {
 	struct dumper *d = calloc(1, sizeof(*d));
 	int r;
@@ -1362,56 +1191,33 @@ static int ipt_dump(void *priv, kp_dump_fn fn, void *userdata)
 
 /* ---- cleanup ---- */
 
-static void remove_jumps(struct table *t, const char *chain, const char *const *fixed,
-			 size_t n_fixed)
-{
-	if (!t->ops->is_chain(chain, t->h))
-		return;
-	while (!t->err) {
-		const struct ipt_entry *e;
-		unsigned num = 0;
-
-		for (e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h), num++)
-			if (owned_chain(t->ops->get_target(e, t->h), fixed, n_fixed))
-				break;
-		if (!e)
-			return;
-		if (!t->ops->delete_num_entry(chain, num, t->h))
-			fail(t, "delete jump");
-	}
-}
-
-static int cleanup_family(struct ipt *ipt, const struct tc_ops *ops)
+static int cleanup_family(struct ipt *ipt, const struct kp_tc_ops *ops)
 {
 	static const char *const nat_builtin[] = { "PREROUTING", "OUTPUT", "POSTROUTING" };
 	static const char *const filter_builtin[] = { "INPUT", "FORWARD", "OUTPUT" };
-	struct table nat, filter;
-	int r;
+	struct kp_tbl nat, filter;
+	int r, r_filter;
 
-	r = table_open(&nat, ipt, ops, "nat");
+	r = kp_tbl_open_ops(&nat, ipt->ctx, "iptables", ops, "nat", KP_TBL_TRACK_USED);
 	if (r < 0)
 		return r;
-	r = table_open(&filter, ipt, ops, "filter");
+	r = kp_tbl_open_ops(&filter, ipt->ctx, "iptables", ops, "filter", KP_TBL_TRACK_USED);
 	if (r < 0) {
-		table_close(&nat);
+		kp_tbl_close(&nat, false);
 		return r;
 	}
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_builtin); i++)
-		remove_jumps(&nat, nat_builtin[i], nat_fixed, KP_ARRAY_SIZE(nat_fixed));
+		kp_tbl_remove_owned_jumps(&nat, nat_builtin[i], &nat_owned);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_builtin); i++)
-		remove_jumps(&filter, filter_builtin[i], filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	flush_owned(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
-	flush_owned(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	delete_unused(&nat, nat_fixed, KP_ARRAY_SIZE(nat_fixed));
-	delete_unused(&filter, filter_fixed, KP_ARRAY_SIZE(filter_fixed));
-	if (!nat.err && !ops->commit(nat.h))
-		fail(&nat, "commit");
-	if (!nat.err && !filter.err && !ops->commit(filter.h))
-		fail(&filter, "commit");
-	r = nat.err ? nat.err : filter.err;
-	table_close(&filter);
-	table_close(&nat);
-	return r;
+		kp_tbl_remove_owned_jumps(&filter, filter_builtin[i], &filter_owned);
+	/* nothing is used: every chain we own goes */
+	kp_tbl_flush_owned(&nat, &nat_owned);
+	kp_tbl_flush_owned(&filter, &filter_owned);
+	kp_tbl_delete_unused(&nat, &nat_owned);
+	kp_tbl_delete_unused(&filter, &filter_owned);
+	r = kp_tbl_close(&nat, true);
+	r_filter = kp_tbl_close(&filter, !r);
+	return r ? r : r_filter;
 }
 
 static int ipt_cleanup(void *priv)
@@ -1439,27 +1245,25 @@ static int ipt_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		return -ENOMEM;
 	ipt->ctx = ctx;
 	ipt->o = opts;
-	ipt->dnat_rev[0] = ipt_dnat_revision(AF_INET);
-	ipt->dnat_rev[1] = ipt_dnat_revision(AF_INET6);
-	ipt_rule_init(&ipt->r, AF_INET);
-	ipt_rule_init(&ipt->scratch, AF_INET);
+	ipt->dnat_rev[0] = kp_ipt_dnat_revision(AF_INET);
+	ipt->dnat_rev[1] = kp_ipt_dnat_revision(AF_INET6);
+	kp_ipt_rule_init(&ipt->scratch, AF_INET);
 	/* fail early, with the reason, where the kernel or privileges are missing (a probe
 	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
-	r = tc_fast_probe(AF_INET, "nat");
+	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
 		kp_ctx_set_error(ctx, r, "iptables: cannot open the nat table: %s",
-				 tc_ipv4.strerror(-r));
-		ipt_rule_fini(&ipt->r);
-		ipt_rule_fini(&ipt->scratch);
+				 kp_tc_ipv4.strerror(-r));
+		kp_ipt_rule_fini(&ipt->scratch);
 		free(ipt);
 		return r;
 	}
 	/* IPv6 is programmed where ip6tables works; else IPv6 frontends are left out */
-	r = tc_fast_probe(AF_INET6, "nat");
+	r = kp_tc_fast_probe(AF_INET6, "nat");
 	ipt->ipv6 = r == 0;
 	if (r < 0)
-		kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): "
-		       "IPv6 frontends are not programmed", tc_ipv6.strerror(-r));
+		kp_log(ctx, KP_LOG_DEBUG, "ip6tables: cannot open the nat table (%s): IPv6 "
+		       "frontends are not programmed", kp_tc_ipv6.strerror(-r));
 	*ret_priv = ipt;
 	return 0;
 }
@@ -1468,8 +1272,7 @@ static void ipt_destroy(void *priv)
 {
 	struct ipt *ipt = priv;
 
-	ipt_rule_fini(&ipt->r);
-	ipt_rule_fini(&ipt->scratch);
+	kp_ipt_rule_fini(&ipt->scratch);
 	free(ipt);
 }
 

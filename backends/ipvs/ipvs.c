@@ -103,7 +103,7 @@ struct ipvs {
 	const struct ipvs_opts *o;	/* borrowed from the library, valid until destroy */
 	struct ipvs_nl *nl;
 	struct rtnl *rt;
-	struct ipset_nl *sets;
+	struct kp_ipset_nl *sets;
 	int ifindex;
 	char sched[16];
 	uint32_t svc_flags;		/* scheduler flags (mh: hash the port too) */
@@ -269,10 +269,10 @@ static int want_of(struct ipvs *iv, const struct kp_svc_port *sp, struct vs_list
 
 /* ---- what sets, addresses a virtual server uses ---- */
 
-typedef void (*use_fn)(struct ipvs *iv, int v6, enum ipvs_set set, const struct ipset_entry *e,
+typedef void (*use_fn)(struct ipvs *iv, int v6, enum ipvs_set set, const struct kp_ipset_entry *e,
 		       int delta);
 
-static void entry_key(enum ipvs_set set, const struct ipset_entry *e, char *buf, size_t size)
+static void entry_key(enum ipvs_set set, const struct kp_ipset_entry *e, char *buf, size_t size)
 {
 	char a[KP_ADDR_STRLEN], b[KP_ADDR_STRLEN];
 
@@ -294,8 +294,8 @@ static void entry_key(enum ipvs_set set, const struct ipset_entry *e, char *buf,
 static void vs_entries(struct ipvs *iv, const struct vs *v, int delta, use_fn fn)
 {
 	int v6 = v->svc.family == AF_INET6;
-	struct ipset_entry e = { .addr = v->svc.addr, .proto = v->svc.protocol,
-				 .port = v->svc.port };
+	struct kp_ipset_entry e = {
+		.addr = v->svc.addr, .proto = v->svc.protocol, .port = v->svc.port};
 
 	if (v->kind == KP_FE_CLUSTER_IP)
 		fn(iv, v6, SET_CLUSTER_IP, &e, delta);
@@ -307,7 +307,7 @@ static void vs_entries(struct ipvs *iv, const struct vs *v, int delta, use_fn fn
 	if (v->kind == KP_FE_LOAD_BALANCER && v->n_ranges) {
 		fn(iv, v6, SET_LB_FW, &e, delta);
 		for (size_t i = 0; i < v->n_ranges; i++) {
-			struct ipset_entry c = e;
+			struct kp_ipset_entry c = e;
 
 			c.addr2 = v->ranges[i];
 			c.cidr2 = v->range_prefixes[i];
@@ -317,8 +317,10 @@ static void vs_entries(struct ipvs *iv, const struct vs *v, int delta, use_fn fn
 	/* hairpin: only an endpoint on this node can send to itself through a VIP here
 	 * (kube-proxy's KUBE-LOOP-BACK holds the local endpoints only) */
 	for (size_t i = 0; i < v->n_dests; i++) {
-		struct ipset_entry l = { .addr = v->dests[i].addr, .proto = v->svc.protocol,
-					 .port = v->dests[i].port, .addr2 = v->dests[i].addr };
+		struct kp_ipset_entry l = {.addr = v->dests[i].addr,
+					   .proto = v->svc.protocol,
+					   .port = v->dests[i].port,
+					   .addr2 = v->dests[i].addr};
 
 		if (v->local[i])
 			fn(iv, v6, SET_LOOP_BACK, &l, delta);
@@ -338,7 +340,7 @@ static long count_adjust(struct kp_map *map, const char *key, int delta)
 }
 
 /* incremental use: the kernel set follows each 0 <-> 1 transition */
-static void use_entry(struct ipvs *iv, int v6, enum ipvs_set set, const struct ipset_entry *e,
+static void use_entry(struct ipvs *iv, int v6, enum ipvs_set set, const struct kp_ipset_entry *e,
 		      int delta)
 {
 	char key[160];
@@ -354,14 +356,14 @@ static void use_entry(struct ipvs *iv, int v6, enum ipvs_set set, const struct i
 	if ((delta > 0 && n == 1) || (delta < 0 && n == 0)) {
 		const char *name = ipvs_set_name(set, v6 ? AF_INET6 : AF_INET);
 
-		r = delta > 0 ? ipset_add(iv->sets, name, e) : ipset_del(iv->sets, name, e);
+		r = delta > 0 ? kp_ipset_add(iv->sets, name, e) : kp_ipset_del(iv->sets, name, e);
 		if (r < 0 && !iv->first_err)
 			iv->first_err = r;
 	}
 }
 
 /* full sync: only count; the kernel sets are compared afterwards */
-static void count_entry(struct ipvs *iv, int v6, enum ipvs_set set, const struct ipset_entry *e,
+static void count_entry(struct ipvs *iv, int v6, enum ipvs_set set, const struct kp_ipset_entry *e,
 			int delta)
 {
 	char key[160];
@@ -608,8 +610,8 @@ static int create_sets(struct ipvs *iv)
 
 			if (v6 && ipvs_set_familyless(s))
 				continue;
-			r = ipset_create(iv->sets, ipvs_set_name(s, v6 ? AF_INET6 : AF_INET),
-					 ipvs_set_type(s), v6 ? AF_INET6 : AF_INET);
+			r = kp_ipset_create(iv->sets, ipvs_set_name(s, v6 ? AF_INET6 : AF_INET),
+					    ipvs_set_type(s), v6 ? AF_INET6 : AF_INET);
 			if (r < 0) {
 				kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: create ipset %s (%s): %s",
 				       ipvs_set_name(s, v6 ? AF_INET6 : AF_INET), ipvs_set_type(s),
@@ -812,12 +814,12 @@ static int kernel_svc(const struct ipvs_svc *s, void *userdata)
 struct set_diff {
 	enum ipvs_set set;
 	struct kp_map *seen;		/* entry text -> 1, what the kernel set holds */
-	struct ipset_entry *stale;	/* kernel entries no longer counted */
+	struct kp_ipset_entry *stale;	/* kernel entries no longer counted */
 	size_t n_stale;
 	const struct kp_map *counts;
 };
 
-static int kernel_entry(const struct ipset_entry *e, void *userdata)
+static int kernel_entry(const struct kp_ipset_entry *e, void *userdata)
 {
 	struct set_diff *d = userdata;
 	char key[160];
@@ -836,7 +838,7 @@ static int kernel_entry(const struct ipset_entry *e, void *userdata)
 	return 0;
 }
 
-static int parse_entry(enum ipvs_set set, const char *key, struct ipset_entry *e)
+static int parse_entry(enum ipvs_set set, const char *key, struct kp_ipset_entry *e)
 {
 	char buf[160], *p, *q;
 
@@ -893,14 +895,14 @@ static int sync_sets(struct ipvs *iv)
 				r = -ENOMEM;
 				break;
 			}
-			r = ipset_list(iv->sets, name, kernel_entry, &d[v6][s]);
+			r = kp_ipset_list(iv->sets, name, kernel_entry, &d[v6][s]);
 			if (r < 0)
 				kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: list ipset %s: %s", name,
 				       kp_strerror(r));
 		}
 	}
 	if (!r)
-		r = ipset_batch_begin(iv->sets);
+		r = kp_ipset_batch_begin(iv->sets);
 	for (int v6 = 0; !r && v6 < 2; v6++) {
 		for (int s = 0; s < _SET_MAX; s++) {
 			const char *name = ipvs_set_name(s, v6 ? AF_INET6 : AF_INET);
@@ -911,17 +913,17 @@ static int sync_sets(struct ipvs *iv)
 			if (!d[v6][s].seen)
 				continue;
 			for (size_t i = 0; i < d[v6][s].n_stale; i++)
-				ipset_del(iv->sets, name, &d[v6][s].stale[i]);
+				kp_ipset_del(iv->sets, name, &d[v6][s].stale[i]);
 			while (kp_map_next(d[v6][s].counts, &it, &key, &val)) {
-				struct ipset_entry e;
+				struct kp_ipset_entry e;
 
 				if (!kp_map_get(d[v6][s].seen, key) && parse_entry(s, key, &e) == 0)
-					ipset_add(iv->sets, name, &e);
+					kp_ipset_add(iv->sets, name, &e);
 			}
 		}
 	}
 	if (!r)
-		r = ipset_batch_end(iv->sets);
+		r = kp_ipset_batch_end(iv->sets);
 	for (int v6 = 0; v6 < 2; v6++)
 		for (int s = 0; s < _SET_MAX; s++) {
 			kp_map_free(d[v6][s].seen);
@@ -1176,7 +1178,7 @@ static int delta_sync(struct ipvs *iv, const struct kp_delta *delta)
 	r = run_jobs(iv);
 
 	/* account the changed virtual servers: sets and addresses follow */
-	r2 = ipset_batch_begin(iv->sets);
+	r2 = kp_ipset_batch_begin(iv->sets);
 	if (r2 < 0 && !r)
 		r = r2;
 	r2 = rtnl_batch_begin(iv->rt);
@@ -1209,7 +1211,7 @@ static int delta_sync(struct ipvs *iv, const struct kp_delta *delta)
 		}
 		vs_free(cur);
 	}
-	r2 = ipset_batch_end(iv->sets);
+	r2 = kp_ipset_batch_end(iv->sets);
 	if (r2 < 0 && !r)
 		r = r2;
 	r2 = rtnl_batch_end(iv->rt);
@@ -1404,7 +1406,7 @@ static int ipvs_cleanup(void *priv)
 		for (int s = 0; s < _SET_MAX; s++) {
 			if (v6 && ipvs_set_familyless(s))
 				continue;
-			r = ipset_destroy(iv->sets, ipvs_set_name(s, v6 ? AF_INET6 : AF_INET));
+			r = kp_ipset_destroy(iv->sets, ipvs_set_name(s, v6 ? AF_INET6 : AF_INET));
 			if (r < 0 && r != -ENOENT) {
 				kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: destroy ipset %s: %s",
 				       ipvs_set_name(s, v6 ? AF_INET6 : AF_INET), kp_strerror(r));
@@ -1443,7 +1445,7 @@ static void ipvs_destroy(void *priv)
 	kp_map_free(iv->grace);
 	ipvs_nl_close(iv->nl);
 	rtnl_close(iv->rt);
-	ipset_close(iv->sets);
+	kp_ipset_close(iv->sets);
 	free(iv);
 }
 
@@ -1497,19 +1499,19 @@ static int ipvs_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		kp_ctx_set_error(ctx, r, "ipvs: rtnetlink: %s", kp_strerror(r));
 		goto fail;
 	}
-	r = ipset_open(&iv->sets);
+	r = kp_ipset_open(&iv->sets);
 	if (r < 0) {
 		kp_ctx_set_error(ctx, r, "ipvs: ipset: %s", r == -EPROTONOSUPPORT ?
 				 "the kernel has no ip_set" : kp_strerror(r));
 		goto fail;
 	}
-	r = tc_fast_probe(AF_INET, "nat");
+	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
 		kp_ctx_set_error(ctx, r, "ipvs: cannot open the nat table: %s",
-				 tc_ipv4.strerror(-r));
+				 kp_tc_ipv4.strerror(-r));
 		goto fail;
 	}
-	iv->ipv6_rules = tc_fast_probe(AF_INET6, "nat") == 0;
+	iv->ipv6_rules = kp_tc_fast_probe(AF_INET6, "nat") == 0;
 	rtnl_link_index(iv->rt, DUMMY_LINK, &iv->ifindex);
 	*ret_priv = iv;
 	return 0;

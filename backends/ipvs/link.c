@@ -13,7 +13,7 @@
  * again ourselves for kernels without it.
  *
  * Batching (../common/nlsock.c): requests queue in a buffer and go many per sendmsg() (up
- * to NLSOCK_BATCH_LIMIT bytes, and no more than the receive buffer can hold acks for:
+ * to KP_NLSOCK_BATCH_LIMIT bytes, and no more than the receive buffer can hold acks for:
  * each ack is its own skb); rtnetlink handles the messages of a datagram in turn and acks
  * each (NLM_F_ACK; small error acks with NETLINK_CAP_ACK, which still echo the request's
  * header so we know whether a failure was an add or a delete).
@@ -38,10 +38,10 @@
 #define NETLINK_GET_STRICT_CHK 12
 #endif
 
-#define MSG_MAX NLSOCK_MSG_MAX /* bigger than any request we build */
+#define MSG_MAX KP_NLSOCK_MSG_MAX /* bigger than any request we build */
 
 struct rtnl {
-	struct nlsock ns; /* the socket, requests and batches */
+	struct kp_nlsock ns; /* the socket, requests and batches */
 };
 
 /* "Already there" for an add and "not there" for a delete are success. */
@@ -70,7 +70,7 @@ int rtnl_open(struct rtnl **ret)
 	if (!rt)
 		return -ENOMEM;
 	/* batched acks must echo the request's header: add or delete */
-	r = nlsock_open(&rt->ns, NETLINK_ROUTE, batch_ack, sizeof(struct nlmsgerr));
+	r = kp_nlsock_open(&rt->ns, NETLINK_ROUTE, batch_ack, sizeof(struct nlmsgerr));
 	if (r < 0) {
 		free(rt);
 		return r;
@@ -85,7 +85,7 @@ void rtnl_close(struct rtnl *rt)
 {
 	if (!rt)
 		return;
-	nlsock_close(&rt->ns);
+	kp_nlsock_close(&rt->ns);
 	free(rt);
 }
 
@@ -143,7 +143,7 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 static int get_link(struct rtnl *rt, const char *name, struct link_info *li)
 {
 	char buf[MSG_MAX];
-	struct nlmsghdr *nlh = nlsock_put(&rt->ns, buf, RTM_GETLINK, NLM_F_ACK);
+	struct nlmsghdr *nlh = kp_nlsock_put(&rt->ns, buf, RTM_GETLINK, NLM_F_ACK);
 	struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	int r;
 
@@ -151,7 +151,7 @@ static int get_link(struct rtnl *rt, const char *name, struct link_info *li)
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 	memset(li, 0, sizeof(*li));
-	r = nlsock_talk(&rt->ns, nlh, link_cb, li);
+	r = kp_nlsock_talk(&rt->ns, nlh, link_cb, li);
 	if (r == 0 && li->ifindex <= 0)
 		r = -ENODEV;
 	return r;
@@ -182,14 +182,14 @@ int rtnl_dummy_ensure(struct rtnl *rt, const char *name, int *ret_ifindex)
 
 	if (!rt || !ifname_ok(name) || !ret_ifindex || rt->ns.batch)
 		return -EINVAL;
-	nlh = nlsock_put(&rt->ns, buf, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+	nlh = kp_nlsock_put(&rt->ns, buf, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
 	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
 	info = mnl_attr_nest_start(nlh, IFLA_LINKINFO | NLA_F_NESTED);
 	mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "dummy");
 	mnl_attr_nest_end(nlh, info);
-	r = nlsock_talk(&rt->ns, nlh, NULL, NULL);
+	r = kp_nlsock_talk(&rt->ns, nlh, NULL, NULL);
 	if (r < 0 && r != -EEXIST)
 		return r;
 	r = get_link(rt, name, &li);
@@ -209,11 +209,11 @@ int rtnl_link_del(struct rtnl *rt, const char *name)
 
 	if (!rt || !ifname_ok(name) || rt->ns.batch)
 		return -EINVAL;
-	nlh = nlsock_put(&rt->ns, buf, RTM_DELLINK, NLM_F_ACK);
+	nlh = kp_nlsock_put(&rt->ns, buf, RTM_DELLINK, NLM_F_ACK);
 	ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
 	ifi->ifi_family = AF_UNSPEC;
 	mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
-	return nlsock_talk(&rt->ns, nlh, NULL, NULL);
+	return kp_nlsock_talk(&rt->ns, nlh, NULL, NULL);
 }
 
 /* ---- addresses ---- */
@@ -274,11 +274,11 @@ int rtnl_addr_list(struct rtnl *rt, int ifindex, int (*fn)(const struct kp_addr 
 
 	if (!rt || ifindex <= 0 || !fn || rt->ns.batch)
 		return -EINVAL;
-	nlh = nlsock_put(&rt->ns, buf, RTM_GETADDR, NLM_F_DUMP);
+	nlh = kp_nlsock_put(&rt->ns, buf, RTM_GETADDR, NLM_F_DUMP);
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = AF_UNSPEC;
 	ifa->ifa_index = (unsigned)ifindex; /* honoured with NETLINK_GET_STRICT_CHK */
-	return nlsock_talk(&rt->ns, nlh, addr_cb, &w);
+	return kp_nlsock_talk(&rt->ns, nlh, addr_cb, &w);
 }
 
 static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct kp_addr *a)
@@ -289,8 +289,8 @@ static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct
 
 	if (!rt || ifindex <= 0 || !a || (a->family != AF_INET && a->family != AF_INET6))
 		return -EINVAL;
-	nlh = nlsock_put(&rt->ns, nlsock_msg_buf(&rt->ns, buf), type,
-			 NLM_F_ACK | (type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0));
+	nlh = kp_nlsock_put(&rt->ns, kp_nlsock_msg_buf(&rt->ns, buf), type,
+			    NLM_F_ACK | (type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0));
 	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
 	ifa->ifa_family = (uint8_t)a->family;
 	ifa->ifa_prefixlen = a->family == AF_INET6 ? 128 : 32;
@@ -300,8 +300,8 @@ static int addr_change(struct rtnl *rt, uint16_t type, int ifindex, const struct
 	mnl_attr_put(nlh, IFA_LOCAL, addr_len(a->family), &a->v4); /* v4/v6 share */
 	mnl_attr_put(nlh, IFA_ADDRESS, addr_len(a->family), &a->v4);
 	if (!rt->ns.batch)
-		return addr_err(type, nlsock_talk(&rt->ns, nlh, NULL, NULL));
-	nlsock_batch_queue(&rt->ns); /* a batch reports its first failure at the end */
+		return addr_err(type, kp_nlsock_talk(&rt->ns, nlh, NULL, NULL));
+	kp_nlsock_batch_queue(&rt->ns); /* a batch reports its first failure at the end */
 	return 0;
 }
 
@@ -317,10 +317,10 @@ int rtnl_addr_del(struct rtnl *rt, int ifindex, const struct kp_addr *a)
 
 int rtnl_batch_begin(struct rtnl *rt)
 {
-	return rt ? nlsock_batch_begin(&rt->ns) : -EINVAL;
+	return rt ? kp_nlsock_batch_begin(&rt->ns) : -EINVAL;
 }
 
 int rtnl_batch_end(struct rtnl *rt)
 {
-	return rt ? nlsock_batch_end(&rt->ns) : -EINVAL;
+	return rt ? kp_nlsock_batch_end(&rt->ns) : -EINVAL;
 }

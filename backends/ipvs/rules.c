@@ -34,8 +34,6 @@
 #include "../common/tbl.h"
 #include "ipvs.h"
 
-#define MASQ_MARK 0x4000u
-
 static const char *const nat_chains[] = {
 	"KUBE-SERVICES", "KUBE-NODE-PORT", "KUBE-MARK-MASQ", "KUBE-POSTROUTING",
 };
@@ -74,7 +72,7 @@ bool ipvs_set_familyless(enum ipvs_set s)
 }
 
 /* -m set --match-set NAME dst,dst[,src] */
-static void set_match(struct tbl *t, enum ipvs_set s, int family, unsigned dim,
+static void set_match(struct kp_tbl *t, enum ipvs_set s, int family, unsigned dim,
 		      unsigned src_flags)
 {
 	uint16_t index;
@@ -82,164 +80,156 @@ static void set_match(struct tbl *t, enum ipvs_set s, int family, unsigned dim,
 
 	if (t->err)
 		return;
-	r = ipset_index(ipvs_set_name(s, family), &index);
+	r = kp_ipset_index(ipvs_set_name(s, family), &index);
 	if (r < 0) {
 		errno = -r;
-		return tbl_fail(t, ipvs_set_name(s, family));
+		return kp_tbl_fail(t, ipvs_set_name(s, family));
 	}
-	ipt_rule_set_match(&t->r, index, dim, src_flags, false);
+	kp_ipt_rule_set_match(&t->r, index, dim, src_flags, false);
 }
 
-static void render_nat(struct tbl *t, int family, const void *arg)
+static void render_nat(struct kp_tbl *t, int family, const void *arg)
 {
 	const struct ipvs_rules_cfg *cfg = arg;
 	static const struct { uint8_t proto; enum ipvs_set set; } np[] = {
 		{ IPPROTO_TCP, SET_NODE_PORT_TCP }, { IPPROTO_UDP, SET_NODE_PORT_UDP },
 		{ IPPROTO_SCTP, SET_NODE_PORT_SCTP },
 	};
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 	bool any_cidr = false;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_chains); i++)
-		tbl_fresh_chain(t, nat_chains[i]);
+		kp_tbl_fresh_chain(t, nat_chains[i]);
 
 	/* cluster IPs: everything (--masquerade-all) or what comes from outside the pods */
 	if (cfg->masquerade_all) {
-		r = tbl_rule(t);
-		ipt_rule_comment(r, "Kubernetes service cluster ip + port for masquerade purpose");
+		r = kp_tbl_rule(t);
+		kp_ipt_rule_comment(r,
+				    "Kubernetes service cluster ip + port for masquerade purpose");
 		set_match(t, SET_CLUSTER_IP, family, 2, 0);
-		ipt_rule_jump(r, "KUBE-MARK-MASQ");
-		tbl_append(t, "KUBE-SERVICES");
+		kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+		kp_tbl_append(t, "KUBE-SERVICES");
 	} else {
 		for (size_t i = 0; i < cfg->n_cluster_nets; i++) {
 			if (cfg->cluster_nets[i].family != family)
 				continue;
-			r = tbl_rule(t);
-			ipt_rule_comment(r, "Kubernetes service cluster ip + port for masquerade "
+			r = kp_tbl_rule(t);
+			kp_ipt_rule_comment(r,
+					    "Kubernetes service cluster ip + port for masquerade "
 					    "purpose");
-			ipt_rule_src(r, &cfg->cluster_nets[i], cfg->cluster_prefixes[i], true);
+			kp_ipt_rule_src(r, &cfg->cluster_nets[i], cfg->cluster_prefixes[i], true);
 			set_match(t, SET_CLUSTER_IP, family, 2, 0);
-			ipt_rule_jump(r, "KUBE-MARK-MASQ");
-			tbl_append(t, "KUBE-SERVICES");
+			kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+			kp_tbl_append(t, "KUBE-SERVICES");
 			any_cidr = true;
 			break;	/* as kube-proxy: the first CIDR of the family */
 		}
 	}
 	(void)any_cidr;
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "Kubernetes service external ip + port for masquerade purpose");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "Kubernetes service external ip + port for masquerade purpose");
 	set_match(t, SET_EXTERNAL_IP, family, 2, 0);
-	ipt_rule_jump(r, "KUBE-MARK-MASQ");
-	tbl_append(t, "KUBE-SERVICES");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes service nodeports");
-	ipt_rule_addrtype_local(r, false, false);
-	ipt_rule_jump(r, "KUBE-NODE-PORT");
-	tbl_append(t, "KUBE-SERVICES");
+	kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+	kp_tbl_append(t, "KUBE-SERVICES");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "kubernetes service nodeports");
+	kp_ipt_rule_addrtype_local(r, false, false);
+	kp_ipt_rule_jump(r, "KUBE-NODE-PORT");
+	kp_tbl_append(t, "KUBE-SERVICES");
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(np); i++) {
-		r = tbl_rule(t);
-		ipt_rule_proto_dport(r, np[i].proto, 0);
-		ipt_rule_comment(r, "Kubernetes nodeport %s port for masquerade purpose",
-				 np[i].proto == IPPROTO_TCP ? "TCP" :
-				 np[i].proto == IPPROTO_UDP ? "UDP" : "SCTP");
+		r = kp_tbl_rule(t);
+		kp_ipt_rule_proto_dport(r, np[i].proto, 0);
+		kp_ipt_rule_comment(r, "Kubernetes nodeport %s port for masquerade purpose",
+				    np[i].proto == IPPROTO_TCP	 ? "TCP"
+				    : np[i].proto == IPPROTO_UDP ? "UDP"
+								 : "SCTP");
 		set_match(t, np[i].set, family, 1, 0);
-		ipt_rule_jump(r, "KUBE-MARK-MASQ");
-		tbl_append(t, "KUBE-NODE-PORT");
+		kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
+		kp_tbl_append(t, "KUBE-NODE-PORT");
 	}
 
-	r = tbl_rule(t);
-	ipt_rule_mark_target(r, MASQ_MARK, MASQ_MARK);		/* --or-mark */
-	tbl_append(t, "KUBE-MARK-MASQ");
-
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "Kubernetes endpoints dst ip:port, source ip for solving hairpin "
-			    "purpose");
+	/* hairpin traffic first in KUBE-POSTROUTING, then the masquerade chains' own rules */
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "Kubernetes endpoints dst ip:port, source ip for solving hairpin "
+			       "purpose");
 	set_match(t, SET_LOOP_BACK, family, 3, IPSET_DIM_ONE_SRC << 2);
-	ipt_rule_masquerade(r);
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, true);
-	ipt_rule_jump(r, "RETURN");
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_mark_target(r, MASQ_MARK, 0);			/* --xor-mark */
-	tbl_append(t, "KUBE-POSTROUTING");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	ipt_rule_masquerade(r);
-	tbl_append(t, "KUBE-POSTROUTING");
+	kp_ipt_rule_masquerade(r);
+	kp_tbl_append(t, "KUBE-POSTROUTING");
+	kp_tbl_masq_rules(t);
 
-	tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals");
-	tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals");
-	tbl_ensure_jump(t, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules");
+	kp_tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
+	kp_tbl_ensure_jump(t, "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules",
+			   false);
 }
 
-static void render_filter(struct tbl *t, int family, const void *arg)
+static void render_filter(struct kp_tbl *t, int family, const void *arg)
 {
 	static const char *const hooks[] = { "INPUT", "FORWARD", "OUTPUT" };
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
 	/* loadBalancerSourceRanges: traffic to a listed LB IP:port from elsewhere is dropped
 	 * (filter runs before IPVS takes the packet on INPUT) */
-	tbl_fresh_chain(t, "KUBE-PROXY-FIREWALL");
-	tbl_fresh_chain(t, "KUBE-SOURCE-RANGES-FIREWALL");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "Kubernetes service load balancer ip + port for load balancer with "
-			    "sourceRange");
+	kp_tbl_fresh_chain(t, "KUBE-PROXY-FIREWALL");
+	kp_tbl_fresh_chain(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "Kubernetes service load balancer ip + port for load balancer with "
+			       "sourceRange");
 	set_match(t, SET_LB_FW, family, 2, 0);
-	ipt_rule_jump(r, "KUBE-SOURCE-RANGES-FIREWALL");
-	tbl_append(t, "KUBE-PROXY-FIREWALL");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "Kubernetes service load balancer ip + port + source cidr for "
-			    "packet filter purpose");
+	kp_ipt_rule_jump(r, "KUBE-SOURCE-RANGES-FIREWALL");
+	kp_tbl_append(t, "KUBE-PROXY-FIREWALL");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "Kubernetes service load balancer ip + port + source cidr for "
+			       "packet filter purpose");
 	set_match(t, SET_LB_SRC_CIDR, family, 3, IPSET_DIM_ONE_SRC << 2);
-	ipt_rule_jump(r, "RETURN");
-	tbl_append(t, "KUBE-SOURCE-RANGES-FIREWALL");
-	r = tbl_rule(t);
-	ipt_rule_jump(r, "DROP");
-	tbl_append(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	kp_ipt_rule_jump(r, "RETURN");
+	kp_tbl_append(t, "KUBE-SOURCE-RANGES-FIREWALL");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(t, "KUBE-SOURCE-RANGES-FIREWALL");
 	for (size_t i = 0; i < KP_ARRAY_SIZE(hooks); i++)
-		tbl_ensure_jump(t, hooks[i], "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules");
+		kp_tbl_ensure_jump(t, hooks[i], "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules",
+				   false);
 
-	tbl_fresh_chain(t, "KUBE-FORWARD");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes forwarding rules");
-	ipt_rule_mark(r, MASQ_MARK, MASQ_MARK, false);
-	ipt_rule_jump(r, "ACCEPT");
-	tbl_append(t, "KUBE-FORWARD");
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
-			    XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
-	ipt_rule_jump(r, "ACCEPT");
-	tbl_append(t, "KUBE-FORWARD");
-	tbl_ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules");
+	kp_tbl_fresh_chain(t, "KUBE-FORWARD");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
+	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, false);
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(t, "KUBE-FORWARD");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(t, "KUBE-FORWARD");
+	kp_tbl_ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
 }
 
 int ipvs_rules_sync(struct kp_ctx *ctx, int family, const struct ipvs_rules_cfg *cfg)
 {
-	return tbl_edit_nat_filter(ctx, "ipvs", family, render_nat, render_filter, cfg);
+	return kp_tbl_edit_nat_filter(ctx, "ipvs", family, render_nat, render_filter, cfg);
 }
 
-static void clean_nat(struct tbl *t, int family, const void *arg)
+static void clean_nat(struct kp_tbl *t, int family, const void *arg)
 {
-	tbl_remove_jumps(t, "PREROUTING", "KUBE-SERVICES");
-	tbl_remove_jumps(t, "OUTPUT", "KUBE-SERVICES");
-	tbl_remove_jumps(t, "POSTROUTING", "KUBE-POSTROUTING");
-	tbl_drop_chains(t, nat_chains, KP_ARRAY_SIZE(nat_chains));
+	kp_tbl_remove_jumps(t, "PREROUTING", "KUBE-SERVICES");
+	kp_tbl_remove_jumps(t, "OUTPUT", "KUBE-SERVICES");
+	kp_tbl_remove_jumps(t, "POSTROUTING", "KUBE-POSTROUTING");
+	kp_tbl_drop_chains(t, nat_chains, KP_ARRAY_SIZE(nat_chains));
 }
 
-static void clean_filter(struct tbl *t, int family, const void *arg)
+static void clean_filter(struct kp_tbl *t, int family, const void *arg)
 {
-	tbl_remove_jumps(t, "FORWARD", "KUBE-FORWARD");
-	tbl_remove_jumps(t, "INPUT", "KUBE-PROXY-FIREWALL");
-	tbl_remove_jumps(t, "FORWARD", "KUBE-PROXY-FIREWALL");
-	tbl_remove_jumps(t, "OUTPUT", "KUBE-PROXY-FIREWALL");
-	tbl_drop_chains(t, filter_chains, KP_ARRAY_SIZE(filter_chains));
+	kp_tbl_remove_jumps(t, "FORWARD", "KUBE-FORWARD");
+	kp_tbl_remove_jumps(t, "INPUT", "KUBE-PROXY-FIREWALL");
+	kp_tbl_remove_jumps(t, "FORWARD", "KUBE-PROXY-FIREWALL");
+	kp_tbl_remove_jumps(t, "OUTPUT", "KUBE-PROXY-FIREWALL");
+	kp_tbl_drop_chains(t, filter_chains, KP_ARRAY_SIZE(filter_chains));
 }
 
 int ipvs_rules_cleanup(struct kp_ctx *ctx, int family)
 {
-	return tbl_edit_nat_filter(ctx, "ipvs", family, clean_nat, clean_filter, NULL);
+	return kp_tbl_edit_nat_filter(ctx, "ipvs", family, clean_nat, clean_filter, NULL);
 }

@@ -62,43 +62,43 @@ struct render {
 };
 
 /* -d DST [-s SRC/PREFIX] -p P --dport PORT -m comment LABEL */
-static struct ipt_rule *portal_match(struct tbl *t, const struct us_proxy *px,
-				     const struct kp_addr *dst, uint16_t port,
-				     const struct kp_addr *src, unsigned src_prefix)
+static struct kp_ipt_rule *portal_match(struct kp_tbl *t, const struct us_proxy *px,
+					const struct kp_addr *dst, uint16_t port,
+					const struct kp_addr *src, unsigned src_prefix)
 {
-	struct ipt_rule *r = tbl_rule(t);
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	ipt_rule_dst(r, dst, full_prefix(dst->family), false);
+	kp_ipt_rule_dst(r, dst, full_prefix(dst->family), false);
 	if (src)
-		ipt_rule_src(r, src, src_prefix, false);
-	ipt_rule_proto_dport(r, ip_proto(px->proto), port);
-	ipt_rule_comment(r, "%s", px->label);
+		kp_ipt_rule_src(r, src, src_prefix, false);
+	kp_ipt_rule_proto_dport(r, ip_proto(px->proto), port);
+	kp_ipt_rule_comment(r, "%s", px->label);
 	return r;
 }
 
-static void portal_pair(struct tbl *t, const struct render *rd, const struct us_proxy *px,
+static void portal_pair(struct kp_tbl *t, const struct render *rd, const struct us_proxy *px,
 			const struct kp_frontend *fe, const char *container, const char *host,
 			const struct kp_addr *src, unsigned src_prefix)
 {
-	struct ipt_rule *r = portal_match(t, px, &fe->addr, fe->port, src, src_prefix);
+	struct kp_ipt_rule *r = portal_match(t, px, &fe->addr, fe->port, src, src_prefix);
 
 	if (rd->rules->wildcard[rd->fi])
-		ipt_rule_redirect(r, px->port);
+		kp_ipt_rule_redirect(r, px->port);
 	else
-		ipt_rule_dnat(r, &px->bind, px->port, rd->dnat_rev);
-	tbl_append(t, container);
+		kp_ipt_rule_dnat(r, &px->bind, px->port, rd->dnat_rev);
+	kp_tbl_append(t, container);
 	r = portal_match(t, px, &fe->addr, fe->port, src, src_prefix);
-	ipt_rule_dnat(r, &rd->rules->host[rd->fi], px->port, rd->dnat_rev);
-	tbl_append(t, host);
+	kp_ipt_rule_dnat(r, &rd->rules->host[rd->fi], px->port, rd->dnat_rev);
+	kp_tbl_append(t, host);
 }
 
-static void render_nat(struct tbl *t, int family, const void *arg)
+static void render_nat(struct kp_tbl *t, int family, const void *arg)
 {
 	const struct render *rd = arg;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_chains); i++)
-		tbl_fresh_chain(t, nat_chains[i]);
+		kp_tbl_fresh_chain(t, nat_chains[i]);
 	for (size_t i = 0; i < rd->rules->n; i++) {
 		const struct us_proxy *px = rd->rules->proxies[i];
 
@@ -121,75 +121,77 @@ static void render_nat(struct tbl *t, int family, const void *arg)
 			}
 		}
 	}
-	tbl_ensure_jump(t, "PREROUTING", "KUBE-PORTALS-CONTAINER",
-			"handle ClusterIPs; NOTE: this must be before the NodePort rules");
-	tbl_ensure_jump(t, "OUTPUT", "KUBE-PORTALS-HOST",
-			"handle ClusterIPs; NOTE: this must be before the NodePort rules");
-	r = tbl_rule(t);
-	ipt_rule_addrtype_local(r, false, false);
-	ipt_rule_comment(r, "handle service NodePorts; NOTE: this must be the last rule in the "
-			    "chain");
-	ipt_rule_jump(r, "KUBE-NODEPORT-CONTAINER");
-	tbl_ensure_rule(t, "PREROUTING", "KUBE-NODEPORT-CONTAINER", false);
-	r = tbl_rule(t);
-	ipt_rule_addrtype_local(r, false, false);
-	ipt_rule_comment(r, "handle service NodePorts; NOTE: this must be the last rule in the "
-			    "chain");
-	ipt_rule_jump(r, "KUBE-NODEPORT-HOST");
-	tbl_ensure_rule(t, "OUTPUT", "KUBE-NODEPORT-HOST", false);
+	kp_tbl_ensure_jump(t, "PREROUTING", "KUBE-PORTALS-CONTAINER",
+			   "handle ClusterIPs; NOTE: this must be before the NodePort rules",
+			   false);
+	kp_tbl_ensure_jump(t, "OUTPUT", "KUBE-PORTALS-HOST",
+			   "handle ClusterIPs; NOTE: this must be before the NodePort rules",
+			   false);
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_addrtype_local(r, false, false);
+	kp_ipt_rule_comment(r, "handle service NodePorts; NOTE: this must be the last rule in the "
+			       "chain");
+	kp_ipt_rule_jump(r, "KUBE-NODEPORT-CONTAINER");
+	kp_tbl_ensure_rule(t, "PREROUTING", "KUBE-NODEPORT-CONTAINER", false);
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_addrtype_local(r, false, false);
+	kp_ipt_rule_comment(r, "handle service NodePorts; NOTE: this must be the last rule in the "
+			       "chain");
+	kp_ipt_rule_jump(r, "KUBE-NODEPORT-HOST");
+	kp_tbl_ensure_rule(t, "OUTPUT", "KUBE-NODEPORT-HOST", false);
 }
 
-static void reject(struct tbl *t, const struct us_proxy *px, const struct kp_frontend *fe,
+static void reject(struct kp_tbl *t, const struct us_proxy *px, const struct kp_frontend *fe,
 		   const char *chain)
 {
-	struct ipt_rule *r = tbl_rule(t);
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	ipt_rule_dst(r, &fe->addr, full_prefix(fe->addr.family), false);
-	ipt_rule_proto_dport(r, ip_proto(px->proto), fe->port);
-	ipt_rule_comment(r, "%s has no endpoints", px->label);
-	ipt_rule_reject(r);
-	tbl_append(t, chain);
+	kp_ipt_rule_dst(r, &fe->addr, full_prefix(fe->addr.family), false);
+	kp_ipt_rule_proto_dport(r, ip_proto(px->proto), fe->port);
+	kp_ipt_rule_comment(r, "%s has no endpoints", px->label);
+	kp_ipt_rule_reject(r);
+	kp_tbl_append(t, chain);
 }
 
-static void ctstate_new_jump(struct tbl *t, const char *hook, const char *chain,
+static void ctstate_new_jump(struct kp_tbl *t, const char *hook, const char *chain,
 			     const char *comment)
 {
-	struct ipt_rule *r = tbl_rule(t);
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
-	ipt_rule_comment(r, "%s", comment);
-	ipt_rule_jump(r, chain);
-	tbl_ensure_rule(t, hook, chain, true);
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_NEW));
+	kp_ipt_rule_comment(r, "%s", comment);
+	kp_ipt_rule_jump(r, chain);
+	kp_tbl_ensure_rule(t, hook, chain, true);
 }
 
-static void render_filter(struct tbl *t, int family, const void *arg)
+static void render_filter(struct kp_tbl *t, int family, const void *arg)
 {
 	const struct render *rd = arg;
-	struct ipt_rule *r;
+	struct kp_ipt_rule *r;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_chains); i++)
-		tbl_fresh_chain(t, filter_chains[i]);
+		kp_tbl_fresh_chain(t, filter_chains[i]);
 	for (size_t i = 0; i < rd->rules->n; i++) {
 		const struct us_proxy *px = rd->rules->proxies[i];
 
 		if (px->family != family)
 			continue;
 		if (px->n_set) {
-			r = tbl_rule(t);
-			ipt_rule_proto_dport(r, ip_proto(px->proto), px->port);
-			ipt_rule_comment(r, "%s", px->label);
-			ipt_rule_jump(r, "ACCEPT");
-			tbl_append(t, "KUBE-NODEPORT-NON-LOCAL");
+			r = kp_tbl_rule(t);
+			kp_ipt_rule_proto_dport(r, ip_proto(px->proto), px->port);
+			kp_ipt_rule_comment(r, "%s", px->label);
+			kp_ipt_rule_jump(r, "ACCEPT");
+			kp_tbl_append(t, "KUBE-NODEPORT-NON-LOCAL");
 			continue;
 		}
 		for (size_t k = 0; k < px->n_fes; k++)
 			reject(t, px, &px->fes[k], px->fes[k].kind == KP_FE_CLUSTER_IP ?
 			       "KUBE-SERVICES" : "KUBE-EXTERNAL-SERVICES");
 	}
-	r = tbl_rule(t);
-	ipt_rule_comment(r, "Ensure that non-local NodePort traffic can flow");
-	ipt_rule_jump(r, "KUBE-NODEPORT-NON-LOCAL");
-	tbl_ensure_rule(t, "INPUT", "KUBE-NODEPORT-NON-LOCAL", true);
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "Ensure that non-local NodePort traffic can flow");
+	kp_ipt_rule_jump(r, "KUBE-NODEPORT-NON-LOCAL");
+	kp_tbl_ensure_rule(t, "INPUT", "KUBE-NODEPORT-NON-LOCAL", true);
 	ctstate_new_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals");
 	ctstate_new_jump(t, "FORWARD", "KUBE-SERVICES", "kubernetes service portals");
 	ctstate_new_jump(t, "INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible "
@@ -203,37 +205,37 @@ int us_rules_sync(struct kp_ctx *ctx, int family, const struct us_rules *rules)
 	struct render rd = {
 		.rules = rules,
 		.fi = family == AF_INET6,
-		.dnat_rev = ipt_dnat_revision(family),
+		.dnat_rev = kp_ipt_dnat_revision(family),
 	};
 
-	return tbl_edit_nat_filter(ctx, WHO, family, render_nat, render_filter, &rd);
+	return kp_tbl_edit_nat_filter(ctx, WHO, family, render_nat, render_filter, &rd);
 }
 
-static void clean_nat(struct tbl *t, int family, const void *arg)
+static void clean_nat(struct kp_tbl *t, int family, const void *arg)
 {
-	tbl_remove_jumps(t, "PREROUTING", "KUBE-PORTALS-CONTAINER");
-	tbl_remove_jumps(t, "OUTPUT", "KUBE-PORTALS-HOST");
-	tbl_remove_jumps(t, "PREROUTING", "KUBE-NODEPORT-CONTAINER");
-	tbl_remove_jumps(t, "OUTPUT", "KUBE-NODEPORT-HOST");
-	tbl_drop_chains(t, nat_chains, KP_ARRAY_SIZE(nat_chains));
+	kp_tbl_remove_jumps(t, "PREROUTING", "KUBE-PORTALS-CONTAINER");
+	kp_tbl_remove_jumps(t, "OUTPUT", "KUBE-PORTALS-HOST");
+	kp_tbl_remove_jumps(t, "PREROUTING", "KUBE-NODEPORT-CONTAINER");
+	kp_tbl_remove_jumps(t, "OUTPUT", "KUBE-NODEPORT-HOST");
+	kp_tbl_drop_chains(t, nat_chains, KP_ARRAY_SIZE(nat_chains));
 }
 
-static void clean_filter(struct tbl *t, int family, const void *arg)
+static void clean_filter(struct kp_tbl *t, int family, const void *arg)
 {
-	tbl_remove_jumps(t, "INPUT", "KUBE-NODEPORT-NON-LOCAL");
-	tbl_remove_jumps(t, "OUTPUT", "KUBE-SERVICES");
-	tbl_remove_jumps(t, "FORWARD", "KUBE-SERVICES");
-	tbl_remove_jumps(t, "INPUT", "KUBE-EXTERNAL-SERVICES");
-	tbl_remove_jumps(t, "FORWARD", "KUBE-EXTERNAL-SERVICES");
-	tbl_drop_chains(t, filter_chains, KP_ARRAY_SIZE(filter_chains));
+	kp_tbl_remove_jumps(t, "INPUT", "KUBE-NODEPORT-NON-LOCAL");
+	kp_tbl_remove_jumps(t, "OUTPUT", "KUBE-SERVICES");
+	kp_tbl_remove_jumps(t, "FORWARD", "KUBE-SERVICES");
+	kp_tbl_remove_jumps(t, "INPUT", "KUBE-EXTERNAL-SERVICES");
+	kp_tbl_remove_jumps(t, "FORWARD", "KUBE-EXTERNAL-SERVICES");
+	kp_tbl_drop_chains(t, filter_chains, KP_ARRAY_SIZE(filter_chains));
 }
 
 int us_rules_cleanup(struct kp_ctx *ctx, int family)
 {
-	return tbl_edit_nat_filter(ctx, WHO, family, clean_nat, clean_filter, NULL);
+	return kp_tbl_edit_nat_filter(ctx, WHO, family, clean_nat, clean_filter, NULL);
 }
 
-static int read_chain(struct tbl *t, const char *chain,
+static int read_chain(struct kp_tbl *t, const char *chain,
 		      int (*fn)(const struct us_rule_seen *seen, void *userdata), void *userdata)
 {
 	int family = t->ops->family;
@@ -241,19 +243,20 @@ static int read_chain(struct tbl *t, const char *chain,
 	if (!t->ops->is_chain(chain, t->h))
 		return 0;
 	for (const void *e = t->ops->first_rule(chain, t->h); e; e = t->ops->next_rule(e, t->h)) {
-		struct us_rule_seen s = { .chain = chain, .comment = ipt_entry_comment(family, e) };
+		struct us_rule_seen s = {.chain = chain,
+					 .comment = kp_ipt_entry_comment(family, e)};
 		const char *target = t->ops->get_target(e, t->h);
 		struct kp_addr to;
 		int r;
 
-		if (!ipt_entry_dport(family, e, &s.proto, &s.dport))
+		if (!kp_ipt_entry_dport(family, e, &s.proto, &s.dport))
 			continue;
-		if (!ipt_entry_dst(family, e, &s.dst))
+		if (!kp_ipt_entry_dst(family, e, &s.dst))
 			s.dst.family = 0;
 		if (!strcmp(target, "REJECT"))
 			s.proxy_port = 0;
-		else if (!ipt_entry_redirect(family, e, &s.proxy_port) &&
-			 !ipt_entry_dnat(family, e, &to, &s.proxy_port))
+		else if (!kp_ipt_entry_redirect(family, e, &s.proxy_port) &&
+			 !kp_ipt_entry_dnat(family, e, &to, &s.proxy_port))
 			continue;
 		r = fn(&s, userdata);
 		if (r)
@@ -267,22 +270,22 @@ int us_rules_read(struct kp_ctx *ctx, int family,
 {
 	static const char *const nat_read[] = { "KUBE-PORTALS-CONTAINER", "KUBE-NODEPORT-CONTAINER" };
 	static const char *const filter_read[] = { "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES" };
-	struct tbl t;
+	struct kp_tbl t;
 	int r;
 
-	r = tbl_open(&t, ctx, WHO, family, "nat");
+	r = kp_tbl_open(&t, ctx, WHO, family, "nat");
 	if (r < 0)
 		return r;
 	for (size_t i = 0; !r && i < KP_ARRAY_SIZE(nat_read); i++)
 		r = read_chain(&t, nat_read[i], fn, userdata);
-	tbl_close(&t, false);
+	kp_tbl_close(&t, false);
 	if (r)
 		return r;
-	r = tbl_open(&t, ctx, WHO, family, "filter");
+	r = kp_tbl_open(&t, ctx, WHO, family, "filter");
 	if (r < 0)
 		return r;
 	for (size_t i = 0; !r && i < KP_ARRAY_SIZE(filter_read); i++)
 		r = read_chain(&t, filter_read[i], fn, userdata);
-	tbl_close(&t, false);
+	kp_tbl_close(&t, false);
 	return r;
 }

@@ -898,13 +898,13 @@ static int us_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	if (r < 0)
 		goto fail;
 	/* fail early, with the reason, where there is no nat table or we are not root */
-	r = tc_fast_probe(AF_INET, "nat");
+	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
 		kp_ctx_set_error(ctx, r, "userspace: cannot open the nat table: %s",
-				 tc_ipv4.strerror(-r));
+				 kp_tc_ipv4.strerror(-r));
 		goto fail;
 	}
-	b->ipv6 = tc_fast_probe(AF_INET6, "nat") == 0;
+	b->ipv6 = kp_tc_fast_probe(AF_INET6, "nat") == 0;
 	b->next_port = (uint32_t)(us_now_ms() & 0xffff);
 	*ret_priv = b;
 	return 0;

@@ -156,7 +156,7 @@ static const char *proto_name(uint8_t p)
 }
 
 /* An entry in ipset's text form (a prefix of full length is not printed). */
-static int fmt_cb(const struct ipset_entry *e, void *userdata)
+static int fmt_cb(const struct kp_ipset_entry *e, void *userdata)
 {
 	struct fmt_ctx *c = userdata;
 	char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], line[256];
@@ -187,14 +187,14 @@ static int fmt_cb(const struct ipset_entry *e, void *userdata)
 
 /* Lists @name through ipset.c and compares with `ipset list`. Returns the number of
  * entries, or -1 when they differ (printed as a TAP comment). */
-static long list_matches(struct ipset_nl *nl, const char *name, const char *type)
+static long list_matches(struct kp_ipset_nl *nl, const char *name, const char *type)
 {
 	struct fmt_ctx c = {type, {0}};
 	struct strs cmd;
 	long ret;
 	int r;
 
-	r = ipset_list(nl, name, fmt_cb, &c);
+	r = kp_ipset_list(nl, name, fmt_cb, &c);
 	members_cmd(name, &cmd);
 	if (c.s.n)
 		qsort(c.s.v, c.s.n, sizeof(*c.s.v), cmp_str);
@@ -230,10 +230,10 @@ struct type_case {
 	const char *set;
 	const char *type;
 	int family;
-	struct ipset_entry e[2];
+	struct kp_ipset_entry e[2];
 };
 
-static void test_types(struct ipset_nl *nl)
+static void test_types(struct kp_ipset_nl *nl)
 {
 	const struct type_case cases[] = {
 		{"kp-ipport4",
@@ -289,16 +289,16 @@ static void test_types(struct ipset_nl *nl)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct type_case *c = &cases[i];
 		const char *other = strcmp(c->type, "hash:net") ? "hash:net" : "hash:ip,port";
-		struct ipset_entry missing = c->e[0];
+		struct kp_ipset_entry missing = c->e[0];
 		int r, rev;
 
-		r = ipset_create(nl, c->set, c->type, c->family);
+		r = kp_ipset_create(nl, c->set, c->type, c->family);
 		ok(r == 0, "create %s %s: %d", c->set, c->type, r);
-		r = ipset_create(nl, c->set, c->type, c->family);
+		r = kp_ipset_create(nl, c->set, c->type, c->family);
 		ok(r == 0, "create %s again (same type) = 0: %d", c->set, r);
-		r = ipset_create(nl, c->set, other, c->family);
+		r = kp_ipset_create(nl, c->set, other, c->family);
 		ok(r == -EEXIST, "create %s as %s = -EEXIST: %d", c->set, other, r);
-		ok(ipset_exists(nl, c->set), "%s exists", c->set);
+		ok(kp_ipset_exists(nl, c->set), "%s exists", c->set);
 
 		/* the revision we picked is the one ipset(8) picks: the kernel's newest */
 		snprintf(cmd_set, sizeof(cmd_set), "kp-cmd%zu", i);
@@ -312,98 +312,98 @@ static void test_types(struct ipset_nl *nl)
 		printf("# %s family %d: kernel revision %d\n", c->type, c->family, rev);
 		free(run("ipset destroy %s 2>&1", cmd_set));
 
-		r = ipset_add(nl, c->set, &c->e[0]);
+		r = kp_ipset_add(nl, c->set, &c->e[0]);
 		ok(r == 0, "%s add 1: %d", c->set, r);
-		r = ipset_add(nl, c->set, &c->e[1]);
+		r = kp_ipset_add(nl, c->set, &c->e[1]);
 		ok(r == 0, "%s add 2: %d", c->set, r);
-		r = ipset_add(nl, c->set, &c->e[1]);
+		r = kp_ipset_add(nl, c->set, &c->e[1]);
 		ok(r == 0, "%s add existing = 0: %d", c->set, r);
 		ok(list_matches(nl, c->set, c->type) == 2, "%s lists 2 entries as ipset(8)",
 		   c->set);
-		r = ipset_del(nl, c->set, &c->e[0]);
+		r = kp_ipset_del(nl, c->set, &c->e[0]);
 		ok(r == 0, "%s del: %d", c->set, r);
-		r = ipset_del(nl, c->set, &missing);
+		r = kp_ipset_del(nl, c->set, &missing);
 		ok(r == 0, "%s del missing = 0: %d", c->set, r);
 		ok(list_matches(nl, c->set, c->type) == 1, "%s lists 1 entry as ipset(8)", c->set);
-		r = ipset_flush(nl, c->set);
+		r = kp_ipset_flush(nl, c->set);
 		ok(r == 0 && list_matches(nl, c->set, c->type) == 0, "%s flush: %d", c->set, r);
 	}
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int r = ipset_destroy(nl, cases[i].set);
+		int r = kp_ipset_destroy(nl, cases[i].set);
 
-		ok(r == 0 && !ipset_exists(nl, cases[i].set), "destroy %s: %d", cases[i].set, r);
+		ok(r == 0 && !kp_ipset_exists(nl, cases[i].set), "destroy %s: %d", cases[i].set, r);
 	}
 }
 
-static void test_errors(struct ipset_nl *nl)
+static void test_errors(struct kp_ipset_nl *nl)
 {
-	struct ipset_entry e4 = {.addr = addr("10.9.9.9"), .proto = 6, .port = 1};
-	struct ipset_entry e6 = {.addr = addr("fd00::9"), .proto = 6, .port = 1};
-	struct ipset_entry bad = {.addr = addr("10.9.9.8"), .proto = 0, .port = 1};
-	struct ipset_entry e4b = {.addr = addr("10.9.9.7"), .proto = 6, .port = 1};
+	struct kp_ipset_entry e4 = {.addr = addr("10.9.9.9"), .proto = 6, .port = 1};
+	struct kp_ipset_entry e6 = {.addr = addr("fd00::9"), .proto = 6, .port = 1};
+	struct kp_ipset_entry bad = {.addr = addr("10.9.9.8"), .proto = 0, .port = 1};
+	struct kp_ipset_entry e4b = {.addr = addr("10.9.9.7"), .proto = 6, .port = 1};
 	int r;
 
-	r = ipset_destroy(nl, "kp-missing");
+	r = kp_ipset_destroy(nl, "kp-missing");
 	ok(r == -ENOENT, "destroy missing = -ENOENT: %d", r);
-	r = ipset_add(nl, "kp-missing", &e4);
+	r = kp_ipset_add(nl, "kp-missing", &e4);
 	ok(r == -ENOENT, "add to missing set = -ENOENT: %d", r);
-	ok(!ipset_exists(nl, "kp-missing"), "missing set does not exist");
-	r = ipset_create(nl, "kp-bad", "hash:ip", AF_INET);
+	ok(!kp_ipset_exists(nl, "kp-missing"), "missing set does not exist");
+	r = kp_ipset_create(nl, "kp-bad", "hash:ip", AF_INET);
 	ok(r == -EINVAL, "create of a type we do not handle = -EINVAL: %d", r);
-	r = ipset_create(nl, "", "hash:net", AF_INET);
+	r = kp_ipset_create(nl, "", "hash:net", AF_INET);
 	ok(r == -EINVAL, "create with empty name = -EINVAL: %d", r);
-	r = ipset_flush(nl, "");
+	r = kp_ipset_flush(nl, "");
 	ok(r == -EINVAL, "flush with empty name (would flush all) = -EINVAL: %d", r);
 
-	ipset_create(nl, "kp-err", "hash:ip,port", AF_INET);
-	r = ipset_add(nl, "kp-err", &e6);
+	kp_ipset_create(nl, "kp-err", "hash:ip,port", AF_INET);
+	r = kp_ipset_add(nl, "kp-err", &e6);
 	ok(r == -EINVAL, "IPv6 entry into IPv4 set = -EINVAL: %d", r);
-	r = ipset_add(nl, "kp-err", &bad);
+	r = kp_ipset_add(nl, "kp-err", &bad);
 	ok(r == -EINVAL, "proto 0 (kernel IPSET_ERR_INVALID_PROTO) = -EINVAL: %d", r);
 	/* a batch keeps going after a failure and reports the first */
-	r = ipset_batch_begin(nl);
-	ipset_add(nl, "kp-err", &e4);
-	ipset_add(nl, "kp-err", &bad);
-	ipset_add(nl, "kp-missing", &e4);
-	ipset_add(nl, "kp-err", &e4b);
-	r = ipset_batch_end(nl);
+	r = kp_ipset_batch_begin(nl);
+	kp_ipset_add(nl, "kp-err", &e4);
+	kp_ipset_add(nl, "kp-err", &bad);
+	kp_ipset_add(nl, "kp-missing", &e4);
+	kp_ipset_add(nl, "kp-err", &e4b);
+	r = kp_ipset_batch_end(nl);
 	ok(r == -EINVAL, "batch with failures returns the first (-EINVAL): %d", r);
 	ok(list_matches(nl, "kp-err", "hash:ip,port") == 2, "entries around the failures added");
-	ipset_destroy(nl, "kp-err");
+	kp_ipset_destroy(nl, "kp-err");
 }
 
-static void test_swap(struct ipset_nl *nl)
+static void test_swap(struct kp_ipset_nl *nl)
 {
-	struct ipset_entry a = {.addr = addr("10.0.1.1"), .proto = 6, .port = 1};
-	struct ipset_entry b = {.addr = addr("10.0.2.2"), .proto = 6, .port = 2};
+	struct kp_ipset_entry a = {.addr = addr("10.0.1.1"), .proto = 6, .port = 1};
+	struct kp_ipset_entry b = {.addr = addr("10.0.2.2"), .proto = 6, .port = 2};
 	struct strs s;
 	int r;
 
-	ipset_create(nl, "kp-swap-a", "hash:ip,port", AF_INET);
-	ipset_create(nl, "kp-swap-b", "hash:ip,port", AF_INET);
-	ipset_add(nl, "kp-swap-a", &a);
-	ipset_add(nl, "kp-swap-b", &b);
-	r = ipset_swap(nl, "kp-swap-a", "kp-swap-b");
+	kp_ipset_create(nl, "kp-swap-a", "hash:ip,port", AF_INET);
+	kp_ipset_create(nl, "kp-swap-b", "hash:ip,port", AF_INET);
+	kp_ipset_add(nl, "kp-swap-a", &a);
+	kp_ipset_add(nl, "kp-swap-b", &b);
+	r = kp_ipset_swap(nl, "kp-swap-a", "kp-swap-b");
 	ok(r == 0, "swap: %d", r);
 	members_cmd("kp-swap-a", &s);
 	ok(s.n == 1 && strcmp(s.v[0], "10.0.2.2,tcp:2") == 0, "swap exchanged the contents");
 	strs_free(&s);
 	/* the type cache follows the swap */
-	r = ipset_add(nl, "kp-swap-a", &a);
+	r = kp_ipset_add(nl, "kp-swap-a", &a);
 	ok(r == 0 && list_matches(nl, "kp-swap-a", "hash:ip,port") == 2, "add after swap: %d", r);
-	r = ipset_swap(nl, "kp-swap-a", "kp-missing");
+	r = kp_ipset_swap(nl, "kp-swap-a", "kp-missing");
 	ok(r == -ENOENT, "swap with missing second set = -ENOENT: %d", r);
-	r = ipset_swap(nl, "kp-missing", "kp-swap-a");
+	r = kp_ipset_swap(nl, "kp-missing", "kp-swap-a");
 	ok(r == -ENOENT, "swap with missing first set = -ENOENT: %d", r);
-	ipset_create(nl, "kp-swap-6", "hash:ip,port", AF_INET6);
-	r = ipset_swap(nl, "kp-swap-a", "kp-swap-6");
+	kp_ipset_create(nl, "kp-swap-6", "hash:ip,port", AF_INET6);
+	r = kp_ipset_swap(nl, "kp-swap-a", "kp-swap-6");
 	ok(r < 0, "swap of IPv4 and IPv6 sets fails: %d", r);
-	ipset_destroy(nl, "kp-swap-a");
-	ipset_destroy(nl, "kp-swap-b");
-	ipset_destroy(nl, "kp-swap-6");
+	kp_ipset_destroy(nl, "kp-swap-a");
+	kp_ipset_destroy(nl, "kp-swap-b");
+	kp_ipset_destroy(nl, "kp-swap-6");
 }
 
-static void big_entry(unsigned i, struct ipset_entry *e)
+static void big_entry(unsigned i, struct kp_ipset_entry *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->addr.family = AF_INET;
@@ -415,10 +415,10 @@ static void big_entry(unsigned i, struct ipset_entry *e)
 static unsigned char big_seen[N_BIG];
 static unsigned n_big_seen;
 
-static int big_cb(const struct ipset_entry *e, void *userdata)
+static int big_cb(const struct kp_ipset_entry *e, void *userdata)
 {
 	uint32_t i = ntohl(e->addr.v4.s_addr) - 0x0a000001u;
-	struct ipset_entry want;
+	struct kp_ipset_entry want;
 
 	if (e->addr.family != AF_INET || i >= N_BIG || big_seen[i])
 		return -1;
@@ -430,30 +430,30 @@ static int big_cb(const struct ipset_entry *e, void *userdata)
 	return 0;
 }
 
-static void test_big(struct ipset_nl *nl)
+static void test_big(struct kp_ipset_nl *nl)
 {
-	struct ipset_entry e;
+	struct kp_ipset_entry e;
 	double t0, t_ours, t_cmd;
 	bool bench;
 	char *out;
 	FILE *f;
 	int r;
 
-	ipset_create(nl, "kp-big", "hash:ip,port", AF_INET);
+	kp_ipset_create(nl, "kp-big", "hash:ip,port", AF_INET);
 	t0 = now();
-	r = ipset_batch_begin(nl);
+	r = kp_ipset_batch_begin(nl);
 	for (unsigned i = 0; i < N_BIG; i++) {
 		big_entry(i, &e);
-		ipset_add(nl, "kp-big", &e);
+		kp_ipset_add(nl, "kp-big", &e);
 	}
-	r = r ? r : ipset_batch_end(nl);
+	r = r ? r : kp_ipset_batch_end(nl);
 	t_ours = now() - t0;
 	ok(r == 0, "batch of %u adds: %d", N_BIG, r);
 	/* the text of 10k entries is slow to get from ipset(8) in an emulated guest (a
 	 * protocol name lookup per line): compare with what was added, and the count */
 	memset(big_seen, 0, sizeof(big_seen));
 	n_big_seen = 0;
-	r = ipset_list(nl, "kp-big", big_cb, NULL);
+	r = kp_ipset_list(nl, "kp-big", big_cb, NULL);
 	ok(r == 0 && n_big_seen == N_BIG, "list: all %u entries back: %u", N_BIG, n_big_seen);
 	out = run("ipset list -t kp-big | grep 'Number of entries'");
 	ok(out && strstr(out, "Number of entries: 10000"), "ipset(8) counts %u", N_BIG);
@@ -491,19 +491,19 @@ static void test_big(struct ipset_nl *nl)
 	}
 
 	/* the set grew (its hash was resized): create of the same type is still 0 */
-	r = ipset_create(nl, "kp-big", "hash:ip,port", AF_INET);
+	r = kp_ipset_create(nl, "kp-big", "hash:ip,port", AF_INET);
 	ok(r == 0, "create of a grown set of the same type = 0: %d", r);
 	t0 = now();
-	r = ipset_batch_begin(nl);
+	r = kp_ipset_batch_begin(nl);
 	for (unsigned i = 0; i < N_BIG; i++) {
 		big_entry(i, &e);
-		ipset_del(nl, "kp-big", &e);
+		kp_ipset_del(nl, "kp-big", &e);
 	}
-	r = r ? r : ipset_batch_end(nl);
+	r = r ? r : kp_ipset_batch_end(nl);
 	printf("# timing: %u dels: ipset_batch %.3f s\n", N_BIG, now() - t0);
 	ok(r == 0 && list_matches(nl, "kp-big", "hash:ip,port") == 0, "batch of %u dels: %d", N_BIG,
 	   r);
-	ipset_destroy(nl, "kp-big");
+	kp_ipset_destroy(nl, "kp-big");
 	free(run("ipset destroy kp-big-cmd"));
 }
 
@@ -521,27 +521,27 @@ static int iptc_rules(uint16_t i2, uint16_t i3, bool add)
 {
 	static const xt_chainlabel chain = "KP-SETTEST"; /* libiptc reads all 32 bytes */
 	struct xtc_handle *h = iptc_init("nat");
-	struct ipt_rule r;
+	struct kp_ipt_rule r;
 	int ret = 0;
 
 	if (!h) {
 		printf("# iptc_init: %s\n", iptc_strerror(errno));
 		return -1;
 	}
-	ipt_rule_init(&r, AF_INET);
+	kp_ipt_rule_init(&r, AF_INET);
 	if (add) {
 		ret |= !iptc_create_chain(chain, h);
-		ipt_rule_set_match(&r, i2, 2, 0, false);
-		ipt_rule_jump(&r, "RETURN");
-		ret |= !iptc_append_entry(chain, ipt_rule_entry(&r), h);
-		ipt_rule_reset(&r);
-		ipt_rule_set_match(&r, i3, 3, IPSET_DIM_THREE_SRC, false);
-		ipt_rule_jump(&r, "RETURN");
-		ret |= !iptc_append_entry(chain, ipt_rule_entry(&r), h);
-		ipt_rule_reset(&r);
-		ipt_rule_set_match(&r, i2, 2, 0, true);
-		ipt_rule_jump(&r, "RETURN");
-		ret |= !iptc_append_entry(chain, ipt_rule_entry(&r), h);
+		kp_ipt_rule_set_match(&r, i2, 2, 0, false);
+		kp_ipt_rule_jump(&r, "RETURN");
+		ret |= !iptc_append_entry(chain, kp_ipt_rule_entry(&r), h);
+		kp_ipt_rule_reset(&r);
+		kp_ipt_rule_set_match(&r, i3, 3, IPSET_DIM_THREE_SRC, false);
+		kp_ipt_rule_jump(&r, "RETURN");
+		ret |= !iptc_append_entry(chain, kp_ipt_rule_entry(&r), h);
+		kp_ipt_rule_reset(&r);
+		kp_ipt_rule_set_match(&r, i2, 2, 0, true);
+		kp_ipt_rule_jump(&r, "RETURN");
+		ret |= !iptc_append_entry(chain, kp_ipt_rule_entry(&r), h);
 	} else {
 		ret |= !iptc_flush_entries(chain, h);
 		ret |= !iptc_delete_chain(chain, h);
@@ -550,26 +550,26 @@ static int iptc_rules(uint16_t i2, uint16_t i3, bool add)
 		ret = 1;
 	if (ret)
 		printf("# iptc: %s\n", iptc_strerror(errno));
-	ipt_rule_fini(&r);
+	kp_ipt_rule_fini(&r);
 	iptc_free(h);
 	return ret ? -1 : 0;
 }
 
-static void test_match(struct ipset_nl *nl)
+static void test_match(struct kp_ipset_nl *nl)
 {
 	uint16_t i2 = IPSET_INVALID_ID, i3 = IPSET_INVALID_ID, junk;
 	char *out;
 	int r;
 
-	ipset_create(nl, "kp-pad", "hash:net", AF_INET); /* so indexes are not all 0 */
-	ipset_create(nl, "kp-match2", "hash:ip,port", AF_INET);
-	ipset_create(nl, "kp-match3", "hash:ip,port,ip", AF_INET);
-	r = ipset_index("kp-match2", &i2);
-	ok(r == 0, "ipset_index kp-match2 = %u: %d", i2, r);
-	r = ipset_index("kp-match3", &i3);
-	ok(r == 0 && i3 != i2, "ipset_index kp-match3 = %u: %d", i3, r);
-	r = ipset_index("kp-missing", &junk);
-	ok(r == -ENOENT, "ipset_index of a missing set = -ENOENT: %d", r);
+	kp_ipset_create(nl, "kp-pad", "hash:net", AF_INET); /* so indexes are not all 0 */
+	kp_ipset_create(nl, "kp-match2", "hash:ip,port", AF_INET);
+	kp_ipset_create(nl, "kp-match3", "hash:ip,port,ip", AF_INET);
+	r = kp_ipset_index("kp-match2", &i2);
+	ok(r == 0, "kp_ipset_index kp-match2 = %u: %d", i2, r);
+	r = kp_ipset_index("kp-match3", &i3);
+	ok(r == 0 && i3 != i2, "kp_ipset_index kp-match3 = %u: %d", i3, r);
+	r = kp_ipset_index("kp-missing", &junk);
+	ok(r == -ENOENT, "kp_ipset_index of a missing set = -ENOENT: %d", r);
 
 	/* libiptc loads no modules (iptables(8) modprobes ip_tables itself) */
 	free(run("modprobe -q ip_tables; modprobe -q iptable_nat; modprobe -q xt_set"));
@@ -586,31 +586,31 @@ static void test_match(struct ipset_nl *nl)
 		printf("# save:\n%s", out);
 	free(out);
 
-	r = ipset_destroy(nl, "kp-match2");
+	r = kp_ipset_destroy(nl, "kp-match2");
 	ok(r == -EBUSY, "destroy of a referenced set = -EBUSY: %d", r);
-	r = ipset_swap(nl, "kp-match2", "kp-pad");
+	r = kp_ipset_swap(nl, "kp-match2", "kp-pad");
 	printf("# swap of a referenced set with one of another type: %d\n", r);
 	r = iptc_rules(0, 0, false);
 	ok(r == 0, "rules removed");
-	r = ipset_destroy(nl, "kp-match2");
+	r = kp_ipset_destroy(nl, "kp-match2");
 	ok(r == 0, "destroy once unreferenced: %d", r);
-	ipset_destroy(nl, "kp-match3");
-	ipset_destroy(nl, "kp-pad");
+	kp_ipset_destroy(nl, "kp-match3");
+	kp_ipset_destroy(nl, "kp-pad");
 }
 
 static void test_ipset(void)
 {
-	struct ipset_nl *nl = NULL;
-	int r = ipset_open(&nl);
+	struct kp_ipset_nl *nl = NULL;
+	int r = kp_ipset_open(&nl);
 
-	if (!ok(r == 0, "ipset_open: %d", r))
+	if (!ok(r == 0, "kp_ipset_open: %d", r))
 		return;
 	test_types(nl);
 	test_errors(nl);
 	test_swap(nl);
 	test_big(nl);
 	test_match(nl);
-	ipset_close(nl);
+	kp_ipset_close(nl);
 }
 
 /* ---- link ---- */
