@@ -679,6 +679,47 @@ static int dup_hint_zones(struct dec *d, json_t *ep, size_t i, struct kp_slice_o
 	return 0;
 }
 
+/* endpoints[@i] of a slice of @family (@at its addressType, for messages). Returns 0, or
+ * -EINVAL with the diagnostic said. */
+static int decode_slice_ep(struct dec *d, json_t *ep, size_t i, const char *at, int family,
+			   struct kp_slice_obj_ep *e)
+{
+	json_t *addrs, *cond;
+	const char *a, *node;
+
+	addrs = get_typed(d, ep, "addresses", fld(d, "endpoints[%zu].addresses", i), JSON_ARRAY,
+			  true);
+	if (d->failed)
+		return -EINVAL;
+	if (!json_array_size(addrs)) {
+		bad(d, d->field, "must not be empty");
+		return -EINVAL;
+	}
+	a = json_string_value(json_array_get(addrs, 0));
+	if (!a || kp_addr_from_str(a, &e->addr) < 0 || e->addr.family != family) {
+		bad(d, fld(d, "endpoints[%zu].addresses[0]", i), "\"%s\" is not an %s address",
+		    a ? a : "(not a string)", at);
+		return -EINVAL;
+	}
+	cond = get_typed(d, ep, "conditions", fld(d, "endpoints[%zu].conditions", i), JSON_OBJECT,
+			 false);
+	e->ready = get_bool(d, cond, "ready", fld(d, "endpoints[%zu].conditions.ready", i), true);
+	e->serving = get_bool(d, cond, "serving", fld(d, "endpoints[%zu].conditions.serving", i),
+			      true);
+	e->terminating = get_bool(d, cond, "terminating",
+				  fld(d, "endpoints[%zu].conditions.terminating", i), false);
+	node = get_str(d, ep, "nodeName", fld(d, "endpoints[%zu].nodeName", i), false);
+	if (d->failed)
+		return -EINVAL;
+	if (node && !(e->node_name = kp_strdup(node))) {
+		bad(d, d->field, "out of memory");
+		return -EINVAL;
+	}
+	if (dup_hint_zones(d, ep, i, e) == -ENOMEM)
+		bad(d, d->field, "out of memory");
+	return d->failed ? -EINVAL : 0;
+}
+
 static void decode_slice(struct dec *d, json_t *o, json_t *labels, struct kp_obj *obj)
 {
 	const char *svc = get_str(d, labels, LABEL_SERVICE_NAME,
@@ -721,47 +762,12 @@ static void decode_slice(struct dec *d, json_t *o, json_t *labels, struct kp_obj
 		return;
 	}
 	json_array_foreach(eps, i, ep) {
-		struct kp_slice_obj_ep *e = &s->eps[i];
-		json_t *addrs, *cond;
-		const char *a, *node;
-
 		if (!json_is_object(ep)) {
 			bad(d, fld(d, "endpoints[%zu]", i), "must be an object, not %s", type_name(ep));
 			return;
 		}
 		s->n_eps = i + 1;
-		addrs = get_typed(d, ep, "addresses", fld(d, "endpoints[%zu].addresses", i),
-				  JSON_ARRAY, true);
-		if (d->failed)
-			return;
-		if (!json_array_size(addrs)) {
-			bad(d, d->field, "must not be empty");
-			return;
-		}
-		a = json_string_value(json_array_get(addrs, 0));
-		if (!a || kp_addr_from_str(a, &e->addr) < 0 || e->addr.family != s->family) {
-			bad(d, fld(d, "endpoints[%zu].addresses[0]", i), "\"%s\" is not an %s address",
-			    a ? a : "(not a string)", at);
-			return;
-		}
-		cond = get_typed(d, ep, "conditions", fld(d, "endpoints[%zu].conditions", i),
-				 JSON_OBJECT, false);
-		e->ready = get_bool(d, cond, "ready", fld(d, "endpoints[%zu].conditions.ready", i),
-				    true);
-		e->serving = get_bool(d, cond, "serving",
-				      fld(d, "endpoints[%zu].conditions.serving", i), true);
-		e->terminating = get_bool(d, cond, "terminating",
-					  fld(d, "endpoints[%zu].conditions.terminating", i), false);
-		node = get_str(d, ep, "nodeName", fld(d, "endpoints[%zu].nodeName", i), false);
-		if (d->failed)
-			return;
-		if (node && !(e->node_name = kp_strdup(node))) {
-			bad(d, d->field, "out of memory");
-			return;
-		}
-		if (dup_hint_zones(d, ep, i, e) == -ENOMEM)
-			bad(d, d->field, "out of memory");
-		if (d->failed)
+		if (decode_slice_ep(d, ep, i, at, s->family, &s->eps[i]) < 0)
 			return;
 	}
 }

@@ -17,7 +17,7 @@
 
 #include <jansson.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #include "kpyaml.h"
 

@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #define REQUEST_TIMEOUT_MS 2000
 

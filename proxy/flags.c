@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #include "kpyaml.h"
 

@@ -19,7 +19,7 @@
 
 #include <kproxy/state.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #define TIMEOUT_MS 2000
 

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #define TIMEOUT_MS 2000
 #define N_BUCKETS 15		/* kube-proxy's exponential buckets: 1 ms × 2^k */
@@ -38,6 +38,12 @@ static struct kpd_stats {
 	uint64_t prog_count;
 	double prog_sum;
 } http_stats;
+
+/* kube-proxy's exponential buckets: 1 ms x 2^i */
+static double sync_bound(int i)
+{
+	return 0.001 * (double)(1u << i);
+}
 
 /* kube-proxy's: 0.25 s, 0.5 s, then 1..59 s, 60..115 s by 5, 120..300 s by 30 */
 static double prog_bound(int i)
@@ -66,7 +72,7 @@ void kpd_http_observe_programming(double seconds, void *userdata)
 void kpd_http_observe_sync(double seconds)
 {
 	for (int i = 0; i < N_BUCKETS; i++)
-		if (seconds <= 0.001 * (double)(1u << i)) {
+		if (seconds <= sync_bound(i)) {
 			http_stats.buckets[i]++;
 			break;
 		}
@@ -250,40 +256,36 @@ static int put_stat(const struct kp_stat *st, void *userdata)
 	return 0;
 }
 
+/* A Prometheus histogram from per-bucket counts (made cumulative here). */
+static void put_histogram(struct out *o, const char *name, const char *help,
+			  const uint64_t *buckets, int n, double (*bound)(int i), uint64_t count,
+			  double sum)
+{
+	uint64_t cumulative = 0;
+
+	put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int i = 0; i < n; i++) {
+		cumulative += buckets[i];
+		put(o, "%s_bucket{le=\"%g\"} %llu\n", name, bound(i),
+		    (unsigned long long)cumulative);
+	}
+	put(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name,
+	    (unsigned long long)count, name, sum, name, (unsigned long long)count);
+}
+
 static void metrics(struct out *o, struct kp_ctx *ctx)
 {
 	struct kp_counts c;
-	uint64_t cumulative = 0;
 
 	kp_ctx_get_counts(ctx, &c);
 	put(o, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
 	       "Connection: close\r\n\r\n");
-	put(o, "# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in "
-	       "seconds\n# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram\n");
-	for (int i = 0; i < N_BUCKETS; i++) {
-		cumulative += http_stats.buckets[i];
-		put(o, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		    0.001 * (double)(1u << i), (unsigned long long)cumulative);
-	}
-	put(o, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	       "kubeproxy_sync_proxy_rules_duration_seconds_sum %g\n"
-	       "kubeproxy_sync_proxy_rules_duration_seconds_count %llu\n",
-	    (unsigned long long)http_stats.count, http_stats.sum,
-	    (unsigned long long)http_stats.count);
-	cumulative = 0;
-	put(o, "# HELP kubeproxy_network_programming_duration_seconds In Cluster Network "
-	       "Programming Latency in seconds\n# TYPE kubeproxy_network_programming_duration_"
-	       "seconds histogram\n");
-	for (int i = 0; i < 80; i++) {
-		cumulative += http_stats.prog_buckets[i];
-		put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		    prog_bound(i), (unsigned long long)cumulative);
-	}
-	put(o, "kubeproxy_network_programming_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	       "kubeproxy_network_programming_duration_seconds_sum %g\n"
-	       "kubeproxy_network_programming_duration_seconds_count %llu\n",
-	    (unsigned long long)http_stats.prog_count, http_stats.prog_sum,
-	    (unsigned long long)http_stats.prog_count);
+	put_histogram(o, "kubeproxy_sync_proxy_rules_duration_seconds",
+		      "SyncProxyRules latency in seconds", http_stats.buckets, N_BUCKETS,
+		      sync_bound, http_stats.count, http_stats.sum);
+	put_histogram(o, "kubeproxy_network_programming_duration_seconds",
+		      "In Cluster Network Programming Latency in seconds", http_stats.prog_buckets,
+		      80, prog_bound, http_stats.prog_count, http_stats.prog_sum);
 	put(o, "# HELP kubeproxy_sync_proxy_rules_last_timestamp_seconds The last time proxy "
 	       "rules were successfully synced\n# TYPE kubeproxy_sync_proxy_rules_last_timestamp_"
 	       "seconds gauge\nkubeproxy_sync_proxy_rules_last_timestamp_seconds %.3f\n",

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #define MAX_CIDRS 16
 

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 int kpd_verbosity;
 

@@ -9,7 +9,7 @@
 #include <poll.h>
 #include <stdlib.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 #define MAX_WAIT_MS 60000
 

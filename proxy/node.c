@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kproxyd.h"
+#include "kpd.h"
 
 /* A number from /proc or /sys, or -errno. */
 static long long read_num(const char *path)

@@ -333,15 +333,113 @@ static const char *chain_at(const struct parsed *p, size_t n, unsigned offset)
 	return NULL;
 }
 
+static const char *const hooks[] = { "PREROUTING", "INPUT", "FORWARD", "OUTPUT",
+				     "POSTROUTING" };
+
+/* Pass 1 over the kernel's table: where each chain's first rule is (the built-in ones'
+ * hook entries, a user chain after its ERROR head), to turn jumps into names. Returns 0
+ * or a positive errno. */
+static int find_starts(int family, const struct ipt_getinfo *info,
+		       const struct ipt_get_entries *ge, struct parsed **starts, size_t *n_starts)
+{
+	size_t cap = 0;
+
+	for (unsigned off = 0; off < info->size;) {
+		const void *e = (const char *)ge->entrytable + off;
+		const struct xt_entry_target *t = target_of(family, e);
+
+		for (int k = 0; k < NF_INET_NUMHOOKS; k++)
+			if ((info->valid_hooks & (1u << k)) && info->hook_entry[k] == off &&
+			    add_start(starts, n_starts, &cap, off, hooks[k]) < 0)
+				return ENOMEM;
+		if (!strcmp(t->u.user.name, XT_ERROR_TARGET) &&
+		    strcmp(((const struct xt_error_target *)t)->errorname, XT_ERROR_TARGET) &&
+		    add_start(starts, n_starts, &cap, off + get_next(family, e),
+			      ((const struct xt_error_target *)t)->errorname) < 0)
+			return ENOMEM;
+		if (!get_next(family, e))
+			return EINVAL;
+		off += get_next(family, e);
+	}
+	return 0;
+}
+
+/* Turns a standard target's verdict (an offset, or a negative verdict) into the name
+ * libiptc's users see. Returns 0 or EINVAL for a jump to no chain start. */
+static int name_jump(struct xt_standard_target *st, unsigned next, const struct parsed *starts,
+		     size_t n_starts)
+{
+	const char *name = st->verdict >= 0 ?
+		(st->verdict == (int)next ? "" : chain_at(starts, n_starts, (unsigned)st->verdict)) :
+		verdict_name(st->verdict);
+
+	if (!name)
+		return EINVAL;
+	snprintf(st->target.u.user.name, sizeof(st->target.u.user.name), "%s", name);
+	return 0;
+}
+
+/*
+ * Pass 2: chains and their rules, with jumps rewritten by name; the table's pages behind
+ * the entry being read are handed back as it goes (pass 1 copied the names). Returns 0
+ * or a positive errno.
+ */
+static int read_chains(struct xtc_handle *h, int family, const struct ipt_getinfo *info,
+		       struct ipt_get_entries *ge, const struct parsed *starts, size_t n_starts)
+{
+	struct fchain *cur = NULL;
+	bool big = info->size >= 4 * RELEASE_STEP;
+	unsigned released = 0;
+
+	for (unsigned off = 0, next; off < info->size; off = next) {
+		unsigned char *e = (unsigned char *)ge->entrytable + off;
+		struct xt_entry_target *t = target_of(family, e);
+		bool standard = !strcmp(t->u.user.name, XT_STANDARD_TARGET);
+
+		if (big && off - released >= RELEASE_STEP) {
+			release((unsigned char *)ge->entrytable + released, e);
+			released = off;
+		}
+		next = off + get_next(family, e);
+		for (int k = 0; k < NF_INET_NUMHOOKS; k++)
+			if ((info->valid_hooks & (1u << k)) && info->hook_entry[k] == off)
+				cur = chain_add(h, hooks[k], k);
+		if (!strcmp(t->u.user.name, XT_ERROR_TARGET)) {
+			const char *n = ((const struct xt_error_target *)t)->errorname;
+
+			cur = strcmp(n, XT_ERROR_TARGET) ? chain_add(h, n, -1) : NULL;
+			continue;
+		}
+		if (!cur)
+			return EINVAL;
+		if (cur->hook >= 0 && info->underflow[cur->hook] == off) {
+			cur->policy = ((struct xt_standard_target *)t)->verdict;
+			continue;
+		}
+		/* a user chain's last entry is its RETURN foot */
+		if (cur->hook < 0 && standard &&
+		    ((struct xt_standard_target *)t)->verdict == XT_RETURN && next < info->size &&
+		    !strcmp(target_of(family, (char *)ge->entrytable + next)->u.user.name,
+			    XT_ERROR_TARGET))
+			continue;
+		if (standard && name_jump((struct xt_standard_target *)t, next, starts, n_starts))
+			return EINVAL;
+		memset((char *)e + (family == AF_INET6 ? offsetof(struct ip6t_entry, comefrom) :
+						 offsetof(struct ipt_entry, comefrom)),
+		       0, sizeof(unsigned int));
+		if (chain_append(h, cur, e, get_next(family, e)) < 0)
+			return ENOMEM;
+	}
+	return 0;
+}
+
 static struct xtc_handle *fh_init(int family, const char *table)
 {
-	static const char *const hooks[] = { "PREROUTING", "INPUT", "FORWARD", "OUTPUT",
-					     "POSTROUTING" };
 	struct ipt_getinfo info = { 0 };	/* same layout as ip6t_getinfo */
 	struct ipt_get_entries *ge = NULL;	/* same layout as ip6t_get_entries */
 	struct xtc_handle *h = NULL;
 	struct parsed *starts = NULL;
-	size_t n_starts = 0, cap_starts = 0;
+	size_t n_starts = 0;
 	socklen_t len = sizeof(info);
 	int fd, err = 0;
 
@@ -372,103 +470,9 @@ static struct xtc_handle *fh_init(int family, const char *table)
 	snprintf(h->table, sizeof(h->table), "%s", table);
 	h->valid_hooks = info.valid_hooks;
 	h->old_entries = info.num_entries;
-
-	/* pass 1: chain starts (first-rule offsets), for turning jumps into names */
-	for (unsigned off = 0; off < info.size;) {
-		const void *e = (const char *)ge->entrytable + off;
-		const struct xt_entry_target *t = target_of(family, e);
-
-		for (int k = 0; k < NF_INET_NUMHOOKS; k++)
-			if ((info.valid_hooks & (1u << k)) && info.hook_entry[k] == off)
-				{
-				if (add_start(&starts, &n_starts, &cap_starts, off, hooks[k]) < 0) {
-					err = ENOMEM;
-					goto out;
-				}
-			}
-		if (!strcmp(t->u.user.name, XT_ERROR_TARGET) &&
-		    strcmp(((const struct xt_error_target *)t)->errorname, XT_ERROR_TARGET) &&
-		    add_start(&starts, &n_starts, &cap_starts, off + get_next(family, e),
-			      ((const struct xt_error_target *)t)->errorname) < 0) {
-			err = ENOMEM;
-			goto out;
-		}
-		if (!get_next(family, e)) {
-			err = EINVAL;
-			goto out;
-		}
-		off += get_next(family, e);
-	}
-	/* pass 2: chains and their rules, with jumps rewritten by name; the table's pages
-	 * behind the entry being read are handed back as it goes (pass 1 copied the names) */
-	{
-		struct fchain *cur = NULL;
-		bool big = info.size >= 4 * RELEASE_STEP;
-		unsigned released = 0;
-
-		for (unsigned off = 0; off < info.size;) {
-			unsigned char *e = (unsigned char *)ge->entrytable + off;
-
-			if (big && off - released >= RELEASE_STEP) {
-				release((unsigned char *)ge->entrytable + released, e);
-				released = off;
-			}
-			struct xt_entry_target *t = target_of(family, e);
-			unsigned next = off + get_next(family, e);
-			bool standard = !strcmp(t->u.user.name, XT_STANDARD_TARGET);
-
-			for (int k = 0; k < NF_INET_NUMHOOKS; k++)
-				if ((info.valid_hooks & (1u << k)) && info.hook_entry[k] == off)
-					cur = chain_add(h, hooks[k], k);
-			if (!strcmp(t->u.user.name, XT_ERROR_TARGET)) {
-				const char *n = ((const struct xt_error_target *)t)->errorname;
-
-				cur = strcmp(n, XT_ERROR_TARGET) ? chain_add(h, n, -1) : NULL;
-				off = next;
-				continue;
-			}
-			if (!cur) {
-				err = cur ? 0 : EINVAL;
-				goto out;
-			}
-			if (cur->hook >= 0 && info.underflow[cur->hook] == off) {
-				cur->policy = ((struct xt_standard_target *)t)->verdict;
-				off = next;
-				continue;
-			}
-			/* a user chain's last entry is its RETURN foot */
-			if (cur->hook < 0 && standard &&
-			    ((struct xt_standard_target *)t)->verdict == XT_RETURN &&
-			    next < info.size &&
-			    !strcmp(target_of(family, (char *)ge->entrytable + next)->u.user.name,
-				    XT_ERROR_TARGET)) {
-				off = next;
-				continue;
-			}
-			if (standard) {
-				struct xt_standard_target *st = (struct xt_standard_target *)t;
-				const char *name = st->verdict >= 0 ?
-					(st->verdict == (int)next ? "" :
-					 chain_at(starts, n_starts, (unsigned)st->verdict)) :
-					verdict_name(st->verdict);
-
-				if (!name) {
-					err = EINVAL;
-					goto out;
-				}
-				snprintf(st->target.u.user.name, sizeof(st->target.u.user.name), "%s",
-					 name);
-			}
-			memset((char *)e + (family == AF_INET6 ? offsetof(struct ip6t_entry, comefrom)
-							 : offsetof(struct ipt_entry, comefrom)),
-			       0, sizeof(unsigned int));
-			if (chain_append(h, cur, e, get_next(family, e)) < 0) {
-				err = ENOMEM;
-				goto out;
-			}
-			off = next;
-		}
-	}
+	err = find_starts(family, &info, ge, &starts, &n_starts);
+	if (!err)
+		err = read_chains(h, family, &info, ge, starts, n_starts);
 out:
 	free(starts);
 	free(ge);
@@ -677,17 +681,12 @@ static size_t put_plain(int family, unsigned char *p, const char *error_name, in
 	return hs + ts;
 }
 
-static int fh_commit(struct xtc_handle *h)
+/* Where each chain starts in the replacement blob; returns its size, and the entries. */
+static size_t lay_out(struct xtc_handle *h, size_t *ret_entries)
 {
-	int family = h->family;
-	size_t total = 0, n_entries = 0, head = put_plain(family, NULL, "x", 0);
-	size_t plain = put_plain(family, NULL, NULL, 0);
-	struct ipt_replace *repl;	/* same layout as ip6t_replace */
-	struct xt_counters *counters;
-	unsigned char *p;
-	int fd, r = 0;
+	size_t total = 0, n_entries = 0, head = put_plain(h->family, NULL, "x", 0);
+	size_t plain = put_plain(h->family, NULL, NULL, 0);
 
-	/* layout: every chain's first-rule offset */
 	for (size_t i = 0; i < h->n_chains; i++) {
 		struct fchain *c = h->chains[i];
 
@@ -701,8 +700,81 @@ static int fh_commit(struct xtc_handle *h)
 		total += c->size + plain;	/* rules, then the policy or RETURN foot */
 		n_entries += c->n_rules + 1;
 	}
-	total += head;			/* the closing ERROR entry */
-	n_entries++;
+	*ret_entries = n_entries + 1;	/* the closing ERROR entry */
+	return total + head;
+}
+
+/* A chain's rules copied to @p, their jumps by name turned into offsets. Returns 0 or
+ * ENOENT for a jump to a chain deleted in this edit. */
+static int put_rules(struct xtc_handle *h, const struct fchain *c, unsigned char *p)
+{
+	int family = h->family;
+
+	if (c->size)
+		memcpy(p, c->rules, c->size);
+	for (size_t off = 0; off < c->size; off += get_next(family, p + off)) {
+		struct xt_entry_target *t = target_of(family, p + off);
+		struct xt_standard_target *st = (struct xt_standard_target *)t;
+		const char *name = t->u.user.name;
+		const struct fchain *to;
+
+		/* a jump has a standard target's size and names a verdict or a chain; other
+		 * targets (MARK, ...) can have that size too */
+		if (t->u.target_size != XT_ALIGN(sizeof(*st)))
+			continue;
+		if (!*name)
+			st->verdict = (int)(c->offset + off + get_next(family, p + off));
+		else if (is_verdict_name(name))
+			st->verdict = verdict_of(name);
+		else if ((to = chain_get(h, name)))
+			st->verdict = (int)to->offset;
+		else if (kp_map_get(h->by_name, name))
+			return ENOENT;	/* a jump to a deleted chain */
+		else
+			continue;
+		memset(t->u.user.name, 0, sizeof(t->u.user.name));
+	}
+	return 0;
+}
+
+/* The whole table in the kernel's layout: each chain (a user chain behind its ERROR
+ * head), its rules, its policy or RETURN foot, and the closing ERROR entry. */
+static int put_table(struct xtc_handle *h, struct ipt_replace *repl)
+{
+	unsigned char *p = (unsigned char *)repl->entries;
+	int family = h->family, r = 0;
+
+	for (size_t i = 0; i < h->n_chains && !r; i++) {
+		struct fchain *c = h->chains[i];
+
+		if (c->deleted)
+			continue;
+		if (c->hook < 0)
+			p += put_plain(family, p, c->name, 0);
+		else
+			repl->hook_entry[c->hook] = c->offset;
+		r = put_rules(h, c, p);
+		p += c->size;
+		/* the chain is in the blob now: its slab space goes (the handle is spent) */
+		chain_drop_rules(c);
+		if (c->hook >= 0) {
+			repl->underflow[c->hook] = (unsigned)(p - (unsigned char *)repl->entries);
+			p += put_plain(family, p, NULL, c->policy);
+		} else {
+			p += put_plain(family, p, NULL, XT_RETURN);
+		}
+	}
+	put_plain(family, p, XT_ERROR_TARGET, 0);
+	return r;
+}
+
+static int fh_commit(struct xtc_handle *h)
+{
+	int family = h->family, fd, r;
+	size_t n_entries, total = lay_out(h, &n_entries);
+	struct ipt_replace *repl;	/* same layout as ip6t_replace */
+	struct xt_counters *counters;
+
 	repl = calloc(1, sizeof(*repl) + total);
 	counters = calloc(h->old_entries ? h->old_entries : 1, sizeof(*counters));
 	if (!repl || !counters) {
@@ -717,55 +789,7 @@ static int fh_commit(struct xtc_handle *h)
 	repl->size = (unsigned)total;
 	repl->num_counters = h->old_entries;
 	repl->counters = counters;
-	p = (unsigned char *)repl->entries;
-	for (size_t i = 0; i < h->n_chains && !r; i++) {
-		struct fchain *c = h->chains[i];
-		unsigned char *rules;
-
-		if (c->deleted)
-			continue;
-		if (c->hook < 0)
-			p += put_plain(family, p, c->name, 0);
-		else
-			repl->hook_entry[c->hook] = c->offset;
-		rules = p;
-		if (c->size)
-			memcpy(p, c->rules, c->size);
-		for (size_t off = 0; off < c->size; off += get_next(family, rules + off)) {
-			struct xt_entry_target *t = target_of(family, rules + off);
-			struct xt_standard_target *st = (struct xt_standard_target *)t;
-			const char *name = t->u.user.name;
-			const struct fchain *to;
-
-			/* a jump has a standard target's size and names a verdict or a chain;
-			 * other targets (MARK, ...) can have that size too */
-			if (t->u.target_size != XT_ALIGN(sizeof(*st)))
-				continue;
-			if (!*name) {
-				st->verdict = (int)(c->offset + off + get_next(family, rules + off));
-			} else if (is_verdict_name(name)) {
-				st->verdict = verdict_of(name);
-			} else if ((to = chain_get(h, name))) {
-				st->verdict = (int)to->offset;
-			} else if (kp_map_get(h->by_name, name)) {
-				r = ENOENT;	/* a jump to a deleted chain */
-				break;
-			} else {
-				continue;
-			}
-			memset(t->u.user.name, 0, sizeof(t->u.user.name));
-		}
-		p += c->size;
-		/* the chain is in the blob now: its slab space goes (the handle is spent) */
-		chain_drop_rules(c);
-		if (c->hook >= 0) {
-			repl->underflow[c->hook] = (unsigned)(p - (unsigned char *)repl->entries);
-			p += put_plain(family, p, NULL, c->policy);
-		} else {
-			p += put_plain(family, p, NULL, XT_RETURN);
-		}
-	}
-	put_plain(family, p, XT_ERROR_TARGET, 0);
+	r = put_table(h, repl);
 	if (!r) {
 		fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
 		if (fd < 0 || setsockopt(fd, sockopt_level(family),

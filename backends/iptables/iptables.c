@@ -479,6 +479,107 @@ static void reject_rule(struct kp_tbl *filter, const char *chain, const struct s
 	kp_tbl_append(filter, chain);
 }
 
+/* Where one frontend of a service port jumps: its SVC/SVL, EXT or FW chain, or a reject.
+ * @n_cl, @n_ex: the cluster and external endpoints of this family; @n_fam: any of them. */
+static void render_frontend(struct render_ctx *rd, const struct kp_svc_port *sp,
+			    const struct svc_names *n, const struct kp_frontend *fe, size_t n_cl,
+			    size_t n_ex, size_t n_fam)
+{
+	static const char *const what[_KP_FE_MAX] = {
+		"cluster IP", "node port", "external IP", "loadbalancer IP"
+	};
+	bool itp_local = kp_svc_port_internal_local(sp), fw;
+	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
+	char key[32], a[KP_ADDR_STRLEN];
+	struct kp_ipt_rule *r;
+
+	if (fe->kind == KP_FE_CLUSTER_IP) {
+		if (!n_cl) {
+			reject_rule(filter, "KUBE-SERVICES", n, fe, n_fam && itp_local,
+				    n_fam ? "has no local endpoints" : "has no endpoints");
+			return;
+		}
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s cluster IP", n->label);
+		kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+		kp_ipt_rule_proto_dport(r, n->proto, fe->port);
+		kp_ipt_rule_jump(r, itp_local ? n->svl : n->svc);
+		collect_frontend(rd, &fe->addr);
+		return;
+	}
+	if (!n_ex) {
+		/* REJECT when there is no endpoint at all, DROP for Local without one */
+		if (fe->kind == KP_FE_NODE_PORT) {
+			snprintf(key, sizeof(key), "f/%u/%u", n->proto, fe->port);
+			if (kp_map_get(rd->nodeports_done, key))
+				return;
+			kp_map_put(rd->nodeports_done, key, rd, NULL);
+		}
+		reject_rule(filter, "KUBE-EXTERNAL-SERVICES", n, fe, n_fam > 0,
+			    n_fam ? "has no local endpoints" : "has no endpoints");
+	}
+	if (!n_fam)
+		return;
+	if (fe->kind == KP_FE_NODE_PORT) {
+		kp_map_put(rd->nodeport_addrs, kp_addr_to_str(&fe->addr, a, sizeof(a)), rd, NULL);
+		snprintf(key, sizeof(key), "%u/%u", n->proto, fe->port);
+		if (kp_map_get(rd->nodeports_done, key))
+			return;
+		kp_map_put(rd->nodeports_done, key, rd, NULL);
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s", n->label);
+		kp_ipt_rule_proto_dport(r, n->proto, fe->port);
+		kp_ipt_rule_jump(r, n->ext);
+		kp_tbl_append(nat, "KUBE-NODEPORTS");
+		return;
+	}
+	fw = fe->kind == KP_FE_LOAD_BALANCER && render_fw(rd, sp, n, fe);
+	r = kp_tbl_rule(nat);
+	kp_ipt_rule_comment(r, "%s %s", n->label, what[fe->kind]);
+	kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
+	kp_ipt_rule_proto_dport(r, n->proto, fe->port);
+	kp_ipt_rule_jump(r, fw ? n->fw : n->ext);
+	collect_frontend(rd, &fe->addr);
+}
+
+/* filter KUBE-NODEPORTS: the health-check node port is let in, once per port. */
+static void render_hc_port(struct render_ctx *rd, const struct kp_svc_port *sp,
+			   const struct svc_names *n)
+{
+	uint16_t port = kp_svc_port_get_health_check_node_port(sp);
+	struct kp_ipt_rule *r;
+	char key[32];
+
+	if (!port)
+		return;
+	snprintf(key, sizeof(key), "hc/%u", port);
+	if (kp_map_get(rd->nodeports_done, key))
+		return;
+	kp_map_put(rd->nodeports_done, key, rd, NULL);
+	r = kp_tbl_rule(rd->filter);
+	kp_ipt_rule_comment(r, "%s health check node port", n->label);
+	kp_ipt_rule_proto_dport(r, IPPROTO_TCP, port);
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(rd->filter, "KUBE-NODEPORTS");
+}
+
+/* One spread chain (SVC over @v cluster-wide, SVL over this node's) when @v has
+ * endpoints; returns whether it was written. */
+static bool render_one_spread(struct render_ctx *rd, const struct kp_svc_port *sp,
+			      const struct svc_names *n, bool local, const struct kp_endpoint *all,
+			      size_t n_all, const struct kp_endpoint *v, size_t nv)
+{
+	if (!nv)
+		return false;
+	if (!subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
+		errno = EINVAL;		/* not a subset: the state broke its order */
+		kp_tbl_fail(rd->nat, "endpoint order");
+		return false;
+	}
+	render_spread(rd, sp, n, local ? n->svl : n->svc, local, v, rd->sub_seps, nv);
+	return true;
+}
+
 static int render_port(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
@@ -489,7 +590,6 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 	bool itp_local = kp_svc_port_internal_local(sp), etp_local = kp_svc_port_external_local(sp);
 	bool have_svc = false, have_svl = false, has_external = false;
 	struct svc_names n = { 0 };
-	struct kp_ipt_rule *r;
 	bool in_family = false;
 
 	cl = kp_svc_port_get_endpoints(sp, rd->family, false, &n_cl);
@@ -518,113 +618,18 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 		render_sep(rd, sp, &n, &all[i], rd->seps[i]);
 	}
 	/* SVC spreads over the cluster-wide set, SVL over this node's */
-	if (!itp_local || (has_external && !etp_local)) {
-		const struct kp_endpoint *v = itp_local ? ex : cl;
-		size_t nv = itp_local ? n_ex : n_cl;
-
-		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
-			errno = EINVAL;		/* not a subset: the state broke its order */
-			kp_tbl_fail(nat, "endpoint order");
-		} else if (nv) {
-			render_spread(rd, sp, &n, n.svc, false, v, rd->sub_seps, nv);
-			have_svc = true;
-		}
-	}
-	if (itp_local || (has_external && etp_local)) {
-		const struct kp_endpoint *v = itp_local ? cl : ex;
-		size_t nv = itp_local ? n_cl : n_ex;
-
-		if (nv && !subset_seps(all, rd->seps, n_all, v, nv, rd->sub_seps)) {
-			errno = EINVAL;		/* not a subset: the state broke its order */
-			kp_tbl_fail(nat, "endpoint order");
-		} else if (nv) {
-			render_spread(rd, sp, &n, n.svl, true, v, rd->sub_seps, nv);
-			have_svl = true;
-		}
-	}
+	if (!itp_local || (has_external && !etp_local))
+		have_svc = render_one_spread(rd, sp, &n, false, all, n_all, itp_local ? ex : cl,
+					     itp_local ? n_ex : n_cl);
+	if (itp_local || (has_external && etp_local))
+		have_svl = render_one_spread(rd, sp, &n, true, all, n_all, itp_local ? cl : ex,
+					     itp_local ? n_cl : n_ex);
 	if (has_external && n_fam)
 		render_ext(rd, sp, &n, have_svc, have_svl);
-
-	for (size_t i = 0; i < n_fes; i++) {
-		const struct kp_frontend *fe = &fes[i];
-		static const char *const what[_KP_FE_MAX] = {
-			"cluster IP", "node port", "external IP", "loadbalancer IP"
-		};
-
-		if (fe->addr.family != rd->family)
-			continue;	/* the other family's tables */
-		if (fe->kind == KP_FE_CLUSTER_IP) {
-			if (n_cl) {
-				r = kp_tbl_rule(nat);
-				kp_ipt_rule_comment(r, "%s cluster IP", n.label);
-				kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-				kp_ipt_rule_proto_dport(r, n.proto, fe->port);
-				kp_ipt_rule_jump(r, itp_local ? n.svl : n.svc);
-				collect_frontend(rd, &fe->addr);
-			} else {
-				reject_rule(filter, "KUBE-SERVICES", &n, fe, n_fam && itp_local,
-					    n_fam ? "has no local endpoints" : "has no endpoints");
-			}
-			continue;
-		}
-		if (!n_ex) {
-			/* REJECT when there is no endpoint at all, DROP for Local without one */
-			char key[32];
-
-			if (fe->kind == KP_FE_NODE_PORT) {
-				snprintf(key, sizeof(key), "f/%u/%u", n.proto, fe->port);
-				if (kp_map_get(rd->nodeports_done, key))
-					continue;
-				kp_map_put(rd->nodeports_done, key, rd, NULL);
-			}
-			reject_rule(filter, "KUBE-EXTERNAL-SERVICES", &n, fe, n_fam > 0,
-				    n_fam ? "has no local endpoints" : "has no endpoints");
-			if (!n_fam)
-				continue;
-		}
-		if (!n_fam)
-			continue;
-		if (fe->kind == KP_FE_NODE_PORT) {
-			char key[32], a[KP_ADDR_STRLEN];
-
-			kp_map_put(rd->nodeport_addrs, kp_addr_to_str(&fe->addr, a, sizeof(a)), rd,
-				   NULL);
-			snprintf(key, sizeof(key), "%u/%u", n.proto, fe->port);
-			if (kp_map_get(rd->nodeports_done, key))
-				continue;
-			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = kp_tbl_rule(nat);
-			kp_ipt_rule_comment(r, "%s", n.label);
-			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
-			kp_ipt_rule_jump(r, n.ext);
-			kp_tbl_append(nat, "KUBE-NODEPORTS");
-			continue;
-		}
-		{
-			bool fw = fe->kind == KP_FE_LOAD_BALANCER && render_fw(rd, sp, &n, fe);
-
-			r = kp_tbl_rule(nat);
-			kp_ipt_rule_comment(r, "%s %s", n.label, what[fe->kind]);
-			kp_ipt_rule_dst(r, &fe->addr, host_bits(rd->family), false);
-			kp_ipt_rule_proto_dport(r, n.proto, fe->port);
-			kp_ipt_rule_jump(r, fw ? n.fw : n.ext);
-			collect_frontend(rd, &fe->addr);
-		}
-	}
-	if (kp_svc_port_get_health_check_node_port(sp)) {
-		char key[32];
-
-		snprintf(key, sizeof(key), "hc/%u", kp_svc_port_get_health_check_node_port(sp));
-		if (!kp_map_get(rd->nodeports_done, key)) {
-			kp_map_put(rd->nodeports_done, key, rd, NULL);
-			r = kp_tbl_rule(filter);
-			kp_ipt_rule_comment(r, "%s health check node port", n.label);
-			kp_ipt_rule_proto_dport(r, IPPROTO_TCP,
-						kp_svc_port_get_health_check_node_port(sp));
-			kp_ipt_rule_jump(r, "ACCEPT");
-			kp_tbl_append(filter, "KUBE-NODEPORTS");
-		}
-	}
+	for (size_t i = 0; i < n_fes; i++)
+		if (fes[i].addr.family == rd->family)	/* else the other family's tables */
+			render_frontend(rd, sp, &n, &fes[i], n_cl, n_ex, n_fam);
+	render_hc_port(rd, sp, &n);
 	return nat->err || filter->err;
 }
 

@@ -310,14 +310,13 @@ static void set_pem(CURL *e, CURLoption file_opt, const char *file, CURLoption b
 	}
 }
 
-static int start(struct watcher *w)
+/* The next request's URL: a list page (the first one resets what the list has seen) or
+ * a watch from the resource version the lists reached. NULL on ENOMEM. */
+static char *request_url(struct watcher *w)
 {
 	struct kp_api *api = w->api;
-	const char *token = current_token(api);
-	struct curl_slist *hdrs = NULL;
 	char *url, *q_extra;
 	char sel[300];
-	CURL *e;
 
 	if (w->res == RES_NODE) {
 		char *esc = curl_easy_escape(NULL, api->node_name, 0);
@@ -349,17 +348,18 @@ static int start(struct watcher *w)
 	url = q_extra ? kp_asprintf("%s%s?%s&%s", api->base, resources[w->res].path, sel,
 				    q_extra) : NULL;
 	free(q_extra);
-	e = curl_easy_init();
-	if (!url || !e || (w->listing && !w->listed)) {
-		free(url);
-		if (e)
-			curl_easy_cleanup(e);
-		backoff(w);
-		return -ENOMEM;
-	}
-	w->len = 0;
-	w->bad_data = w->abort_relist = false;
-	w->errbuf[0] = '\0';
+	return url;
+}
+
+/* The transfer's options: time-outs, keepalive, credentials and TLS as the kubeconfig
+ * says; the headers it will send (borrowed by libcurl) go to @ret_hdrs. */
+static void setup_easy(struct watcher *w, CURL *e, const char *url,
+		       struct curl_slist **ret_hdrs)
+{
+	struct kp_api *api = w->api;
+	const char *token = current_token(api);
+	struct curl_slist *hdrs = NULL;
+
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, w);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
@@ -399,10 +399,29 @@ static int start(struct watcher *w)
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
+	*ret_hdrs = hdrs;
+}
+
+static int start(struct watcher *w)
+{
+	struct kp_api *api = w->api;
+	char *url = request_url(w);
+	CURL *e = curl_easy_init();
+
+	if (!url || !e || (w->listing && !w->listed)) {
+		free(url);
+		if (e)
+			curl_easy_cleanup(e);
+		backoff(w);
+		return -ENOMEM;
+	}
+	w->len = 0;
+	w->bad_data = w->abort_relist = false;
+	w->errbuf[0] = '\0';
+	setup_easy(w, e, url, &w->hdrs);	/* libcurl reads the headers during the transfer */
 	kp_log(api->ctx, KP_LOG_DEBUG, "api: GET %s", url);
 	free(url);
 	w->easy = e;
-	w->hdrs = hdrs;		/* libcurl reads them during the transfer */
 	w->start_at = -1;
 	if (curl_multi_add_handle(api->multi, e) != CURLM_OK) {
 		end_transfer(w);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * kproxyd internals shared between its files: logging (and the reports of the sources'
- * events), the control socket, healthz and metrics, health-check node ports.
+ * kproxyd's internal interfaces, one section per file of proxy/: logging (and the
+ * reports of the sources' events), the flag table and the config file, node setup, the
+ * event loop, the control socket, healthz and metrics, health-check node ports.
+ * kproxyd.c (start-up and the loop's callbacks) uses them all; none uses kproxyd.c.
  */
-#ifndef KPROXYD_H
-#define KPROXYD_H
+#ifndef KPD_H
+#define KPD_H
 
 #include <assert.h>
 #include <stdbool.h>
