@@ -286,3 +286,22 @@ void lb_free_all(struct us_proxy *px)
 	px->set = NULL;
 	px->n_set = 0;
 }
+
+socklen_t us_sockaddr(const struct kp_addr *a, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (a->family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = a->v6;
+		s6->sin6_port = htons(port);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	s4->sin_family = AF_INET;
+	s4->sin_addr = a->v4;
+	s4->sin_port = htons(port);
+	return sizeof(*s4);
+}

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <kproxy/state.h>
 
@@ -113,12 +114,21 @@ void lb_prune(struct us_proxy *px, int64_t now_ms);
 /* Frees every endpoint and the affinity table (the proxy is being freed). */
 void lb_free_all(struct us_proxy *px);
 
-/* ---- proxy lifetime (userspace.c) ---- */
-void us_proxy_ref(struct us_proxy *px);
-void us_proxy_unref(struct us_proxy *px);
-int64_t us_now_ms(void);
-/* Fills @ss from @a and @port; returns its length. */
+/* Fills @ss from @a and @port; returns its length (lb.c). */
 socklen_t us_sockaddr(const struct kp_addr *a, uint16_t port, struct sockaddr_storage *ss);
+
+/* ---- proxy lifetime (proxy.c): the control thread and each worker hold references ---- */
+void us_proxy_ref(struct us_proxy *px);
+void us_proxy_unref(struct us_proxy *px);	/* the last one frees it */
+
+/* The monotonic clock in ms, as the workers and the control thread read it. */
+static inline int64_t us_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- worker.c ---- */
 struct us_worker;

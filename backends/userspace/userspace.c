@@ -76,58 +76,6 @@ struct usb {
 	bool rules_dirty;
 };
 
-int64_t us_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-socklen_t us_sockaddr(const struct kp_addr *a, uint16_t port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_addr = a->v6;
-		s6->sin6_port = htons(port);
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-	s4->sin_family = AF_INET;
-	s4->sin_addr = a->v4;
-	s4->sin_port = htons(port);
-	return sizeof(*s4);
-}
-
-/* ---- proxies ---- */
-
-void us_proxy_ref(struct us_proxy *px)
-{
-	atomic_fetch_add_explicit(&px->refs, 1, memory_order_relaxed);
-}
-
-void us_proxy_unref(struct us_proxy *px)
-{
-	if (!px || atomic_fetch_sub_explicit(&px->refs, 1, memory_order_acq_rel) != 1)
-		return;
-	lb_free_all(px);
-	pthread_mutex_destroy(&px->lock);
-	free(px->key);
-	free(px->label);
-	free(px->ns);
-	free(px->name);
-	free(px->port_name);
-	free(px->fes);
-	free(px->ranges);
-	free(px->range_prefixes);
-	free(px->lst);
-	free(px);
-}
-
 static int sock_type(enum kp_protocol p)
 {
 	return p == KP_PROTO_UDP ? SOCK_DGRAM : SOCK_STREAM;
