@@ -294,6 +294,9 @@ static void slice_obj_fini(struct kp_slice_obj *s)
 		for (size_t j = 0; j < s->eps[i].n_hint_zones; j++)
 			free(s->eps[i].hint_zones[j]);
 		free(s->eps[i].hint_zones);
+		for (size_t j = 0; j < s->eps[i].n_hint_nodes; j++)
+			free(s->eps[i].hint_nodes[j]);
+		free(s->eps[i].hint_nodes);
 	}
 	free(s->eps);
 }
@@ -652,29 +655,32 @@ static void slice_ports(struct dec *d, json_t *ports, const char *path, struct k
 	}
 }
 
-static int dup_hint_zones(struct dec *d, json_t *ep, size_t i, struct kp_slice_obj_ep *out)
+/* The names of hints.@which (forZones, forNodes) of endpoints[@i]: 0, -EINVAL (said) or
+ * -ENOMEM. */
+static int dup_hints(struct dec *d, json_t *ep, size_t i, const char *which, char ***ret_v,
+		     size_t *ret_n)
 {
-	json_t *zones = get_typed(d, member(ep, "hints"), "forZones",
-				  fld(d, "endpoints[%zu].hints.forZones", i), JSON_ARRAY, false);
-	json_t *z;
+	json_t *list = get_typed(d, member(ep, "hints"), which,
+				 fld(d, "endpoints[%zu].hints.%s", i, which), JSON_ARRAY, false);
+	json_t *h;
 	size_t j;
 
-	if (d->failed || !zones || !json_array_size(zones))
+	if (d->failed || !list || !json_array_size(list))
 		return 0;
-	out->hint_zones = calloc(json_array_size(zones), sizeof(char *));
-	if (!out->hint_zones)
+	*ret_v = calloc(json_array_size(list), sizeof(char *));
+	if (!*ret_v)
 		return -ENOMEM;
-	json_array_foreach(zones, j, z) {
-		const char *name = get_str(d, z, "name",
-					   fld(d, "endpoints[%zu].hints.forZones[%zu].name", i, j),
+	json_array_foreach(list, j, h) {
+		const char *name = get_str(d, h, "name",
+					   fld(d, "endpoints[%zu].hints.%s[%zu].name", i, which, j),
 					   true);
 
 		if (d->failed)
 			return -EINVAL;
-		out->hint_zones[j] = kp_strdup(name);
-		if (!out->hint_zones[j])
+		(*ret_v)[j] = kp_strdup(name);
+		if (!(*ret_v)[j])
 			return -ENOMEM;
-		out->n_hint_zones = j + 1;
+		*ret_n = j + 1;
 	}
 	return 0;
 }
@@ -715,7 +721,9 @@ static int decode_slice_ep(struct dec *d, json_t *ep, size_t i, const char *at, 
 		bad(d, d->field, "out of memory");
 		return -EINVAL;
 	}
-	if (dup_hint_zones(d, ep, i, e) == -ENOMEM)
+	if (dup_hints(d, ep, i, "forZones", &e->hint_zones, &e->n_hint_zones) == -ENOMEM ||
+	    (!d->failed &&
+	     dup_hints(d, ep, i, "forNodes", &e->hint_nodes, &e->n_hint_nodes) == -ENOMEM))
 		bad(d, d->field, "out of memory");
 	return d->failed ? -EINVAL : 0;
 }

@@ -129,6 +129,8 @@ struct kp_slice_obj_ep {
 	char *node_name;		/* NULL if unset */
 	char **hint_zones;		/* hints.forZones[].name */
 	size_t n_hint_zones;
+	char **hint_nodes;		/* hints.forNodes[].name (PreferSameNode) */
+	size_t n_hint_nodes;
 };
 
 struct kp_slice_obj {

@@ -4,9 +4,10 @@
  * its EndpointSlices as kube-proxy computes them: frontends per cluster IP, node address,
  * external IP and load-balancer ingress of the service's families; endpoints matched by
  * service port name and protocol, de-duplicated (a non-terminating copy wins), then split
- * into the cluster set (ready, narrowed by zone hints when every ready endpoint has them
- * and one names this zone; else serving-and-terminating) and the local set (the same on
- * this node's endpoints only); the traffic policies pick which set each frontend uses.
+ * into the cluster set (ready, narrowed by topology hints: to this node's when every
+ * ready endpoint has node hints and one names this node, else to this zone's when every
+ * one has zone hints and one names this zone; else serving-and-terminating) and the local
+ * set (the same on this node's endpoints only); the traffic policies pick which set each frontend uses.
  * The delta remembers, per service port, the version the backend last programmed, so a
  * failed sync is retried and a change that reverts itself disappears.
  */
@@ -111,8 +112,10 @@ void kp_state_free(struct kp_state *st)
 
 struct cand {
 	struct kp_endpoint ep;
-	char *const *zones;
+	char *const *zones;		/* hints.forZones */
 	size_t n_zones;
+	char *const *nodes;		/* hints.forNodes */
+	size_t n_nodes;
 };
 
 static int cand_cmp(const void *a, const void *b)
@@ -128,12 +131,43 @@ static int cand_cmp(const void *a, const void *b)
 	return (int)x->ep.terminating - (int)y->ep.terminating;
 }
 
-static bool has_zone(const struct cand *c, const char *zone)
+static bool has_name(char *const *v, size_t n, const char *name)
 {
-	for (size_t i = 0; i < c->n_zones; i++)
-		if (strcmp(c->zones[i], zone) == 0)
+	for (size_t i = 0; name && i < n; i++)
+		if (strcmp(v[i], name) == 0)
 			return true;
 	return false;
+}
+
+enum topo { TOPO_NONE, TOPO_ZONE, TOPO_NODE };
+
+/*
+ * kube-proxy's topology mode from the ready endpoints' hints: this node's when every one
+ * has node hints and one is hinted for this node (PreferSameNode), else this zone's when
+ * every one has zone hints and one is hinted for this zone, else none.
+ */
+static enum topo topology_of(const struct cand *c, size_t n, const struct kp_node_info *node)
+{
+	bool ready = false, nodes_all = true, node_hit = false, zones_all = true, zone_hit = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!c[i].ep.ready)
+			continue;
+		ready = true;
+		nodes_all &= c[i].n_nodes > 0;
+		node_hit |= has_name(c[i].nodes, c[i].n_nodes, node->name);
+		zones_all &= c[i].n_zones > 0;
+		zone_hit |= has_name(c[i].zones, c[i].n_zones, node->zone);
+	}
+	if (ready && nodes_all && node_hit)
+		return TOPO_NODE;
+	return ready && zones_all && zone_hit ? TOPO_ZONE : TOPO_NONE;
+}
+
+static bool in_topology(const struct cand *c, enum topo t, const struct kp_node_info *node)
+{
+	return t == TOPO_NONE || (t == TOPO_NODE && has_name(c->nodes, c->n_nodes, node->name)) ||
+	       (t == TOPO_ZONE && has_name(c->zones, c->n_zones, node->zone));
 }
 
 static bool family_of_service(const struct kp_svc_obj *s, int family)
@@ -187,6 +221,8 @@ static struct cand *gather(const struct kp_svc_obj *svc, const struct kp_svc_obj
 							 strcmp(node->name, ep->node_name) == 0 },
 					.zones = ep->hint_zones,
 					.n_zones = ep->n_hint_zones,
+					.nodes = ep->hint_nodes,
+					.n_nodes = ep->n_hint_nodes,
 				};
 			}
 		}
@@ -205,28 +241,21 @@ static struct cand *gather(const struct kp_svc_obj *svc, const struct kp_svc_obj
 	return c;
 }
 
-/* Appends to @dst the endpoints of [@c, @c + @n) that one policy selects. */
+/* Appends to @dst the endpoints of [@c, @c + @n) that one policy selects: the local ones
+ * (@node NULL: cluster-wide, narrowed by topology hints), ready ones while any is, else
+ * serving and terminating ones. */
 static size_t select_eps(const struct cand *c, size_t n, bool local_only,
-			 const char *zone, struct kp_endpoint *dst)
+			 const struct kp_node_info *node, struct kp_endpoint *dst)
 {
+	enum topo t = local_only ? TOPO_NONE : topology_of(c, n, node);
 	size_t k = 0, n_ready = 0;
-	bool hints_all = true, zone_hit = false;
 
-	for (size_t i = 0; i < n; i++) {
-		if (!c[i].ep.ready || (local_only && !c[i].ep.local))
-			continue;
-		n_ready++;
-		if (!c[i].n_zones)
-			hints_all = false;
-		else if (zone && has_zone(&c[i], zone))
-			zone_hit = true;
-	}
+	for (size_t i = 0; i < n; i++)
+		n_ready += c[i].ep.ready && (!local_only || c[i].ep.local);
 	if (n_ready) {
-		bool use_hints = !local_only && zone && hints_all && zone_hit;
-
 		for (size_t i = 0; i < n; i++)
 			if (c[i].ep.ready && (!local_only || c[i].ep.local) &&
-			    (!use_hints || has_zone(&c[i], zone)))
+			    in_topology(&c[i], t, node))
 				dst[k++] = c[i].ep;
 		return k;
 	}
@@ -248,10 +277,10 @@ static int compute_eps(struct kp_svc_port *sp, const struct cand *c, size_t n,
 	while (split < n && c[split].ep.addr.family == AF_INET)
 		split++;
 	/* each family on its own, as kube-proxy runs one proxier per family */
-	n_cluster = select_eps(c, split, false, node->zone, cluster);
-	n_cluster += select_eps(c + split, n - split, false, node->zone, cluster + n_cluster);
-	n_local = select_eps(c, split, true, NULL, local);
-	n_local += select_eps(c + split, n - split, true, NULL, local + n_local);
+	n_cluster = select_eps(c, split, false, node, cluster);
+	n_cluster += select_eps(c + split, n - split, false, node, cluster + n_cluster);
+	n_local = select_eps(c, split, true, node, local);
+	n_local += select_eps(c + split, n - split, true, node, local + n_local);
 
 	for (int set = EPS_CLUSTER; set <= EPS_EXTERNAL; set++) {
 		bool use_local = set == EPS_CLUSTER ? sp->itp_local : sp->etp_local;

@@ -311,6 +311,37 @@ static void test_affinity_and_hints(void)
 	kp_ctx_free(ctx);
 }
 
+/* PreferSameNode: hints.forNodes win over zone hints, on the same all-or-nothing rule. */
+static void test_node_hints(void)
+{
+	struct kp_ctx *ctx = new_ctx();
+	const char *node_eps;
+
+	load(ctx, "f", SVC("n", "  clusterIP: 10.0.0.64\n  ports: [{port: 80}]")
+		       SLICE("n-1", "n", "IPv4", "[{port: 8080}]",
+			     "[{addresses: [10.1.0.1], hints: {forNodes: [{name: node-a}],"
+			     " forZones: [{name: z1}]}},"
+			     " {addresses: [10.1.0.2], hints: {forNodes: [{name: node-b}],"
+			     " forZones: [{name: z1}]}},"
+			     " {addresses: [10.1.0.3], hints: {forNodes: [{name: node-c}],"
+			     " forZones: [{name: z2}]}}]")
+		       SVC("m", "  clusterIP: 10.0.0.65\n  ports: [{port: 80}]")
+		       SLICE("m-1", "m", "IPv4", "[{port: 8080}]",
+			     "[{addresses: [10.1.0.1], hints: {forNodes: [{name: node-a}]}},"
+			     " {addresses: [10.1.0.2]}]"));
+	kp_ctx_set_node_zone(ctx, "z1");
+	kp_ctx_sync(ctx, false);
+	node_eps = eps(port(ctx, "ns", "n", "", KP_PROTO_TCP), 0, false);
+	is_str(node_eps, "10.1.0.1:8080", "forNodes naming this node: its endpoint alone");
+	is_str(eps(port(ctx, "ns", "m", "", KP_PROTO_TCP), 0, false), "10.1.0.1:8080,10.1.0.2:8080",
+	       "node hints ignored unless every ready endpoint has them");
+	kp_ctx_set_node_name(ctx, "node-x");
+	kp_ctx_sync(ctx, false);
+	is_str(eps(port(ctx, "ns", "n", "", KP_PROTO_TCP), 0, false), "10.1.0.1:8080,10.1.0.2:8080",
+	       "no endpoint hinted for this node: the zone hints apply");
+	kp_ctx_free(ctx);
+}
+
 static void test_legacy_endpoints(void)
 {
 	struct kp_ctx *ctx = new_ctx();
@@ -499,6 +530,7 @@ int main(void)
 	test_readiness();
 	test_traffic_policies();
 	test_affinity_and_hints();
+	test_node_hints();
 	test_legacy_endpoints();
 	test_delta();
 	test_runner();
