@@ -261,13 +261,12 @@ static void drop_overridden_flags(const char *file)
 	for (size_t i = 0; i < n_rows; i++) {
 		const struct kpd_flag *f = &rows[i];
 
-		if (!f->name || !f->kube || f->flag_wins || f->alias || !kpd_flag_from_flag(f))
+		if (!f->name || !f->kube || f->flag_wins || !kpd_flag_from_flag(f))
 			continue;
 		kpd_warn("--%s: ignored: --config %s is given, and kube-proxy then reads only "
 			 "the file", f->name, file);
 		kpd_flag_clear(f);
 	}
-	/* aliases: the flag set the row they name */
 }
 
 int kpd_config_load(struct kp_ctx *ctx, const char *file, kpd_config_warn_fn warn, char *err,

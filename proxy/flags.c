@@ -88,15 +88,15 @@ static const struct kpd_flag rows[] = {
 	  .kube = true, T(KP_OPT_CIDR_LIST) },
 	{ .name = "detect-local-mode", .arg = "MODE", .config = "detectLocalMode", .kube = true,
 	  .own = { .type = KP_OPT_STRING, .choices = local_modes, .def = "",
-		   .help = "how pod traffic is told from the rest: ClusterCIDR (--cluster-cidr), "
-			   "NodeCIDR, BridgeInterface, InterfaceNamePrefix" },
-	  .na = "only ClusterCIDR (from --cluster-cidr) is implemented" },
+		   .help = "how pod traffic is told from the rest: ClusterCIDR (--cluster-cidr; "
+			   "the default), NodeCIDR (the Node's spec.podCIDRs), BridgeInterface "
+			   "(--pod-bridge-interface), InterfaceNamePrefix "
+			   "(--pod-interface-name-prefix)" } },
 	{ .name = "pod-bridge-interface", .arg = "NAME", .config = "detectLocal.bridgeInterface",
-	  .kube = true, TD(KP_OPT_STRING, ""), .na = "detect-local-mode BridgeInterface is not "
-	  "implemented" },
+	  .option = "pod-bridge-interface", .kube = true, T(KP_OPT_STRING) },
 	{ .name = "pod-interface-name-prefix", .arg = "PREFIX",
-	  .config = "detectLocal.interfaceNamePrefix", .kube = true, TD(KP_OPT_STRING, ""),
-	  .na = "detect-local-mode InterfaceNamePrefix is not implemented" },
+	  .config = "detectLocal.interfaceNamePrefix", .option = "pod-interface-name-prefix",
+	  .kube = true, T(KP_OPT_STRING) },
 	{ .name = "oom-score-adj", .arg = "N", .config = "oomScoreAdj", .kube = true,
 	  .own = { .type = KP_OPT_INT, .min = -1000, .max = 1000, .def = "-999",
 		   .help = "kproxyd's /proc/self/oom_score_adj" } },
@@ -160,9 +160,7 @@ static const struct kpd_flag rows[] = {
 	  .def = "false", .help = "remove everything the data plane installed, then exit" } },
 	SEC("iptables mode"),
 	{ .name = "iptables-masquerade-bit", .arg = "N", .config = "iptables.masqueradeBit",
-	  .kube = true, .own = { .type = KP_OPT_UINT, .max = 31, .def = "14",
-		   .help = "the fwmark bit of packets to masquerade" },
-	  .na = "the mark is bit 14 (0x4000) in every mode" },
+	  .option = "masquerade-bit", .kube = true, T(KP_OPT_UINT) },
 	{ .name = NULL, .alias = "iptables-masquerade-bit", .config = "nftables.masqueradeBit",
 	  .config_mode = "nftables" },
 	{ .name = "iptables-localhost-nodeports", .config = "iptables.localhostNodePorts",
@@ -184,10 +182,9 @@ static const struct kpd_flag rows[] = {
 	  .mode = "ipvs", .option = "tcpfin-timeout", .kube = true, T(KP_OPT_DURATION) },
 	{ .name = "ipvs-udp-timeout", .arg = "DUR", .config = "ipvs.udpTimeout", .mode = "ipvs",
 	  .option = "udp-timeout", .kube = true, T(KP_OPT_DURATION) },
-	{ .name = "ipvs-exclude-cidrs", .arg = "CIDRS", .config = "ipvs.excludeCIDRs", .cfg_list = true,
-	  .kube = true, .own = { .type = KP_OPT_CIDR_LIST, .help = "virtual servers in these "
-		   "ranges are never removed by a sync or --cleanup" },
-	  .na = "kproxyd removes only the virtual servers it made" },
+	{ .name = "ipvs-exclude-cidrs", .arg = "CIDRS", .config = "ipvs.excludeCIDRs",
+	  .cfg_list = true, .mode = "ipvs", .option = "exclude-cidrs", .kube = true,
+	  T(KP_OPT_CIDR_LIST) },
 	SEC("userspace mode"),
 	{ .name = "proxy-port-range", .arg = "RANGE", .config = "portRange", .mode = "userspace",
 	  .option = "port-range", .kube = true, T(KP_OPT_PORT_RANGE) },
@@ -506,9 +503,33 @@ static int take_flag(const char *name, const char *value)
 		fprintf(stderr, "kproxyd: flag needs an argument: --%s\n", name);
 		return -EINVAL;
 	}
-	if (kpd_flag_set(t, value ? value : "true", true) < 0) {
+	/* a mode's flag (--ipvs-sync-period) waits in its own slot until the mode is known */
+	if (kpd_flag_set(f->config_mode ? f : t, value ? value : "true", true) < 0) {
 		fprintf(stderr, "kproxyd: out of memory\n");
 		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* As kube-proxy's processV1Alpha1Flags: --iptables-*-period apply unless the mode is ipvs,
+ * --ipvs-*-period only in ipvs mode, each over the plain --sync-period/--min-sync-period
+ * unless that was given itself. */
+int kpd_flags_resolve(const char *mode)
+{
+	for (size_t i = 0; i < N_ROWS; i++) {
+		const struct kpd_flag *f = &rows[i], *t;
+		bool ipvs = !strcmp(mode, "ipvs");
+
+		if (!f->name || !f->config_mode || !slots[i].n)
+			continue;
+		t = kpd_flag_target(f);
+		if (ipvs != !strcmp(f->config_mode, "ipvs")) {
+			kpd_info("--%s: no effect in --proxy-mode %s", f->name, mode);
+		} else if (!slots[row_index(t)].from_flag &&
+			   kpd_flag_set(t, slots[i].v[slots[i].n - 1], true) < 0) {
+			return -ENOMEM;
+		}
+		kpd_flag_clear(f);
 	}
 	return 0;
 }
@@ -563,10 +584,11 @@ int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 	for (size_t i = 0; i < N_ROWS; i++) {
 		const struct kp_option *o;
 
-		if (!rows[i].name || rows[i].alias)
+		if (!rows[i].name)
 			continue;
-		o = kpd_flag_decl(ctx, &rows[i], mode);
-		if (o->type != rows[i].own.type) {
+		/* a mode's period flag holds its own values, of its target's type */
+		o = kpd_flag_decl(ctx, kpd_flag_target(&rows[i]), mode);
+		if (!rows[i].alias && o->type != rows[i].own.type) {
 			fprintf(stderr, "kproxyd: --%s is a %s flag but feeds the %s option \"%s\"\n",
 				rows[i].name, kp_option_type_name(rows[i].own.type),
 				kp_option_type_name(o->type), o->name);

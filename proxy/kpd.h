@@ -85,6 +85,8 @@ const char *kpd_flag_value(const struct kpd_flag *f);
 void kpd_flag_clear(const struct kpd_flag *f);
 /* Names once each setting given that kproxyd does not apply (in @mode), with why. */
 void kpd_flags_report(struct kp_ctx *ctx, const char *mode);
+/* Applies the mode-specific period flags for @mode (kube-proxy's rule). 0 or -ENOMEM. */
+int kpd_flags_resolve(const char *mode);
 /* Checks every value against its declaration for @mode; the reason names the flag. */
 int kpd_flags_check(struct kp_ctx *ctx, const char *mode);
 /* The data plane's settings for @mode (caller frees the array, not the strings); flags

@@ -133,7 +133,7 @@ static int read_settings(int argc, char **argv, struct kp_ctx *ctx, struct optio
 	o->proxy_mode = kpd_get("proxy-mode");
 	if (!*o->proxy_mode)
 		o->proxy_mode = "iptables";
-	if (kpd_flags_check(ctx, o->proxy_mode) < 0)
+	if (kpd_flags_check(ctx, o->proxy_mode) < 0 || kpd_flags_resolve(o->proxy_mode) < 0)
 		return -EINVAL;
 	kpd_verbosity = (int)strtol(kpd_get("v"), NULL, 10);
 	o->dry_run = kpd_get_bool("dry-run");
@@ -291,6 +291,41 @@ static void raise_nofile(void)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/*
+ * --detect-local-mode as the data plane takes it: "" is ClusterCIDR; NodeCIDR is
+ * ClusterCIDR over the Node's spec.podCIDRs, which kproxyd does not read yet, so it falls
+ * back to --cluster-cidr, saying so. Appends to @set. 0 or -ENOMEM.
+ */
+static int detect_local_setting(struct kp_ctx *ctx, const struct options *o,
+				struct kp_setting **set, size_t *n_set)
+{
+	const struct kp_backend_ops *ops = kp_backend_find(ctx, o->proxy_mode);
+	const char *mode = kpd_get("detect-local-mode");
+	struct kp_setting *v;
+	bool takes = false;
+
+	for (size_t i = 0; ops && i < ops->n_options; i++)
+		takes |= !strcmp(ops->options[i].name, "detect-local-mode");
+	if (!*mode || !strcmp(mode, "ClusterCIDR"))
+		return 0;
+	if (!takes) {
+		kpd_info("--detect-local-mode %s: no effect in --proxy-mode %s", mode,
+			 o->proxy_mode);
+		return 0;
+	}
+	if (!strcmp(mode, "NodeCIDR")) {
+		kpd_warn("--detect-local-mode NodeCIDR: kproxyd does not read the Node's "
+			 "spec.podCIDRs yet; pod traffic is told apart by --cluster-cidr");
+		return 0;
+	}
+	v = realloc(*set, (*n_set + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v[(*n_set)++] = (struct kp_setting){ "detect-local-mode", mode };
+	*set = v;
+	return 0;
+}
+
 static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
@@ -313,6 +348,8 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 		return -ENOENT;
 	}
 	r = kpd_flags_settings(ctx, o->proxy_mode, &set, &n_set);
+	if (r == 0)
+		r = detect_local_setting(ctx, o, &set, &n_set);
 	if (r < 0) {
 		kpd_err("out of memory");
 		return r;

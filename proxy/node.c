@@ -107,6 +107,6 @@ void kpd_node_setup(void)
 			set_conntrack("nf_conntrack_udp_timeout_stream", ms / 1000);
 	}
 	r = write_num("/proc/self/oom_score_adj", strtoll(kpd_get("oom-score-adj"), NULL, 10));
-	if (r < 0)
-		kpd_warn("--oom-score-adj %s: %s", kpd_get("oom-score-adj"), kp_strerror(r));
+	if (r < 0)	/* as kube-proxy, a verbose note: containers often lack the capability */
+		kpd_dbg(2, "--oom-score-adj %s: %s", kpd_get("oom-score-adj"), kp_strerror(r));
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <libiptc/libip6tc.h>
@@ -149,6 +150,59 @@ void kp_ipt_rule_src(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned pr
 void kp_ipt_rule_dst(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert)
 {
 	set_addr(r, a, prefix, invert, true);
+}
+
+void kp_ipt_rule_in_iface(struct kp_ipt_rule *r, const char *name, bool invert)
+{
+	size_t len = strlen(name);
+	bool plus = len && name[len - 1] == '+';	/* "veth+": the prefix only */
+	char *iface;
+	unsigned char *mask;
+	uint8_t *inv;
+
+	if (r->oom || len >= IFNAMSIZ)
+		return;
+	if (r->family == AF_INET6) {
+		iface = e6(r)->ipv6.iniface;
+		mask = e6(r)->ipv6.iniface_mask;
+		inv = &e6(r)->ipv6.invflags;
+	} else {
+		iface = e4(r)->ip.iniface;
+		mask = e4(r)->ip.iniface_mask;
+		inv = &e4(r)->ip.invflags;
+	}
+	memset(iface, 0, IFNAMSIZ);
+	memset(mask, 0, IFNAMSIZ);
+	memcpy(iface, name, plus ? len - 1 : len);
+	/* as iptables parses it: the name's bytes, and its NUL unless a prefix */
+	memset(mask, 0xff, plus ? len - 1 : len + 1);
+	if (invert)
+		*inv |= r->family == AF_INET6 ? IP6T_INV_VIA_IN : IPT_INV_VIA_IN;
+}
+
+bool kp_ipt_rule_pod_traffic(struct kp_ipt_rule *r, const struct kp_local_detect *d, bool pods)
+{
+	char name[IFNAMSIZ];
+
+	if (!strcmp(d->mode, "BridgeInterface") && d->bridge && *d->bridge) {
+		kp_ipt_rule_in_iface(r, d->bridge, !pods);
+		return true;
+	}
+	if (!strcmp(d->mode, "InterfaceNamePrefix") && d->prefix && *d->prefix &&
+	    strlen(d->prefix) < sizeof(name) - 1) {
+		snprintf(name, sizeof(name), "%s+", d->prefix);
+		kp_ipt_rule_in_iface(r, name, !pods);
+		return true;
+	}
+	if (strcmp(d->mode, "ClusterCIDR") || !d->cidrs)
+		return false;
+	for (size_t i = 0; i < d->cidrs->n; i++) {
+		if (d->cidrs->v[i].addr.family == r->family) {
+			kp_ipt_rule_src(r, &d->cidrs->v[i].addr, d->cidrs->v[i].prefix, !pods);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Appends a match and returns its data. Matches must come before the target. */
@@ -359,16 +413,34 @@ uint8_t kp_ipt_dnat_revision(int family)
 	return best;
 }
 
-void kp_ipt_rule_masquerade(struct kp_ipt_rule *r)
+bool kp_ipt_random_fully(void)
 {
+	struct utsname u;
+	unsigned major = 0, minor = 0;
+
+	/* NF_NAT_RANGE_PROTO_RANDOM_FULLY came with Linux 3.13 */
+	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false;
+	return major > 3 || (major == 3 && minor >= 13);
+}
+
+void kp_ipt_rule_masquerade(struct kp_ipt_rule *r, bool random_fully)
+{
+	unsigned flags = random_fully ? NF_NAT_RANGE_PROTO_RANDOM_FULLY : 0;
+
 	if (r->family == AF_INET6) {
-		add_target(r, "MASQUERADE", 0, sizeof(struct nf_nat_range));
+		struct nf_nat_range *n = add_target(r, "MASQUERADE", 0, sizeof(*n));
+
+		if (n)
+			n->flags = flags;
 	} else {
 		struct nf_nat_ipv4_multi_range_compat *n =
 			add_target(r, "MASQUERADE", 0, sizeof(*n));
 
-		if (n)
+		if (n) {
 			n->rangesize = 1;
+			n->range[0].flags = flags;
+		}
 	}
 }
 

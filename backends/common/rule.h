@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <netinet/in.h>
 
+#include <kproxy/backend.h>
 #include <kproxy/state.h>
 
 struct ipt_entry;
@@ -32,6 +33,21 @@ void kp_ipt_rule_reset(struct kp_ipt_rule *r);
 /* ip header matches; a prefix of 0 leaves the field unmatched */
 void kp_ipt_rule_src(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert);
 void kp_ipt_rule_dst(struct kp_ipt_rule *r, const struct kp_addr *a, unsigned prefix, bool invert);
+/* How pod traffic is told apart (kube-proxy's --detect-local-mode). */
+struct kp_local_detect {
+	const char *mode;			/* "ClusterCIDR", "BridgeInterface", ... */
+	const struct kp_cidr_list *cidrs;	/* ClusterCIDR: the first of each family counts */
+	const char *bridge;			/* BridgeInterface */
+	const char *prefix;			/* InterfaceNamePrefix */
+};
+/*
+ * Matches pod traffic (@pods) or the rest (!@pods) as @d says: -s CIDR, -i BRIDGE or
+ * -i PREFIX+ (inverted for the rest). Returns false, adding nothing, when @d gives nothing
+ * for the rule's family (kube-proxy then writes no such rule).
+ */
+bool kp_ipt_rule_pod_traffic(struct kp_ipt_rule *r, const struct kp_local_detect *d, bool pods);
+/* [!] -i NAME ("veth+": every interface whose name starts with "veth") */
+void kp_ipt_rule_in_iface(struct kp_ipt_rule *r, const char *name, bool invert);
 /* -p PROTO -m PROTO --dport PORT (PORT 0: protocol only); proto is IPPROTO_* */
 void kp_ipt_rule_proto_dport(struct kp_ipt_rule *r, uint8_t proto, uint16_t dport);
 void kp_ipt_rule_comment(struct kp_ipt_rule *r, const char *fmt, ...)
@@ -57,7 +73,10 @@ void kp_ipt_rule_jump(struct kp_ipt_rule *r, const char *chain_or_verdict);
 void kp_ipt_rule_dnat(struct kp_ipt_rule *r, const struct kp_addr *a, uint16_t port, uint8_t rev);
 /* The DNAT target revision to use: the newest (up to 2) the kernel has for @family. */
 uint8_t kp_ipt_dnat_revision(int family);
-void kp_ipt_rule_masquerade(struct kp_ipt_rule *r);
+/* Whether this kernel's NAT knows --random-fully (kube-proxy uses it wherever it can). */
+bool kp_ipt_random_fully(void);
+/* MASQUERADE, with --random-fully (the source port chosen at random for every flow) */
+void kp_ipt_rule_masquerade(struct kp_ipt_rule *r, bool random_fully);
 /* -j REDIRECT --to-ports PORT (to the incoming interface's address; 127.0.0.1 or ::1 in
  * OUTPUT) */
 void kp_ipt_rule_redirect(struct kp_ipt_rule *r, uint16_t port);

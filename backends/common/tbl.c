@@ -268,22 +268,22 @@ out_free:
 	free(names);
 }
 
-void kp_tbl_masq_rules(struct kp_tbl *t)
+void kp_tbl_masq_rules(struct kp_tbl *t, uint32_t mark, bool random_fully)
 {
 	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	kp_ipt_rule_mark_target(r, KP_MASQ_MARK, KP_MASQ_MARK); /* --or-mark */
+	kp_ipt_rule_mark_target(r, mark, mark); /* --or-mark */
 	kp_tbl_append(t, "KUBE-MARK-MASQ");
 	r = kp_tbl_rule(t);
-	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, true);
+	kp_ipt_rule_mark(r, mark, mark, true);
 	kp_ipt_rule_jump(r, "RETURN");
 	kp_tbl_append(t, "KUBE-POSTROUTING");
 	r = kp_tbl_rule(t);
-	kp_ipt_rule_mark_target(r, KP_MASQ_MARK, 0); /* --xor-mark */
+	kp_ipt_rule_mark_target(r, mark, 0); /* --xor-mark */
 	kp_tbl_append(t, "KUBE-POSTROUTING");
 	r = kp_tbl_rule(t);
 	kp_ipt_rule_comment(r, "kubernetes service traffic requiring SNAT");
-	kp_ipt_rule_masquerade(r);
+	kp_ipt_rule_masquerade(r, random_fully);
 	kp_tbl_append(t, "KUBE-POSTROUTING");
 }
 

@@ -24,8 +24,6 @@
 struct kp_ctx;
 struct kp_map;
 
-/* kube-proxy's masquerade mark (--iptables-masquerade-bit 14) */
-#define KP_MASQ_MARK 0x4000u
 
 /* kp_tbl_open_ops() flags */
 #define KP_TBL_TRACK_USED 0x1u	/* remember the chains used (kp_tbl_use_chain()) */
@@ -101,12 +99,12 @@ void kp_tbl_delete_unused(struct kp_tbl *t, const struct kp_tbl_owned *own);
 
 /*
  * kube-proxy's masquerade rules, appended to the nat chains KUBE-MARK-MASQ (MARK
- * --or-mark KP_MASQ_MARK) and KUBE-POSTROUTING (RETURN unless marked; --xor-mark, so a
- * packet that traverses the stack again is not masqueraded again; MASQUERADE with
- * kube-proxy's comment), after what the caller put there; the chains must exist (made
- * fresh or used).
+ * --or-mark @mark) and KUBE-POSTROUTING (RETURN unless marked; --xor-mark, so a packet
+ * that traverses the stack again is not masqueraded again; MASQUERADE, --random-fully
+ * when asked, with kube-proxy's comment), after what the caller put there; the chains
+ * must exist (made fresh or used). @mark: 1 << --iptables-masquerade-bit.
  */
-void kp_tbl_masq_rules(struct kp_tbl *t);
+void kp_tbl_masq_rules(struct kp_tbl *t, uint32_t mark, bool random_fully);
 
 /*
  * Edits the nat table, then the filter table, of @family under the xtables lock, each

@@ -55,17 +55,24 @@ static const struct kp_tbl_owned filter_owned = {
 	KP_ARRAY_SIZE(svc_prefixes),
 };
 
+static const char *const local_modes[] = KP_DETECT_LOCAL_MODES;
+
 /* The options init takes (ipt_options[]). */
 struct ipt_opts {
 	struct kp_cidr_list cluster_cidr;	/* both families */
+	const char *detect_local, *pod_bridge, *pod_prefix;
 	bool masquerade_all;
+	uint32_t masquerade_bit;
 	uint32_t dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	bool libiptc;
 };
 
 static const struct kp_option ipt_options[] = {
 	KP_OPTION_CLUSTER_CIDR(struct ipt_opts, cluster_cidr),
+	KP_OPTION_DETECT_LOCAL(struct ipt_opts, detect_local, pod_bridge, pod_prefix,
+			       local_modes),
 	KP_OPTION_MASQUERADE_ALL(struct ipt_opts, masquerade_all),
+	KP_OPTION_MASQUERADE_BIT(struct ipt_opts, masquerade_bit),
 	{ .name = "dispatch-threshold", .type = KP_OPT_UINT,
 	  .offset = offsetof(struct ipt_opts, dispatch_threshold), .max = 1000000, .def = "100",
 	  .help = "above N frontends, split KUBE-SERVICES into a tree of chains by destination "
@@ -78,6 +85,9 @@ static const struct kp_option ipt_options[] = {
 struct ipt {
 	struct kp_ctx *ctx;
 	const struct ipt_opts *o;	/* borrowed from the library, valid until destroy */
+	struct kp_local_detect pods;	/* how pod traffic is told apart, from @o */
+	uint32_t mark;			/* 1 << masquerade-bit */
+	bool random_fully;		/* MASQUERADE --random-fully: the kernel has it */
 	bool synced;			/* a sync succeeded since start */
 	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
@@ -238,15 +248,11 @@ static void render_spread(struct render_ctx *rd, const struct kp_svc_port *sp,
 	for (size_t i = 0; i < n_fes && !local; i++) {
 		if (fes[i].kind != KP_FE_CLUSTER_IP || fes[i].addr.family != nat->ops->family)
 			continue;
-		const struct kp_cidr *pods = ipt->o->cluster_cidr.v;
-
-		for (size_t c = 0; c < (ipt->o->masquerade_all ? 1 : ipt->o->cluster_cidr.n); c++) {
-			if (!ipt->o->masquerade_all && pods[c].addr.family != nat->ops->family)
-				continue;
-			r = kp_tbl_rule(nat);
-			kp_ipt_rule_comment(r, "%s cluster IP", n->label);
-			if (!ipt->o->masquerade_all)
-				kp_ipt_rule_src(r, &pods[c].addr, pods[c].prefix, true);
+		/* all traffic (masquerade-all), or what is not a pod's; none when pod traffic
+		 * cannot be told apart in this family, as kube-proxy */
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s cluster IP", n->label);
+		if (ipt->o->masquerade_all || kp_ipt_rule_pod_traffic(r, &ipt->pods, false)) {
 			kp_ipt_rule_dst(r, &fes[i].addr, host_bits(fes[i].addr.family), false);
 			kp_ipt_rule_proto_dport(r, n->proto, fes[i].port);
 			kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
@@ -290,16 +296,13 @@ static void render_ext(struct render_ctx *rd, const struct kp_svc_port *sp,
 		return;
 	}
 	/* Local policy: pods and the node itself still reach every endpoint */
-	for (size_t c = 0; c < ipt->o->cluster_cidr.n && have_svc; c++) {
-		const struct kp_cidr *pod = &ipt->o->cluster_cidr.v[c];
-
-		if (pod->addr.family != nat->ops->family)
-			continue;
+	if (have_svc) {
 		r = kp_tbl_rule(nat);
 		kp_ipt_rule_comment(r, "pod traffic for %s external destinations", n->label);
-		kp_ipt_rule_src(r, &pod->addr, pod->prefix, false);
-		kp_ipt_rule_jump(r, n->svc);
-		kp_tbl_append(nat, n->ext);
+		if (kp_ipt_rule_pod_traffic(r, &ipt->pods, true)) {
+			kp_ipt_rule_jump(r, n->svc);
+			kp_tbl_append(nat, n->ext);
+		}
 	}
 	r = kp_tbl_rule(nat);
 	kp_ipt_rule_comment(r, "masquerade LOCAL traffic for %s external destinations", n->label);
@@ -645,7 +648,7 @@ static void render_fixed(struct render_ctx *rd)
 	for (size_t i = 0; i < KP_ARRAY_SIZE(filter_fixed); i++)
 		kp_tbl_use_chain(filter, filter_fixed[i]);
 
-	kp_tbl_masq_rules(nat);
+	kp_tbl_masq_rules(nat, rd->ipt->mark, rd->ipt->random_fully);
 
 	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
 	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
@@ -668,7 +671,7 @@ static void render_fixed(struct render_ctx *rd)
 	kp_tbl_append(filter, "KUBE-FORWARD");
 	r = kp_tbl_rule(filter);
 	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
-	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, false);
+	kp_ipt_rule_mark(r, rd->ipt->mark, rd->ipt->mark, false);
 	kp_ipt_rule_jump(r, "ACCEPT");
 	kp_tbl_append(filter, "KUBE-FORWARD");
 	r = kp_tbl_rule(filter);
@@ -1250,6 +1253,10 @@ static int ipt_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		return -ENOMEM;
 	ipt->ctx = ctx;
 	ipt->o = opts;
+	ipt->pods = (struct kp_local_detect){ ipt->o->detect_local, &ipt->o->cluster_cidr,
+					      ipt->o->pod_bridge, ipt->o->pod_prefix };
+	ipt->mark = 1u << ipt->o->masquerade_bit;
+	ipt->random_fully = kp_ipt_random_fully();
 	ipt->dnat_rev[0] = kp_ipt_dnat_revision(AF_INET);
 	ipt->dnat_rev[1] = kp_ipt_dnat_revision(AF_INET6);
 	kp_ipt_rule_init(&ipt->scratch, AF_INET);

@@ -43,7 +43,6 @@
 #define GRACE_MAX_S (15 * 60)		/* kube-proxy's old rsGracefulDeletePeriod */
 #define NODE_PORT_MIN 30000		/* the API server's default service-node-port-range */
 #define NODE_PORT_MAX 32767
-#define MAX_CIDRS 8
 
 /* One virtual server as we want it (and, once programmed, as we programmed it). */
 struct vs {
@@ -70,10 +69,15 @@ struct job {
 	size_t n_kdests;
 };
 
+static const char *const local_modes[] = KP_DETECT_LOCAL_MODES;
+
 /* The options init takes (ipvs_options[]); timeouts in ms, set in whole seconds. */
 struct ipvs_opts {
 	struct kp_cidr_list cluster_cidr;
+	const char *detect_local, *pod_bridge, *pod_prefix;
+	struct kp_cidr_list exclude;
 	bool masquerade_all;
+	uint32_t masquerade_bit;
 	const char *scheduler;
 	bool strict_arp;
 	uint32_t tcp_timeout_ms, tcpfin_timeout_ms, udp_timeout_ms;
@@ -81,7 +85,14 @@ struct ipvs_opts {
 
 static const struct kp_option ipvs_options[] = {
 	KP_OPTION_CLUSTER_CIDR(struct ipvs_opts, cluster_cidr),
+	KP_OPTION_DETECT_LOCAL(struct ipvs_opts, detect_local, pod_bridge, pod_prefix,
+			       local_modes),
 	KP_OPTION_MASQUERADE_ALL(struct ipvs_opts, masquerade_all),
+	KP_OPTION_MASQUERADE_BIT(struct ipvs_opts, masquerade_bit),
+	{ .name = "exclude-cidrs", .type = KP_OPT_CIDR_LIST,
+	  .offset = offsetof(struct ipvs_opts, exclude),
+	  .help = "virtual servers on these addresses are never removed, unless this process "
+		  "made them" },
 	{ .name = "scheduler", .type = KP_OPT_STRING, .offset = offsetof(struct ipvs_opts, scheduler),
 	  .def = "rr", .help = "IPVS scheduler: rr, lc, dh, sh, sed, nq, wrr, wlc, lblc, lblcr, "
 			       "mh, ... (what the kernel has)" },
@@ -107,9 +118,8 @@ struct ipvs {
 	int ifindex;
 	char sched[16];
 	uint32_t svc_flags;		/* scheduler flags (mh: hash the port too) */
-	struct kp_addr cluster_nets[MAX_CIDRS];	/* o->cluster_cidr, as the rules take it */
-	uint8_t cluster_prefixes[MAX_CIDRS];
-	size_t n_cluster_nets;
+	struct kp_local_detect pods;	/* how pod traffic is told apart, from @o */
+	bool random_fully;		/* MASQUERADE --random-fully: the kernel has it */
 	bool ipv6_rules;		/* ip6tables usable */
 	bool prepared;			/* sysctls, link, sets, rules done once */
 	bool synced;			/* the last sync succeeded: deltas are enough */
@@ -627,9 +637,9 @@ static int write_rules(struct ipvs *iv)
 {
 	struct ipvs_rules_cfg cfg = {
 		.masquerade_all = iv->o->masquerade_all,
-		.cluster_nets = iv->cluster_nets,
-		.cluster_prefixes = iv->cluster_prefixes,
-		.n_cluster_nets = iv->n_cluster_nets,
+		.pods = &iv->pods,
+		.mark = 1u << iv->o->masquerade_bit,
+		.random_fully = iv->random_fully,
 	};
 	int r = ipvs_rules_sync(iv->ctx, AF_INET, &cfg);
 
@@ -746,6 +756,11 @@ static bool owned(struct ipvs *iv, const struct kernel_view *kv, const struct ip
 	svc_key(s, key, sizeof(key));
 	if (kp_map_get(iv->vs, key))
 		return true;
+	/* --ipvs-exclude-cidrs: another program's, whatever else it looks like */
+	for (size_t i = 0; i < iv->o->exclude.n; i++)
+		if (kp_addr_in_prefix(&s->addr, &iv->o->exclude.v[i].addr,
+				      iv->o->exclude.v[i].prefix))
+			return false;
 	kp_addr_to_str(&s->addr, a, sizeof(a));
 	if (kp_map_get(kv->bound, a))
 		return true;
@@ -1458,16 +1473,9 @@ static int ipvs_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		return -ENOMEM;
 	iv->ctx = ctx;
 	iv->o = opts;
-	if (iv->o->cluster_cidr.n > MAX_CIDRS) {
-		r = kp_ctx_set_error(ctx, -EINVAL, "ipvs: option \"cluster-cidr\": more than %d "
-				     "ranges", MAX_CIDRS);
-		goto fail;
-	}
-	for (size_t i = 0; i < iv->o->cluster_cidr.n; i++) {
-		iv->cluster_nets[i] = iv->o->cluster_cidr.v[i].addr;
-		iv->cluster_prefixes[i] = iv->o->cluster_cidr.v[i].prefix;
-	}
-	iv->n_cluster_nets = iv->o->cluster_cidr.n;
+	iv->pods = (struct kp_local_detect){ iv->o->detect_local, &iv->o->cluster_cidr,
+					     iv->o->pod_bridge, iv->o->pod_prefix };
+	iv->random_fully = kp_ipt_random_fully();
 	if (strlen(iv->o->scheduler) >= sizeof(iv->sched) || !*iv->o->scheduler) {
 		r = kp_ctx_set_error(ctx, -EINVAL, "ipvs: option \"scheduler\": \"%s\" is not a "
 				     "scheduler name", iv->o->scheduler);

@@ -12,6 +12,8 @@
 
 #include <kproxy/state.h>
 
+#include "../common/rule.h"
+
 struct kp_ctx;
 
 enum ipvs_set {
@@ -36,9 +38,9 @@ bool ipvs_set_familyless(enum ipvs_set s);
 
 struct ipvs_rules_cfg {
 	bool masquerade_all;
-	const struct kp_addr *cluster_nets;	/* --cluster-cidr, both families */
-	const uint8_t *cluster_prefixes;
-	size_t n_cluster_nets;
+	const struct kp_local_detect *pods;	/* how pod traffic is told apart */
+	uint32_t mark;				/* the masquerade mark */
+	bool random_fully;			/* MASQUERADE --random-fully */
 };
 
 /*

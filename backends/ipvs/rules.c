@@ -11,7 +11,7 @@
  *                        set KUBE-EXTERNAL-IP dst,dst -> KUBE-MARK-MASQ
  *                        addrtype dst LOCAL -> KUBE-NODE-PORT
  *   nat  KUBE-NODE-PORT  -p tcp set KUBE-NODE-PORT-TCP dst -> KUBE-MARK-MASQ (udp, sctp)
- *   nat  KUBE-MARK-MASQ  MARK --or-mark 0x4000
+ *   nat  KUBE-MARK-MASQ  MARK --or-mark 0x4000 (1 << masquerade-bit)
  *   nat  KUBE-POSTROUTING set KUBE-LOOP-BACK dst,dst,src -> MASQUERADE;
  *                        not marked -> RETURN; --xor-mark 0x4000; MASQUERADE
  *   filter FORWARD -> KUBE-FORWARD: marked -> ACCEPT; RELATED,ESTABLISHED -> ACCEPT
@@ -96,7 +96,6 @@ static void render_nat(struct kp_tbl *t, int family, const void *arg)
 		{ IPPROTO_SCTP, SET_NODE_PORT_SCTP },
 	};
 	struct kp_ipt_rule *r;
-	bool any_cidr = false;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_chains); i++)
 		kp_tbl_fresh_chain(t, nat_chains[i]);
@@ -110,22 +109,16 @@ static void render_nat(struct kp_tbl *t, int family, const void *arg)
 		kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
 		kp_tbl_append(t, "KUBE-SERVICES");
 	} else {
-		for (size_t i = 0; i < cfg->n_cluster_nets; i++) {
-			if (cfg->cluster_nets[i].family != family)
-				continue;
-			r = kp_tbl_rule(t);
-			kp_ipt_rule_comment(r,
-					    "Kubernetes service cluster ip + port for masquerade "
-					    "purpose");
-			kp_ipt_rule_src(r, &cfg->cluster_nets[i], cfg->cluster_prefixes[i], true);
+		/* what is not a pod's; nothing when pod traffic cannot be told apart here */
+		r = kp_tbl_rule(t);
+		kp_ipt_rule_comment(r, "Kubernetes service cluster ip + port for masquerade "
+				       "purpose");
+		if (kp_ipt_rule_pod_traffic(r, cfg->pods, false)) {
 			set_match(t, SET_CLUSTER_IP, family, 2, 0);
 			kp_ipt_rule_jump(r, "KUBE-MARK-MASQ");
 			kp_tbl_append(t, "KUBE-SERVICES");
-			any_cidr = true;
-			break;	/* as kube-proxy: the first CIDR of the family */
 		}
 	}
-	(void)any_cidr;
 	r = kp_tbl_rule(t);
 	kp_ipt_rule_comment(r, "Kubernetes service external ip + port for masquerade purpose");
 	set_match(t, SET_EXTERNAL_IP, family, 2, 0);
@@ -154,9 +147,9 @@ static void render_nat(struct kp_tbl *t, int family, const void *arg)
 	kp_ipt_rule_comment(r, "Kubernetes endpoints dst ip:port, source ip for solving hairpin "
 			       "purpose");
 	set_match(t, SET_LOOP_BACK, family, 3, IPSET_DIM_ONE_SRC << 2);
-	kp_ipt_rule_masquerade(r);
+	kp_ipt_rule_masquerade(r, false);	/* hairpin: as kube-proxy, not --random-fully */
 	kp_tbl_append(t, "KUBE-POSTROUTING");
-	kp_tbl_masq_rules(t);
+	kp_tbl_masq_rules(t, cfg->mark, cfg->random_fully);
 
 	kp_tbl_ensure_jump(t, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
 	kp_tbl_ensure_jump(t, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);
@@ -167,6 +160,7 @@ static void render_nat(struct kp_tbl *t, int family, const void *arg)
 static void render_filter(struct kp_tbl *t, int family, const void *arg)
 {
 	static const char *const hooks[] = { "INPUT", "FORWARD", "OUTPUT" };
+	const struct ipvs_rules_cfg *cfg = arg;
 	struct kp_ipt_rule *r;
 
 	/* loadBalancerSourceRanges: traffic to a listed LB IP:port from elsewhere is dropped
@@ -195,7 +189,7 @@ static void render_filter(struct kp_tbl *t, int family, const void *arg)
 	kp_tbl_fresh_chain(t, "KUBE-FORWARD");
 	r = kp_tbl_rule(t);
 	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
-	kp_ipt_rule_mark(r, KP_MASQ_MARK, KP_MASQ_MARK, false);
+	kp_ipt_rule_mark(r, cfg->mark, cfg->mark, false);
 	kp_ipt_rule_jump(r, "ACCEPT");
 	kp_tbl_append(t, "KUBE-FORWARD");
 	r = kp_tbl_rule(t);

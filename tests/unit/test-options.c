@@ -147,9 +147,13 @@ int main(void)
 	   "the built-in iptables backend declares its options");
 	{
 		const struct kp_backend_ops *ipt = kp_backend_find(ctx, "iptables");
-		char err[128];
+		const struct kp_option *dt = NULL;
+		char err[128] = "";
 
-		ok(kp_option_check(&ipt->options[2], "abc", err, sizeof(err)) == -EINVAL &&
+		for (size_t i = 0; i < ipt->n_options; i++)
+			if (!strcmp(ipt->options[i].name, "dispatch-threshold"))
+				dt = &ipt->options[i];
+		ok(dt && kp_option_check(dt, "abc", err, sizeof(err)) == -EINVAL &&
 		   strstr(err, "\"abc\" is not a number"), "kp_option_check checks one value: %s",
 		   err);
 	}
