@@ -220,6 +220,15 @@ static void print_status_table(json_t *s)
 	print_time("Last sync:", num(sy, "last_time_ms"));
 	printf("%-18s %s\n", "Last sync result:",
 	       num(sy, "last_result") ? str(sy, "last_error") : "ok");
+	if (json_is_object(json_object_get(s, "node_netfilter"))) {
+		json_t *fw = json_object_get(s, "node_netfilter");
+
+		printf("%-18s %s (%lld rules in nf_tables, %lld in legacy tables)%s\n",
+		       "Node netfilter:", str(fw, "backend"), num(fw, "nft_rules"),
+		       num(fw, "legacy_rules"), !strcmp(str(fw, "backend"), "nft") &&
+		       strcmp(str(s, "proxy_mode"), "nftables") ? "; the node's rules are in "
+		       "nf_tables: --proxy-mode nftables is the way out" : "");
+	}
 	print_options(json_object_get(s, "options"));
 }
 

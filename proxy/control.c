@@ -197,6 +197,13 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 	if (st) {
 		json_object_set_new(st, "api", api_status(info));
 		json_object_set_new(st, "options", options_status(ctx));
+		if (info->nodefw)
+			json_object_set_new(st, "node_netfilter", json_pack(
+				"{s:s, s:b, s:I, s:I, s:b}", "backend", info->nodefw->backend,
+				"kubelet_hint_in_nft", info->nodefw->nft_hint,
+				"nft_rules", (json_int_t)info->nodefw->nft_rules,
+				"legacy_rules", (json_int_t)info->nodefw->legacy_rules,
+				"legacy_missing", info->nodefw->legacy_missing));
 	}
 	return st;
 }

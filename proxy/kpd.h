@@ -105,6 +105,18 @@ void kpd_flags_table(FILE *out, struct kp_ctx *ctx, bool man);
 void kpd_flags_free(void);
 int kpd_yaml_load(const char *file, json_t **ret_doc, char *err, size_t size);
 
+/* nodefw.c: which netfilter interface the node's other rules live in, seen at start */
+struct kpd_nodefw {
+	bool legacy_missing;		/* the kernel has no legacy ip_tables */
+	bool nft_checked;		/* nf_tables could be listed */
+	bool nft_hint;			/* kubelet's hint chain is in nf_tables */
+	unsigned long nft_rules;	/* rules in iptables-nft's tables */
+	unsigned long legacy_rules;	/* rules in the legacy tables (ours included) */
+	bool node_uses_nft;		/* the node's components write nf_tables */
+	char backend[8];		/* "nft", "legacy" or "unknown" */
+};
+void kpd_nodefw_check(struct kpd_nodefw *fw);
+
 /* node.c: conntrack sysctls and the OOM score, set at start as kube-proxy sets them */
 void kpd_node_setup(void);
 
@@ -130,6 +142,7 @@ struct kpd_info {
 	const char *manifests;		/* directory, or NULL */
 	struct kp_api *api;		/* the API-server source, or NULL */
 	int64_t start_ms;		/* CLOCK_REALTIME */
+	const struct kpd_nodefw *nodefw;	/* the node's netfilter interface, or NULL */
 	const char *healthz_address;	/* as bound, or "" */
 	const char *metrics_address;	/* as bound, or "" */
 };

@@ -326,6 +326,36 @@ static int detect_local_setting(struct kp_ctx *ctx, const struct options *o,
 	return 0;
 }
 
+/*
+ * The legacy modes write x_tables: refused where the kernel has none; where the node's
+ * other components write nf_tables (iptables-nft), said plainly. Returns 0 or -ENOTSUP.
+ */
+static int check_node_netfilter(const struct options *o, struct kpd_nodefw *fw)
+{
+	static const char *const legacy[] = { "iptables", "ipvs", "userspace" };
+	bool uses_legacy = false;
+
+	kpd_nodefw_check(fw);
+	for (size_t i = 0; i < KP_ARRAY_SIZE(legacy); i++)
+		uses_legacy |= !strcmp(o->proxy_mode, legacy[i]);
+	if (!uses_legacy || o->dry_run)
+		return 0;
+	if (fw->legacy_missing) {
+		kpd_err("--proxy-mode %s writes the kernel's legacy ip_tables, which this kernel "
+			"does not have (CONFIG_IP_NF_IPTABLES): use --proxy-mode nftables, kube-proxy's "
+			"nf_tables mode (not built into kproxyd %s yet)", o->proxy_mode, kp_version());
+		return -ENOTSUP;
+	}
+	if (fw->node_uses_nft)
+		kpd_warn("this node's other rules are in nf_tables (%s; %lu rules there, %lu in the "
+			 "legacy tables): --proxy-mode %s writes legacy ip_tables, which the kernel "
+			 "evaluates apart from them, and which iptables-nft does not show; "
+			 "--proxy-mode nftables (kube-proxy's nf_tables mode) is the way out",
+			 fw->nft_hint ? "kubelet's KUBE-IPTABLES-HINT is there" : "more rules there",
+			 fw->nft_rules, fw->legacy_rules, o->proxy_mode);
+	return 0;
+}
+
 static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
@@ -431,6 +461,7 @@ struct daemon {
 	struct kpd_hc *hc;
 	int sfd;
 	int cfd;			/* the --config file's watch, or -1 */
+	struct kpd_nodefw nodefw;	/* the node's netfilter interface, seen at start */
 	int rc;				/* the exit status once the loop ends */
 };
 
@@ -732,6 +763,9 @@ int main(int argc, char **argv)
 	}
 	kp_ctx_set_log(d.ctx, kpd_lib_log, NULL, kpd_verbosity >= 4 ? KP_LOG_DEBUG : KP_LOG_INFO);
 	kpd_flags_report(d.ctx, o.proxy_mode);
+	if (check_node_netfilter(&o, &d.nodefw) < 0)
+		goto out;
+	d.info.nodefw = &d.nodefw;
 	if (!o.dry_run && !o.cleanup)
 		kpd_node_setup();
 	if (kp_ctx_set_node_name(d.ctx, o.hostname) < 0 || select_backend(d.ctx, &o) < 0)

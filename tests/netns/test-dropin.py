@@ -284,6 +284,29 @@ def test_flags(topo, base, mdir):
     cleanup(topo)
 
 
+def test_nft_node(topo, base, mdir):
+    """The node's other rules in nf_tables (kubelet's hint chain, as iptables-nft leaves
+    it): said at start and in kproxyctl status, naming --proxy-mode nftables."""
+    if not shutil.which("nft"):
+        ok(False, "nft is installed (scripts/install-deps installs nftables)")
+        return
+    sh("nft", "add", "table", "ip", "mangle", ns=topo.node)
+    sh("nft", "add", "chain", "ip", "mangle", "KUBE-IPTABLES-HINT", ns=topo.node)
+    k = Run(topo, base, "--manifests", mdir, "--healthz-bind-address", "",
+            "--metrics-bind-address", "")
+    st = k.ctl("status", "-o", "json").stdout
+    ok('"backend": "nft"' in st and '"kubelet_hint_in_nft": true' in st,
+       "kproxyctl status: the node's netfilter interface is nf_tables", st[-400:])
+    ok("this node's other rules are in nf_tables" in k.text() and
+       "--proxy-mode nftables" in k.text(), "said at start, naming the way out",
+       k.text()[-1500:])
+    ok("--proxy-mode nftables is the way out" in k.ctl("status").stdout,
+       "and in kproxyctl status's table", k.ctl("status").stdout)
+    k.stop()
+    sh("nft", "delete", "table", "ip", "mangle", ns=topo.node)
+    cleanup(topo)
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("iptables-legacy"):
         print("1..0 # SKIP needs root and iptables-legacy")
@@ -299,6 +322,7 @@ def main():
     try:
         test_kubeadm(topo, base, mdir)
         test_flags(topo, base, mdir)
+        test_nft_node(topo, base, mdir)
     finally:
         topo.teardown()
         shutil.rmtree(base, ignore_errors=True)
