@@ -125,7 +125,7 @@ static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
 
 	if (r < 0) {
 		json_decref(entries);
-		return json_pack("{s:s+}", "error", "dump failed: ", kp_strerror(r));
+		return json_pack("{s:s+}", "error", "dump failed: ", kp_ctx_get_error(ctx));
 	}
 	return json_pack("{s:s, s:s, s:b, s:o}", "backend", kp_ctx_get_backend_name(ctx),
 			 "proxy_mode", info->proxy_mode, "dry_run", info->dry_run,

@@ -600,6 +600,9 @@ def test_graceful(topo, k, mdir):
        "endpoints added back become real servers again", fmt_table(ipvs(n)))
 
 
+EXCLUDED = "10.97.0.5"	# a virtual server --ipvs-exclude-cidrs keeps
+
+
 def test_resync(topo, k):
     n = topo.node
     key = ("TCP", "10.96.0.10", 80)
@@ -776,13 +779,24 @@ def main():
             SCHED = sched
             t0 = time.monotonic()
             extra = ("--ipvs-strict-arp", "--ipvs-tcp-timeout", "901s",
-                     "--ipvs-tcpfin-timeout", "61s", "--ipvs-udp-timeout", "301s") \
-                if sched == "dh" else ()
+                     "--ipvs-tcpfin-timeout", "61s", "--ipvs-udp-timeout", "301s",
+                     "--ipvs-exclude-cidrs", EXCLUDED + "/24") if sched == "dh" else ()
+            if sched in ("sh", "dh"):
+                # a virtual server on a kube-ipvs0 address, as kproxyd's own look
+                sh("ip", "addr", "replace", EXCLUDED + "/32", "dev", "kube-ipvs0",
+                   ns=topo.node, check=False)
+                sh("ipvsadm", "-A", "-t", EXCLUDED + ":80", "-s", "rr", ns=topo.node,
+                   check=False)
             k = Kproxyd(topo, mdir, sched, *extra)
             if not ok(k.synced, "kproxyd restarts with --ipvs-scheduler %s (%.1f s)"
                       % (sched, time.monotonic() - t0), k.logtail() + "\n" + k.why()):
                 k.stop()
                 continue
+            if sched in ("sh", "dh"):
+                kept = ("TCP", EXCLUDED, 80) in ipvs(topo.node)
+                ok(kept == (sched == "dh"), "a virtual server on a kube-ipvs0 address is "
+                   "removed as kproxyd's (--ipvs-scheduler sh) unless --ipvs-exclude-cidrs "
+                   "covers it (dh)", fmt_table(ipvs(topo.node)))
             if extra:
                 tmo = sh("ipvsadm", "-L", "--timeout", ns=topo.node).stdout
                 ok("Timeout (tcp tcpfin udp): 901 61 301" in tmo,
