@@ -102,8 +102,24 @@ static int nft_dump(struct mnl_socket *nl, uint16_t msg, struct walk *w)
 	return r < 0 ? -errno : 0;
 }
 
+/* Whether the legacy table @name is there already (asking the kernel for one that is not
+ * would load it: the node would get an empty mangle table it did not have). */
+static bool legacy_loaded(const char *name)
+{
+	char line[64];
+	bool found = false;
+	FILE *f = fopen("/proc/net/ip_tables_names", "re");
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = !strncmp(line, name, strlen(name)) && line[strlen(name)] == '\n';
+	if (f)
+		fclose(f);
+	return found;
+}
+
 /* The legacy tables' entries beyond their bare built-in chains; -errno when the kernel
- * has no legacy ip_tables at all. */
+ * has no legacy ip_tables at all. nat and filter are asked for always (the legacy modes
+ * load them anyway), the others only when they exist. */
 static long legacy_rules(void)
 {
 	static const char *const tables[] = { "filter", "nat", "mangle", "raw" };
@@ -118,6 +134,8 @@ static long legacy_rules(void)
 		socklen_t len = sizeof(info);
 		unsigned hooks = 0;
 
+		if (i >= 2 && !legacy_loaded(tables[i]))
+			continue;
 		snprintf(info.name, sizeof(info.name), "%s", tables[i]);
 		if (getsockopt(fd, IPPROTO_IP, IPT_SO_GET_INFO, &info, &len) < 0) {
 			if (errno == ENOPROTOOPT) {	/* no legacy ip_tables in this kernel */

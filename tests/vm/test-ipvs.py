@@ -797,6 +797,9 @@ def main():
                 ok(kept == (sched == "dh"), "a virtual server on a kube-ipvs0 address is "
                    "removed as kproxyd's (--ipvs-scheduler sh) unless --ipvs-exclude-cidrs "
                    "covers it (dh)", fmt_table(ipvs(topo.node)))
+                sh("ipvsadm", "-D", "-t", EXCLUDED + ":80", ns=topo.node, check=False)
+                sh("ip", "addr", "del", EXCLUDED + "/32", "dev", "kube-ipvs0", ns=topo.node,
+                   check=False)
             if extra:
                 tmo = sh("ipvsadm", "-L", "--timeout", ns=topo.node).stdout
                 ok("Timeout (tcp tcpfin udp): 901 61 301" in tmo,
