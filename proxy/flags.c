@@ -166,10 +166,7 @@ static const struct kpd_flag rows[] = {
 	{ .name = NULL, .alias = "iptables-masquerade-bit", .config = "nftables.masqueradeBit",
 	  .config_mode = "nftables" },
 	{ .name = "iptables-localhost-nodeports", .config = "iptables.localhostNodePorts",
-	  .kube = true, .own = { .type = KP_OPT_BOOL, .def = "true",
-		   .help = "NodePorts answer on 127.0.0.1 (iptables mode, IPv4)" },
-	  .na = "NodePorts are served on the addresses --nodeport-addresses selects; localhost "
-		"only when it is in them" },
+	  .mode = "iptables", .option = "localhost-nodeports", .kube = true, T(KP_OPT_BOOL) },
 	{ .name = "iptables-dispatch-threshold", .arg = "N", .mode = "iptables",
 	  .option = "dispatch-threshold", T(KP_OPT_UINT) },
 	{ .name = "iptables-libiptc", .mode = "iptables", .option = "libiptc", T(KP_OPT_BOOL) },
