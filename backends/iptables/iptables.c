@@ -450,9 +450,7 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 			kp_tbl_append(nat, n->fw);
 		}
 		r = kp_tbl_rule(nat);
-		kp_ipt_rule_comment(r,
-				    "other traffic to %s loadbalancer IP will be dropped by "
-				    "KUBE-PROXY-FIREWALL",
+		kp_ipt_rule_comment(r, "other traffic to %s will be dropped by KUBE-PROXY-FIREWALL",
 				    n->label);
 		kp_ipt_rule_no_target(r);
 		kp_tbl_append(nat, n->fw);
@@ -630,9 +628,13 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 					     itp_local ? n_cl : n_ex);
 	if (has_external && n_fam)
 		render_ext(rd, sp, &n, have_svc, have_svl);
-	for (size_t i = 0; i < n_fes; i++)
-		if (fes[i].addr.family == rd->family)	/* else the other family's tables */
-			render_frontend(rd, sp, &n, &fes[i], n_cl, n_ex, n_fam);
+	/* kube-proxy's order: cluster IPs, external IPs, LB IPs, then the NodePort (the
+	 * state lists NodePorts second) */
+	for (int np = 0; np < 2; np++)
+		for (size_t i = 0; i < n_fes; i++)
+			if (fes[i].addr.family == rd->family &&	/* else the other family's */
+			    (fes[i].kind == KP_FE_NODE_PORT) == np)
+				render_frontend(rd, sp, &n, &fes[i], n_cl, n_ex, n_fam);
 	render_hc_port(rd, sp, &n);
 	return nat->err || filter->err;
 }
