@@ -20,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "netns"))
+from topology import sh  # noqa: E402
+from kptest import KPROXYD, DEADLINE, Tap, wait_until  # noqa: E402
+
 CASE = os.path.join(HERE, "kube-proxy-overall")
-TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
-KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
-DEADLINE = 10.0
+TAP = Tap()
+ok = TAP.ok
 
 # (what, why, function on the expected rule lines)
 DIFFERENCES = [
@@ -38,29 +40,6 @@ DIFFERENCES = [
      lambda lines: [re.sub(r" -m nfacct --nfacct-name \S+", "", l) for l in lines
                     if "localhost_nps_accepted_pkts" not in l]),
 ]
-
-passed = failed = 0
-count = 0
-
-
-def ok(cond, desc, detail=""):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc), flush=True)
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[:40]:
-            print("#   " + line)
-    return cond
-
-
-def sh(*cmd, ns=None, check=True, **kw):
-    full = (["ip", "netns", "exec", ns] if ns else []) + list(cmd)
-    r = subprocess.run(full, capture_output=True, text=True, timeout=60, **kw)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s: %s" % (" ".join(full), r.stderr.strip()))
-    return r
-
 
 def parse(text):
     """iptables-save output as {table: {chain: [rule, ...]}} (KUBE- chains only; the
@@ -75,15 +54,6 @@ def parse(text):
             chain = line.split()[1]
             cur.setdefault(chain, []).append(line)
     return tables
-
-
-def wait_until(fn):
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        if fn():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def main():
@@ -154,8 +124,7 @@ def main():
         for ns in (node, want):
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.plan()
 
 
 if __name__ == "__main__":
