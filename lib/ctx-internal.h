@@ -41,6 +41,7 @@ struct kp_ctx {
 	char *node_zone;
 	struct kp_addr *np_addrs;
 	size_t n_np_addrs;
+	bool np_any_local[2];		/* NodePorts on every local address: IPv4, IPv6 */
 
 	struct kp_map *objs;		/* object key -> struct kp_obj */
 	struct kp_map *sources;		/* source name -> struct source */

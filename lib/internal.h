@@ -223,6 +223,8 @@ struct kp_node_info {
 	const char *zone;		/* this node's zone, or NULL */
 	const struct kp_addr *nodeport_addrs;
 	size_t n_nodeport_addrs;
+	const bool *nodeport_any_local;	/* [0] IPv4, [1] IPv6: one frontend on the
+					 * unspecified address instead of the listed ones */
 };
 
 /*

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * Node identity: this node's name (which endpoints are local), its topology zone (which
- * EndpointSlice hints apply) and the addresses NodePorts listen on. Each change marks
- * every service changed, since any of them may depend on it.
+ * EndpointSlice hints apply) and the addresses NodePorts listen on: listed ones, or, per
+ * family, every local address (one frontend on the unspecified address, which a data
+ * plane matches as any address local to the node when the packet arrives). Each change
+ * marks every service changed, since any of them may depend on it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -67,4 +69,37 @@ KP_EXPORT int kp_ctx_set_nodeport_addrs(struct kp_ctx *ctx, const struct kp_addr
 	ctx->n_np_addrs = n_addrs;
 	ctx->all_dirty = true;
 	return 0;
+}
+
+static int family_index(int family)
+{
+	return family == AF_INET ? 0 : family == AF_INET6 ? 1 : -1;
+}
+
+KP_EXPORT int kp_ctx_set_nodeport_any_local(struct kp_ctx *ctx, int family, bool any)
+{
+	int f = family_index(family);
+
+	if (!ctx || f < 0)
+		return -EINVAL;
+	if (ctx->np_any_local[f] != any)
+		ctx->all_dirty = true;
+	ctx->np_any_local[f] = any;
+	return 0;
+}
+
+KP_EXPORT bool kp_ctx_get_nodeport_any_local(const struct kp_ctx *ctx, int family)
+{
+	int f = family_index(family);
+
+	return ctx && f >= 0 && ctx->np_any_local[f];
+}
+
+KP_EXPORT const struct kp_addr *kp_ctx_get_nodeport_addrs(const struct kp_ctx *ctx,
+							  size_t *ret_n)
+{
+	if (!ctx || !ret_n)
+		return NULL;
+	*ret_n = ctx->n_np_addrs;
+	return ctx->np_addrs;
 }

@@ -334,16 +334,26 @@ static int compute_fes(struct kp_svc_port *sp, const struct kp_svc_obj *s,
 		       const struct kp_svc_obj_port *p, const struct kp_node_info *node)
 {
 	size_t cap = s->n_cluster_ips + s->n_external_ips + s->n_lb_ips +
-		     (p->node_port ? node->n_nodeport_addrs : 0);
+		     (p->node_port ? node->n_nodeport_addrs + 2 : 0);
+	static const struct kp_addr any[2] = { { .family = AF_INET }, { .family = AF_INET6 } };
 
 	sp->fes = calloc(cap ? cap : 1, sizeof(*sp->fes));
 	if (!sp->fes)
 		return -ENOMEM;
 	for (size_t i = 0; i < s->n_cluster_ips; i++)
 		add_fe(sp, cap, KP_FE_CLUSTER_IP, &s->cluster_ips[i], p->port);
-	for (size_t i = 0; p->node_port && i < node->n_nodeport_addrs; i++)
-		if (family_of_service(s, node->nodeport_addrs[i].family))
-			add_fe(sp, cap, KP_FE_NODE_PORT, &node->nodeport_addrs[i], p->node_port);
+	/* every local address of a family: one frontend on its unspecified address */
+	for (int f = 0; p->node_port && f < 2; f++)
+		if (node->nodeport_any_local && node->nodeport_any_local[f] &&
+		    family_of_service(s, any[f].family))
+			add_fe(sp, cap, KP_FE_NODE_PORT, &any[f], p->node_port);
+	for (size_t i = 0; p->node_port && i < node->n_nodeport_addrs; i++) {
+		const struct kp_addr *a = &node->nodeport_addrs[i];
+
+		if (family_of_service(s, a->family) &&
+		    !(node->nodeport_any_local && node->nodeport_any_local[a->family == AF_INET6]))
+			add_fe(sp, cap, KP_FE_NODE_PORT, a, p->node_port);
+	}
 	for (size_t i = 0; i < s->n_external_ips; i++)
 		if (family_of_service(s, s->external_ips[i].family))
 			add_fe(sp, cap, KP_FE_EXTERNAL_IP, &s->external_ips[i], p->port);

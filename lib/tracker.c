@@ -25,6 +25,7 @@ static int update_service(struct kp_ctx *ctx, const char *svc_key)
 		.zone = ctx->node_zone,
 		.nodeport_addrs = ctx->np_addrs,
 		.n_nodeport_addrs = ctx->n_np_addrs,
+		.nodeport_any_local = ctx->np_any_local,
 	};
 	size_t n = 0;
 	char *skey = kp_asprintf("S/%s", svc_key);

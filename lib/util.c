@@ -376,6 +376,17 @@ KP_EXPORT bool kp_addr_equal(const struct kp_addr *a, const struct kp_addr *b)
 	return a && b && kp_addr_cmp(a, b) == 0;
 }
 
+KP_EXPORT bool kp_addr_is_unspecified(const struct kp_addr *a)
+{
+	static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+
+	if (!a)
+		return false;
+	if (a->family == AF_INET)
+		return a->v4.s_addr == 0;
+	return a->family == AF_INET6 && !memcmp(&a->v6, &any6, sizeof(any6));
+}
+
 int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b)
 {
 	if (a->family != b->family)

@@ -81,9 +81,11 @@ static const struct kpd_flag rows[] = {
 	  .flag_wins = true, .own = { .type = KP_OPT_STRING, .help = "this node's name, in "
 		   "lower case (default: the host name)" } },
 	{ .name = "nodeport-addresses", .arg = "CIDRS", .config = "nodePortAddresses", .cfg_list = true,
-	  .kube = true, .own = { .type = KP_OPT_CIDR_LIST, .max = 16, .help = "comma-separated "
-		   "ranges whose local addresses serve NodePorts (default: every non-loopback "
-		   "address)" } },
+	  .kube = true, .keyword = "primary", .own = { .type = KP_OPT_CIDR_LIST, .max = 16,
+		   .help = "comma-separated ranges whose local addresses serve NodePorts, or "
+			   "\"primary\" (the node's primary addresses); a family without a range "
+			   "serves them on every local address (the default), followed as "
+			   "addresses come and go" } },
 	{ .name = "cluster-cidr", .arg = "CIDRS", .config = "clusterCIDR", .option = "cluster-cidr",
 	  .kube = true, T(KP_OPT_CIDR_LIST) },
 	{ .name = "detect-local-mode", .arg = "MODE", .config = "detectLocalMode", .kube = true,
@@ -164,10 +166,7 @@ static const struct kpd_flag rows[] = {
 	{ .name = NULL, .alias = "iptables-masquerade-bit", .config = "nftables.masqueradeBit",
 	  .config_mode = "nftables" },
 	{ .name = "iptables-localhost-nodeports", .config = "iptables.localhostNodePorts",
-	  .kube = true, .own = { .type = KP_OPT_BOOL, .def = "true",
-		   .help = "NodePorts answer on 127.0.0.1 (iptables mode, IPv4)" },
-	  .na = "NodePorts are served on the addresses --nodeport-addresses selects; localhost "
-		"only when it is in them" },
+	  .mode = "iptables", .option = "localhost-nodeports", .kube = true, T(KP_OPT_BOOL) },
 	{ .name = "iptables-dispatch-threshold", .arg = "N", .mode = "iptables",
 	  .option = "dispatch-threshold", T(KP_OPT_UINT) },
 	{ .name = "iptables-libiptc", .mode = "iptables", .option = "libiptc", T(KP_OPT_BOOL) },
@@ -595,6 +594,8 @@ int kpd_flags_check(struct kp_ctx *ctx, const char *mode)
 			return -EINVAL;
 		}
 		for (size_t k = 0; k < slots[i].n; k++) {
+			if (rows[i].keyword && !strcmp(slots[i].v[k], rows[i].keyword))
+				continue;
 			if (kp_option_check(o, slots[i].v[k], why, sizeof(why)) < 0) {
 				fprintf(stderr, "kproxyd: --%s: %s\n", rows[i].name, why);
 				return -EINVAL;

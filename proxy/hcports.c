@@ -6,7 +6,9 @@
  * kube-proxy's JSON body ({"service":{"namespace","name"},"localEndpoints":N,
  * "serviceProxyHealthy":true}). Load balancers use it to send traffic only to nodes
  * that can serve it. The listeners follow the desired state after every sync: opened
- * for new ports, closed for ports no service asks for any more.
+ * for new ports, closed for ports no service asks for any more. As kube-proxy, they are
+ * bound to the NodePort addresses only (every address of a family that has no
+ * --nodeport-addresses range), and bound again when those addresses change.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,10 +24,12 @@
 #include "kpd.h"
 
 #define TIMEOUT_MS 2000
+#define MAX_FDS 16
 
 struct hc_port {
 	uint16_t port;
-	int fd;
+	int fds[MAX_FDS];		/* one per address (or per family for all of them) */
+	size_t n_fds;
 	bool seen;			/* in the state of this update */
 	char ns[256], name[256];
 	size_t local;			/* local endpoints (the most of any of its ports) */
@@ -35,36 +39,118 @@ struct kpd_hc {
 	struct kpd_loop *loop;
 	struct hc_port *v;
 	size_t n, cap;
+	bool all[2];			/* IPv4, IPv6: every local address */
+	struct kp_addr addrs[MAX_FDS];	/* the others' addresses */
+	size_t n_addrs;
 };
 
 static void serve(int fd, void *userdata);
 
-/* A dual-stack listener on @port, or -errno. */
-static int listen_port(uint16_t port)
+/* A listener on @a:@port (v6only for IPv6 unless @dual), or -errno. */
+static int listen_on(const struct kp_addr *a, uint16_t port, bool dual)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
 	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int one = 1, zero = 0, fd;
+	int one = 1, v6only = !dual, fd, r;
 
-	fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0 && listen(fd, 64) == 0)
-			return fd;
-		close(fd);
-	}
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) < 0 || listen(fd, 64) < 0) {
-		int r = -errno;
-
+	if (a->family == AF_INET6) {
+		a6.sin6_addr = a->v6;
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+		r = bind(fd, (struct sockaddr *)&a6, sizeof(a6));
+	} else {
+		a4.sin_addr = a->v4;
+		r = bind(fd, (struct sockaddr *)&a4, sizeof(a4));
+	}
+	if (r < 0 || listen(fd, 64) < 0) {
+		r = -errno;
 		close(fd);
 		return r;
 	}
 	return fd;
+}
+
+/* Adds @fd to @p's listeners, watched; false (and @fd closed) when it cannot. */
+static bool add_fd(struct kpd_hc *hc, struct hc_port *p, int fd)
+{
+	if (p->n_fds == MAX_FDS || kpd_loop_watch(hc->loop, fd, serve, hc) < 0) {
+		close(fd);
+		return false;
+	}
+	p->fds[p->n_fds++] = fd;
+	return true;
+}
+
+/* @p's listeners on the NodePort addresses; the first failure as -errno, or 0. */
+static int listen_port(struct kpd_hc *hc, struct hc_port *p)
+{
+	static const struct kp_addr any4 = { .family = AF_INET }, any6 = { .family = AF_INET6 };
+	int fd, r = 0;
+
+	if (hc->all[0] && hc->all[1]) {
+		/* one dual-stack socket; IPv4 alone where IPv6 is off */
+		fd = listen_on(&any6, p->port, true);
+		if (fd < 0)
+			fd = listen_on(&any4, p->port, false);
+		return fd < 0 ? fd : add_fd(hc, p, fd) ? 0 : -ENOMEM;
+	}
+	for (int f = 0; f < 2; f++) {
+		if (!hc->all[f])
+			continue;
+		fd = listen_on(f ? &any6 : &any4, p->port, false);
+		if (fd < 0 || !add_fd(hc, p, fd))
+			r = r ? r : fd < 0 ? fd : -ENOMEM;
+	}
+	for (size_t i = 0; i < hc->n_addrs; i++) {
+		if (hc->all[hc->addrs[i].family == AF_INET6])
+			continue;
+		fd = listen_on(&hc->addrs[i], p->port, false);
+		if (fd < 0 || !add_fd(hc, p, fd))
+			r = r ? r : fd < 0 ? fd : -ENOMEM;
+	}
+	return r;
+}
+
+static void close_port(struct kpd_hc *hc, struct hc_port *p)
+{
+	for (size_t i = 0; i < p->n_fds; i++) {
+		kpd_loop_unwatch(hc->loop, p->fds[i]);
+		close(p->fds[i]);
+	}
+	p->n_fds = 0;
+}
+
+static void open_port(struct kpd_hc *hc, struct hc_port *p, const char *ns, const char *name)
+{
+	int r = listen_port(hc, p);
+
+	if (r < 0)
+		kpd_err("health check node port %u of service %s/%s: %s", p->port, ns, name,
+			kp_strerror(r));
+	else
+		kpd_dbg(2, "health check node port %u: service %s/%s, %zu listeners", p->port, ns,
+			name, p->n_fds);
+}
+
+void kpd_hc_set_addrs(struct kpd_hc *hc, const bool all[2], const struct kp_addr *addrs,
+		      size_t n)
+{
+	if (!hc)
+		return;
+	hc->all[0] = all[0];
+	hc->all[1] = all[1];
+	hc->n_addrs = 0;
+	for (size_t i = 0; i < n && hc->n_addrs < MAX_FDS; i++)
+		if (!all[addrs[i].family == AF_INET6])
+			hc->addrs[hc->n_addrs++] = addrs[i];
+	/* bound again where the addresses are now */
+	for (size_t i = 0; i < hc->n; i++) {
+		close_port(hc, &hc->v[i]);
+		open_port(hc, &hc->v[i], hc->v[i].ns, hc->v[i].name);
+	}
 }
 
 int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
@@ -73,6 +159,7 @@ int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
 	if (!*ret)
 		return -ENOMEM;
 	(*ret)->loop = loop;
+	(*ret)->all[0] = (*ret)->all[1] = true;
 	return 0;
 }
 
@@ -113,18 +200,7 @@ static int visit(const struct kp_svc_port *sp, void *userdata)
 		p = &hc->v[hc->n++];
 		memset(p, 0, sizeof(*p));
 		p->port = port;
-		p->fd = listen_port(port);
-		if (p->fd >= 0 && kpd_loop_watch(hc->loop, p->fd, serve, hc) < 0) {
-			close(p->fd);
-			p->fd = -ENOMEM;
-		}
-		if (p->fd < 0)
-			kpd_err("health check node port %u of service %s/%s: %s", port,
-				kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp),
-				kp_strerror(p->fd));
-		else
-			kpd_dbg(2, "health check node port %u: service %s/%s", port,
-				kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp));
+		open_port(hc, p, kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp));
 	}
 	if (!p->seen) {
 		p->seen = true;
@@ -153,10 +229,7 @@ void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx)
 			continue;
 		}
 		kpd_dbg(2, "health check node port %u closed", hc->v[i].port);
-		if (hc->v[i].fd >= 0) {
-			kpd_loop_unwatch(hc->loop, hc->v[i].fd);
-			close(hc->v[i].fd);
-		}
+		close_port(hc, &hc->v[i]);
 	}
 	hc->n = k;
 }
@@ -199,16 +272,18 @@ static void serve(int fd, void *userdata)
 	struct kpd_hc *hc = userdata;
 
 	for (size_t i = 0; hc && i < hc->n; i++) {
-		int c;
+		for (size_t k = 0; k < hc->v[i].n_fds; k++) {
+			int c;
 
-		if (hc->v[i].fd != fd)
-			continue;
-		c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
+			if (hc->v[i].fds[k] != fd)
+				continue;
+			c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+			if (c < 0)
+				return;
+			answer(c, &hc->v[i]);
+			close(c);
 			return;
-		answer(c, &hc->v[i]);
-		close(c);
-		return;
+		}
 	}
 }
 
@@ -216,12 +291,8 @@ void kpd_hc_free(struct kpd_hc *hc)
 {
 	if (!hc)
 		return;
-	for (size_t i = 0; i < hc->n; i++) {
-		if (hc->v[i].fd >= 0) {
-			kpd_loop_unwatch(hc->loop, hc->v[i].fd);
-			close(hc->v[i].fd);
-		}
-	}
+	for (size_t i = 0; i < hc->n; i++)
+		close_port(hc, &hc->v[i]);
 	free(hc->v);
 	free(hc);
 }

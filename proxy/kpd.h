@@ -61,6 +61,7 @@ struct kpd_flag {
 	bool cfg_number;		/* the field is a JSON number (a duration: also one in ns) */
 	bool zero_default;		/* a zero or empty field means the default (kube-proxy's
 					 * v1alpha1 defaulting), not zero */
+	const char *keyword;		/* a value taken besides @own's syntax ("primary") */
 };
 typedef void (*kpd_config_warn_fn)(const char *file, const char *field);
 /* Reads argv into the table's slots; unknown flags are refused by name. 0 or -EINVAL. */
@@ -177,6 +178,23 @@ int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret);
 /* Opens and closes listeners to match the last sync's state, updates their counts. */
 void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx);
 void kpd_hc_free(struct kpd_hc *hc);
+/* Binds the listeners to these addresses from now on (again, for the open ones): every
+ * address of the families @all says (the default), the listed ones of the others. */
+void kpd_hc_set_addrs(struct kpd_hc *hc, const bool all[2], const struct kp_addr *addrs,
+		      size_t n);
+
+/* nodeaddrs.c: the NodePort addresses from --nodeport-addresses (CIDRs or "primary";
+ * empty: every local address), followed as they change */
+struct kpd_nodeaddrs;
+/* Parses @spec for data plane @mode; -EINVAL (said on stderr) or -ENOMEM. */
+int kpd_nodeaddrs_new(const char *spec, const char *mode, struct kpd_nodeaddrs **ret);
+/* Resolves "primary" and subscribes to address changes: the descriptor to watch, -1
+ * when the addresses are fixed (dpdk), or -errno. */
+int kpd_nodeaddrs_follow(struct kpd_nodeaddrs *na);
+/* Reads the addresses again (draining the subscription) and hands a changed set to @ctx
+ * and @hc (NULL: not yet). 1 when it changed, 0 when not, or -errno. */
+int kpd_nodeaddrs_update(struct kpd_nodeaddrs *na, struct kp_ctx *ctx, struct kpd_hc *hc);
+void kpd_nodeaddrs_free(struct kpd_nodeaddrs *na);
 void kpd_http_close(struct kpd_http *h);
 
 #endif

@@ -22,8 +22,6 @@
 
 #include "kpd.h"
 
-#define MAX_CIDRS 16
-
 /* What kproxyd derives from its settings (proxy/flags.c holds the settings themselves). */
 struct options {
 	const char *config;		/* --config FILE, or NULL */
@@ -32,40 +30,8 @@ struct options {
 	char host[256];			/* the node's name, as kube-proxy takes it */
 	bool dry_run;
 	bool cleanup;
-	struct kp_addr np_nets[MAX_CIDRS];	/* --nodeport-addresses */
-	uint8_t np_prefixes[MAX_CIDRS];
-	size_t n_np_nets;
+	struct kpd_nodeaddrs *na;	/* --nodeport-addresses */
 };
-
-static int parse_cidr_list(const char *arg, struct kp_addr *nets, uint8_t *prefixes,
-			   size_t *n)
-{
-	char *copy = strdup(arg), *save = NULL, *tok;
-	int r = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		struct kp_addr a;
-		unsigned prefix;
-		char *slash = strchr(tok, '/');
-
-		if (*n == MAX_CIDRS || !slash) {
-			r = -EINVAL;
-			break;
-		}
-		*slash = '\0';
-		if (kp_addr_from_str(tok, &a) < 0 || sscanf(slash + 1, "%u", &prefix) != 1 ||
-		    prefix > (a.family == AF_INET ? 32u : 128u)) {
-			r = -EINVAL;
-			break;
-		}
-		nets[*n] = a;
-		prefixes[(*n)++] = (uint8_t)prefix;
-	}
-	free(copy);
-	return r;
-}
 
 static void config_warn(const char *file, const char *field)
 {
@@ -141,86 +107,7 @@ static int read_settings(int argc, char **argv, struct kp_ctx *ctx, struct optio
 	if (node_name(o, o->host, sizeof(o->host)) < 0)
 		return -EINVAL;
 	v = kpd_get("nodeport-addresses");
-	if (v && *v && parse_cidr_list(v, o->np_nets, o->np_prefixes, &o->n_np_nets) < 0) {
-		fprintf(stderr, "kproxyd: --nodeport-addresses: \"%s\" is not a comma-separated "
-			"list of at most %d CIDRs\n", v, MAX_CIDRS);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* dpdk: the addresses of the ports that face clients serve NodePorts (the kernel's
- * interfaces are not where the traffic is). */
-static int dpdk_nodeport_addrs(struct kp_ctx *ctx, const struct options *o)
-{
-	struct kp_addr addrs[8];
-	size_t n = 0, n_ports;
-	const char *const *ports = kpd_get_list("dpdk-port", &n_ports);
-
-	for (size_t i = 0; i < n_ports && n < 8; i++) {
-		const char *ip = strstr(ports[i], "ip="), *role = strstr(ports[i], "role=pod");
-		char buf[64];
-		struct kp_addr a;
-		bool in = !o->n_np_nets;
-
-		if (!ip || role)
-			continue;
-		snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(ip + 3, "/;"), ip + 3);
-		if (kp_addr_from_str(buf, &a) < 0)
-			continue;
-		for (size_t k = 0; k < o->n_np_nets && !in; k++)
-			in = kp_addr_in_prefix(&a, &o->np_nets[k], o->np_prefixes[k]);
-		if (in)
-			addrs[n++] = a;
-	}
-	return kp_ctx_set_nodeport_addrs(ctx, addrs, n);
-}
-
-/* The local addresses NodePorts are served on. */
-static int nodeport_addrs(struct kp_ctx *ctx, const struct options *o)
-{
-	struct kp_addr addrs[256];
-	struct ifaddrs *ifa, *i;
-	size_t n = 0;
-
-	if (!strcmp(o->proxy_mode, "dpdk"))
-		return dpdk_nodeport_addrs(ctx, o);
-	if (getifaddrs(&ifa) < 0)
-		return -errno;
-	for (i = ifa; i && n < 256; i = i->ifa_next) {
-		struct kp_addr a = { 0 };
-		bool dup = false;
-
-		if (!i->ifa_addr || !(i->ifa_flags & IFF_UP))
-			continue;
-		if (i->ifa_addr->sa_family == AF_INET) {
-			a.family = AF_INET;
-			a.v4 = ((struct sockaddr_in *)i->ifa_addr)->sin_addr;
-		} else if (i->ifa_addr->sa_family == AF_INET6) {
-			a.family = AF_INET6;
-			a.v6 = ((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-			if (IN6_IS_ADDR_LINKLOCAL(&a.v6))
-				continue;
-		} else {
-			continue;
-		}
-		if (o->n_np_nets) {
-			bool in = false;
-
-			for (size_t k = 0; k < o->n_np_nets && !in; k++)
-				in = kp_addr_in_prefix(&a, &o->np_nets[k], o->np_prefixes[k]);
-			if (!in)
-				continue;
-		} else if (i->ifa_flags & IFF_LOOPBACK) {
-			continue;
-		}
-		for (size_t k = 0; k < n && !dup; k++)
-			dup = kp_addr_equal(&addrs[k], &a);
-		if (!dup)
-			addrs[n++] = a;
-	}
-	freeifaddrs(ifa);
-	return kp_ctx_set_nodeport_addrs(ctx, addrs, n);
+	return kpd_nodeaddrs_new(v, o->proxy_mode, &o->na);
 }
 
 static int64_t mono_ms(void)
@@ -459,6 +346,7 @@ struct daemon {
 	struct kpd_http *hz, *mx;
 	struct kpd_health health;
 	struct kpd_hc *hc;
+	int nafd;			/* the NodePort addresses' changes, or -1 */
 	int sfd;
 	int cfd;			/* the --config file's watch, or -1 */
 	struct kpd_nodefw nodefw;	/* the node's netfilter interface, seen at start */
@@ -551,6 +439,19 @@ static int64_t api_tick(void *userdata)
 		t = kp_api_timeout_ms(d->api);
 	}
 	return t;
+}
+
+/* An address came or went: the NodePorts (at the next sync) and the health-check node
+ * ports follow. */
+static void on_addrs(int fd, void *userdata)
+{
+	struct daemon *d = userdata;
+	int r;
+
+	(void)fd;
+	r = kpd_nodeaddrs_update(d->o->na, d->ctx, d->hc);
+	if (r < 0)
+		kpd_warn("cannot list local addresses for NodePorts: %s", kp_strerror(r));
 }
 
 static void on_manifests(int fd, void *userdata)
@@ -715,6 +616,9 @@ static int open_daemon(struct daemon *d)
 	d->health.timeout_ms = kpd_get_ms("sync-period") ? kpd_get_ms("sync-period") : 30000;
 	if (kpd_hc_new(d->loop, &d->hc) < 0)
 		kpd_err("out of memory: serving no health check node ports");
+	on_addrs(-1, d);
+	if (d->nafd >= 0)
+		kpd_loop_watch(d->loop, d->nafd, on_addrs, d);
 	return kpd_loop_tick(d->loop, sync_tick, d);
 }
 
@@ -737,7 +641,7 @@ static void close_daemon(struct daemon *d)
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	struct daemon d = { .o = &o, .sfd = -1, .cfd = -1 };
+	struct daemon d = { .o = &o, .sfd = -1, .cfd = -1, .nafd = -1 };
 	int r, rc = 2;
 
 	d.ctx = kp_ctx_new();
@@ -783,7 +687,11 @@ int main(int argc, char **argv)
 		rc = r < 0;
 		goto out;
 	}
-	r = nodeport_addrs(d.ctx, &o);
+	d.nafd = kpd_nodeaddrs_follow(o.na);
+	if (d.nafd < -1)
+		kpd_warn("cannot follow local addresses for NodePorts (%s): they are read at start "
+			 "only", kp_strerror(d.nafd));
+	r = kpd_nodeaddrs_update(o.na, d.ctx, NULL);
 	if (r < 0)
 		kpd_warn("cannot list local addresses for NodePorts: %s", kp_strerror(r));
 	kp_ctx_set_sync_periods(d.ctx, kpd_get_ms("min-sync-period"), kpd_get_ms("sync-period"));
@@ -795,6 +703,7 @@ int main(int argc, char **argv)
 	}
 	close_daemon(&d);
 out:
+	kpd_nodeaddrs_free(o.na);
 	kp_ctx_free(d.ctx);
 	kpd_flags_free();
 	return rc;

@@ -346,6 +346,17 @@ void kp_ipt_rule_ctstate(struct kp_ipt_rule *r, unsigned states)
 	c->state_mask = (uint16_t)states;
 }
 
+void kp_ipt_rule_ctstate_not(struct kp_ipt_rule *r, unsigned states)
+{
+	struct xt_conntrack_mtinfo3 *c = add_match(r, "conntrack", 3, sizeof(*c));
+
+	if (!c)
+		return;
+	c->match_flags = XT_CONNTRACK_STATE;
+	c->invert_flags = XT_CONNTRACK_STATE;
+	c->state_mask = (uint16_t)states;
+}
+
 void kp_ipt_rule_set_match(struct kp_ipt_rule *r, uint16_t index, unsigned dim, unsigned src_flags,
 			   bool invert)
 {

@@ -58,6 +58,8 @@ void kp_ipt_rule_recent(struct kp_ipt_rule *r, const char *name, bool set, uint3
 void kp_ipt_rule_addrtype_local(struct kp_ipt_rule *r, bool src, bool invert);
 void kp_ipt_rule_mark(struct kp_ipt_rule *r, uint32_t mark, uint32_t mask, bool invert);
 void kp_ipt_rule_ctstate(struct kp_ipt_rule *r, unsigned states); /* XT_CONNTRACK_STATE_BIT()s */
+/* "! --ctstate ...": none of @states (XT_CONNTRACK_STATE_BIT()s, XT_CONNTRACK_STATE_DNAT) */
+void kp_ipt_rule_ctstate_not(struct kp_ipt_rule *r, unsigned states);
 /*
  * -m set [!] --match-set NAME DIRS: set @index (kp_ipset_index()), @dim directions (1-6,
  * e.g. "dst,dst" is 2), @src_flags the source ones as IPSET_DIM_ONE_SRC << i for

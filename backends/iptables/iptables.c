@@ -65,6 +65,7 @@ struct ipt_opts {
 	uint32_t masquerade_bit;
 	uint32_t dispatch_threshold;	/* frontends above which KUBE-SERVICES is a tree; 0: never */
 	bool libiptc;
+	bool localhost_nodeports;	/* IPv4 NodePorts answer on 127.0.0.0/8 too */
 };
 
 static const struct kp_option ipt_options[] = {
@@ -80,6 +81,10 @@ static const struct kp_option ipt_options[] = {
 	{ .name = "libiptc", .type = KP_OPT_BOOL, .offset = offsetof(struct ipt_opts, libiptc),
 	  .def = "false", .help = "write the tables through libiptc instead of our own writer "
 				  "(slower; for comparisons)" },
+	{ .name = "localhost-nodeports", .type = KP_OPT_BOOL,
+	  .offset = offsetof(struct ipt_opts, localhost_nodeports), .def = "true",
+	  .help = "IPv4 NodePorts on every local address include 127.0.0.0/8 (route_localnet=1, "
+		  "with kube-proxy's rule against martian sources); false: they exclude it" },
 };
 
 struct ipt {
@@ -153,9 +158,9 @@ struct render_ctx {
 	struct ipt *ipt;
 	struct kp_tbl *nat, *filter;
 	int family;			/* of the tables being rendered */
-	struct kp_map *nodeport_addrs;	/* node addresses with NodePorts, this family */
 	struct kp_map *nodeports_done;	/* "proto/port" already in KUBE-NODEPORTS */
-	struct kp_addr *node_addrs;	/* this node's addresses (its NodePort ones), this family */
+	const struct kp_addr *node_addrs;	/* this node's addresses (the listed NodePort
+						 * ones, kp_ctx_get_nodeport_addrs()) */
 	size_t n_node_addrs;
 	size_t n_endpoints;		/* over every service port */
 	unsigned char *fe_blob;		/* the frontend rules of nat KUBE-SERVICES, for dispatch */
@@ -448,9 +453,7 @@ static bool render_fw(struct render_ctx *rc, const struct kp_svc_port *sp,
 			kp_tbl_append(nat, n->fw);
 		}
 		r = kp_tbl_rule(nat);
-		kp_ipt_rule_comment(r,
-				    "other traffic to %s loadbalancer IP will be dropped by "
-				    "KUBE-PROXY-FIREWALL",
+		kp_ipt_rule_comment(r, "other traffic to %s will be dropped by KUBE-PROXY-FIREWALL",
 				    n->label);
 		kp_ipt_rule_no_target(r);
 		kp_tbl_append(nat, n->fw);
@@ -493,7 +496,7 @@ static void render_frontend(struct render_ctx *rd, const struct kp_svc_port *sp,
 	};
 	bool itp_local = kp_svc_port_internal_local(sp), fw;
 	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
-	char key[32], a[KP_ADDR_STRLEN];
+	char key[32];
 	struct kp_ipt_rule *r;
 
 	if (fe->kind == KP_FE_CLUSTER_IP) {
@@ -524,7 +527,6 @@ static void render_frontend(struct render_ctx *rd, const struct kp_svc_port *sp,
 	if (!n_fam)
 		return;
 	if (fe->kind == KP_FE_NODE_PORT) {
-		kp_map_put(rd->nodeport_addrs, kp_addr_to_str(&fe->addr, a, sizeof(a)), rd, NULL);
 		snprintf(key, sizeof(key), "%u/%u", n->proto, fe->port);
 		if (kp_map_get(rd->nodeports_done, key))
 			return;
@@ -629,19 +631,115 @@ static int render_port(const struct kp_svc_port *sp, void *userdata)
 					     itp_local ? n_cl : n_ex);
 	if (has_external && n_fam)
 		render_ext(rd, sp, &n, have_svc, have_svl);
-	for (size_t i = 0; i < n_fes; i++)
-		if (fes[i].addr.family == rd->family)	/* else the other family's tables */
-			render_frontend(rd, sp, &n, &fes[i], n_cl, n_ex, n_fam);
+	/* kube-proxy's order: cluster IPs, external IPs, LB IPs, then the NodePort (the
+	 * state lists NodePorts second) */
+	for (int np = 0; np < 2; np++)
+		for (size_t i = 0; i < n_fes; i++)
+			if (fes[i].addr.family == rd->family &&	/* else the other family's */
+			    (fes[i].kind == KP_FE_NODE_PORT) == np)
+				render_frontend(rd, sp, &n, &fes[i], n_cl, n_ex, n_fam);
 	render_hc_port(rd, sp, &n);
 	return nat->err || filter->err;
+}
+
+static const struct kp_addr loopback4 = { .family = AF_INET, .v4 = { 0x0000007f } };
+static const struct kp_addr loopback6 = { .family = AF_INET6, .v6 = IN6ADDR_LOOPBACK_INIT };
+
+static bool is_loopback(const struct kp_addr *a)
+{
+	return a->family == AF_INET ? kp_addr_in_prefix(a, &loopback4, 8) :
+				      kp_addr_equal(a, &loopback6);
+}
+
+/*
+ * As kube-proxy: IPv4 NodePorts answer on 127.0.0.0/8 when the option is on and the
+ * NodePort addresses take loopback in (every local address, or a listed 127.x one).
+ */
+static bool localhost_nodeports(const struct ipt *ipt)
+{
+	const struct kp_addr *v;
+	size_t n;
+
+	if (!ipt->o->localhost_nodeports)
+		return false;
+	if (kp_ctx_get_nodeport_any_local(ipt->ctx, AF_INET))
+		return true;
+	v = kp_ctx_get_nodeport_addrs(ipt->ctx, &n);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].family == AF_INET && is_loopback(&v[i]))
+			return true;
+	return false;
+}
+
+/*
+ * The last rules of nat KUBE-SERVICES, as kube-proxy writes them: NodePorts on every
+ * local address go on with "-m addrtype --dst-type LOCAL" (minus ::1, which never works,
+ * and 127.0.0.0/8 without localhost NodePorts); else one "-d IP" jump per listed address
+ * of the family (loopback ones as those two rules allow).
+ */
+static void render_nodeport_jumps(struct render_ctx *rd)
+{
+	static const char comment[] = "kubernetes service nodeports; NOTE: this must be the "
+				      "last rule in this chain";
+	struct kp_tbl *nat = rd->nat;
+	bool v6 = rd->family == AF_INET6, localhost = !v6 && localhost_nodeports(rd->ipt);
+	const struct kp_addr *v;
+	struct kp_ipt_rule *r;
+	size_t n;
+
+	if (kp_ctx_get_nodeport_any_local(rd->ipt->ctx, rd->family)) {
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s", comment);
+		kp_ipt_rule_addrtype_local(r, false, false);
+		if (v6 || !localhost)
+			kp_ipt_rule_dst(r, v6 ? &loopback6 : &loopback4, v6 ? 128 : 8, true);
+		kp_ipt_rule_jump(r, "KUBE-NODEPORTS");
+		kp_tbl_append(nat, "KUBE-SERVICES");
+		return;
+	}
+	v = kp_ctx_get_nodeport_addrs(rd->ipt->ctx, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].family != rd->family || (is_loopback(&v[i]) && (v6 || !localhost)))
+			continue;
+		r = kp_tbl_rule(nat);
+		kp_ipt_rule_comment(r, "%s", comment);
+		kp_ipt_rule_dst(r, &v[i], host_bits(v[i].family), false);
+		kp_ipt_rule_jump(r, "KUBE-NODEPORTS");
+		kp_tbl_append(nat, "KUBE-SERVICES");
+	}
+}
+
+/*
+ * route_localnet lets anyone who can reach the node send to 127.0.0.0/8: kube-proxy's
+ * (and kubelet's) KUBE-FIREWALL drops such packets unless they come from loopback or
+ * were DNATed there. The chain is kubelet's too: rewritten, jumped to from INPUT and
+ * OUTPUT, and left in place by a cleanup, as kube-proxy does.
+ */
+static void render_martian_drop(struct kp_tbl *filter)
+{
+	struct kp_ipt_rule *r;
+
+	kp_tbl_fresh_chain(filter, "KUBE-FIREWALL");
+	r = kp_tbl_rule(filter);
+	kp_ipt_rule_comment(r, "block incoming localnet connections");
+	kp_ipt_rule_dst(r, &loopback4, 8, false);
+	kp_ipt_rule_src(r, &loopback4, 8, true);
+	kp_ipt_rule_ctstate_not(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+				   XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED) |
+				   XT_CONNTRACK_STATE_DNAT);
+	kp_ipt_rule_jump(r, "DROP");
+	kp_tbl_append(filter, "KUBE-FIREWALL");
+	for (int i = 0; i < 2; i++) {
+		r = kp_tbl_rule(filter);
+		kp_ipt_rule_jump(r, "KUBE-FIREWALL");
+		kp_tbl_ensure_rule(filter, i ? "OUTPUT" : "INPUT", "KUBE-FIREWALL", true);
+	}
 }
 
 static void render_fixed(struct render_ctx *rd)
 {
 	struct kp_tbl *nat = rd->nat, *filter = rd->filter;
 	struct kp_ipt_rule *r;
-	const char **addrs;
-	size_t n;
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(nat_fixed); i++)
 		kp_tbl_use_chain(nat, nat_fixed[i]);
@@ -650,20 +748,9 @@ static void render_fixed(struct render_ctx *rd)
 
 	kp_tbl_masq_rules(nat, rd->ipt->mark, rd->ipt->random_fully);
 
-	/* last rules of KUBE-SERVICES: node addresses go on to the node ports */
-	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
-	for (size_t i = 0; addrs && i < n; i++) {
-		struct kp_addr a;
-
-		kp_addr_from_str(addrs[i], &a);
-		r = kp_tbl_rule(nat);
-		kp_ipt_rule_comment(r, "kubernetes service nodeports; NOTE: this must be the last "
-				       "rule in this chain");
-		kp_ipt_rule_dst(r, &a, host_bits(a.family), false);
-		kp_ipt_rule_jump(r, "KUBE-NODEPORTS");
-		kp_tbl_append(nat, "KUBE-SERVICES");
-	}
-	free(addrs);
+	render_nodeport_jumps(rd);
+	if (rd->family == AF_INET && localhost_nodeports(rd->ipt))
+		render_martian_drop(filter);
 
 	r = kp_tbl_rule(filter);
 	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
@@ -700,20 +787,6 @@ static void render_fixed(struct render_ctx *rd)
 			   "kubernetes load balancer firewall", true);
 	kp_tbl_ensure_jump(filter, "FORWARD", "KUBE-PROXY-FIREWALL",
 			   "kubernetes load balancer firewall", true);
-}
-
-/* NodePorts on 127.0.0.0/8 need the kernel to route martian loopback sources. */
-static bool needs_localnet(struct render_ctx *rd)
-{
-	const char **addrs;
-	bool loopback = false;
-	size_t n;
-
-	addrs = kp_map_sorted_keys(rd->nodeport_addrs, &n);
-	for (size_t i = 0; addrs && i < n; i++)
-		loopback |= strncmp(addrs[i], "127.", 4) == 0;
-	free(addrs);
-	return loopback;
 }
 
 static void allow_localnet(struct ipt *ipt)
@@ -808,49 +881,31 @@ static void flush_conntrack(struct ipt *ipt, const struct kp_delta *delta)
 	free(f.v);
 }
 
-static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
+static int count_endpoints(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
-	const struct kp_frontend *fes;
 	size_t n;
 
 	kp_svc_port_get_all_endpoints(sp, &n);
 	rd->n_endpoints += n;
-	fes = kp_svc_port_get_frontends(sp, &n);
-	for (size_t i = 0; i < n; i++) {
-		bool seen = false;
-		struct kp_addr *v;
-
-		if (fes[i].kind != KP_FE_NODE_PORT || fes[i].addr.family != rd->family)
-			continue;
-		for (size_t j = 0; j < rd->n_node_addrs && !seen; j++)
-			seen = kp_addr_equal(&rd->node_addrs[j], &fes[i].addr);
-		if (seen)
-			continue;
-		v = realloc(rd->node_addrs, (rd->n_node_addrs + 1) * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rd->node_addrs = v;
-		rd->node_addrs[rd->n_node_addrs++] = fes[i].addr;
-	}
 	return 0;
 }
 
 /* Rebuilds and commits the nat and filter tables of one family. */
-static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struct kp_state *want,
-		       bool *ret_localnet)
+static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struct kp_state *want)
 {
 	struct kp_tbl nat, filter;
 	struct render_ctx rd = {
 		.ipt = ipt, .nat = &nat, .filter = &filter, .family = ops->family,
-		.nodeport_addrs = kp_map_new(), .nodeports_done = kp_map_new(),
+		.nodeports_done = kp_map_new(),
 	};
 	int r, r_filter;
 
-	kp_state_foreach(want, collect_node_addrs, &rd);
+	kp_state_foreach(want, count_endpoints, &rd);
+	rd.node_addrs = kp_ctx_get_nodeport_addrs(ipt->ctx, &rd.n_node_addrs);
 	/* as kube-proxy: above 1000 endpoints, no comments on per-endpoint rules */
 	ipt->terse = rd.n_endpoints > 1000;
-	if (!rd.nodeport_addrs || !rd.nodeports_done) {
+	if (!rd.nodeports_done) {
 		r = -ENOMEM;
 		goto out_maps;
 	}
@@ -883,12 +938,8 @@ static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struc
 	if (r < 0)
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s sync failed: %s: %s", ops->tool,
 		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
-	else if (ops->family == AF_INET)
-		*ret_localnet = needs_localnet(&rd);
 out_maps:
-	kp_map_free(rd.nodeport_addrs);
 	kp_map_free(rd.nodeports_done);
-	free(rd.node_addrs);
 	free(rd.fe_blob);
 	free(rd.fe);
 	free(rd.seps);
@@ -899,19 +950,19 @@ out_maps:
 static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipt *ipt = priv;
-	bool localnet = false;
 	int r, lock = kp_xt_lock(ipt->ctx, "iptables");
 
 	if (lock < 0)
 		return lock;
-	r = sync_family(ipt, ops_for(ipt, AF_INET), want, &localnet);
+	/* before the rules that need it, as kube-proxy sets it at start */
+	if (localhost_nodeports(ipt))
+		allow_localnet(ipt);
+	r = sync_family(ipt, ops_for(ipt, AF_INET), want);
 	if (!r && ipt->ipv6)
-		r = sync_family(ipt, ops_for(ipt, AF_INET6), want, &localnet);
+		r = sync_family(ipt, ops_for(ipt, AF_INET6), want);
 	kp_xt_unlock(lock);
 	if (r < 0)
 		return r;
-	if (localnet)
-		allow_localnet(ipt);
 	flush_conntrack(ipt, delta);
 	ipt->synced = true;
 	return 0;
@@ -1088,13 +1139,18 @@ static int dump_frontends(struct dumper *d, const char *chain, int depth)
 				r = dump_frontends(d, t, depth + 1);
 			continue;
 		}
-		if (!kp_ipt_entry_dst(d->family, v[i], &vip) || !comment)
+		/* the addrtype LOCAL jump: NodePorts on every local address */
+		if (!kp_ipt_entry_dst(d->family, v[i], &vip))
+			vip = (struct kp_addr){ .family = d->family };
+		else if (!comment)
 			continue;
 		if (strcmp(t, "KUBE-NODEPORTS") == 0) {
 			if (d->n_node_addrs < KP_ARRAY_SIZE(d->node_addrs))
 				d->node_addrs[d->n_node_addrs++] = vip;
 			continue;
 		}
+		if (kp_addr_is_unspecified(&vip) || !comment)
+			continue;
 		d->n_eps = 0;
 		resolve(d, t);
 		r = emit(d, v[i], kind_of(comment), &vip, t);

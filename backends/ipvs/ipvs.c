@@ -214,6 +214,10 @@ static int want_of(struct ipvs *iv, const struct kp_svc_port *sp, struct vs_list
 		size_t n_eps;
 		struct vs *v;
 
+		/* every local address (kp_ctx_set_nodeport_any_local()): a virtual server
+		 * needs each one, which the caller lists instead */
+		if (fe->kind == KP_FE_NODE_PORT && kp_addr_is_unspecified(&fe->addr))
+			continue;
 		if (out->n == out->cap) {
 			size_t cap = out->cap ? out->cap * 2 : 8;
 			void *p = realloc(out->v, cap * sizeof(*out->v));

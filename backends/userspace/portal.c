@@ -50,9 +50,12 @@ static uint8_t ip_proto(enum kp_protocol p)
 	return p == KP_PROTO_UDP ? IPPROTO_UDP : p == KP_PROTO_SCTP ? IPPROTO_SCTP : IPPROTO_TCP;
 }
 
-static unsigned full_prefix(int family)
+/* -d ADDR; none for a NodePort on every local address (0.0.0.0, ::): the NodePort
+ * chains are entered for local destinations only, as kube-proxy's userspace mode had it */
+static void match_dst(struct kp_ipt_rule *r, const struct kp_addr *a)
 {
-	return family == AF_INET6 ? 128 : 32;
+	if (!kp_addr_is_unspecified(a))
+		kp_ipt_rule_dst(r, a, a->family == AF_INET6 ? 128 : 32, false);
 }
 
 struct render {
@@ -68,7 +71,7 @@ static struct kp_ipt_rule *portal_match(struct kp_tbl *t, const struct us_proxy 
 {
 	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	kp_ipt_rule_dst(r, dst, full_prefix(dst->family), false);
+	match_dst(r, dst);
 	if (src)
 		kp_ipt_rule_src(r, src, src_prefix, false);
 	kp_ipt_rule_proto_dport(r, ip_proto(px->proto), port);
@@ -146,7 +149,10 @@ static void reject(struct kp_tbl *t, const struct us_proxy *px, const struct kp_
 {
 	struct kp_ipt_rule *r = kp_tbl_rule(t);
 
-	kp_ipt_rule_dst(r, &fe->addr, full_prefix(fe->addr.family), false);
+	if (kp_addr_is_unspecified(&fe->addr))
+		kp_ipt_rule_addrtype_local(r, false, false);
+	else
+		match_dst(r, &fe->addr);
 	kp_ipt_rule_proto_dport(r, ip_proto(px->proto), fe->port);
 	kp_ipt_rule_comment(r, "%s has no endpoints", px->label);
 	kp_ipt_rule_reject(r);

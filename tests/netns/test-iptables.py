@@ -295,6 +295,74 @@ def run_tests(topo, mdir, mode, flags):
        "\n".join(l for l in after if l not in before) + r.stderr)
 
 
+def nodeaddr_manifests():
+    return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080)
+            + slice_("web", [A1, B1, B2])
+            + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n"
+                  "  healthCheckNodePort: 32100\n", ptype="NodePort", node_port=30083)
+            + slice_("local", [A1, B1]))
+
+
+def run_nodeaddr_tests(topo, mdir):
+    """NodePorts on the node's addresses as they come and go (--nodeport-addresses unset:
+    every local address, localhost included; a range: its addresses only), and the
+    health-check node port bound to the same addresses."""
+    n, cl = topo.node, topo.client
+    for f in os.listdir(mdir):
+        os.unlink(os.path.join(mdir, f))
+    with open(os.path.join(mdir, "services.yaml"), "w") as f:
+        f.write(nodeaddr_manifests())
+    common = ("--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0")
+
+    def reaches(ip, port=30080, ns=cl):
+        return set(names(topo.run(ns, "tcp", ip, port, 6))) <= {"pod-a1", "pod-b1", "pod-b2"}
+
+    TAP.prefix = "nodePortAddresses unset"
+    k = kptest.Kproxyd(n, "iptables", mdir, os.path.join(mdir, ".."), common)
+    ok(k.ready(lambda: "--dst-type LOCAL -j KUBE-NODEPORTS" in
+               sh("iptables-legacy-save", "-t", "nat", ns=n).stdout) and k.proc.poll() is None,
+       "kube-proxy's '-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS' closes KUBE-SERVICES",
+       k.text()[-1500:])
+    ok(reaches("192.168.50.1"), "NodePort on the node's address")
+    ok(reaches("127.0.0.1", ns=n), "localhost NodePort from the node itself (127.0.0.1)")
+    ok(sh("sysctl", "-n", "net.ipv4.conf.all.route_localnet", ns=n).stdout.strip() == "1" and
+       "block incoming localnet connections" in sh("iptables-legacy", "-S", "KUBE-FIREWALL",
+                                                   ns=n).stdout,
+       "route_localnet=1, with kube-proxy's martian-source drop in KUBE-FIREWALL")
+    ok(not reaches("192.168.50.11"), "no NodePort on an address the node has not got yet")
+    sh("ip", "addr", "add", "192.168.50.11/24", "dev", "vcl", ns=n)
+    ok(wait_until(lambda: reaches("192.168.50.11")),
+       "an address added after start carries NodePort traffic")
+    ok(healthz(cl, "http://192.168.50.11:32100/") == 200,
+       "the health-check node port answers on it (every address)")
+    sh("ip", "addr", "del", "192.168.50.11/24", "dev", "vcl", ns=n)
+    k.stop()
+
+    TAP.prefix = "nodePortAddresses 192.168.60.0/24"
+    sh("ip", "route", "add", "192.168.60.0/24", "via", "192.168.50.1", ns=cl)
+    k = kptest.Kproxyd(n, "iptables", mdir, os.path.join(mdir, ".."),
+                       common + ("--nodeport-addresses", "192.168.60.0/24"))
+    ok(k.ready(lambda: k.ctl("status").returncode == 0) and k.proc.poll() is None,
+       "kproxyd runs", k.text()[-1500:])
+    ok(not reaches("192.168.50.1"), "no NodePort on an address outside the range")
+    ok(not reaches("127.0.0.1", ns=n), "no localhost NodePort: loopback is not in the range")
+    sh("ip", "addr", "add", "192.168.60.1/24", "dev", "vcl", ns=n)
+    ok(wait_until(lambda: reaches("192.168.60.1")),
+       "an address added in the range after start carries NodePort traffic",
+       k.text()[-1500:])
+    ok(wait_until(lambda: healthz(cl, "http://192.168.60.1:32100/") == 200),
+       "the health-check node port answers on the address in the range")
+    ok(healthz(cl, "http://192.168.50.1:32100/") == 0,
+       "and is not bound to the node's other addresses")
+    sh("ip", "addr", "del", "192.168.60.1/24", "dev", "vcl", ns=n)
+    ok(wait_until(lambda: "192.168.60.1" not in
+                  sh("iptables-legacy-save", "-t", "nat", ns=n).stdout),
+       "a removed address loses its NodePort jump")
+    sh("ip", "route", "del", "192.168.60.0/24", ns=cl)
+    k.stop()
+    TAP.prefix = ""
+
+
 def main():
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root for network namespaces and iptables")
@@ -315,6 +383,7 @@ def main():
         run_tests(topo, mdir, "tree", ("--iptables-dispatch-threshold", "2"))
         chains = sh("iptables-legacy", "-t", "nat", "-S", ns=topo.node).stdout
         ok("KUBE-SVCT-" not in chains, "no dispatch chain is left after --cleanup")
+        run_nodeaddr_tests(topo, mdir)
     except Exception as e:  # report, then clean up
         ok(False, "test run raised %s" % type(e).__name__, str(e))
     finally:

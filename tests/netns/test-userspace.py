@@ -405,6 +405,15 @@ def main():
         good = wait_until(lambda: names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 1)).keys()
                           <= {"pod-a1", "pod-b1", "pod-b2"})
         ok(good, "the periodic resync repairs a flushed KUBE-PORTALS-CONTAINER")
+        # an address added in --nodeport-addresses' range after start (rtnetlink)
+        sh("ip", "addr", "add", "192.168.50.13/24", "dev", "vcl", ns=n)
+        good = wait_until(lambda: names(topo.run(topo.client, "tcp", "192.168.50.13", 30080,
+                                                 3)).keys() <= {"pod-a1", "pod-b1", "pod-b2"})
+        ok(good, "an address added after start carries NodePort traffic", k.text()[-1500:])
+        sh("ip", "addr", "del", "192.168.50.13/24", "dev", "vcl", ns=n)
+        ok(wait_until(lambda: "192.168.50.13" not in sh("iptables-legacy-save", "-t", "nat",
+                                                        ns=n).stdout),
+           "a removed address loses its NodePort portal rules")
         ok(k.stop() == 0, "SIGTERM stops kproxyd")
         k = None
         limit_tests(topo, mdir)

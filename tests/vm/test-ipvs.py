@@ -623,6 +623,25 @@ def test_resync(topo, k):
        "the foreign virtual server survives the resyncs", fmt_table(ipvs(n)))
 
 
+def test_nodeaddr(topo, k):
+    """A node address added in --nodeport-addresses' range after start gets its NodePort
+    virtual servers (rtnetlink), and loses them when it goes."""
+    n, new = topo.node, "192.168.50.21"
+    key = ("TCP", new, 30080)
+    ok(key not in ipvs(n), "(no virtual server on %s before it is the node's)" % new)
+    sh("ip", "addr", "add", new + "/24", "dev", "vcl", ns=n)
+    ok(wait_until(lambda: set(ipvs(n).get(key, {}).get("rs", {})) ==
+                  {(A1[0], 8080), (B1[0], 8080), (B2[0], 8080)}),
+       "an address added after start gets its NodePort virtual servers",
+       fmt_table(ipvs(n)) + "\n" + k.logtail(10))
+    c = names(topo.run(topo.client, "tcp", new, 30080, 12))
+    ok(set(c) <= {"pod-a1", "pod-b1", "pod-b2"} and "ERR" not in c,
+       "NodePort traffic to the new address reaches the endpoints", c)
+    sh("ip", "addr", "del", new + "/24", "dev", "vcl", ns=n)
+    ok(wait_until(lambda: not any(k_[1] == new for k_ in ipvs(n))),
+       "and a removed address loses them", fmt_table(ipvs(n)))
+
+
 def test_sh(topo, k):
     test_programmed(topo, k, "sh")
     check_sh(topo)
@@ -771,6 +790,7 @@ def main():
         test_rr(topo, k)
         test_graceful(topo, k, mdir)
         test_resync(topo, k)
+        test_nodeaddr(topo, k)
         held = Conns(topo.client, "10.96.0.10", 80)
         hid, hpod = held.open()
         ok(k.stop() == 0, "SIGTERM stops kproxyd")

@@ -105,11 +105,50 @@ int kp_ctx_set_node_zone(struct kp_ctx *ctx, const char *zone);
 /**
  * kp_ctx_set_nodeport_addrs - the addresses NodePort frontends listen on
  * @ctx: context
- * @addrs: array of @n_addrs addresses (copied); 0 addresses means no NodePort frontends
+ * @addrs: array of @n_addrs addresses (copied); 0 addresses means no NodePort frontends,
+ *         but on families kp_ctx_set_nodeport_any_local() puts on every local address
  * @n_addrs: element count
  * Marks every service changed. Returns: 0, -EINVAL or -ENOMEM.
  */
 int kp_ctx_set_nodeport_addrs(struct kp_ctx *ctx, const struct kp_addr *addrs, size_t n_addrs);
+
+/**
+ * kp_ctx_set_nodeport_any_local - NodePorts of one family on every local address
+ * @ctx: context
+ * @family: AF_INET or AF_INET6
+ * @any: true: each service port with a NodePort gets one NodePort frontend of @family on
+ *       the unspecified address (0.0.0.0 or ::), which stands for every address local to
+ *       the node when a packet arrives (kube-proxy's default, nodePortAddresses unset),
+ *       and the addresses of @family given to kp_ctx_set_nodeport_addrs() make none;
+ *       false (the default): the listed addresses of @family make them
+ *
+ * A data plane that matches on the local address type serves such a frontend as is
+ * (iptables: "-m addrtype --dst-type LOCAL"; userspace: its NodePort chains already
+ * match it), so it follows addresses added later by itself. One that needs each address
+ * (ipvs: a virtual server per address) makes nothing of it: give it the addresses
+ * instead, and keep them in step with kp_ctx_set_nodeport_addrs().
+ * Marks every service changed when the setting changes.
+ * Returns: 0, or -EINVAL (no @ctx, or another family).
+ */
+int kp_ctx_set_nodeport_any_local(struct kp_ctx *ctx, int family, bool any);
+
+/**
+ * kp_ctx_get_nodeport_any_local - whether NodePorts of @family are on every local address
+ * @ctx: context
+ * @family: AF_INET or AF_INET6
+ * For data planes whose fixed rules depend on it (kube-proxy's last rule of KUBE-SERVICES).
+ * Returns: the setting of kp_ctx_set_nodeport_any_local(); false for a bad argument.
+ */
+bool kp_ctx_get_nodeport_any_local(const struct kp_ctx *ctx, int family);
+
+/**
+ * kp_ctx_get_nodeport_addrs - the addresses given to kp_ctx_set_nodeport_addrs()
+ * @ctx: context
+ * @ret_n: set to the element count
+ * Returns: a borrowed array, valid until the next kp_ctx_set_nodeport_addrs() or
+ * kp_ctx_free(); NULL (and *@ret_n 0) for none or a bad argument.
+ */
+const struct kp_addr *kp_ctx_get_nodeport_addrs(const struct kp_ctx *ctx, size_t *ret_n);
 
 /* Input formats for kp_ctx_load(). */
 enum kp_format {

@@ -52,7 +52,8 @@ enum kp_frontend_kind {
 /* One address:port a service port is reachable on. */
 struct kp_frontend {
 	enum kp_frontend_kind kind;
-	struct kp_addr addr;	/* VIP, node address, external IP or ingress IP */
+	struct kp_addr addr;	/* VIP, node address, external IP or ingress IP; for a
+				 * NodePort, 0.0.0.0 or :: stands for every local address */
 	uint16_t port;		/* service port, or the node port for KP_FE_NODE_PORT */
 	bool external;		/* uses the external endpoint set (externalTrafficPolicy) */
 };
@@ -168,6 +169,12 @@ int kp_addr_from_str(const char *s, struct kp_addr *ret_addr);
 bool kp_addr_equal(const struct kp_addr *a, const struct kp_addr *b);
 /** kp_addr_in_prefix - @addr lies in @net/@prefix (same family) */
 bool kp_addr_in_prefix(const struct kp_addr *addr, const struct kp_addr *net, unsigned prefix);
+/**
+ * kp_addr_is_unspecified - @addr is 0.0.0.0 or ::
+ * A NodePort frontend on it stands for every local address of its family (see
+ * kp_ctx_set_nodeport_any_local()). Returns false for NULL.
+ */
+bool kp_addr_is_unspecified(const struct kp_addr *a);
 /** kp_protocol_name - "TCP", "UDP", "SCTP" */
 const char *kp_protocol_name(enum kp_protocol proto);
 /** kp_frontend_kind_name - "ClusterIP", "NodePort", "ExternalIP", "LoadBalancer" */
