@@ -544,3 +544,26 @@ int kp_ct_stats_report(const struct kp_ct_stats *st, kp_stat_fn fn, void *userda
 	}
 	return r;
 }
+
+void kp_ct_after_sync(struct kp_ctx *ctx, const char *who, const struct kp_state *want,
+		      const struct kp_delta *delta, bool started, bool ipv6,
+		      struct kp_ct_stats *stats)
+{
+	int r = kp_ct_flush_delta(delta, started, ipv6);
+
+	if (r < 0)
+		kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: cannot flush stale UDP entries: %s", who,
+		       kp_strerror(r));
+	else if (r > 0)
+		kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: %d stale UDP entries flushed", who, r);
+	if (started)
+		return;
+	for (int f = 0; f < (ipv6 ? 2 : 1); f++) {
+		r = kp_ct_reconcile(want, f ? AF_INET6 : AF_INET, stats);
+		if (r < 0)
+			kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: reconcile: %s", who, kp_strerror(r));
+		else if (r > 0)
+			kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: reconcile: %d stale UDP entries "
+			       "deleted", who, r);
+	}
+}

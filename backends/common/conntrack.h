@@ -58,6 +58,15 @@ struct kp_ct_stats {
  */
 int kp_ct_reconcile(const struct kp_state *want, int family, struct kp_ct_stats *stats);
 
+/*
+ * What a data plane does after a successful sync: the delta's flushes, and when no sync
+ * had succeeded since its start (!@started), one reconcile pass per family. Failures are
+ * logged at debug level under @who; a stale entry only costs a flow.
+ */
+void kp_ct_after_sync(struct kp_ctx *ctx, const char *who, const struct kp_state *want,
+		      const struct kp_delta *delta, bool started, bool ipv6,
+		      struct kp_ct_stats *stats);
+
 /* Walks @stats as kube-proxy's kubeproxy_conntrack_reconciler_sync_duration_seconds
  * {ip_family} histogram and kubeproxy_conntrack_reconciler_deleted_entries_total
  * {ip_family} counter. Returns 0 or what @fn returned. */

@@ -724,32 +724,6 @@ static void allow_localnet(struct ipt *ipt)
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
 }
 
-/* ---- stale UDP conntrack entries ---- */
-
-static void flush_conntrack(struct ipt *ipt, const struct kp_state *want,
-			    const struct kp_delta *delta)
-{
-	int r = kp_ct_flush_delta(delta, ipt->synced, ipt->ipv6);
-
-	if (r < 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: cannot flush stale UDP entries: %s",
-		       kp_strerror(r));
-	else if (r > 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: %d stale UDP entries flushed", r);
-	if (ipt->synced)
-		return;
-	/* the first sync after a start: entries towards endpoints that went away while no
-	 * proxy ran are found by reading the whole table */
-	for (int f = 0; f < (ipt->ipv6 ? 2 : 1); f++) {
-		r = kp_ct_reconcile(want, f ? AF_INET6 : AF_INET, &ipt->ct_stats);
-		if (r < 0)
-			kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: reconcile: %s", kp_strerror(r));
-		else if (r > 0)
-			kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: reconcile: %d stale UDP entries "
-			       "deleted", r);
-	}
-}
-
 static int collect_node_addrs(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
@@ -859,7 +833,7 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 		return r;
 	if (localnet)
 		allow_localnet(ipt);
-	flush_conntrack(ipt, want, delta);
+	kp_ct_after_sync(ipt->ctx, "iptables", want, delta, ipt->synced, ipt->ipv6, &ipt->ct_stats);
 	ipt->synced = true;
 	return 0;
 }

@@ -1236,35 +1236,6 @@ out:
 	return r;
 }
 
-/*
- * Stale UDP conntrack entries, as in the iptables mode: IPVS (with net.ipv4.vs.conntrack)
- * gives its connections conntrack entries whose reply comes from the real server, so the
- * same flushes apply: the delta's, and after a start one reconcile pass over the table.
- */
-static void flush_conntrack(struct ipvs *iv, const struct kp_state *want,
-			    const struct kp_delta *delta)
-{
-	int r = kp_ct_flush_delta(delta, iv->ct_started, iv->ipv6_rules);
-
-	if (r < 0)
-		kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: conntrack: cannot flush stale UDP entries: %s",
-		       kp_strerror(r));
-	else if (r > 0)
-		kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: conntrack: %d stale UDP entries flushed", r);
-	if (iv->ct_started)
-		return;
-	iv->ct_started = true;
-	for (int f = 0; f < (iv->ipv6_rules ? 2 : 1); f++) {
-		r = kp_ct_reconcile(want, f ? AF_INET6 : AF_INET, &iv->ct_stats);
-		if (r < 0)
-			kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: conntrack: reconcile: %s",
-			       kp_strerror(r));
-		else if (r > 0)
-			kp_log(iv->ctx, KP_LOG_DEBUG, "ipvs: conntrack: reconcile: %d stale UDP "
-			       "entries deleted", r);
-	}
-}
-
 static int ipvs_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct ipvs *iv = priv;
@@ -1294,8 +1265,13 @@ static int ipvs_sync(void *priv, const struct kp_state *want, const struct kp_de
 		r = iv->first_err;
 	/* after a failure the next sync reads everything back and repairs it */
 	iv->synced = r == 0;
-	if (!r)
-		flush_conntrack(iv, want, delta);
+	/* stale UDP conntrack entries, as in the iptables mode: IPVS (net.ipv4.vs.conntrack)
+	 * gives its connections entries whose reply comes from the real server */
+	if (!r) {
+		kp_ct_after_sync(iv->ctx, "ipvs", want, delta, iv->ct_started, iv->ipv6_rules,
+				 &iv->ct_stats);
+		iv->ct_started = true;
+	}
 	return r;
 }
 
