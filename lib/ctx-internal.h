@@ -69,6 +69,13 @@ struct kp_ctx {
 	int64_t last_success_wall_ms;
 	int last_sync_result;
 	int64_t last_sync_wall_ms;
+	bool last_sync_full;		/* the last sync attempted was a full one */
+	int64_t start_wall_ms;		/* when the context was made: older triggers are not timed */
+	int64_t oldest_pending_wall_ms;	/* the first change not yet programmed, or the first
+					 * failed sync since the last good one; 0: none */
+	int64_t last_queued_wall_ms;	/* the last change, 0: none */
+	struct kp_map *pending[2];	/* "ns/name" of services whose Service, endpoints changed
+					 * since the last successful sync */
 	/* endpoint change trigger times not yet programmed, and the programming latencies
 	 * (seconds) of those a sync has programmed, not yet drained */
 	int64_t *triggers;
@@ -81,6 +88,11 @@ struct kp_ctx {
 
 /* tracker.c: marks the service "ns/name" changed. Returns 0 or -ENOMEM. */
 int kp_tracker_mark(struct kp_ctx *ctx, const char *svc_key);
+/* tracker.c: the Service (@endpoints false) or an endpoints object of the service
+ * "ns/name" changed: counted, and timed for health, until a sync programs it. */
+void kp_tracker_note_change(struct kp_ctx *ctx, bool endpoints, const char *svc_key);
+/* tracker.c: a sync programmed every change noted so far. */
+void kp_tracker_synced(struct kp_ctx *ctx);
 /* tracker.c: recomputes the desired state of every changed service. 0 or -ENOMEM. */
 int kp_tracker_update_state(struct kp_ctx *ctx);
 

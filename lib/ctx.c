@@ -24,7 +24,9 @@ KP_EXPORT struct kp_ctx *kp_ctx_new(void)
 	ctx->dirty = kp_map_new();
 	ctx->state = kp_state_new();
 	ctx->delta = kp_delta_new();
-	if (!ctx->objs || !ctx->sources || !ctx->svc_slices || !ctx->dirty || !ctx->state ||
+	ctx->pending[0] = kp_map_new();
+	ctx->pending[1] = kp_map_new();
+	if (!ctx->pending[0] || !ctx->pending[1] || !ctx->objs || !ctx->sources || !ctx->svc_slices || !ctx->dirty || !ctx->state ||
 	    !ctx->delta) {
 		kp_ctx_free(ctx);
 		return NULL;
@@ -33,6 +35,7 @@ KP_EXPORT struct kp_ctx *kp_ctx_new(void)
 	ctx->min_sync_ms = 1000;
 	ctx->sync_period_ms = 30000;
 	ctx->last_sync_ms = ctx->last_full_ms = INT64_MIN;
+	ctx->start_wall_ms = kp_wall_ms();
 	ctx->backends[ctx->n_backends++] = &kp_backend_dryrun;
 	ctx->backends[ctx->n_backends++] = &kp_backend_iptables;
 	ctx->backends[ctx->n_backends++] = &kp_backend_ipvs;
@@ -80,6 +83,8 @@ KP_EXPORT void kp_ctx_free(struct kp_ctx *ctx)
 	kp_map_free(ctx->sources);
 	kp_map_free(ctx->svc_slices);
 	kp_map_free(ctx->dirty);
+	kp_map_free(ctx->pending[0]);
+	kp_map_free(ctx->pending[1]);
 	kp_delta_free(ctx->delta);
 	kp_state_free(ctx->state);
 	free(ctx->node_name);
@@ -106,5 +111,23 @@ KP_EXPORT int kp_ctx_get_counts(const struct kp_ctx *ctx, struct kp_counts *ret)
 		.n_service_changes = ctx->n_changes[0],
 		.n_endpoint_changes = ctx->n_changes[1],
 	};
+	return 0;
+}
+
+KP_EXPORT int kp_ctx_get_sync_info(const struct kp_ctx *ctx, struct kp_sync_info *ret, size_t size)
+{
+	struct kp_sync_info info;
+
+	if (!ctx || !ret || size < sizeof(int64_t))
+		return -EINVAL;
+	info = (struct kp_sync_info){
+		.oldest_pending_ms = ctx->oldest_pending_wall_ms,
+		.last_queued_ms = ctx->last_queued_wall_ms,
+		.n_services_pending = kp_map_size(ctx->pending[0]),
+		.n_endpoints_pending = kp_map_size(ctx->pending[1]),
+		.last_sync_full = ctx->last_sync_full,
+	};
+	/* a caller built against an older header gets the fields it knows */
+	memcpy(ret, &info, size < sizeof(info) ? size : sizeof(info));
 	return 0;
 }

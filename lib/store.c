@@ -58,7 +58,7 @@ static int store_del(struct kp_ctx *ctx, struct kp_obj *obj)
 	int r = kp_tracker_mark(ctx, obj->service);
 
 	kp_map_del(ctx->objs, obj->key);
-	ctx->n_changes[obj->kind != KP_OBJ_SERVICE]++;
+	kp_tracker_note_change(ctx, obj->kind != KP_OBJ_SERVICE, obj->service);
 	if (obj->kind != KP_OBJ_SERVICE)
 		index_del(ctx, obj);
 	ctx->n_kind[obj->kind]--;
@@ -71,8 +71,11 @@ static int store_put(struct kp_ctx *ctx, struct kp_obj *obj)
 	struct kp_obj *old = kp_map_get(ctx->objs, obj->key);
 	int r = 0;
 
-	/* a new trigger time means new endpoints: timed until they are programmed */
-	if (obj->trigger_ms && (!old || old->trigger_ms != obj->trigger_ms))
+	/* a new trigger time means new endpoints: timed until they are programmed; as
+	 * kube-proxy, only changes made after the context was created (an object listed at a
+	 * restart carries the time of its last change, maybe days ago) */
+	if (obj->trigger_ms > ctx->start_wall_ms &&
+	    (!old || old->trigger_ms != obj->trigger_ms))
 		kp_latency_note_trigger(ctx, obj->trigger_ms);
 	if (old)
 		r |= store_del(ctx, old);
@@ -82,7 +85,7 @@ static int store_put(struct kp_ctx *ctx, struct kp_obj *obj)
 	}
 	ctx->n_kind[obj->kind]++;
 	if (!old)	/* a replacement was counted by store_del() */
-		ctx->n_changes[obj->kind != KP_OBJ_SERVICE]++;
+		kp_tracker_note_change(ctx, obj->kind != KP_OBJ_SERVICE, obj->service);
 	if (obj->kind != KP_OBJ_SERVICE)
 		r |= index_add(ctx, obj);
 	r |= kp_tracker_mark(ctx, obj->service);

@@ -22,15 +22,20 @@ KP_EXPORT int kp_ctx_sync(struct kp_ctx *ctx, bool full)
 	kp_delta_set_full(ctx->delta, full);
 	ctx->n_syncs++;
 	ctx->last_sync_wall_ms = kp_wall_ms();
+	ctx->last_sync_full = full;
 	r = kp_ctx_call_result(ctx, ctx->be->sync(ctx->be_priv, ctx->state, ctx->delta));
 	ctx->last_sync_result = r;
 	if (r < 0) {
 		ctx->n_sync_errors++;
+		/* the data plane is behind from now on, changes or not */
+		if (!ctx->oldest_pending_wall_ms)
+			ctx->oldest_pending_wall_ms = ctx->last_sync_wall_ms;
 		return r;
 	}
 	kp_delta_clear(ctx->delta);
 	ctx->need_full = false;
 	ctx->last_success_wall_ms = ctx->last_sync_wall_ms;
+	kp_tracker_synced(ctx);
 	kp_latency_record(ctx);
 	return 0;
 }

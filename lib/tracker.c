@@ -15,6 +15,32 @@ int kp_tracker_mark(struct kp_ctx *ctx, const char *svc_key)
 	return kp_map_get(ctx->dirty, svc_key) ? 0 : kp_map_put(ctx->dirty, svc_key, ctx, NULL);
 }
 
+void kp_tracker_note_change(struct kp_ctx *ctx, bool endpoints, const char *svc_key)
+{
+	int64_t now = kp_wall_ms();
+
+	ctx->n_changes[endpoints]++;
+	ctx->last_queued_wall_ms = now;
+	if (!ctx->oldest_pending_wall_ms)
+		ctx->oldest_pending_wall_ms = now;
+	/* a failed insert only undercounts the pending gauge */
+	if (!kp_map_get(ctx->pending[endpoints], svc_key))
+		kp_map_put(ctx->pending[endpoints], svc_key, ctx, NULL);
+}
+
+void kp_tracker_synced(struct kp_ctx *ctx)
+{
+	ctx->oldest_pending_wall_ms = 0;
+	for (int i = 0; i < 2; i++) {
+		struct kp_map *m = kp_map_new();
+
+		if (!m)
+			continue;	/* keeps the old set: the gauge overcounts */
+		kp_map_free(ctx->pending[i]);
+		ctx->pending[i] = m;
+	}
+}
+
 static int update_service(struct kp_ctx *ctx, const char *svc_key)
 {
 	const struct kp_obj *slices[64], **v = slices;

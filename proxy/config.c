@@ -392,17 +392,20 @@ static void write_field(FILE *f, struct kp_ctx *ctx, const struct kpd_flag *t,
 	yaml_value(f, t, o, v ? v : o->def ? o->def : t->default_text);
 }
 
-/* The configuration in force, one field per row, sections in the order rows name them. */
-int kpd_config_write(struct kp_ctx *ctx, const char *file, const char *mode)
+/* The configuration in force, one field per row, sections in the order rows name them:
+ * as YAML (the file --write-config-to writes), or as one JSON object (/configz). The
+ * values are flow scalars, which both read alike. */
+static void write_config(FILE *f, struct kp_ctx *ctx, const char *mode, bool json)
 {
 	const char *done[64];
 	size_t n_done = 0;
-	FILE *f = fopen(file, "we");
+	bool first = true;
 
 	rows = kpd_flag_rows(&n_rows);
-	if (!f)
-		return -errno;
-	fputs("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n", f);
+	fputs(json ? "{\"apiVersion\": \"kubeproxy.config.k8s.io/v1alpha1\", "
+		     "\"kind\": \"KubeProxyConfiguration\"" :
+		     "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n",
+	      f);
 	for (size_t i = 0; i < n_rows; i++) {
 		const char *c = rows[i].config, *dot;
 		size_t sec_len;
@@ -420,28 +423,59 @@ int kpd_config_write(struct kp_ctx *ctx, const char *file, const char *mode)
 		if (n_done < 64)
 			done[n_done++] = c;
 		if (!dot) {
-			const struct kpd_flag *t = kpd_flag_target(&rows[i]);
-
-			fprintf(f, "%s: ", c);
-			write_field(f, ctx, t, mode);
-			fputc('\n', f);
+			fprintf(f, json ? ", \"%s\": " : "%s: ", c);
+			write_field(f, ctx, kpd_flag_target(&rows[i]), mode);
+			if (!json)
+				fputc('\n', f);
 			continue;
 		}
-		fprintf(f, "%.*s:\n", (int)sec_len, c);
+		fprintf(f, json ? ", \"%.*s\": {" : "%.*s:\n", (int)sec_len, c);
+		first = true;
 		for (size_t k = i; k < n_rows; k++) {
-			const struct kpd_flag *t;
-
 			if (!rows[k].config || strncmp(rows[k].config, c, sec_len) ||
 			    rows[k].config[sec_len] != '.' ||
 			    (rows[k].config_mode && strcmp(rows[k].config_mode, mode)))
 				continue;
-			t = kpd_flag_target(&rows[k]);
-			fprintf(f, "  %s: ", rows[k].config + sec_len + 1);
-			write_field(f, ctx, t, mode);
-			fputc('\n', f);
+			fprintf(f, json ? "%s\"%s\": " : "  %s: ", json && !first ? ", " : "",
+				rows[k].config + sec_len + 1);
+			write_field(f, ctx, kpd_flag_target(&rows[k]), mode);
+			if (!json)
+				fputc('\n', f);
+			first = false;
 		}
+		if (json)
+			fputc('}', f);
 	}
+	if (json)
+		fputc('}', f);
+}
+
+int kpd_config_write(struct kp_ctx *ctx, const char *file, const char *mode)
+{
+	FILE *f = fopen(file, "we");
+
+	if (!f)
+		return -errno;
+	write_config(f, ctx, mode, false);
 	return fclose(f) ? -errno : 0;
+}
+
+char *kpd_config_json(struct kp_ctx *ctx, const char *mode)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&buf, &size);
+
+	if (!f)
+		return NULL;
+	fputs("{\"kubeproxy.config.k8s.io\": ", f);
+	write_config(f, ctx, mode, true);
+	fputs("}\n", f);
+	if (fclose(f)) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 /* ---- the watch ---- */

@@ -2,9 +2,9 @@
 /*
  * Health-check node ports, as kube-proxy serves them for services with
  * externalTrafficPolicy Local: on each spec.healthCheckNodePort, any path answers 200
- * while this node has a local endpoint for the service and 503 when it has none, with
- * kube-proxy's JSON body ({"service":{"namespace","name"},"localEndpoints":N,
- * "serviceProxyHealthy":true}). Load balancers use it to send traffic only to nodes
+ * while this node has a local endpoint for the service and the proxy is healthy
+ * (kpd_health_ok()), and 503 otherwise, with kube-proxy's JSON body
+ * ({"service":{"namespace","name"},"localEndpoints":N,"serviceProxyHealthy":bool}). Load balancers use it to send traffic only to nodes
  * that can serve it. The listeners follow the desired state after every sync: opened
  * for new ports, closed for ports no service asks for any more. As kube-proxy, they are
  * bound to the NodePort addresses only (every address of a family that has no
@@ -37,6 +37,8 @@ struct hc_port {
 
 struct kpd_hc {
 	struct kpd_loop *loop;
+	struct kp_ctx *ctx;		/* with @health: whether the proxy is healthy */
+	const struct kpd_health *health;
 	struct hc_port *v;
 	size_t n, cap;
 	bool all[2];			/* IPv4, IPv6: every local address */
@@ -234,7 +236,15 @@ void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx)
 	hc->n = k;
 }
 
-static void answer(int c, const struct hc_port *p)
+void kpd_hc_set_health(struct kpd_hc *hc, struct kp_ctx *ctx, const struct kpd_health *health)
+{
+	if (!hc)
+		return;
+	hc->ctx = ctx;
+	hc->health = health;
+}
+
+static void answer(int c, const struct hc_port *p, bool healthy)
 {
 	char req[2048], body[700], resp[1024];
 	size_t got = 0;
@@ -256,12 +266,13 @@ static void answer(int c, const struct hc_port *p)
 			break;
 	}
 	snprintf(body, sizeof(body), "{\"service\":{\"namespace\":\"%s\",\"name\":\"%s\"},"
-		 "\"localEndpoints\":%zu,\"serviceProxyHealthy\":true}\n", p->ns, p->name,
-		 p->local);
+		 "\"localEndpoints\":%zu,\"serviceProxyHealthy\":%s}\n", p->ns, p->name,
+		 p->local, healthy ? "true" : "false");
 	len = snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
-		       "X-Content-Type-Options: nosniff\r\nContent-Length: %zu\r\n"
-		       "Connection: close\r\n\r\n%s",
-		       p->local ? "200 OK" : "503 Service Unavailable", strlen(body), body);
+		       "X-Content-Type-Options: nosniff\r\nX-Load-Balancing-Endpoint-Weight: %zu\r\n"
+		       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+		       p->local && healthy ? "200 OK" : "503 Service Unavailable", p->local,
+		       strlen(body), body);
 	if (len > 0 && write(c, resp, (size_t)len) < 0)
 		kpd_dbg(4, "health check node port %u: write: %s", p->port, kp_strerror(-errno));
 }
@@ -280,7 +291,7 @@ static void serve(int fd, void *userdata)
 			c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 			if (c < 0)
 				return;
-			answer(c, &hc->v[i]);
+			answer(c, &hc->v[i], !hc->health || kpd_health_ok(hc->ctx, hc->health));
 			close(c);
 			return;
 		}

@@ -73,6 +73,9 @@ int kpd_config_load(struct kp_ctx *ctx, const char *file, kpd_config_warn_fn war
 		    size_t size);
 /* Writes the configuration in force for @mode as a KubeProxyConfiguration. 0 or -errno. */
 int kpd_config_write(struct kp_ctx *ctx, const char *file, const char *mode);
+/* The same as JSON, as kube-proxy's /configz serves it: {"kubeproxy.config.k8s.io": {...}}
+ * (caller frees), or NULL. */
+char *kpd_config_json(struct kp_ctx *ctx, const char *mode);
 /* An inotify descriptor that becomes readable when @file changes, or -errno. */
 int kpd_config_watch(const char *file);
 /* flags.c's table and values, for config.c */
@@ -154,22 +157,28 @@ int kpd_control_fd(const struct kpd_control *c);
 void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info);
 void kpd_control_close(struct kpd_control *c);
 
-/* http.c: healthz, livez and Prometheus metrics */
+/* http.c: healthz, livez, Prometheus metrics, /proxyMode and /configz */
 struct kpd_health {
 	int64_t start_ms;		/* CLOCK_REALTIME */
-	int64_t timeout_ms;		/* the sync period: unhealthy after twice this */
+	int64_t timeout_ms;		/* unhealthy when a change waits longer (kube-proxy's
+					 * healthTimeout: twice the sync period) */
+	struct kp_api *api;		/* the Node's eligibility, the API counters; or NULL */
+	const char *mode;		/* --proxy-mode */
 };
 struct kpd_http;
 /* Listens on "host:port" ("[v6]:port"; port 0: any). */
 int kpd_http_open(const char *spec, struct kpd_http **ret);
 int kpd_http_fd(const struct kpd_http *h);
 const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
-/* Answers one request: /healthz and /livez if @hc, else /metrics. */
-void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc);
-void kpd_http_observe_sync(double seconds);
+/* Answers one request: /healthz and /livez, or with @metrics_server /metrics, /healthz,
+ * /proxyMode and /configz. */
+void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc,
+		    bool metrics_server);
+/* Whether the proxy is healthy as kube-proxy judges it (the node aside). */
+bool kpd_health_ok(struct kp_ctx *ctx, const struct kpd_health *hc);
+/* A sync ran and took @seconds. */
+void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds);
 void kpd_http_observe_programming(double seconds, void *userdata);
-/* The API-server source whose counters /metrics shows, or NULL. */
-void kpd_http_set_api(struct kp_api *api);
 
 /* hcports.c: health-check node ports of externalTrafficPolicy Local services */
 struct kpd_hc;
@@ -177,6 +186,8 @@ struct kpd_hc;
 int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret);
 /* Opens and closes listeners to match the last sync's state, updates their counts. */
 void kpd_hc_update(struct kpd_hc *hc, struct kp_ctx *ctx);
+/* Answers 503 while the proxy is not healthy (kpd_health_ok()), as kube-proxy. */
+void kpd_hc_set_health(struct kpd_hc *hc, struct kp_ctx *ctx, const struct kpd_health *health);
 void kpd_hc_free(struct kpd_hc *hc);
 /* Binds the listeners to these addresses from now on (again, for the open ones): every
  * address of the families @all says (the default), the listed ones of the others. */

@@ -393,7 +393,7 @@ static int64_t sync_tick(void *userdata)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kp_ctx_get_counts(d->ctx, &after);
 	if (after.n_syncs != before.n_syncs) {
-		kpd_http_observe_sync((double)(t1.tv_sec - t0.tv_sec) +
+		kpd_http_observe_sync(d->ctx, (double)(t1.tv_sec - t0.tv_sec) +
 				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		kpd_hc_update(d->hc, d->ctx);
 	}
@@ -473,7 +473,7 @@ static void on_healthz(int fd, void *userdata)
 	struct daemon *d = userdata;
 
 	(void)fd;
-	kpd_http_serve(d->hz, d->ctx, &d->health);
+	kpd_http_serve(d->hz, d->ctx, &d->health, false);
 }
 
 static void on_metrics(int fd, void *userdata)
@@ -481,7 +481,7 @@ static void on_metrics(int fd, void *userdata)
 	struct daemon *d = userdata;
 
 	(void)fd;
-	kpd_http_serve(d->mx, d->ctx, NULL);
+	kpd_http_serve(d->mx, d->ctx, &d->health, true);
 }
 
 /* The sources: the manifest directory, the API server, or both. Returns 0 or -errno,
@@ -507,8 +507,7 @@ static int open_sources(struct daemon *d)
 		kpd_loop_watch(d->loop, kp_api_fd(d->api), on_api, d);
 		kpd_loop_tick(d->loop, api_tick, d);
 	}
-	d->info.api = d->api;
-	kpd_http_set_api(d->api);
+	d->info.api = d->health.api = d->api;
 	return 0;
 }
 
@@ -613,9 +612,13 @@ static int open_daemon(struct daemon *d)
 	d->info.dry_run = d->o->dry_run;
 	d->info.node_name = d->o->hostname;
 	d->info.start_ms = d->health.start_ms = wall_ms();
-	d->health.timeout_ms = kpd_get_ms("sync-period") ? kpd_get_ms("sync-period") : 30000;
+	/* kube-proxy's healthTimeout: twice the sync period */
+	d->health.timeout_ms = 2 * (int64_t)(kpd_get_ms("sync-period") ? kpd_get_ms("sync-period") :
+					     30000);
+	d->health.mode = d->o->proxy_mode;
 	if (kpd_hc_new(d->loop, &d->hc) < 0)
 		kpd_err("out of memory: serving no health check node ports");
+	kpd_hc_set_health(d->hc, d->ctx, &d->health);
 	on_addrs(-1, d);
 	if (d->nafd >= 0)
 		kpd_loop_watch(d->loop, d->nafd, on_addrs, d);
@@ -627,7 +630,6 @@ static void close_daemon(struct daemon *d)
 	kpd_http_close(d->hz);
 	kpd_http_close(d->mx);
 	kpd_hc_free(d->hc);
-	kpd_http_set_api(NULL);
 	kp_api_free(d->api);
 	kp_manifests_free(d->m);
 	kpd_control_close(d->ctl);

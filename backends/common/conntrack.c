@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * ctnetlink through libmnl: dump the IPv4 and IPv6 conntrack tables, pick the entries whose
- * original destination and reply source match a flush request, then delete them by
+ * original destination and reply source match a flush request (or, reconciling, the UDP
+ * entries towards a service whose reply source is no endpoint of it), then delete them by
  * their original tuple. Every attribute we read is checked against a policy table.
+ * Also the flush requests a sync's delta asks for, shared by the x_tables and IPVS data
+ * planes, and the reconciler's figures as kube-proxy names them.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -32,8 +38,11 @@ struct entry {
 struct dump {
 	struct entry *v;
 	size_t n, cap;
-	const struct kp_ct_flush *req;
+	bool (*pick)(const struct dump *d, const struct entry *e);
+	const struct kp_ct_flush *req;	/* kp_ct_flush()'s requests */
 	size_t n_req;
+	const struct kp_map *frontends;	/* kp_ct_reconcile(): "addr|port" and "*|port" ->
+					 * struct frontend */
 };
 
 /* attribute types and payload lengths we accept, per nesting level */
@@ -145,8 +154,10 @@ static bool matches(const struct dump *d, const struct entry *e)
 	for (size_t i = 0; i < d->n_req; i++) {
 		const struct kp_ct_flush *r = &d->req[i];
 
-		if (e->orig.proto == r->proto && kp_addr_equal(&e->orig.dst, &r->vip) &&
-		    e->orig.dport == htons(r->port) &&
+		/* an unspecified address: a NodePort, on whichever node address it came */
+		if (e->orig.proto == r->proto && e->orig.dport == htons(r->port) &&
+		    (kp_addr_equal(&e->orig.dst, &r->vip) ||
+		     (kp_addr_is_unspecified(&r->vip) && e->orig.dst.family == r->vip.family)) &&
 		    (r->any_endpoint || kp_addr_equal(&e->reply.src, &r->endpoint)))
 			return true;
 	}
@@ -160,7 +171,7 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
 
 	if (mnl_attr_parse(nlh, sizeof(struct nfgenmsg), ct_attr_cb, &e) < 0)
 		return MNL_CB_OK;	/* skip an entry we cannot read */
-	if (!e.orig.has_ports || !matches(d, &e))
+	if (!e.orig.has_ports || !d->pick(d, &e))
 		return MNL_CB_OK;
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 64;
@@ -233,16 +244,15 @@ static int talk(struct mnl_socket *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *
 	}
 }
 
-int kp_ct_flush(const struct kp_ct_flush *req, size_t n_req)
+/* Dumps the tables of @families (AF_INET, AF_INET6; 0 ends the list) and deletes the
+ * entries d->pick() picks. Returns the number deleted, or -errno. */
+static int ct_run(struct dump *d, const int *families)
 {
 	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct dump d = { .req = req, .n_req = n_req };
 	struct mnl_socket *nl;
 	uint32_t seq = (uint32_t)time(NULL);
-	int r, deleted = 0;
+	int r = 0, deleted = 0;
 
-	if (!n_req)
-		return 0;
 	nl = mnl_socket_open(NETLINK_NETFILTER);
 	if (!nl)
 		return -errno;
@@ -250,17 +260,16 @@ int kp_ct_flush(const struct kp_ct_flush *req, size_t n_req)
 		r = -errno;
 		goto out;
 	}
-	for (int f = 0; f < 2; f++) {
-		r = talk(nl, ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq++,
-				    f ? AF_INET6 : AF_INET), dump_cb, &d);
+	for (const int *f = families; *f; f++) {
+		r = talk(nl, ct_msg(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, seq++, *f), dump_cb, d);
 		if (r < 0)
 			goto out;
 	}
-	for (size_t i = 0; i < d.n; i++) {
+	for (size_t i = 0; i < d->n; i++) {
 		struct nlmsghdr *nlh = ct_msg(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, seq++,
-					      d.v[i].orig.src.family);
+					      d->v[i].orig.src.family);
 
-		put_tuple(nlh, &d.v[i].orig);
+		put_tuple(nlh, &d->v[i].orig);
 		r = talk(nl, nlh, NULL, NULL);
 		if (r == -ENOENT)	/* gone meanwhile */
 			r = 0;
@@ -270,7 +279,298 @@ int kp_ct_flush(const struct kp_ct_flush *req, size_t n_req)
 	}
 	r = deleted;
 out:
-	free(d.v);
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
 	mnl_socket_close(nl);
 	return r;
+}
+
+int kp_ct_flush(const struct kp_ct_flush *req, size_t n_req)
+{
+	static const int both[] = { AF_INET, AF_INET6, 0 };
+	struct dump d = { .pick = matches, .req = req, .n_req = n_req };
+
+	return n_req ? ct_run(&d, both) : 0;
+}
+
+/* ---- the flushes a sync's delta calls for ---- */
+
+struct flushes {
+	struct kp_ct_flush *v;
+	size_t n, cap;
+	bool after_start;		/* new service ports count as getting endpoints */
+	bool ipv6;			/* IPv6 frontends are programmed */
+};
+
+static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t port,
+		      const struct kp_addr *ep)
+{
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		struct kp_ct_flush *v = realloc(f->v, cap * sizeof(*v));
+
+		if (!v)
+			return;
+		f->v = v;
+		f->cap = cap;
+	}
+	/* a NodePort's entries by port, as kube-proxy clears them: the frontend stands for
+	 * every node address when NodePorts are on every local one, and a packet reached
+	 * the port on whichever address it was sent to */
+	f->v[f->n++] = (struct kp_ct_flush){
+		.vip = fe->kind == KP_FE_NODE_PORT ?
+		       (struct kp_addr){ .family = fe->addr.family } : fe->addr,
+		.port = port, .proto = IPPROTO_UDP, .any_endpoint = !ep,
+		.endpoint = ep ? *ep : fe->addr,
+	};
+}
+
+static bool has_ep(const struct kp_endpoint *v, size_t n, const struct kp_endpoint *ep)
+{
+	for (size_t i = 0; i < n; i++)
+		if (kp_addr_equal(&v[i].addr, &ep->addr))
+			return true;
+	return false;
+}
+
+/* UDP only: entries to an endpoint that left, or to a service that had none. */
+static int collect_flush(const struct kp_svc_port *old, const struct kp_svc_port *new_sp,
+			 void *userdata)
+{
+	struct flushes *f = userdata;
+	const struct kp_svc_port *sp = new_sp ? new_sp : old;
+	const struct kp_endpoint *o = NULL, *nw = NULL;
+	const struct kp_frontend *fes;
+	size_t n_o = 0, n_nw = 0, n_fes;
+
+	if (!sp || kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
+		return 0;
+	fes = kp_svc_port_get_frontends(old ? old : sp, &n_fes);
+	for (size_t i = 0; i < n_fes; i++) {
+		int family = fes[i].addr.family;
+		bool first;
+
+		if (family == AF_INET6 && !f->ipv6)
+			continue;
+		o = old ? kp_svc_port_get_endpoints(old, family, fes[i].external, &n_o) : NULL;
+		nw = new_sp ? kp_svc_port_get_endpoints(new_sp, family, fes[i].external, &n_nw) :
+			      NULL;
+		if (!old)
+			n_o = 0;
+		if (!new_sp)
+			n_nw = 0;
+		first = !n_o && n_nw && (old || f->after_start);
+		if (first)
+			flush_add(f, &fes[i], fes[i].port, NULL);
+		for (size_t e = 0; e < n_o; e++)
+			if (!has_ep(nw, n_nw, &o[e]))
+				flush_add(f, &fes[i], fes[i].port, &o[e].addr);
+	}
+	return 0;
+}
+
+int kp_ct_flush_delta(const struct kp_delta *delta, bool after_start, bool ipv6)
+{
+	struct flushes f = { .after_start = after_start, .ipv6 = ipv6 };
+	int r;
+
+	kp_delta_foreach(delta, collect_flush, &f);
+	r = kp_ct_flush(f.v, f.n);
+	free(f.v);
+	return r;
+}
+
+/* ---- reconciling: every UDP entry towards a service checked against its endpoints ---- */
+
+struct frontend {
+	const struct kp_endpoint *eps;	/* borrowed from the state */
+	size_t n_eps;
+};
+
+static void fe_key(char *buf, size_t size, const struct kp_addr *addr, uint16_t port)
+{
+	char a[KP_ADDR_STRLEN] = "*";
+
+	if (addr)
+		kp_addr_to_str(addr, a, sizeof(a));
+	snprintf(buf, size, "%s|%u", a, port);
+}
+
+static bool is_endpoint(const struct frontend *fe, const struct kp_addr *a)
+{
+	for (size_t i = 0; i < fe->n_eps; i++)
+		if (kp_addr_equal(&fe->eps[i].addr, a))
+			return true;
+	return false;
+}
+
+/* kube-proxy's test: to a service IP:port, or to any address on a NodePort, and the reply
+ * comes from no endpoint of it. */
+static bool stale(const struct dump *d, const struct entry *e)
+{
+	char key[KP_ADDR_STRLEN + 16];
+	const struct frontend *fe;
+
+	if (e->orig.proto != IPPROTO_UDP)
+		return false;
+	fe_key(key, sizeof(key), &e->orig.dst, ntohs(e->orig.dport));
+	fe = kp_map_get(d->frontends, key);
+	if (fe && !is_endpoint(fe, &e->reply.src))
+		return true;
+	fe_key(key, sizeof(key), NULL, ntohs(e->orig.dport));
+	fe = kp_map_get(d->frontends, key);
+	return fe && !is_endpoint(fe, &e->reply.src);
+}
+
+struct collect {
+	struct kp_map *frontends;
+	int family;
+	int err;
+};
+
+static int collect_frontends(const struct kp_svc_port *sp, void *userdata)
+{
+	struct collect *c = userdata;
+	const struct kp_frontend *fes;
+	struct frontend *fe;
+	size_t n_fes, n_eps;
+	const struct kp_endpoint *eps;
+	char key[KP_ADDR_STRLEN + 16];
+
+	if (kp_svc_port_get_protocol(sp) != KP_PROTO_UDP)
+		return 0;
+	eps = kp_svc_port_get_all_endpoints(sp, &n_eps);
+	fes = kp_svc_port_get_frontends(sp, &n_fes);
+	for (size_t i = 0; i < n_fes; i++) {
+		bool node_port = fes[i].kind == KP_FE_NODE_PORT;
+
+		if (fes[i].addr.family != c->family)
+			continue;
+		fe_key(key, sizeof(key), node_port ? NULL : &fes[i].addr, fes[i].port);
+		if (kp_map_get(c->frontends, key))
+			continue;
+		fe = calloc(1, sizeof(*fe));
+		if (!fe || kp_map_put(c->frontends, key, fe, NULL) < 0) {
+			free(fe);
+			c->err = -ENOMEM;
+			return 1;
+		}
+		fe->eps = eps;
+		fe->n_eps = n_eps;
+	}
+	return 0;
+}
+
+static double ct_bound(int i)
+{
+	return 0.001 * (double)(1u << i);
+}
+
+int kp_ct_reconcile(const struct kp_state *want, int family, struct kp_ct_stats *stats)
+{
+	struct collect c = { .frontends = kp_map_new(), .family = family };
+	const int families[] = { family, 0 };
+	struct dump d = { .pick = stale };
+	struct kp_map_iter it = { 0 };
+	struct timespec t0, t1;
+	int f = family == AF_INET6, r;
+	double seconds;
+	void *v;
+
+	if (!c.frontends)
+		return -ENOMEM;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	kp_state_foreach(want, collect_frontends, &c);
+	d.frontends = c.frontends;
+	r = c.err ? c.err : kp_map_size(c.frontends) ? ct_run(&d, families) : 0;
+	while (kp_map_next(c.frontends, &it, NULL, &v))
+		free(v);
+	kp_map_free(c.frontends);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	for (int i = 0; i < KP_CT_N_BUCKETS; i++)
+		if (seconds <= ct_bound(i)) {
+			stats->buckets[f][i]++;
+			break;
+		}
+	stats->n_passes[f]++;
+	stats->sum[f] += seconds;
+	if (r > 0)
+		stats->deleted[f] += (uint64_t)r;
+	return r;
+}
+
+int kp_ct_stats_report(const struct kp_ct_stats *st, kp_stat_fn fn, void *userdata)
+{
+	static const char *const fam[2] = { "IPv4", "IPv6" };
+	static const char *const hist = "kubeproxy_conntrack_reconciler_sync_duration_seconds";
+	static const char *const help = "Reconcile conntrack flows latency in seconds";
+	char labels[64];
+	int r = 0;
+
+	for (int f = 0; f < 2 && !r; f++) {
+		uint64_t cumulative = 0;
+		struct kp_stat s = { .help = help, .type = "histogram", .labels = labels };
+		char name[96];
+
+		if (f && !st->n_passes[f])
+			continue;
+		snprintf(name, sizeof(name), "%s_bucket", hist);
+		s.name = name;
+		for (int i = 0; i <= KP_CT_N_BUCKETS && !r; i++) {
+			cumulative += i < KP_CT_N_BUCKETS ? st->buckets[f][i] : 0;
+			if (i < KP_CT_N_BUCKETS)
+				snprintf(labels, sizeof(labels), "ip_family=\"%s\",le=\"%g\"", fam[f],
+					 ct_bound(i));
+			else
+				snprintf(labels, sizeof(labels), "ip_family=\"%s\",le=\"+Inf\"",
+					 fam[f]);
+			s.value = (double)(i < KP_CT_N_BUCKETS ? cumulative : st->n_passes[f]);
+			r = fn(&s, userdata);
+		}
+		snprintf(labels, sizeof(labels), "ip_family=\"%s\"", fam[f]);
+		snprintf(name, sizeof(name), "%s_sum", hist);
+		s.value = st->sum[f];
+		r = r ? r : fn(&s, userdata);
+		snprintf(name, sizeof(name), "%s_count", hist);
+		s.value = (double)st->n_passes[f];
+		r = r ? r : fn(&s, userdata);
+	}
+	for (int f = 0; f < 2 && !r; f++) {
+		struct kp_stat s = {
+			.name = "kubeproxy_conntrack_reconciler_deleted_entries_total",
+			.help = "Cumulative conntrack flows deleted by conntrack reconciler",
+			.type = "counter", .labels = labels, .value = (double)st->deleted[f],
+		};
+
+		if (f && !st->n_passes[f])
+			continue;
+		snprintf(labels, sizeof(labels), "ip_family=\"%s\"", fam[f]);
+		r = fn(&s, userdata);
+	}
+	return r;
+}
+
+void kp_ct_after_sync(struct kp_ctx *ctx, const char *who, const struct kp_state *want,
+		      const struct kp_delta *delta, bool started, bool ipv6,
+		      struct kp_ct_stats *stats)
+{
+	int r = kp_ct_flush_delta(delta, started, ipv6);
+
+	if (r < 0)
+		kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: cannot flush stale UDP entries: %s", who,
+		       kp_strerror(r));
+	else if (r > 0)
+		kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: %d stale UDP entries flushed", who, r);
+	if (started)
+		return;
+	for (int f = 0; f < (ipv6 ? 2 : 1); f++) {
+		r = kp_ct_reconcile(want, f ? AF_INET6 : AF_INET, stats);
+		if (r < 0)
+			kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: reconcile: %s", who, kp_strerror(r));
+		else if (r > 0)
+			kp_log(ctx, KP_LOG_DEBUG, "%s: conntrack: reconcile: %d stale UDP entries "
+			       "deleted", who, r);
+	}
 }

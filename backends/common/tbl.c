@@ -101,6 +101,8 @@ void kp_tbl_append_entry(struct kp_tbl *t, const char *chain, const void *e)
 		kp_tbl_use_chain(t, chain);
 	if (!t->err && !t->ops->append_entry(chain, e, t->h))
 		kp_tbl_fail(t, chain);
+	else if (!t->err)
+		t->n_appended++;
 }
 
 void kp_tbl_append(struct kp_tbl *t, const char *chain)

@@ -40,6 +40,7 @@ struct kp_tbl {
 	xt_chainlabel last_used;	/* the chain used last: rules come in runs */
 	int err;			/* the first error, -errno */
 	char err_what[48];		/* the step that failed first */
+	size_t n_appended;		/* rules appended since the table was opened */
 };
 
 /*

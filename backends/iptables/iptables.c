@@ -98,6 +98,11 @@ struct ipt {
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
 	struct kp_ipt_rule scratch;	/* jump rules of the dispatch tree */
+	/* for metrics, per family [IPv4, IPv6]: rules written by the last good sync of nat
+	 * and filter (every sync rewrites all it owns), failed commits; the reconciler's */
+	size_t n_rules[2][2];
+	uint64_t n_restore_failures[2];
+	struct kp_ct_stats ct_stats;
 };
 
 /* The table operations syncs, dumps and cleanups go through. */
@@ -795,92 +800,6 @@ static void allow_localnet(struct ipt *ipt)
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
 }
 
-/* ---- stale UDP conntrack entries ---- */
-
-struct flushes {
-	struct kp_ct_flush *v;
-	size_t n, cap;
-	bool after_start;		/* new service ports count as getting endpoints */
-	bool ipv6;			/* IPv6 frontends are programmed */
-};
-
-static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t port,
-		      const struct kp_addr *ep)
-{
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 16;
-		struct kp_ct_flush *v = realloc(f->v, cap * sizeof(*v));
-
-		if (!v)
-			return;
-		f->v = v;
-		f->cap = cap;
-	}
-	f->v[f->n++] = (struct kp_ct_flush){
-		.vip = fe->addr, .port = port, .proto = IPPROTO_UDP, .any_endpoint = !ep,
-		.endpoint = ep ? *ep : fe->addr,
-	};
-}
-
-static bool has_ep(const struct kp_endpoint *v, size_t n, const struct kp_endpoint *ep)
-{
-	for (size_t i = 0; i < n; i++)
-		if (kp_addr_equal(&v[i].addr, &ep->addr))
-			return true;
-	return false;
-}
-
-/* UDP only: entries to an endpoint that left, or to a service that had none. */
-static int collect_flush(const struct kp_svc_port *old, const struct kp_svc_port *new_sp,
-			 void *userdata)
-{
-	struct flushes *f = userdata;
-	const struct kp_svc_port *sp = new_sp ? new_sp : old;
-	const struct kp_endpoint *o = NULL, *nw = NULL;
-	const struct kp_frontend *fes;
-	size_t n_o = 0, n_nw = 0, n_fes;
-
-	if (!sp || kp_svc_port_get_protocol(sp) != KP_PROTO_UDP || old == new_sp)
-		return 0;
-	fes = kp_svc_port_get_frontends(old ? old : sp, &n_fes);
-	for (size_t i = 0; i < n_fes; i++) {
-		int family = fes[i].addr.family;
-		bool first;
-
-		if (family == AF_INET6 && !f->ipv6)
-			continue;
-		o = old ? kp_svc_port_get_endpoints(old, family, fes[i].external, &n_o) : NULL;
-		nw = new_sp ? kp_svc_port_get_endpoints(new_sp, family, fes[i].external, &n_nw) :
-			      NULL;
-		if (!old)
-			n_o = 0;
-		if (!new_sp)
-			n_nw = 0;
-		first = !n_o && n_nw && (old || f->after_start);
-		if (first)
-			flush_add(f, &fes[i], fes[i].port, NULL);
-		for (size_t e = 0; e < n_o; e++)
-			if (!has_ep(nw, n_nw, &o[e]))
-				flush_add(f, &fes[i], fes[i].port, &o[e].addr);
-	}
-	return 0;
-}
-
-static void flush_conntrack(struct ipt *ipt, const struct kp_delta *delta)
-{
-	struct flushes f = { .after_start = ipt->synced, .ipv6 = ipt->ipv6 };
-	int r;
-
-	kp_delta_foreach(delta, collect_flush, &f);
-	r = kp_ct_flush(f.v, f.n);
-	if (r < 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: cannot flush stale UDP entries: %s",
-		       kp_strerror(r));
-	else if (r > 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "conntrack: %d stale UDP entries flushed", r);
-	free(f.v);
-}
-
 static int count_endpoints(const struct kp_svc_port *sp, void *userdata)
 {
 	struct render_ctx *rd = userdata;
@@ -935,9 +854,14 @@ static int sync_family(struct ipt *ipt, const struct kp_tc_ops *ops, const struc
 	r_filter = kp_tbl_close(&filter, !r);
 	if (!r)
 		r = r_filter;
-	if (r < 0)
+	if (r < 0) {
+		ipt->n_restore_failures[ops->family == AF_INET6]++;
 		kp_log(ipt->ctx, KP_LOG_DEBUG, "%s sync failed: %s: %s", ops->tool,
 		       nat.err ? nat.err_what : filter.err_what, kp_strerror(r));
+	} else {
+		ipt->n_rules[ops->family == AF_INET6][0] = nat.n_appended;
+		ipt->n_rules[ops->family == AF_INET6][1] = filter.n_appended;
+	}
 out_maps:
 	kp_map_free(rd.nodeports_done);
 	free(rd.fe_blob);
@@ -963,7 +887,7 @@ static int ipt_sync(void *priv, const struct kp_state *want, const struct kp_del
 	kp_xt_unlock(lock);
 	if (r < 0)
 		return r;
-	flush_conntrack(ipt, delta);
+	kp_ct_after_sync(ipt->ctx, "iptables", want, delta, ipt->synced, ipt->ipv6, &ipt->ct_stats);
 	ipt->synced = true;
 	return 0;
 }
@@ -1344,6 +1268,52 @@ static void ipt_destroy(void *priv)
 	free(ipt);
 }
 
+/* kube-proxy's iptables-mode metrics (kube-proxy registers them in this mode only) */
+static int ipt_stats(void *priv, kp_stat_fn fn, void *userdata)
+{
+	static const char *const fam[2] = { "IPv4", "IPv6" }, *const table[2] = { "nat", "filter" };
+	static const struct {
+		const char *name, *help;
+	} rules[2] = {
+		{ "kubeproxy_sync_proxy_rules_iptables_total",
+		  "Total number of iptables rules owned by kube-proxy" },
+		{ "kubeproxy_sync_proxy_rules_iptables_last",
+		  "Number of iptables rules written by kube-proxy in last sync" },
+	};
+	struct ipt *ipt = priv;
+	char labels[64];
+	int n_fam = ipt->ipv6 ? 2 : 1, r = 0;
+
+	for (int m = 0; m < 2; m++)
+		for (int f = 0; f < n_fam && !r; f++)
+			for (int t = 0; t < 2 && !r; t++) {
+				struct kp_stat s = { rules[m].name, rules[m].help, "gauge", labels,
+						     (double)ipt->n_rules[f][t] };
+
+				snprintf(labels, sizeof(labels), "ip_family=\"%s\",table=\"%s\"",
+					 fam[f], table[t]);
+				r = fn(&s, userdata);
+			}
+	for (int f = 0; f < n_fam && !r; f++) {
+		struct kp_stat s = { "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+				     "Cumulative proxy iptables restore failures", "counter", labels,
+				     (double)ipt->n_restore_failures[f] };
+
+		snprintf(labels, sizeof(labels), "ip_family=\"%s\"", fam[f]);
+		r = fn(&s, userdata);
+	}
+	/* every sync writes whole tables: there is no partial restore to fail */
+	for (int f = 0; f < n_fam && !r; f++) {
+		struct kp_stat s = {
+			"kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+			"Cumulative proxy iptables partial restore failures", "counter", labels, 0 };
+
+		snprintf(labels, sizeof(labels), "ip_family=\"%s\"", fam[f]);
+		r = fn(&s, userdata);
+	}
+	return r ? r : kp_ct_stats_report(&ipt->ct_stats, fn, userdata);
+}
+
 const struct kp_backend_ops kp_backend_iptables = {
 	.name = "iptables",
 	.init = ipt_init,
@@ -1351,6 +1321,7 @@ const struct kp_backend_ops kp_backend_iptables = {
 	.dump = ipt_dump,
 	.cleanup = ipt_cleanup,
 	.destroy = ipt_destroy,
+	.stats = ipt_stats,
 	.options = ipt_options,
 	.n_options = KP_ARRAY_SIZE(ipt_options),
 	.options_size = sizeof(struct ipt_opts),

@@ -32,6 +32,7 @@
 #include <linux/ip_vs.h>
 
 #include "internal.h"
+#include "../common/conntrack.h"
 #include "../common/ipset.h"
 #include "../common/opts.h"
 #include "../common/tc.h"
@@ -134,6 +135,11 @@ struct ipvs {
 	size_t n_jobs, cap_jobs;
 	struct kp_map *job_keys;	/* key -> job index + 1 */
 	int first_err;
+
+	/* stale UDP conntrack entries, and metrics */
+	bool ct_started;		/* a sync succeeded since start (and reconciled) */
+	struct kp_ct_stats ct_stats;
+	uint64_t n_restore_failures[2];	/* failed iptables edits, [IPv4, IPv6] */
 };
 
 static int64_t now_s(void)
@@ -647,9 +653,13 @@ static int write_rules(struct ipvs *iv)
 	};
 	int r = ipvs_rules_sync(iv->ctx, AF_INET, &cfg);
 
-	if (r < 0)
+	if (r < 0) {
+		iv->n_restore_failures[0]++;
 		return r;
-	return iv->ipv6_rules ? ipvs_rules_sync(iv->ctx, AF_INET6, &cfg) : 0;
+	}
+	r = iv->ipv6_rules ? ipvs_rules_sync(iv->ctx, AF_INET6, &cfg) : 0;
+	iv->n_restore_failures[1] += r < 0;
+	return r;
 }
 
 static int prepare(struct ipvs *iv)
@@ -1274,6 +1284,13 @@ static int ipvs_sync(void *priv, const struct kp_state *want, const struct kp_de
 		r = iv->first_err;
 	/* after a failure the next sync reads everything back and repairs it */
 	iv->synced = r == 0;
+	/* stale UDP conntrack entries, as in the iptables mode: IPVS (net.ipv4.vs.conntrack)
+	 * gives its connections entries whose reply comes from the real server */
+	if (!r) {
+		kp_ct_after_sync(iv->ctx, "ipvs", want, delta, iv->ct_started, iv->ipv6_rules,
+				 &iv->ct_stats);
+		iv->ct_started = true;
+	}
 	return r;
 }
 
@@ -1532,6 +1549,25 @@ fail:
 	return r;
 }
 
+/* kube-proxy's IPVS-mode metrics: iptables restore failures, the conntrack reconciler's */
+static int ipvs_stats(void *priv, kp_stat_fn fn, void *userdata)
+{
+	static const char *const fam[2] = { "IPv4", "IPv6" };
+	struct ipvs *iv = priv;
+	char labels[32];
+	int r = 0;
+
+	for (int f = 0; f < (iv->ipv6_rules ? 2 : 1) && !r; f++) {
+		struct kp_stat s = { "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+				     "Cumulative proxy iptables restore failures", "counter", labels,
+				     (double)iv->n_restore_failures[f] };
+
+		snprintf(labels, sizeof(labels), "ip_family=\"%s\"", fam[f]);
+		r = fn(&s, userdata);
+	}
+	return r ? r : kp_ct_stats_report(&iv->ct_stats, fn, userdata);
+}
+
 const struct kp_backend_ops kp_backend_ipvs = {
 	.name = "ipvs",
 	.init = ipvs_init,
@@ -1539,6 +1575,7 @@ const struct kp_backend_ops kp_backend_ipvs = {
 	.dump = ipvs_dump,
 	.cleanup = ipvs_cleanup,
 	.destroy = ipvs_destroy,
+	.stats = ipvs_stats,
 	.options = ipvs_options,
 	.n_options = KP_ARRAY_SIZE(ipvs_options),
 	.options_size = sizeof(struct ipvs_opts),

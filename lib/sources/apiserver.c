@@ -82,6 +82,8 @@ struct kp_api {
 	struct curl_slist *connect_to;	/* tls-server-name: that name, connected to the server */
 	char *node_name;
 	char *zone;			/* the Node's topology.kubernetes.io/zone */
+	bool node_eligible;		/* see kp_api_node_eligible() */
+	bool node_known;		/* the Node is there, as last seen */
 	unsigned watch_timeout_s;
 	CURLM *multi;
 	int epfd;
@@ -180,13 +182,42 @@ static const char *meta_str(json_t *obj, const char *key)
 	return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
 }
 
+/* Why the Node makes this node ineligible for traffic, as kube-proxy's health server
+ * judges it (a deletionTimestamp, the cluster autoscaler's taint), or NULL. */
+static const char *node_ineligible(json_t *node, bool deleted)
+{
+	json_t *taints = json_object_get(json_object_get(node, "spec"), "taints"), *t;
+	size_t i;
+
+	if (deleted)
+		return "deleted";
+	if (json_object_get(json_object_get(node, "metadata"), "deletionTimestamp") &&
+	    !json_is_null(json_object_get(json_object_get(node, "metadata"),
+					  "deletionTimestamp")))
+		return "being deleted (deletionTimestamp)";
+	json_array_foreach(taints, i, t) {
+		const char *key = json_string_value(json_object_get(t, "key"));
+
+		if (key && !strcmp(key, "ToBeDeletedByClusterAutoscaler"))
+			return "tainted ToBeDeletedByClusterAutoscaler";
+	}
+	return NULL;
+}
+
 static void node_seen(struct kp_api *api, json_t *node, bool deleted)
 {
 	const char *zone = deleted ? NULL :
 		json_string_value(json_object_get(json_object_get(json_object_get(node, "metadata"),
 								  "labels"),
 						  "topology.kubernetes.io/zone"));
+	const char *why = node_ineligible(node, deleted);
 
+	api->node_known = !deleted;
+	if (api->node_eligible != !why) {
+		api->node_eligible = !why;
+		kp_log(api->ctx, KP_LOG_INFO, "api: node %s: %s", api->node_name,
+		       why ? why : "eligible for traffic");
+	}
 	if ((!zone && !api->zone) || (zone && api->zone && !strcmp(zone, api->zone)))
 		return;
 	free(api->zone);
@@ -244,7 +275,7 @@ static void finish_list(struct watcher *w)
 		kp_map_del(w->held, key);
 		gone++;
 	}
-	if (w->res == RES_NODE && !kp_map_size(w->listed) && w->api->zone)
+	if (w->res == RES_NODE && !kp_map_size(w->listed) && w->api->node_known)
 		node_seen(w->api, NULL, true);
 	kp_map_free(w->listed);
 	w->listed = NULL;
@@ -975,6 +1006,7 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 	api->epfd = -1;
 	api->ctx = ctx;
 	api->curl_deadline = -1;
+	api->node_eligible = true;	/* as kube-proxy: until the Node says otherwise */
 	api->watch_timeout_s = watch_timeout_s ? watch_timeout_s : 300;
 	api->seed = (uint64_t)now_ms() ^ (uint64_t)getpid() << 32;
 	if (copy_auth(&api->auth, auth) < 0 || dup_str(&api->node_name, node_name) < 0)
@@ -1019,4 +1051,9 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 fail:
 	kp_api_free(api);
 	return r;
+}
+
+KP_EXPORT bool kp_api_node_eligible(const struct kp_api *api)
+{
+	return !api || api->node_eligible;
 }

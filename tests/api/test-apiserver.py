@@ -169,8 +169,12 @@ def zone_log(d):
 
 def seed(srv):
     srv.put("services", service("web", "10.96.0.10"))
-    srv.put("endpointslices", slice_("web-1", "web", [("10.244.1.2", True),
-                                                      ("10.244.1.3", False)]))
+    old = slice_("web-1", "web", [("10.244.1.2", True), ("10.244.1.3", False)])
+    # changed a day before kproxyd starts: no programming latency of a day
+    old["metadata"]["annotations"] = {
+        "endpoints.kubernetes.io/last-change-trigger-time":
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86400))}
+    srv.put("endpointslices", old)
     srv.put("endpointslices", slice_("web-2", "web", [("10.244.2.2", True)]))
     srv.put("services", service("dns", "10.96.0.12", ports=(("dns", 53), ("metrics", 9153))))
     srv.put("endpointslices", slice_("dns-1", "dns", [("10.244.1.9", True)],
@@ -206,6 +210,10 @@ def main_tests(srv, certs):
            "out)", (e, d.logtext()[-3000:]))
         ok(e is not None and not any(k[0] == "t/mesh" for k in e),
            "the service-proxy-name label selector is applied", e)
+        code, metrics = http_get("http://%s/metrics" % d.status().get("metrics_address"))
+        ok("kubeproxy_network_programming_duration_seconds_count 0" in metrics.splitlines(),
+           "network programming latency: an object changed before the start is not timed",
+           [l for l in metrics.splitlines() if "programming_duration_seconds_count" in l])
         reqs = list(srv.requests)
         lists = [q for p, q in reqs if p.endswith("/services") and "watch" not in q]
         ok(lists and lists[0].get("labelSelector") == fakeapi.SELECTOR and
@@ -409,6 +417,37 @@ def main_tests(srv, certs):
            (code, metrics[-1500:]))
         code, body = http_get("http://%s/healthz" % st.get("healthz_address"))
         ok(code == 200 and "lastUpdated" in body, "/healthz is 200 once synced", (code, body))
+        hz = "http://%s" % st.get("healthz_address")
+
+        def node_health(n, expect):
+            srv.put("nodes", n)
+            end = time.monotonic() + DEADLINE
+            while time.monotonic() < end:
+                code, body = http_get(hz + "/healthz")
+                if code == expect:
+                    break
+                time.sleep(0.05)
+            return code, body, http_get(hz + "/livez")[0]
+
+        deleting = node("zone-b")
+        deleting["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+        code, body, live = node_health(deleting, 503)
+        ok(code == 503 and '"nodeEligible": false' in body and live == 200,
+           "a Node with a deletionTimestamp: /healthz 503, nodeEligible false; /livez 200",
+           (code, body, live))
+        code, body, live = node_health(node("zone-b"), 200)
+        ok(code == 200 and '"nodeEligible": true' in body, "the Node without it: 200 again",
+           (code, body))
+        tainted = node("zone-b")
+        tainted["spec"] = {"taints": [{"key": "ToBeDeletedByClusterAutoscaler",
+                                       "value": "1700000000", "effect": "NoSchedule"}]}
+        code, body, live = node_health(tainted, 503)
+        ok(code == 503 and '"nodeEligible": false' in body and live == 200,
+           "a Node tainted ToBeDeletedByClusterAutoscaler: /healthz 503, nodeEligible false",
+           (code, body, live))
+        code, body, live = node_health(node("zone-b"), 200)
+        ok(code == 200 and "node node-a: eligible for traffic" in d.logtext(),
+           "the taint removed: 200 again, and the log says so", (code, body))
         log = d.logtext()
         ok(fakeapi.TOKEN not in log, "no token in the log")
         ok("zone zone-a" in log, "the node's zone label is read", log[-2000:])

@@ -216,12 +216,47 @@ def test_follow():
     ok(code == 404, "unknown paths: 404", code)
     code, body = http_get("http://%s/metrics" % st["metrics_address"])
     m = dict(l.rsplit(" ", 1) for l in body.splitlines() if l and not l.startswith("#"))
-    ok(code == 200 and float(m.get("kubeproxy_sync_proxy_rules_last_timestamp_seconds", 0)) > 0
-       and int(m.get("kubeproxy_sync_proxy_rules_duration_seconds_count", 0)) >= 2
+    v4 = '{ip_family="IPv4"}'
+    ok(code == 200
+       and float(m.get("kubeproxy_sync_proxy_rules_last_timestamp_seconds" + v4, 0)) > 0
+       and int(m.get("kubeproxy_sync_proxy_rules_duration_seconds_count" + v4, 0)) >= 2
        and int(m.get("kubeproxy_sync_proxy_rules_service_changes_total", 0)) >= 2
        and int(m.get("kproxyd_objects_rejected_total", 0)) >= 2
        and int(m.get('kubeproxy_proxy_healthz_total{code="200"}', 0)) >= 1,
        "/metrics: kube-proxy's sync metrics and kproxyd's own", body[:3000])
+    names = {k.split("{")[0] for k in m}
+    want = ["kubeproxy_sync_proxy_rules_duration_seconds_count",
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count",
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count",
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+            "kubeproxy_sync_proxy_rules_service_changes_pending",
+            "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+            "kubeproxy_network_programming_duration_seconds_count",
+            "kubeproxy_proxy_livez_total"]
+    ok(all(w in names for w in want)
+       and float(m.get("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds" + v4, 0)) > 0
+       and 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",'
+           'traffic_policy="internal"}' in m
+       and 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="IPv4",'
+           'traffic_policy="external"}' in m
+       and m.get("kubeproxy_sync_proxy_rules_service_changes_pending") == "0",
+       "/metrics: kube-proxy's names, with ip_family and traffic_policy labels "
+       "(iptables mode: the full and partial sync latencies too)",
+       [w for w in want if w not in names])
+    code, body = http_get("http://%s/proxyMode" % st["metrics_address"])
+    ok(code == 200 and body == "iptables", "/proxyMode: the mode's name", (code, body))
+    code, body = http_get("http://%s/configz" % st["metrics_address"])
+    try:
+        cz = json.loads(body)["kubeproxy.config.k8s.io"]
+    except (ValueError, KeyError):
+        cz = {}
+    ok(code == 200 and cz.get("kind") == "KubeProxyConfiguration"
+       and cz.get("iptables", {}).get("syncPeriod") is not None,
+       "/configz: the configuration in force as JSON", (code, body[:500]))
+    code, body = http_get("http://%s/healthz" % st["metrics_address"])
+    ok(code == 200 and body == "ok", "the metrics server's own /healthz", (code, body))
 
     os.unlink(os.path.join(mdir, "b.json"))
     good, e = wait_for(d, lambda e: DB not in e and WEB in e)

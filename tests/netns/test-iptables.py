@@ -6,6 +6,7 @@ iptables-legacy and network namespaces; prints TAP."""
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def manifests(web_eps, dns_eps=None):
             + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
             + slice_("sticky", [A1, B1, B2])
             + svc("empty", "10.96.0.12", 80, ptype="NodePort", node_port=30082)
-            + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n",
+            + svc("local", "10.96.0.13", 80, "  externalTrafficPolicy: Local\n"
+                  "  healthCheckNodePort: 32083\n",
                   ptype="NodePort", node_port=30083)
             + slice_("local", [A1, B1])
             + svc("dns", "10.96.0.14", 53, "  clusterIPs: [10.96.0.14, 'fd00:96::14']\n"
@@ -239,6 +241,33 @@ def run_tests(topo, mdir, mode, flags):
     ok(len(set(first6)) == 1 and first6[0].startswith("pod-") and set(after6) == {kept_name},
        "the same over IPv6 (ctnetlink, AF_INET6)", (first6, after6))
 
+    # a restart reconciles conntrack: an entry towards an endpoint that left the service
+    # while no kproxyd ran is deleted by the first sync (the delta knows nothing of it)
+    with open(os.path.join(mdir, "services.yaml.tmp"), "w") as f:
+        f.write(manifests([A1, B1]))
+    os.rename(os.path.join(mdir, "services.yaml.tmp"), os.path.join(mdir, "services.yaml"))
+    wait_until(lambda: len(names(topo.run(topo.client, "udp", "10.96.0.14", 53, 12))) == 2)
+    udp = udp_client("10.96.0.14")
+    first = [ask(udp) for _ in range(3)]
+    k.stop()
+    kept = B1 if first[0] == "pod-a1" else A1
+    with open(os.path.join(mdir, "services.yaml.tmp"), "w") as f:
+        f.write(manifests([A1, B1], dns_eps=[kept]))
+    os.rename(os.path.join(mdir, "services.yaml.tmp"), os.path.join(mdir, "services.yaml"))
+    still = [ask(udp) for _ in range(2)]
+    k = Kproxyd(topo, mdir, "--v", "4")
+    wait_until(lambda: "conntrack: reconcile" in open(k.log.name).read())
+    after = [ask(udp) for _ in range(3)]
+    udp.stdin.close()
+    udp.wait(DEADLINE)
+    kept_name = "pod-a1" if kept is A1 else "pod-b1"
+    ok(len(set(first + still)) == 1 and first[0].startswith("pod-") and
+       set(after) == {kept_name} and
+       re.search(r"conntrack: reconcile: [1-9][0-9]* stale UDP entries deleted",
+                 open(k.log.name).read()),
+       "after a restart the reconcile pass deletes the UDP entry towards the endpoint that "
+       "left while kproxyd was down", (first, still, after))
+
     # a resync repairs rules deleted behind kproxyd's back
     k.stop()
     k = Kproxyd(topo, mdir, "--sync-period", "1s")
@@ -278,13 +307,35 @@ def run_tests(topo, mdir, mode, flags):
     sh("iptables-legacy", "-t", "nat", "-N", "KUBE-SEP-AAAAAAAAAAAAAAAA", ns=n)
     sh("iptables-legacy", "-t", "nat", "-A", "OTHER-CHAIN", "-j", "KUBE-SEP-AAAAAAAAAAAAAAAA",
        ns=n)
+    hcp = "http://127.0.0.1:32083/"
+    ok(healthz(n, hcp) == 200, "the health check node port: 200 while healthy, with a local "
+       "endpoint")
     ok(wait_until(lambda: healthz(n, hz) == 503), "/healthz 503 once syncs keep failing",
        open(k.log.name).read()[-1500:])
+    livez = hz.replace("/healthz", "/livez")
+    ok(healthz(n, livez) == 503, "/livez 503 too (the node aside, syncs are stale)")
+    ok(healthz(n, hcp) == 503, "the health check node port answers 503 while kproxyd is "
+       "unhealthy, though the service has a local endpoint")
+    mx = "http://%s/metrics" % st["metrics_address"]
+    m = subprocess.run(["ip", "netns", "exec", n, "curl", "-s", mx], capture_output=True,
+                       text=True).stdout
+    ok(all(name in m for name in (
+        'kubeproxy_sync_proxy_rules_iptables_total{ip_family="IPv4",table="nat"}',
+        'kubeproxy_sync_proxy_rules_iptables_last{ip_family="IPv4",table="filter"}',
+        'kubeproxy_sync_proxy_rules_iptables_restore_failures_total{ip_family="IPv4"}',
+        'kubeproxy_conntrack_reconciler_sync_duration_seconds_count{ip_family="IPv4"}',
+        'kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family="IPv4"}',
+        'kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family="IPv4"}')) and
+       "# TYPE kubeproxy_conntrack_reconciler_sync_duration_seconds histogram" in m,
+       "/metrics: the iptables mode's metrics, kube-proxy's names and labels",
+       "\n".join(l for l in m.splitlines() if "iptables" in l or "conntrack" in l))
     c = names(topo.run(n, "tcp", "10.96.0.10", 80, 10))
     ok(set(c) <= {"pod-a1", "pod-b1"} and "ERR" not in c,
        "a failed sync leaves the programmed rules working", c)
     sh("iptables-legacy", "-t", "nat", "-F", "OTHER-CHAIN", ns=n)
     ok(wait_until(lambda: healthz(n, hz) == 200), "/healthz 200 again after a good sync")
+    ok(healthz(n, livez) == 200 and healthz(n, hcp) == 200, "/livez and the health check "
+       "node port 200 again")
     k.stop()
 
     r = subprocess.run(["ip", "netns", "exec", n, KPROXYD, "--proxy-mode", "iptables",

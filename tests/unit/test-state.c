@@ -487,18 +487,50 @@ static void take_latency(double seconds, void *userdata)
 	" annotations: {endpoints.kubernetes.io/last-change-trigger-time: '" when "'}}\n"   \
 	"addressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [" ip "]}]\n---\n"
 
+#define TRIGGERED_FMT(name, ip)                                                             \
+	"apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"                           \
+	"metadata: {name: " name ", namespace: ns, labels: {kubernetes.io/service-name: t},"\
+	" annotations: {endpoints.kubernetes.io/last-change-trigger-time: '%s'}}\n"         \
+	"addressType: IPv4\nports: [{port: 80}]\nendpoints: [{addresses: [" ip "]}]\n---\n"
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The service t with the slices t-1 and t-2 changed at @t1 ("Z") and @t1 + 0.5 s
+ * ("+02:00" with a fraction), and t-3 with an unparsable time. */
+static void load_triggered(struct kp_ctx *ctx, time_t t1, bool with_t3)
+{
+	char z[32], plus2[40], yaml[2048];
+	time_t t2 = t1 + 7200;
+	struct tm tm;
+
+	strftime(z, sizeof(z), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t1, &tm));
+	strftime(plus2, sizeof(plus2), "%Y-%m-%dT%H:%M:%S.500+02:00", gmtime_r(&t2, &tm));
+	snprintf(yaml, sizeof(yaml), "%s" TRIGGERED_FMT("t-1", "10.1.0.1")
+		 TRIGGERED_FMT("t-2", "10.1.0.2") "%s",
+		 SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]"), z, plus2,
+		 with_t3 ? TRIGGERED("t-3", "yesterday", "10.1.0.3") : "");
+	load(ctx, "f", yaml);
+}
+
 /* kubeproxy_network_programming_duration_seconds: trigger time to programmed */
 static void test_programming_latency(void)
 {
 	struct kp_ctx *ctx = new_ctx();
-	double now = (double)time(NULL);
+	time_t t1 = (time_t)wall_now() + 1;	/* the next whole second: after the context */
+	double now;
 
 	kp_backend_register(ctx, &rec_ops);
 	kp_ctx_set_backend(ctx, "recorder", NULL, 0);
-	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
-		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1")
-		       TRIGGERED("t-2", "2001-09-09T03:46:40.500+02:00", "10.1.0.2")
-		       TRIGGERED("t-3", "yesterday", "10.1.0.3"));
+	/* both trigger times must have passed (less than 1.6 s) */
+	while (wall_now() < (double)t1 + 0.6)
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	load_triggered(ctx, t1, true);
 	n_lat = 0;
 	is_int(kp_ctx_drain_programming_latencies(ctx, take_latency, NULL), 0,
 	       "nothing is timed before a sync");
@@ -508,17 +540,22 @@ static void test_programming_latency(void)
 	       "nor after a failed one");
 	rec.fail = 0;
 	kp_ctx_sync(ctx, false);
+	now = wall_now();
 	is_int(kp_ctx_drain_programming_latencies(ctx, take_latency, NULL), 2,
 	       "two changes timed after a good sync (the unparsable time is not)");
-	ok(n_lat == 2 && lat[0] > now - 1e9 - 5 && lat[0] < now - 1e9 + 5 &&
+	ok(n_lat == 2 && lat[0] > now - (double)t1 - 1 && lat[0] < now - (double)t1 + 1 &&
 	   lat[1] > lat[0] - 0.6 && lat[1] < lat[0] - 0.4,
-	   "seconds since 1e9 (Z), and since 1e9 + 0.5 s (+02:00 with a fraction)");
-	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
-		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1")
-		       TRIGGERED("t-2", "2001-09-09T03:46:40.500+02:00", "10.1.0.2"));
+	   "seconds since T (Z), and since T + 0.5 s (+02:00 with a fraction)");
+	load_triggered(ctx, t1, false);
 	kp_ctx_sync(ctx, false);
 	is_int(kp_ctx_drain_programming_latencies(ctx, NULL, NULL), 0,
 	       "the same trigger times again are not timed twice");
+	load(ctx, "f", SVC("t", "  clusterIP: 10.0.0.95\n  ports: [{port: 80}]")
+		       TRIGGERED("t-1", "2001-09-09T01:46:40Z", "10.1.0.1"));
+	kp_ctx_sync(ctx, false);
+	is_int(kp_ctx_drain_programming_latencies(ctx, NULL, NULL), 0,
+	       "a change made before the context was created is not timed (kube-proxy's "
+	       "trackerStartTime: a restart lists objects changed long ago)");
 	kp_ctx_free(ctx);
 }
 

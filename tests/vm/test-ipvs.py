@@ -303,6 +303,26 @@ class Conns:
             self.p.wait()
 
 
+def udp_ct(ns, vip, port, reply_src):
+    """The conntrack entries of namespace ns (read from /proc/net/nf_conntrack) for UDP to
+    vip:port whose reply comes from reply_src."""
+    r = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"],
+                       capture_output=True, text=True)
+    found = []
+    for line in r.stdout.splitlines():
+        f = line.split()
+        if "udp" not in f:
+            continue
+        kv = [x.split("=", 1) for x in f if "=" in x]
+        src = [v for k, v in kv if k == "src"]
+        dst = [v for k, v in kv if k == "dst"]
+        dport = [v for k, v in kv if k == "dport"]
+        if len(src) >= 2 and dst and dport and dst[0] == vip and dport[0] == str(port) \
+                and src[1] == reply_src:
+            found.append(line)
+    return found
+
+
 def udp_client(ns, vip, port):
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, CLIENT, "udphold",
                              vip, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -576,6 +596,7 @@ def test_graceful(topo, k, mdir):
     ukey = ("UDP", "10.96.0.14", 53)
     gone_ep = A1 if first[0] == "pod-a1" else B1
     kept = B1 if gone_ep is A1 else A1
+    stale_before = udp_ct(n, "10.96.0.14", 53, gone_ep[0])
     write(mdir, "dns.yaml", slice_("dns", [kept], proto="UDP"))
     t0 = time.monotonic()
     # "at once": not after the flow's IPVS entry expires (300 s for UDP); 10 s of slack
@@ -586,12 +607,16 @@ def test_graceful(topo, k, mdir):
     ok(len(set(first)) == 1 and first[0].startswith("pod-") and deleted,
        "UDP: a removed endpoint's real server is deleted at once, with a flow on it "
        "(%.1f s)" % dt, (first, fmt_table(ipvs(n))))
+    stale_after = udp_ct(n, "10.96.0.14", 53, gone_ep[0])
     after = [ask(u) for _ in range(4)]
     u.stdin.close()
     u.wait(DEADLINE)
     ok(after[-1] == POD_OF[kept[0]] and after[-2] == POD_OF[kept[0]],
        "the UDP flow moves to the remaining endpoint (answers after the change: %s)" % after,
        after)
+    ok(stale_before and not stale_after,
+       "the UDP conntrack entry towards the removed endpoint is deleted by kproxyd",
+       (stale_before, stale_after))
     write(mdir, "dns.yaml", slice_("dns", [A1, B1], proto="UDP"))
     write(mdir, "grace.yaml", slice_("grace", [A1, B1, B2]))
     ok(wait_until(lambda: set(ours(ipvs(n)).get(ukey, {}).get("rs", {})) ==

@@ -106,6 +106,17 @@ int kp_api_process(struct kp_api *api);
  * the context holds a partial view and nothing should be programmed. */
 bool kp_api_synced(const struct kp_api *api);
 
+/**
+ * kp_api_node_eligible - whether this node should get load-balancer traffic, as
+ * kube-proxy's /healthz reports it (nodeEligible)
+ * @api: the client, or NULL (no API server: eligible)
+ *
+ * True until this node's Node object is seen with a metadata.deletionTimestamp, with a
+ * taint whose key is ToBeDeletedByClusterAutoscaler, or deleted; true again when a later
+ * version has neither. A node whose Node object was never seen is eligible.
+ */
+bool kp_api_node_eligible(const struct kp_api *api);
+
 void kp_api_get_stats(const struct kp_api *api, struct kp_api_stats *ret);
 
 /* Stops every transfer; objects stay in the context. */

@@ -219,6 +219,35 @@ struct kp_counts {
  */
 int kp_ctx_get_counts(const struct kp_ctx *ctx, struct kp_counts *ret_counts);
 
+/*
+ * Where the sync runner stands, for health checks and metrics, see kp_ctx_get_sync_info().
+ * Fields are only ever appended.
+ */
+struct kp_sync_info {
+	int64_t oldest_pending_ms;	/* CLOCK_REALTIME ms of the oldest object change not yet
+					 * programmed by a successful sync, or of the first sync
+					 * that failed since the last good one; 0 if none */
+	int64_t last_queued_ms;		/* CLOCK_REALTIME ms of the last object change; 0 if none */
+	size_t n_services_pending;	/* services whose Service changed since the last
+					 * successful sync */
+	size_t n_endpoints_pending;	/* services whose EndpointSlices or Endpoints changed
+					 * since the last successful sync */
+	bool last_sync_full;		/* the last sync attempted was a full one */
+};
+
+/**
+ * kp_ctx_get_sync_info - how far behind the data plane is
+ * @ctx: context
+ * @ret: filled with the sync runner's figures
+ * @size: sizeof(*@ret) as the caller was built with: a struct from an older header gets
+ *        the fields it has, no more
+ *
+ * A proxy is unhealthy, as kube-proxy's /healthz judges it, when oldest_pending_ms is
+ * set and older than its health time-out.
+ * Returns: 0 or -EINVAL.
+ */
+int kp_ctx_get_sync_info(const struct kp_ctx *ctx, struct kp_sync_info *ret, size_t size);
+
 /**
  * kp_ctx_set_backend - select and initialise the data plane
  * @ctx: context
