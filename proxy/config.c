@@ -436,8 +436,11 @@ static void write_config(FILE *f, struct kp_ctx *ctx, const char *mode, bool jso
 			    rows[k].config[sec_len] != '.' ||
 			    (rows[k].config_mode && strcmp(rows[k].config_mode, mode)))
 				continue;
-			fprintf(f, json ? "%s\"%s\": " : "  %s: ", json && !first ? ", " : "",
-				rows[k].config + sec_len + 1);
+			if (json)
+				fprintf(f, "%s\"%s\": ", first ? "" : ", ",
+					rows[k].config + sec_len + 1);
+			else
+				fprintf(f, "  %s: ", rows[k].config + sec_len + 1);
 			write_field(f, ctx, kpd_flag_target(&rows[k]), mode);
 			if (!json)
 				fputc('\n', f);

@@ -31,6 +31,9 @@ struct options {
 	bool dry_run;
 	bool cleanup;
 	struct kpd_nodeaddrs *na;	/* --nodeport-addresses */
+	bool node_cidr;			/* --detect-local-mode NodeCIDR: the data plane waits
+					 * for the Node's pod ranges */
+	const char *pod_cidrs;		/* the Node's spec.podCIDRs, once known */
 };
 
 static void config_warn(const char *file, const char *field)
@@ -180,8 +183,8 @@ static void raise_nofile(void)
 
 /*
  * --detect-local-mode as the data plane takes it: "" is ClusterCIDR; NodeCIDR is
- * ClusterCIDR over the Node's spec.podCIDRs, which kproxyd does not read yet, so it falls
- * back to --cluster-cidr, saying so. Appends to @set. 0 or -ENOMEM.
+ * ClusterCIDR over the Node's spec.podCIDRs (@o->pod_cidrs) in place of --cluster-cidr.
+ * Edits @set. 0 or -ENOMEM.
  */
 static int detect_local_setting(struct kp_ctx *ctx, const struct options *o,
 				struct kp_setting **set, size_t *n_set)
@@ -190,6 +193,7 @@ static int detect_local_setting(struct kp_ctx *ctx, const struct options *o,
 	const char *mode = kpd_get("detect-local-mode");
 	struct kp_setting *v;
 	bool takes = false;
+	size_t k = 0;
 
 	for (size_t i = 0; ops && i < ops->n_options; i++)
 		takes |= !strcmp(ops->options[i].name, "detect-local-mode");
@@ -200,16 +204,23 @@ static int detect_local_setting(struct kp_ctx *ctx, const struct options *o,
 			 o->proxy_mode);
 		return 0;
 	}
-	if (!strcmp(mode, "NodeCIDR")) {
-		kpd_warn("--detect-local-mode NodeCIDR: kproxyd does not read the Node's "
-			 "spec.podCIDRs yet; pod traffic is told apart by --cluster-cidr");
-		return 0;
-	}
+	if (!strcmp(mode, "NodeCIDR") && !o->pod_cidrs)
+		return 0;		/* --cleanup, --init-only: no ranges needed */
 	v = realloc(*set, (*n_set + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v[(*n_set)++] = (struct kp_setting){ "detect-local-mode", mode };
 	*set = v;
+	if (strcmp(mode, "NodeCIDR")) {
+		v[(*n_set)++] = (struct kp_setting){ "detect-local-mode", mode };
+		return 0;
+	}
+	for (size_t i = 0; i < *n_set; i++)	/* the Node's ranges, not --cluster-cidr */
+		if (strcmp(v[i].name, "cluster-cidr"))
+			v[k++] = v[i];
+	v[k++] = (struct kp_setting){ "cluster-cidr", o->pod_cidrs };
+	*n_set = k;
+	kpd_info("--detect-local-mode NodeCIDR: pod traffic is what comes from %s (the Node's "
+		 "spec.podCIDRs)", o->pod_cidrs);
 	return 0;
 }
 
@@ -350,6 +361,7 @@ struct daemon {
 	int sfd;
 	int cfd;			/* the --config file's watch, or -1 */
 	struct kpd_nodefw nodefw;	/* the node's netfilter interface, seen at start */
+	int64_t node_cidr_deadline;	/* NodeCIDR: when waiting for the Node ends */
 	int rc;				/* the exit status once the loop ends */
 };
 
@@ -373,6 +385,38 @@ static void on_signal(int fd, void *userdata)
 	}
 }
 
+/*
+ * --detect-local-mode NodeCIDR: the data plane is opened once the Node's pod ranges are
+ * known, as kube-proxy waits for them (5 minutes, then it fails). Returns how long the
+ * loop may sleep.
+ */
+static int64_t wait_node_cidrs(struct daemon *d)
+{
+	const char *cidrs = kp_api_node_pod_cidrs(d->api);
+
+	if (!d->node_cidr_deadline) {
+		d->node_cidr_deadline = mono_ms() + 5 * 60 * 1000;
+		kpd_info("--detect-local-mode NodeCIDR: waiting for node %s's spec.podCIDRs; "
+			 "nothing is programmed before", d->o->hostname);
+	}
+	if (!cidrs) {
+		if (mono_ms() < d->node_cidr_deadline)
+			return 500;
+		kpd_err("--detect-local-mode NodeCIDR: node %s has no spec.podCIDRs after 5 "
+			"minutes", d->o->hostname);
+		d->rc = 1;
+		kpd_loop_quit(d->loop);
+		return -1;
+	}
+	d->o->pod_cidrs = cidrs;
+	if (select_backend(d->ctx, d->o) < 0) {
+		d->rc = 1;
+		kpd_loop_quit(d->loop);
+		return -1;
+	}
+	return 0;
+}
+
 /* The sync runner: syncs when one is due; nothing is programmed from a partial view of
  * the API server. */
 static int64_t sync_tick(void *userdata)
@@ -383,6 +427,8 @@ static int64_t sync_tick(void *userdata)
 	int64_t wait = -1;
 	int r;
 
+	if (d->o->node_cidr && !d->o->pod_cidrs)
+		return wait_node_cidrs(d);
 	if (d->api && !d->api_synced && (d->api_synced = kp_api_synced(d->api)))
 		kpd_info("API server lists are in: programming");
 	if (d->api && !d->api_synced)
@@ -484,11 +530,19 @@ static void on_metrics(int fd, void *userdata)
 	kpd_http_serve(d->mx, d->ctx, &d->health, true);
 }
 
+/* Whether kproxyd reads the API server: --kubeconfig, --master, or no --manifests. */
+static bool has_api_source(void)
+{
+	const char *kc = kpd_get("kubeconfig");
+
+	return (kc && *kc) || kpd_get("master") || !kpd_get("manifests");
+}
+
 /* The sources: the manifest directory, the API server, or both. Returns 0 or -errno,
  * with the reason logged. */
 static int open_sources(struct daemon *d)
 {
-	const char *dir = kpd_get("manifests"), *kc = kpd_get("kubeconfig");
+	const char *dir = kpd_get("manifests");
 	int r;
 
 	d->info.manifests = dir;
@@ -500,7 +554,7 @@ static int open_sources(struct daemon *d)
 		}
 		kpd_loop_watch(d->loop, kp_manifests_fd(d->m), on_manifests, d->m);
 	}
-	if ((kc && *kc) || kpd_get("master") || !dir) {
+	if (has_api_source()) {
 		r = open_api(d->ctx, d->o, &d->api);
 		if (r < 0)
 			return r;
@@ -674,7 +728,15 @@ int main(int argc, char **argv)
 	d.info.nodefw = &d.nodefw;
 	if (!o.dry_run && !o.cleanup)
 		kpd_node_setup();
-	if (kp_ctx_set_node_name(d.ctx, o.hostname) < 0 || select_backend(d.ctx, &o) < 0)
+	o.node_cidr = !strcmp(kpd_get("detect-local-mode"), "NodeCIDR") && !o.dry_run &&
+		      !o.cleanup && !kpd_get_bool("init-only");
+	if (o.node_cidr && !has_api_source()) {
+		kpd_err("--detect-local-mode NodeCIDR takes the Node's spec.podCIDRs from the API "
+			"server (--kubeconfig, --master or in-cluster); --manifests alone has none");
+		goto out;
+	}
+	if (kp_ctx_set_node_name(d.ctx, o.hostname) < 0 ||
+	    (!o.node_cidr && select_backend(d.ctx, &o) < 0))
 		goto out;
 	if (kpd_get_bool("init-only")) {
 		kpd_info("--init-only: node settings and the data plane's handles are set up; "

@@ -82,6 +82,7 @@ struct kp_api {
 	struct curl_slist *connect_to;	/* tls-server-name: that name, connected to the server */
 	char *node_name;
 	char *zone;			/* the Node's topology.kubernetes.io/zone */
+	char *pod_cidrs;		/* its spec.podCIDRs, comma separated, or NULL */
 	bool node_eligible;		/* see kp_api_node_eligible() */
 	bool node_known;		/* the Node is there, as last seen */
 	unsigned watch_timeout_s;
@@ -204,6 +205,29 @@ static const char *node_ineligible(json_t *node, bool deleted)
 	return NULL;
 }
 
+/* The Node's spec.podCIDRs (spec.podCIDR for an old one), "a,b", kept while it lasts. */
+static void node_pod_cidrs(struct kp_api *api, json_t *node, bool deleted)
+{
+	json_t *spec = json_object_get(node, "spec"), *list = json_object_get(spec, "podCIDRs");
+	char buf[256] = "";
+	size_t i, len = 0;
+	json_t *c;
+
+	if (deleted)
+		return;
+	json_array_foreach(list, i, c)
+		if (json_is_string(c) && len < sizeof(buf))
+			len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", len ? "," : "",
+						json_string_value(c));
+	if (!len && json_is_string(json_object_get(spec, "podCIDR")))
+		snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(spec, "podCIDR")));
+	if (!*buf || (api->pod_cidrs && !strcmp(buf, api->pod_cidrs)))
+		return;
+	free(api->pod_cidrs);
+	api->pod_cidrs = strdup(buf);
+	kp_log(api->ctx, KP_LOG_INFO, "api: node %s: pod CIDRs %s", api->node_name, buf);
+}
+
 static void node_seen(struct kp_api *api, json_t *node, bool deleted)
 {
 	const char *zone = deleted ? NULL :
@@ -213,6 +237,7 @@ static void node_seen(struct kp_api *api, json_t *node, bool deleted)
 	const char *why = node_ineligible(node, deleted);
 
 	api->node_known = !deleted;
+	node_pod_cidrs(api, node, deleted);
 	if (api->node_eligible != !why) {
 		api->node_eligible = !why;
 		kp_log(api->ctx, KP_LOG_INFO, "api: node %s: %s", api->node_name,
@@ -979,6 +1004,7 @@ KP_EXPORT void kp_api_free(struct kp_api *api)
 	free(api->token);
 	free(api->node_name);
 	free(api->zone);
+	free(api->pod_cidrs);
 	free(api);
 }
 
@@ -1051,6 +1077,11 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 fail:
 	kp_api_free(api);
 	return r;
+}
+
+KP_EXPORT const char *kp_api_node_pod_cidrs(const struct kp_api *api)
+{
+	return api ? api->pod_cidrs : NULL;
 }
 
 KP_EXPORT bool kp_api_node_eligible(const struct kp_api *api)

@@ -8,6 +8,7 @@ each starts kproxyd in iptables mode and carries traffic. Also: the conntrack sy
 read back, --write-config-to read back, --init-only, kproxyd ending when its config file
 changes, --detect-local-mode BridgeInterface and --iptables-masquerade-bit in the rules
 and in the traffic, MASQUERADE --random-fully. Needs root and network namespaces; TAP."""
+import json
 import os
 import re
 import shutil
@@ -127,6 +128,7 @@ FLAGS = {
     "logtostderr": "true", "one-output": "false", "skip-headers": "false",
     "skip-log-headers": "false", "stderrthreshold": "2",
 }
+FAKEAPI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "api", "fakeapi.py")
 NOT_RUN = {"cleanup", "init-only", "write-config-to", "config", "kubeconfig", "master"}
 
 
@@ -307,6 +309,72 @@ def test_nft_node(topo, base, mdir):
     cleanup(topo)
 
 
+def api_objects():
+    """The test's services as the API server holds them (namespace t, port p)."""
+    def svc_(name, ip, np, extra=None):
+        spec = {"type": "NodePort", "clusterIP": ip, "clusterIPs": [ip],
+                "ports": [{"name": "p", "port": 80, "targetPort": 8080, "nodePort": np}]}
+        spec.update(extra or {})
+        return {"metadata": {"name": name, "namespace": "t"}, "spec": spec}
+
+    def slice__(name):
+        return {"metadata": {"name": name + "-1", "namespace": "t",
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4", "ports": [{"name": "p", "port": 8080}],
+                "endpoints": [{"addresses": [ip], "nodeName": node,
+                               "conditions": {"ready": True}} for ip, node, _ in (A1, B1)]}
+    return [("services", svc_("web", "10.96.0.10", 30080)), ("endpointslices", slice__("web")),
+            ("services", svc_("local", "10.96.0.13", 30083,
+                              {"externalTrafficPolicy": "Local"})),
+            ("endpointslices", slice__("local"))]
+
+
+def test_node_cidr(topo, base):
+    """--detect-local-mode NodeCIDR: nothing is programmed before the Node has
+    spec.podCIDRs; then pod traffic is what comes from them, not --cluster-cidr."""
+    d = os.path.join(base, "api")
+    os.mkdir(d)
+    api = subprocess.Popen(["ip", "netns", "exec", topo.node, sys.executable, FAKEAPI, "--dir",
+                            d], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def put(resource, obj):
+        api.stdin.write("put %s %s\n" % (resource, json.dumps(obj)))
+        api.stdin.flush()
+        return api.stdout.readline()
+
+    banner = [api.stdout.readline() for _ in range(5)]
+    if not ok(banner[0].startswith("serving https://"), "the test API server runs in the "
+              "node namespace", banner):
+        api.kill()
+        return
+    put("nodes", {"metadata": {"name": "node-a"}, "spec": {}})
+    for resource, obj in api_objects():
+        put(resource, obj)
+    k = Run(topo, base, "--kubeconfig", os.path.join(d, "kubeconfig-data"),
+            "--hostname-override", "node-a", "--detect-local-mode", "NodeCIDR",
+            "--cluster-cidr", "10.9.0.0/16", "--min-sync-period", "100ms", "--v", "2",
+            "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0")
+    waited = wait_until(lambda: "waiting for node node-a's spec.podCIDRs" in k.text(), DEADLINE)
+    rules = sh("iptables-legacy-save", "-t", "nat", ns=topo.node).stdout
+    ok(waited and k.proc.poll() is None and "KUBE-SVC" not in rules,
+       "NodeCIDR: kproxyd waits for the Node's podCIDRs, programming nothing",
+       k.text()[-800:] + rules[-800:])
+    put("nodes", {"metadata": {"name": "node-a"}, "spec": {"podCIDRs": ["10.244.0.0/16"]}})
+    got = wait_until(lambda: "! -s 10.244.0.0/16" in
+                     sh("iptables-legacy-save", "-t", "nat", ns=topo.node).stdout, DEADLINE)
+    rules = sh("iptables-legacy-save", "-t", "nat", ns=topo.node).stdout
+    ok(got and "10.9.0.0/16" not in rules, "then pod traffic is what comes from the Node's "
+       "10.244.0.0/16, not --cluster-cidr's 10.9.0.0/16",
+       "\n".join(l for l in rules.splitlines() if "-s 10." in l)[:1200] + k.text()[-600:])
+    c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 20))
+    ok(set(c) == {"pod-a1", "pod-b1"}, "NodeCIDR: the ClusterIP carries traffic", c)
+    k.stop()
+    api.stdin.write("quit\n")
+    api.stdin.flush()
+    stop(api)
+    cleanup(topo)
+
+
 def main():
     if os.geteuid() != 0 or not shutil.which("iptables-legacy"):
         print("1..0 # SKIP needs root and iptables-legacy")
@@ -323,6 +391,7 @@ def main():
         test_kubeadm(topo, base, mdir)
         test_flags(topo, base, mdir)
         test_nft_node(topo, base, mdir)
+        test_node_cidr(topo, base)
     finally:
         topo.teardown()
         shutil.rmtree(base, ignore_errors=True)

@@ -307,7 +307,7 @@ def run_tests(topo, mdir, mode, flags):
     sh("iptables-legacy", "-t", "nat", "-N", "KUBE-SEP-AAAAAAAAAAAAAAAA", ns=n)
     sh("iptables-legacy", "-t", "nat", "-A", "OTHER-CHAIN", "-j", "KUBE-SEP-AAAAAAAAAAAAAAAA",
        ns=n)
-    hcp = "http://127.0.0.1:32083/"
+    hcp = "http://192.168.50.1:32083/"  # bound on the NodePort addresses only
     ok(healthz(n, hcp) == 200, "the health check node port: 200 while healthy, with a local "
        "endpoint")
     ok(wait_until(lambda: healthz(n, hz) == 503), "/healthz 503 once syncs keep failing",

@@ -117,6 +117,14 @@ bool kp_api_synced(const struct kp_api *api);
  */
 bool kp_api_node_eligible(const struct kp_api *api);
 
+/**
+ * kp_api_node_pod_cidrs - this node's pod ranges (the Node's spec.podCIDRs, or its older
+ * spec.podCIDR), comma separated, as kube-proxy's --detect-local-mode NodeCIDR takes them
+ * Returns: borrowed until the next kp_api_process(), or NULL while the Node has none
+ * (or has not been seen).
+ */
+const char *kp_api_node_pod_cidrs(const struct kp_api *api);
+
 void kp_api_get_stats(const struct kp_api *api, struct kp_api_stats *ret);
 
 /* Stops every transfer; objects stay in the context. */
