@@ -306,6 +306,8 @@ struct flushes {
 static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t port,
 		      const struct kp_addr *ep)
 {
+	struct kp_addr vip = fe->addr;
+
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 16;
 		struct kp_ct_flush *v = realloc(f->v, cap * sizeof(*v));
@@ -318,10 +320,10 @@ static void flush_add(struct flushes *f, const struct kp_frontend *fe, uint16_t 
 	/* a NodePort's entries by port, as kube-proxy clears them: the frontend stands for
 	 * every node address when NodePorts are on every local one, and a packet reached
 	 * the port on whichever address it was sent to */
+	if (fe->kind == KP_FE_NODE_PORT)
+		memset(&vip.v6, 0, sizeof(vip.v6));	/* family only: any address */
 	f->v[f->n++] = (struct kp_ct_flush){
-		.vip = fe->kind == KP_FE_NODE_PORT ?
-		       (struct kp_addr){ .family = fe->addr.family } : fe->addr,
-		.port = port, .proto = IPPROTO_UDP, .any_endpoint = !ep,
+		.vip = vip, .port = port, .proto = IPPROTO_UDP, .any_endpoint = !ep,
 		.endpoint = ep ? *ep : fe->addr,
 	};
 }
