@@ -289,6 +289,22 @@ void kp_tbl_masq_rules(struct kp_tbl *t, uint32_t mark, bool random_fully)
 	kp_tbl_append(t, "KUBE-POSTROUTING");
 }
 
+void kp_tbl_forward_rules(struct kp_tbl *t, uint32_t mark)
+{
+	struct kp_ipt_rule *r = kp_tbl_rule(t);
+
+	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
+	kp_ipt_rule_mark(r, mark, mark, false);
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(t, "KUBE-FORWARD");
+	r = kp_tbl_rule(t);
+	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
+	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
+				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
+	kp_ipt_rule_jump(r, "ACCEPT");
+	kp_tbl_append(t, "KUBE-FORWARD");
+}
+
 int kp_tbl_edit_nat_filter(struct kp_ctx *ctx, const char *who, int family,
 			   void (*nat_fn)(struct kp_tbl *t, int family, const void *arg),
 			   void (*filter_fn)(struct kp_tbl *t, int family, const void *arg),

@@ -106,6 +106,9 @@ void kp_tbl_delete_unused(struct kp_tbl *t, const struct kp_tbl_owned *own);
  * must exist (made fresh or used). @mark: 1 << --iptables-masquerade-bit.
  */
 void kp_tbl_masq_rules(struct kp_tbl *t, uint32_t mark, bool random_fully);
+/* kube-proxy's filter KUBE-FORWARD accepts: what carries @mark, then related and
+ * established flows, appended after what the caller put there. */
+void kp_tbl_forward_rules(struct kp_tbl *t, uint32_t mark);
 
 /*
  * Edits the nat table, then the filter table, of @family under the xtables lock, each

@@ -761,17 +761,7 @@ static void render_fixed(struct render_ctx *rd)
 	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_INVALID);
 	kp_ipt_rule_jump(r, "DROP");
 	kp_tbl_append(filter, "KUBE-FORWARD");
-	r = kp_tbl_rule(filter);
-	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
-	kp_ipt_rule_mark(r, rd->ipt->mark, rd->ipt->mark, false);
-	kp_ipt_rule_jump(r, "ACCEPT");
-	kp_tbl_append(filter, "KUBE-FORWARD");
-	r = kp_tbl_rule(filter);
-	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
-	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
-				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
-	kp_ipt_rule_jump(r, "ACCEPT");
-	kp_tbl_append(filter, "KUBE-FORWARD");
+	kp_tbl_forward_rules(filter, rd->ipt->mark);
 
 	kp_tbl_ensure_jump(nat, "PREROUTING", "KUBE-SERVICES", "kubernetes service portals", false);
 	kp_tbl_ensure_jump(nat, "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", false);

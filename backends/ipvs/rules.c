@@ -187,17 +187,7 @@ static void render_filter(struct kp_tbl *t, int family, const void *arg)
 				   false);
 
 	kp_tbl_fresh_chain(t, "KUBE-FORWARD");
-	r = kp_tbl_rule(t);
-	kp_ipt_rule_comment(r, "kubernetes forwarding rules");
-	kp_ipt_rule_mark(r, cfg->mark, cfg->mark, false);
-	kp_ipt_rule_jump(r, "ACCEPT");
-	kp_tbl_append(t, "KUBE-FORWARD");
-	r = kp_tbl_rule(t);
-	kp_ipt_rule_comment(r, "kubernetes forwarding conntrack rule");
-	kp_ipt_rule_ctstate(r, XT_CONNTRACK_STATE_BIT(IP_CT_RELATED) |
-				       XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED));
-	kp_ipt_rule_jump(r, "ACCEPT");
-	kp_tbl_append(t, "KUBE-FORWARD");
+	kp_tbl_forward_rules(t, cfg->mark);
 	kp_tbl_ensure_jump(t, "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules", false);
 }
 
