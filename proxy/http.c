@@ -507,6 +507,11 @@ static void metrics(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	kp_ctx_backend_stats(ctx, put_stat, &so);	/* the data plane's own counters */
 	if (hc->api)
 		put_api(o, hc->api);
+	if (hc->nodefw)
+		put(o, "# HELP kproxyd_node_netfilter_nftables Whether the node's other rules are "
+		       "in nf_tables (iptables-nft), seen at start: 1 when --proxy-mode nftables "
+		       "is the mode for this node\n# TYPE kproxyd_node_netfilter_nftables gauge\n"
+		       "kproxyd_node_netfilter_nftables %d\n", !!hc->nodefw->node_uses_nft);
 }
 
 static int read_request(int fd, char *buf, size_t size)

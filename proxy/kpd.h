@@ -164,6 +164,7 @@ struct kpd_health {
 					 * healthTimeout: twice the sync period) */
 	struct kp_api *api;		/* the Node's eligibility, the API counters; or NULL */
 	const char *mode;		/* --proxy-mode */
+	const struct kpd_nodefw *nodefw;	/* the node's netfilter interface, or NULL */
 };
 struct kpd_http;
 /* Listens on "host:port" ("[v6]:port"; port 0: any). */

@@ -670,6 +670,7 @@ static int open_daemon(struct daemon *d)
 	d->health.timeout_ms = 2 * (int64_t)(kpd_get_ms("sync-period") ? kpd_get_ms("sync-period") :
 					     30000);
 	d->health.mode = d->o->proxy_mode;
+	d->health.nodefw = &d->nodefw;
 	if (kpd_hc_new(d->loop, &d->hc) < 0)
 		kpd_err("out of memory: serving no health check node ports");
 	kpd_hc_set_health(d->hc, d->ctx, &d->health);

@@ -295,8 +295,13 @@ def test_nft_node(topo, base, mdir):
     sh("nft", "add", "table", "ip", "mangle", ns=topo.node)
     sh("nft", "add", "chain", "ip", "mangle", "KUBE-IPTABLES-HINT", ns=topo.node)
     k = Run(topo, base, "--manifests", mdir, "--healthz-bind-address", "",
-            "--metrics-bind-address", "")
+            "--metrics-bind-address", "127.0.0.1:0")
     st = k.ctl("status", "-o", "json").stdout
+    mx = json.loads(st).get("metrics_address", "") if st else ""
+    metrics = sh(sys.executable, "-c", "import sys, urllib.request\n"
+                 "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())",
+                 "http://%s/metrics" % mx, ns=topo.node, check=False).stdout
+    ok("kproxyd_node_netfilter_nftables 1" in metrics, "and as a metric", metrics[-600:])
     ok('"backend": "nft"' in st and '"kubelet_hint_in_nft": true' in st,
        "kproxyctl status: the node's netfilter interface is nf_tables", st[-400:])
     ok("this node's other rules are in nf_tables" in k.text() and
