@@ -121,6 +121,11 @@ struct kpd_nodefw {
 };
 void kpd_nodefw_check(struct kpd_nodefw *fw);
 
+/* lock.c: one kproxyd per node (network namespace). Returns 0 and the descriptor that
+ * holds the lock until the process ends, or -EBUSY (the holder named in the log) or
+ * -errno. */
+int kpd_node_lock(int *ret_fd);
+
 /* node.c: conntrack sysctls and the OOM score, set at start as kube-proxy sets them */
 void kpd_node_setup(void);
 

@@ -699,7 +699,7 @@ int main(int argc, char **argv)
 {
 	struct options o = { 0 };
 	struct daemon d = { .o = &o, .sfd = -1, .cfd = -1, .nafd = -1 };
-	int r, rc = 2;
+	int r, rc = 2, lock_fd = -1;
 
 	d.ctx = kp_ctx_new();
 	if (!d.ctx) {
@@ -724,6 +724,8 @@ int main(int argc, char **argv)
 	}
 	kp_ctx_set_log(d.ctx, kpd_lib_log, NULL, kpd_verbosity >= 4 ? KP_LOG_DEBUG : KP_LOG_INFO);
 	kpd_flags_report(d.ctx, o.proxy_mode);
+	if (!o.dry_run && kpd_node_lock(&lock_fd) < 0)
+		goto out;
 	if (check_node_netfilter(&o, &d.nodefw) < 0)
 		goto out;
 	d.info.nodefw = &d.nodefw;
@@ -771,5 +773,7 @@ out:
 	kpd_nodeaddrs_free(o.na);
 	kp_ctx_free(d.ctx);
 	kpd_flags_free();
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return rc;
 }

@@ -202,6 +202,12 @@ def test_kubeadm(topo, base, mdir):
     ok("not supported by kproxyd" not in log,
        "every field of the kubeadm file is one kproxyd knows", log[-2000:])
     carries(topo, "kubeadm config")
+    r = sh(KPROXYD, "--manifests", mdir, "--control-socket", os.path.join(base, "two.sock"),
+           "--healthz-bind-address", "", "--metrics-bind-address", "", ns=topo.node,
+           check=False)
+    ok(r.returncode == 1 and "another kproxyd (pid %d) already programs this node"
+       % k.proc.pid in r.stderr, "a second kproxyd on the node refuses to start, naming the "
+       "first", r.stderr)
     ok(sysctl(topo, "nf_conntrack_tcp_timeout_established") == "86400" and
        sysctl(topo, "nf_conntrack_tcp_timeout_close_wait") == "3600",
        "conntrack timeouts set to kube-proxy's defaults (24h, 1h)",
