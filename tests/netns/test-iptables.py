@@ -87,6 +87,77 @@ def healthz(ns, url):
     return int(r.stdout.strip() or 0)
 
 
+def timed_repair(fn, deadline=DEADLINE):
+    """Seconds until fn() holds (None if it never does within @deadline)."""
+    t0 = time.monotonic()
+    return time.monotonic() - t0 if wait_until(fn, deadline) else None
+
+
+def tamper_tests(topo, k):
+    """Another program changes the nat table behind kproxyd's back (issue 16 item 4): each
+    change is repaired by the next periodic sync (kproxyd runs with --sync-period 1s here);
+    rules in chains kproxyd does not own are left alone. The repair times are reported."""
+    n = topo.node
+
+    def nat():
+        return sh("iptables-legacy", "-t", "nat", "-S", ns=n).stdout
+
+    def web_works():
+        c = names(topo.run(n, "tcp", "10.96.0.10", 80, 6))
+        return set(c) <= {"pod-a1", "pod-b1"} and sum(c.values()) == 6
+
+    def nodeport_works():
+        c = names(topo.run(topo.client, "tcp", "192.168.50.1", 30080, 4))
+        return set(c) <= {"pod-a1", "pod-b1"} and sum(c.values()) == 4
+
+    # the whole nat table flushed and kube-proxy's chains deleted (a firewall reload)
+    wait_until(web_works)
+    sh("iptables-legacy", "-w", "-t", "nat", "-F", ns=n)
+    for ch in re.findall(r"^-N (KUBE-\S+)$", nat(), re.M):
+        sh("iptables-legacy", "-w", "-t", "nat", "-X", ch, ns=n, check=False)
+    sh("iptables-legacy", "-w", "-t", "nat", "-A", "OUTPUT", "-d", "203.0.113.9", "-j",
+       "OTHER-CHAIN", ns=n)
+    gone = "-N KUBE-SERVICES" not in nat()
+    t = timed_repair(lambda: "-j KUBE-SERVICES" in nat() and web_works() and nodeport_works())
+    ok(gone and t is not None, "a flushed nat table, kube-proxy's chains deleted: the next "
+       "sync rebuilds them and the ClusterIP and NodePort carry traffic again", nat()[:2000])
+    print("# nat table flushed: repaired in %s s (sync period 1 s)" % (
+        "%.2f" % t if t is not None else "never"))
+
+    # one service chain deleted by a whole-table restore (its jumps with it)
+    saved = sh("iptables-legacy-save", "-t", "nat", ns=n).stdout
+    m = re.search(r'^-A KUBE-SERVICES .*t/web:p cluster IP".* -j (KUBE-SVC-\S+)', saved,
+                  re.M) or re.search(r"^-A KUBE-SVCT-\S+ .*-j (KUBE-SVC-\S+)", saved, re.M)
+    svc_chain = m.group(1) if m else "KUBE-SVC-none"
+    cut = "\n".join(l for l in saved.splitlines()
+                    if not re.search(r"(:|-A |-j )%s\b" % re.escape(svc_chain), l)) + "\n"
+    r = subprocess.run(["ip", "netns", "exec", n, "iptables-legacy-restore", "-w"], input=cut,
+                       text=True, capture_output=True)
+    deleted = r.returncode == 0 and ("-N %s\n" % svc_chain) not in nat()
+    t = timed_repair(lambda: ("-N %s\n" % svc_chain) in nat() and web_works())
+    ok(m is not None and deleted and t is not None, "one service chain deleted (%s): the next "
+       "sync recreates it and its ClusterIP carries traffic" % svc_chain, r.stderr)
+    print("# one service chain deleted: repaired in %s s" % (
+        "%.2f" % t if t is not None else "never"))
+
+    # a foreign rule in the middle of KUBE-SERVICES is gone at the next sync (kproxyd owns
+    # that chain and rewrites it whole, as kube-proxy's iptables-restore does); one in a
+    # built-in chain, before kproxyd's own jump, stays
+    sh("iptables-legacy", "-w", "-t", "nat", "-I", "KUBE-SERVICES", "2", "-d", "203.0.113.7/32",
+       "-m", "comment", "--comment", "foreign-in-ours", "-j", "RETURN", ns=n)
+    sh("iptables-legacy", "-w", "-t", "nat", "-I", "PREROUTING", "1", "-d", "203.0.113.8/32",
+       "-m", "comment", "--comment", "foreign-in-builtin", "-j", "RETURN", ns=n)
+    t = timed_repair(lambda: "foreign-in-ours" not in nat())
+    time.sleep(2.5)                     # two more syncs
+    rules = nat()
+    ok(t is not None and "foreign-in-builtin" in rules and "-A PREROUTING -j KUBE-SERVICES" in
+       rules.replace(' -m comment --comment "kubernetes service portals"', ""),
+       "a rule inserted in KUBE-SERVICES is removed by the next sync; one in PREROUTING is "
+       "left alone, beside kproxyd's jump", rules[:1500])
+    sh("iptables-legacy", "-w", "-t", "nat", "-D", "PREROUTING", "-d", "203.0.113.8/32", "-m",
+       "comment", "--comment", "foreign-in-builtin", "-j", "RETURN", ns=n)
+
+
 def run_tests(topo, mdir, mode, flags):
     global FLAGS
     TAP.prefix, FLAGS = mode, flags
@@ -297,6 +368,7 @@ def run_tests(topo, mdir, mode, flags):
        held)
     ok(wait_until(lambda: nat_services()), "once the lock is free, the resync repairs the "
        "rules")
+    tamper_tests(topo, k)
 
     # failing syncs: the rules stay, /healthz turns 503 after twice the sync period
     st = json.loads(subprocess.run([KPROXYCTL, "-s", k.sock, "status", "-o", "json"],
