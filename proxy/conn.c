@@ -8,8 +8,11 @@
  * server's error and its rest read and thrown away until the deadline), the time from
  * accept to the last byte written, and the clients at once (at the cap the oldest is
  * closed for the newest; a burst of that is logged once, when it starts and when it ends).
+ * When the process is out of descriptors, a reserved one is given up to accept and close
+ * the waiting client, so that the listener does not stay readable and spin the loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,8 @@ struct kpd_conns {
 	uint64_t seq;
 	uint64_t n_evicted;		/* in the current burst */
 	bool burst;			/* the cap was reached and the burst not yet logged as over */
+	int reserve;			/* /dev/null, closed to refuse a client at EMFILE; or -1 */
+	bool starved;			/* EMFILE logged, not yet an accept since */
 };
 
 static int64_t mono_ms(void)
@@ -199,6 +204,23 @@ static struct conn *slot(struct kpd_conns *cs)
 	return oldest;
 }
 
+/* Out of descriptors: the reserved one makes room to accept @lfd's client and close it. */
+static void refuse_starved(struct kpd_conns *cs, int lfd)
+{
+	int fd;
+
+	if (!cs->starved)
+		kpd_warn("%s: out of file descriptors; refusing clients", cs->ops->name);
+	cs->starved = true;
+	if (cs->reserve < 0)
+		return;
+	close(cs->reserve);
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	cs->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 void kpd_conns_accept(struct kpd_conns *cs, int lfd, uintptr_t tag)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -206,8 +228,11 @@ void kpd_conns_accept(struct kpd_conns *cs, int lfd, uintptr_t tag)
 		const char *refusal;
 		struct conn *c;
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE))
+			refuse_starved(cs, lfd);
 		if (fd < 0)
-			return;		/* EAGAIN, or EMFILE and the like: the next round */
+			return;		/* EAGAIN, or the like: the next round */
+		cs->starved = false;
 		c = slot(cs);
 		c->buf = malloc(cs->ops->max_request + 2);
 		if (!c->buf || kpd_loop_watch(cs->loop, fd, on_conn, cs) < 0) {
@@ -269,11 +294,14 @@ int kpd_conns_new(struct kpd_loop *loop, const struct kpd_conn_ops *ops, void *u
 	}
 	for (size_t i = 0; i < ops->max_conns; i++)
 		cs->c[i].fd = -1;
+	cs->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	cs->loop = loop;
 	cs->ops = ops;
 	cs->userdata = userdata;
 	r = kpd_loop_tick(loop, conns_tick, cs);
 	if (r < 0) {
+		if (cs->reserve >= 0)
+			close(cs->reserve);
 		free(cs->c);
 		free(cs);
 		return r;
@@ -290,6 +318,8 @@ void kpd_conns_free(struct kpd_conns *cs)
 		if (cs->c[i].fd >= 0)
 			conn_close(cs, &cs->c[i]);
 	kpd_loop_untick(cs->loop, conns_tick, cs);
+	if (cs->reserve >= 0)
+		close(cs->reserve);
 	free(cs->c);
 	free(cs);
 }

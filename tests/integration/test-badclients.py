@@ -87,16 +87,19 @@ endpoints:
 
 
 class Daemon:
-    def __init__(self, mdir):
+    def __init__(self, mdir, name="kproxyd", nofile=None):
+        def limit():
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         self.sockdir = tempfile.mkdtemp(prefix="sock-", dir=BASE)
         self.sock = os.path.join(self.sockdir, "kproxyd.sock")
-        self.log = open(os.path.join(BASE, "kproxyd.log"), "w")
+        self.log = open(os.path.join(BASE, name + ".log"), "w")
         self.proc = subprocess.Popen(
             [KPROXYD, "--dry-run", "--manifests", mdir, "--control-socket", self.sock,
              "--hostname-override", "node-a", "--min-sync-period", "50ms",
              "--nodeport-addresses", "127.0.0.0/8", "--v", "2",
              "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"],
-            stdout=self.log, stderr=self.log)
+            stdout=self.log, stderr=self.log, preexec_fn=limit)
         end = time.monotonic() + DEADLINE
         while time.monotonic() < end and not os.path.exists(self.sock):
             if self.proc.poll() is not None:
@@ -138,6 +141,12 @@ def vm_rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def n_fds(pid):
@@ -415,6 +424,40 @@ def test_peer(d):
        "uid %d on a loosened socket is refused by SO_PEERCRED with an error line" % NOBODY, out)
 
 
+def test_starved():
+    """kproxyd out of descriptors (RLIMIT_NOFILE 48) with 100 clients waiting: it refuses
+    them without spinning, says so once, and serves again when they go."""
+    mdir = tempfile.mkdtemp(prefix="empty-", dir=BASE)
+    d = Daemon(mdir, name="kproxyd-starved", nofile=48)
+    try:
+        st = None
+        end = time.monotonic() + DEADLINE
+        while st is None and time.monotonic() < end and d.proc.poll() is None:
+            _, st, _ = d.status()
+        if not ok(st is not None, "a kproxyd limited to 48 descriptors starts", d.logtext()):
+            return
+        socks, connected, _ = many(d.sock, 100, b"st")
+        c0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+        time.sleep(1.0)		# a window to measure CPU time in, not a synchronisation
+        used = cpu_seconds(d.proc.pid) - c0
+        wall = time.monotonic() - t0
+        ok(used < 0.5 * wall, "out of descriptors with %d clients waiting: %.2f s of CPU in "
+           "%.2f s (no busy loop)" % (connected, used, wall))
+        close_all(socks)
+        st = None
+        end = time.monotonic() + DEADLINE + SERVER_TIMEOUT
+        while st is None and time.monotonic() < end:
+            _, st, _ = d.status()
+            if st is None:
+                time.sleep(0.1)
+        ok(st is not None, "it serves kproxyctl status again when the clients are gone")
+        log = d.logtext()
+        n = log.count("control socket: out of file descriptors")
+        ok(n == 1, "running out of descriptors is logged once (%d times)" % n, log[-2000:])
+    finally:
+        d.stop()
+
+
 def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < N_CLIENTS + 200:
@@ -460,6 +503,7 @@ def main():
         ok(d.proc.poll() is None, "kproxyd is still running", log[-2000:])
     finally:
         d.stop()
+    test_starved()
     return 0
 
 
