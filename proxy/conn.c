@@ -28,25 +28,25 @@ enum conn_state { READING, WRITING, DRAINING };
 
 struct conn {
 	int fd;				/* -1: a free slot */
-	enum conn_state state;
+	enum conn_state state;		/* reading the request, writing the answer, draining */
 	uintptr_t tag;			/* the listener's, for the answer */
 	uint64_t seq;			/* accept order: the lowest is the oldest */
 	int64_t deadline_ms;		/* CLOCK_MONOTONIC */
 	char *buf;			/* the request, ops->max_request + 2 bytes */
-	size_t got;
-	char *out;			/* the answer, owned (or the static too_long text) */
-	size_t out_size, off;
-	bool out_owned;
+	size_t got;			/* bytes of it in @buf */
+	char *out;			/* the answer: owned, or a static refusal */
+	size_t out_size, off;		/* its length, and how much of it was sent */
+	bool out_owned;			/* @out is to be freed */
 	bool too_long;			/* drain the rest after answering */
 };
 
 struct kpd_conns {
-	struct kpd_loop *loop;
-	const struct kpd_conn_ops *ops;
-	void *userdata;
+	struct kpd_loop *loop;		/* borrowed: watches the clients, runs the tick */
+	const struct kpd_conn_ops *ops;	/* borrowed: the server's limits and answers */
+	void *userdata;			/* the server's, for @ops' callbacks */
 	struct conn *c;			/* ops->max_conns slots */
 	size_t n;			/* slots in use */
-	uint64_t seq;
+	uint64_t seq;			/* the next client's accept order */
 	uint64_t n_evicted;		/* in the current burst */
 	bool burst;			/* the cap was reached and the burst not yet logged as over */
 	int reserve;			/* /dev/null, closed to refuse a client at EMFILE; or -1 */

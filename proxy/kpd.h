@@ -2,7 +2,8 @@
 /*
  * kproxyd's internal interfaces, one section per file of proxy/: logging (and the
  * reports of the sources' events), the flag table and the config file, node setup, the
- * event loop, the control socket, healthz and metrics, health-check node ports.
+ * event loop, its listeners' clients, the control socket, healthz and metrics,
+ * health-check node ports.
  * kproxyd.c (start-up and the loop's callbacks) uses them all; none uses kproxyd.c.
  */
 #ifndef KPD_H
