@@ -3,17 +3,19 @@
  * The control socket: a unix stream socket (mode 0600) on which kproxyctl sends one
  * request line ("dump" or "status") and reads one JSON document back. The dump comes
  * from the backend's dump op, so it shows what is programmed; the JSON shape is
- * documented in kproxyctl(8).
+ * documented in kproxyctl(8). The file mode keeps other users out; SO_PEERCRED does it
+ * again where the mode was loosened or the socket handed on: a peer that is neither root
+ * nor kproxyd's own user gets an error line at once. Clients are served from the event
+ * loop (conn.c), at most MAX_CLIENTS at once, each with REQUEST_TIMEOUT_MS to send its
+ * line of at most MAX_REQUEST bytes and again to read the answer.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,13 +23,30 @@
 #include "kpd.h"
 
 #define REQUEST_TIMEOUT_MS 2000
+#define MAX_REQUEST 4096	/* bytes, the newline included */
+#define MAX_CLIENTS 64
+#define BACKLOG 128
 
 struct kpd_control {
 	int fd;
 	char *path;
+	struct kpd_loop *loop;
+	struct kpd_conns *conns;
+	struct kp_ctx *ctx;
+	const struct kpd_info *info;
 };
 
-int kpd_control_open(const char *path, struct kpd_control **ret)
+static const struct kpd_conn_ops control_ops;
+
+static void on_listener(int fd, void *userdata)
+{
+	struct kpd_control *c = userdata;
+
+	kpd_conns_accept(c->conns, fd, 0);
+}
+
+int kpd_control_open(const char *path, struct kpd_loop *loop, struct kp_ctx *ctx,
+		     const struct kpd_info *info, struct kpd_control **ret)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct kpd_control *c;
@@ -49,7 +68,7 @@ int kpd_control_open(const char *path, struct kpd_control **ret)
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 	umask(old);
-	if (r < 0 || listen(fd, 16) < 0) {
+	if (r < 0 || listen(fd, BACKLOG) < 0) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -62,19 +81,28 @@ int kpd_control_open(const char *path, struct kpd_control **ret)
 		return -ENOMEM;
 	}
 	c->fd = fd;
+	c->loop = loop;
+	c->ctx = ctx;
+	c->info = info;
+	r = kpd_conns_new(loop, &control_ops, c, &c->conns);
+	if (r < 0 || (r = kpd_loop_watch(loop, fd, on_listener, c)) < 0) {
+		kpd_conns_free(c->conns);
+		free(c->path);
+		free(c);
+		close(fd);
+		unlink(path);
+		return r;
+	}
 	*ret = c;
 	return 0;
-}
-
-int kpd_control_fd(const struct kpd_control *c)
-{
-	return c->fd;
 }
 
 void kpd_control_close(struct kpd_control *c)
 {
 	if (!c)
 		return;
+	kpd_loop_unwatch(c->loop, c->fd);
+	kpd_conns_free(c->conns);
 	close(c->fd);
 	unlink(c->path);
 	free(c->path);
@@ -208,75 +236,62 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 	return st;
 }
 
-/* Reads one request line within REQUEST_TIMEOUT_MS. */
-static int read_request(int fd, char *buf, size_t size)
+static bool line_complete(const char *req, size_t size)
 {
-	size_t got = 0;
-
-	while (got < size - 1) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
-			return -ETIMEDOUT;
-		n = read(fd, buf + got, size - 1 - got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		if (memchr(buf, '\n', got))
-			break;
-	}
-	buf[got] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return 0;
+	return memchr(req, '\n', size) != NULL;
 }
 
-static int write_all(int fd, const char *s, size_t len)
+/* root, or kproxyd's own user (who owns the socket file anyway) */
+static const char *control_admit(int fd, void *userdata)
 {
-	while (len) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		ssize_t n;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 
-		if (poll(&p, 1, REQUEST_TIMEOUT_MS) <= 0)
-			return -ETIMEDOUT;
-		n = write(fd, s, len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		s += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	(void)userdata;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return "{\"error\":\"permission denied: cannot tell who the peer is\"}\n";
+	if (cred.uid == 0 || cred.uid == geteuid())
+		return NULL;
+	kpd_dbg(2, "control socket: refused pid %ld, uid %lu: not root", (long)cred.pid,
+		(unsigned long)cred.uid);
+	return "{\"error\":\"permission denied: the control socket serves root only\"}\n";
 }
 
-void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info)
+static char *control_answer(int fd, const char *req, size_t size, void *userdata,
+			    uintptr_t tag, size_t *ret_size)
 {
-	char req[128];
+	struct kpd_control *c = userdata;
+	char line[64];
 	json_t *resp;
 	char *text;
-	int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (fd < 0)
-		return;
-	if (read_request(fd, req, sizeof(req)) < 0) {
-		close(fd);
-		return;
-	}
-	if (strcmp(req, "dump") == 0)
-		resp = do_dump(ctx, info);
-	else if (strcmp(req, "status") == 0)
-		resp = do_status(ctx, info);
-	else
-		resp = json_pack("{s:s+}", "error", "unknown request: ", req);
+	(void)fd;
+	(void)size;
+	(void)tag;
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(req, "\r\n"), req);
+	if (strcmp(line, "dump") == 0)
+		resp = do_dump(c->ctx, c->info);
+	else if (strcmp(line, "status") == 0)
+		resp = do_status(c->ctx, c->info);
+	else if (!(resp = json_pack("{s:s+}", "error", "unknown request: ", line)))
+		resp = json_pack("{s:s}", "error", "unknown request (not UTF-8)");
 	text = resp ? json_dumps(resp, JSON_COMPACT) : NULL;
-	if (text) {
-		write_all(fd, text, strlen(text));
-		write_all(fd, "\n", 1);
-	}
-	free(text);
 	json_decref(resp);
-	close(fd);
+	if (!text)
+		return NULL;
+	*ret_size = strlen(text) + 1;
+	text[*ret_size - 1] = '\n';	/* the NUL's place: the answer is a line */
+	return text;
 }
+
+static const struct kpd_conn_ops control_ops = {
+	.name = "control socket",
+	.max_request = MAX_REQUEST,
+	.max_conns = MAX_CLIENTS,
+	.timeout_ms = REQUEST_TIMEOUT_MS,
+	.too_long = "{\"error\":\"request longer than 4096 bytes\"}\n",
+	.complete = line_complete,
+	.answer = control_answer,
+	.admit = control_admit,
+};
+

@@ -8,11 +8,13 @@
  * that can serve it. The listeners follow the desired state after every sync: opened
  * for new ports, closed for ports no service asks for any more. As kube-proxy, they are
  * bound to the NodePort addresses only (every address of a family that has no
- * --nodeport-addresses range), and bound again when those addresses change.
+ * --nodeport-addresses range), and bound again when those addresses change. Clients
+ * are served from the event loop (conn.c): at most MAX_CLIENTS at once over all the
+ * ports, a request head of at most MAX_REQUEST bytes (431 beyond), TIMEOUT_MS to send
+ * it and again to read the answer.
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,9 @@
 #include "kpd.h"
 
 #define TIMEOUT_MS 2000
+#define MAX_REQUEST 4096	/* the request line and headers */
+#define MAX_CLIENTS 64
+#define BACKLOG 128
 #define MAX_FDS 16
 
 struct hc_port {
@@ -37,6 +42,7 @@ struct hc_port {
 
 struct kpd_hc {
 	struct kpd_loop *loop;
+	struct kpd_conns *conns;	/* the clients of every port */
 	struct kp_ctx *ctx;		/* with @health: whether the proxy is healthy */
 	const struct kpd_health *health;
 	struct hc_port *v;
@@ -47,6 +53,7 @@ struct kpd_hc {
 };
 
 static void serve(int fd, void *userdata);
+static const struct kpd_conn_ops hc_ops;
 
 /* A listener on @a:@port (v6only for IPv6 unless @dual), or -errno. */
 static int listen_on(const struct kp_addr *a, uint16_t port, bool dual)
@@ -67,7 +74,7 @@ static int listen_on(const struct kp_addr *a, uint16_t port, bool dual)
 		a4.sin_addr = a->v4;
 		r = bind(fd, (struct sockaddr *)&a4, sizeof(a4));
 	}
-	if (r < 0 || listen(fd, 64) < 0) {
+	if (r < 0 || listen(fd, BACKLOG) < 0) {
 		r = -errno;
 		close(fd);
 		return r;
@@ -157,11 +164,19 @@ void kpd_hc_set_addrs(struct kpd_hc *hc, const bool all[2], const struct kp_addr
 
 int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
 {
-	*ret = calloc(1, sizeof(**ret));
-	if (!*ret)
+	struct kpd_hc *hc = calloc(1, sizeof(*hc));
+	int r;
+
+	if (!hc)
 		return -ENOMEM;
-	(*ret)->loop = loop;
-	(*ret)->all[0] = (*ret)->all[1] = true;
+	r = kpd_conns_new(loop, &hc_ops, hc, &hc->conns);
+	if (r < 0) {
+		free(hc);
+		return r;
+	}
+	hc->loop = loop;
+	hc->all[0] = hc->all[1] = true;
+	*ret = hc;
 	return 0;
 }
 
@@ -244,58 +259,61 @@ void kpd_hc_set_health(struct kpd_hc *hc, struct kp_ctx *ctx, const struct kpd_h
 	hc->health = health;
 }
 
-static void answer(int c, const struct hc_port *p, bool healthy)
+static bool head_complete(const char *req, size_t size)
 {
-	char req[2048], body[700], resp[1024];
-	size_t got = 0;
+	return memmem(req, size, "\r\n\r\n", 4) || memmem(req, size, "\n\n", 2);
+}
+
+/* Any request gets the state of the port @tag (closed meanwhile: nothing). */
+static char *hc_answer(int fd, const char *req, size_t size, void *userdata, uintptr_t tag,
+		       size_t *ret_size)
+{
+	struct kpd_hc *hc = userdata;
+	const struct hc_port *p = find(hc, (uint16_t)tag);
+	bool healthy = !hc->health || kpd_health_ok(hc->ctx, hc->health);
+	char body[700], *resp;
 	int len;
 
-	/* read the request head, bounded in size and time; its content does not matter */
-	while (got < sizeof(req) - 1) {
-		struct pollfd pf = { .fd = c, .events = POLLIN };
-		ssize_t r;
-
-		if (poll(&pf, 1, TIMEOUT_MS) <= 0)
-			return;
-		r = read(c, req + got, sizeof(req) - 1 - got);
-		if (r <= 0)
-			return;
-		got += (size_t)r;
-		req[got] = '\0';
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
+	(void)fd;
+	(void)req;
+	(void)size;
+	if (!p)
+		return NULL;
 	snprintf(body, sizeof(body), "{\"service\":{\"namespace\":\"%s\",\"name\":\"%s\"},"
 		 "\"localEndpoints\":%zu,\"serviceProxyHealthy\":%s}\n", p->ns, p->name,
 		 p->local, healthy ? "true" : "false");
-	len = snprintf(resp, sizeof(resp), "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+	len = asprintf(&resp, "HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
 		       "X-Content-Type-Options: nosniff\r\nX-Load-Balancing-Endpoint-Weight: %zu\r\n"
 		       "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
 		       p->local && healthy ? "200 OK" : "503 Service Unavailable", p->local,
 		       strlen(body), body);
-	if (len > 0 && write(c, resp, (size_t)len) < 0)
-		kpd_dbg(4, "health check node port %u: write: %s", p->port, kp_strerror(-errno));
+	if (len < 0)
+		return NULL;
+	*ret_size = (size_t)len;
+	return resp;
 }
 
-/* Accepts and answers one request on the listener @fd. */
+static const struct kpd_conn_ops hc_ops = {
+	.name = "health check node ports",
+	.max_request = MAX_REQUEST,
+	.max_conns = MAX_CLIENTS,
+	.timeout_ms = TIMEOUT_MS,
+	.too_long = "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+	.complete = head_complete,
+	.answer = hc_answer,
+};
+
+/* Accepts the clients waiting on the listener @fd. */
 static void serve(int fd, void *userdata)
 {
 	struct kpd_hc *hc = userdata;
 
-	for (size_t i = 0; hc && i < hc->n; i++) {
-		for (size_t k = 0; k < hc->v[i].n_fds; k++) {
-			int c;
-
-			if (hc->v[i].fds[k] != fd)
-				continue;
-			c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
-			if (c < 0)
+	for (size_t i = 0; i < hc->n; i++)
+		for (size_t k = 0; k < hc->v[i].n_fds; k++)
+			if (hc->v[i].fds[k] == fd) {
+				kpd_conns_accept(hc->conns, fd, hc->v[i].port);
 				return;
-			answer(c, &hc->v[i], !hc->health || kpd_health_ok(hc->ctx, hc->health));
-			close(c);
-			return;
-		}
-	}
+			}
 }
 
 void kpd_hc_free(struct kpd_hc *hc)
@@ -304,6 +322,7 @@ void kpd_hc_free(struct kpd_hc *hc)
 		return;
 	for (size_t i = 0; i < hc->n; i++)
 		close_port(hc, &hc->v[i]);
+	kpd_conns_free(hc->conns);
 	free(hc->v);
 	free(hc);
 }

@@ -6,13 +6,14 @@
  * Node is being deleted; JSON with lastUpdated, currentTime and nodeEligible) and /livez
  * (the same without the node); on --metrics-bind-address /metrics in the Prometheus text
  * format with kube-proxy's metric names and labels, the ones kube-proxy registers for the
- * proxy mode, /healthz, /proxyMode and /configz. One request per connection, answered
- * from the main loop; a slow client gets a short time-out.
+ * proxy mode, /healthz, /proxyMode and /configz. One request per connection, served
+ * from the event loop (conn.c) as the socket is ready: at most MAX_CLIENTS per port at
+ * once, a request head of at most MAX_REQUEST bytes (431 beyond), TIMEOUT_MS to send it
+ * and again to read the answer.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +25,22 @@
 #include "kpd.h"
 
 #define TIMEOUT_MS 2000
+#define MAX_REQUEST 8192	/* the request line and headers */
+#define MAX_CLIENTS 64
+#define BACKLOG 128
 #define N_BUCKETS 15		/* kube-proxy's exponential buckets: 1 ms × 2^k */
 
 struct kpd_http {
 	int fd;
 	char addr[64];		/* as bound, "host:port" */
+	struct kpd_loop *loop;
+	struct kpd_conns *conns;
+	struct kp_ctx *ctx;
+	const struct kpd_health *hc;
+	bool metrics_server;
 };
+
+static const struct kpd_conn_ops http_ops[2];
 
 struct histogram {
 	uint64_t buckets[N_BUCKETS];	/* per bucket; cumulative counts come out at print time */
@@ -124,14 +135,22 @@ void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds)
 	}
 }
 
-int kpd_http_open(const char *spec, struct kpd_http **ret)
+static void on_listener(int fd, void *userdata)
+{
+	struct kpd_http *h = userdata;
+
+	kpd_conns_accept(h->conns, fd, 0);
+}
+
+int kpd_http_open(const char *spec, struct kpd_loop *loop, struct kp_ctx *ctx,
+		  const struct kpd_health *hc, bool metrics_server, struct kpd_http **ret)
 {
 	struct sockaddr_storage ss = { 0 };
 	char host[64];
 	const char *colon = strrchr(spec, ':');
 	socklen_t len;
 	long port;
-	int fd, one = 1;
+	int fd, one = 1, r;
 	struct kpd_http *h;
 
 	if (!colon || colon - spec >= (long)sizeof(host))
@@ -161,10 +180,9 @@ int kpd_http_open(const char *spec, struct kpd_http **ret)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 64) < 0 ||
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, BACKLOG) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-		int r = -errno;
-
+		r = -errno;
 		close(fd);
 		return r;
 	}
@@ -174,6 +192,17 @@ int kpd_http_open(const char *spec, struct kpd_http **ret)
 		return -ENOMEM;
 	}
 	h->fd = fd;
+	h->loop = loop;
+	h->ctx = ctx;
+	h->hc = hc;
+	h->metrics_server = metrics_server;
+	r = kpd_conns_new(loop, &http_ops[metrics_server], h, &h->conns);
+	if (r < 0 || (r = kpd_loop_watch(loop, fd, on_listener, h)) < 0) {
+		kpd_conns_free(h->conns);
+		free(h);
+		close(fd);
+		return r;
+	}
 	if (ss.ss_family == AF_INET)
 		snprintf(h->addr, sizeof(h->addr), "%s:%u", host,
 			 ntohs(((struct sockaddr_in *)&ss)->sin_port));
@@ -182,11 +211,6 @@ int kpd_http_open(const char *spec, struct kpd_http **ret)
 			 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 	*ret = h;
 	return 0;
-}
-
-int kpd_http_fd(const struct kpd_http *h)
-{
-	return h->fd;
 }
 
 const char *kpd_http_address(const struct kpd_http *h)
@@ -198,6 +222,8 @@ void kpd_http_close(struct kpd_http *h)
 {
 	if (!h)
 		return;
+	kpd_loop_unwatch(h->loop, h->fd);
+	kpd_conns_free(h->conns);
 	close(h->fd);
 	free(h);
 }
@@ -514,25 +540,10 @@ static void metrics(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 		       "kproxyd_node_netfilter_nftables %d\n", !!hc->nodefw->node_uses_nft);
 }
 
-static int read_request(int fd, char *buf, size_t size)
+/* the request line and headers are in (a body, if any, is not read) */
+static bool head_complete(const char *req, size_t size)
 {
-	size_t got = 0;
-
-	while (got < size - 1 && !strstr(buf, "\r\n\r\n") && !strstr(buf, "\n\n")) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&p, 1, TIMEOUT_MS) <= 0)
-			return -ETIMEDOUT;
-		n = read(fd, buf + got, size - 1 - got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		buf[got] = '\0';
-	}
-	return got ? 0 : -EIO;
+	return memmem(req, size, "\r\n\r\n", 4) || memmem(req, size, "\n\n", 2);
 }
 
 /* kube-proxy's /proxyMode: the mode's name, as plain text */
@@ -556,19 +567,22 @@ static void configz(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	free(json);
 }
 
-void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc,
-		    bool metrics_server)
+static char *http_answer(int fd, const char *req, size_t size, void *userdata, uintptr_t tag,
+			 size_t *ret_size)
 {
-	char req[2048] = "", method[8], path[256];
+	struct kpd_http *h = userdata;
+	const struct kpd_health *hc = h->hc;
+	bool metrics_server = h->metrics_server;
+	struct kp_ctx *ctx = h->ctx;
+	char method[8], path[256];
 	struct out o = { 0 };
-	int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (fd < 0)
-		return;
-	if (read_request(fd, req, sizeof(req)) < 0 ||
-	    sscanf(req, "%7s %255s", method, path) != 2) {
-		close(fd);
-		return;
+	(void)fd;
+	(void)size;
+	(void)tag;
+	if (sscanf(req, "%7s %255s", method, path) != 2) {
+		put(&o, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+		goto out;
 	}
 	path[strcspn(path, "?")] = '\0';
 	if (strcmp(method, "GET") != 0)
@@ -588,19 +602,20 @@ void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_hea
 		configz(&o, ctx, hc);
 	else
 		put(&o, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n404 page not found\n");
-	for (size_t off = 0; o.p && off < o.len;) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		ssize_t n;
-
-		if (poll(&p, 1, TIMEOUT_MS) <= 0)
-			break;
-		n = write(fd, o.p + off, o.len - off);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
-	free(o.p);
-	close(fd);
+out:
+	*ret_size = o.len;
+	return o.p;
 }
+
+#define HTTP_OPS(server_name) {							\
+	.name = server_name,								\
+	.max_request = MAX_REQUEST,							\
+	.max_conns = MAX_CLIENTS,							\
+	.timeout_ms = TIMEOUT_MS,							\
+	.too_long = "HTTP/1.1 431 Request Header Fields Too Large\r\n"			\
+		    "Connection: close\r\n\r\n",						\
+	.complete = head_complete,							\
+	.answer = http_answer,								\
+}
+static const struct kpd_conn_ops http_ops[2] = { HTTP_OPS("healthz server"),
+						 HTTP_OPS("metrics server") };

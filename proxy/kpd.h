@@ -2,7 +2,8 @@
 /*
  * kproxyd's internal interfaces, one section per file of proxy/: logging (and the
  * reports of the sources' events), the flag table and the config file, node setup, the
- * event loop, the control socket, healthz and metrics, health-check node ports.
+ * event loop, its listeners' clients, the control socket, healthz and metrics,
+ * health-check node ports.
  * kproxyd.c (start-up and the loop's callbacks) uses them all; none uses kproxyd.c.
  */
 #ifndef KPD_H
@@ -138,10 +139,39 @@ int kpd_loop_new(struct kpd_loop **ret);
 void kpd_loop_free(struct kpd_loop *l);
 int kpd_loop_watch(struct kpd_loop *l, int fd, kpd_fd_fn fn, void *userdata);
 void kpd_loop_unwatch(struct kpd_loop *l, int fd);
+/* Which of POLLIN and POLLOUT @fd's watch waits for (kpd_loop_watch(): POLLIN). */
+void kpd_loop_set_events(struct kpd_loop *l, int fd, short events);
 int kpd_loop_tick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata);
+void kpd_loop_untick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata);
 /* Runs rounds until kpd_loop_quit(); returns 0, or the -errno of a failed poll. */
 int kpd_loop_run(struct kpd_loop *l);
 void kpd_loop_quit(struct kpd_loop *l);
+
+/* conn.c: request/response clients of a listener, each served from the loop as its
+ * socket is ready, bounded in size, time and number (the limits are the caller's) */
+struct kpd_conn_ops {
+	const char *name;		/* for the log: "control socket" */
+	size_t max_request;		/* bytes; more is answered with @too_long */
+	unsigned max_conns;		/* clients at once; at the cap the oldest is closed */
+	int timeout_ms;			/* to read the request; again to write the answer */
+	const char *too_long;		/* the answer to a request longer than @max_request */
+	/* whether @req (NUL-terminated) is a whole request */
+	bool (*complete)(const char *req, size_t size);
+	/* the answer to @req (complete, or what came before the client's EOF) from the
+	 * client @fd of the listener tagged @tag: caller frees it; NULL: close at once */
+	char *(*answer)(int fd, const char *req, size_t size, void *userdata, uintptr_t tag,
+			size_t *ret_size);
+	/* optional: at accept, a refusal to send the client @fd (static text), or NULL */
+	const char *(*admit)(int fd, void *userdata);
+};
+struct kpd_conns;
+/* Borrows @ops (static) and @loop (in which it registers a tick) for its life. */
+int kpd_conns_new(struct kpd_loop *loop, const struct kpd_conn_ops *ops, void *userdata,
+		  struct kpd_conns **ret);
+/* Accepts the clients waiting on the listener @lfd (a few at a time). */
+void kpd_conns_accept(struct kpd_conns *cs, int lfd, uintptr_t tag);
+/* Closes every client and takes the tick out of the loop. */
+void kpd_conns_free(struct kpd_conns *cs);
 
 /* control.c: the unix socket kproxyctl talks to */
 struct kpd_info {
@@ -156,10 +186,9 @@ struct kpd_info {
 	const char *metrics_address;	/* as bound, or "" */
 };
 struct kpd_control;
-int kpd_control_open(const char *path, struct kpd_control **ret);
-int kpd_control_fd(const struct kpd_control *c);
-/* Accepts one client and answers its request. */
-void kpd_control_serve(struct kpd_control *c, struct kp_ctx *ctx, const struct kpd_info *info);
+/* Listens on @path (mode 0600), served in @loop; borrows @ctx and @info for its life. */
+int kpd_control_open(const char *path, struct kpd_loop *loop, struct kp_ctx *ctx,
+		     const struct kpd_info *info, struct kpd_control **ret);
 void kpd_control_close(struct kpd_control *c);
 
 /* http.c: healthz, livez, Prometheus metrics, /proxyMode and /configz */
@@ -172,14 +201,12 @@ struct kpd_health {
 	const struct kpd_nodefw *nodefw;	/* the node's netfilter interface, or NULL */
 };
 struct kpd_http;
-/* Listens on "host:port" ("[v6]:port"; port 0: any). */
-int kpd_http_open(const char *spec, struct kpd_http **ret);
-int kpd_http_fd(const struct kpd_http *h);
+/* Listens on "host:port" ("[v6]:port"; port 0: any), served in @loop: /healthz and
+ * /livez, or with @metrics_server /metrics, /healthz, /proxyMode and /configz. Borrows
+ * @ctx and @hc for its life. */
+int kpd_http_open(const char *spec, struct kpd_loop *loop, struct kp_ctx *ctx,
+		  const struct kpd_health *hc, bool metrics_server, struct kpd_http **ret);
 const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
-/* Answers one request: /healthz and /livez, or with @metrics_server /metrics, /healthz,
- * /proxyMode and /configz. */
-void kpd_http_serve(struct kpd_http *h, struct kp_ctx *ctx, const struct kpd_health *hc,
-		    bool metrics_server);
 /* Whether the proxy is healthy as kube-proxy judges it (the node aside). */
 bool kpd_health_ok(struct kp_ctx *ctx, const struct kpd_health *hc);
 /* A sync ran and took @seconds. */

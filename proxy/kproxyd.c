@@ -506,30 +506,6 @@ static void on_manifests(int fd, void *userdata)
 	kp_manifests_process(userdata);
 }
 
-static void on_control(int fd, void *userdata)
-{
-	struct daemon *d = userdata;
-
-	(void)fd;
-	kpd_control_serve(d->ctl, d->ctx, &d->info);
-}
-
-static void on_healthz(int fd, void *userdata)
-{
-	struct daemon *d = userdata;
-
-	(void)fd;
-	kpd_http_serve(d->hz, d->ctx, &d->health, false);
-}
-
-static void on_metrics(int fd, void *userdata)
-{
-	struct daemon *d = userdata;
-
-	(void)fd;
-	kpd_http_serve(d->mx, d->ctx, &d->health, true);
-}
-
 /* Whether kproxyd reads the API server: --kubeconfig, --master, or no --manifests. */
 static bool has_api_source(void)
 {
@@ -602,22 +578,18 @@ static int open_http(struct daemon *d)
 				   sizeof(b2));
 	int r;
 
-	if (*hz && (r = kpd_http_open(hz, &d->hz)) < 0) {
+	if (*hz && (r = kpd_http_open(hz, d->loop, d->ctx, &d->health, false, &d->hz)) < 0) {
 		kpd_err("--healthz-bind-address %s: %s; %s", hz, kp_strerror(r),
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no health checks");
 		if (hard)
 			return r;
 	}
-	if (*mx && (r = kpd_http_open(mx, &d->mx)) < 0) {
+	if (*mx && (r = kpd_http_open(mx, d->loop, d->ctx, &d->health, true, &d->mx)) < 0) {
 		kpd_err("--metrics-bind-address %s: %s; %s", mx, kp_strerror(r),
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no metrics");
 		if (hard)
 			return r;
 	}
-	if (d->hz)
-		kpd_loop_watch(d->loop, kpd_http_fd(d->hz), on_healthz, d);
-	if (d->mx)
-		kpd_loop_watch(d->loop, kpd_http_fd(d->mx), on_metrics, d);
 	d->info.healthz_address = kpd_http_address(d->hz);
 	d->info.metrics_address = kpd_http_address(d->mx);
 	return 0;
@@ -645,12 +617,11 @@ static int open_daemon(struct daemon *d)
 		else
 			kpd_loop_watch(d->loop, d->cfd, on_config_change, d);
 	}
-	r = kpd_control_open(sock, &d->ctl);
+	r = kpd_control_open(sock, d->loop, d->ctx, &d->info, &d->ctl);
 	if (r < 0) {
 		kpd_err("--control-socket %s: %s", sock, kp_strerror(r));
 		return r;
 	}
-	kpd_loop_watch(d->loop, kpd_control_fd(d->ctl), on_control, d);
 	r = open_sources(d);
 	if (r < 0)
 		return r;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * kproxyd's event loop: descriptors watched for input, each with its callback, and
- * ticks: callbacks run before every wait, each doing what is due and saying how long it
+ * kproxyd's event loop: descriptors watched for input (or output), each with its
+ * callback, and ticks: callbacks run before every wait, each doing what is due and saying how long it
  * may sleep (the sync runner, the API client's timers). One poll() per round; the
  * callbacks may add and remove watches while the round is dispatched.
  */
@@ -15,6 +15,7 @@
 
 struct watch {
 	int fd;				/* -1: removed, compacted at the end of the round */
+	short events;			/* POLLIN or POLLOUT */
 	kpd_fd_fn fn;
 	void *userdata;
 };
@@ -62,7 +63,7 @@ int kpd_loop_watch(struct kpd_loop *l, int fd, kpd_fd_fn fn, void *userdata)
 		l->w = w;
 		l->cap_w = cap;
 	}
-	l->w[l->n_w++] = (struct watch){ fd, fn, userdata };
+	l->w[l->n_w++] = (struct watch){ fd, POLLIN, fn, userdata };
 	return 0;
 }
 
@@ -73,12 +74,29 @@ void kpd_loop_unwatch(struct kpd_loop *l, int fd)
 			l->w[i].fd = -1;
 }
 
+void kpd_loop_set_events(struct kpd_loop *l, int fd, short events)
+{
+	for (size_t i = 0; i < l->n_w; i++)
+		if (l->w[i].fd == fd)
+			l->w[i].events = events;
+}
+
 int kpd_loop_tick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata)
 {
 	if (l->n_t == sizeof(l->t) / sizeof(l->t[0]))
 		return -ENOSPC;
 	l->t[l->n_t++] = (struct tick){ fn, userdata };
 	return 0;
+}
+
+void kpd_loop_untick(struct kpd_loop *l, kpd_tick_fn fn, void *userdata)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < l->n_t; i++)
+		if (l->t[i].fn != fn || l->t[i].userdata != userdata)
+			l->t[k++] = l->t[i];
+	l->n_t = k;
 }
 
 void kpd_loop_quit(struct kpd_loop *l)
@@ -120,7 +138,7 @@ static int round_once(struct kpd_loop *l)
 	}
 	n = l->n_w;
 	for (size_t i = 0; i < n; i++)
-		l->pfd[i] = (struct pollfd){ .fd = l->w[i].fd, .events = POLLIN };
+		l->pfd[i] = (struct pollfd){ .fd = l->w[i].fd, .events = l->w[i].events };
 	if (poll(l->pfd, n, (int)wait) < 0)
 		return errno == EINTR ? 0 : -errno;
 	/* watches added by a callback wait for the next round; removed ones are skipped */
