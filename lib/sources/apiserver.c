@@ -22,10 +22,11 @@
  * API server sends a watch that allows bookmarks one about every minute) is abandoned,
  * logged, and watched again at once from the last resourceVersion seen: not a re-list,
  * nothing leaves the context (the bound itself spaces such restarts; a connection that
- * cannot be made again fails and gets the back-off). A list page that stalls fails after 60 s (libcurl's low-speed
- * limit), a connection attempt after 10 s. Every connection has TCP keepalive (probes after
- * 30 s idle, then every 10 s) and TCP_USER_TIMEOUT 30 s, so a partition breaks an idle or a
- * sending connection within about a minute even before the stall bound. A 429 (or a 503)
+ * cannot be made again fails and gets the back-off). A list page that stalls fails after
+ * 60 s (libcurl's low-speed limit), a connection attempt after 10 s. Every connection has
+ * TCP keepalive (probes after 30 s idle, then every 10 s) and TCP_USER_TIMEOUT 30 s, so a
+ * partition breaks an idle or a sending connection within about a minute even before the
+ * stall bound. A 429 (or a 503)
  * with Retry-After is retried no sooner than the server asks, and no later than 5 minutes,
  * in place of the back-off; a 401 makes the next request read the token file again even
  * if its modification time did not change (a token rewritten in place).
@@ -468,7 +469,7 @@ static void setup_easy(struct watcher *w, CURL *e, const char *url,
 	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kproxyd/" PACKAGE_VERSION);
-	/* a stalled list fails after a minute; a watch has the stall bound (process_stalls())
+	/* a stalled list fails after a minute; a watch has the stall bound (check_stall())
 	 * and, beyond its own timeoutSeconds, half a minute of grace */
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
