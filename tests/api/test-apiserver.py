@@ -5,8 +5,8 @@ certificates made by openssl): convergence through paginated lists, changes, eac
 fault (dropped connections, 410 as an event and as an answer, bookmarks, garbage, a
 trickled event, expired continue tokens, compaction, watch time-outs, 403s, an outage, a
 stalled watch, 429 with Retry-After, a list cut half-way, a token rotated in place, a
-partition of the API server's network namespace), re-lists, nothing programmed before the
-first lists, kubeconfig variants, a wrong CA, and /healthz and /metrics. Every wait polls `kproxyctl dump -o json` (or the server's record
+partition of the API server's network namespace), a 50,000-object list within a memory
+bound, re-lists, nothing programmed before the first lists, kubeconfig variants, a wrong CA, and /healthz and /metrics. Every wait polls `kproxyctl dump -o json` (or the server's record
 of requests) with a deadline; a negative check waits for evidence that kproxyd tried.
 Run: top_builddir=/work/main/build python3 tests/api/test-apiserver.py
 Prints TAP."""
@@ -159,6 +159,8 @@ THR = ("t/thr", "http", "10.96.0.32", 80)
 HALF = ("t/half", "http", "10.96.0.33", 80)
 PART = ("t/part", "http", "10.96.0.34", 80)
 STALL = 3      # seconds: the stall bound the fault tests give kproxyd
+BIG_N = 25000  # Services, and as many EndpointSlices: a 50,000-object list
+BIG_RSS_MIB = 200   # kproxyd's peak RSS bound for it (measured: about 140 MiB)
 
 
 def topo_slice():
@@ -308,6 +310,98 @@ def test_api_faults(srv, certs):
         srv.cut_lists = set()
         srv.max_page = 0
         d.stop()
+
+
+def fill_big(srv, n):
+    """@n Services and @n EndpointSlices of 10 ready endpoints, shaped as
+    tests/bench/run-api-bench makes them, straight into the server's store."""
+    def ip(base, i):
+        return "%d.%d.%d.%d" % (base, (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    with srv.lock:
+        for i in range(n):
+            name, a = "svc-%d" % i, ip(10, (97 << 16) + i)
+            srv.rv += 1
+            srv.objs["services"][("big", name)] = {
+                "metadata": {"name": name, "namespace": "big", "resourceVersion": str(srv.rv),
+                             "uid": "uid-svc-%d" % i, "labels": {"app": name}},
+                "spec": {"type": "ClusterIP", "clusterIP": a, "clusterIPs": [a],
+                         "selector": {"app": name},
+                         "ports": [{"name": "http", "protocol": "TCP", "port": 80,
+                                    "targetPort": 8080}]}}
+            srv.rv += 1
+            srv.objs["endpointslices"][("big", name + "-1")] = {
+                "metadata": {"name": name + "-1", "namespace": "big",
+                             "resourceVersion": str(srv.rv), "uid": "uid-eps-%d" % i,
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+                "endpoints": [{"addresses": [ip(10, (160 << 16) + i * 10 + j)],
+                               "conditions": {"ready": True}, "nodeName": "node-a",
+                               "targetRef": {"kind": "Pod", "namespace": "big",
+                                             "name": "%s-%d" % (name, j)}}
+                              for j in range(10)]}
+
+
+def vm_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        return next((int(l.split()[1]) for l in f if l.startswith(key + ":")), None)
+
+
+def test_big_list(certs):
+    """A 50,000-object list (pages of 500, items parsed one at a time) converges within
+    BIG_RSS_MIB of peak RSS; a re-list whose pages after the first die half-way keeps all
+    of it, and the next whole list brings what changed meanwhile."""
+    srv = fakeapi.Server(certs)
+    d = None
+    try:
+        fill_big(srv, BIG_N)
+        d = Daemon(fakeapi.kubeconfig(os.path.join(BASE, "kc-big"), srv.url, certs, "data"))
+
+        def loaded(n):
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                st = d.status()
+                if (st.get("objects", {}).get("service_ports") == n and
+                        not st.get("sync", {}).get("pending", True) and
+                        st.get("sync", {}).get("count")):
+                    return True
+                time.sleep(0.2)
+            return False
+        t0 = time.monotonic()
+        good = loaded(BIG_N)
+        took = time.monotonic() - t0
+        peak = vm_kib(d.proc.pid, "VmHWM") or 0     # before a dump's JSON adds its own
+        e = d.entries() or {}
+        ok(good and len(e) == BIG_N and 0 < peak < BIG_RSS_MIB * 1024,
+           "a list of %d objects converges in %.1f s, peak RSS %.0f MiB (bound %d MiB)" % (
+               2 * BIG_N, took, peak / 1024.0, BIG_RSS_MIB), (good, len(e), peak,
+                                                            d.status().get("objects")))
+        srv.wait_watch("services")
+        mark = srv.mark()
+        srv.cut_lists = {"services"}
+        srv.next_watch_410 = "services"
+        srv.inject("drop", "services")
+        srv.put("services", service("late", "10.96.0.35"))
+        srv.put("endpointslices", slice_("late-1", "late", [("10.244.8.5", True)]))
+        end, kept, cuts = time.monotonic() + 30, True, []
+        while time.monotonic() < end and len(cuts) < 2:
+            cuts = [r for r in srv.since(mark)[1] if r[2] == 0 and "continue" in r[1]]
+            kept = kept and d.status().get("objects", {}).get("service_ports") == BIG_N
+            time.sleep(0.1)
+        e = d.entries() or {}
+        ok(len(cuts) >= 2 and kept and len(e) == BIG_N,
+           "the 50,000-object re-list dies half-way twice: all of the old state is kept",
+           (len(cuts), kept, len(e)))
+        srv.cut_lists = set()
+        good = loaded(BIG_N + 1)
+        e = d.entries() or {}
+        ok(good and len(e) == BIG_N + 1 and ("t/late", "http", "10.96.0.35", 80) in e,
+           "then the whole list: converges, with the service added meanwhile", len(e))
+    finally:
+        srv.cut_lists = set()
+        if d:
+            d.stop()
+        srv.stop()
 
 
 class InNetns:
@@ -917,6 +1011,7 @@ def main():
         test_not_before_lists(srv, certs)
         test_kubeconfigs(srv, certs)
         test_partition(certs)
+        test_big_list(certs)
         ok(exits and all(rc == 0 and not rep for rc, rep in exits),
            "every kproxyd stopped cleanly on SIGTERM, with no sanitizer report", exits)
     finally:
