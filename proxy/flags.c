@@ -65,6 +65,10 @@ static const struct kpd_flag rows[] = {
 	{ .name = "master", .arg = "URL", .kube = true, .flag_wins = true,
 	  .own = { .type = KP_OPT_STRING,
 		   .help = "the API server's address (overrides the kubeconfig's)" } },
+	{ .name = "api-watch-stall-timeout", .arg = "DUR", .own = { .type = KP_OPT_DURATION,
+	  .min = 1000, .max = 86400000, .def = "90s", .help = "a watch of the API server that receives nothing, not even a "
+				"bookmark (sent about once a minute), for this long is taken for a "
+				"dead connection and watched again from its last version" } },
 	{ .name = "kube-api-content-type", .arg = "TYPE", .config = "clientConnection.contentType", .zero_default = true,
 	  .kube = true, TD(KP_OPT_STRING, "application/vnd.kubernetes.protobuf"), .na = NA_API },
 	{ .name = NULL, .config = "clientConnection.acceptContentTypes", TD(KP_OPT_STRING, ""),

@@ -321,6 +321,11 @@ static int open_api(struct kp_ctx *ctx, const struct options *o, struct kp_api *
 	}
 	if (!r) {
 		r = kp_api_new(ctx, &auth, o->hostname, 0, ret);
+		if (!r && (r = kp_api_set_watch_stall_timeout(*ret,
+				kpd_get_ms("api-watch-stall-timeout"))) < 0) {
+			kp_api_free(*ret);
+			*ret = NULL;
+		}
 		if (r < 0)
 			kpd_err("API server %s: %s", auth.server, kp_strerror(r));
 		else

@@ -13,10 +13,27 @@
  * starts from the list's resourceVersion. A watch is read as it streams: each
  * newline-terminated JSON event is applied at once, whatever the read boundaries. A watch
  * that ends cleanly (timeoutSeconds) is restarted at once from the last version seen; one
- * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event with code 410 means a re-list. The context keeps every
- * object through all of this: a fault never empties it.
+ * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event
+ * with code 410 means a re-list. The context keeps every object through all of this: a
+ * fault never empties it.
+ *
+ * Bounds on a broken connection. A watch that receives no byte at all (no event, no
+ * bookmark) for the stall bound (90 s by default, kp_api_set_watch_stall_timeout(); the
+ * API server sends a watch that allows bookmarks one about every minute) is abandoned,
+ * logged, and watched again at once from the last resourceVersion seen: not a re-list,
+ * nothing leaves the context (the bound itself spaces such restarts; a connection that
+ * cannot be made again fails and gets the back-off). A list page that stalls fails after
+ * 60 s (libcurl's low-speed limit), a connection attempt after 10 s. Every connection has
+ * TCP keepalive (probes after 30 s idle, then every 10 s) and TCP_USER_TIMEOUT 30 s, so a
+ * partition breaks an idle or a sending connection within about a minute even before the
+ * stall bound. A 429 (or a 503)
+ * with Retry-After is retried no sooner than the server asks, and no later than 5 minutes,
+ * in place of the back-off; a 401 makes the next request read the token file again even
+ * if its modification time did not change (a token rewritten in place).
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +55,11 @@
 #define MAX_LINE (64u << 20)		/* one watch event; objects are far smaller */
 #define BACKOFF_MIN_MS 800		/* client-go's reflector: 800 ms doubling to 30 s */
 #define BACKOFF_MAX_MS 30000
+#define STALL_DEFAULT_MS 90000		/* a watch silent this long is replaced */
+#define KEEPIDLE_S 30L			/* TCP keepalive: first probe after this idle time */
+#define KEEPINTVL_S 10L			/* then one probe every this */
+#define USER_TIMEOUT_MS 30000		/* TCP_USER_TIMEOUT: unacknowledged data or probes */
+#define RETRY_AFTER_MAX_S 300		/* the longest Retry-After honoured */
 
 enum res { RES_SERVICES, RES_SLICES, RES_NODE, _RES_MAX };
 
@@ -70,6 +92,7 @@ struct watcher {
 	unsigned failures;		/* in a row, for the back-off */
 	unsigned gone_streak;		/* 410s with no event applied in between */
 	int64_t start_at;		/* monotonic ms: when the next transfer may start */
+	int64_t last_byte;		/* monotonic ms: the transfer started or last received */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -78,6 +101,7 @@ struct kp_api {
 	struct kp_api_auth auth;	/* deep copy */
 	char *token;			/* current bearer token (from auth.token or the file) */
 	struct timespec token_mtime;
+	bool token_reread;		/* a 401: read the token file again, whatever its mtime */
 	char *base;			/* URL prefix requests go to */
 	struct curl_slist *connect_to;	/* tls-server-name: that name, connected to the server */
 	char *node_name;
@@ -86,6 +110,7 @@ struct kp_api {
 	bool node_eligible;		/* see kp_api_node_eligible() */
 	bool node_known;		/* the Node is there, as last seen */
 	unsigned watch_timeout_s;
+	unsigned stall_ms;		/* a watch silent this long is abandoned and restarted */
 	CURLM *multi;
 	int epfd;
 	int64_t curl_deadline;		/* monotonic ms, -1: none */
@@ -120,7 +145,8 @@ static char *read_token(const char *path)
 	return buf;
 }
 
-/* The token to send: a token file is re-read whenever it changes (rotation). */
+/* The token to send: a token file is re-read whenever it changes (rotation), and after the
+ * server refused the token (401), in case it was rewritten within the same mtime. */
 static const char *current_token(struct kp_api *api)
 {
 	struct stat st;
@@ -129,13 +155,15 @@ static const char *current_token(struct kp_api *api)
 		return api->auth.token;
 	if (stat(api->auth.token_file, &st) == 0 &&
 	    (st.st_mtim.tv_sec != api->token_mtime.tv_sec ||
-	     st.st_mtim.tv_nsec != api->token_mtime.tv_nsec || !api->token)) {
+	     st.st_mtim.tv_nsec != api->token_mtime.tv_nsec || !api->token ||
+	     api->token_reread)) {
 		char *t = read_token(api->auth.token_file);
 
 		if (t) {
 			free(api->token);
 			api->token = t;
 			api->token_mtime = st.st_mtim;
+			api->token_reread = false;
 		} else {
 			kp_log(api->ctx, KP_LOG_WARN, "api: cannot read the token file %s: %s",
 			       api->auth.token_file, strerror(errno));
@@ -407,6 +435,18 @@ static char *request_url(struct watcher *w)
 	return url;
 }
 
+/* Every connection: TCP_USER_TIMEOUT, so that data or keepalive probes nobody acknowledges
+ * (a partition) break it in bounded time rather than after the kernel's 15 retries. */
+static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	unsigned int t = USER_TIMEOUT_MS;
+
+	(void)clientp;
+	if (purpose == CURLSOCKTYPE_IPCXN)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &t, sizeof(t));	/* best effort */
+	return CURL_SOCKOPT_OK;
+}
+
 /* The transfer's options: time-outs, keepalive, credentials and TLS as the kubeconfig
  * says; the headers it will send (borrowed by libcurl) go to @ret_hdrs. */
 static void setup_easy(struct watcher *w, CURL *e, const char *url,
@@ -424,9 +464,13 @@ static void setup_easy(struct watcher *w, CURL *e, const char *url,
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, KEEPIDLE_S);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, KEEPINTVL_S);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "kproxyd/" PACKAGE_VERSION);
-	/* a stalled list fails after a minute; a watch is bounded by its own timeout */
+	/* a stalled list fails after a minute; a watch has the stall bound (check_stall())
+	 * and, beyond its own timeoutSeconds, half a minute of grace */
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 60L);
 	if (!w->listing) {
@@ -472,6 +516,7 @@ static int start(struct watcher *w)
 		return -ENOMEM;
 	}
 	w->len = 0;
+	w->last_byte = now_ms();
 	w->bad_data = w->abort_relist = false;
 	w->errbuf[0] = '\0';
 	setup_easy(w, e, url, &w->hdrs);	/* libcurl reads the headers during the transfer */
@@ -530,6 +575,7 @@ static bool watch_line(struct watcher *w, const char *line, size_t len)
 		go_on = false;
 	} else if (!strcmp(type, "BOOKMARK")) {
 		set_rv(w, meta_str(obj, "resourceVersion"));
+		w->failures = 0;	/* as an event: the watch is healthy */
 	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED") ||
 		   !strcmp(type, "DELETED")) {
 		if (apply(w, obj, !strcmp(type, "DELETED")) == -EBADMSG) {
@@ -557,6 +603,7 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t n = size * nmemb, start = 0;
 	long code = 0;
 
+	w->last_byte = now_ms();
 	curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (w->len + n > (w->listing ? KP_MAX_DOCUMENT_SIZE : MAX_LINE)) {
 		kp_log(w->api->ctx, KP_LOG_WARN, "api: %s: response over the size limit",
@@ -777,6 +824,27 @@ static void list_done(struct watcher *w)
 	w->start_at = now_ms();		/* the next page, or the watch, at once */
 }
 
+/*
+ * A 429 (or 503) that says when to come back (Retry-After, in seconds or as a date): the
+ * next try waits that long, at most RETRY_AFTER_MAX_S, in place of the back-off. Returns
+ * whether it did.
+ */
+static bool retry_after(struct watcher *w, long code)
+{
+	curl_off_t s = 0;
+
+	if ((code != 429 && code != 503) ||
+	    curl_easy_getinfo(w->easy, CURLINFO_RETRY_AFTER, &s) != CURLE_OK || s <= 0)
+		return false;
+	if (s > RETRY_AFTER_MAX_S)
+		s = RETRY_AFTER_MAX_S;
+	kp_log(w->api->ctx, KP_LOG_INFO, "api: %s %s: the API server asks to retry after %lld s",
+	       w->listing ? "list" : "watch", resources[w->res].name, (long long)s);
+	w->failures++;
+	w->start_at = now_ms() + (int64_t)s * 1000;
+	return true;
+}
+
 /* A transfer ended: decide what comes next. */
 static void done(struct watcher *w, CURLcode res)
 {
@@ -827,9 +895,32 @@ static void done(struct watcher *w, CURLcode res)
 			free(w->cont);
 			w->cont = NULL;
 		}
-		backoff(w);
+		if (code == 401 && api->auth.token_file)
+			api->token_reread = true;	/* rotated in place: read it again */
+		if (!retry_after(w, code))
+			backoff(w);
 	}
 	end_transfer(w);
+}
+
+/* A watch that received nothing, not even a bookmark, for the stall bound: the connection
+ * is taken for dead (a partition, a hung server) and the watch resumed from its version. */
+static void check_stall(struct watcher *w, int64_t now)
+{
+	struct kp_api *api = w->api;
+
+	if (!w->easy || w->listing || now - w->last_byte < (int64_t)api->stall_ms)
+		return;
+	kp_log(api->ctx, KP_LOG_WARN, "api: watch %s: silent for %lld s (no event, no "
+	       "bookmark): the connection is taken for dead; watching again from "
+	       "resourceVersion %s", resources[w->res].name,
+	       (long long)((now - w->last_byte) / 1000), w->rv);
+	end_transfer(w);
+	api->stats.n_errors++;
+	api->stats.n_watch_restarts++;
+	/* at once: the bound itself spaces the restarts, and a connection that cannot be
+	 * made again fails and gets the back-off */
+	w->start_at = now_ms();
 }
 
 /* ---- libcurl's event callbacks ---- */
@@ -906,6 +997,14 @@ static int tls_name_route(struct kp_api *api)
 
 /* ---- the caller's side ---- */
 
+KP_EXPORT int kp_api_set_watch_stall_timeout(struct kp_api *api, unsigned ms)
+{
+	if (!api || ms > 86400u * 1000)
+		return -EINVAL;
+	api->stall_ms = ms ? ms : STALL_DEFAULT_MS;
+	return 0;
+}
+
 KP_EXPORT int kp_api_fd(const struct kp_api *api)
 {
 	return api ? api->epfd : -1;
@@ -923,9 +1022,14 @@ KP_EXPORT int64_t kp_api_timeout_ms(const struct kp_api *api)
 		const struct watcher *w = &api->w[i];
 		int64_t d;
 
-		if (w->easy || w->start_at < 0)
+		if (w->easy && !w->listing)	/* the stall bound */
+			d = w->last_byte + (int64_t)api->stall_ms - now;
+		else if (w->easy || w->start_at < 0)
 			continue;
-		d = w->start_at > now ? w->start_at - now : 0;
+		else
+			d = w->start_at - now;
+		if (d < 0)
+			d = 0;
 		if (t < 0 || d < t)
 			t = d;
 	}
@@ -961,6 +1065,8 @@ KP_EXPORT int kp_api_process(struct kp_api *api)
 		if (w && w->easy == msg->easy_handle)
 			done(w, msg->data.result);
 	}
+	for (int i = 0; i < _RES_MAX; i++)
+		check_stall(&api->w[i], now_ms());
 	for (int i = 0; i < _RES_MAX; i++) {
 		struct watcher *w = &api->w[i];
 
@@ -1034,6 +1140,7 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 	api->curl_deadline = -1;
 	api->node_eligible = true;	/* as kube-proxy: until the Node says otherwise */
 	api->watch_timeout_s = watch_timeout_s ? watch_timeout_s : 300;
+	api->stall_ms = STALL_DEFAULT_MS;
 	api->seed = (uint64_t)now_ms() ^ (uint64_t)getpid() << 32;
 	if (copy_auth(&api->auth, auth) < 0 || dup_str(&api->node_name, node_name) < 0)
 		goto fail;

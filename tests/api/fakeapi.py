@@ -35,7 +35,7 @@ RESOURCES = {   # path: (resource, list kind, kind, apiVersion)
     "/api/v1/nodes": ("nodes", "NodeList", "Node", "v1"),
 }
 BY_RESOURCE = {v[0]: (path,) + v[1:] for path, v in RESOURCES.items()}
-FAULTS = ("drop", "drop-midchunk", "err410", "bookmark", "garbage")
+FAULTS = ("drop", "drop-midchunk", "err410", "bookmark", "garbage", "stall")
 
 
 # ---- certificates and kubeconfigs ----
@@ -199,10 +199,16 @@ class Server:
     max_page     >0: no list page is longer than this, whatever limit says
     watch_cap    the longest a watch stays open, in seconds (timeoutSeconds is honoured below)
     token        the bearer token accepted (change it to rotate)
-    Records: requests [(path, query)], responses [(path, query, code)] (0: dropped without
-    an answer), refused (connections closed by the outage)."""
+    cut_lists    a set of resources whose list pages after the first (asked for with a
+                 continue token) are cut half-way: the headers promise the whole body, half
+                 of it comes, then the connection closes
+    throttle_next(resource, n, retry_after): 429 with Retry-After to the next n requests
+    Records: requests [(path, query)] and request_times (monotonic, one per request),
+    responses [(path, query, code)] (0: dropped without an answer, or cut half-way),
+    refused (connections closed by the outage). @host: the address to listen on (one in
+    another network namespace when the socket is made there)."""
 
-    def __init__(self, certs, port=0, token=TOKEN):
+    def __init__(self, certs, port=0, token=TOKEN, host="127.0.0.1"):
         self.lock = threading.Condition()
         self.rv = 100
         self.objs = {r: {} for r in BY_RESOURCE}
@@ -211,7 +217,10 @@ class Server:
         self.compacted = 0         # a resourceVersion below this is too old
         self.snapshots = {}        # list rv -> {resource: items}, for continue tokens
         self.requests = []
+        self.request_times = []
         self.responses = []
+        self.cut_lists = set()
+        self.throttle = {}         # resource -> [requests left, Retry-After seconds]
         self.refused = 0
         self.open_watches = {r: 0 for r in BY_RESOURCE}
         self.forbid = False
@@ -250,7 +259,7 @@ class Server:
             def handle_error(self, request, client_address):
                 pass    # TLS refusals and dropped clients are what the tests are about
 
-        self.httpd = Quiet(("127.0.0.1", port), Handler)
+        self.httpd = Quiet((host, port), Handler)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(certs["server.crt"], certs["server.key"])
         ctx.load_verify_locations(certs["ca.crt"])
@@ -259,7 +268,7 @@ class Server:
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
                                             do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
-        self.url = "https://127.0.0.1:%d" % self.port
+        self.url = "https://%s:%d" % (host, self.port)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -330,12 +339,19 @@ class Server:
         then the connection closes), "drop-midchunk" (a chunk header promising a whole
         event, half of it, then the close), "err410" (an ERROR event with a 410 Status,
         then the watch ends as the API server ends it), "bookmark" (to watches that allowed
-        bookmarks), "garbage" (a line that is not JSON)."""
+        bookmarks), "garbage" (a line that is not JSON), "stall" (the connection stays
+        open and silent, events included, until the client closes it)."""
         if kind not in FAULTS:
             raise ValueError(kind)
         with self.lock:
             self.stream.append((resource, kind, None))
             self.lock.notify_all()
+
+    def throttle_next(self, resource, n=1, retry_after=1):
+        """The next @n requests for @resource get 429 Too Many Requests with
+        Retry-After: @retry_after (seconds)."""
+        with self.lock:
+            self.throttle[resource] = [n, retry_after]
 
     def forbid_next(self, n=1):
         """The next @n authenticated requests get 403."""
@@ -411,6 +427,7 @@ class Server:
         q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
         with self.lock:
             self.requests.append((u.path, q))
+            self.request_times.append(time.monotonic())
             self.lock.notify_all()
             outage = self.outage
         if outage:
@@ -428,6 +445,15 @@ class Server:
                 self.forbid is True or (self.forbid and RESOURCES.get(u.path, ("",))[0]
                                         in self.forbid))
             self.forbid_left = max(0, self.forbid_left - 1)
+        with self.lock:
+            thr = self.throttle.get(RESOURCES.get(u.path, ("",))[0])
+            throttled = thr and thr[0] > 0
+            if throttled:
+                thr[0] -= 1
+        if throttled:
+            return self.status(h, u.path, q, 429, "TooManyRequests",
+                               "Too many requests, please try again later.",
+                               headers={"Retry-After": str(thr[1])})
         if forbid:
             res = u.path.rsplit("/", 1)[-1]
             return self.status(h, u.path, q, 403, "Forbidden",
@@ -449,11 +475,13 @@ class Server:
             return self.watch(h, u.path, resource, q, sel)
         return self.list(h, u.path, resource, q, sel)
 
-    def status(self, h, path, q, code, reason, msg=""):
+    def status(self, h, path, q, code, reason, msg="", headers=None):
         body = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                            "status": "Failure", "message": msg, "reason": reason,
                            "code": code}).encode()
         h.send_response(code)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
@@ -507,6 +535,13 @@ class Server:
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
+        if cont and resource in self.cut_lists:     # the list dies half-way
+            h.wfile.write(body[:len(body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
+            self._answered(path, q, 0)
+            return
         h.wfile.write(body)
         self._answered(path, q, 200)
 
@@ -647,6 +682,14 @@ class Server:
                                 "k8s.io/initial-events-end": "false"}}}}) + "\n").encode())
                     elif what == "garbage":
                         self.chunk(h, b"this is not an event {\n")
+                    elif what == "stall":
+                        # the connection stays open and nothing more is sent, events
+                        # included, until the client gives up (or watch_cap runs out)
+                        while (time.monotonic() < started + self.watch_cap + 60 and
+                               not self.client_gone(h.connection)):
+                            time.sleep(0.05)
+                        h.close_connection = True
+                        return
             h.wfile.write(b"0\r\n\r\n")      # timeoutSeconds: a clean end
         except (OSError, ssl.SSLError):
             h.close_connection = True
@@ -805,7 +848,8 @@ def main(argv):
               % {"d": d, "u": srv.url, "t": srv.token})
         print("commands: help, " + ", ".join(FAULTS) + " [RESOURCE], outage on|off, "
               "forbid on|off, forbid-next N, 410-next, expire-continue, compact [RV], "
-              "trickle on|off, max-page N, watch-cap S, put RESOURCE JSON, "
+              "trickle on|off, max-page N, watch-cap S, throttle RESOURCE N SECONDS, "
+              "cut-lists RESOURCE|off, put RESOURCE JSON, "
               "delete RESOURCE NS NAME, requests, quit")
         sys.stdout.flush()
         for line in sys.stdin:
@@ -834,6 +878,11 @@ def main(argv):
                     srv.max_page = int(w[1])
                 elif cmd == "watch-cap":
                     srv.watch_cap = float(w[1])
+                elif cmd == "throttle":
+                    n, secs = w[2].split()
+                    srv.throttle_next(w[1], int(n), int(secs))
+                elif cmd == "cut-lists":
+                    srv.cut_lists = set() if w[1] == "off" else {w[1]}
                 elif cmd == "put":
                     print("rv", srv.put(w[1], json.loads(w[2])))
                 elif cmd == "delete":

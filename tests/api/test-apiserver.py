@@ -3,12 +3,14 @@
 """kproxyd --kubeconfig against the test API server (tests/api/fakeapi.py, HTTPS with
 certificates made by openssl): convergence through paginated lists, changes, each injected
 fault (dropped connections, 410 as an event and as an answer, bookmarks, garbage, a
-trickled event, expired continue tokens, compaction, watch time-outs, 403s, an outage),
-re-lists, nothing programmed before the first lists, kubeconfig variants, a wrong CA, and
-/healthz and /metrics. Every wait polls `kproxyctl dump -o json` (or the server's record
+trickled event, expired continue tokens, compaction, watch time-outs, 403s, an outage, a
+stalled watch, 429 with Retry-After, a list cut half-way, a token rotated in place, a
+partition of the API server's network namespace), a 50,000-object list within a memory
+bound, re-lists, nothing programmed before the first lists, kubeconfig variants, a wrong CA, and /healthz and /metrics. Every wait polls `kproxyctl dump -o json` (or the server's record
 of requests) with a deadline; a negative check waits for evidence that kproxyd tried.
 Run: top_builddir=/work/main/build python3 tests/api/test-apiserver.py
 Prints TAP."""
+import ctypes
 import json
 import os
 import shutil
@@ -62,10 +64,11 @@ def node(zone):
 
 
 class Daemon:
-    def __init__(self, kcfg, extra=()):
+    def __init__(self, kcfg, extra=(), netns=None):
         self.sock = os.path.join(tempfile.mkdtemp(dir=BASE), "k.sock")
         self.log = open(os.path.join(BASE, "kproxyd-%d.log" % time.monotonic_ns()), "w+")
         self.proc = subprocess.Popen(
+            (["ip", "netns", "exec", netns] if netns else []) +
             [KPROXYD, "--dry-run", "--kubeconfig", kcfg, "--control-socket", self.sock,
              "--hostname-override", "node-a", "--min-sync-period", "50ms", "--v", "4",
              "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0",
@@ -92,11 +95,11 @@ class Daemon:
         r = self.ctl("status", "-o", "json")
         return json.loads(r.stdout) if r.returncode == 0 else {}
 
-    def wait(self, pred, watch_nonempty=False):
+    def wait(self, pred, watch_nonempty=False, deadline=DEADLINE):
         """Polls the dump until pred(entries) holds; with watch_nonempty, also records
         whether the dump was ever empty (or unreadable) on the way: it must not be during
         faults."""
-        end = time.monotonic() + DEADLINE
+        end = time.monotonic() + deadline
         last, emptied = None, False
         while time.monotonic() < end:
             last = self.entries()
@@ -151,6 +154,13 @@ DNS_M = ("t/dns", "metrics", "10.96.0.12", 9153)
 LBL = ("t/lbl", "http", "10.96.0.14", 80)
 BIG = ("t/big", "http", "10.96.0.20", 80)
 TOPO = ("t/topo", "http", "10.96.0.40", 80)
+STALLED = ("t/stall", "http", "10.96.0.31", 80)
+THR = ("t/thr", "http", "10.96.0.32", 80)
+HALF = ("t/half", "http", "10.96.0.33", 80)
+PART = ("t/part", "http", "10.96.0.34", 80)
+STALL = 3      # seconds: the stall bound the fault tests give kproxyd
+BIG_N = 25000  # Services, and as many EndpointSlices: a 50,000-object list
+BIG_RSS_MIB = 200   # kproxyd's peak RSS bound for it (measured: about 140 MiB)
 
 
 def topo_slice():
@@ -196,6 +206,307 @@ def svc_lists(srv):
 def wait_count(srv, fn, above, deadline=DEADLINE):
     """Waits until fn(srv) > above; returns whether it did."""
     return srv.wait_until(lambda: fn(srv) > above, deadline)
+
+
+def watch_times(srv, resource, mark=(0, 0, 0)):
+    """(monotonic time, query) of each watch request of @resource after @mark."""
+    with srv.lock:
+        return [(srv.request_times[i], r[1]) for i, r in enumerate(srv.requests)
+                if i >= mark[0] and fakeapi.Server.is_watch(r, resource)]
+
+
+def test_stall(srv, certs):
+    """A watch that goes silent (connection open, nothing sent, not even the events that
+    follow) is abandoned after the stall bound (--api-watch-stall-timeout, STALL here),
+    logged, and resumed from its version: no re-list; the change made meanwhile arrives."""
+    d = Daemon(os.path.join(BASE, "kc-data"),
+               extra=("--api-watch-stall-timeout", "%ds" % STALL))
+    try:
+        good, e, _ = d.wait(lambda e: WEB in e and API in e)
+        # a fresh watch (quiet ones are replaced every STALL seconds here): the fault
+        # reaches it well before its own bound runs out
+        n = len(watch_times(srv, "services"))
+        srv.wait_until(lambda: len(watch_times(srv, "services")) > n and
+                       srv.open_watches["services"] > 0)
+        mark = srv.mark()
+        stalled = watch_times(srv, "services")[-1]
+        srv.inject("stall", "services")
+        srv.put("services", service("stall", "10.96.0.31"))
+        srv.put("endpointslices", slice_("stall-1", "stall", [("10.244.8.1", True)]))
+        good, e, emptied = d.wait(lambda e: e.get(STALLED) == ["10.244.8.1"],
+                                  watch_nonempty=True)
+        after = watch_times(srv, "services", mark)
+        gap = after[0][0] - stalled[0] if after else None
+        ok(good and not emptied and gap is not None and STALL - 0.1 <= gap <= STALL + 2,
+           "a stalled watch is replaced after the %d s stall bound (%s s after it started), "
+           "and the change made after the stall is programmed" % (STALL, gap and
+                                                                 round(gap, 2)),
+           (gap, e, d.logtext()[-1500:]))
+        ok(after and after[0][1].get("resourceVersion") == stalled[1].get("resourceVersion")
+           and not any(fakeapi.Server.is_list(r, "services") for r in srv.since(mark)[0]),
+           "the replacement watch resumes from the stalled one's version: no re-list",
+           (stalled, after[:1]))
+        ok("api: watch services: silent for %d s" % STALL in d.logtext(),
+           "the stall is logged, naming the resource and how long it was silent",
+           [l for l in d.logtext().splitlines() if "silent" in l][-3:])
+        srv.delete("services", "t", "stall")
+        srv.delete("endpointslices", "t", "stall-1")
+    finally:
+        d.stop()
+
+
+def test_api_faults(srv, certs):
+    """429 with Retry-After, a list cut half-way, on one kproxyd."""
+    d = Daemon(os.path.join(BASE, "kc-data"))
+    try:
+        good, e, _ = d.wait(lambda e: WEB in e and API in e)
+        srv.wait_watch("services")
+        mark = srv.mark()
+        srv.throttle_next("services", 1, 3)
+        srv.inject("drop", "services")
+        srv.put("services", service("thr", "10.96.0.32"))
+        srv.put("endpointslices", slice_("thr-1", "thr", [("10.244.8.2", True)]))
+        good, e, emptied = d.wait(lambda e: e.get(THR) == ["10.244.8.2"], watch_nonempty=True)
+        resp = srv.since(mark)[1]
+        w = watch_times(srv, "services", mark)
+        gap = w[1][0] - w[0][0] if len(w) > 1 else None
+        ok(good and not emptied and any(r[2] == 429 for r in resp) and gap is not None and
+           2.9 <= gap <= 3 + 2, "429 with Retry-After: 3: the retry waits 3 s, not the "
+           "back-off (%s s), then converges" % (gap and round(gap, 2)),
+           (gap, [r[2] for r in resp], e, d.logtext()[-1500:]))
+        ok("api: watch services: the API server asks to retry after 3 s" in d.logtext(),
+           "the Retry-After is logged", d.logtext()[-1500:])
+
+        # a re-list whose second page always dies half-way: nothing changes meanwhile
+        srv.max_page = 1
+        good, before, _ = d.wait(lambda e: THR in e)
+        srv.wait_watch("services")
+        mark = srv.mark()
+        srv.cut_lists = {"services"}
+        srv.next_watch_410 = "services"
+        srv.inject("drop", "services")
+        srv.put("services", service("half", "10.96.0.33"))
+        srv.put("endpointslices", slice_("half-1", "half", [("10.244.8.3", True)]))
+        end, changed, cuts = time.monotonic() + DEADLINE, None, []
+        while time.monotonic() < end and len(cuts) < 3:
+            cuts = [r for r in srv.since(mark)[1] if r[2] == 0 and "continue" in r[1] and
+                    fakeapi.Server.is_list(r, "services")]
+            e = d.entries()
+            if e != before and changed is None:
+                changed = e
+            time.sleep(0.05)
+        ok(good and len(cuts) >= 3 and changed is None,
+           "a re-list cut half-way three times: the old state is kept, nothing removed",
+           (len(cuts), before, changed))
+        srv.cut_lists = set()
+        good, e, emptied = d.wait(lambda e: e.get(HALF) == ["10.244.8.3"] and WEB in e and
+                                  THR in e, watch_nonempty=True)
+        ok(good and not emptied, "the list whole again: converges, with what came meanwhile",
+           (e, d.logtext()[-1500:]))
+        for name in ("thr", "half"):
+            srv.delete("services", "t", name)
+            srv.delete("endpointslices", "t", name + "-1")
+    finally:
+        srv.cut_lists = set()
+        srv.max_page = 0
+        d.stop()
+
+
+def fill_big(srv, n):
+    """@n Services and @n EndpointSlices of 10 ready endpoints, shaped as
+    tests/bench/run-api-bench makes them, straight into the server's store."""
+    def ip(base, i):
+        return "%d.%d.%d.%d" % (base, (i >> 16) & 255, (i >> 8) & 255, i & 255)
+    with srv.lock:
+        for i in range(n):
+            name, a = "svc-%d" % i, ip(10, (97 << 16) + i)
+            srv.rv += 1
+            srv.objs["services"][("big", name)] = {
+                "metadata": {"name": name, "namespace": "big", "resourceVersion": str(srv.rv),
+                             "uid": "uid-svc-%d" % i, "labels": {"app": name}},
+                "spec": {"type": "ClusterIP", "clusterIP": a, "clusterIPs": [a],
+                         "selector": {"app": name},
+                         "ports": [{"name": "http", "protocol": "TCP", "port": 80,
+                                    "targetPort": 8080}]}}
+            srv.rv += 1
+            srv.objs["endpointslices"][("big", name + "-1")] = {
+                "metadata": {"name": name + "-1", "namespace": "big",
+                             "resourceVersion": str(srv.rv), "uid": "uid-eps-%d" % i,
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "protocol": "TCP", "port": 8080}],
+                "endpoints": [{"addresses": [ip(10, (160 << 16) + i * 10 + j)],
+                               "conditions": {"ready": True}, "nodeName": "node-a",
+                               "targetRef": {"kind": "Pod", "namespace": "big",
+                                             "name": "%s-%d" % (name, j)}}
+                              for j in range(10)]}
+
+
+def vm_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        return next((int(l.split()[1]) for l in f if l.startswith(key + ":")), None)
+
+
+def test_big_list(certs):
+    """A 50,000-object list (pages of 500, items parsed one at a time) converges within
+    BIG_RSS_MIB of peak RSS; a re-list whose pages after the first die half-way keeps all
+    of it, and the next whole list brings what changed meanwhile."""
+    srv = fakeapi.Server(certs)
+    d = None
+    try:
+        fill_big(srv, BIG_N)
+        d = Daemon(fakeapi.kubeconfig(os.path.join(BASE, "kc-big"), srv.url, certs, "data"))
+
+        def loaded(n):
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                st = d.status()
+                if (st.get("objects", {}).get("service_ports") == n and
+                        not st.get("sync", {}).get("pending", True) and
+                        st.get("sync", {}).get("count")):
+                    return True
+                time.sleep(0.2)
+            return False
+        t0 = time.monotonic()
+        good = loaded(BIG_N)
+        took = time.monotonic() - t0
+        peak = vm_kib(d.proc.pid, "VmHWM") or 0     # before a dump's JSON adds its own
+        e = d.entries() or {}
+        ok(good and len(e) == BIG_N and 0 < peak < BIG_RSS_MIB * 1024,
+           "a list of %d objects converges in %.1f s, peak RSS %.0f MiB (bound %d MiB)" % (
+               2 * BIG_N, took, peak / 1024.0, BIG_RSS_MIB), (good, len(e), peak,
+                                                            d.status().get("objects")))
+        srv.wait_watch("services")
+        mark = srv.mark()
+        srv.cut_lists = {"services"}
+        srv.next_watch_410 = "services"
+        srv.inject("drop", "services")
+        srv.put("services", service("late", "10.96.0.35"))
+        srv.put("endpointslices", slice_("late-1", "late", [("10.244.8.5", True)]))
+        end, kept, cuts = time.monotonic() + 30, True, []
+        while time.monotonic() < end and len(cuts) < 2:
+            cuts = [r for r in srv.since(mark)[1] if r[2] == 0 and "continue" in r[1]]
+            kept = kept and d.status().get("objects", {}).get("service_ports") == BIG_N
+            time.sleep(0.1)
+        e = d.entries() or {}
+        ok(len(cuts) >= 2 and kept and len(e) == BIG_N,
+           "the 50,000-object re-list dies half-way twice: all of the old state is kept",
+           (len(cuts), kept, len(e)))
+        srv.cut_lists = set()
+        good = loaded(BIG_N + 1)
+        e = d.entries() or {}
+        ok(good and len(e) == BIG_N + 1 and ("t/late", "http", "10.96.0.35", 80) in e,
+           "then the whole list: converges, with the service added meanwhile", len(e))
+    finally:
+        srv.cut_lists = set()
+        if d:
+            d.stop()
+        srv.stop()
+
+
+class InNetns:
+    """Runs the block with the calling thread in network namespace @name (what sockets
+    it makes stay there)."""
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self, name):
+        self.name = name
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    def __enter__(self):
+        self.back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fd = os.open("/run/netns/" + self.name, os.O_RDONLY)
+        try:
+            if self.libc.setns(fd, self.CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), "setns " + self.name)
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        try:
+            if self.libc.setns(self.back, self.CLONE_NEWNET):
+                raise OSError(ctypes.get_errno(), "setns back")
+        finally:
+            os.close(self.back)
+
+
+def test_partition(certs):
+    """The API server in its own network namespace, kproxyd in another, a veth between:
+    a netfilter rule drops every packet of the API server's namespace for longer than the
+    stall bound, then goes. Nothing is flushed meanwhile, and it converges after."""
+    api_ns, node_ns = "kp-api-%d" % os.getpid(), "kp-node-%d" % os.getpid()
+    setup = [["ip", "netns", "add", api_ns], ["ip", "netns", "add", node_ns],
+             ["ip", "-n", node_ns, "link", "add", "kpn", "type", "veth", "peer", "name",
+              "kpa", "netns", api_ns],
+             ["ip", "-n", node_ns, "addr", "add", "10.200.0.1/30", "dev", "kpn"],
+             ["ip", "-n", api_ns, "addr", "add", "10.200.0.2/30", "dev", "kpa"]] + [
+             ["ip", "-n", ns, "link", "set", dev, "up"]
+             for ns, dev in ((node_ns, "lo"), (node_ns, "kpn"), (api_ns, "lo"),
+                             (api_ns, "kpa"))]
+    drop = os.path.join(BASE, "partition.nft")
+    with open(drop, "w") as f:
+        f.write("table inet kp_partition {\n"
+                "  chain in { type filter hook input priority 0; policy drop; }\n"
+                "  chain out { type filter hook output priority 0; policy drop; }\n}\n")
+    srv = d = None
+    try:
+        for cmd in setup:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE)
+            if r.returncode:
+                ok(False, "partition test: namespaces and veth set up", (cmd, r.stderr))
+                return
+        with InNetns(api_ns):
+            srv = fakeapi.Server(certs, host="10.200.0.2")
+        seed(srv)
+        srv.put("services", service("api", "10.96.0.11"))
+        srv.put("endpointslices", slice_("api-1", "api", [("10.244.3.3", True)]))
+        kc = fakeapi.kubeconfig(os.path.join(BASE, "kc-part"), srv.url, certs, "data",
+                                tls_name="localhost")
+        d = Daemon(kc, extra=("--api-watch-stall-timeout", "%ds" % STALL), netns=node_ns)
+        good, before, _ = d.wait(lambda e: WEB in e and API in e)
+        ok(good, "kproxyd in its namespace converges on the API server in another", before)
+        for res in ("services", "endpointslices", "nodes"):
+            srv.wait_watch(res)
+        mark = srv.mark()
+        r = subprocess.run(["ip", "netns", "exec", api_ns, "nft", "-f", drop],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        srv.put("services", service("part", "10.96.0.34"))
+        srv.put("endpointslices", slice_("part-1", "part", [("10.244.8.4", True)]))
+        srv.put("endpointslices", slice_("api-1", "api", [("10.244.3.4", True)]))
+        log0 = len(d.logtext())
+        end, changed = time.monotonic() + STALL + 5, None
+        while time.monotonic() < end:
+            e = d.entries()
+            if e != before and changed is None:
+                changed = e
+            time.sleep(0.1)
+        stalls = [l for l in d.logtext()[log0:].splitlines() if "silent for" in l]
+        ok(r.returncode == 0 and changed is None and stalls,
+           "partitioned for %d s (every packet of the API server's namespace dropped), "
+           "longer than the %d s stall bound: the silent watches are abandoned (logged), "
+           "nothing is flushed or changed" % (STALL + 5, STALL),
+           (r.stderr, changed, d.logtext()[-1500:]))
+        healed = time.monotonic()
+        r = subprocess.run(["ip", "netns", "exec", api_ns, "nft", "delete", "table", "inet",
+                            "kp_partition"], capture_output=True, text=True, timeout=DEADLINE)
+        good, e, emptied = d.wait(lambda e: e.get(PART) == ["10.244.8.4"] and WEB in e and
+                                  e.get(API) == ["10.244.3.4"], watch_nonempty=True,
+                                  deadline=30)
+        ok(r.returncode == 0 and good and not emptied,
+           "healed: what changed during the partition is programmed within 30 s "
+           "(connect time-out 10 s and the back-off; took %.1f s)" %
+           (time.monotonic() - healed), (e, d.logtext()[-2000:]))
+        reqs = srv.since(mark)[0]
+        ok(any(fakeapi.Server.is_watch(q, "services") for q in reqs) and
+           not any(fakeapi.Server.is_list(q, "services") for q in reqs),
+           "and the watches resumed from their versions: no re-list", reqs[:6])
+    finally:
+        if d:
+            d.stop()
+        if srv:
+            srv.stop()
+        for ns in (api_ns, node_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=DEADLINE)
 
 
 def main_tests(srv, certs):
@@ -593,6 +904,21 @@ def test_kubeconfigs(srv, certs):
             ok(good, "a rotated token file is read again: converges with the new token",
                (e, d.logtext()[-1500:]))
             srv.delete("services", "t", "rot")
+            # rewritten in place, its mtime put back: only the server's 401 tells
+            st = os.stat(tf)
+            mark = srv.mark()
+            srv.token = fakeapi.TOKEN + "-again"
+            with open(tf, "w") as f:
+                f.write(srv.token + "\n")
+            os.utime(tf, ns=(st.st_atime_ns, st.st_mtime_ns))
+            srv.wait_watch("services")
+            srv.inject("drop")
+            srv.put("services", service("rot2", "10.96.0.22"))
+            good, e, _ = d.wait(lambda e: any(k[0] == "t/rot2" for k in e))
+            ok(good and any(r[2] == 401 for r in srv.since(mark)[1]),
+               "a token rewritten in place (same mtime): the 401 makes kproxyd read the "
+               "file again; converges", (e, d.logtext()[-1500:]))
+            srv.delete("services", "t", "rot2")
             srv.token = fakeapi.TOKEN
         d.stop()
 
@@ -680,8 +1006,12 @@ def main():
         main_tests(srv, certs)
         test_forbidden(srv, certs)
         test_outage(srv, certs)
+        test_stall(srv, certs)
+        test_api_faults(srv, certs)
         test_not_before_lists(srv, certs)
         test_kubeconfigs(srv, certs)
+        test_partition(certs)
+        test_big_list(certs)
         ok(exits and all(rc == 0 and not rep for rc, rep in exits),
            "every kproxyd stopped cleanly on SIGTERM, with no sanitizer report", exits)
     finally:

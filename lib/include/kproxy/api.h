@@ -93,6 +93,20 @@ struct kp_api_stats {
 int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, const char *node_name,
 	       unsigned watch_timeout_s, struct kp_api **ret);
 
+/**
+ * kp_api_set_watch_stall_timeout - how long a watch may stay silent
+ * @api: the client
+ * @ms: the bound, in milliseconds (0: the default, 90 s)
+ *
+ * A watch that delivers no byte at all (no event, no bookmark) for @ms is taken for a dead
+ * connection: it is abandoned, logged, and watched again from the last resourceVersion
+ * seen (not a re-list; the context keeps every object). The API server sends a bookmark
+ * about once a minute to a watch that asked for them, so the bound should stay above a
+ * minute except in tests. Takes effect for every watch started or running.
+ * Returns: 0, or -EINVAL when @api is NULL or @ms is over a day.
+ */
+int kp_api_set_watch_stall_timeout(struct kp_api *api, unsigned ms);
+
 /* A descriptor to poll for input; call kp_api_process() when it is readable. */
 int kp_api_fd(const struct kp_api *api);
 
