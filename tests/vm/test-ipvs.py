@@ -199,7 +199,7 @@ def wait_until(fn, bound=DEADLINE, step=0.2):
 
 
 class Kproxyd:
-    def __init__(self, topo, mdir, sched, *extra):
+    def __init__(self, topo, mdir, sched, *extra, wait=True):
         self.sock = os.path.join(mdir, "..", "kproxyd.sock")
         self.logname = os.path.join(mdir, "..", "kproxyd.log")
         self.log = open(self.logname, "a")
@@ -213,8 +213,8 @@ class Kproxyd:
              "--v", "2", "--healthz-bind-address", "127.0.0.1:0",
              "--metrics-bind-address", "127.0.0.1:0", "--sync-period", SYNC_PERIOD, *extra],
             stdout=self.log, stderr=self.log)
-        self.synced = wait_until(lambda: self.proc.poll() is not None or self.in_sync(),
-                                 step=0.1) and self.proc.poll() is None
+        self.synced = wait and wait_until(lambda: self.proc.poll() is not None or
+                                          self.in_sync(), step=0.1) and self.proc.poll() is None
 
     def status(self):
         r = subprocess.run([KPROXYCTL, "-s", self.sock, "status", "-o", "json"],
@@ -648,6 +648,78 @@ def test_resync(topo, k):
        "the foreign virtual server survives the resyncs", fmt_table(ipvs(n)))
 
 
+FILLERS = 300
+
+
+def fillers(rnd):
+    """FILLERS ClusterIP services on 10.98.0.0/16 (round @rnd picks their ports), one
+    endpoint each."""
+    return "".join(svc("f%d" % i, "10.98.%d.%d" % (i // 250, i % 250 + 1), 1000 + rnd) +
+                   slice_("f%d" % i, [A1]) for i in range(FILLERS))
+
+
+def filler_vs(pid, port):
+    """Filler virtual servers on @port: /proc/PID/net/ip_vs is the table of PID's network
+    namespace, read without a process per look."""
+    try:
+        with open("/proc/%d/net/ip_vs" % pid) as f:
+            return sum(1 for l in f if re.match(r"^TCP\s+0A62[0-9A-F]{4}:%04X " % port, l))
+    except OSError:
+        return -1
+
+
+def test_crash(topo, k, mdir):
+    """kproxyd SIGKILLed in the middle of a sync (issue 16 item 2): each round writes
+    FILLERS services (new ports, so every one is a new virtual server) and kills kproxyd as
+    soon as some but not all of them are programmed. After each kill an established
+    connection and new ones through a ClusterIP work; the next start converges without
+    deleting what stays wanted."""
+    n = topo.node
+    held = Conns(topo.client, "10.96.0.10", 80)
+    hid, hpod = held.open()
+    k.stop()
+    caught, echoes, fresh = 0, [], []
+    for rnd in range(1, 4):
+        write(mdir, "fillers.yaml", fillers(rnd))
+        kk = Kproxyd(topo, mdir, "rr", wait=False)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and kk.proc.poll() is None:
+            if 0 < filler_vs(kk.proc.pid, 1000 + rnd) < FILLERS:    # half done
+                break
+            time.sleep(0.005)
+        kk.proc.kill()
+        kk.proc.wait()
+        at_kill = len([1 for key in ipvs(n) if key[1].startswith("10.98.") and
+                       key[2] == 1000 + rnd])
+        caught += 0 < at_kill < FILLERS
+        diag("round %d: killed with %d filler virtual servers programmed" % (rnd, at_kill))
+        echoes.append(held.send(hid, "crash%d" % rnd) == "crash%d" % rnd)
+        c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 4))
+        fresh.append(set(c) <= {"pod-a1", "pod-b1", "pod-b2"} and sum(c.values()) == 4)
+    ok(caught >= 1, "kproxyd was killed while programming virtual servers (%d of 3 rounds)"
+       % caught)
+    ok(hpod.startswith("pod-") and all(echoes), "an established connection through the "
+       "ClusterIP answers after every kill", (hpod, echoes))
+    ok(all(fresh), "new connections through the ClusterIP succeed after every kill", fresh)
+    steady = subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable, CLIENT,
+                               "tcp", "10.96.0.10", "80", "30"], stdout=subprocess.PIPE,
+                              text=True)
+    k = Kproxyd(topo, mdir, "rr")
+    out, _ = steady.communicate(timeout=120)
+    want = {("TCP", "10.98.%d.%d" % (i // 250, i % 250 + 1), 1003) for i in range(FILLERS)}
+    got = {key for key in ipvs(n) if key[1].startswith("10.98.")}
+    ok(k.synced and got == want, "the next start converges: exactly this round's filler "
+       "virtual servers", (len(got), len(want), k.logtail(10)))
+    errs = [l for l in out.splitlines() if not l.startswith("pod-")]
+    ok(len(out.splitlines()) == 30 and not errs, "a client looping on the ClusterIP through "
+       "that start sees no failure", errs[:5])
+    held.end()
+    os.unlink(os.path.join(mdir, "fillers.yaml"))
+    ok(wait_until(lambda: not any(key[1].startswith("10.98.") for key in ipvs(n)),
+                  bound=60), "and removing them removes their virtual servers")
+    return k
+
+
 def test_nodeaddr(topo, k):
     """A node address added in --nodeport-addresses' range after start gets its NodePort
     virtual servers (rtnetlink), and loses them when it goes."""
@@ -816,6 +888,7 @@ def main():
         test_graceful(topo, k, mdir)
         test_resync(topo, k)
         test_nodeaddr(topo, k)
+        k = test_crash(topo, k, mdir)
         held = Conns(topo.client, "10.96.0.10", 80)
         hid, hpod = held.open()
         ok(k.stop() == 0, "SIGTERM stops kproxyd")
