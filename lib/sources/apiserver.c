@@ -11,7 +11,8 @@
  * replaces or removes exactly one object. When the last page has arrived, objects the
  * previous list or watch held and this list did not return are removed, and the watch
  * starts from the list's resourceVersion. A watch is read as it streams: each
- * newline-terminated JSON event is applied at once, whatever the read boundaries. A watch
+ * newline-terminated JSON event is applied at once, whatever the read boundaries (take();
+ * kp_api_watch_feed() hands it bytes without libcurl, for the fuzz target). A watch
  * that ends cleanly (timeoutSeconds) is restarted at once from the last version seen; one
  * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event
  * with code 410 means a re-list. The context keeps every object through all of this: a
