@@ -195,6 +195,20 @@ int kp_decode_json(const struct kp_diag_sink *sink, const char *source, json_t *
  */
 int kp_ctx_load_json(struct kp_ctx *ctx, const char *source, json_t *root);
 
+/* ---- the API source's watch stream (sources/apiserver.c) ---- */
+struct kp_api;
+/*
+ * Hands @size bytes of a watch stream of @resource ("services", "endpointslices",
+ * "nodes") to @api exactly as libcurl's write callback hands them when a watch answered
+ * 200: complete lines are applied as events, an unfinished tail is kept for the next
+ * call. The seam the watch-stream fuzz target drives (tests/fuzz/fuzz-watch.c); @api
+ * must have no transfer of @resource in flight. Returns 0; -ESTALE (an ERROR 410 event),
+ * -EBADMSG (a line that is not an event, an ERROR event) or -EIO (over the size limit,
+ * no memory) when the stream would end there, its tail then dropped as a new watch
+ * starts clean; -EINVAL for an unknown @resource, -EBUSY with a transfer in flight.
+ */
+int kp_api_watch_feed(struct kp_api *api, const char *resource, const char *data, size_t size);
+
 /* ---- diagnostics and logging ---- */
 void kp_ctx_diag(struct kp_ctx *ctx, const char *source, const char *kind, const char *ns,
 		 const char *name, const char *field, const char *fmt, ...) KP_PRINTF(7, 8);

@@ -11,7 +11,8 @@
  * replaces or removes exactly one object. When the last page has arrived, objects the
  * previous list or watch held and this list did not return are removed, and the watch
  * starts from the list's resourceVersion. A watch is read as it streams: each
- * newline-terminated JSON event is applied at once, whatever the read boundaries. A watch
+ * newline-terminated JSON event is applied at once, whatever the read boundaries (take();
+ * kp_api_watch_feed() hands it bytes without libcurl, for the fuzz target). A watch
  * that ends cleanly (timeoutSeconds) is restarted at once from the last version seen; one
  * that fails is restarted after a jittered exponential back-off; 410 Gone or an ERROR event
  * with code 410 means a re-list. The context keeps every object through all of this: a
@@ -597,14 +598,16 @@ static bool watch_line(struct watcher *w, const char *line, size_t len)
 	return go_on;
 }
 
-static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
+/*
+ * Takes @n bytes of a response: a list page or an error status (@whole) is kept whole; a
+ * watch stream's complete lines are applied at once and its unfinished tail kept.
+ * Returns @n, or 0 to end the transfer (over the size limit, no memory, or a line that
+ * ends the watch: done() decides what follows).
+ */
+static size_t take(struct watcher *w, const char *data, size_t n, bool whole)
 {
-	struct watcher *w = userdata;
-	size_t n = size * nmemb, start = 0;
-	long code = 0;
+	size_t start = 0;
 
-	w->last_byte = now_ms();
-	curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
 	if (w->len + n > (w->listing ? KP_MAX_DOCUMENT_SIZE : MAX_LINE)) {
 		kp_log(w->api->ctx, KP_LOG_WARN, "api: %s: response over the size limit",
 		       resources[w->res].name);
@@ -621,8 +624,8 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
 	}
 	memcpy(w->buf + w->len, data, n);
 	w->len += n;
-	if (w->listing || code != 200)
-		return n;	/* a list or an error status is read whole */
+	if (whole)
+		return n;
 	/* watch: apply every complete line; keep the unfinished tail */
 	for (size_t i = w->len - n; i < w->len; i++) {
 		if (w->buf[i] != '\n')
@@ -634,6 +637,39 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
 	memmove(w->buf, w->buf + start, w->len - start);
 	w->len -= start;
 	return n;
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct watcher *w = userdata;
+	long code = 0;
+
+	w->last_byte = now_ms();
+	curl_easy_getinfo(w->easy, CURLINFO_RESPONSE_CODE, &code);
+	/* a list or an error status is read whole */
+	return take(w, data, size * nmemb, w->listing || code != 200);
+}
+
+int kp_api_watch_feed(struct kp_api *api, const char *resource, const char *data, size_t size)
+{
+	struct watcher *w = NULL;
+	int r;
+
+	assert(api && resource && (data || !size));
+	for (int i = 0; i < _RES_MAX; i++)
+		if (!strcmp(resources[i].name, resource))
+			w = &api->w[i];
+	if (!w)
+		return -EINVAL;
+	if (w->easy)
+		return -EBUSY;	/* a real transfer owns the buffer */
+	w->listing = false;
+	if (take(w, data, size, false) == size)
+		return 0;
+	r = w->abort_relist ? -ESTALE : w->bad_data ? -EBADMSG : -EIO;
+	w->len = 0;		/* the next stream starts clean, as start() has it */
+	w->bad_data = w->abort_relist = false;
+	return r;
 }
 
 /* ---- list pages, one item at a time ---- */
