@@ -327,7 +327,9 @@ static int open_api(struct kp_ctx *ctx, const struct options *o, struct kp_api *
 			*ret = NULL;
 		}
 		if (r < 0)
-			kpd_err("API server %s: %s", auth.server, kp_strerror(r));
+			kpd_err("API server %s: %s", strchr(auth.server, '@') ?
+				"(its URL not shown: it may hold a password)" : auth.server,
+				kp_strerror(r));
 		else
 			kpd_info("API server %s: listing services and endpoint slices; nothing is "
 				 "programmed before both lists are in", auth.server);
