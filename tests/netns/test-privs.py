@@ -28,6 +28,8 @@ A1, B1 = ("10.244.1.2", "node-a", True), ("10.244.2.3", "node-b", True)
 # kproxyd(8), "Privileges": what iptables and userspace mode need
 CAPS = ("net_admin", "net_raw")
 CAP_BITS = {"net_admin": 12, "net_raw": 13}
+DAEMONSET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                         "daemonset.yaml")
 
 
 def wrap(caps, ro_sys=True):
@@ -120,6 +122,37 @@ def without(topo, mode, mdir, cap):
                  text, re.M), "the error names the missing capability (%s)" % name, text)
 
 
+def daemonset(topo, mdir):
+    """examples/daemonset.yaml's container as it stands: its capabilities and its flags
+    (but the source and the node name, which are the test's), /proc/sys read-only."""
+    TAP.prefix = "daemonset.yaml"
+    import yaml
+    with open(DAEMONSET) as f:
+        ds = [d for d in yaml.safe_load_all(f) if d and d.get("kind") == "DaemonSet"][0]
+    c = ds["spec"]["template"]["spec"]["containers"][0]
+    sc = c.get("securityContext", {})
+    caps = sc.get("capabilities", {})
+    ok(not sc.get("privileged") and caps.get("drop") == ["ALL"] and
+       sorted(caps.get("add", [])) == sorted(x.upper() for x in CAPS),
+       "not privileged; drops ALL and adds exactly the capabilities kproxyd(8) lists", sc)
+    flags = [a for a in c["command"][1:] if not a.startswith("--hostname-override")]
+    open(os.path.join(mdir, "..", "kproxyd.log"), "w").close()
+    k = Kproxyd(topo, "iptables", mdir, [x.lower() for x in caps.get("add", [])], *flags)
+    try:
+        up = k.ready(lambda: bool(k.dump()))
+        ok(up and k.proc.poll() is None, "kproxyd starts with its capabilities and flags "
+           "(%s)" % " ".join(flags), k.text())
+        c = names(topo.run(topo.client, "tcp", "192.168.50.1", 30080, 20))
+        ok(set(c) == {"pod-a1", "pod-b1"}, "NodePort from outside the node", c)
+        text = k.text()
+        ok("cannot set /proc/sys/net/netfilter" not in text and "set sysctl" not in text,
+           "its --conntrack-* flags leave the node's conntrack settings alone: no warning",
+           text)
+    finally:
+        rc = k.stop()
+    ok(rc == 0, "it stops on SIGTERM with status 0", "status %s" % rc)
+
+
 def main():
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root for network namespaces and iptables")
@@ -137,6 +170,7 @@ def main():
     topo = None
     try:
         topo = Topology(PODS)
+        daemonset(topo, mdir)
         for mode in ("iptables", "userspace"):
             run_mode(topo, mode, mdir)
             for cap in CAPS:
