@@ -28,19 +28,22 @@ A1, B1 = ("10.244.1.2", "node-a", True), ("10.244.2.3", "node-b", True)
 # kproxyd(8), "Privileges": what iptables and userspace mode need
 CAPS = ("net_admin", "net_raw")
 CAP_BITS = {"net_admin": 12, "net_raw": 13}
+LOCK = None        # the test's own xtables lock file, made in main()
 DAEMONSET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
                          "daemonset.yaml")
 
 
-def wrap(caps, ro_sys=True):
+def wrap(caps):
     """The command prefix: a mount namespace where /proc/sys is read-only (as a container
-    runtime mounts it), then uid 0 with exactly @caps (bounding, inheritable, so
-    permitted and effective after exec)."""
+    runtime mounts it) and /run/xtables.lock is the test's own (the machine's is shared
+    by every namespace: another program holding it would only delay the syncs here), then
+    uid 0 with exactly @caps (bounding, inheritable, so permitted and effective after
+    exec)."""
     sets = "-all" + "".join(",+" + c for c in caps)
-    pre = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && "
-           "exec \"$@\"", "sh"] if ro_sys else []
-    return pre + ["setpriv", "--bounding-set", sets, "--inh-caps", sets, "--"]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && "
+            "mount --bind \"$0\" /run/xtables.lock && exec \"$@\"", LOCK,
+            "setpriv", "--bounding-set", sets, "--inh-caps", sets, "--"]
 
 
 class Kproxyd(kptest.Kproxyd):
@@ -97,13 +100,17 @@ def run_mode(topo, mode, mdir):
     finally:
         rc = k.stop()
     ok(rc == 0, "it stops on SIGTERM with status 0", "status %s" % rc)
-    r = subprocess.run(["ip", "netns", "exec", n, *wrap(CAPS), KPROXYD, "--proxy-mode", mode,
-                        "--cleanup", "--v", "2"], capture_output=True, text=True,
-                       timeout=DEADLINE)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", n, *wrap(CAPS), KPROXYD, "--proxy-mode",
+                            mode, "--cleanup", "--v", "2"], capture_output=True, text=True,
+                           timeout=DEADLINE)
+        rc, err = r.returncode, r.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, err = None, "timed out: %s" % e
     # KUBE-FIREWALL is kubelet's too: a cleanup leaves it, as kube-proxy's does
     left = [l for l in save(topo) if "KUBE-" in l and "KUBE-FIREWALL" not in l]
-    ok(r.returncode == 0 and not left, "--cleanup with the same set removes the rules",
-       r.stderr + "\n".join(left[:10]))
+    ok(rc == 0 and not left, "--cleanup with the same set removes the rules",
+       err + "\n".join(left[:10]))
 
 
 def without(topo, mode, mdir, cap):
@@ -161,7 +168,10 @@ def main():
         if not shutil.which(tool):
             print("Bail out! %s is missing: run scripts/install-deps" % tool)
             return 1
+    global LOCK
     tmp = tempfile.mkdtemp(prefix="kp-privs-")
+    LOCK = os.path.join(tmp, "xtables.lock")
+    open(LOCK, "w").close()
     mdir = os.path.join(tmp, "manifests")
     os.mkdir(mdir)
     with open(os.path.join(mdir, "web.yaml"), "w") as f:
