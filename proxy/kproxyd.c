@@ -605,13 +605,15 @@ static int open_http(struct daemon *d)
 	int r;
 
 	if (*hz && (r = kpd_http_open(hz, d->loop, d->ctx, &d->health, false, &d->hz)) < 0) {
-		kpd_err("--healthz-bind-address %s: %s; %s", hz, kp_strerror(r),
+		kpd_err("--healthz-bind-address %s: %s%s; %s", hz, kp_strerror(r),
+			r == -EACCES ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)" : "",
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no health checks");
 		if (hard)
 			return r;
 	}
 	if (*mx && (r = kpd_http_open(mx, d->loop, d->ctx, &d->health, true, &d->mx)) < 0) {
-		kpd_err("--metrics-bind-address %s: %s; %s", mx, kp_strerror(r),
+		kpd_err("--metrics-bind-address %s: %s%s; %s", mx, kp_strerror(r),
+			r == -EACCES ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)" : "",
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no metrics");
 		if (hard)
 			return r;

@@ -7,7 +7,7 @@ is not privileged. In iptables and in userspace mode it programs the node and ca
 real connections through a ClusterIP and a NodePort; the conntrack sysctls it cannot
 write are skipped with a log line; --cleanup works with the same set. Without
 CAP_NET_ADMIN, or without CAP_NET_RAW, it exits at once with an error naming the missing
-capability. Needs root, setpriv and network namespaces; TAP."""
+capability; a health port below 1024 names CAP_NET_BIND_SERVICE. Needs root, setpriv and network namespaces; TAP."""
 import os
 import re
 import shutil
@@ -160,6 +160,24 @@ def daemonset(topo, mdir):
     ok(rc == 0, "it stops on SIGTERM with status 0", "status %s" % rc)
 
 
+def low_port(topo, mdir):
+    """A health port below 1024 without CAP_NET_BIND_SERVICE: named, and kproxyd goes on
+    (as kube-proxy, unless --bind-address-hard-fail)."""
+    TAP.prefix = "iptables, --healthz-bind-address 127.0.0.1:80"
+    open(os.path.join(mdir, "..", "kproxyd.log"), "w").close()
+    k = Kproxyd(topo, "iptables", mdir, CAPS, "--healthz-bind-address", "127.0.0.1:80")
+    try:
+        said = k.ready(lambda: "serving no health checks" in k.text())
+        ok(said and "--healthz-bind-address 127.0.0.1:80: Permission denied (a port below "
+           "1024 needs CAP_NET_BIND_SERVICE); serving no health checks" in k.text(),
+           "the error names CAP_NET_BIND_SERVICE", k.text())
+        up = k.ready(lambda: bool(k.dump()))
+        ok(up and k.proc.poll() is None, "kproxyd goes on and programs the service", k.text())
+    finally:
+        rc = k.stop()
+    ok(rc == 0, "it stops on SIGTERM with status 0", "status %s" % rc)
+
+
 def main():
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root for network namespaces and iptables")
@@ -181,6 +199,7 @@ def main():
     try:
         topo = Topology(PODS)
         daemonset(topo, mdir)
+        low_port(topo, mdir)
         for mode in ("iptables", "userspace"):
             run_mode(topo, mode, mdir)
             for cap in CAPS:
