@@ -57,6 +57,13 @@ char *kp_asprintf(const char *fmt, ...) KP_PRINTF(1, 2);	/* NULL on ENOMEM */
 int kp_addr_cmp(const struct kp_addr *a, const struct kp_addr *b);
 /* Parse "a.b.c.d/n" or "x::/n". Returns 0 or -EINVAL. */
 int kp_cidr_from_str(const char *s, struct kp_addr *ret_addr, uint8_t *ret_prefix);
+/*
+ * Whether @token can go in an "Authorization: Bearer" header: visible ASCII only (no
+ * space, control byte or line break that would end or split the header). Otherwise false,
+ * with *ret_off the offset of the first byte that may not be there (for a message that
+ * names where, never the token).
+ */
+bool kp_token_valid(const char *token, size_t *ret_off);
 /* Writes @value to /proc/sys/@path ("net/ipv4/ip_forward"). Returns 0 or -errno. */
 int kp_sysctl_set(const char *path, const char *value);
 /*

@@ -123,6 +123,17 @@ static int map_rehash(struct kp_map *map, size_t cap)
 	return 0;
 }
 
+bool kp_token_valid(const char *token, size_t *ret_off)
+{
+	for (size_t i = 0; token[i]; i++) {
+		if ((unsigned char)token[i] <= ' ' || (unsigned char)token[i] >= 0x7f) {
+			*ret_off = i;
+			return false;
+		}
+	}
+	return true;
+}
+
 int kp_sysctl_set(const char *path, const char *value)
 {
 	char full[160];

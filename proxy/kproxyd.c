@@ -137,20 +137,26 @@ extern char **environ;
  * IPVS mode loads them). Runs "modprobe -q -a ..." once and waits; a failure only shows
  * as the data plane's own error afterwards.
  */
+static void modprobe(char *const argv[])
+{
+	pid_t pid;
+	int status;
+
+	if (posix_spawnp(&pid, "modprobe", NULL, NULL, argv, environ) != 0)
+		return;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
 static void load_ipvs_modules(const char *sched)
 {
 	char sched_mod[32];
 	char *argv[] = { "modprobe", "-q", "-a", "ip_vs", sched_mod, "nf_conntrack",
 			 "ip_tables", "iptable_nat", "iptable_filter", "ip6_tables",
 			 "ip6table_nat", "ip6table_filter", "ip_set", "xt_set", "dummy", NULL };
-	pid_t pid;
-	int status;
 
 	snprintf(sched_mod, sizeof(sched_mod), "ip_vs_%s", sched && *sched ? sched : "rr");
-	if (posix_spawnp(&pid, "modprobe", NULL, NULL, argv, environ) != 0)
-		return;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	modprobe(argv);
 }
 
 /*
@@ -239,9 +245,22 @@ static int check_node_netfilter(const struct options *o, struct kpd_nodefw *fw)
 	if (!uses_legacy || o->dry_run)
 		return 0;
 	if (fw->legacy_missing) {
-		kpd_err("--proxy-mode %s writes the kernel's legacy ip_tables, which this kernel "
-			"does not have (CONFIG_IP_NF_IPTABLES): use --proxy-mode nftables, kube-proxy's "
-			"nf_tables mode (not built into kproxyd %s yet)", o->proxy_mode, kp_version());
+		/* as iptables-legacy does: a module the kernel has but has not loaded (nothing
+		 * loads ip_tables on demand) is loaded, where we may (CAP_SYS_MODULE) */
+		char *argv[] = { "modprobe", "-q", "-a", "ip_tables", "iptable_nat",
+				 "iptable_filter", NULL };
+
+		modprobe(argv);
+		kpd_nodefw_check(fw);
+	}
+	if (fw->legacy_missing) {
+		kpd_err("--proxy-mode %s writes the kernel's legacy ip_tables, which is not "
+			"loaded and could not be loaded here (modprobe ip_tables needs "
+			"CAP_SYS_MODULE and the host's /lib/modules: load it on the node, "
+			"modules-load.d), or which this kernel does not have "
+			"(CONFIG_IP_NF_IPTABLES): then use --proxy-mode nftables, kube-proxy's "
+			"nf_tables mode (not built into kproxyd %s yet)", o->proxy_mode,
+			kp_version());
 		return -ENOTSUP;
 	}
 	if (fw->node_uses_nft)
@@ -327,7 +346,9 @@ static int open_api(struct kp_ctx *ctx, const struct options *o, struct kp_api *
 			*ret = NULL;
 		}
 		if (r < 0)
-			kpd_err("API server %s: %s", auth.server, kp_strerror(r));
+			kpd_err("API server %s: %s", strchr(auth.server, '@') ?
+				"(its URL not shown: it may hold a password)" : auth.server,
+				kp_strerror(r));
 		else
 			kpd_info("API server %s: listing services and endpoint slices; nothing is "
 				 "programmed before both lists are in", auth.server);
@@ -584,13 +605,15 @@ static int open_http(struct daemon *d)
 	int r;
 
 	if (*hz && (r = kpd_http_open(hz, d->loop, d->ctx, &d->health, false, &d->hz)) < 0) {
-		kpd_err("--healthz-bind-address %s: %s; %s", hz, kp_strerror(r),
+		kpd_err("--healthz-bind-address %s: %s%s; %s", hz, kp_strerror(r),
+			r == -EACCES ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)" : "",
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no health checks");
 		if (hard)
 			return r;
 	}
 	if (*mx && (r = kpd_http_open(mx, d->loop, d->ctx, &d->health, true, &d->mx)) < 0) {
-		kpd_err("--metrics-bind-address %s: %s; %s", mx, kp_strerror(r),
+		kpd_err("--metrics-bind-address %s: %s%s; %s", mx, kp_strerror(r),
+			r == -EACCES ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)" : "",
 			hard ? "exiting (--bind-address-hard-fail)" : "serving no metrics");
 		if (hard)
 			return r;

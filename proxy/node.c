@@ -108,5 +108,7 @@ void kpd_node_setup(void)
 	}
 	r = write_num("/proc/self/oom_score_adj", strtoll(kpd_get("oom-score-adj"), NULL, 10));
 	if (r < 0)	/* as kube-proxy, a verbose note: containers often lack the capability */
-		kpd_dbg(2, "--oom-score-adj %s: %s", kpd_get("oom-score-adj"), kp_strerror(r));
+		kpd_dbg(2, "--oom-score-adj %s: %s%s; left at %lld", kpd_get("oom-score-adj"),
+			kp_strerror(r), r == -EACCES || r == -EPERM ? " (lowering it needs "
+			"CAP_SYS_RESOURCE)" : "", read_num("/proc/self/oom_score_adj"));
 }

@@ -20,6 +20,7 @@
 #include <linux/netfilter/xt_conntrack.h>
 
 #include "internal.h"
+#include "../common/caps.h"
 #include "../common/conntrack.h"
 #include "../common/xtlock.h"
 #include "dispatch.h"
@@ -97,6 +98,7 @@ struct ipt {
 	uint8_t dnat_rev[2];		/* DNAT target revision per family, as iptables picks it */
 	bool ipv6;			/* ip6tables usable: IPv6 frontends are programmed */
 	bool terse;			/* this sync: no per-endpoint comments (large cluster) */
+	bool localnet_warned;		/* route_localnet could not be set: said once */
 	struct kp_ipt_rule scratch;	/* jump rules of the dispatch tree */
 	/* for metrics, per family [IPv4, IPv6]: rules written by the last good sync of nat
 	 * and filter (every sync rewrites all it owns), failed commits; the reconciler's */
@@ -784,10 +786,17 @@ static void render_fixed(struct render_ctx *rd)
 			   "kubernetes load balancer firewall", true);
 }
 
+/* Where /proc/sys is read-only (a container that is not privileged) the write fails: said
+ * once, as a warning, since 127.0.0.1:NodePort then goes unanswered. */
 static void allow_localnet(struct ipt *ipt)
 {
-	if (kp_sysctl_set("net/ipv4/conf/all/route_localnet", "1") < 0)
-		kp_log(ipt->ctx, KP_LOG_DEBUG, "cannot set route_localnet");
+	int r = kp_sysctl_set("net/ipv4/conf/all/route_localnet", "1");
+
+	if (r < 0 && !ipt->localnet_warned)
+		kp_log(ipt->ctx, KP_LOG_WARN, "iptables: cannot set net.ipv4.conf.all.route_localnet "
+		       "to 1 (%s): NodePorts on 127.0.0.1 do not answer unless the node sets it "
+		       "(or --iptables-localhost-nodeports=false)", kp_strerror(r));
+	ipt->localnet_warned |= r < 0;
 }
 
 static int count_endpoints(const struct kp_svc_port *sp, void *userdata)
@@ -1234,8 +1243,11 @@ static int ipt_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	 * that does not read the tables: libiptc's parse of a large table takes minutes) */
 	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "iptables: cannot open the nat table: %s",
-				 kp_tc_ipv4.strerror(-r));
+		char why[160];
+
+		kp_ctx_set_error(ctx, r, "iptables: cannot open the nat table: %s%s",
+				 kp_tc_ipv4.strerror(-r), kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN) |
+				 KP_CAP(CAP_NET_RAW), why, sizeof(why)));
 		kp_ipt_rule_fini(&ipt->scratch);
 		free(ipt);
 		return r;

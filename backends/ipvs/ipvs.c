@@ -32,6 +32,7 @@
 #include <linux/ip_vs.h>
 
 #include "internal.h"
+#include "../common/caps.h"
 #include "../common/conntrack.h"
 #include "../common/ipset.h"
 #include "../common/opts.h"
@@ -1488,6 +1489,7 @@ static void ipvs_destroy(void *priv)
 static int ipvs_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 {
 	struct ipvs *iv = calloc(1, sizeof(*iv));
+	char why[160];
 	int r;
 
 	if (!iv)
@@ -1518,26 +1520,30 @@ static int ipvs_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	/* fail early, with the reason, where the kernel has no IPVS or we are not root */
 	r = ipvs_nl_open(&iv->nl);
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "ipvs: the kernel's IPVS generic-netlink family: %s",
+		kp_ctx_set_error(ctx, r, "ipvs: the kernel's IPVS generic-netlink family: %s%s",
 				 r == -EPROTONOSUPPORT ? "not found (this kernel has no IPVS: the "
-				 "ip_vs module is missing)" : kp_strerror(r));
+				 "ip_vs module is missing)" : kp_strerror(r),
+				 kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN), why, sizeof(why)));
 		goto fail;
 	}
 	r = rtnl_open(&iv->rt);
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "ipvs: rtnetlink: %s", kp_strerror(r));
+		kp_ctx_set_error(ctx, r, "ipvs: rtnetlink: %s%s", kp_strerror(r),
+				 kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN), why, sizeof(why)));
 		goto fail;
 	}
 	r = kp_ipset_open(&iv->sets);
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "ipvs: ipset: %s", r == -EPROTONOSUPPORT ?
-				 "the kernel has no ip_set" : kp_strerror(r));
+		kp_ctx_set_error(ctx, r, "ipvs: ipset: %s%s", r == -EPROTONOSUPPORT ?
+				 "the kernel has no ip_set" : kp_strerror(r),
+				 kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN), why, sizeof(why)));
 		goto fail;
 	}
 	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "ipvs: cannot open the nat table: %s",
-				 kp_tc_ipv4.strerror(-r));
+		kp_ctx_set_error(ctx, r, "ipvs: cannot open the nat table: %s%s",
+				 kp_tc_ipv4.strerror(-r), kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN) |
+				 KP_CAP(CAP_NET_RAW), why, sizeof(why)));
 		goto fail;
 	}
 	iv->ipv6_rules = kp_tc_fast_probe(AF_INET6, "nat") == 0;

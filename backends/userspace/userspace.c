@@ -29,6 +29,7 @@
 #include <kproxy/config.h>
 
 #include "internal.h"
+#include "../common/caps.h"
 #include "../common/conntrack.h"
 #include "../common/tc.h"
 #include "us.h"
@@ -848,8 +849,11 @@ static int us_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	/* fail early, with the reason, where there is no nat table or we are not root */
 	r = kp_tc_fast_probe(AF_INET, "nat");
 	if (r < 0) {
-		kp_ctx_set_error(ctx, r, "userspace: cannot open the nat table: %s",
-				 kp_tc_ipv4.strerror(-r));
+		char why[160];
+
+		kp_ctx_set_error(ctx, r, "userspace: cannot open the nat table: %s%s",
+				 kp_tc_ipv4.strerror(-r), kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN) |
+				 KP_CAP(CAP_NET_RAW), why, sizeof(why)));
 		goto fail;
 	}
 	b->ipv6 = kp_tc_fast_probe(AF_INET6, "nat") == 0;

@@ -159,8 +159,15 @@ static const char *current_token(struct kp_api *api)
 	     st.st_mtim.tv_nsec != api->token_mtime.tv_nsec || !api->token ||
 	     api->token_reread)) {
 		char *t = read_token(api->auth.token_file);
+		size_t off;
 
-		if (t) {
+		if (t && !kp_token_valid(t, &off)) {
+			kp_log(api->ctx, KP_LOG_WARN, "api: the token file %s: byte %zu is a space, "
+			       "control character or not ASCII, which a bearer token cannot hold: "
+			       "not sent", api->auth.token_file, off);
+			explicit_bzero(t, strlen(t));
+			free(t);
+		} else if (t) {
 			free(api->token);
 			api->token = t;
 			api->token_mtime = st.st_mtim;
@@ -1155,12 +1162,29 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 {
 	static bool curl_ready;
 	struct kp_api *api;
+	const char *host;
+	size_t off;
 	int r = -ENOMEM;
 
 	if (!ctx || !auth || !auth->server || !ret)
 		return -EINVAL;
 	if (strncmp(auth->server, "https://", 8) && strncmp(auth->server, "http://", 7)) {
-		kp_log(ctx, KP_LOG_ERR, "api: server \"%s\" is not an http(s) URL", auth->server);
+		kp_log(ctx, KP_LOG_ERR, "api: the server URL's scheme \"%.*s\" is not https "
+		       "or http", (int)strcspn(auth->server, ":/@"), auth->server);
+		return -EINVAL;
+	}
+	/* user:password@ would be sent as basic authentication and echoed in every message
+	 * naming the server: refused, without showing it */
+	host = strstr(auth->server, "://") + 3;		/* checked just above */
+	if (memchr(host, '@', strcspn(host, "/?#"))) {
+		kp_log(ctx, KP_LOG_ERR, "api: the server URL holds a user name or password "
+		       "(user:password@host; not shown): not supported, use a token or a client "
+		       "certificate");
+		return -EINVAL;
+	}
+	if (auth->token && !kp_token_valid(auth->token, &off)) {
+		kp_log(ctx, KP_LOG_ERR, "api: the token's byte %zu is a space, control character "
+		       "or not ASCII, which a bearer token cannot hold", off);
 		return -EINVAL;
 	}
 	if (!curl_ready) {

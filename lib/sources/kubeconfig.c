@@ -303,6 +303,7 @@ static int read_user(struct kc *k, json_t *doc, const char *name, struct kp_api_
 {
 	json_t *user, *v;
 	char where[64];
+	size_t off;
 	int i, r;
 
 	i = find_named(k, doc, "users", "user", name, "user", &user);
@@ -323,6 +324,10 @@ static int read_user(struct kc *k, json_t *doc, const char *name, struct kp_api_
 	    (r = str_field(k, user, where, "token", &a->token)) < 0 ||
 	    (r = path_field(k, user, where, "tokenFile", &a->token_file)) < 0)
 		return r;
+	if (a->token && !kp_token_valid(a->token, &off))
+		return fail(k, -EINVAL, "%s.token: user \"%s\": byte %zu is a space, control "
+			    "character or not ASCII, which a bearer token cannot hold", where, name,
+			    off);
 	return 0;
 }
 

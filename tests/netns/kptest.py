@@ -113,15 +113,16 @@ class Kproxyd:
     """kproxyd --proxy-mode @mode in namespace @ns on the manifest directory @mdir, with
     the flags the namespace tests share (node node-a, the cluster CIDR 10.244.0.0/16,
     syncs 100 ms apart, --v 2) and @args; its control socket and its log (appended to)
-    in @rundir. It is not waited for: see ready()."""
+    in @rundir; @wrap (a command and its arguments, such as setpriv's) runs it inside the
+    namespace. It is not waited for: see ready()."""
 
-    def __init__(self, ns, mode, mdir, rundir, args=(), **popen):
+    def __init__(self, ns, mode, mdir, rundir, args=(), wrap=(), **popen):
         self.sock = os.path.join(rundir, "kproxyd.sock")
         self.logname = os.path.join(rundir, "kproxyd.log")
         self.log = open(self.logname, "a")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, KPROXYD, "--proxy-mode", mode, "--manifests", mdir,
-             "--control-socket", self.sock, "--hostname-override", "node-a",
+            ["ip", "netns", "exec", ns, *wrap, KPROXYD, "--proxy-mode", mode,
+             "--manifests", mdir, "--control-socket", self.sock, "--hostname-override", "node-a",
              "--cluster-cidr", "10.244.0.0/16", "--min-sync-period", "100ms", "--v", "2",
              *args], stdout=self.log, stderr=self.log, **popen)
 

@@ -308,6 +308,29 @@ static void test_insecure(void)
 		"insecure-skip-tls-verify as a number");
 }
 
+/* A token that would end or split the Authorization header: refused, by offset. */
+static void test_bad_token(void)
+{
+	static const char *const bad[] = { TOKEN "\\r\\nX-Injected: 1", TOKEN " x", TOKEN "\\t",
+					   TOKEN "\\u00e9" };
+	static const char *const what[] = { "a token holding CR LF", "a token holding a space",
+					    "a token holding a tab", "a token holding U+00E9" };
+	char text[512], want[96];
+	struct kp_api_auth a;
+	int r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		snprintf(text, sizeof(text), "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+			 "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+			 "clusters: [{name: k, cluster: {server: 'https://k:6443'}}]\n"
+			 "users: [{name: u, user: {token: \"%s\"}}]\n", bad[i]);
+		r = load("kc-badtoken", text, NULL, &a);
+		snprintf(want, sizeof(want), "users[0].user.token: user \"u\": byte %zu is a "
+			 "space, control character or not ASCII", strlen(TOKEN));
+		refused(r, -EINVAL, &a, want, what[i]);
+	}
+}
+
 static void test_wrong_types(void)
 {
 	char want[PATH_MAX + 128];
@@ -549,6 +572,7 @@ int main(void)
 	test_base64();
 	test_paths();
 	test_insecure();
+	test_bad_token();
 	test_wrong_types();
 	test_missing();
 	test_unsupported();
