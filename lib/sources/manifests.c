@@ -156,7 +156,8 @@ KP_EXPORT int kp_manifests_rescan(struct kp_manifests *m)
 		n++;
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_names);
+	if (n)		/* qsort() wants a non-null array even for none */
+		qsort(names, n, sizeof(*names), cmp_names);
 	for (size_t i = 0; i < n; i++) {
 		reload(m, names[i]);
 		free(names[i]);

@@ -45,6 +45,24 @@ def ok(cond, desc, detail=None):
     sys.stdout.flush()
     return cond
 
+def sanitized():
+    """A build with --enable-sanitizers: ASan's shadow memory and its quarantine of freed
+    blocks (up to 256 MiB) make RSS figures say nothing about kproxyd's own memory."""
+    try:
+        with open(os.path.join(TOP_BUILD, "config.status")) as f:
+            return "-fsanitize=" in f.read()
+    except OSError:
+        return False
+
+
+def skip(desc, why):
+    """A check that cannot be made in this build: counted, printed as a TAP SKIP."""
+    global count
+    count += 1
+    print("ok %d - %s # SKIP %s" % (count, desc, why))
+    sys.stdout.flush()
+
+
 
 def service(name, ip, ports=(("http", 80),), labels=None):
     return {"metadata": {"name": name, "namespace": "t", "labels": labels or {}},
@@ -372,10 +390,13 @@ def test_big_list(certs):
         took = time.monotonic() - t0
         peak = vm_kib(d.proc.pid, "VmHWM") or 0     # before a dump's JSON adds its own
         e = d.entries() or {}
-        ok(good and len(e) == BIG_N and 0 < peak < BIG_RSS_MIB * 1024,
-           "a list of %d objects converges in %.1f s, peak RSS %.0f MiB (bound %d MiB)" % (
-               2 * BIG_N, took, peak / 1024.0, BIG_RSS_MIB), (good, len(e), peak,
-                                                            d.status().get("objects")))
+        ok(good and len(e) == BIG_N, "a list of %d objects converges (%.1f s)" % (
+            2 * BIG_N, took), (good, len(e), d.status().get("objects")))
+        desc = "its peak RSS: %.0f MiB (bound %d MiB)" % (peak / 1024.0, BIG_RSS_MIB)
+        if sanitized():
+            skip(desc, "a sanitizer build's RSS is not kproxyd's own")
+        else:
+            ok(0 < peak < BIG_RSS_MIB * 1024, desc, peak)
         srv.wait_watch("services")
         mark = srv.mark()
         srv.cut_lists = {"services"}

@@ -36,7 +36,7 @@ BIG = 10 * 1024 * 1024
 NOBODY = 65534
 BASE = tempfile.mkdtemp(prefix="kp-test-badclients-")
 
-count = 0
+count = skipped = 0
 failed = 0
 
 
@@ -51,6 +51,25 @@ def ok(cond, desc, detail=None):
                 print("#   " + line)
     sys.stdout.flush()
     return cond
+
+def sanitized():
+    """A build with --enable-sanitizers: ASan's shadow memory and its quarantine of freed
+    blocks (up to 256 MiB) make RSS figures say nothing about kproxyd's own memory."""
+    try:
+        with open(os.path.join(TOP_BUILD, "config.status")) as f:
+            return "-fsanitize=" in f.read()
+    except OSError:
+        return False
+
+
+def skip(desc, why):
+    """A check that cannot be made in this build: counted, printed as a TAP SKIP."""
+    global count, skipped
+    count += 1
+    skipped += 1
+    print("ok %d - %s # SKIP %s" % (count, desc, why))
+    sys.stdout.flush()
+
 
 
 def free_port():
@@ -362,8 +381,12 @@ def test_many(d, st, rss0):
            % (name, N_CLIENTS, connected, refused))
         prompt_checks(d, st, "%s with %d stalled clients" % (name, len(socks)))
         rss = vm_rss(d.proc.pid)
-        ok(rss - rss0 < RSS_BOUND, "%s: RSS %d KiB, %+d KiB from the start (bound %d)"
-           % (name, rss, rss - rss0, RSS_BOUND))
+        desc = "%s: RSS %d KiB, %+d KiB from the start (bound %d)" % (
+            name, rss, rss - rss0, RSS_BOUND)
+        if sanitized():
+            skip(desc, "a sanitizer build's RSS is not kproxyd's own")
+        else:
+            ok(rss - rss0 < RSS_BOUND, desc)
         close_all(socks)
 
 
@@ -510,5 +533,5 @@ def main():
 if __name__ == "__main__":
     rc = main()
     print("1..%d" % count)
-    print("# %d passed, %d failed" % (count - failed, failed))
+    print("# %d passed, %d failed, %d skipped" % (count - failed - skipped, failed, skipped))
     sys.exit(rc if rc else 1 if failed else 0)
