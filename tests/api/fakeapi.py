@@ -223,6 +223,8 @@ class Server:
         self.throttle = {}         # resource -> [requests left, Retry-After seconds]
         self.refused = 0
         self.open_watches = {r: 0 for r in BY_RESOURCE}
+        # watches that reached their stream (a fault injected after that reaches them)
+        self.watches_started = {r: 0 for r in BY_RESOURCE}
         self.forbid = False
         self.forbid_left = 0
         self.outage = False
@@ -630,6 +632,7 @@ class Server:
                     backlog = [("ADDED", o, None) for _, o in sorted(self.objs[resource].items())]
                 pos = len(self.stream)
                 self.open_watches[resource] += 1
+                self.watches_started[resource] += 1
                 counted = True
                 self.lock.notify_all()
             for etype, obj, old in backlog:
