@@ -40,6 +40,7 @@ KP_EXPORT struct kp_ctx *kp_ctx_new(void)
 	ctx->backends[ctx->n_backends++] = &kp_backend_iptables;
 	ctx->backends[ctx->n_backends++] = &kp_backend_ipvs;
 	ctx->backends[ctx->n_backends++] = &kp_backend_userspace;
+	ctx->backends[ctx->n_backends++] = &kp_backend_nftables;
 	for (size_t i = 0; kp_extra_backends[i] && ctx->n_backends < MAX_BACKENDS; i++)
 		ctx->backends[ctx->n_backends++] = kp_extra_backends[i];
 	if (kp_backend_dryrun.init(ctx, NULL, &ctx->be_priv) < 0) {

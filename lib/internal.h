@@ -225,6 +225,7 @@ void kp_log(const struct kp_ctx *ctx, enum kp_log_level level, const char *fmt, 
 extern const struct kp_backend_ops kp_backend_dryrun;
 extern const struct kp_backend_ops kp_backend_iptables;
 extern const struct kp_backend_ops kp_backend_ipvs;
+extern const struct kp_backend_ops kp_backend_nftables;
 extern const struct kp_backend_ops kp_backend_userspace;
 /* those configure selects (the DPDK data plane), NULL-terminated */
 extern const struct kp_backend_ops *const kp_extra_backends[];

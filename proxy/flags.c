@@ -134,7 +134,7 @@ static const struct kpd_flag rows[] = {
 	SEC("Data plane"),
 	{ .name = "proxy-mode", .arg = "MODE", .config = "mode", .kube = true,
 	  .own = { .type = KP_OPT_STRING, .def = "iptables", .help = "iptables (default), ipvs, "
-		   "userspace, dpdk (when built with DPDK) or dryrun" } },
+		   "nftables, userspace, dpdk (when built with DPDK) or dryrun" } },
 	{ .name = "dry-run", .own = { .type = KP_OPT_BOOL, .def = "false",
 	  .help = "compute and serve the state, program nothing" } },
 	{ .name = "masquerade-all", .config = "iptables.masqueradeAll", .option = "masquerade-all",

@@ -275,7 +275,8 @@ static int check_node_netfilter(const struct options *o, struct kpd_nodefw *fw)
 
 static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
-	static const char *const modes[] = { "iptables", "ipvs", "userspace", "dpdk", "dryrun" };
+	static const char *const modes[] = { "iptables", "ipvs", "userspace", "nftables", "dpdk",
+						     "dryrun" };
 	struct kp_setting *set = NULL;
 	size_t n_set = 0;
 	bool known = false;
@@ -284,7 +285,8 @@ static int select_backend(struct kp_ctx *ctx, struct options *o)
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
 		known |= strcmp(o->proxy_mode, modes[i]) == 0;
 	if (!known) {
-		kpd_err("--proxy-mode: unknown mode \"%s\" (iptables, ipvs, userspace, dpdk, dryrun)",
+		kpd_err("--proxy-mode: unknown mode \"%s\" (iptables, ipvs, userspace, nftables, "
+			"dpdk, dryrun)",
 			o->proxy_mode);
 		return -EINVAL;
 	}

@@ -322,7 +322,7 @@ int kpd_nodeaddrs_update(struct kpd_nodeaddrs *na, struct kp_ctx *ctx, struct kp
 {
 	struct kp_addr v[MAX_ADDRS];
 	bool any = !strcmp(na->mode, "iptables") || !strcmp(na->mode, "userspace") ||
-		   !strcmp(na->mode, "dryrun");
+		   !strcmp(na->mode, "nftables") || !strcmp(na->mode, "dryrun");
 	size_t n = 0;
 	int r;
 
