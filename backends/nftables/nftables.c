@@ -168,6 +168,7 @@ struct nft {
 	struct kp_nfb b;
 	uint32_t mark;
 	uint32_t gen;			/* the generation after our last commit */
+	uint32_t anon_seq;		/* names of the anonymous maps: __map<N> */
 	bool built;			/* the tables match @ports (a rebuild succeeded) */
 	bool synced;
 	bool ipv6;
@@ -688,12 +689,20 @@ static bool has_detector(const struct nft *n, int family)
 static struct nftnl_set *anon_map(struct nft *n, int family, bool verdict)
 {
 	struct nftnl_set *s = nftnl_set_alloc();
+	char name[32];
 	struct nftnl_udata_buf *u;
 
 	if (!s)
 		return NULL;
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
-	nftnl_set_set_str(s, NFTNL_SET_NAME, "__map%d");
+	/*
+	 * A name of our own, never "__map%d": the kernel makes a "%d" name unique by
+	 * scanning (sscanf) every set of the table, so that n anonymous maps cost n^2
+	 * scans (9 of the 9.2 s of a 10k-service rebuild); a unique name costs a
+	 * lookup. nft lists the map inline all the same (it is anonymous by its flags).
+	 */
+	snprintf(name, sizeof(name), "__map%u", n->anon_seq++);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
 	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, nfproto(family));
 	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT | NFT_SET_MAP);
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, KP_NT_INTEGER);
@@ -802,7 +811,8 @@ static void render_policy(struct render *rd, const char *chain, const char *svc_
 		r = new_rule(rd, j, m);
 		if (r && m) {
 			kp_nx_numgen(r, (uint32_t)n_eps, NFT_REG_1);
-			kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "__map%d",
+			kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT,
+				     nftnl_set_get_str(m, NFTNL_SET_NAME),
 				     nftnl_set_get_u32(m, NFTNL_SET_ID), false);
 		} else if (!m) {
 			rd->err = -ENOMEM;
@@ -848,9 +858,144 @@ static void render_policy(struct render *rd, const char *chain, const char *svc_
 	}
 	match_l4proto(r, proto);
 	kp_nx_numgen(r, (uint32_t)n_eps, NFT_REG_1);
-	kp_nx_lookup(r, NFT_REG_1, NFT_REG_1, "__map%d", nftnl_set_get_u32(m, NFTNL_SET_ID),
+	kp_nx_lookup(r, NFT_REG_1, NFT_REG_1, nftnl_set_get_str(m, NFTNL_SET_NAME),
+		     nftnl_set_get_u32(m, NFTNL_SET_ID),
 		     false);
 	kp_nx_dnat(r, family, NFT_REG_1, NFT_REG32_00 + (uint32_t)addr_len(family) / 4);
+}
+
+struct range {
+	uint8_t lo[16], hi[16];	/* inclusive */
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	return memcmp(((const struct range *)a)->lo, ((const struct range *)b)->lo, 16);
+}
+
+/* @a + 1 in place (big endian, @len bytes); returns false when it wrapped to zero */
+static bool inc(uint8_t *a, size_t len)
+{
+	for (size_t i = len; i-- > 0;)
+		if (++a[i])
+			return true;
+	return false;
+}
+
+static void interval_elem(struct nftnl_set *s, const uint8_t *key, size_t len, bool end)
+{
+	struct nftnl_set_elem *e = nftnl_set_elem_alloc();
+
+	if (!e)
+		return;
+	nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)len);
+	if (end)
+		nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+	nftnl_set_elem_add(s, e);
+}
+
+/*
+ * The firewall- chain: `ip saddr != RANGE drop` for one range, as nft writes a one-element
+ * set; `ip saddr != { RANGES } drop` with an anonymous interval set (merged, sorted, each
+ * range as its start and the end's successor, as nft encodes intervals) for more.
+ */
+static void render_firewall(struct render *rd, const char *chain, const struct kp_addr *ranges,
+			    const uint8_t *prefixes, size_t n_ranges)
+{
+	int family = rd->f->family;
+	size_t len = addr_len(family), n = 0;
+	struct range *v = calloc(n_ranges ? n_ranges : 1, sizeof(*v));
+	struct job *j = want_chain(rd, chain);
+	struct nftnl_rule *r;
+	struct nftnl_set *s;
+	char name[32];
+
+	if (!v || !j) {
+		free(v);
+		rd->err = -ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < n_ranges; i++) {
+		if (ranges[i].family != family)
+			continue;
+		put_addr(v[n].lo, &ranges[i]);
+		for (size_t b = 0; b < 8 * len; b++) {
+			uint8_t bit = (uint8_t)(0x80 >> (b % 8));
+
+			if (b < prefixes[i]) {
+				v[n].hi[b / 8] |= v[n].lo[b / 8] & bit;
+			} else {
+				v[n].lo[b / 8] &= (uint8_t)~bit;
+				v[n].hi[b / 8] |= bit;
+			}
+		}
+		n++;
+	}
+	if (n == 1) {
+		size_t first = 0;
+
+		while (ranges[first].family != family)
+			first++;
+		r = new_rule(rd, j, NULL);
+		if (r) {
+			match_net(r, family, true, &ranges[first], prefixes[first], true);
+			kp_nx_verdict(r, NF_DROP, NULL);
+		}
+		free(v);
+		return;
+	}
+	qsort(v, n, sizeof(*v), cmp_range);
+	s = nftnl_set_alloc();
+	if (!s) {
+		free(v);
+		rd->err = -ENOMEM;
+		return;
+	}
+	snprintf(name, sizeof(name), "__set%u", rd->n->anon_seq++);
+	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
+	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
+	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, nfproto(family));
+	nftnl_set_set_u32(s, NFTNL_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT |
+			  NFT_SET_INTERVAL);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, family == AF_INET6 ? KP_NT_IP6ADDR : KP_NT_IPADDR);
+	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, (uint32_t)len);
+	nftnl_set_set_u32(s, NFTNL_SET_ID, rd->n->b.next_set_id++);
+	{
+		uint8_t zero[16] = { 0 };
+		size_t i = 0;
+
+		if (memcmp(v[0].lo, zero, len))
+			interval_elem(s, zero, len, true);
+		while (i < n) {
+			uint8_t lo[16], hi[16];
+
+			memcpy(lo, v[i].lo, 16);
+			memcpy(hi, v[i].hi, 16);
+			/* merge what overlaps or touches */
+			for (i++; i < n; i++) {
+				uint8_t next[16];
+
+				memcpy(next, hi, 16);
+				if (inc(next, len) && memcmp(v[i].lo, next, len) > 0)
+					break;
+				if (memcmp(v[i].hi, hi, len) > 0)
+					memcpy(hi, v[i].hi, 16);
+			}
+			interval_elem(s, lo, len, false);
+			if (inc(hi, len))
+				interval_elem(s, hi, len, true);
+		}
+	}
+	r = new_rule(rd, j, s);
+	if (!r) {
+		nftnl_set_free(s);
+		free(v);
+		return;
+	}
+	kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, saddr_off(family), (uint32_t)len, NFT_REG_1);
+	kp_nx_lookup(r, NFT_REG_1, -1, name, nftnl_set_get_u32(s, NFTNL_SET_ID), true);
+	kp_nx_verdict(r, NF_DROP, NULL);
+	free(v);
 }
 
 static void key_app(uint8_t *k, size_t *len, const struct kp_addr *a, uint8_t proto,
@@ -983,31 +1128,11 @@ static void render_port_family(struct render *rd, const struct kp_svc_port *sp)
 				kp_nx_verdict(r, NFT_GOTO, local_chain);
 		}
 	}
-	/* loadBalancerSourceRanges: one rule per range would accept too much; nft's
-	 * anonymous interval set is what kube-proxy writes, a chain of returns does the same */
+	/* loadBalancerSourceRanges: ip saddr != { ranges } drop */
 	bool fw = has_lb && n_ranges > 0;
 
-	if (fw) {
-		struct job *j = want_chain(rd, fw_chain);
-		struct nftnl_rule *r;
-		bool any_fam = false;
-
-		for (size_t i = 0; i < n_ranges; i++) {
-			if (ranges[i].family != family)
-				continue;
-			any_fam = true;
-			r = new_rule(rd, j, NULL);
-			if (r) {
-				match_net(r, family, true, &ranges[i], prefixes[i], false);
-				kp_nx_verdict(r, NFT_RETURN, NULL);
-			}
-		}
-		r = new_rule(rd, j, NULL);
-		if (r) {
-			kp_nx_verdict(r, NF_DROP, NULL);
-			(void)any_fam;
-		}
-	}
+	if (fw)
+		render_firewall(rd, fw_chain, ranges, prefixes, n_ranges);
 	/* the elements */
 	for (size_t i = 0; i < n_fe && !rd->err; i++) {
 		uint8_t k[40];

@@ -5,6 +5,8 @@
  * of one service is removed and synced. Prints key=value figures. The last service's
  * endpoints are 10.244.0.2.. so that a connection test can reach them.
  * Usage: bench-iptables N [E] [DISPATCH_THRESHOLD]
+ * BENCH_BACKEND=nftables runs the same against the nftables data plane (the dispatch
+ * threshold and libiptc are iptables options: not given to it).
  */
 #include <malloc.h>
 #include <stdarg.h>
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
 		{ "dispatch-threshold", argc > 3 ? argv[3] : "100" },
 		{ "libiptc", getenv("KPROXYD_LIBIPTC") ? "true" : "false" },
 	};
+	const char *backend = getenv("BENCH_BACKEND") ? getenv("BENCH_BACKEND") : "iptables";
+	size_t n_set = strcmp(backend, "iptables") ? 1 : sizeof(set) / sizeof(set[0]);
 	struct buf objs = { 0 }, whole = { 0 }, change = { 0 };
 	double t0, t_full, t_change, t_resync, base_rss;
 	struct rusage ru;
@@ -145,7 +149,7 @@ int main(int argc, char **argv)
 	gen_slice(&change, n / 2, n, e, 0);
 
 	ctx = kp_ctx_new();
-	r = kp_ctx_set_backend(ctx, "iptables", set, sizeof(set) / sizeof(set[0]));
+	r = kp_ctx_set_backend(ctx, backend, set, n_set);
 	if (r < 0) {
 		fprintf(stderr, "bench-iptables: %s\n", kp_ctx_get_error(ctx));
 		return 1;
