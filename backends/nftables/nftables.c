@@ -2545,7 +2545,9 @@ struct dump_map {
 	kp_dump_fn fn;
 	void *userdata;
 	int ret;
-	struct kp_map *cluster_ips;
+	struct kp_map *cluster_ips, *node_ips;
+	struct dump_el *els;
+	size_t n_els, cap_els;
 };
 
 static int cmp_ep(const void *a, const void *b)
@@ -2556,25 +2558,63 @@ static int cmp_ep(const void *a, const void *b)
 	return c ? c : (int)x->port - (int)y->port;
 }
 
-static int dump_elems(struct nftnl_set *s, void *data)
+/* One element of service-ips or service-nodeports, kept until its dump has ended (a
+ * dump cannot start on the socket while another one is being read). */
+struct dump_el {
+	uint8_t key[24];
+	uint32_t klen;
+	char chain[NAME_MAX_LEN];
+};
+
+static int collect_elems(struct nftnl_set *s, void *data)
 {
 	struct dump_map *d = data;
 	struct nftnl_set_elems_iter *it = nftnl_set_elems_iter_create(s);
 	struct nftnl_set_elem *e;
-	size_t alen = addr_len(d->family);
 
 	if (!it)
 		return -ENOMEM;
-	while (!d->ret && (e = nftnl_set_elems_iter_next(it))) {
+	while ((e = nftnl_set_elems_iter_next(it))) {
 		uint32_t klen = 0;
 		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
 		const char *chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+		struct dump_el *x;
+
+		if (!k || !chain || klen > sizeof(x->key))
+			continue;
+		if (d->n_els == d->cap_els) {
+			size_t n = d->cap_els ? 2 * d->cap_els : 64;
+
+			x = realloc(d->els, n * sizeof(*x));
+			if (!x) {
+				nftnl_set_elems_iter_destroy(it);
+				return -ENOMEM;
+			}
+			d->els = x;
+			d->cap_els = n;
+		}
+		x = &d->els[d->n_els++];
+		memcpy(x->key, k, klen);
+		x->klen = klen;
+		snprintf(x->chain, sizeof(x->chain), "%s", chain);
+	}
+	nftnl_set_elems_iter_destroy(it);
+	return 0;
+}
+
+static int dump_elems(struct dump_map *d)
+{
+	size_t alen = addr_len(d->family);
+
+	for (size_t i = 0; i < d->n_els && !d->ret; i++) {
+		const uint8_t *k = d->els[i].key;
+		const char *chain = d->els[i].chain;
 		struct kp_dump_entry en = { 0 };
 		struct rd_eps x = { .family = d->family };
 		char ns[128] = "", name[128] = "", proto[8] = "", port[128] = "", a[KP_ADDR_STRLEN];
 		const char *p;
 
-		if (!k || !chain || klen != (d->set == M_SERVICE_IPS ? alen + 8 : 8))
+		if (d->els[i].klen != (d->set == M_SERVICE_IPS ? alen + 8 : 8))
 			continue;
 		/* KIND-HASH8-ns/name/proto/port */
 		p = strchr(chain, '-');
@@ -2599,17 +2639,26 @@ static int dump_elems(struct nftnl_set *s, void *data)
 			en.kind = KP_FE_NODE_PORT;
 		}
 		d->ret = chain_eps(d->n, d->family, chain, &x, 0);
-		if (d->ret)
-			break;
 		if (x.n)
 			qsort(x.v, x.n, sizeof(*x.v), cmp_ep);
 		en.endpoints = x.v;
 		en.n_endpoints = x.n;
 		en.detail = chain;
-		d->ret = d->fn(&en, d->userdata);
+		if (!d->ret && en.kind == KP_FE_NODE_PORT && kp_map_size(d->node_ips)) {
+			/* one entry per address of nodeport-ips; none: every local address */
+			size_t n_keys = 0;
+			const char **keys = kp_map_sorted_keys(d->node_ips, &n_keys);
+
+			for (size_t j = 0; keys && j < n_keys && !d->ret; j++) {
+				kp_addr_from_str(keys[j], &en.vip);
+				d->ret = d->fn(&en, d->userdata);
+			}
+			free(keys);
+		} else if (!d->ret) {
+			d->ret = d->fn(&en, d->userdata);
+		}
 		free(x.v);
 	}
-	nftnl_set_elems_iter_destroy(it);
 	return d->ret;
 }
 
@@ -2630,7 +2679,8 @@ static int cluster_ip_elems(struct nftnl_set *s, void *data)
 		if (!k || klen != addr_len(d->family))
 			continue;
 		memcpy(d->family == AF_INET6 ? (void *)&a.v6 : (void *)&a.v4, k, klen);
-		kp_map_put(d->cluster_ips, kp_addr_to_str(&a, txt, sizeof(txt)), (void *)1, NULL);
+		kp_map_put(d->set == S_NODEPORT_IPS ? d->node_ips : d->cluster_ips,
+			   kp_addr_to_str(&a, txt, sizeof(txt)), (void *)1, NULL);
 	}
 	nftnl_set_elems_iter_destroy(it);
 	return 0;
@@ -2642,20 +2692,34 @@ static int nft_dump(void *priv, kp_dump_fn fn, void *userdata)
 	int r = 0;
 
 	for (int f = 0; f < 2 && !r; f++) {
-		struct dump_map d = { n, n->fam[f].family, 0, fn, userdata, 0, kp_map_new() };
+		struct dump_map d = { n, n->fam[f].family, 0, fn, userdata, 0, kp_map_new(),
+				      kp_map_new(), NULL, 0, 0 };
 
 		if (!n->fam[f].on)
 			continue;
-		if (!d.cluster_ips)
+		if (!d.cluster_ips || !d.node_ips) {
+			kp_map_free(d.cluster_ips);
+			kp_map_free(d.node_ips);
 			return -ENOMEM;
+		}
+		d.set = S_CLUSTER_IPS;
 		r = kp_nft_dump_elems(&n->sock, (int)nfproto(d.family), TABLE, "cluster-ips",
 				      cluster_ip_elems, &d);
+		d.set = S_NODEPORT_IPS;
+		if (!r)
+			r = kp_nft_dump_elems(&n->sock, (int)nfproto(d.family), TABLE,
+					      "nodeport-ips", cluster_ip_elems, &d);
 		for (int s = 0; !r && s < 2; s++) {
 			d.set = s ? M_SERVICE_NODEPORTS : M_SERVICE_IPS;
+			d.n_els = 0;
 			r = kp_nft_dump_elems(&n->sock, (int)nfproto(d.family), TABLE,
-					      set_decls[d.set].name, dump_elems, &d);
+					      set_decls[d.set].name, collect_elems, &d);
+			if (!r)
+				r = dump_elems(&d);
 		}
+		free(d.els);
 		kp_map_free(d.cluster_ips);
+		kp_map_free(d.node_ips);
 		if (r == -ENOENT)	/* not programmed (yet) */
 			r = 0;
 	}

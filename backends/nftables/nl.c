@@ -354,17 +354,12 @@ static int run_dump(struct kp_nft_sock *s, char *buf, struct dump *d)
 		if (r == MNL_CB_STOP)
 			return 0;
 		if (r < 0) {
-			/* drain the rest of the dump so the next request starts clean */
+			/* drop what is left of the dump (without waiting: it may have ended)
+			 * so that the next request starts clean */
 			int err = d->err ? d->err : -errno;
 
-			while (r < 0 && errno != ENOENT && rounds++ < 10000000) {
-				n = mnl_socket_recvfrom(s->nl, rbuf, RBUF_SIZE);
-				if (n <= 0)
-					break;
-				r = mnl_cb_run(rbuf, (size_t)n, seq, s->portid, NULL, NULL);
-				if (r == MNL_CB_STOP)
-					break;
-			}
+			while (recv(mnl_socket_get_fd(s->nl), rbuf, RBUF_SIZE, MSG_DONTWAIT) > 0)
+				;
 			return err;
 		}
 	}
