@@ -59,6 +59,10 @@ struct kp_ctx {
 	void *be_priv;
 	struct kp_opts *be_opts;	/* the options @be was initialised with */
 	bool need_full;
+	/* ServiceCIDR objects' ranges, made again from the store when stale */
+	struct kp_cidr *scidrs;
+	size_t n_scidrs;
+	bool scidrs_stale;
 	char err[512];			/* why the last failed call failed, "" */
 
 	uint32_t min_sync_ms, sync_period_ms;

@@ -91,6 +91,7 @@ KP_EXPORT void kp_ctx_free(struct kp_ctx *ctx)
 	free(ctx->node_name);
 	free(ctx->node_zone);
 	free(ctx->np_addrs);
+	free(ctx->scidrs);
 	free(ctx);
 }
 

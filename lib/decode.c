@@ -268,7 +268,7 @@ static struct kp_addr *parse_ip_array(struct dec *d, json_t *obj, const char *ke
 
 static struct kp_obj *obj_new(enum kp_obj_kind kind, const char *ns, const char *name)
 {
-	static const char letters[_KP_OBJ_MAX] = { 'S', 'L', 'E' };
+	static const char letters[_KP_OBJ_MAX] = { 'S', 'L', 'E', 'C' };
 	struct kp_obj *o = calloc(1, sizeof(*o));
 
 	if (!o)
@@ -320,12 +320,14 @@ void kp_obj_free(struct kp_obj *o)
 	free(o->ns);
 	free(o->name);
 	free(o->service);
+	free(o->cidrs);
 	free(o);
 }
 
 const char *kp_obj_kind_name(enum kp_obj_kind kind)
 {
-	static const char *const names[_KP_OBJ_MAX] = { "Service", "EndpointSlice", "Endpoints" };
+	static const char *const names[_KP_OBJ_MAX] = { "Service", "EndpointSlice", "Endpoints",
+							 "ServiceCIDR" };
 
 	return (unsigned)kind < _KP_OBJ_MAX ? names[kind] : "?";
 }
@@ -904,6 +906,41 @@ static int64_t rfc3339_ms(const char *s)
 	return (int64_t)t * 1000 + (int64_t)(frac * 1000);
 }
 
+/* A ServiceCIDR (networking.k8s.io/v1): spec.cidrs, at most one per family. */
+static void decode_service_cidr(struct dec *d, json_t *o, struct kp_obj *obj)
+{
+	json_t *spec = get_typed(d, o, "spec", "spec", JSON_OBJECT, true);
+	json_t *cidrs = get_typed(d, spec, "cidrs", "spec.cidrs", JSON_ARRAY, true);
+	json_t *e;
+	size_t i;
+
+	if (d->failed)
+		return;
+	if (!json_array_size(cidrs) || json_array_size(cidrs) > 2) {
+		bad(d, "spec.cidrs", "must hold one or two CIDRs (one per IP family)");
+		return;
+	}
+	obj->cidrs = calloc(json_array_size(cidrs), sizeof(*obj->cidrs));
+	if (!obj->cidrs) {
+		bad(d, "spec.cidrs", "out of memory");
+		return;
+	}
+	json_array_foreach(cidrs, i, e) {
+		const char *s = json_is_string(e) ? json_string_value(e) : NULL;
+		struct kp_cidr *c = &obj->cidrs[i];
+
+		if (!s || kp_cidr_from_str(s, &c->addr, &c->prefix) < 0) {
+			bad(d, fld(d, "spec.cidrs[%zu]", i), "is not a CIDR such as 10.96.0.0/16");
+			return;
+		}
+		if (i && obj->cidrs[0].addr.family == c->addr.family) {
+			bad(d, fld(d, "spec.cidrs[%zu]", i), "has the family of spec.cidrs[0]");
+			return;
+		}
+		obj->n_cidrs = i + 1;
+	}
+}
+
 static int decode_object(const struct kp_diag_sink *sink, const char *source, json_t *o,
 			 const char *kind, struct kp_objvec *out)
 {
@@ -919,6 +956,8 @@ static int decode_object(const struct kp_diag_sink *sink, const char *source, js
 		k = KP_OBJ_SLICE;
 	else if (strcmp(kind, "Endpoints") == 0)
 		k = KP_OBJ_ENDPOINTS;
+	else if (strcmp(kind, "ServiceCIDR") == 0)
+		k = KP_OBJ_SERVICE_CIDR;
 	else {
 		if (sink->debug) {
 			char msg[256];
@@ -942,11 +981,13 @@ static int decode_object(const struct kp_diag_sink *sink, const char *source, js
 		return -ENOMEM;
 	if (k == KP_OBJ_SERVICE)
 		decode_service(&d, o, labels, obj);
+	else if (k == KP_OBJ_SERVICE_CIDR)
+		decode_service_cidr(&d, o, obj);
 	else if (k == KP_OBJ_SLICE)
 		decode_slice(&d, o, labels, obj);
 	else
 		decode_endpoints(&d, o, obj);
-	if (k != KP_OBJ_SERVICE)	/* for kubeproxy_network_programming_duration_seconds */
+	if (k == KP_OBJ_SLICE || k == KP_OBJ_ENDPOINTS)	/* for the programming latency */
 		obj->trigger_ms = rfc3339_ms(json_string_value(json_object_get(
 			json_object_get(meta, "annotations"),
 			"endpoints.kubernetes.io/last-change-trigger-time")));
@@ -983,6 +1024,7 @@ static const char *list_item_kind(const char *list_kind)
 		{ "ServiceList", "Service" },
 		{ "EndpointSliceList", "EndpointSlice" },
 		{ "EndpointsList", "Endpoints" },
+		{ "ServiceCIDRList", "ServiceCIDR" },
 	};
 
 	for (size_t i = 0; i < KP_ARRAY_SIZE(map); i++)

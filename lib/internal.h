@@ -94,6 +94,7 @@ enum kp_obj_kind {
 	KP_OBJ_SERVICE,
 	KP_OBJ_SLICE,
 	KP_OBJ_ENDPOINTS,
+	KP_OBJ_SERVICE_CIDR,	/* networking.k8s.io ServiceCIDR: cluster-wide, no service */
 	_KP_OBJ_MAX
 };
 
@@ -160,6 +161,8 @@ struct kp_obj {
 	struct kp_slice_obj *slices;	/* KP_OBJ_SLICE: one; KP_OBJ_ENDPOINTS: one per subset */
 	size_t n_slices;
 	int64_t trigger_ms;		/* endpoints.kubernetes.io/last-change-trigger-time, 0 */
+	struct kp_cidr *cidrs;		/* KP_OBJ_SERVICE_CIDR: spec.cidrs */
+	size_t n_cidrs;
 };
 
 void kp_obj_free(struct kp_obj *obj);

@@ -52,10 +52,27 @@ static void index_del(struct kp_ctx *ctx, const struct kp_obj *obj)
 	}
 }
 
+/* A ServiceCIDR came, changed or went: the list is made again when asked, and the
+ * data plane gets a full sync to see it. */
+static void scidr_changed(struct kp_ctx *ctx)
+{
+	ctx->scidrs_stale = true;
+	ctx->need_full = true;
+}
+
 /* Removes @obj from the store and frees it. */
 static int store_del(struct kp_ctx *ctx, struct kp_obj *obj)
 {
-	int r = kp_tracker_mark(ctx, obj->service);
+	int r;
+
+	if (obj->kind == KP_OBJ_SERVICE_CIDR) {
+		kp_map_del(ctx->objs, obj->key);
+		ctx->n_kind[obj->kind]--;
+		kp_obj_free(obj);
+		scidr_changed(ctx);
+		return 0;
+	}
+	r = kp_tracker_mark(ctx, obj->service);
 
 	kp_map_del(ctx->objs, obj->key);
 	kp_tracker_note_change(ctx, obj->kind != KP_OBJ_SERVICE, obj->service);
@@ -84,6 +101,10 @@ static int store_put(struct kp_ctx *ctx, struct kp_obj *obj)
 		return -ENOMEM;
 	}
 	ctx->n_kind[obj->kind]++;
+	if (obj->kind == KP_OBJ_SERVICE_CIDR) {
+		scidr_changed(ctx);
+		return r ? -ENOMEM : 0;
+	}
 	if (!old)	/* a replacement was counted by store_del() */
 		kp_tracker_note_change(ctx, obj->kind != KP_OBJ_SERVICE, obj->service);
 	if (obj->kind != KP_OBJ_SERVICE)
@@ -264,4 +285,49 @@ KP_EXPORT int kp_ctx_unload(struct kp_ctx *ctx, const char *source)
 	free(src->name);
 	free(src);
 	return n;
+}
+
+KP_EXPORT const struct kp_cidr *kp_ctx_get_service_cidrs(struct kp_ctx *ctx, size_t *ret_n)
+{
+	struct kp_map_iter it = { 0 };
+	size_t n = 0, cap = 0;
+	struct kp_cidr *v = NULL;
+	void *val;
+
+	if (!ctx || !ret_n)
+		return NULL;
+	if (ctx->scidrs_stale) {
+		while (kp_map_next(ctx->objs, &it, NULL, &val)) {
+			const struct kp_obj *o = val;
+
+			if (o->kind != KP_OBJ_SERVICE_CIDR)
+				continue;
+			for (size_t i = 0; i < o->n_cidrs; i++) {
+				bool dup = false;
+
+				for (size_t j = 0; j < n && !dup; j++)
+					dup = v[j].prefix == o->cidrs[i].prefix &&
+					      kp_addr_equal(&v[j].addr, &o->cidrs[i].addr);
+				if (dup)
+					continue;
+				if (n == cap) {
+					struct kp_cidr *q = realloc(v, (cap = cap ? 2 * cap : 4) *
+								    sizeof(*q));
+
+					if (!q) {
+						free(v);
+						return NULL;
+					}
+					v = q;
+				}
+				v[n++] = o->cidrs[i];
+			}
+		}
+		free(ctx->scidrs);
+		ctx->scidrs = v;
+		ctx->n_scidrs = n;
+		ctx->scidrs_stale = false;
+	}
+	*ret_n = ctx->n_scidrs;
+	return ctx->scidrs;
 }

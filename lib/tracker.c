@@ -86,7 +86,8 @@ int kp_tracker_update_state(struct kp_ctx *ctx)
 	if (ctx->all_dirty) {
 		/* every service known to the store or to the state */
 		while (kp_map_next(ctx->objs, &it, NULL, &v))
-			r |= kp_tracker_mark(ctx, ((struct kp_obj *)v)->service);
+			if (((struct kp_obj *)v)->service)	/* not a ServiceCIDR */
+				r |= kp_tracker_mark(ctx, ((struct kp_obj *)v)->service);
 		memset(&it, 0, sizeof(it));
 		ctx->all_dirty = false;
 	}

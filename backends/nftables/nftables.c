@@ -173,6 +173,8 @@ struct nft {
 	bool synced;
 	bool ipv6;
 	char node_sig[512];		/* the node-port addresses the tables were built with */
+	char scidr_sig[512];		/* the service CIDRs of cluster-ips-check */
+	bool scidr_changed;		/* this sync rewrites cluster-ips-check */
 	/* figures for metrics and the benchmark */
 	uint64_t n_sync_failures, n_cleanup_failures, n_rebuilds;
 	size_t last_msgs;
@@ -894,64 +896,19 @@ static void interval_elem(struct nftnl_set *s, const uint8_t *key, size_t len, b
 	nftnl_set_elem_add(s, e);
 }
 
-/*
- * The firewall- chain: `ip saddr != RANGE drop` for one range, as nft writes a one-element
- * set; `ip saddr != { RANGES } drop` with an anonymous interval set (merged, sorted, each
- * range as its start and the end's successor, as nft encodes intervals) for more.
- */
-static void render_firewall(struct render *rd, const char *chain, const struct kp_addr *ranges,
-			    const uint8_t *prefixes, size_t n_ranges)
+/* An anonymous interval set of @n ranges @v (sorted here, merged, each as its start and
+ * the successor of its end, as nft encodes intervals); its name into @name. */
+static struct nftnl_set *interval_set(struct nft *nf, int family, struct range *v, size_t n,
+				      char *name, size_t name_size)
 {
-	int family = rd->f->family;
-	size_t len = addr_len(family), n = 0;
-	struct range *v = calloc(n_ranges ? n_ranges : 1, sizeof(*v));
-	struct job *j = want_chain(rd, chain);
-	struct nftnl_rule *r;
+	size_t len = addr_len(family);
 	struct nftnl_set *s;
-	char name[32];
 
-	if (!v || !j) {
-		free(v);
-		rd->err = -ENOMEM;
-		return;
-	}
-	for (size_t i = 0; i < n_ranges; i++) {
-		if (ranges[i].family != family)
-			continue;
-		put_addr(v[n].lo, &ranges[i]);
-		for (size_t b = 0; b < 8 * len; b++) {
-			uint8_t bit = (uint8_t)(0x80 >> (b % 8));
-
-			if (b < prefixes[i]) {
-				v[n].hi[b / 8] |= v[n].lo[b / 8] & bit;
-			} else {
-				v[n].lo[b / 8] &= (uint8_t)~bit;
-				v[n].hi[b / 8] |= bit;
-			}
-		}
-		n++;
-	}
-	if (n == 1) {
-		size_t first = 0;
-
-		while (ranges[first].family != family)
-			first++;
-		r = new_rule(rd, j, NULL);
-		if (r) {
-			match_net(r, family, true, &ranges[first], prefixes[first], true);
-			kp_nx_verdict(r, NF_DROP, NULL);
-		}
-		free(v);
-		return;
-	}
 	qsort(v, n, sizeof(*v), cmp_range);
 	s = nftnl_set_alloc();
-	if (!s) {
-		free(v);
-		rd->err = -ENOMEM;
-		return;
-	}
-	snprintf(name, sizeof(name), "__set%u", rd->n->anon_seq++);
+	if (!s)
+		return NULL;
+	snprintf(name, name_size, "__set%u", nf->anon_seq++);
 	nftnl_set_set_str(s, NFTNL_SET_TABLE, TABLE);
 	nftnl_set_set_str(s, NFTNL_SET_NAME, name);
 	nftnl_set_set_u32(s, NFTNL_SET_FAMILY, nfproto(family));
@@ -959,7 +916,7 @@ static void render_firewall(struct render *rd, const char *chain, const struct k
 			  NFT_SET_INTERVAL);
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, family == AF_INET6 ? KP_NT_IP6ADDR : KP_NT_IPADDR);
 	nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, (uint32_t)len);
-	nftnl_set_set_u32(s, NFTNL_SET_ID, rd->n->b.next_set_id++);
+	nftnl_set_set_u32(s, NFTNL_SET_ID, nf->b.next_set_id++);
 	{
 		uint8_t zero[16] = { 0 };
 		size_t i = 0;
@@ -985,6 +942,76 @@ static void render_firewall(struct render *rd, const char *chain, const struct k
 			if (inc(hi, len))
 				interval_elem(s, hi, len, true);
 		}
+	}
+	return s;
+}
+
+/* @n address ranges of @family as struct range (inclusive bounds); returns how many */
+static size_t to_ranges(int family, const struct kp_addr *addrs, const uint8_t *prefixes,
+			size_t n, struct range *v)
+{
+	size_t len = addr_len(family), m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (addrs[i].family != family)
+			continue;
+		memset(&v[m], 0, sizeof(v[m]));
+		put_addr(v[m].lo, &addrs[i]);
+		for (size_t b = 0; b < 8 * len; b++) {
+			uint8_t bit = (uint8_t)(0x80 >> (b % 8));
+
+			if (b < prefixes[i]) {
+				v[m].hi[b / 8] |= v[m].lo[b / 8] & bit;
+			} else {
+				v[m].lo[b / 8] &= (uint8_t)~bit;
+				v[m].hi[b / 8] |= bit;
+			}
+		}
+		m++;
+	}
+	return m;
+}
+
+/*
+ * The firewall- chain: `ip saddr != RANGE drop` for one range, as nft writes a one-element
+ * set; `ip saddr != { RANGES } drop` with an anonymous interval set (merged, sorted, each
+ * range as its start and the end's successor, as nft encodes intervals) for more.
+ */
+static void render_firewall(struct render *rd, const char *chain, const struct kp_addr *ranges,
+			    const uint8_t *prefixes, size_t n_ranges)
+{
+	int family = rd->f->family;
+	size_t len = addr_len(family), n = 0;
+	struct range *v = calloc(n_ranges ? n_ranges : 1, sizeof(*v));
+	struct job *j = want_chain(rd, chain);
+	struct nftnl_rule *r;
+	struct nftnl_set *s;
+	char name[32];
+
+	if (!v || !j) {
+		free(v);
+		rd->err = -ENOMEM;
+		return;
+	}
+	n = to_ranges(family, ranges, prefixes, n_ranges, v);
+	if (n == 1) {
+		size_t first = 0;
+
+		while (ranges[first].family != family)
+			first++;
+		r = new_rule(rd, j, NULL);
+		if (r) {
+			match_net(r, family, true, &ranges[first], prefixes[first], true);
+			kp_nx_verdict(r, NF_DROP, NULL);
+		}
+		free(v);
+		return;
+	}
+	s = interval_set(rd->n, family, v, n, name, sizeof(name));
+	if (!s) {
+		free(v);
+		rd->err = -ENOMEM;
+		return;
 	}
 	r = new_rule(rd, j, s);
 	if (!r) {
@@ -1129,7 +1156,11 @@ static void render_port_family(struct render *rd, const struct kp_svc_port *sp)
 		}
 	}
 	/* loadBalancerSourceRanges: ip saddr != { ranges } drop */
-	bool fw = has_lb && n_ranges > 0;
+	size_t n_fam_ranges = 0;
+
+	for (size_t i = 0; i < n_ranges; i++)
+		n_fam_ranges += ranges[i].family == family;
+	bool fw = has_lb && n_fam_ranges > 0;
 
 	if (fw)
 		render_firewall(rd, fw_chain, ranges, prefixes, n_ranges);
@@ -1588,6 +1619,81 @@ static void not_loopback(struct nftnl_rule *r, int family)
 	match_net(r, family, false, &lo, family == AF_INET6 ? 128 : 8, true);
 }
 
+/* cluster-ips-check: reject what reaches a ClusterIP on a port it has not, drop what is
+ * sent to an address of a service CIDR that no service has */
+static void emit_cluster_ips_check(struct nft *n, int family)
+{
+	size_t n_cidrs = 0, n_fam = 0;
+	const struct kp_cidr *c = kp_ctx_get_service_cidrs(n->ctx, &n_cidrs);
+	struct nftnl_rule *r;
+
+	if ((r = fixed_rule(n, family, "cluster-ips-check"))) {
+		kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
+			      (uint32_t)addr_len(family), NFT_REG_1);
+		kp_nx_lookup(r, NFT_REG_1, -1, "cluster-ips", 0, false);
+		kp_nx_reject(r, family);
+		kp_nx_comment(r, "Reject traffic to invalid ports of ClusterIPs");
+		put_fixed(n, family, r);
+	}
+	for (size_t i = 0; i < n_cidrs; i++)
+		n_fam += c[i].addr.family == family;
+	if (!n_fam || !(r = fixed_rule(n, family, "cluster-ips-check")))
+		return;
+	if (n_fam == 1) {
+		for (size_t i = 0; i < n_cidrs; i++)
+			if (c[i].addr.family == family)
+				match_net(r, family, false, &c[i].addr, c[i].prefix, false);
+		kp_nx_verdict(r, NF_DROP, NULL);
+		kp_nx_comment(r, "Drop traffic to unallocated ClusterIPs");
+		put_fixed(n, family, r);
+	} else {
+		struct kp_addr *a = calloc(n_cidrs, sizeof(*a));
+		uint8_t *p = calloc(n_cidrs, 1);
+		struct range *v = calloc(n_cidrs, sizeof(*v));
+		struct nftnl_set *s = NULL;
+		char name[32];
+
+		for (size_t i = 0; a && p && i < n_cidrs; i++) {
+			a[i] = c[i].addr;
+			p[i] = c[i].prefix;
+		}
+		if (a && p && v)
+			s = interval_set(n, family, v, to_ranges(family, a, p, n_cidrs, v), name,
+					 sizeof(name));
+		if (s) {
+			kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
+				      (uint32_t)addr_len(family), NFT_REG_1);
+			kp_nx_lookup(r, NFT_REG_1, -1, name, nftnl_set_get_u32(s, NFTNL_SET_ID),
+				     false);
+			kp_nx_verdict(r, NF_DROP, NULL);
+			kp_nx_comment(r, "Drop traffic to unallocated ClusterIPs");
+			emit_rule(n, family, r, s);
+			nftnl_set_free(s);
+		} else {
+			n->b.oom = true;
+		}
+		nftnl_rule_free(r);
+		free(a);
+		free(p);
+		free(v);
+	}
+}
+
+/* The service CIDRs as text, to see them change. */
+static void scidr_setting(struct nft *n, char *sig, size_t size)
+{
+	size_t n_cidrs = 0, len = 0;
+	const struct kp_cidr *c = kp_ctx_get_service_cidrs(n->ctx, &n_cidrs);
+
+	sig[0] = 0;
+	for (size_t i = 0; i < n_cidrs && len < size; i++) {
+		char s[KP_ADDR_STRLEN];
+
+		len += (size_t)snprintf(sig + len, size - len, "%s/%u,",
+					kp_addr_to_str(&c[i].addr, s, sizeof(s)), c[i].prefix);
+	}
+}
+
 static void emit_fixed_rules(struct nft *n, struct fam *f)
 {
 	int family = f->family;
@@ -1681,15 +1787,7 @@ static void emit_fixed_rules(struct nft *n, struct fam *f)
 		kp_nx_masq(r, NF_NAT_RANGE_PROTO_RANDOM_FULLY);
 		put_fixed(n, family, r);
 	}
-	/* cluster-ips-check */
-	if ((r = fixed_rule(n, family, "cluster-ips-check"))) {
-		kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-			      (uint32_t)addr_len(family), NFT_REG_1);
-		kp_nx_lookup(r, NFT_REG_1, -1, "cluster-ips", 0, false);
-		kp_nx_reject(r, family);
-		kp_nx_comment(r, "Reject traffic to invalid ports of ClusterIPs");
-		put_fixed(n, family, r);
-	}
+	emit_cluster_ips_check(n, family);
 	if ((r = fixed_rule(n, family, "firewall-check"))) {
 		key_daddr_proto_port(r, family);
 		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "firewall-ips", 0, false);
@@ -2161,8 +2259,13 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 	for (int f = 0; f < 2; f++) {
 		if (!n->fam[f].on)
 			continue;
-		if (rebuild)
+		if (rebuild) {
 			emit_fixed_rules(n, &n->fam[f]);
+		} else if (n->scidr_changed) {
+			emit_chain(n, n->fam[f].family, NFT_MSG_DELRULE, "cluster-ips-check", NULL,
+				   NULL);
+			emit_cluster_ips_check(n, n->fam[f].family);
+		}
 		emit_family(n, &n->fam[f]);
 	}
 	n->last_msgs = n->b.n_msgs;
@@ -2368,6 +2471,8 @@ static int nft_sync(void *priv, const struct kp_state *want, const struct kp_del
 			rebuild = true;
 	}
 	snprintf(n->node_sig, sizeof(n->node_sig), "%s", sig);
+	scidr_setting(n, sig, sizeof(sig));
+	n->scidr_changed = strcmp(sig, n->scidr_sig) != 0;
 	if (!rebuild)
 		delete_stale(n);
 	rebuild = rebuild || !n->built;
@@ -2386,6 +2491,7 @@ static int nft_sync(void *priv, const struct kp_state *want, const struct kp_del
 		r = transact(n, want, delta, true);
 	if (r < 0)
 		return r;
+	snprintf(n->scidr_sig, sizeof(n->scidr_sig), "%s", sig);
 	kp_ct_after_sync(n->ctx, "nftables", want, delta, n->synced, n->ipv6, &n->ct_stats);
 	n->synced = true;
 	return 0;

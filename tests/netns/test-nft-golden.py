@@ -135,36 +135,11 @@ def golden_test(expected, tmp, ns):
            r.stderr)
         actual = nftcompare.parse(r.stdout if r.returncode == 0 else "")
         for title, diffs in nftcompare.sections(expected, actual):
-            gap = KNOWN_GAPS.get(title)
-            if gap and diffs:
-                todo(diffs == gap[0], "%s: as kube-proxy's" % title, gap[1], "\n".join(diffs))
-            else:
-                ok(not diffs, "%s: as kube-proxy's" % title, "\n".join(diffs))
+            ok(not diffs, "%s: as kube-proxy's" % title, "\n".join(diffs))
     finally:
         if proc.poll() is None:
             stop(proc)
         log.close()
-
-
-# What kproxyd does not do yet, each with the exact difference it makes. Such a check is
-# a TAP TODO (automake counts it as an expected failure, and as XPASS, a failure, once it
-# passes, so that the entry must then go); any other difference fails as usual.
-KNOWN_GAPS = {
-    "chain cluster-ips-check": (
-        ['chain cluster-ips-check: rule 2 missing: ip daddr 172.30.0.0/16 drop comment '
-         '"Drop traffic to unallocated ClusterIPs"'],
-        "ServiceCIDR objects (networking.k8s.io) are not read yet: no unallocated-ClusterIP "
-        "drop rule"),
-}
-
-
-def todo(cond, desc, why, detail=""):
-    """A check of a known gap: not ok ... # TODO why (printed as ok ... # TODO when it
-    passes, which automake reports as XPASS)."""
-    TAP.count += 1
-    print("%s %d - %s # TODO %s" % ("ok" if not cond else "not ok", TAP.count, desc, why))
-    for line in str(detail).splitlines()[:30]:
-        print("#   " + line)
 
 
 def main():

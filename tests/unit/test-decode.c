@@ -156,6 +156,19 @@ static const struct bad_case {
 	  "{\"kind\":\"Endpoints\",\"metadata\":{\"name\":\"bad\",\"namespace\":\"ns\"},"
 	  "\"subsets\":[{\"addresses\":[{\"ip\":\"300.1.1.1\"}],\"ports\":[{\"port\":1}]}]}",
 	  "Endpoints", "subsets[0].addresses[0].ip" },
+	{ "ServiceCIDR with a bad range",
+	  "{\"kind\":\"ServiceCIDR\",\"apiVersion\":\"networking.k8s.io/v1\",\"metadata\":"
+	  "{\"name\":\"bad\",\"namespace\":\"ns\"},\"spec\":{\"cidrs\":[\"10.96.0.0/33\"]}}",
+	  "ServiceCIDR", "spec.cidrs[0]" },
+	{ "ServiceCIDR with two IPv4 ranges",
+	  "{\"kind\":\"ServiceCIDR\",\"apiVersion\":\"networking.k8s.io/v1\",\"metadata\":"
+	  "{\"name\":\"bad\",\"namespace\":\"ns\"},\"spec\":{\"cidrs\":[\"10.96.0.0/16\","
+	  "\"10.97.0.0/16\"]}}",
+	  "ServiceCIDR", "spec.cidrs[1]" },
+	{ "ServiceCIDR without ranges",
+	  "{\"kind\":\"ServiceCIDR\",\"apiVersion\":\"networking.k8s.io/v1\",\"metadata\":"
+	  "{\"name\":\"bad\",\"namespace\":\"ns\"},\"spec\":{\"cidrs\":[]}}",
+	  "ServiceCIDR", "spec.cidrs" },
 };
 
 static void test_bad_objects(void)
@@ -370,8 +383,44 @@ int load_fixture(struct kp_ctx *ctx, const char *name, struct seen *s)
 
 void test_fixtures(void);
 
+/* ServiceCIDR objects reach kp_ctx_get_service_cidrs(), de-duplicated, and go with
+ * their source; a change asks for a full sync. */
+static void test_service_cidrs(void)
+{
+	static const char both[] =
+		"{\"kind\":\"ServiceCIDRList\",\"items\":[{\"kind\":\"ServiceCIDR\",\"metadata\":"
+		"{\"name\":\"kubernetes\"},\"spec\":{\"cidrs\":[\"10.96.0.0/16\",\"fd00:96::/112\"]}},"
+		"{\"kind\":\"ServiceCIDR\",\"metadata\":{\"name\":\"again\"},\"spec\":{\"cidrs\":"
+		"[\"10.96.0.0/16\"]}}]}";
+	static const char none[] = "{\"kind\":\"List\",\"items\":[]}";
+	struct kp_ctx *ctx = kp_ctx_new();
+	const struct kp_cidr *c;
+	char a[KP_ADDR_STRLEN], b[KP_ADDR_STRLEN];
+	size_t n = 99;
+
+	c = kp_ctx_get_service_cidrs(ctx, &n);
+	ok(!c && n == 0, "no ServiceCIDR: no ranges (%zu)", n);
+	ok(kp_ctx_load(ctx, "scidr", both, strlen(both), KP_FORMAT_JSON) == 2,
+	   "a ServiceCIDRList loads as two objects");
+	ok(kp_ctx_has_pending(ctx), "a ServiceCIDR asks for a sync");
+	c = kp_ctx_get_service_cidrs(ctx, &n);
+	ok(c && n == 2 && ((c[0].addr.family == AF_INET && c[0].prefix == 16 &&
+			    !strcmp(kp_addr_to_str(&c[0].addr, a, sizeof(a)), "10.96.0.0") &&
+			    c[1].prefix == 112 &&
+			    !strcmp(kp_addr_to_str(&c[1].addr, b, sizeof(b)), "fd00:96::")) ||
+			   (c[1].addr.family == AF_INET && c[1].prefix == 16 &&
+			    c[0].prefix == 112)),
+	   "its ranges, de-duplicated (%zu)", n);
+	ok(kp_ctx_load(ctx, "scidr", none, strlen(none), KP_FORMAT_JSON) == 0,
+	   "the source empties");
+	c = kp_ctx_get_service_cidrs(ctx, &n);
+	ok(!c && n == 0, "the ranges go with it (%zu)", n);
+	kp_ctx_free(ctx);
+}
+
 int main(void)
 {
+	test_service_cidrs();
 	test_bad_objects();
 	test_documents();
 	test_yaml();

@@ -212,6 +212,17 @@ int kp_ctx_foreach_option(const struct kp_ctx *ctx,
 			  void *userdata);
 
 /**
+ * kp_ctx_get_service_cidrs - the ranges of the ServiceCIDR objects (networking.k8s.io)
+ * the sources gave, de-duplicated, in no particular order
+ * @ctx: context
+ * @ret_n: number of ranges
+ * Returns: the ranges, borrowed until the next call or the next change of a ServiceCIDR
+ * (a change makes the next sync a full one); NULL with *ret_n 0 when there are none, and
+ * NULL for a bad argument or out of memory (*ret_n untouched).
+ */
+const struct kp_cidr *kp_ctx_get_service_cidrs(struct kp_ctx *ctx, size_t *ret_n);
+
+/**
  * kp_ctx_set_error - say why the current operation fails (for backends: init, sync,
  * dump, cleanup); the caller of the failing kp_ctx_* call reads it with
  * kp_ctx_get_error(). The first message of a call is kept (the step closest to the
