@@ -20,14 +20,17 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 
-struct kp_nfb {
+/* A page of a transaction: messages never straddle two (sent as one iovec each). */
+struct kp_nfb_page {
 	char *buf;
 	size_t len, cap;
+};
+
+struct kp_nfb {
+	struct kp_nfb_page *pages;	/* the last one is being filled */
+	size_t n_pages, cap_pages;
+	size_t size;			/* bytes in all pages */
 	uint32_t seq0, seq;		/* the batch-begin's sequence number, the next one */
-	uint32_t *what;			/* per message after begin: offset in @names */
-	size_t n_what, cap_what;
-	char *names;			/* NUL-separated descriptions */
-	size_t names_len, names_cap;
 	uint32_t next_set_id;		/* transaction ids of the sets this batch creates */
 	size_t n_msgs;			/* messages between begin and end */
 	bool oom;
@@ -37,12 +40,11 @@ struct kp_nfb {
  * -ERESTART when the ruleset changed since), or 0 for no check. */
 void kp_nfb_begin(struct kp_nfb *b, uint32_t seq, bool check_gen, uint32_t genid);
 void kp_nfb_free(struct kp_nfb *b);
-/* A message header of @type (NFT_MSG_*) with room for @room payload bytes, described by
- * the printf-style @fmt; NULL when out of memory (the batch then fails at send). The
- * payload must be built before the next call. */
+/* A message header of @type (NFT_MSG_*) with room for @room payload bytes; NULL when out
+ * of memory (the batch then fails at send). The payload must be built before the next
+ * call. A message the kernel refuses is described from its own bytes. */
 struct nlmsghdr *kp_nfb_msg(struct kp_nfb *b, uint16_t type, uint16_t family, uint16_t flags,
-			    size_t room, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
+			    size_t room);
 /* Ends the message started last (after its payload is built). */
 void kp_nfb_done(struct kp_nfb *b, struct nlmsghdr *nlh);
 

@@ -118,6 +118,7 @@ struct ch {
 	bool have, want, touched;
 	long long stale_since;	/* flushed and no longer wanted: ns timestamp, else 0 */
 	unsigned n_rules;	/* as written */
+	unsigned n_rules_sent;	/* in this sync's transaction */
 };
 
 struct aff {
@@ -1228,7 +1229,9 @@ static void port_key(const struct kp_svc_port *sp, char *out, size_t size)
 		 proto_lc(kp_svc_port_get_protocol(sp)));
 }
 
-/* Renders @sp's new version into this sync's pending records. */
+static void emit_jobs(struct nft *n, struct fam *f);
+
+/* Renders @sp's new version into this sync's pending records, and emits its chains. */
 static int render_new(struct nft *n, const struct kp_svc_port *sp)
 {
 	struct port_rec *rec = calloc(1, sizeof(*rec));
@@ -1243,6 +1246,7 @@ static int render_new(struct nft *n, const struct kp_svc_port *sp)
 			continue;
 		rd.f = &n->fam[f];
 		render_port_family(&rd, sp);
+		emit_jobs(n, rd.f);
 	}
 	if (!rd.err) {
 		void *old = NULL;
@@ -1317,9 +1321,7 @@ static void emit_table(struct nft *n, int family, uint16_t type, uint16_t flags)
 					     nftnl_udata_buf_len(u));
 		nftnl_udata_buf_free(u);
 	}
-	nlh = kp_nfb_msg(&n->b, type, (uint16_t)nfproto(family), flags, 256, "%s table %s %s",
-			 type == NFT_MSG_NEWTABLE ? "add" : "delete",
-			 family == AF_INET6 ? "ip6" : "ip", TABLE);
+	nlh = kp_nfb_msg(&n->b, type, (uint16_t)nfproto(family), flags, 256);
 	if (nlh)
 		nftnl_table_nlmsg_build_payload(nlh, t);
 	kp_nfb_done(&n->b, nlh);
@@ -1331,8 +1333,6 @@ static void emit_chain(struct nft *n, int family, uint16_t type, const char *nam
 {
 	struct nftnl_chain *c = nftnl_chain_alloc();
 	struct nlmsghdr *nlh;
-	const char *verb = type == NFT_MSG_NEWCHAIN ? "add" : type == NFT_MSG_DELCHAIN ? "delete" :
-			   "flush";
 
 	if (!c) {
 		n->b.oom = true;
@@ -1366,15 +1366,13 @@ static void emit_chain(struct nft *n, int family, uint16_t type, const char *nam
 		nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, nfproto(family));
 		nftnl_rule_set_str(r, NFTNL_RULE_TABLE, TABLE);
 		nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, name);
-		nlh = kp_nfb_msg(&n->b, NFT_MSG_DELRULE, (uint16_t)nfproto(family), 0, 512,
-				 "flush chain %s", name);
+		nlh = kp_nfb_msg(&n->b, NFT_MSG_DELRULE, (uint16_t)nfproto(family), 0, 512);
 		if (nlh)
 			nftnl_rule_nlmsg_build_payload(nlh, r);
 		nftnl_rule_free(r);
 	} else {
 		nlh = kp_nfb_msg(&n->b, type, (uint16_t)nfproto(family),
-				 type == NFT_MSG_NEWCHAIN ? NLM_F_CREATE : 0, 512, "%s chain %s",
-				 verb, name);
+				 type == NFT_MSG_NEWCHAIN ? NLM_F_CREATE : 0, 512);
 		if (nlh)
 			nftnl_chain_nlmsg_build_payload(nlh, c);
 	}
@@ -1397,22 +1395,18 @@ static void emit_rule(struct nft *n, int family, struct nftnl_rule *r, struct nf
 		}
 		nftnl_set_set_u32(anon, NFTNL_SET_DESC_SIZE, n_el);
 		nlh = kp_nfb_msg(&n->b, NFT_MSG_NEWSET, (uint16_t)nfproto(family),
-				 NLM_F_CREATE, 512, "add the map of a rule of chain %s",
-				 nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+				 NLM_F_CREATE, 512);
 		if (nlh)
 			nftnl_set_nlmsg_build_payload(nlh, anon);
 		kp_nfb_done(&n->b, nlh);
 		nlh = kp_nfb_msg(&n->b, NFT_MSG_NEWSETELEM, (uint16_t)nfproto(family),
-				 NLM_F_CREATE, 128 + 96 * (size_t)n_el,
-				 "add the elements of the map of a rule of chain %s",
-				 nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+				 NLM_F_CREATE, 128 + 96 * (size_t)n_el);
 		if (nlh)
 			nftnl_set_elems_nlmsg_build_payload(nlh, anon);
 		kp_nfb_done(&n->b, nlh);
 	}
 	nlh = kp_nfb_msg(&n->b, NFT_MSG_NEWRULE, (uint16_t)nfproto(family),
-			 NLM_F_CREATE | NLM_F_APPEND, 2048, "add rule to chain %s",
-			 nftnl_rule_get_str(r, NFTNL_RULE_CHAIN));
+			 NLM_F_CREATE | NLM_F_APPEND, 2048);
 	if (nlh)
 		nftnl_rule_nlmsg_build_payload(nlh, r);
 	kp_nfb_done(&n->b, nlh);
@@ -1443,8 +1437,7 @@ static void emit_set(struct nft *n, int family, int i)
 	if (nftnl_udata_put_strz(u, NFTNL_UDATA_SET_COMMENT, d->comment))
 		nftnl_set_set_data(s, NFTNL_SET_USERDATA, nftnl_udata_buf_data(u),
 				   nftnl_udata_buf_len(u));
-	nlh = kp_nfb_msg(&n->b, NFT_MSG_NEWSET, (uint16_t)nfproto(family), NLM_F_CREATE, 512,
-			 "add %s %s", d->map ? "map" : "set", d->name);
+	nlh = kp_nfb_msg(&n->b, NFT_MSG_NEWSET, (uint16_t)nfproto(family), NLM_F_CREATE, 512);
 	if (nlh)
 		nftnl_set_nlmsg_build_payload(nlh, s);
 	kp_nfb_done(&n->b, nlh);
@@ -1473,7 +1466,7 @@ static void emit_aff(struct nft *n, int family, const char *name, uint32_t timeo
 		nftnl_set_set_u32(s, NFTNL_SET_ID, n->b.next_set_id++);
 	}
 	nlh = kp_nfb_msg(&n->b, del ? NFT_MSG_DELSET : NFT_MSG_NEWSET, (uint16_t)nfproto(family),
-			 del ? 0 : NLM_F_CREATE, 512, "%s set %s", del ? "delete" : "add", name);
+			 del ? 0 : NLM_F_CREATE, 512);
 	if (nlh)
 		nftnl_set_nlmsg_build_payload(nlh, s);
 	kp_nfb_done(&n->b, nlh);
@@ -1526,9 +1519,7 @@ static void elem_flush(struct nft *n, int family, struct elem_msgs *m, int set, 
 		return;
 	nlh = kp_nfb_msg(&n->b, del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM,
 			 (uint16_t)nfproto(family), del ? 0 : NLM_F_CREATE,
-			 256 + 240 * (size_t)m->n[set], "%s %u elements %s %s %s",
-			 del ? "delete" : "add", m->n[set], del ? "from" : "to",
-			 set_decls[set].map ? "map" : "set", set_decls[set].name);
+			 256 + 240 * (size_t)m->n[set]);
 	if (nlh)
 		nftnl_set_elems_nlmsg_build_payload(nlh, m->s[set]);
 	kp_nfb_done(&n->b, nlh);
@@ -1950,14 +1941,13 @@ static void forget(struct nft *n)
 
 /* ---- one transaction ---- */
 
-/* Emits everything rendered this sync for @f (after the fixed part on rebuilds). */
-static void emit_family(struct nft *n, struct fam *f)
+/*
+ * Emits the chains rendered since the last call (one service port's) and frees them:
+ * new affinity sets and new chains first, then each chain's flush and rules, so that no
+ * rule names what is not there yet. Called per port, the transaction is the only copy.
+ */
+static void emit_jobs(struct nft *n, struct fam *f)
 {
-	struct kp_map_iter it = { 0 };
-	struct elem_msgs m = { 0 };
-	const char *k;
-	void *v;
-
 	/* new affinity sets, then new chains, before any rule names them */
 	for (size_t i = 0; i < f->n_new_affs; i++) {
 		struct aff *a = kp_map_get(f->affs, f->new_affs[i]);
@@ -1979,7 +1969,25 @@ static void emit_family(struct nft *n, struct fam *f)
 			emit_chain(n, f->family, NFT_MSG_DELRULE, j->chain, NULL, NULL);
 		for (size_t r = 0; r < j->n_rules; r++)
 			emit_rule(n, f->family, j->rules[r], j->anon[r]);
+		if (c)
+			c->n_rules_sent = (unsigned)j->n_rules;
+		job_free(j);
 	}
+	f->n_jobs = 0;
+	for (size_t i = 0; i < f->n_new_affs; i++)
+		free(f->new_affs[i]);
+	f->n_new_affs = 0;
+}
+
+/* Emits the rest of this sync for @f: elements, then chains and sets no longer used. */
+static void emit_family(struct nft *n, struct fam *f)
+{
+	struct kp_map_iter it = { 0 };
+	struct elem_msgs m = { 0 };
+	const char *k;
+	void *v;
+
+	emit_jobs(n, f);
 	/* elements: what goes or changes first, then what comes */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < f->n_touched_els; i++) {
@@ -2031,12 +2039,6 @@ static void commit_family(struct fam *f, long long now)
 			free(e);
 		}
 	}
-	for (size_t i = 0; i < f->n_jobs; i++) {
-		struct ch *c = kp_map_get(f->chains, f->jobs[i].chain);
-
-		if (c)
-			c->n_rules = (unsigned)f->jobs[i].n_rules;
-	}
 	while (kp_map_next(f->chains, &it, &k, &v)) {
 		struct ch *c = v;
 
@@ -2044,6 +2046,7 @@ static void commit_family(struct fam *f, long long now)
 			continue;
 		c->touched = false;
 		if (c->want) {
+			c->n_rules = c->n_rules_sent;
 			c->have = true;
 			c->stale_since = 0;
 		} else if (c->have && !c->stale_since) {

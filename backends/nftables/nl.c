@@ -43,62 +43,87 @@ static bool grow(void **p, size_t *cap, size_t need, size_t unit)
 	return true;
 }
 
+#define PAGE_SIZE_MIN (256 * 1024)
+
+/* Room for @need more bytes in the last page (a new page when it has not). */
+static char *room_for(struct kp_nfb *b, size_t need)
+{
+	struct kp_nfb_page *p = b->n_pages ? &b->pages[b->n_pages - 1] : NULL;
+
+	if (b->oom)
+		return NULL;
+	if (!p || p->len + need > p->cap) {
+		size_t cap = need > PAGE_SIZE_MIN ? need : PAGE_SIZE_MIN;
+
+		if (!grow((void **)&b->pages, &b->cap_pages, b->n_pages + 1, sizeof(*b->pages))) {
+			b->oom = true;
+			return NULL;
+		}
+		p = &b->pages[b->n_pages];
+		p->buf = malloc(cap);
+		if (!p->buf) {
+			b->oom = true;
+			return NULL;
+		}
+		p->len = 0;
+		p->cap = cap;
+		b->n_pages++;
+	}
+	return p->buf + p->len;
+}
+
+static void pages_free(struct kp_nfb *b)
+{
+	for (size_t i = 0; i < b->n_pages; i++)
+		free(b->pages[i].buf);
+	b->n_pages = 0;
+	b->size = 0;
+}
+
 void kp_nfb_begin(struct kp_nfb *b, uint32_t seq, bool check_gen, uint32_t genid)
 {
 	struct nlmsghdr *nlh;
+	char *at;
 
-	b->len = 0;
-	b->n_what = b->names_len = b->n_msgs = 0;
+	pages_free(b);
+	b->n_msgs = 0;
 	b->next_set_id = 1;
-	b->oom = !grow((void **)&b->buf, &b->cap, 64 * 1024, 1);
+	b->oom = false;
 	b->seq0 = b->seq = seq;
-	if (b->oom)
+	at = room_for(b, HDR_ROOM);
+	if (!at)
 		return;
-	nlh = nftnl_batch_begin(b->buf, b->seq++);
+	nlh = nftnl_batch_begin(at, b->seq++);
 	if (check_gen)
 		mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(genid));
-	b->len = NLMSG_ALIGN(nlh->nlmsg_len);
+	b->pages[b->n_pages - 1].len += NLMSG_ALIGN(nlh->nlmsg_len);
+	b->size += NLMSG_ALIGN(nlh->nlmsg_len);
 }
 
 void kp_nfb_free(struct kp_nfb *b)
 {
-	free(b->buf);
-	free(b->what);
-	free(b->names);
+	pages_free(b);
+	free(b->pages);
 	memset(b, 0, sizeof(*b));
 }
 
 struct nlmsghdr *kp_nfb_msg(struct kp_nfb *b, uint16_t type, uint16_t family, uint16_t flags,
-			    size_t room, const char *fmt, ...)
+			    size_t room)
 {
-	char what[320];
-	va_list ap;
-	size_t n;
+	char *at = room_for(b, HDR_ROOM + room + 64);
 
-	if (b->oom || !grow((void **)&b->buf, &b->cap, b->len + HDR_ROOM + room + 64, 1) ||
-	    !grow((void **)&b->what, &b->cap_what, b->n_what + 1, sizeof(*b->what))) {
-		b->oom = true;
+	if (!at)
 		return NULL;
-	}
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	n = strlen(what) + 1;
-	if (!grow((void **)&b->names, &b->names_cap, b->names_len + n, 1)) {
-		b->oom = true;
-		return NULL;
-	}
-	memcpy(b->names + b->names_len, what, n);
-	b->what[b->n_what++] = (uint32_t)b->names_len;
-	b->names_len += n;
 	b->n_msgs++;
-	return nftnl_nlmsg_build_hdr(b->buf + b->len, type, family, flags, b->seq++);
+	return nftnl_nlmsg_build_hdr(at, type, family, flags, b->seq++);
 }
 
 void kp_nfb_done(struct kp_nfb *b, struct nlmsghdr *nlh)
 {
-	if (nlh)
-		b->len += NLMSG_ALIGN(nlh->nlmsg_len);
+	if (nlh) {
+		b->pages[b->n_pages - 1].len += NLMSG_ALIGN(nlh->nlmsg_len);
+		b->size += NLMSG_ALIGN(nlh->nlmsg_len);
+	}
 }
 
 int kp_nft_open(struct kp_nft_sock *s)
@@ -182,6 +207,56 @@ static int64_t gen_of(const struct nlmsghdr *nlh, uint32_t gen_seq)
 	return id;
 }
 
+/* "add rule to chain X" for the message of sequence @seq in @b's pages, or "". */
+static void describe(const struct kp_nfb *b, uint32_t seq, char *out, size_t size)
+{
+	static const struct {
+		uint8_t type;
+		const char *verb, *what;
+		int attr;		/* the name attribute (table-relative) */
+	} kinds[] = {
+		{ NFT_MSG_NEWTABLE, "add", "table", NFTA_TABLE_NAME },
+		{ NFT_MSG_DELTABLE, "delete", "table", NFTA_TABLE_NAME },
+		{ NFT_MSG_NEWCHAIN, "add", "chain", NFTA_CHAIN_NAME },
+		{ NFT_MSG_DELCHAIN, "delete", "chain", NFTA_CHAIN_NAME },
+		{ NFT_MSG_NEWRULE, "add a rule to", "chain", NFTA_RULE_CHAIN },
+		{ NFT_MSG_DELRULE, "flush", "chain", NFTA_RULE_CHAIN },
+		{ NFT_MSG_NEWSET, "add", "set", NFTA_SET_NAME },
+		{ NFT_MSG_DELSET, "delete", "set", NFTA_SET_NAME },
+		{ NFT_MSG_NEWSETELEM, "add elements to", "set", NFTA_SET_ELEM_LIST_SET },
+		{ NFT_MSG_DELSETELEM, "delete elements from", "set", NFTA_SET_ELEM_LIST_SET },
+	};
+
+	out[0] = 0;
+	for (size_t i = 0; i < b->n_pages; i++) {
+		const struct nlmsghdr *nlh = (const struct nlmsghdr *)b->pages[i].buf;
+		int left = (int)b->pages[i].len;
+
+		for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+			const struct nlattr *a;
+
+			if (nlh->nlmsg_seq != seq)
+				continue;
+			for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+				if ((nlh->nlmsg_type & 0xff) != kinds[k].type)
+					continue;
+				snprintf(out, size, "%s %s", kinds[k].verb, kinds[k].what);
+				mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+					if (mnl_attr_get_type(a) == kinds[k].attr) {
+						snprintf(out, size, "%s %s %.*s", kinds[k].verb,
+							 kinds[k].what,
+							 (int)mnl_attr_get_payload_len(a),
+							 (const char *)mnl_attr_get_payload(a));
+						break;
+					}
+				return;
+			}
+			snprintf(out, size, "message type %u", nlh->nlmsg_type & 0xff);
+			return;
+		}
+	}
+}
+
 /*
  * Reads until the answer to @gen_seq. The first error of a message in @b (when given) is
  * returned and named in @why.
@@ -213,12 +288,14 @@ static int read_answers(struct kp_nft_sock *s, const struct kp_nfb *b, uint32_t 
 					continue;
 				first = e->error;
 				if (b && why && nlh->nlmsg_seq > b->seq0 &&
-				    nlh->nlmsg_seq - b->seq0 - 1 < b->n_what)
+				    nlh->nlmsg_seq - b->seq0 <= b->n_msgs) {
+					char what[320];
+
+					describe(b, nlh->nlmsg_seq, what, sizeof(what));
 					snprintf(why, why_size, "message %u of %zu (%s): %s",
-						 nlh->nlmsg_seq - b->seq0, b->n_msgs,
-						 b->names + b->what[nlh->nlmsg_seq - b->seq0 - 1],
+						 nlh->nlmsg_seq - b->seq0, b->n_msgs, what,
 						 strerror(-first));
-				else if (why)
+				} else if (why)
 					snprintf(why, why_size, "sequence %u: %s", nlh->nlmsg_seq,
 						 strerror(-first));
 				continue;
@@ -246,29 +323,57 @@ int kp_nft_getgen(struct kp_nft_sock *s, uint32_t *ret_gen)
 int kp_nfb_commit(struct kp_nft_sock *s, struct kp_nfb *b, uint32_t *ret_gen, char *why,
 		  size_t why_size)
 {
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	char gen_buf[MNL_SOCKET_BUFFER_SIZE];
+	struct msghdr msg = { 0 };
+	struct iovec *iov;
 	struct nlmsghdr *nlh;
+	char *at = room_for(b, HDR_ROOM);
 	uint32_t gen_seq;
 	int r;
 
-	if (b->oom || !grow((void **)&b->buf, &b->cap, b->len + 2 * HDR_ROOM, 1)) {
+	if (!at) {
 		snprintf(why, why_size, "out of memory building the transaction");
 		return -ENOMEM;
 	}
-	nlh = nftnl_batch_end(b->buf + b->len, b->seq++);
-	b->len += NLMSG_ALIGN(nlh->nlmsg_len);
-	/* the generation request after the batch: its answer comes after the batch's */
-	gen_seq = gen_request(s, b->buf + b->len);
-	r = send_all(s, b->buf, b->len);
+	nlh = nftnl_batch_end(at, b->seq++);
+	kp_nfb_done(b, nlh);
+	iov = calloc(b->n_pages, sizeof(*iov));
+	if (!iov) {
+		snprintf(why, why_size, "out of memory sending the transaction");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < b->n_pages; i++)
+		iov[i] = (struct iovec){ b->pages[i].buf, b->pages[i].len };
+	msg.msg_name = &kernel;
+	msg.msg_namelen = sizeof(kernel);
+	msg.msg_iov = iov;
+	msg.msg_iovlen = b->n_pages;
+	/* the kernel takes a batch in one skb: the socket's send buffer must hold it */
+	if (b->size > s->sndbuf) {
+		int size = b->size > (1u << 30) ? 1 << 30 : (int)b->size + 4096;
+		int fd = mnl_socket_get_fd(s->nl);
+
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		s->sndbuf = b->size;
+	}
+	r = sendmsg(mnl_socket_get_fd(s->nl), &msg, 0) < 0 ? -errno : 0;
+	free(iov);
 	if (r < 0) {
-		snprintf(why, why_size, "sending %zu bytes: %s", b->len, strerror(-r));
+		snprintf(why, why_size, "sending the transaction: %s", strerror(-r));
 		return r;
 	}
-	r = send_all(s, b->buf + b->len, ((struct nlmsghdr *)(b->buf + b->len))->nlmsg_len);
+	/* the generation request after the batch: its answer comes after the batch's */
+	gen_seq = gen_request(s, gen_buf);
+	r = send_all(s, gen_buf, ((struct nlmsghdr *)gen_buf)->nlmsg_len);
 	if (r < 0) {
 		snprintf(why, why_size, "asking the generation: %s", strerror(-r));
 		return r;
 	}
-	return read_answers(s, b, gen_seq, ret_gen, why, why_size);
+	r = read_answers(s, b, gen_seq, ret_gen, why, why_size);
+	pages_free(b);		/* kept until now to name a refused message */
+	return r;
 }
 
 /* ---- dumps ---- */
