@@ -223,6 +223,21 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "last_error", c.last_sync_result ? kp_strerror(c.last_sync_result) : "",
 			 "pending", kp_ctx_has_pending(ctx));
 	if (st) {
+		size_t n_cidrs = 0;
+		const struct kp_cidr *cidrs = kp_ctx_get_service_cidrs(ctx, &n_cidrs);
+		json_t *sc = json_array();
+
+		/* the ServiceCIDR objects' ranges (the nftables mode drops traffic to what
+		 * no service has in them) */
+		for (size_t i = 0; sc && cidrs && i < n_cidrs; i++) {
+			char a[KP_ADDR_STRLEN], t[KP_ADDR_STRLEN + 8];
+
+			snprintf(t, sizeof(t), "%s/%u", kp_addr_to_str(&cidrs[i].addr, a, sizeof(a)),
+				 cidrs[i].prefix);
+			json_array_append_new(sc, json_string(t));
+		}
+		if (sc)
+			json_object_set_new(st, "service_cidrs", sc);
 		json_object_set_new(st, "api", api_status(info));
 		json_object_set_new(st, "options", options_status(ctx));
 		if (info->nodefw)

@@ -342,6 +342,9 @@ static int open_api(struct kp_ctx *ctx, const struct options *o, struct kp_api *
 	}
 	if (!r) {
 		r = kp_api_new(ctx, &auth, o->hostname, 0, ret);
+		/* as kube-proxy: the nftables mode drops traffic to unallocated ClusterIPs */
+		if (!r && !strcmp(o->proxy_mode, "nftables"))
+			r = kp_api_set_watch_service_cidrs(*ret, true);
 		if (!r && (r = kp_api_set_watch_stall_timeout(*ret,
 				kpd_get_ms("api-watch-stall-timeout"))) < 0) {
 			kp_api_free(*ret);

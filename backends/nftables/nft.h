@@ -57,6 +57,8 @@ struct kp_nft_sock {
 
 int kp_nft_open(struct kp_nft_sock *s);
 void kp_nft_close(struct kp_nft_sock *s);
+/* 1 when table @name of @family exists, 0 when not, or a negative errno. */
+int kp_nft_table_exists(struct kp_nft_sock *s, int family, const char *name);
 /* The current ruleset generation. */
 int kp_nft_getgen(struct kp_nft_sock *s, uint32_t *ret_gen);
 /*

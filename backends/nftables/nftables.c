@@ -36,6 +36,16 @@
 #define BASE_SIZE 241		/* a name's base (hash and text) with the NUL: 240 characters */
 #define ELEMS_PER_MSG 512	/* set elements per NEWSETELEM/DELSETELEM message */
 #define STALE_DELAY_NS 1000000000LL	/* stale chains are deleted this long after */
+/*
+ * A first build (no kube-proxy table yet) is sent in transactions of about this size,
+ * the maps' elements in the last one: the kernel walks a transaction's whole list for
+ * each anonymous map a rule binds (__nft_set_trans_bind), so one 10 MB transaction
+ * costs it quadratically more, and holds the nfnetlink mutex for all of it. Nothing is
+ * reachable before the last one (it fills the dispatch maps), so a partial build is
+ * harmless; a rebuild over existing tables stays one transaction (no packet may meet a
+ * half-built table).
+ */
+#define CHUNK_BYTES (256 * 1024)
 
 static const char *const local_modes[] = KP_DETECT_LOCAL_MODES;
 
@@ -170,6 +180,8 @@ struct nft {
 	uint32_t mark;
 	uint32_t gen;			/* the generation after our last commit */
 	uint32_t anon_seq;		/* names of the anonymous maps: __map<N> */
+	bool chunking;			/* this first build is sent in several transactions */
+	size_t n_chunks;		/* transactions of the last first build */
 	bool built;			/* the tables match @ports (a rebuild succeeded) */
 	bool synced;
 	bool ipv6;
@@ -2164,11 +2176,32 @@ struct walk {
 	int err;
 };
 
+/* Sends what a chunked first build holds so far and starts the next transaction. */
+static int commit_chunk(struct nft *n)
+{
+	char why[512] = "";
+	int r;
+
+	n->sock.seq = n->b.seq + 1;
+	r = kp_nfb_commit(&n->sock, &n->b, &n->gen, why, sizeof(why));
+	n->sock.seq += 2;
+	if (r < 0) {
+		n->n_sync_failures++;
+		return kp_ctx_set_error(n->ctx, r, "nftables: part %zu of the first build was "
+					"refused: %s", n->n_chunks + 1, why);
+	}
+	n->n_chunks++;
+	kp_nfb_begin(&n->b, n->sock.seq, true, n->gen);
+	return 0;
+}
+
 static int render_all_cb(const struct kp_svc_port *sp, void *userdata)
 {
 	struct walk *w = userdata;
 
 	w->err = render_new(w->n, sp);
+	if (!w->err && w->n->chunking && w->n->b.size >= CHUNK_BYTES)
+		w->err = commit_chunk(w->n);
 	return w->err;
 }
 
@@ -2221,6 +2254,14 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 		sync_scratch_free(n);
 		return r;
 	}
+	n->chunking = false;
+	if (rebuild) {
+		int e0 = n->fam[0].on ? kp_nft_table_exists(&n->sock, NFPROTO_IPV4, TABLE) : 0;
+		int e1 = n->fam[1].on ? kp_nft_table_exists(&n->sock, NFPROTO_IPV6, TABLE) : 0;
+
+		n->chunking = e0 == 0 && e1 == 0;
+		n->n_chunks = 0;
+	}
 	kp_nfb_begin(&n->b, n->sock.seq, true, gen);
 	if (rebuild) {
 		for (int f = 0; f < 2; f++) {
@@ -2241,6 +2282,9 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 					   "@no-endpoint-nodeports" : NULL);
 			for (int s = 0; s < N_SETS; s++)
 				emit_set(n, fm->family, s);
+			/* the fixed rules first when chunked: they name only what is above */
+			if (n->chunking)
+				emit_fixed_rules(n, fm);
 		}
 		r = kp_state_foreach(want, render_all_cb, &w);
 	} else {
@@ -2262,9 +2306,9 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 	for (int f = 0; f < 2; f++) {
 		if (!n->fam[f].on)
 			continue;
-		if (rebuild) {
+		if (rebuild && !n->chunking) {
 			emit_fixed_rules(n, &n->fam[f]);
-		} else if (n->scidr_changed) {
+		} else if (!rebuild && n->scidr_changed) {
 			emit_chain(n, n->fam[f].family, NFT_MSG_DELRULE, "cluster-ips-check", NULL,
 				   NULL);
 			emit_cluster_ips_check(n, n->fam[f].family);

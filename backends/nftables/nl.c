@@ -320,6 +320,32 @@ int kp_nft_getgen(struct kp_nft_sock *s, uint32_t *ret_gen)
 	return r < 0 ? r : read_answers(s, NULL, seq, ret_gen, NULL, 0);
 }
 
+int kp_nft_table_exists(struct kp_nft_sock *s, int family, const char *name)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nftnl_table *t = nftnl_table_alloc();
+	struct nlmsghdr *nlh;
+	uint32_t gen_seq;
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, (uint16_t)family, NLM_F_ACK, s->seq++);
+	nftnl_table_set_str(t, NFTNL_TABLE_NAME, name);
+	nftnl_table_nlmsg_build_payload(nlh, t);
+	nftnl_table_free(t);
+	r = send_all(s, buf, nlh->nlmsg_len);
+	if (r < 0)
+		return r;
+	/* the generation request behind it marks the end of its answer */
+	gen_seq = gen_request(s, buf);
+	r = send_all(s, buf, ((struct nlmsghdr *)buf)->nlmsg_len);
+	if (r < 0)
+		return r;
+	r = read_answers(s, NULL, gen_seq, NULL, NULL, 0);
+	return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+}
+
 int kp_nfb_commit(struct kp_nft_sock *s, struct kp_nfb *b, uint32_t *ret_gen, char *why,
 		  size_t why_size)
 {

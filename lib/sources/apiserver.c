@@ -62,7 +62,7 @@
 #define USER_TIMEOUT_MS 30000		/* TCP_USER_TIMEOUT: unacknowledged data or probes */
 #define RETRY_AFTER_MAX_S 300		/* the longest Retry-After honoured */
 
-enum res { RES_SERVICES, RES_SLICES, RES_NODE, _RES_MAX };
+enum res { RES_SERVICES, RES_SLICES, RES_NODE, RES_SCIDRS, _RES_MAX };
 
 static const struct {
 	const char *name, *path, *kind, *api_version;
@@ -71,6 +71,8 @@ static const struct {
 	[RES_SLICES] = { "endpointslices", "/apis/discovery.k8s.io/v1/endpointslices",
 			 "EndpointSlice", "discovery.k8s.io/v1" },
 	[RES_NODE] = { "nodes", "/api/v1/nodes", "Node", "v1" },
+	[RES_SCIDRS] = { "servicecidrs", "/apis/networking.k8s.io/v1/servicecidrs",
+			 "ServiceCIDR", "networking.k8s.io/v1" },
 };
 
 struct watcher {
@@ -415,6 +417,8 @@ static char *request_url(struct watcher *w)
 
 		snprintf(sel, sizeof(sel), "fieldSelector=metadata.name%%3D%s", esc ? esc : "");
 		curl_free(esc);
+	} else if (w->res == RES_SCIDRS) {
+		sel[0] = 0;	/* every one: no selector */
 	} else {
 		snprintf(sel, sizeof(sel), "%s", SELECTOR);
 	}
@@ -437,8 +441,8 @@ static char *request_url(struct watcher *w)
 		curl_free(rv);
 		api->stats.n_watches++;
 	}
-	url = q_extra ? kp_asprintf("%s%s?%s&%s", api->base, resources[w->res].path, sel,
-				    q_extra) : NULL;
+	url = q_extra ? kp_asprintf("%s%s?%s%s%s", api->base, resources[w->res].path, sel,
+				    *sel ? "&" : "", q_extra) : NULL;
 	free(q_extra);
 	return url;
 }
@@ -900,6 +904,14 @@ static void done(struct watcher *w, CURLcode res)
 		list_done(w);
 		return;
 	}
+	if (code == 404 && w->res == RES_SCIDRS) {
+		/* an API server before ServiceCIDRs (or with MultiCIDRServiceAllocator off) */
+		kp_log(api->ctx, KP_LOG_INFO, "api: servicecidrs: not served by this API server "
+		       "(HTTP 404): no service CIDRs, not watched");
+		w->start_at = -1;
+		end_transfer(w);
+		return;
+	}
 	if (code == 410 || w->abort_relist) {
 		/* the version is gone from the server's history: list again, from page one */
 		kp_log(api->ctx, KP_LOG_INFO, "api: %s: resourceVersion %s is too old; listing "
@@ -1039,6 +1051,14 @@ static int tls_name_route(struct kp_api *api)
 }
 
 /* ---- the caller's side ---- */
+
+KP_EXPORT int kp_api_set_watch_service_cidrs(struct kp_api *api, bool watch)
+{
+	if (!api || api->w[RES_SCIDRS].easy || api->w[RES_SCIDRS].synced)
+		return -EINVAL;
+	api->w[RES_SCIDRS].start_at = watch ? 0 : -1;
+	return 0;
+}
 
 KP_EXPORT int kp_api_set_watch_stall_timeout(struct kp_api *api, unsigned ms)
 {
@@ -1229,7 +1249,8 @@ KP_EXPORT int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, con
 		w->api = api;
 		w->res = (enum res)i;
 		w->need_list = true;
-		w->start_at = i == RES_NODE && !node_name ? -1 : 0;
+		/* the node only when named; service CIDRs when asked */
+		w->start_at = (i == RES_NODE && !node_name) || i == RES_SCIDRS ? -1 : 0;
 		if (!(w->held = kp_map_new())) {
 			r = -ENOMEM;
 			goto fail;

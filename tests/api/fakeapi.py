@@ -33,6 +33,8 @@ RESOURCES = {   # path: (resource, list kind, kind, apiVersion)
     "/apis/discovery.k8s.io/v1/endpointslices":
         ("endpointslices", "EndpointSliceList", "EndpointSlice", "discovery.k8s.io/v1"),
     "/api/v1/nodes": ("nodes", "NodeList", "Node", "v1"),
+    "/apis/networking.k8s.io/v1/servicecidrs":
+        ("servicecidrs", "ServiceCIDRList", "ServiceCIDR", "networking.k8s.io/v1"),
 }
 BY_RESOURCE = {v[0]: (path,) + v[1:] for path, v in RESOURCES.items()}
 FAULTS = ("drop", "drop-midchunk", "err410", "bookmark", "garbage", "stall")
@@ -223,6 +225,7 @@ class Server:
         self.throttle = {}         # resource -> [requests left, Retry-After seconds]
         self.refused = 0
         self.open_watches = {r: 0 for r in BY_RESOURCE}
+        self.unserved = set()   # resources answered 404, as an older API server would
         # watches that reached their stream (a fault injected after that reaches them)
         self.watches_started = {r: 0 for r in BY_RESOURCE}
         self.forbid = False
@@ -462,7 +465,7 @@ class Server:
                                '%s is forbidden: User "system:kube-proxy" cannot %s resource '
                                '"%s" at the cluster scope' % (
                                    res, "watch" if q.get("watch") else "list", res))
-        if u.path not in RESOURCES:
+        if u.path not in RESOURCES or RESOURCES[u.path][0] in self.unserved:
             return self.status(h, u.path, q, 404, "NotFound", "the server could not find "
                                "the requested resource")
         resource = RESOURCES[u.path][0]

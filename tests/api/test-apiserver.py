@@ -238,6 +238,58 @@ def watch_times(srv, resource, mark=(0, 0, 0)):
                 if i >= mark[0] and fakeapi.Server.is_watch(r, resource)]
 
 
+def test_service_cidrs(srv, certs):
+    """In nftables mode kproxyd also lists and watches ServiceCIDRs (kp_ctx_get_service_cidrs,
+    shown by kproxyctl status); other modes do not ask; a server without them (404) is
+    asked once, logged, and the rest goes on."""
+    srv.put("servicecidrs", {"metadata": {"name": "kubernetes"},
+                             "spec": {"cidrs": ["10.96.0.0/16", "fd00:96::/112"]}})
+    kc = os.path.join(BASE, "kc-data")
+    try:
+        mark = srv.mark()
+        d = Daemon(kc, extra=("--proxy-mode", "nftables"))
+        good, e, _ = d.wait(lambda e: WEB in e)
+        got = lambda: sorted(d.status().get("service_cidrs") or [])
+        listed = srv.wait_until(lambda: got() == ["10.96.0.0/16", "fd00:96::/112"], DEADLINE)
+        ok(good and listed, "nftables mode lists ServiceCIDRs: kproxyctl status shows their "
+           "ranges (%s)" % got(), d.logtext()[-1500:])
+        srv.put("servicecidrs", {"metadata": {"name": "extra"},
+                                 "spec": {"cidrs": ["10.97.0.0/16"]}})
+        ok(srv.wait_until(lambda: "10.97.0.0/16" in got(), DEADLINE),
+           "a ServiceCIDR added is watched in (%s)" % got())
+        srv.delete("servicecidrs", "", "extra")
+        ok(srv.wait_until(lambda: "10.97.0.0/16" not in got(), DEADLINE),
+           "and one deleted is watched out (%s)" % got())
+        asked = [r for r in srv.since(mark)[0] if r[0].endswith("/servicecidrs")]
+        ok(any(r[1].get("watch") in ("1", "true") for r in asked) and
+           not any("labelSelector" in r[1] for r in asked),
+           "they are listed and watched without a selector", asked[:4])
+        d.stop()
+        mark = srv.mark()
+        d = Daemon(kc)
+        good, e, _ = d.wait(lambda e: WEB in e)
+        ok(good and not [r for r in srv.since(mark)[0] if r[0].endswith("/servicecidrs")]
+           and d.status().get("service_cidrs") == [],
+           "the iptables mode does not ask for them")
+        d.stop()
+        srv.unserved.add("servicecidrs")
+        mark = srv.mark()
+        d = Daemon(kc, extra=("--proxy-mode", "nftables"))
+        good, e, _ = d.wait(lambda e: WEB in e)
+        time.sleep(1.5)
+        asked = [r for r in srv.since(mark)[0] if r[0].endswith("/servicecidrs")]
+        ok(good and len(asked) == 1 and d.logtext().count("servicecidrs: not served") == 1
+           and d.proc.poll() is None,
+           "an API server without ServiceCIDRs (404) is asked once, logged once, and the "
+           "services converge (%d requests)" % len(asked), d.logtext()[-1500:])
+        d.stop()
+    finally:
+        srv.unserved.discard("servicecidrs")
+        for name in ("kubernetes", "extra"):
+            if ("", name) in srv.objs["servicecidrs"]:
+                srv.delete("servicecidrs", "", name)
+
+
 def test_stall(srv, certs):
     """A watch that goes silent (connection open, nothing sent, not even the events that
     follow) is abandoned after the stall bound (--api-watch-stall-timeout, STALL here),
@@ -1031,6 +1083,7 @@ def main():
         test_forbidden(srv, certs)
         test_outage(srv, certs)
         test_stall(srv, certs)
+        test_service_cidrs(srv, certs)
         test_api_faults(srv, certs)
         test_not_before_lists(srv, certs)
         test_kubeconfigs(srv, certs)

@@ -107,6 +107,18 @@ int kp_api_new(struct kp_ctx *ctx, const struct kp_api_auth *auth, const char *n
  */
 int kp_api_set_watch_stall_timeout(struct kp_api *api, unsigned ms);
 
+/**
+ * kp_api_set_watch_service_cidrs - also list and watch ServiceCIDR objects
+ * (networking.k8s.io/v1 servicecidrs), which kp_ctx_get_service_cidrs() then gives
+ * @api: the client, before its first request
+ * @watch: whether to (the default is not to)
+ * An API server that does not serve them (HTTP 404: before Kubernetes 1.33, or with the
+ * MultiCIDRServiceAllocator gate off) is logged once and not asked again. They do not hold
+ * back the first sync (kp_api_synced()).
+ * Returns: 0, or -EINVAL when @api is NULL or already asked for them.
+ */
+int kp_api_set_watch_service_cidrs(struct kp_api *api, bool watch);
+
 /* A descriptor to poll for input; call kp_api_process() when it is readable. */
 int kp_api_fd(const struct kp_api *api);
 
