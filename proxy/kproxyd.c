@@ -273,6 +273,48 @@ static int check_node_netfilter(const struct options *o, struct kpd_nodefw *fw)
 	return 0;
 }
 
+/*
+ * As kube-proxy's platformCleanup: another mode's rules would intercept the traffic of
+ * this one (KUBE-SERVICES in nat ahead of the kube-proxy tables, or the other way round),
+ * so a start in nftables mode removes the iptables, ipvs (and userspace) leftovers, a
+ * start in an x_tables mode removes the nftables tables, and --cleanup removes them all.
+ * Each goes through its own data plane's cleanup in a context of its own; one that cannot
+ * start here (no legacy ip_tables, no ip_vs) has nothing to remove.
+ */
+static int cleanup_modes(const char *current, bool all)
+{
+	static const char *const xt[] = { "iptables", "ipvs", "userspace" };
+	bool nft_mode = !strcmp(current, "nftables");
+	int rc = 0;
+
+	for (size_t i = 0; i <= sizeof(xt) / sizeof(xt[0]); i++) {
+		const char *mode = i < sizeof(xt) / sizeof(xt[0]) ? xt[i] : "nftables";
+		bool xt_mode = strcmp(mode, "nftables") != 0;
+		struct kp_ctx *tmp;
+		int r;
+
+		if (!strcmp(mode, current) || (!all && (xt_mode ? !nft_mode : nft_mode ||
+						       !strcmp(current, "dpdk"))))
+			continue;
+		tmp = kp_ctx_new();
+		if (!tmp)
+			return -ENOMEM;
+		kp_ctx_set_log(tmp, kpd_lib_log, NULL, KP_LOG_WARN);
+		r = kp_ctx_set_backend(tmp, mode, NULL, 0);
+		if (r < 0) {
+			kpd_dbg(2, "%s leftovers: none to remove (%s)", mode, kp_ctx_get_error(tmp));
+		} else if ((r = kp_ctx_cleanup(tmp)) < 0) {
+			kpd_warn("removing the %s mode's leftovers failed: %s", mode,
+				 kp_ctx_get_error(tmp));
+			rc = r;
+		} else {
+			kpd_dbg(2, "%s leftovers removed (if there were any)", mode);
+		}
+		kp_ctx_free(tmp);
+	}
+	return rc;
+}
+
 static int select_backend(struct kp_ctx *ctx, struct options *o)
 {
 	static const char *const modes[] = { "iptables", "ipvs", "userspace", "nftables", "dpdk",
@@ -755,9 +797,15 @@ int main(int argc, char **argv)
 		r = kp_ctx_cleanup(d.ctx);
 		if (r < 0)
 			kpd_err("cleanup failed: %s", kp_ctx_get_error(d.ctx));
+		/* as kube-proxy --cleanup: every mode's rules */
+		if (!o.dry_run && strcmp(o.proxy_mode, "dryrun") && cleanup_modes(o.proxy_mode,
+										   true) < 0 && !r)
+			r = -EIO;
 		rc = r < 0;
 		goto out;
 	}
+	if (!o.dry_run && strcmp(o.proxy_mode, "dryrun"))
+		cleanup_modes(o.proxy_mode, false);
 	d.nafd = kpd_nodeaddrs_follow(o.na);
 	if (d.nafd < -1)
 		kpd_warn("cannot follow local addresses for NodePorts (%s): they are read at start "

@@ -256,6 +256,42 @@ def run_tests(topo, mdir):
        nft("list", "table", "inet", "foreign").stdout == foreign,
        "--cleanup deletes both kube-proxy tables and nothing else", tables + r.stderr)
 
+    # --- switching modes, as kube-proxy: the other mode's rules go at start ---
+    def xt_nat():
+        return sh("iptables-legacy", "-t", "nat", "-S", ns=n, check=False).stdout
+
+    sh("iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES", ns=n, check=False)
+    sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-j", "KUBE-SERVICES", ns=n,
+       check=False)
+    sh("iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.1", "-j", "ACCEPT",
+       ns=n, check=False)
+    before = xt_nat()
+    k = Kproxyd(topo, mdir)
+    served = wait_until(lambda: serves("10.96.0.10", 80, {"pod-a1", "pod-b1"}))
+    after = xt_nat()
+    ok("KUBE-SERVICES" in before and "KUBE-" not in after and "192.0.2.1" in after and
+       served,
+       "a start in nftables mode removes an iptables mode's chains (only those), and serves",
+       before + "\n--\n" + after)
+    kptest.stop(k.proc, 3.0)
+    ik = kptest.Kproxyd(n, "iptables", mdir, os.path.join(mdir, ".."), (
+        "--nodeport-addresses", "192.168.50.0/24,fd00:50::/64",
+        "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"))
+    STARTED.append(ik)
+    ik.ready(lambda: ik.ctl("status").returncode == 0)
+    synced = wait_until(lambda: "KUBE-SERVICES" in xt_nat())
+    tables = nft("list", "tables").stdout
+    ok("kube-proxy" not in tables and synced and
+       nft("list", "table", "inet", "foreign").stdout == foreign,
+       "a start in iptables mode removes the nftables mode's tables (only those)", tables)
+    kptest.stop(ik.proc, 3.0)
+    k = Kproxyd(topo, mdir)
+    kptest.stop(k.proc, 3.0)
+    r = sh(KPROXYD, "--proxy-mode", "iptables", "--cleanup", ns=n, check=False)
+    ok(r.returncode == 0 and "kube-proxy" not in nft("list", "tables").stdout and
+       "KUBE-" not in xt_nat(),
+       "--cleanup in any mode removes every mode's rules, as kube-proxy's", r.stderr)
+
 
 def main():
     if os.geteuid() != 0:
