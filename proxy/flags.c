@@ -163,7 +163,8 @@ static const struct kpd_flag rows[] = {
 	{ .name = NULL, .alias = "min-sync-period", .config = "minSyncPeriod", .zero_default = true },
 	{ .name = NULL, .alias = "sync-period", .config = "syncPeriod", .zero_default = true },
 	{ .name = "cleanup", .kube = true, .flag_wins = true, .own = { .type = KP_OPT_BOOL,
-	  .def = "false", .help = "remove everything the data plane installed, then exit" } },
+	  .def = "false", .help = "remove everything the data plane installed, and what "
+				  "other modes left, then exit" } },
 	SEC("iptables mode"),
 	{ .name = "iptables-masquerade-bit", .arg = "N", .config = "iptables.masqueradeBit",
 	  .option = "masquerade-bit", .kube = true, T(KP_OPT_UINT) },
