@@ -136,6 +136,11 @@ struct aff {
 	uint32_t timeout;
 };
 
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
 /* One rendered chain: its rules (and the anonymous sets they use) waiting to be sent. */
 struct job {
 	char *chain;
@@ -154,16 +159,15 @@ struct fam {
 	size_t n_jobs, cap_jobs;
 	char **new_affs;		/* names wanted this sync that are not there */
 	size_t n_new_affs, cap_new_affs;
+	struct strv touched_chains;	/* names of @chains touched this sync */
+	struct strv touched_affs;	/* names of @affs touched this sync */
+	struct strv stale;		/* chains emptied, to be deleted a second later */
 	/* node ports: on every local address (fib) or on nodeport-ips */
 	bool np_any;
 	unsigned fixed_rules[KP_ARRAY_SIZE(fixed_chains) + KP_ARRAY_SIZE(base_chains)];
 };
 
 /* What one service port holds, per family: element keys, chain names, affinity sets. */
-struct strv {
-	char **v;
-	size_t n, cap;
-};
 
 struct port_rec {
 	struct strv els[2], chains[2], affs[2];
@@ -471,7 +475,11 @@ static struct job *want_chain(struct render *rd, const char *name)
 	if (!c)
 		return NULL;
 	c->want = true;
-	c->touched = true;
+	if (!c->touched) {
+		c->touched = true;
+		if (!strv_add(&f->touched_chains, name))
+			rd->err = -ENOMEM;
+	}
 	c->stale_since = 0;
 	if (rd->rec && !strv_add(&rd->rec->chains[fidx(f->family)], name))
 		rd->err = -ENOMEM;
@@ -549,7 +557,12 @@ static void want_aff(struct render *rd, const char *name, uint32_t timeout)
 			return;
 		}
 	}
-	a->want = a->touched = true;
+	a->want = true;
+	if (!a->touched) {
+		a->touched = true;
+		if (!strv_add(&f->touched_affs, name))
+			rd->err = -ENOMEM;
+	}
 	a->timeout = timeout;
 	if (rd->rec && !strv_add(&rd->rec->affs[fidx(f->family)], name))
 		rd->err = -ENOMEM;
@@ -1294,7 +1307,11 @@ static int unrender_old(struct nft *n, const char *key)
 			c = kp_map_get(fm->chains, rec->chains[f].v[i]);
 			if (c) {
 				c->want = false;
-				c->touched = true;
+				if (!c->touched) {
+					c->touched = true;
+					if (!strv_add(&fm->touched_chains, rec->chains[f].v[i]))
+						rd.err = -ENOMEM;
+				}
 			}
 		}
 		for (size_t i = 0; i < rec->affs[f].n; i++) {
@@ -1305,7 +1322,11 @@ static int unrender_old(struct nft *n, const char *key)
 			a = kp_map_get(fm->affs, rec->affs[f].v[i]);
 			if (a) {
 				a->want = false;
-				a->touched = true;
+				if (!a->touched) {
+					a->touched = true;
+					if (!strv_add(&fm->touched_affs, rec->affs[f].v[i]))
+						rd.err = -ENOMEM;
+				}
 			}
 		}
 	}
@@ -1904,6 +1925,7 @@ static void fam_clear(struct fam *f)
 			free(v);
 		kp_map_free(f->affs);
 	}
+	strv_free(&f->stale);
 	f->els = kp_map_new();
 	f->chains = kp_map_new();
 	f->affs = kp_map_new();
@@ -1936,6 +1958,8 @@ static void sync_scratch_free(struct nft *n)
 		for (size_t i = 0; i < fm->n_new_affs; i++)
 			free(fm->new_affs[i]);
 		fm->n_new_affs = 0;
+		strv_free(&fm->touched_chains);
+		strv_free(&fm->touched_affs);
 	}
 	records_free(n->pending);
 	n->pending = NULL;
@@ -1994,10 +2018,7 @@ static void emit_jobs(struct nft *n, struct fam *f)
 /* Emits the rest of this sync for @f: elements, then chains and sets no longer used. */
 static void emit_family(struct nft *n, struct fam *f)
 {
-	struct kp_map_iter it = { 0 };
 	struct elem_msgs m = { 0 };
-	const char *k;
-	void *v;
 
 	emit_jobs(n, f);
 	/* elements: what goes or changes first, then what comes */
@@ -2016,17 +2037,18 @@ static void emit_family(struct nft *n, struct fam *f)
 			elem_flush(n, f->family, &m, s, !pass);
 	}
 	/* chains no port holds: emptied now, deleted by a later transaction */
-	while (kp_map_next(f->chains, &it, &k, &v)) {
-		struct ch *c = v;
+	for (size_t i = 0; i < f->touched_chains.n; i++) {
+		const char *k = f->touched_chains.v[i];
+		struct ch *c = kp_map_get(f->chains, k);
 
-		if (c->touched && c->have && !c->want && !c->stale_since)
+		if (c && c->touched && c->have && !c->want && !c->stale_since)
 			emit_chain(n, f->family, NFT_MSG_DELRULE, k, NULL, NULL);
 	}
-	memset(&it, 0, sizeof(it));
-	while (kp_map_next(f->affs, &it, &k, &v)) {
-		struct aff *a = v;
+	for (size_t i = 0; i < f->touched_affs.n; i++) {
+		const char *k = f->touched_affs.v[i];
+		struct aff *a = kp_map_get(f->affs, k);
 
-		if (a->touched && a->have && !a->want)
+		if (a && a->touched && a->have && !a->want)
 			emit_aff(n, f->family, k, 0, true);
 	}
 }
@@ -2034,9 +2056,6 @@ static void emit_family(struct nft *n, struct fam *f)
 /* After a successful commit: what was sent is what is there. */
 static void commit_family(struct fam *f, long long now)
 {
-	struct kp_map_iter it = { 0 };
-	const char *k;
-	void *v;
 
 	for (size_t i = 0; i < f->n_touched_els; i++) {
 		struct el *e = kp_map_get(f->els, f->touched_els[i]);
@@ -2051,10 +2070,11 @@ static void commit_family(struct fam *f, long long now)
 			free(e);
 		}
 	}
-	while (kp_map_next(f->chains, &it, &k, &v)) {
-		struct ch *c = v;
+	for (size_t i = 0; i < f->touched_chains.n; i++) {
+		const char *k = f->touched_chains.v[i];
+		struct ch *c = kp_map_get(f->chains, k);
 
-		if (!c->touched)
+		if (!c || !c->touched)
 			continue;
 		c->touched = false;
 		if (c->want) {
@@ -2064,16 +2084,17 @@ static void commit_family(struct fam *f, long long now)
 		} else if (c->have && !c->stale_since) {
 			c->stale_since = now;
 			c->n_rules = 0;
+			strv_add(&f->stale, k);	/* lost on ENOMEM: the chain stays, empty */
 		} else if (!c->have) {
 			kp_map_del(f->chains, k);
 			free(c);
 		}
 	}
-	memset(&it, 0, sizeof(it));
-	while (kp_map_next(f->affs, &it, &k, &v)) {
-		struct aff *a = v;
+	for (size_t i = 0; i < f->touched_affs.n; i++) {
+		const char *k = f->touched_affs.v[i];
+		struct aff *a = kp_map_get(f->affs, k);
 
-		if (!a->touched)
+		if (!a || !a->touched)
 			continue;
 		a->touched = false;
 		a->have = a->want;
@@ -2124,18 +2145,15 @@ static void delete_stale(struct nft *n)
 
 	kp_nfb_begin(&n->b, n->sock.seq, false, 0);
 	for (int f = 0; f < 2; f++) {
-		struct kp_map_iter it = { 0 };
-		const char *k;
-		void *v;
+		struct fam *fm = &n->fam[f];
 
-		if (!n->fam[f].on)
-			continue;
-		while (kp_map_next(n->fam[f].chains, &it, &k, &v)) {
-			struct ch *c = v;
+		for (size_t i = 0; fm->on && i < fm->stale.n; i++) {
+			struct ch *c = kp_map_get(fm->chains, fm->stale.v[i]);
 
-			if (c->have && !c->want && c->stale_since &&
+			if (c && c->have && !c->want && c->stale_since &&
 			    now - c->stale_since >= STALE_DELAY_NS) {
-				emit_chain(n, n->fam[f].family, NFT_MSG_DELCHAIN, k, NULL, NULL);
+				emit_chain(n, fm->family, NFT_MSG_DELCHAIN, fm->stale.v[i], NULL,
+					   NULL);
 				n_del++;
 			}
 		}
@@ -2153,21 +2171,25 @@ static void delete_stale(struct nft *n)
 		return;
 	}
 	for (int f = 0; f < 2; f++) {
-		struct kp_map_iter it = { 0 };
-		const char *k;
-		void *v;
+		struct fam *fm = &n->fam[f];
+		size_t kept = 0;
 
-		if (!n->fam[f].on)
-			continue;
-		while (kp_map_next(n->fam[f].chains, &it, &k, &v)) {
-			struct ch *c = v;
+		/* deleted ones leave the map; wanted again or too young ones stay listed
+		 * (the young) or drop off (the wanted) */
+		for (size_t i = 0; i < fm->stale.n; i++) {
+			struct ch *c = kp_map_get(fm->chains, fm->stale.v[i]);
 
-			if (c->have && !c->want && c->stale_since &&
+			if (c && c->have && !c->want && c->stale_since &&
 			    now - c->stale_since >= STALE_DELAY_NS) {
-				kp_map_del(n->fam[f].chains, k);
+				kp_map_del(fm->chains, fm->stale.v[i]);
 				free(c);
+			} else if (c && !c->want && c->stale_since) {
+				fm->stale.v[kept++] = fm->stale.v[i];
+				continue;
 			}
+			free(fm->stale.v[i]);
 		}
+		fm->stale.n = kept;
 	}
 }
 
@@ -2979,6 +3001,7 @@ static void nft_destroy(void *priv)
 		free(fm->touched_els);
 		free(fm->jobs);
 		free(fm->new_affs);
+		strv_free(&fm->stale);
 	}
 	records_free(n->ports);
 	kp_nfb_free(&n->b);
