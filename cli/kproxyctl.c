@@ -27,6 +27,8 @@ static const char usage[] =
 "  dump      each service frontend (VIP:port) and the endpoints behind it, as programmed\n"
 "            (with --dry-run: as it would be programmed)\n"
 "  status    backend, object counts, last sync time and result\n"
+"  check     compare what the data plane holds (read back) with the desired state;\n"
+"            exit status 0 when they agree, 1 when they differ, 2 on error\n"
 "\n"
 "Options:\n"
 "  -s, --socket PATH   kproxyd's control socket (default /run/kproxyd.sock)\n"
@@ -161,6 +163,45 @@ static void print_dump_table(json_t *d)
 	}
 }
 
+static void print_eps(const char *label, json_t *a)
+{
+	size_t i;
+	json_t *e;
+
+	printf("     %s:", label);
+	if (!json_array_size(a))
+		printf(" (none)");
+	json_array_foreach(a, i, e)
+		printf(" %s", json_string_value(e));
+	printf("\n");
+}
+
+static void print_check_table(json_t *c)
+{
+	json_t *diffs = json_object_get(c, "differences"), *d;
+	size_t i;
+
+	json_array_foreach(diffs, i, d) {
+		char lap[80];
+		const char *what = str(d, "what");
+
+		addr_port(lap, sizeof(lap), str(d, "vip"), num(d, "port"));
+		printf("%-9s %-4s %-41s %-12s %s%s%s\n", !strcmp(what, "missing") ? "MISSING" :
+		       !strcmp(what, "extra") ? "EXTRA" : "DIFFERS", str(d, "protocol"), lap,
+		       str(d, "kind"), str(d, "service"), *str(d, "port_name") ? ":" : "",
+		       str(d, "port_name"));
+		if (json_is_array(json_object_get(d, "want")))
+			print_eps("wanted", json_object_get(d, "want"));
+		if (json_is_array(json_object_get(d, "have")))
+			print_eps("programmed", json_object_get(d, "have"));
+	}
+	printf("%s: %lld difference%s between the data plane (%s) and the desired state%s\n",
+	       json_is_true(json_object_get(c, "agree")) ? "ok" : "DRIFT",
+	       num(c, "differences_count"), num(c, "differences_count") == 1 ? "" : "s",
+	       str(c, "backend"), json_is_true(json_object_get(c, "pending")) ?
+	       " (changes are pending: the next sync may close them)" : "");
+}
+
 static void print_time(const char *label, long long ms)
 {
 	char buf[64];
@@ -262,8 +303,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
-	if (strcmp(cmd, "dump") && strcmp(cmd, "status")) {
-		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status)\n", cmd);
+	if (strcmp(cmd, "dump") && strcmp(cmd, "status") && strcmp(cmd, "check")) {
+		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status, check)\n", cmd);
 		return 2;
 	}
 	if (strcmp(out, "table") && strcmp(out, "json")) {
@@ -271,15 +312,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (request(sock, cmd, &resp) < 0)
-		return 1;
+		return strcmp(cmd, "check") ? 1 : 2;
 	if (strcmp(out, "json") == 0) {
 		json_dumpf(resp, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 	} else if (strcmp(cmd, "dump") == 0) {
 		print_dump_table(resp);
+	} else if (strcmp(cmd, "check") == 0) {
+		print_check_table(resp);
 	} else {
 		print_status_table(resp);
 	}
+	c = strcmp(cmd, "check") ? 0 : json_is_true(json_object_get(resp, "agree")) ? 0 : 1;
 	json_decref(resp);
-	return 0;
+	return c;
 }

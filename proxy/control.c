@@ -160,6 +160,62 @@ static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "entries", entries);
 }
 
+/* The last check's number of differences (-1: none made yet), for /metrics. */
+static long last_check = -1;
+
+long kpd_control_last_check(void)
+{
+	return last_check;
+}
+
+static json_t *eps_json(const struct kp_dump_entry *e)
+{
+	json_t *a = json_array();
+	char ip[KP_ADDR_STRLEN], t[KP_ADDR_STRLEN + 10];
+
+	for (size_t i = 0; a && e && i < e->n_endpoints; i++) {
+		kp_addr_to_str(&e->endpoints[i].addr, ip, sizeof(ip));
+		snprintf(t, sizeof(t), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
+			 e->endpoints[i].port);
+		json_array_append_new(a, json_string(t));
+	}
+	return a;
+}
+
+static int check_diff(const struct kp_check_diff *d, void *userdata)
+{
+	static const char *const what[_KP_CHECK_MAX] = { "missing", "extra", "endpoints" };
+	const struct kp_dump_entry *e = d->want ? d->want : d->have;
+	json_t *o = json_pack("{s:s, s:s++, s:s, s:s, s:s, s:o, s:i, s:o, s:o}",
+			      "what", what[d->what], "service", e->ns, "/", e->name,
+			      "port_name", e->port_name ? e->port_name : "",
+			      "protocol", kp_protocol_name(e->protocol),
+			      "kind", kp_frontend_kind_name(e->kind), "vip", addr_json(&e->vip),
+			      "port", e->port, "want", d->want ? eps_json(d->want) : json_null(),
+			      "have", d->have ? eps_json(d->have) : json_null());
+
+	if (o && d->have && d->have->detail)
+		json_object_set_new(o, "detail", json_string(d->have->detail));
+	return o ? json_array_append_new(userdata, o) : -ENOMEM;
+}
+
+/* The data plane read back against the desired state (kproxyctl check). */
+static json_t *do_check(struct kp_ctx *ctx, const struct kpd_info *info)
+{
+	json_t *diffs = json_array();
+	int r = diffs ? kp_ctx_check(ctx, check_diff, diffs) : -ENOMEM;
+
+	if (r < 0) {
+		json_decref(diffs);
+		return json_pack("{s:s+}", "error", "check failed: ", kp_ctx_get_error(ctx));
+	}
+	last_check = r;
+	return json_pack("{s:s, s:b, s:b, s:b, s:i, s:o}", "backend", kp_ctx_get_backend_name(ctx),
+			 "dry_run", info->dry_run, "agree", r == 0,
+			 "pending", kp_ctx_has_pending(ctx), "differences_count", r,
+			 "differences", diffs);
+}
+
 static json_t *api_status(const struct kpd_info *info)
 {
 	struct kp_api_stats a;
@@ -288,6 +344,8 @@ static char *control_answer(int fd, const char *req, size_t size, void *userdata
 		resp = do_dump(c->ctx, c->info);
 	else if (strcmp(line, "status") == 0)
 		resp = do_status(c->ctx, c->info);
+	else if (strcmp(line, "check") == 0)
+		resp = do_check(c->ctx, c->info);
 	else if (!(resp = json_pack("{s:s+}", "error", "unknown request: ", line)))
 		resp = json_pack("{s:s}", "error", "unknown request (not UTF-8)");
 	text = resp ? json_dumps(resp, JSON_COMPACT) : NULL;

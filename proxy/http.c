@@ -530,6 +530,10 @@ static void metrics(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	    (unsigned long long)c.n_sync_errors);
 	put(o, "# HELP kproxyd_service_ports Service ports in the desired state\n"
 	       "# TYPE kproxyd_service_ports gauge\nkproxyd_service_ports %zu\n", c.n_svc_ports);
+	put(o, "# HELP kproxyd_dataplane_drift Differences between the data plane and the "
+	       "desired state the last kproxyctl check found (-1: no check yet)\n"
+	       "# TYPE kproxyd_dataplane_drift gauge\nkproxyd_dataplane_drift %ld\n",
+	    kpd_control_last_check());
 	kp_ctx_backend_stats(ctx, put_stat, &so);	/* the data plane's own counters */
 	if (hc->api)
 		put_api(o, hc->api);

@@ -190,6 +190,8 @@ struct kpd_control;
 int kpd_control_open(const char *path, struct kpd_loop *loop, struct kp_ctx *ctx,
 		     const struct kpd_info *info, struct kpd_control **ret);
 void kpd_control_close(struct kpd_control *c);
+/* The differences the last kproxyctl check found (-1: no check yet). */
+long kpd_control_last_check(void);
 
 /* http.c: healthz, livez, Prometheus metrics, /proxyMode and /configz */
 struct kpd_health {

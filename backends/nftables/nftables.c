@@ -845,13 +845,16 @@ static void render_policy(struct render *rd, const char *chain, const char *svc_
 		} else if (!m) {
 			rd->err = -ENOMEM;
 		}
-		/* the endpoint chains and their sets */
+		/* the endpoint chains and their sets, once: a local endpoint is behind both
+		 * the service- and the local- chain */
 		for (size_t i = 0; i < n_eps; i++) {
 			struct job *ej;
 
 			ep_base(b, sizeof(b), svc_in, &eps[i]);
 			snprintf(aff, sizeof(aff), "affinity-%s", b);
 			snprintf(ep_chain, sizeof(ep_chain), "endpoint-%s", b);
+			if (rd->rec && strv_has(&rd->rec->chains[fidx(family)], ep_chain))
+				continue;
 			want_aff(rd, aff, kp_svc_port_get_affinity_timeout(sp));
 			ej = want_chain(rd, ep_chain);
 			r = new_rule(rd, ej, NULL);
@@ -2571,8 +2574,10 @@ static int nft_sync(void *priv, const struct kp_state *want, const struct kp_del
 struct rd_eps {
 	struct kp_endpoint *v;
 	size_t n, cap;
-	char next[4][NAME_MAX_LEN];	/* chains this one goes to */
+	char next[4][NAME_MAX_LEN];	/* chains it goes to unconditionally */
 	size_t n_next;
+	char rule_goto[NAME_MAX_LEN];	/* the verdict chain of the rule being read */
+	int rule_exprs;			/* expressions of the rule being read */
 	char maps[4][64];		/* anonymous maps its rules look up */
 	bool map_verdict[4];
 	size_t n_maps;
@@ -2614,8 +2619,7 @@ static int rule_walk_expr(struct nftnl_expr *e, void *data)
 		if (dreg == NFT_REG_VERDICT) {
 			const char *chain = nftnl_expr_get_str(e, NFTNL_EXPR_IMM_CHAIN);
 
-			if (chain && x->n_next < 4)
-				snprintf(x->next[x->n_next++], NAME_MAX_LEN, "%s", chain);
+			snprintf(x->rule_goto, NAME_MAX_LEN, "%s", chain ? chain : "");
 		} else if (x->n_imm < 2) {
 			uint32_t len = 0;
 			const void *d = nftnl_expr_get(e, NFTNL_EXPR_IMM_DATA, &len);
@@ -2641,12 +2645,27 @@ static int rule_walk_expr(struct nftnl_expr *e, void *data)
 	return 0;
 }
 
+static int count_expr(struct nftnl_expr *e, void *data)
+{
+	(void)e;
+	(*(int *)data)++;
+	return 0;
+}
+
 static int rule_walk(struct nftnl_rule *r, void *data)
 {
 	struct rd_eps *x = data;
+	int n = 0, ret;
 
 	x->n_imm = 0;
-	return nftnl_expr_foreach(r, rule_walk_expr, x);
+	x->rule_goto[0] = 0;
+	nftnl_expr_foreach(r, count_expr, &n);
+	ret = nftnl_expr_foreach(r, rule_walk_expr, x);
+	/* only a plain "goto X" is where all traffic goes; the short-circuits of pod and
+	 * host traffic in an external- chain have matches before theirs */
+	if (n == 1 && x->rule_goto[0] && x->n_next < 4)
+		snprintf(x->next[x->n_next++], NAME_MAX_LEN, "%s", x->rule_goto);
+	return ret;
 }
 
 struct map_walk {
@@ -2738,8 +2757,20 @@ static int cmp_ep(const void *a, const void *b)
 struct dump_el {
 	uint8_t key[24];
 	uint32_t klen;
-	char chain[NAME_MAX_LEN];
+	char chain[NAME_MAX_LEN];	/* a goto's chain, or "" */
+	char comment[160];		/* no-endpoint maps: "ns/name[:port]" */
 };
+
+static int comment_cb(const struct nftnl_udata *attr, void *data)
+{
+	if (nftnl_udata_type(attr) == NFTNL_UDATA_SET_ELEM_COMMENT) {
+		char *out = data;
+		uint8_t len = nftnl_udata_len(attr);
+
+		snprintf(out, 160, "%.*s", (int)len, (const char *)nftnl_udata_get(attr));
+	}
+	return 0;
+}
 
 static int collect_elems(struct nftnl_set *s, void *data)
 {
@@ -2753,9 +2784,11 @@ static int collect_elems(struct nftnl_set *s, void *data)
 		uint32_t klen = 0;
 		const uint8_t *k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &klen);
 		const char *chain = nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN);
+		uint32_t ulen = 0;
+		const void *ud = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &ulen);
 		struct dump_el *x;
 
-		if (!k || !chain || klen > sizeof(x->key))
+		if (!k || klen > sizeof(x->key))
 			continue;
 		if (d->n_els == d->cap_els) {
 			size_t n = d->cap_els ? 2 * d->cap_els : 64;
@@ -2771,7 +2804,10 @@ static int collect_elems(struct nftnl_set *s, void *data)
 		x = &d->els[d->n_els++];
 		memcpy(x->key, k, klen);
 		x->klen = klen;
-		snprintf(x->chain, sizeof(x->chain), "%s", chain);
+		snprintf(x->chain, sizeof(x->chain), "%s", chain ? chain : "");
+		x->comment[0] = 0;
+		if (ud && ulen)
+			nftnl_udata_parse(ud, ulen, comment_cb, x->comment);
 	}
 	nftnl_set_elems_iter_destroy(it);
 	return 0;
@@ -2789,20 +2825,35 @@ static int dump_elems(struct dump_map *d)
 		char ns[128] = "", name[128] = "", proto[8] = "", port[128] = "", a[KP_ADDR_STRLEN];
 		const char *p;
 
-		if (d->els[i].klen != (d->set == M_SERVICE_IPS ? alen + 8 : 8))
+		bool by_ip = d->set == M_SERVICE_IPS || d->set == M_NOEP_SERVICES;
+		bool noep = d->set == M_NOEP_SERVICES || d->set == M_NOEP_NODEPORTS;
+
+		if (d->els[i].klen != (by_ip ? alen + 8 : 8))
 			continue;
-		/* KIND-HASH8-ns/name/proto/port */
-		p = strchr(chain, '-');
-		if (!p || strlen(p) < 10 || sscanf(p + 10, "%127[^/]/%127[^/]/%7[^/]/%127s", ns,
-						   name, proto, port) < 3)
-			continue;
+		if (noep) {
+			/* no endpoints: who it is comes from the element's comment */
+			const uint8_t pr = k[by_ip ? alen : 0];
+
+			if (sscanf(d->els[i].comment, "%127[^/]/%127[^:]:%127s", ns, name,
+				   port) < 2)
+				continue;
+			en.protocol = pr == IPPROTO_UDP ? KP_PROTO_UDP : pr == IPPROTO_SCTP ?
+				      KP_PROTO_SCTP : KP_PROTO_TCP;
+		} else {
+			/* KIND-HASH8-ns/name/proto/port */
+			p = strchr(chain, '-');
+			if (!p || strlen(p) < 10 ||
+			    sscanf(p + 10, "%127[^/]/%127[^/]/%7[^/]/%127s", ns, name, proto,
+				   port) < 3)
+				continue;
+			en.protocol = !strcmp(proto, "udp") ? KP_PROTO_UDP :
+				      !strcmp(proto, "sctp") ? KP_PROTO_SCTP : KP_PROTO_TCP;
+		}
 		en.ns = ns;
 		en.name = name;
 		en.port_name = port;
-		en.protocol = !strcmp(proto, "udp") ? KP_PROTO_UDP : !strcmp(proto, "sctp") ?
-			      KP_PROTO_SCTP : KP_PROTO_TCP;
 		en.vip.family = d->family;
-		if (d->set == M_SERVICE_IPS) {
+		if (by_ip) {
 			memcpy(d->family == AF_INET6 ? (void *)&en.vip.v6 : (void *)&en.vip.v4, k,
 			       alen);
 			en.port = (uint16_t)(k[alen + 4] << 8 | k[alen + 5]);
@@ -2813,12 +2864,14 @@ static int dump_elems(struct dump_map *d)
 			en.port = (uint16_t)(k[4] << 8 | k[5]);
 			en.kind = KP_FE_NODE_PORT;
 		}
-		d->ret = chain_eps(d->n, d->family, chain, &x, 0);
+		if (!noep)
+			d->ret = chain_eps(d->n, d->family, chain, &x, 0);
 		if (x.n)
 			qsort(x.v, x.n, sizeof(*x.v), cmp_ep);
 		en.endpoints = x.v;
 		en.n_endpoints = x.n;
-		en.detail = chain;
+		en.detail = noep ? (*chain ? "no endpoints: rejected" : "no endpoints: dropped") :
+			    chain;
 		if (!d->ret && en.kind == KP_FE_NODE_PORT && kp_map_size(d->node_ips)) {
 			/* one entry per address of nodeport-ips; none: every local address */
 			size_t n_keys = 0;
@@ -2884,8 +2937,11 @@ static int nft_dump(void *priv, kp_dump_fn fn, void *userdata)
 		if (!r)
 			r = kp_nft_dump_elems(&n->sock, (int)nfproto(d.family), TABLE,
 					      "nodeport-ips", cluster_ip_elems, &d);
-		for (int s = 0; !r && s < 2; s++) {
-			d.set = s ? M_SERVICE_NODEPORTS : M_SERVICE_IPS;
+		for (int s = 0; !r && s < 4; s++) {
+			static const int sets[] = { M_SERVICE_IPS, M_SERVICE_NODEPORTS,
+						    M_NOEP_SERVICES, M_NOEP_NODEPORTS };
+
+			d.set = sets[s];
 			d.n_els = 0;
 			r = kp_nft_dump_elems(&n->sock, (int)nfproto(d.family), TABLE,
 					      set_decls[d.set].name, collect_elems, &d);

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -291,6 +292,52 @@ def run_tests(topo, mdir):
     ok(r.returncode == 0 and "kube-proxy" not in nft("list", "tables").stdout and
        "KUBE-" not in xt_nat(),
        "--cleanup in any mode removes every mode's rules, as kube-proxy's", r.stderr)
+
+    # --- kproxyctl check: the table read back against the desired state ---
+    a1, b1 = ipt.A1, ipt.B1
+    write(mdir, "sticky-local.yaml", svc(
+        "stickylocal", "10.96.0.21", 80, "  sessionAffinity: ClientIP\n"
+        "  externalTrafficPolicy: Local\n  healthCheckNodePort: 32091\n",
+        ptype="NodePort", node_port=30091) + slice_("stickylocal", [a1, b1]))
+    k = Kproxyd(topo, mdir, "--sync-period", "0")     # no periodic resync: nothing repairs
+
+    def check():
+        r = k.ctl("check", "-o", "json")
+        return r.returncode, (json.loads(r.stdout) if r.stdout.strip() else {}), r.stderr
+
+    ok(wait_until(lambda: "t/stickylocal/" in table()) and check()[0] == 0,
+       "kproxyctl check after a sync: the table agrees with the desired state (exit 0)",
+       check())
+    body = nft("list", "chain", "ip", "kube-proxy", next(
+        c for c in re.findall(r"chain (endpoint-\S+)", table())
+        if "t/stickylocal/" in c and "10.244.1.2" in c)).stdout
+    ok(body.count("dnat to") == 1 and body.count("update @") == 1,
+       "an affinity endpoint behind both the service- and the local- chain gets one "
+       "endpoint chain, written once", body)
+    web = next(c for c in re.findall(r"chain (service-\S+-t/web/tcp/p) ", table()))
+    nft("flush", "chain", "ip", "kube-proxy", web, check=True)
+    rc, res, err = check()
+    diffs = res.get("differences", [])
+    ok(rc == 1 and not res.get("agree") and any(
+        d["what"] == "endpoints" and d["service"] == "t/web" and d["vip"] == "10.96.0.10"
+        and d["have"] == [] and sorted(d["want"]) == ["10.244.1.2:8080", "10.244.2.3:8080"]
+        for d in diffs), "after a service chain is flushed by hand, check says so: exit 1, "
+       "t/web 10.96.0.10 has no endpoints where two are wanted", (rc, diffs[:4], err))
+    m = sh("curl", "-s", "http://%s/metrics" % json.loads(k.ctl(
+        "status", "-o", "json").stdout)["metrics_address"], ns=n, check=False).stdout
+    ok(re.search(r"^kproxyd_dataplane_drift [1-9]", m, re.M),
+       "and /metrics shows the drift it found", m[-300:])
+    write(mdir, "sticky-local.yaml", svc(
+        "stickylocal", "10.96.0.21", 80, "  sessionAffinity: ClientIP\n",
+        ptype="NodePort", node_port=30091) + slice_("stickylocal", [a1, b1]))
+    ok(wait_until(lambda: check()[0] == 0),
+       "the next sync (a change elsewhere) sees the generation moved, repairs, and check "
+       "agrees again", check())
+    kptest.stop(k.proc, 3.0)
+    r = subprocess.run([kptest.KPROXYCTL, "-s", "/nonexistent.sock", "check"],
+                       capture_output=True, text=True, timeout=10)
+    ok(r.returncode == 2, "check without a kproxyd to ask: exit 2 (%d)" % r.returncode,
+       r.stderr)
 
 
 def main():

@@ -120,6 +120,37 @@ struct kp_dump_entry {
  */
 typedef int (*kp_dump_fn)(const struct kp_dump_entry *entry, void *userdata);
 
+/* What kp_ctx_check() found different between the desired state and the data plane. */
+enum kp_check_what {
+	KP_CHECK_MISSING,	/* a wanted frontend the data plane does not have */
+	KP_CHECK_EXTRA,		/* a frontend the data plane has that nobody wants */
+	KP_CHECK_ENDPOINTS,	/* both have it; the endpoint sets differ */
+	_KP_CHECK_MAX
+};
+
+struct kp_check_diff {
+	enum kp_check_what what;
+	const struct kp_dump_entry *want;	/* the state's; NULL for KP_CHECK_EXTRA */
+	const struct kp_dump_entry *have;	/* the data plane's; NULL for KP_CHECK_MISSING */
+};
+
+/** kp_check_fn - receives one difference (borrowed for the call); non-zero stops */
+typedef int (*kp_check_fn)(const struct kp_check_diff *diff, void *userdata);
+
+/**
+ * kp_ctx_check - compare what the data plane holds (its dump, read back from the kernel
+ * where the backend can) with the desired state as the last sync computed it
+ * @ctx: context
+ * @fn: called with each difference, or NULL to count them only
+ * Frontends are matched by service port, address and port (a NodePort on every local
+ * address by service port and node port, whatever address the data plane lists);
+ * endpoint sets are compared as sets of address and port. Changes not synced yet show as
+ * differences (kp_ctx_has_pending() says whether there are any).
+ * Returns: the number of differences (0: they agree), what @fn returned to stop, or a
+ * negative errno (the dump failed: kp_ctx_get_error() says why).
+ */
+int kp_ctx_check(struct kp_ctx *ctx, kp_check_fn fn, void *userdata);
+
 /* One sample of a data plane's own counters, as Prometheus names them (kproxyd's
  * /metrics prints them). Strings are borrowed for the call. */
 struct kp_stat {
