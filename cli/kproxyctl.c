@@ -171,8 +171,9 @@ static void print_eps(const char *label, json_t *a)
 	printf("     %s:", label);
 	if (!json_array_size(a))
 		printf(" (none)");
-	json_array_foreach(a, i, e)
+	json_array_foreach(a, i, e) {
 		printf(" %s", json_string_value(e));
+	}
 	printf("\n");
 }
 
