@@ -9,7 +9,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -20,19 +22,24 @@
 #define TIMEOUT_MS 5000
 
 static const char usage[] =
-"Usage: kproxyctl [--socket PATH] COMMAND [-o table|json]\n"
+"Usage: kproxyctl [--socket PATH] COMMAND [-o table|json|yaml]\n"
+"       kproxyctl dump [NS/NAME] [--vip IP] [--kind KIND] [--watch [--interval MS]\n"
+"                      [--count N]]\n"
 "Show what kproxyd has programmed.\n"
 "\n"
 "Commands:\n"
 "  dump      each service frontend (VIP:port) and the endpoints behind it, as programmed\n"
-"            (with --dry-run: as it would be programmed)\n"
+"            (with --dry-run: as it would be programmed); only service NS/NAME, only\n"
+"            frontends on IP (--vip), only of KIND (--kind ClusterIP, NodePort,\n"
+"            ExternalIP, LoadBalancer); --watch prints what changes, asking every MS\n"
+"            (1000) until interrupted (or N times: --count)\n"
 "  status    backend, object counts, last sync time and result\n"
 "  check     compare what the data plane holds (read back) with the desired state;\n"
 "            exit status 0 when they agree, 1 when they differ, 2 on error\n"
 "\n"
 "Options:\n"
 "  -s, --socket PATH   kproxyd's control socket (default /run/kproxyd.sock)\n"
-"  -o, --output FORM   table (default) or json\n"
+"  -o, --output FORM   table (default), json or yaml\n"
 "  -h, --help          print this help and exit\n"
 "      --version       print the version and exit\n";
 
@@ -260,6 +267,13 @@ static void print_status_table(json_t *s)
 	printf("%-18s %lld (%lld failed)%s\n", "Syncs:", num(sy, "count"), num(sy, "errors"),
 	       json_is_true(json_object_get(sy, "pending")) ? ", changes pending" : "");
 	print_time("Last sync:", num(sy, "last_time_ms"));
+	if (json_is_real(json_object_get(sy, "last_duration_s")))
+		printf("%-18s %.3f s (%s)\n", "Last sync took:",
+		       json_real_value(json_object_get(sy, "last_duration_s")),
+		       json_is_true(json_object_get(sy, "last_full")) ? "full" : "partial");
+	if (num(sy, "services_pending"))
+		printf("%-18s %lld services changed since the last good sync\n", "Pending:",
+		       num(sy, "services_pending"));
 	printf("%-18s %s\n", "Last sync result:",
 	       num(sy, "last_result") ? str(sy, "last_error") : "ok");
 	if (json_is_object(json_object_get(s, "node_netfilter"))) {
@@ -272,6 +286,181 @@ static void print_status_table(json_t *s)
 		       "nf_tables: --proxy-mode nftables is the way out" : "");
 	}
 	print_options(json_object_get(s, "options"));
+	{
+		json_t *dp = json_object_get(s, "dataplane"), *x;
+		size_t i;
+
+		json_array_foreach(dp, i, x) {
+			printf("%-18s %s%s%s%s = %g\n", i ? "" : "Data plane:", str(x, "name"),
+			       *str(x, "labels") ? "{" : "", str(x, "labels"),
+			       *str(x, "labels") ? "}" : "",
+			       json_number_value(json_object_get(x, "value")));
+		}
+	}
+	if (json_array_size(json_object_get(s, "service_cidrs"))) {
+		json_t *x;
+		size_t i;
+
+		printf("%-18s", "Service CIDRs:");
+		json_array_foreach(json_object_get(s, "service_cidrs"), i, x) {
+			printf(" %s", json_string_value(x));
+		}
+		printf("\n");
+	}
+}
+
+/* YAML for -o yaml: block style, strings as JSON writes them (valid YAML). */
+static void yaml_scalar(json_t *v)
+{
+	char *s = json_dumps(v, JSON_ENCODE_ANY);
+
+	fputs(s ? s : "null", stdout);
+	free(s);
+}
+
+static void yaml(json_t *v, int indent, bool in_list)
+{
+	const char *key;
+	json_t *x;
+	size_t i;
+	bool first = true;
+
+	if (json_is_object(v) && json_object_size(v)) {
+		json_object_foreach(v, key, x) {
+			printf("%*s%s:", first && in_list ? 0 : indent, "", key);
+			first = false;
+			if ((json_is_object(x) && json_object_size(x)) ||
+			    (json_is_array(x) && json_array_size(x))) {
+				putchar('\n');
+				yaml(x, indent + 2, false);
+			} else {
+				putchar(' ');
+				if (json_is_object(x))
+					fputs("{}", stdout);
+				else if (json_is_array(x))
+					fputs("[]", stdout);
+				else
+					yaml_scalar(x);
+				putchar('\n');
+			}
+		}
+	} else if (json_is_array(v) && json_array_size(v)) {
+		json_array_foreach(v, i, x) {
+			printf("%*s- ", indent, "");
+			if ((json_is_object(x) && json_object_size(x)) ||
+			    (json_is_array(x) && json_array_size(x))) {
+				yaml(x, indent + 2, true);
+			} else {
+				yaml_scalar(x);
+				putchar('\n');
+			}
+		}
+	} else {
+		printf("%*s", indent, "");
+		yaml_scalar(v);
+		putchar('\n');
+	}
+}
+
+struct filter {
+	const char *service, *vip, *kind;
+};
+
+/* Keeps the dump's entries that @f selects. */
+static void filter_dump(json_t *d, const struct filter *f)
+{
+	json_t *entries = json_object_get(d, "entries");
+
+	for (size_t i = json_array_size(entries); i-- > 0;) {
+		json_t *e = json_array_get(entries, i);
+
+		if ((f->service && strcmp(str(e, "service"), f->service)) ||
+		    (f->vip && strcmp(str(e, "vip"), f->vip)) ||
+		    (f->kind && strcasecmp(str(e, "kind"), f->kind)))
+			json_array_remove(entries, i);
+	}
+}
+
+/* "TCP 10.96.0.10:80 ClusterIP t/web:p" and "-> a:p b:q" of one entry */
+static void entry_text(json_t *e, char *key, size_t key_size, char *eps, size_t eps_size)
+{
+	json_t *ep;
+	size_t i, len = 0;
+	char lap[80];
+
+	addr_port(lap, sizeof(lap), str(e, "vip"), num(e, "port"));
+	snprintf(key, key_size, "%s %s %s %s%s%s", str(e, "protocol"), lap, str(e, "kind"),
+		 str(e, "service"), *str(e, "port_name") ? ":" : "", str(e, "port_name"));
+	eps[0] = 0;
+	json_array_foreach(json_object_get(e, "endpoints"), i, ep) {
+		char rap[80];
+
+		addr_port(rap, sizeof(rap), str(ep, "ip"), num(ep, "port"));
+		len += (size_t)snprintf(eps + len, len < eps_size ? eps_size - len : 0, " %s", rap);
+		if (len >= eps_size)
+			break;
+	}
+}
+
+/* --watch: what changed between two dumps, one line each, "+" new, "-" gone, "~" other
+ * endpoints. */
+static void print_changes(json_t *old, json_t *cur)
+{
+	json_t *seen = json_object(), *e;
+	size_t i;
+	char ts[32], key[400], eps[4096];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+	json_array_foreach(json_object_get(old, "entries"), i, e) {
+		entry_text(e, key, sizeof(key), eps, sizeof(eps));
+		json_object_set_new(seen, key, json_string(eps));
+	}
+	json_array_foreach(json_object_get(cur, "entries"), i, e) {
+		const char *was;
+
+		entry_text(e, key, sizeof(key), eps, sizeof(eps));
+		was = json_string_value(json_object_get(seen, key));
+		if (!was)
+			printf("%s + %s ->%s\n", ts, key, *eps ? eps : " (no endpoints)");
+		else if (strcmp(was, eps))
+			printf("%s ~ %s ->%s\n", ts, key, *eps ? eps : " (no endpoints)");
+		json_object_del(seen, key);
+	}
+	{
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(seen, k, v)
+			printf("%s - %s\n", ts, k);
+	}
+	fflush(stdout);
+	json_decref(seen);
+}
+
+static int watch_dump(const char *sock, const struct filter *f, long interval_ms, long count)
+{
+	json_t *old = json_pack("{s:[]}", "entries"), *cur;
+
+	for (long n = 0; count <= 0 || n < count; n++) {
+		if (n) {
+			struct timespec ts = { interval_ms / 1000, (interval_ms % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (request(sock, "dump", &cur) < 0) {
+			json_decref(old);
+			return 1;
+		}
+		filter_dump(cur, f);
+		print_changes(old, cur);
+		json_decref(old);
+		old = cur;
+	}
+	json_decref(old);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -279,11 +468,19 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
+		{ "vip", required_argument, NULL, 'v' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "watch", no_argument, NULL, 'w' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 }
 	};
 	const char *sock = "/run/kproxyd.sock", *out = "table", *cmd;
+	struct filter flt = { 0 };
+	bool watch = false;
+	long interval_ms = 1000, count = 0;
 	json_t *resp;
 	int c;
 
@@ -292,31 +489,65 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 's': sock = optarg; break;
 		case 'o': out = optarg; break;
+		case 'v': flt.vip = optarg; break;
+		case 'k': flt.kind = optarg; break;
+		case 'w': watch = true; break;
+		case 'i': interval_ms = atol(optarg); break;
+		case 'c': count = atol(optarg); break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': printf("kproxyctl %s\n", PACKAGE_VERSION); return 0;
 		default: fputs("Try 'kproxyctl --help'.\n", stderr); return 2;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind >= argc || optind < argc - 2 ||
+	    (optind == argc - 2 && strcmp(argv[optind], "dump"))) {
 		fputs(optind >= argc ? "kproxyctl: no command given\n" :
-				       "kproxyctl: one command at a time\n", stderr);
+		      "kproxyctl: one command at a time (dump takes one NS/NAME)\n", stderr);
 		fputs(usage, stderr);
 		return 2;
 	}
 	cmd = argv[optind];
+	if (optind == argc - 2) {
+		flt.service = argv[optind + 1];
+		if (!strchr(flt.service, '/')) {
+			fprintf(stderr, "kproxyctl: dump %s: a service is NAMESPACE/NAME\n",
+				flt.service);
+			return 2;
+		}
+	}
+	if ((flt.vip || flt.kind || watch) && strcmp(cmd, "dump")) {
+		fputs("kproxyctl: --vip, --kind and --watch go with dump\n", stderr);
+		return 2;
+	}
+	if (flt.kind && strcasecmp(flt.kind, "ClusterIP") && strcasecmp(flt.kind, "NodePort") &&
+	    strcasecmp(flt.kind, "ExternalIP") && strcasecmp(flt.kind, "LoadBalancer")) {
+		fprintf(stderr, "kproxyctl: --kind %s: one of ClusterIP, NodePort, ExternalIP, "
+			"LoadBalancer\n", flt.kind);
+		return 2;
+	}
+	if (interval_ms < 10 || interval_ms > 3600000) {
+		fputs("kproxyctl: --interval: 10 to 3600000 ms\n", stderr);
+		return 2;
+	}
 	if (strcmp(cmd, "dump") && strcmp(cmd, "status") && strcmp(cmd, "check")) {
 		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status, check)\n", cmd);
 		return 2;
 	}
-	if (strcmp(out, "table") && strcmp(out, "json")) {
-		fprintf(stderr, "kproxyctl: -o: \"%s\" is not table or json\n", out);
+	if (strcmp(out, "table") && strcmp(out, "json") && strcmp(out, "yaml")) {
+		fprintf(stderr, "kproxyctl: -o: \"%s\" is not table, json or yaml\n", out);
 		return 2;
 	}
+	if (watch)
+		return watch_dump(sock, &flt, interval_ms, count);
 	if (request(sock, cmd, &resp) < 0)
 		return strcmp(cmd, "check") ? 1 : 2;
+	if (strcmp(cmd, "dump") == 0)
+		filter_dump(resp, &flt);
 	if (strcmp(out, "json") == 0) {
 		json_dumpf(resp, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
+	} else if (strcmp(out, "yaml") == 0) {
+		yaml(resp, 0, false);
 	} else if (strcmp(cmd, "dump") == 0) {
 		print_dump_table(resp);
 	} else if (strcmp(cmd, "check") == 0) {

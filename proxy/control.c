@@ -160,6 +160,24 @@ static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
 			 "entries", entries);
 }
 
+static int add_stat(const struct kp_stat *s, void *userdata)
+{
+	json_array_append_new(userdata, json_pack("{s:s, s:s, s:f}", "name", s->name,
+						  "labels", s->labels, "value", s->value));
+	return 0;
+}
+
+/* The data plane's own figures (rules written, virtual servers, flows...), as /metrics
+ * has them. */
+static json_t *dataplane_status(struct kp_ctx *ctx)
+{
+	json_t *a = json_array();
+
+	if (a)
+		kp_ctx_backend_stats(ctx, add_stat, a);
+	return a;
+}
+
 /* The last check's number of differences (-1: none made yet), for /metrics. */
 static long last_check = -1;
 
@@ -294,6 +312,21 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 		}
 		if (sc)
 			json_object_set_new(st, "service_cidrs", sc);
+		json_object_set_new(st, "dataplane", dataplane_status(ctx));
+		{
+			bool full = false;
+			double s = kpd_http_last_sync(&full);
+			struct kp_sync_info si;
+
+			kp_ctx_get_sync_info(ctx, &si, sizeof(si));
+			json_object_set_new(json_object_get(st, "sync"), "last_duration_s",
+					    s < 0 ? json_null() : json_real(s));
+			json_object_set_new(json_object_get(st, "sync"), "last_full",
+					    json_boolean(full));
+			json_object_set_new(json_object_get(st, "sync"), "services_pending",
+					    json_integer((json_int_t)(si.n_services_pending +
+								      si.n_endpoints_pending)));
+		}
 		json_object_set_new(st, "api", api_status(info));
 		json_object_set_new(st, "options", options_status(ctx));
 		if (info->nodefw)

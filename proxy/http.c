@@ -56,7 +56,15 @@ static struct kpd_stats {
 	uint64_t prog_buckets[80];	/* network programming latency, kube-proxy's buckets */
 	uint64_t prog_count;
 	double prog_sum;
-} http_stats;
+	double last_sync_s;			/* the last sync's duration, -1: none yet */
+	bool last_sync_full;
+} http_stats = { .last_sync_s = -1 };
+
+double kpd_http_last_sync(bool *ret_full)
+{
+	*ret_full = http_stats.last_sync_full;
+	return http_stats.last_sync_s;
+}
 
 static const char *const family_label[2] = { "IPv4", "IPv6" };
 
@@ -129,6 +137,8 @@ void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds)
 	int n = n_families(ctx);
 
 	kp_ctx_get_sync_info(ctx, &si, sizeof(si));
+	http_stats.last_sync_s = seconds;
+	http_stats.last_sync_full = si.last_sync_full;
 	for (int f = 0; f < n; f++) {
 		observe(&http_stats.sync[ALL][f], seconds);
 		observe(&http_stats.sync[si.last_sync_full ? FULL : PARTIAL][f], seconds);

@@ -213,6 +213,8 @@ const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
 bool kpd_health_ok(struct kp_ctx *ctx, const struct kpd_health *hc);
 /* A sync ran and took @seconds. */
 void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds);
+/* The last sync's duration in seconds (-1: none yet) and whether it was a full one. */
+double kpd_http_last_sync(bool *ret_full);
 void kpd_http_observe_programming(double seconds, void *userdata);
 
 /* hcports.c: health-check node ports of externalTrafficPolicy Local services */

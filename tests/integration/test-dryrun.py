@@ -369,6 +369,73 @@ def test_examples():
     d.stop()
 
 
+def test_ctl_forms():
+    """kproxyctl's filters, YAML, --watch, check, status figures, and bash completion."""
+    mdir = tempfile.mkdtemp(prefix="manifests-", dir=BASE)
+    for f in os.listdir(os.path.join(TOP_SRC, "examples", "manifests")):
+        if f.endswith((".yaml", ".yml", ".json")):
+            shutil.copy(os.path.join(TOP_SRC, "examples", "manifests", f), mdir)
+    d = Daemon(mdir)
+    good, _ = wait_for(d, lambda e: ("demo/web", "http", "ClusterIP", "10.96.10.10", 80) in e)
+    ok(good, "the examples are loaded", d.logtext()[-1000:])
+
+    def dump(*args):
+        r = d.ctl("dump", *args, "-o", "json")
+        return r.returncode, entries(json.loads(r.stdout) if r.returncode == 0 else None)
+
+    rc, e = dump("demo/api")
+    ok(rc == 0 and e and {k[0] for k in e} == {"demo/api"},
+       "dump NS/NAME: that service's frontends only", e)
+    rc, e = dump("--vip", "10.96.10.10")
+    ok(rc == 0 and e and {k[3] for k in e} == {"10.96.10.10"},
+       "dump --vip: that address's frontends only", e)
+    rc, e = dump("--kind", "NodePort")
+    ok(rc == 0 and e and {k[2] for k in e} == {"NodePort"}, "dump --kind NodePort", e)
+    r = d.ctl("dump", "--kind", "Bogus")
+    ok(r.returncode == 2 and "--kind Bogus" in r.stderr, "a bad --kind is refused by name",
+       r.stderr)
+    r = d.ctl("dump", "demo/web", "-o", "yaml")
+    ok(r.returncode == 0 and "entries:" in r.stdout and '- service: "demo/web"' in r.stdout
+       and re.search(r'^ +vip: "10\.96\.10\.10"$', r.stdout, re.M),
+       "-o yaml prints the dump as YAML", r.stdout[:600])
+    r = d.ctl("check")
+    ok(r.returncode == 0 and r.stdout.startswith("ok: 0 differences"),
+       "check in a dry run: the state agrees with itself (exit 0)", r.stdout + r.stderr)
+    st = json.loads(d.ctl("status", "-o", "json").stdout)
+    ok(isinstance(st["sync"].get("last_duration_s"), float) and "last_full" in st["sync"]
+       and isinstance(st.get("dataplane"), list),
+       "status: the last sync's duration, full or partial, the data plane's figures",
+       st.get("sync"))
+    r = d.ctl("status")
+    ok(r.returncode == 0 and "Last sync took:" in r.stdout, "and its table shows them",
+       r.stdout)
+    w = subprocess.Popen([KPROXYCTL, "--socket", d.sock, "dump", "demo/web", "--watch",
+                          "--interval", "100", "--count", "40"], stdout=subprocess.PIPE,
+                         text=True)
+    first = w.stdout.readline()
+    with open(os.path.join(mdir, "endpointslices.yml")) as f:
+        text = f.read()
+    write(os.path.join(mdir, "endpointslices.yml"), re.sub(r"\b10\.244\.2\.4\b", "10.244.2.44",
+                                                           text))
+    out, _ = w.communicate(timeout=DEADLINE)
+    ok(first.split()[1:2] == ["+"] and re.search(
+        r"^\S+ ~ TCP 10\.96\.10\.10:80 ClusterIP demo/web:http ->.*10\.244\.2\.44:8080",
+        out, re.M), "dump --watch prints the frontends, then what a change did to them",
+       first + out)
+    d.stop()
+    comp = os.path.join(TOP_SRC, "completion")
+    script = ("source %s/kproxyctl; source %s/kproxyd\n"
+              "COMP_WORDS=(kproxyctl ch); COMP_CWORD=1; _kproxyctl; echo \"${COMPREPLY[*]}\"\n"
+              "COMP_WORDS=(kproxyctl dump --k); COMP_CWORD=2; _kproxyctl; echo \"${COMPREPLY[*]}\"\n"
+              "COMP_WORDS=(%s --proxy-m); COMP_CWORD=1; _kproxyd; echo \"${COMPREPLY[*]}\"\n"
+              "COMP_WORDS=(%s --proxy-mode nf); COMP_CWORD=2; _kproxyd; echo \"${COMPREPLY[*]}\"\n"
+              % (comp, comp, KPROXYD, KPROXYD))
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=DEADLINE)
+    ok(r.stdout.splitlines() == ["check", "--kind", "--proxy-mode", "nftables"],
+       "bash completion: commands, options per command, kproxyd's flags from its --help, "
+       "and values", r.stdout + r.stderr)
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -548,6 +615,7 @@ def main():
         test_flags()
         test_follow()
         test_examples()
+        test_ctl_forms()
         test_hcports()
         test_config()
         test_manpage()
