@@ -34,6 +34,10 @@ static const char usage[] =
 "            ExternalIP, LoadBalancer); --watch prints what changes, asking every MS\n"
 "            (1000) until interrupted (or N times: --count)\n"
 "  status    backend, object counts, last sync time and result\n"
+"  trace SRC DST:PORT[/PROTO]\n"
+"            what this node does with a connection from SRC to DST:PORT (tcp, udp,\n"
+"            sctp; [IPv6]:PORT): the frontend, or why none or a refusal, the endpoints\n"
+"            and their odds, affinity, masquerading, the data plane's chain or server\n"
 "  check     compare what the data plane holds (read back) with the desired state;\n"
 "            exit status 0 when they agree, 1 when they differ, 2 on error\n"
 "\n"
@@ -208,6 +212,25 @@ static void print_check_table(json_t *c)
 	       num(c, "differences_count"), num(c, "differences_count") == 1 ? "" : "s",
 	       str(c, "backend"), json_is_true(json_object_get(c, "pending")) ?
 	       " (changes are pending: the next sync may close them)" : "");
+}
+
+static void print_trace_table(json_t *t)
+{
+	json_t *x;
+	size_t i;
+
+	printf("%s -> %s: %s%s%s\n", str(t, "source"), str(t, "destination"),
+	       str(t, "verdict"), *str(t, "service") ? ", " : "", str(t, "service"));
+	json_array_foreach(json_object_get(t, "steps"), i, x) {
+		printf("  %s\n", json_string_value(x));
+	}
+	if (json_array_size(json_object_get(t, "endpoints"))) {
+		printf("  endpoints:");
+		json_array_foreach(json_object_get(t, "endpoints"), i, x) {
+			printf(" %s", json_string_value(x));
+		}
+		printf("\n");
+	}
 }
 
 static void print_time(const char *label, long long ms)
@@ -499,6 +522,32 @@ int main(int argc, char **argv)
 		default: fputs("Try 'kproxyctl --help'.\n", stderr); return 2;
 		}
 	}
+	if (optind < argc && !strcmp(argv[optind], "trace")) {
+		char req[300];
+
+		if (optind != argc - 3) {
+			fputs("kproxyctl: trace SRC DST:PORT[/PROTO]\n", stderr);
+			return 2;
+		}
+		if (strcmp(out, "table") && strcmp(out, "json") && strcmp(out, "yaml")) {
+			fprintf(stderr, "kproxyctl: -o: \"%s\" is not table, json or yaml\n", out);
+			return 2;
+		}
+		snprintf(req, sizeof(req), "trace %.128s %.128s", argv[optind + 1],
+			 argv[optind + 2]);
+		if (request(sock, req, &resp) < 0)
+			return 1;
+		if (!strcmp(out, "json")) {
+			json_dumpf(resp, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			putchar('\n');
+		} else if (!strcmp(out, "yaml")) {
+			yaml(resp, 0, false);
+		} else {
+			print_trace_table(resp);
+		}
+		json_decref(resp);
+		return 0;
+	}
 	if (optind >= argc || optind < argc - 2 ||
 	    (optind == argc - 2 && strcmp(argv[optind], "dump"))) {
 		fputs(optind >= argc ? "kproxyctl: no command given\n" :
@@ -530,7 +579,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(cmd, "dump") && strcmp(cmd, "status") && strcmp(cmd, "check")) {
-		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status, check)\n", cmd);
+		fprintf(stderr, "kproxyctl: unknown command \"%s\" (dump, status, check, trace)\n",
+			cmd);
 		return 2;
 	}
 	if (strcmp(out, "table") && strcmp(out, "json") && strcmp(out, "yaml")) {

@@ -365,7 +365,7 @@ static char *control_answer(int fd, const char *req, size_t size, void *userdata
 			    uintptr_t tag, size_t *ret_size)
 {
 	struct kpd_control *c = userdata;
-	char line[64];
+	char line[256], src[128], dst[128];
 	json_t *resp;
 	char *text;
 
@@ -379,6 +379,8 @@ static char *control_answer(int fd, const char *req, size_t size, void *userdata
 		resp = do_status(c->ctx, c->info);
 	else if (strcmp(line, "check") == 0)
 		resp = do_check(c->ctx, c->info);
+	else if (sscanf(line, "trace %127s %127s", src, dst) == 2)
+		resp = kpd_trace(c->ctx, src, dst);
 	else if (!(resp = json_pack("{s:s+}", "error", "unknown request: ", line)))
 		resp = json_pack("{s:s}", "error", "unknown request (not UTF-8)");
 	text = resp ? json_dumps(resp, JSON_COMPACT) : NULL;

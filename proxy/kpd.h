@@ -190,6 +190,9 @@ struct kpd_control;
 int kpd_control_open(const char *path, struct kpd_loop *loop, struct kp_ctx *ctx,
 		     const struct kpd_info *info, struct kpd_control **ret);
 void kpd_control_close(struct kpd_control *c);
+/* trace.c: kproxyctl trace SRC DST:PORT[/PROTO], as JSON (an "error" member on bad
+ * input); caller owns the result. */
+json_t *kpd_trace(struct kp_ctx *ctx, const char *src, const char *dst);
 /* The differences the last kproxyctl check found (-1: no check yet). */
 long kpd_control_last_check(void);
 

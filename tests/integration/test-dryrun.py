@@ -401,6 +401,16 @@ def test_ctl_forms():
     r = d.ctl("check")
     ok(r.returncode == 0 and r.stdout.startswith("ok: 0 differences"),
        "check in a dry run: the state agrees with itself (exit 0)", r.stdout + r.stderr)
+    r = d.ctl("trace", "10.244.1.2", "10.96.10.10:80")
+    ok(r.returncode == 0 and r.stdout.startswith("10.244.1.2 -> 10.96.10.10:80: forwarded, "
+                                                "demo/web") and "probability 1/3" in r.stdout,
+       "trace in a dry run: the frontend and its endpoints' odds", r.stdout + r.stderr)
+    r = d.ctl("trace", "10.244.1.2")
+    ok(r.returncode == 2 and "trace SRC DST" in r.stderr, "trace needs SRC and DST (exit 2)",
+       r.stderr)
+    r = d.ctl("trace", "10.244.1.2", "10.96.10.10:99999")
+    ok(r.returncode == 1 and "IP:PORT" in r.stderr, "a bad DST is refused, named (exit 1)",
+       r.stderr)
     st = json.loads(d.ctl("status", "-o", "json").stdout)
     ok(isinstance(st["sync"].get("last_duration_s"), float) and "last_full" in st["sync"]
        and isinstance(st.get("dataplane"), list),

@@ -333,6 +333,43 @@ def run_tests(topo, mdir):
     ok(wait_until(lambda: check()[0] == 0),
        "the next sync (a change elsewhere) sees the generation moved, repairs, and check "
        "agrees again", check())
+    # --- kproxyctl trace, against the same tables ---
+    def trace(src, dst):
+        r = k.ctl("trace", src, dst, "-o", "json")
+        return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr}
+
+    t = trace("192.168.50.2", "10.96.0.10:80")
+    ok(t.get("verdict") == "forwarded" and t.get("service") == "t/web" and
+       sorted(t.get("endpoints", [])) == ["10.244.1.2:8080", "10.244.2.3:8080"] and
+       any(re.match(r"data plane: service-\w+-t/web/tcp/p$", x) for x in t.get("steps", []))
+       and any("probability 1/2" in x for x in t["steps"]) and
+       any(x.startswith("masqueraded: 192.168.50.2 is outside the cluster CIDR")
+           for x in t["steps"]),
+       "trace to a ClusterIP: its service, its chain in the table, 1/2 odds, masqueraded "
+       "from outside the cluster CIDR", t)
+    t = trace("192.168.50.9", "192.168.50.200:80")
+    ok(t.get("verdict") == "dropped" and any("outside loadBalancerSourceRanges" in x
+                                             for x in t.get("steps", [])),
+       "trace to a LoadBalancer IP from outside its source ranges: dropped", t)
+    t = trace("192.168.50.2", "192.168.50.200:80")
+    ok(t.get("verdict") == "forwarded" and t.get("endpoints") == ["10.244.2.4:8080"],
+       "and from inside them: forwarded", t)
+    t = trace("192.168.50.2", "192.168.50.1:30083")
+    ok(t.get("verdict") == "forwarded" and t.get("endpoints") == ["10.244.1.2:8080"] and
+       any("client address is kept" in x for x in t.get("steps", [])),
+       "trace to an externalTrafficPolicy Local NodePort: the local endpoint only, the "
+       "client address kept", t)
+    t = trace("192.168.50.2", "10.96.0.12:80")
+    ok(t.get("verdict") == "rejected" and any("no endpoints" in x for x in t.get("steps", [])),
+       "trace to a service without endpoints: rejected", t)
+    t = trace("192.168.50.2", "10.96.0.10:81")
+    ok(t.get("verdict") == "rejected" and "has no TCP port 81" in " ".join(t.get("steps", [])),
+       "trace to a ClusterIP on a port it has not: rejected", t)
+    t = trace("192.168.50.2", "10.99.9.9:80")
+    ok(t.get("verdict") == "no frontend", "trace to an unknown address: no frontend", t)
+    t = trace("192.168.50.2", "[fd00:96::18]:80/tcp")
+    ok(t.get("error") and "SRC's family" in t["error"],
+       "trace across families is refused, naming the argument", t)
     kptest.stop(k.proc, 3.0)
     r = subprocess.run([kptest.KPROXYCTL, "-s", "/nonexistent.sock", "check"],
                        capture_output=True, text=True, timeout=10)
