@@ -112,6 +112,10 @@ def tamper_tests(topo, k):
 
     # the whole nat table flushed and kube-proxy's chains deleted (a firewall reload)
     wait_until(web_works)
+    r = k.ctl("check")
+    ok(r.returncode == 0 and r.stdout.startswith("ok: 0 differences"),
+       "kproxyctl check: the nat table read back agrees with the desired state",
+       r.stdout + r.stderr)
     sh("iptables-legacy", "-w", "-t", "nat", "-F", ns=n)
     for ch in re.findall(r"^-N (KUBE-\S+)$", nat(), re.M):
         sh("iptables-legacy", "-w", "-t", "nat", "-X", ch, ns=n, check=False)
@@ -156,6 +160,8 @@ def tamper_tests(topo, k):
        "left alone, beside kproxyd's jump", rules[:1500])
     sh("iptables-legacy", "-w", "-t", "nat", "-D", "PREROUTING", "-d", "203.0.113.8/32", "-m",
        "comment", "--comment", "foreign-in-builtin", "-j", "RETURN", ns=n)
+    r = k.ctl("check")
+    ok(r.returncode == 0, "and agrees again after the repairs", r.stdout + r.stderr)
 
 
 def run_tests(topo, mdir, mode, flags):
