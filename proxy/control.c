@@ -178,14 +178,6 @@ static json_t *dataplane_status(struct kp_ctx *ctx)
 	return a;
 }
 
-/* The last check's number of differences (-1: none made yet), for /metrics. */
-static long last_check = -1;
-
-long kpd_control_last_check(void)
-{
-	return last_check;
-}
-
 static json_t *eps_json(const struct kp_dump_entry *e)
 {
 	json_t *a = json_array();
@@ -227,7 +219,8 @@ static json_t *do_check(struct kp_ctx *ctx, const struct kpd_info *info)
 		json_decref(diffs);
 		return json_pack("{s:s+}", "error", "check failed: ", kp_ctx_get_error(ctx));
 	}
-	last_check = r;
+	if (info->run)
+		info->run->last_check = r;
 	return json_pack("{s:s, s:b, s:b, s:b, s:i, s:o}", "backend", kp_ctx_get_backend_name(ctx),
 			 "dry_run", info->dry_run, "agree", r == 0,
 			 "pending", kp_ctx_has_pending(ctx), "differences_count", r,
@@ -314,8 +307,8 @@ static json_t *do_status(struct kp_ctx *ctx, const struct kpd_info *info)
 			json_object_set_new(st, "service_cidrs", sc);
 		json_object_set_new(st, "dataplane", dataplane_status(ctx));
 		{
-			bool full = false;
-			double s = kpd_http_last_sync(&full);
+			bool full = info->run && info->run->last_sync_full;
+			double s = info->run ? info->run->last_sync_s : -1;
 			struct kp_sync_info si;
 
 			kp_ctx_get_sync_info(ctx, &si, sizeof(si));

@@ -56,15 +56,7 @@ static struct kpd_stats {
 	uint64_t prog_buckets[80];	/* network programming latency, kube-proxy's buckets */
 	uint64_t prog_count;
 	double prog_sum;
-	double last_sync_s;			/* the last sync's duration, -1: none yet */
-	bool last_sync_full;
-} http_stats = { .last_sync_s = -1 };
-
-double kpd_http_last_sync(bool *ret_full)
-{
-	*ret_full = http_stats.last_sync_full;
-	return http_stats.last_sync_s;
-}
+} http_stats;
 
 static const char *const family_label[2] = { "IPv4", "IPv6" };
 
@@ -137,8 +129,6 @@ void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds)
 	int n = n_families(ctx);
 
 	kp_ctx_get_sync_info(ctx, &si, sizeof(si));
-	http_stats.last_sync_s = seconds;
-	http_stats.last_sync_full = si.last_sync_full;
 	for (int f = 0; f < n; f++) {
 		observe(&http_stats.sync[ALL][f], seconds);
 		observe(&http_stats.sync[si.last_sync_full ? FULL : PARTIAL][f], seconds);
@@ -543,7 +533,7 @@ static void metrics(struct out *o, struct kp_ctx *ctx, const struct kpd_health *
 	put(o, "# HELP kproxyd_dataplane_drift Differences between the data plane and the "
 	       "desired state the last kproxyctl check found (-1: no check yet)\n"
 	       "# TYPE kproxyd_dataplane_drift gauge\nkproxyd_dataplane_drift %ld\n",
-	    kpd_control_last_check());
+	    hc->run ? hc->run->last_check : -1L);
 	kp_ctx_backend_stats(ctx, put_stat, &so);	/* the data plane's own counters */
 	if (hc->api)
 		put_api(o, hc->api);

@@ -174,6 +174,15 @@ void kpd_conns_accept(struct kpd_conns *cs, int lfd, uintptr_t tag);
 void kpd_conns_free(struct kpd_conns *cs);
 
 /* control.c: the unix socket kproxyctl talks to */
+/* Figures kproxyd's parts share, owned by the daemon: the last sync's duration (written by
+ * the loop, shown by status) and the last check's differences (written by the control
+ * socket, shown by /metrics). */
+struct kpd_run {
+	double last_sync_s;		/* -1: no sync yet */
+	bool last_sync_full;
+	long last_check;		/* -1: no check yet */
+};
+
 struct kpd_info {
 	const char *proxy_mode;		/* as requested with --proxy-mode */
 	bool dry_run;
@@ -184,6 +193,7 @@ struct kpd_info {
 	const struct kpd_nodefw *nodefw;	/* the node's netfilter interface, or NULL */
 	const char *healthz_address;	/* as bound, or "" */
 	const char *metrics_address;	/* as bound, or "" */
+	struct kpd_run *run;		/* the daemon's; the control socket writes last_check */
 };
 struct kpd_control;
 /* Listens on @path (mode 0600), served in @loop; borrows @ctx and @info for its life. */
@@ -193,8 +203,7 @@ void kpd_control_close(struct kpd_control *c);
 /* trace.c: kproxyctl trace SRC DST:PORT[/PROTO], as JSON (an "error" member on bad
  * input); caller owns the result. */
 json_t *kpd_trace(struct kp_ctx *ctx, const char *src, const char *dst);
-/* The differences the last kproxyctl check found (-1: no check yet). */
-long kpd_control_last_check(void);
+
 
 /* http.c: healthz, livez, Prometheus metrics, /proxyMode and /configz */
 struct kpd_health {
@@ -204,6 +213,7 @@ struct kpd_health {
 	struct kp_api *api;		/* the Node's eligibility, the API counters; or NULL */
 	const char *mode;		/* --proxy-mode */
 	const struct kpd_nodefw *nodefw;	/* the node's netfilter interface, or NULL */
+	const struct kpd_run *run;	/* the daemon's figures, or NULL */
 };
 struct kpd_http;
 /* Listens on "host:port" ("[v6]:port"; port 0: any), served in @loop: /healthz and
@@ -216,8 +226,6 @@ const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
 bool kpd_health_ok(struct kp_ctx *ctx, const struct kpd_health *hc);
 /* A sync ran and took @seconds. */
 void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds);
-/* The last sync's duration in seconds (-1: none yet) and whether it was a full one. */
-double kpd_http_last_sync(bool *ret_full);
 void kpd_http_observe_programming(double seconds, void *userdata);
 
 /* hcports.c: health-check node ports of externalTrafficPolicy Local services */

@@ -429,6 +429,7 @@ struct daemon {
 	struct kpd_info info;
 	struct kpd_http *hz, *mx;
 	struct kpd_health health;
+	struct kpd_run run;
 	struct kpd_hc *hc;
 	int nafd;			/* the NodePort addresses' changes, or -1 */
 	int sfd;
@@ -512,8 +513,13 @@ static int64_t sync_tick(void *userdata)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	kp_ctx_get_counts(d->ctx, &after);
 	if (after.n_syncs != before.n_syncs) {
-		kpd_http_observe_sync(d->ctx, (double)(t1.tv_sec - t0.tv_sec) +
-				      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		struct kp_sync_info si;
+
+		d->run.last_sync_s = (double)(t1.tv_sec - t0.tv_sec) +
+				     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		kp_ctx_get_sync_info(d->ctx, &si, sizeof(si));
+		d->run.last_sync_full = si.last_sync_full;
+		kpd_http_observe_sync(d->ctx, d->run.last_sync_s);
 		kpd_hc_update(d->hc, d->ctx);
 	}
 	kp_ctx_drain_programming_latencies(d->ctx, kpd_http_observe_programming, NULL);
@@ -708,6 +714,9 @@ static int open_daemon(struct daemon *d)
 	r = open_http(d);
 	if (r < 0)
 		return r;
+	d->run = (struct kpd_run){ .last_sync_s = -1, .last_check = -1 };
+	d->info.run = &d->run;
+	d->health.run = &d->run;
 	d->info.proxy_mode = d->o->proxy_mode;
 	d->info.dry_run = d->o->dry_run;
 	d->info.node_name = d->o->hostname;
