@@ -1646,6 +1646,14 @@ static void not_loopback(struct nftnl_rule *r, int family)
 	match_net(r, family, false, &lo, family == AF_INET6 ? 128 : 8, true);
 }
 
+/* ip daddr @SET */
+static void match_daddr_in(struct nftnl_rule *r, int family, const char *set)
+{
+	kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
+		      (uint32_t)addr_len(family), NFT_REG_1);
+	kp_nx_lookup(r, NFT_REG_1, -1, set, 0, false);
+}
+
 /* cluster-ips-check: reject what reaches a ClusterIP on a port it has not, drop what is
  * sent to an address of a service CIDR that no service has */
 static void emit_cluster_ips_check(struct nft *n, int family)
@@ -1655,9 +1663,7 @@ static void emit_cluster_ips_check(struct nft *n, int family)
 	struct nftnl_rule *r;
 
 	if ((r = fixed_rule(n, family, "cluster-ips-check"))) {
-		kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-			      (uint32_t)addr_len(family), NFT_REG_1);
-		kp_nx_lookup(r, NFT_REG_1, -1, "cluster-ips", 0, false);
+		match_daddr_in(r, family, "cluster-ips");
 		kp_nx_reject(r, family);
 		kp_nx_comment(r, "Reject traffic to invalid ports of ClusterIPs");
 		put_fixed(n, family, r);
@@ -1721,6 +1727,39 @@ static void scidr_setting(struct nft *n, char *sig, size_t size)
 	}
 }
 
+/* CHAIN: ip daddr . meta l4proto . th dport vmap @MAP */
+static void vmap_rule(struct nft *n, int family, const char *chain, const char *map)
+{
+	struct nftnl_rule *r = fixed_rule(n, family, chain);
+
+	if (!r)
+		return;
+	key_daddr_proto_port(r, family);
+	kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, map, 0, false);
+	put_fixed(n, family, r);
+}
+
+/* CHAIN: [fib daddr type local] ip daddr != loopback | ip daddr @nodeport-ips,
+ * then meta l4proto . th dport vmap @MAP */
+static void nodeport_rule(struct nft *n, const struct fam *f, const char *chain,
+			  const char *map, bool fib)
+{
+	struct nftnl_rule *r = fixed_rule(n, f->family, chain);
+
+	if (!r)
+		return;
+	if (f->np_any) {
+		if (fib)
+			match_fib_local(r, false);
+		not_loopback(r, f->family);
+	} else {
+		match_daddr_in(r, f->family, "nodeport-ips");
+	}
+	key_proto_port(r);
+	kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, map, 0, false);
+	put_fixed(n, f->family, r);
+}
+
 static void emit_fixed_rules(struct nft *n, struct fam *f)
 {
 	int family = f->family;
@@ -1751,40 +1790,20 @@ static void emit_fixed_rules(struct nft *n, struct fam *f)
 	/* services */
 	if (n->o->masquerade_all) {
 		if ((r = fixed_rule(n, family, "services"))) {
-			kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-				      (uint32_t)addr_len(family), NFT_REG_1);
-			kp_nx_lookup(r, NFT_REG_1, -1, "cluster-ips", 0, false);
+			match_daddr_in(r, family, "cluster-ips");
 			mark_masq(r, n->mark);
 			kp_nx_comment(r, "masquerade all clusterIP traffic");
 			put_fixed(n, family, r);
 		}
 	} else if (has_detector(n, family) && (r = fixed_rule(n, family, "services"))) {
-		kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-			      (uint32_t)addr_len(family), NFT_REG_1);
-		kp_nx_lookup(r, NFT_REG_1, -1, "cluster-ips", 0, false);
+		match_daddr_in(r, family, "cluster-ips");
 		match_pods(n, r, family, false);
 		mark_masq(r, n->mark);
 		kp_nx_comment(r, "masquerade clusterIP traffic from outside cluster");
 		put_fixed(n, family, r);
 	}
-	if ((r = fixed_rule(n, family, "services"))) {
-		key_daddr_proto_port(r, family);
-		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "service-ips", 0, false);
-		put_fixed(n, family, r);
-	}
-	if ((r = fixed_rule(n, family, "services"))) {
-		if (f->np_any) {
-			match_fib_local(r, false);
-			not_loopback(r, family);
-		} else {
-			kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-				      (uint32_t)addr_len(family), NFT_REG_1);
-			kp_nx_lookup(r, NFT_REG_1, -1, "nodeport-ips", 0, false);
-		}
-		key_proto_port(r);
-		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "service-nodeports", 0, false);
-		put_fixed(n, family, r);
-	}
+	vmap_rule(n, family, "services", "service-ips");
+	nodeport_rule(n, f, "services", "service-nodeports", true);
 	/* masquerading */
 	if ((r = fixed_rule(n, family, "masquerading"))) {
 		uint32_t bit = n->mark, ones = 0xffffffff;
@@ -1815,28 +1834,9 @@ static void emit_fixed_rules(struct nft *n, struct fam *f)
 		put_fixed(n, family, r);
 	}
 	emit_cluster_ips_check(n, family);
-	if ((r = fixed_rule(n, family, "firewall-check"))) {
-		key_daddr_proto_port(r, family);
-		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "firewall-ips", 0, false);
-		put_fixed(n, family, r);
-	}
-	if ((r = fixed_rule(n, family, "service-endpoints-check"))) {
-		key_daddr_proto_port(r, family);
-		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "no-endpoint-services", 0, false);
-		put_fixed(n, family, r);
-	}
-	if ((r = fixed_rule(n, family, "nodeport-endpoints-check"))) {
-		if (f->np_any) {
-			not_loopback(r, family);
-		} else {
-			kp_nx_payload(r, NFT_PAYLOAD_NETWORK_HEADER, daddr_off(family),
-				      (uint32_t)addr_len(family), NFT_REG_1);
-			kp_nx_lookup(r, NFT_REG_1, -1, "nodeport-ips", 0, false);
-		}
-		key_proto_port(r);
-		kp_nx_lookup(r, NFT_REG_1, NFT_REG_VERDICT, "no-endpoint-nodeports", 0, false);
-		put_fixed(n, family, r);
-	}
+	vmap_rule(n, family, "firewall-check", "firewall-ips");
+	vmap_rule(n, family, "service-endpoints-check", "no-endpoint-services");
+	nodeport_rule(n, f, "nodeport-endpoints-check", "no-endpoint-nodeports", false);
 	if ((r = fixed_rule(n, family, "reject-chain"))) {
 		kp_nx_reject(r, family);
 		put_fixed(n, family, r);
