@@ -153,8 +153,7 @@ struct fam {
 	int family;			/* AF_INET, AF_INET6 */
 	bool on;			/* the table is ours to program */
 	struct kp_map *els, *chains, *affs;
-	char **touched_els;		/* keys of @els touched this sync */
-	size_t n_touched_els, cap_touched_els;
+	struct strv touched_els;	/* keys of @els touched this sync */
 	struct job *jobs;
 	size_t n_jobs, cap_jobs;
 	char **new_affs;		/* names wanted this sync that are not there */
@@ -392,23 +391,10 @@ static void want_el(struct render *rd, int set, const uint8_t *key, size_t klen,
 			rd->err = -ENOMEM;
 	}
 	if (!e->touched) {
-		if (f->n_touched_els == f->cap_touched_els) {
-			size_t n = f->cap_touched_els ? 2 * f->cap_touched_els : 256;
-			char **q = realloc(f->touched_els, n * sizeof(*q));
-
-			if (!q) {
-				rd->err = -ENOMEM;
-				return;
-			}
-			f->touched_els = q;
-			f->cap_touched_els = n;
-		}
-		f->touched_els[f->n_touched_els] = strdup(skey);
-		if (!f->touched_els[f->n_touched_els]) {
+		if (!strv_add(&f->touched_els, skey)) {
 			rd->err = -ENOMEM;
 			return;
 		}
-		f->n_touched_els++;
 		e->touched = true;
 	}
 	if (rd->rec && !strv_add(&rd->rec->els[fidx(f->family)], skey))
@@ -429,23 +415,10 @@ static void unwant_el(struct render *rd, const char *skey)
 		e->want = NULL;
 	}
 	if (!e->touched) {
-		if (f->n_touched_els == f->cap_touched_els) {
-			size_t n = f->cap_touched_els ? 2 * f->cap_touched_els : 256;
-			char **q = realloc(f->touched_els, n * sizeof(*q));
-
-			if (!q) {
-				rd->err = -ENOMEM;
-				return;
-			}
-			f->touched_els = q;
-			f->cap_touched_els = n;
-		}
-		f->touched_els[f->n_touched_els] = strdup(skey);
-		if (!f->touched_els[f->n_touched_els]) {
+		if (!strv_add(&f->touched_els, skey)) {
 			rd->err = -ENOMEM;
 			return;
 		}
-		f->n_touched_els++;
 		e->touched = true;
 	}
 }
@@ -1955,9 +1928,9 @@ static void sync_scratch_free(struct nft *n)
 		for (size_t i = 0; i < fm->n_jobs; i++)
 			job_free(&fm->jobs[i]);
 		fm->n_jobs = 0;
-		for (size_t i = 0; i < fm->n_touched_els; i++)
-			free(fm->touched_els[i]);
-		fm->n_touched_els = 0;
+		for (size_t i = 0; i < fm->touched_els.n; i++)
+			free(fm->touched_els.v[i]);
+		fm->touched_els.n = 0;
 		for (size_t i = 0; i < fm->n_new_affs; i++)
 			free(fm->new_affs[i]);
 		fm->n_new_affs = 0;
@@ -2026,8 +1999,8 @@ static void emit_family(struct nft *n, struct fam *f)
 	emit_jobs(n, f);
 	/* elements: what goes or changes first, then what comes */
 	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < f->n_touched_els; i++) {
-			struct el *e = kp_map_get(f->els, f->touched_els[i]);
+		for (size_t i = 0; i < f->touched_els.n; i++) {
+			struct el *e = kp_map_get(f->els, f->touched_els.v[i]);
 
 			if (!e)
 				continue;
@@ -2060,8 +2033,8 @@ static void emit_family(struct nft *n, struct fam *f)
 static void commit_family(struct fam *f, long long now)
 {
 
-	for (size_t i = 0; i < f->n_touched_els; i++) {
-		struct el *e = kp_map_get(f->els, f->touched_els[i]);
+	for (size_t i = 0; i < f->touched_els.n; i++) {
+		struct el *e = kp_map_get(f->els, f->touched_els.v[i]);
 
 		if (!e)
 			continue;
@@ -2069,7 +2042,7 @@ static void commit_family(struct fam *f, long long now)
 		free(e->have);
 		e->have = e->want ? strdup(e->want) : NULL;
 		if (!e->have && !e->want && !e->refs) {
-			kp_map_del(f->els, f->touched_els[i]);
+			kp_map_del(f->els, f->touched_els.v[i]);
 			free(e);
 		}
 	}
@@ -3054,7 +3027,7 @@ static void nft_destroy(void *priv)
 			kp_map_free(fm->affs);
 		}
 		memset(&it, 0, sizeof(it));
-		free(fm->touched_els);
+		strv_free(&fm->touched_els);
 		free(fm->jobs);
 		free(fm->new_affs);
 		strv_free(&fm->stale);
