@@ -62,9 +62,12 @@ static int merge_eps(struct have *h, const struct kp_dump_entry *e)
 
 	if (!v)
 		return -ENOMEM;
-	memcpy(v, h->eps, h->e.n_endpoints * sizeof(*v));
-	memcpy(v + h->e.n_endpoints, e->endpoints, e->n_endpoints * sizeof(*v));
-	qsort(v, n, sizeof(*v), cmp_ep);
+	if (h->e.n_endpoints)	/* (memcpy from NULL is undefined even for 0 bytes) */
+		memcpy(v, h->eps, h->e.n_endpoints * sizeof(*v));
+	if (e->n_endpoints)
+		memcpy(v + h->e.n_endpoints, e->endpoints, e->n_endpoints * sizeof(*v));
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_ep);
 	for (size_t i = 0; i < n; i++)
 		if (!m || cmp_ep(&v[m - 1], &v[i]))
 			v[m++] = v[i];
@@ -126,8 +129,10 @@ static bool same_eps(const struct kp_endpoint *a, size_t n_a, const struct kp_en
 	v = calloc(n_a ? n_a : 1, sizeof(*v));
 	if (!v)
 		return false;
-	memcpy(v, a, n_a * sizeof(*v));
-	qsort(v, n_a, sizeof(*v), cmp_ep);
+	if (n_a) {
+		memcpy(v, a, n_a * sizeof(*v));
+		qsort(v, n_a, sizeof(*v), cmp_ep);
+	}
 	for (size_t i = 0; i < n_a; i++)
 		if (!m || cmp_ep(&v[m - 1], &v[i]))
 			v[m++] = v[i];
