@@ -677,7 +677,12 @@ static int dump_rule(const struct us_rule_seen *s, void *userdata)
 	if (!px)
 		return 0;		/* not one of ours (or a rule left from an earlier run) */
 	for (size_t i = 0; i < px->n_fes && !fe; i++)
-		if (px->fes[i].port == s->dport && kp_addr_equal(&px->fes[i].addr, &s->dst))
+		if (px->fes[i].port == s->dport &&
+		    (kp_addr_equal(&px->fes[i].addr, &s->dst) ||
+		     /* a NodePort on every local address: its rules name no destination */
+		     (px->fes[i].kind == KP_FE_NODE_PORT &&
+		      kp_addr_is_unspecified(&px->fes[i].addr) &&
+		      (!s->dst.family || kp_addr_is_unspecified(&s->dst)))))
 			fe = &px->fes[i];
 	if (!fe)
 		return 0;

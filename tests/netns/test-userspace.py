@@ -391,6 +391,10 @@ def main():
            re.search(r"-A KUBE-SERVICES -d 10\.96\.0\.12/32 .*has no endpoints.* -j REJECT", rules)
            and "unsupported" not in rules,
            "kube-proxy's portal rules (iptables-save reads them back)", rules)
+        r = k.ctl("check")
+        ok(r.returncode == 0 and r.stdout.startswith("ok: 0 differences"),
+           "kproxyctl check: the portal rules and proxies read back agree with the desired "
+           "state", r.stdout + r.stderr)
         traffic_tests(topo, k)
         removal_tests(topo, k, mdir)
 
