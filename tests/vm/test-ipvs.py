@@ -221,6 +221,12 @@ class Kproxyd:
                            capture_output=True, text=True, timeout=DEADLINE)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
+    def check(self):
+        """kproxyctl check: (exit status, its output)."""
+        r = subprocess.run([KPROXYCTL, "-s", self.sock, "check"], capture_output=True,
+                           text=True, timeout=DEADLINE)
+        return r.returncode, r.stdout + r.stderr
+
     def in_sync(self):
         st = self.status()
         return bool(st) and st["sync"]["count"] > 0 and not st["sync"]["pending"] \
@@ -646,6 +652,9 @@ def test_resync(topo, k):
     ok(set(c) == {"pod-a1", "pod-b1"}, "the repaired ClusterIP works", c)
     ok(ipvs(n).get(FOREIGN, {}).get("rs", {}).keys() == {("10.244.9.9", 1)},
        "the foreign virtual server survives the resyncs", fmt_table(ipvs(n)))
+    rc, out = k.check()
+    ok(rc == 0 and out.startswith("ok: 0 differences"), "kproxyctl check: the IPVS table "
+       "read back agrees with the desired state after the repair", out)
 
 
 FILLERS = 300
