@@ -333,6 +333,19 @@ def run_tests(topo, mdir):
     ok(wait_until(lambda: check()[0] == 0),
        "the next sync (a change elsewhere) sees the generation moved, repairs, and check "
        "agrees again", check())
+    # --- a node address added and removed while kproxyd runs: nodeport-ips follows ---
+    def np_ips():
+        return nft("list", "set", "ip", "kube-proxy", "nodeport-ips").stdout
+
+    sh("ip", "addr", "add", "192.168.50.77/24", "dev", "vcl", ns=n)
+    added = wait_until(lambda: "192.168.50.77" in np_ips())
+    c = names(topo.run(cl, "tcp", "192.168.50.77", 30080, 4))
+    sh("ip", "addr", "del", "192.168.50.77/24", "dev", "vcl", ns=n)
+    gone = wait_until(lambda: "192.168.50.77" not in np_ips())
+    ok(added and set(c) <= {"pod-a1", "pod-b1"} and sum(c.values()) == 4 and gone,
+       "a node address added in --nodeport-addresses joins nodeport-ips and takes "
+       "NodePort traffic; removed, it leaves", (np_ips(), c))
+
     # --- kproxyctl trace, against the same tables ---
     def trace(src, dst):
         r = k.ctl("trace", src, dst, "-o", "json")
