@@ -16,7 +16,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from topology import Topology  # noqa: E402
+from topology import Topology, sh  # noqa: E402
 import kptest  # noqa: E402
 from kptest import KPROXYD, Tap, names, save, slice_, stop, svc, wait_until  # noqa: E402
 
@@ -67,16 +67,17 @@ def capeff(pid):
         return None
 
 
-def run_mode(topo, mode, mdir):
+def run_mode(topo, mode, mdir, caps=CAPS):
     TAP.prefix = mode
     n = topo.node
     open(os.path.join(mdir, "..", "kproxyd.log"), "w").close()
-    k = Kproxyd(topo, mode, mdir, CAPS)
+    k = Kproxyd(topo, mode, mdir, caps)
     try:
         up = k.ready(lambda: bool(k.dump()))
-        ok(up and k.proc.poll() is None, "kproxyd starts with CAP_NET_ADMIN and CAP_NET_RAW "
-           "only and /proc/sys read-only, and programs the service", k.text())
-        want = sum(1 << CAP_BITS[c] for c in CAPS)
+        ok(up and k.proc.poll() is None, "kproxyd starts with %s only and /proc/sys "
+           "read-only, and programs the service" % " and ".join(
+               "CAP_" + c.upper() for c in caps), k.text())
+        want = sum(1 << CAP_BITS[c] for c in caps)
         eff = capeff(k.proc.pid)
         ok(eff == want, "its effective set is exactly %#x (not root's full set)" % want,
            "CapEff %s" % (hex(eff) if eff is not None else "gone"))
@@ -101,7 +102,7 @@ def run_mode(topo, mode, mdir):
         rc = k.stop()
     ok(rc == 0, "it stops on SIGTERM with status 0", "status %s" % rc)
     try:
-        r = subprocess.run(["ip", "netns", "exec", n, *wrap(CAPS), KPROXYD, "--proxy-mode",
+        r = subprocess.run(["ip", "netns", "exec", n, *wrap(caps), KPROXYD, "--proxy-mode",
                             mode, "--cleanup", "--v", "2"], capture_output=True, text=True,
                            timeout=DEADLINE)
         rc, err = r.returncode, r.stderr
@@ -109,6 +110,8 @@ def run_mode(topo, mode, mdir):
         rc, err = None, "timed out: %s" % e
     # KUBE-FIREWALL is kubelet's too: a cleanup leaves it, as kube-proxy's does
     left = [l for l in save(topo) if "KUBE-" in l and "KUBE-FIREWALL" not in l]
+    left += [l for l in sh("nft", "list", "tables", ns=n).stdout.splitlines()
+             if "kube-proxy" in l]
     ok(rc == 0 and not left, "--cleanup with the same set removes the rules",
        err + "\n".join(left[:10]))
 
@@ -127,6 +130,21 @@ def without(topo, mode, mdir, cap):
     ok(re.search(r"E\S* .*cannot open the nat table: Operation not permitted; needs "
                  r"CAP_NET_ADMIN and CAP_NET_RAW, and this process lacks %s$" % name,
                  text, re.M), "the error names the missing capability (%s)" % name, text)
+
+
+def nft_without_admin(topo, mdir):
+    """nftables mode without CAP_NET_ADMIN: an exit at start that names it."""
+    TAP.prefix = "nftables without net_admin"
+    open(os.path.join(mdir, "..", "kproxyd.log"), "w").close()
+    k = Kproxyd(topo, "nftables", mdir, ["net_raw"])
+    ended = wait_until(lambda: k.proc.poll() is not None)
+    rc = k.proc.returncode if ended else stop(k.proc)
+    text = k.text()
+    ok(ended and rc == 1, "kproxyd exits with status 1 at start", "ended %s, status %s\n%s"
+       % (ended, rc, text))
+    ok(re.search(r"E\S* .*nftables: cannot talk to nf_tables: Operation not permitted; needs "
+                 r"CAP_NET_ADMIN, and this process lacks CAP_NET_ADMIN$", text, re.M),
+       "the error names the missing capability", text)
 
 
 def daemonset(topo, mdir):
@@ -204,6 +222,9 @@ def main():
             run_mode(topo, mode, mdir)
             for cap in CAPS:
                 without(topo, mode, mdir, cap)
+        # nf_tables needs CAP_NET_ADMIN alone (netlink, conntrack; no raw socket)
+        run_mode(topo, "nftables", mdir, ("net_admin",))
+        nft_without_admin(topo, mdir)
     finally:
         if topo:
             topo.teardown()
