@@ -456,8 +456,9 @@ static void print_changes(json_t *old, json_t *cur)
 		const char *k;
 		json_t *v;
 
-		json_object_foreach(seen, k, v)
+		json_object_foreach(seen, k, v) {
 			printf("%s - %s\n", ts, k);
+		}
 	}
 	fflush(stdout);
 	json_decref(seen);
