@@ -46,6 +46,7 @@
  * half-built table).
  */
 #define CHUNK_BYTES (256 * 1024)
+#define HASHBUF_SIZE (256 * 1024)	/* one rule built back (a kernel rule is far smaller) */
 
 static const char *const local_modes[] = KP_DETECT_LOCAL_MODES;
 
@@ -129,6 +130,8 @@ struct ch {
 	long long stale_since;	/* flushed and no longer wanted: ns timestamp, else 0 */
 	unsigned n_rules;	/* as written */
 	unsigned n_rules_sent;	/* in this sync's transaction */
+	bool sum_known;
+	uint64_t sum;		/* its rules as the kernel listed them after our commit */
 };
 
 struct aff {
@@ -183,6 +186,7 @@ struct nft {
 	uint32_t mark;
 	uint32_t gen;			/* the generation after our last commit */
 	uint32_t anon_seq;		/* names of the anonymous maps: __map<N> */
+	char *hashbuf;			/* a rule built back, to fingerprint it */
 	bool chunking;			/* this first build is sent in several transactions */
 	size_t n_chunks;		/* transactions of the last first build */
 	bool built;			/* the tables match @ports (a rebuild succeeded) */
@@ -2228,6 +2232,8 @@ static int render_delta_cb(const struct kp_svc_port *old, const struct kp_svc_po
 	return w->err;
 }
 
+static void fingerprint(struct nft *n, struct fam *f, bool all);
+
 /*
  * One transaction: a rebuild of both tables (@rebuild) from @want, or the changes of
  * @delta. Returns 0 or a negative errno (-ERESTART: the ruleset changed meanwhile).
@@ -2328,8 +2334,10 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 					"(nothing changed): %s", why);
 	}
 	for (int f = 0; f < 2; f++)
-		if (n->fam[f].on)
+		if (n->fam[f].on) {
 			commit_family(&n->fam[f], now_ns());
+			fingerprint(n, &n->fam[f], rebuild);
+		}
 	commit_records(n);
 	sync_scratch_free(n);
 	if (rebuild) {
@@ -2339,11 +2347,121 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 	return 0;
 }
 
+/* ---- fingerprints: a chain's rules as the kernel lists them ---- */
+
+struct chsum {
+	uint64_t sum;
+	unsigned n;
+};
+
+struct sums {
+	struct nft *n;
+	struct kp_map *m;	/* chain -> struct chsum */
+};
+
+/* FNV-1a over the rule's attributes as libnftnl builds them back, less its handle and
+ * position (the kernel's numbering, not its content) */
+static uint64_t rule_hash(struct nft *n, struct nftnl_rule *r)
+{
+	struct nlmsghdr *nlh;
+	const uint8_t *p;
+	uint64_t h = 1469598103934665603ULL;
+	size_t len;
+
+	nftnl_rule_unset(r, NFTNL_RULE_HANDLE);
+	nftnl_rule_unset(r, NFTNL_RULE_POSITION);
+	nftnl_rule_unset(r, NFTNL_RULE_ID);
+	nlh = nftnl_nlmsg_build_hdr(n->hashbuf, NFT_MSG_NEWRULE, 0, 0, 0);
+	nftnl_rule_nlmsg_build_payload(nlh, r);
+	p = mnl_nlmsg_get_payload(nlh);
+	len = mnl_nlmsg_get_payload_len(nlh);
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	/* libmnl leaves an attribute's padding as the buffer had it: zeroed for the next */
+	memset(n->hashbuf, 0, nlh->nlmsg_len);
+	return h;
+}
+
+static int sum_rule(struct nftnl_rule *r, void *data)
+{
+	struct sums *s = data;
+	const char *chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
+	struct chsum *c;
+
+	if (!chain)
+		return 0;
+	c = kp_map_get(s->m, chain);
+	if (!c) {
+		c = calloc(1, sizeof(*c));
+		if (!c || kp_map_put(s->m, chain, c, NULL) < 0) {
+			free(c);
+			return -ENOMEM;
+		}
+	}
+	c->sum = c->sum * 1099511628211ULL ^ rule_hash(s->n, r);
+	c->n++;
+	return 0;
+}
+
+static void sums_free(struct kp_map *m)
+{
+	struct kp_map_iter it = { 0 };
+	void *v;
+
+	while (kp_map_next(m, &it, NULL, &v))
+		free(v);
+	kp_map_free(m);
+}
+
+/* After a commit: the fingerprints of the chains it wrote (@all: of every chain, one
+ * dump of the table; else one dump per chain touched). A chain whose dump fails keeps
+ * no fingerprint, and the read-back then compares its rule count only. */
+static void fingerprint(struct nft *n, struct fam *f, bool all)
+{
+	struct sums s = { n, kp_map_new() };
+	int r = 0;
+
+	if (!s.m)
+		return;
+	if (all) {
+		struct kp_map_iter it = { 0 };
+		const char *k;
+		void *v;
+
+		r = kp_nft_dump_rules(&n->sock, (int)nfproto(f->family), TABLE, NULL, sum_rule,
+				      &s);
+		while (kp_map_next(f->chains, &it, &k, &v)) {
+			struct ch *c = v;
+			struct chsum *cs = kp_map_get(s.m, k);
+
+			c->sum_known = !r && c->have && c->want;
+			c->sum = cs ? cs->sum : 0;
+		}
+	} else {
+		for (size_t i = 0; i < f->touched_chains.n; i++) {
+			const char *k = f->touched_chains.v[i];
+			struct ch *c = kp_map_get(f->chains, k);
+			struct chsum *cs;
+
+			if (!c || !c->have || !c->want)
+				continue;
+			r = kp_nft_dump_rules(&n->sock, (int)nfproto(f->family), TABLE, k, sum_rule,
+					      &s);
+			cs = kp_map_get(s.m, k);
+			c->sum_known = !r;
+			c->sum = cs ? cs->sum : 0;
+		}
+	}
+	sums_free(s.m);
+}
+
 /* ---- reading back: does the kernel still have what we wrote? ---- */
 
 struct verify {
+	struct nft *n;
 	struct fam *f;
 	struct kp_map *counts;	/* chain -> rules seen (as a pointer-sized count) */
+	struct sums sums;	/* chain -> the fingerprint of what is there */
 	size_t n_chains, n_elems, mismatches;
 	int set;
 	char first[300];
@@ -2369,7 +2487,9 @@ static int count_rule(struct nftnl_rule *r, void *data)
 	if (!chain)
 		return 0;
 	c = (uintptr_t)kp_map_get(v->counts, chain);
-	return kp_map_put(v->counts, chain, (void *)(c ? c + 1 : 1), NULL) < 0 ? -ENOMEM : 0;
+	if (kp_map_put(v->counts, chain, (void *)(c ? c + 1 : 1), NULL) < 0)
+		return -ENOMEM;
+	return sum_rule(r, &v->sums);
 }
 
 static int check_elems(struct nftnl_set *s, void *data)
@@ -2418,15 +2538,18 @@ static int check_elems(struct nftnl_set *s, void *data)
  * differs: @why says how) or a negative errno. */
 static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 {
-	struct verify v = { .f = f, .counts = kp_map_new() };
+	struct verify v = { .n = n, .f = f, .counts = kp_map_new(), .sums = { n, kp_map_new() } };
 	size_t want_elems = 0, want_chains = 0;
 	struct kp_map_iter it = { 0 };
 	const char *k;
 	void *val;
 	int r;
 
-	if (!v.counts)
+	if (!v.counts || !v.sums.m) {
+		kp_map_free(v.counts);
+		sums_free(v.sums.m);
 		return -ENOMEM;
+	}
 	r = kp_nft_dump_chains(&n->sock, (int)nfproto(f->family), TABLE, count_chain, &v);
 	if (!r)
 		r = kp_nft_dump_rules(&n->sock, (int)nfproto(f->family), TABLE, NULL, count_rule,
@@ -2439,10 +2562,12 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 	if (r == -ENOENT) {
 		snprintf(why, size, "the table or one of its sets is gone");
 		kp_map_free(v.counts);
+		sums_free(v.sums.m);
 		return 1;
 	}
 	if (r < 0) {
 		kp_map_free(v.counts);
+		sums_free(v.sums.m);
 		return r;
 	}
 	while (kp_map_next(f->els, &it, &k, &val))
@@ -2460,6 +2585,12 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 			if (!v.mismatches++)
 				snprintf(v.first, sizeof(v.first), "chain %s: %s", k,
 					 seen ? "its rules differ" : "missing");
+		} else if (c->sum_known) {
+			struct chsum *cs = kp_map_get(v.sums.m, k);
+
+			if ((cs ? cs->sum : 0) != c->sum && !v.mismatches++)
+				snprintf(v.first, sizeof(v.first), "chain %s: a rule was changed",
+					 k);
 		}
 	}
 	want_chains += KP_ARRAY_SIZE(base_chains) + KP_ARRAY_SIZE(fixed_chains);
@@ -2477,6 +2608,7 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 		snprintf(v.first, sizeof(v.first), "%zu chains where we wrote %zu", v.n_chains,
 			 want_chains), v.mismatches++;
 	kp_map_free(v.counts);
+	sums_free(v.sums.m);
 	if (v.mismatches)
 		snprintf(why, size, "%s", v.first);
 	return v.mismatches ? 1 : 0;
@@ -2969,6 +3101,11 @@ static int nft_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	n->fam[1].family = AF_INET6;
 	n->fam[0].on = n->fam[1].on = true;
 	n->ipv6 = true;
+	n->hashbuf = calloc(1, HASHBUF_SIZE);
+	if (!n->hashbuf) {
+		free(n);
+		return -ENOMEM;
+	}
 	r = kp_nft_open(&n->sock);
 	if (!r)
 		r = kp_nft_getgen(&n->sock, &gen);
@@ -2978,6 +3115,7 @@ static int nft_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		kp_ctx_set_error(ctx, r, "nftables: cannot talk to nf_tables: %s%s", strerror(-r),
 				 kp_caps_explain(r, KP_CAP(CAP_NET_ADMIN), why, sizeof(why)));
 		kp_nft_close(&n->sock);
+		free(n->hashbuf);
 		free(n);
 		return r;
 	}
@@ -2986,6 +3124,7 @@ static int nft_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		for (int f = 0; f < 2; f++)
 			fam_clear(&n->fam[f]);
 		kp_nft_close(&n->sock);
+		free(n->hashbuf);
 		free(n);
 		return -ENOMEM;
 	}
@@ -3035,6 +3174,7 @@ static void nft_destroy(void *priv)
 	records_free(n->ports);
 	kp_nfb_free(&n->b);
 	kp_nft_close(&n->sock);
+	free(n->hashbuf);
 	free(n);
 }
 

@@ -201,6 +201,20 @@ def run_tests(topo, mdir):
        "a map element deleted by hand is back after the periodic sync (%.1f s), "
        "the log says the table differed" % (time.monotonic() - t0), k.text()[-1000:])
 
+    # a rule replaced in place (same count): only its content tells
+    differs = k.text().count("a rule was changed")
+    listing = nft("-a", "list", "chain", "ip", "kube-proxy", chain).stdout
+    h = re.search(r"numgen .* # handle (\d+)", listing)
+    nft("replace", "rule", "ip", "kube-proxy", chain, "handle", h.group(1) if h else "0",
+        "meta", "l4proto", "tcp", "dnat", "to", "10.244.2.3:8080")
+    broken = wait_until(lambda: serves("10.96.0.10", 80, {"pod-b1"}, 4), 2.0)
+    t0 = time.monotonic()
+    fixed = wait_until(lambda: len(names(topo.run(n, "tcp", "10.96.0.10", 80, 12))) == 2, 8.0)
+    ok(h and broken and fixed and k.text().count("a rule was changed") > differs,
+       "a service rule replaced in place by hand (same rule count) is seen by the read-back "
+       "(its fingerprint) and repaired (%.1f s)" % (time.monotonic() - t0),
+       (listing, k.text()[-800:]))
+
     # --- a bad object programs nothing and removes nothing ---
     before = sorted(re.findall(r"\S+ \. \S+ \. \d+ : goto \S+", elems("service-ips")))
     write(mdir, "bad.yaml", svc("bad", "10.96.0.999", 80) + slice_("bad", [A1]))
