@@ -2408,6 +2408,8 @@ static void sums_free(struct kp_map *m)
 	struct kp_map_iter it = { 0 };
 	void *v;
 
+	if (!m)
+		return;
 	while (kp_map_next(m, &it, NULL, &v))
 		free(v);
 	kp_map_free(m);
