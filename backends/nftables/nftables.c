@@ -250,6 +250,16 @@ static bool strv_has(const struct strv *s, const char *v)
 	return false;
 }
 
+/* Lists @name in @list the first time this sync touches its object (@touched).
+ * Returns false when out of memory. */
+static bool touch(bool *touched, struct strv *list, const char *name)
+{
+	if (*touched)
+		return true;
+	*touched = true;
+	return strv_add(list, name);
+}
+
 static void rec_free(struct port_rec *p)
 {
 	if (!p)
@@ -394,12 +404,9 @@ static void want_el(struct render *rd, int set, const uint8_t *key, size_t klen,
 		if (!e->want)
 			rd->err = -ENOMEM;
 	}
-	if (!e->touched) {
-		if (!strv_add(&f->touched_els, skey)) {
-			rd->err = -ENOMEM;
-			return;
-		}
-		e->touched = true;
+	if (!touch(&e->touched, &f->touched_els, skey)) {
+		rd->err = -ENOMEM;
+		return;
 	}
 	if (rd->rec && !strv_add(&rd->rec->els[fidx(f->family)], skey))
 		rd->err = -ENOMEM;
@@ -418,12 +425,9 @@ static void unwant_el(struct render *rd, const char *skey)
 		free(e->want);
 		e->want = NULL;
 	}
-	if (!e->touched) {
-		if (!strv_add(&f->touched_els, skey)) {
-			rd->err = -ENOMEM;
-			return;
-		}
-		e->touched = true;
+	if (!touch(&e->touched, &f->touched_els, skey)) {
+		rd->err = -ENOMEM;
+		return;
 	}
 }
 
@@ -452,11 +456,8 @@ static struct job *want_chain(struct render *rd, const char *name)
 	if (!c)
 		return NULL;
 	c->want = true;
-	if (!c->touched) {
-		c->touched = true;
-		if (!strv_add(&f->touched_chains, name))
-			rd->err = -ENOMEM;
-	}
+	if (!touch(&c->touched, &f->touched_chains, name))
+		rd->err = -ENOMEM;
 	c->stale_since = 0;
 	if (rd->rec && !strv_add(&rd->rec->chains[fidx(f->family)], name))
 		rd->err = -ENOMEM;
@@ -535,11 +536,8 @@ static void want_aff(struct render *rd, const char *name, uint32_t timeout)
 		}
 	}
 	a->want = true;
-	if (!a->touched) {
-		a->touched = true;
-		if (!strv_add(&f->touched_affs, name))
-			rd->err = -ENOMEM;
-	}
+	if (!touch(&a->touched, &f->touched_affs, name))
+		rd->err = -ENOMEM;
 	a->timeout = timeout;
 	if (rd->rec && !strv_add(&rd->rec->affs[fidx(f->family)], name))
 		rd->err = -ENOMEM;
@@ -1285,14 +1283,11 @@ static int unrender_old(struct nft *n, const char *key)
 			if (nrec && strv_has(&nrec->chains[f], rec->chains[f].v[i]))
 				continue;
 			c = kp_map_get(fm->chains, rec->chains[f].v[i]);
-			if (c) {
-				c->want = false;
-				if (!c->touched) {
-					c->touched = true;
-					if (!strv_add(&fm->touched_chains, rec->chains[f].v[i]))
-						rd.err = -ENOMEM;
-				}
-			}
+			if (!c)
+				continue;
+			c->want = false;
+			if (!touch(&c->touched, &fm->touched_chains, rec->chains[f].v[i]))
+				rd.err = -ENOMEM;
 		}
 		for (size_t i = 0; i < rec->affs[f].n; i++) {
 			struct aff *a;
@@ -1300,14 +1295,11 @@ static int unrender_old(struct nft *n, const char *key)
 			if (nrec && strv_has(&nrec->affs[f], rec->affs[f].v[i]))
 				continue;
 			a = kp_map_get(fm->affs, rec->affs[f].v[i]);
-			if (a) {
-				a->want = false;
-				if (!a->touched) {
-					a->touched = true;
-					if (!strv_add(&fm->touched_affs, rec->affs[f].v[i]))
-						rd.err = -ENOMEM;
-				}
-			}
+			if (!a)
+				continue;
+			a->want = false;
+			if (!touch(&a->touched, &fm->touched_affs, rec->affs[f].v[i]))
+				rd.err = -ENOMEM;
 		}
 	}
 	return rd.err;
