@@ -654,38 +654,54 @@ static void match_iif(struct nftnl_rule *r, const char *name, bool prefix, bool 
 		  prefix ? (uint32_t)len : (uint32_t)len + 1);
 }
 
-/* The pod-traffic match of the local detector, or false when there is none. */
-static bool match_pods(const struct nft *n, struct nftnl_rule *r, int family, bool pods)
+enum detector { DETECT_NONE, DETECT_BRIDGE, DETECT_PREFIX, DETECT_CIDR };
+
+/* How @family's pod traffic is told apart (detect-local-mode); for DETECT_CIDR, the
+ * range (the family's first cluster CIDR) in *@ret_cidr. */
+static enum detector detector(const struct nft *n, int family, const struct kp_cidr **ret_cidr)
 {
 	const struct nft_opts *o = n->o;
 	const char *mode = o->detect_local ? o->detect_local : "ClusterCIDR";
 
-	if (!strcmp(mode, "BridgeInterface") && o->pod_bridge && *o->pod_bridge) {
-		match_iif(r, o->pod_bridge, false, !pods);
-		return true;
-	}
-	if (!strcmp(mode, "InterfaceNamePrefix") && o->pod_prefix && *o->pod_prefix) {
-		match_iif(r, o->pod_prefix, true, !pods);
-		return true;
-	}
+	if (!strcmp(mode, "BridgeInterface"))
+		return o->pod_bridge && *o->pod_bridge ? DETECT_BRIDGE : DETECT_NONE;
+	if (!strcmp(mode, "InterfaceNamePrefix"))
+		return o->pod_prefix && *o->pod_prefix ? DETECT_PREFIX : DETECT_NONE;
 	if (strcmp(mode, "ClusterCIDR"))
-		return false;
+		return DETECT_NONE;
 	for (size_t i = 0; i < o->cluster_cidr.n; i++)
 		if (o->cluster_cidr.v[i].addr.family == family) {
-			match_net(r, family, true, &o->cluster_cidr.v[i].addr,
-				  o->cluster_cidr.v[i].prefix, !pods);
-			return true;
+			if (ret_cidr)
+				*ret_cidr = &o->cluster_cidr.v[i];
+			return DETECT_CIDR;
 		}
-	return false;
+	return DETECT_NONE;
 }
 
 static bool has_detector(const struct nft *n, int family)
 {
-	struct nftnl_rule *r = nftnl_rule_alloc();
-	bool has = r && match_pods(n, r, family, true);
+	return detector(n, family, NULL) != DETECT_NONE;
+}
 
-	nftnl_rule_free(r);
-	return has;
+/* The pod-traffic match of the local detector (or, with !@pods, the rest); nothing when
+ * there is none. */
+static void match_pods(const struct nft *n, struct nftnl_rule *r, int family, bool pods)
+{
+	const struct kp_cidr *c = NULL;
+
+	switch (detector(n, family, &c)) {
+	case DETECT_BRIDGE:
+		match_iif(r, n->o->pod_bridge, false, !pods);
+		break;
+	case DETECT_PREFIX:
+		match_iif(r, n->o->pod_prefix, true, !pods);
+		break;
+	case DETECT_CIDR:
+		match_net(r, family, true, &c->addr, c->prefix, !pods);
+		break;
+	case DETECT_NONE:
+		break;
+	}
 }
 
 /* An anonymous map of this batch: numgen index -> addr . port, or -> verdict. */
