@@ -164,8 +164,9 @@ struct fam {
 	struct strv touched_chains;	/* names of @chains touched this sync */
 	struct strv touched_affs;	/* names of @affs touched this sync */
 	struct strv stale;		/* chains emptied, to be deleted a second later */
-	/* node ports: on every local address (fib) or on nodeport-ips */
-	bool np_any;
+	/* node ports: on every local address (fib) or on nodeport-ips; as now, and as the
+	 * fixed rules were built */
+	bool np_any, np_any_built;
 	unsigned fixed_rules[KP_ARRAY_SIZE(fixed_chains) + KP_ARRAY_SIZE(base_chains)];
 };
 
@@ -192,7 +193,6 @@ struct nft {
 	bool built;			/* the tables match @ports (a rebuild succeeded) */
 	bool synced;
 	bool ipv6;
-	char node_sig[512];		/* the node-port addresses the tables were built with */
 	char scidr_sig[512];		/* the service CIDRs of cluster-ips-check */
 	bool scidr_changed;		/* this sync rewrites cluster-ips-check */
 	/* figures for metrics and the benchmark */
@@ -1830,27 +1830,13 @@ static void emit_fixed_rules(struct nft *n, struct fam *f)
 
 /* ---- node ports ---- */
 
-/* The node-port addresses per family (@f->np_any: every local one), as elements of
- * nodeport-ips held by the pseudo-port "" . Returns the signature of the setting. */
-static void node_setting(struct nft *n, char *sig, size_t size)
+/* Whether each family's NodePorts are on every local address (fib daddr type local) or
+ * on the addresses of nodeport-ips (elements held by the pseudo-port "", render_node()). */
+static void node_setting(struct nft *n)
 {
-	size_t n_addrs, len = 0;
-	const struct kp_addr *a = kp_ctx_get_nodeport_addrs(n->ctx, &n_addrs);
-
-	for (int f = 0; f < 2; f++) {
-		int family = f ? AF_INET6 : AF_INET;
-
-		n->fam[f].np_any = kp_ctx_get_nodeport_any_local(n->ctx, family);
-		len += (size_t)snprintf(sig + len, size - len, "%d;", n->fam[f].np_any);
-		if (len >= size)
-			return;
-	}
-	for (size_t i = 0; i < n_addrs && len < size; i++) {
-		char s[KP_ADDR_STRLEN];
-
-		len += (size_t)snprintf(sig + len, size - len, "%s,",
-					kp_addr_to_str(&a[i], s, sizeof(s)));
-	}
+	for (int f = 0; f < 2; f++)
+		n->fam[f].np_any = kp_ctx_get_nodeport_any_local(n->ctx,
+								 f ? AF_INET6 : AF_INET);
 }
 
 static int render_node(struct nft *n)
@@ -2351,6 +2337,8 @@ static int transact(struct nft *n, const struct kp_state *want, const struct kp_
 	if (rebuild) {
 		n->built = true;
 		n->n_rebuilds++;
+		for (int f = 0; f < 2; f++)
+			n->fam[f].np_any_built = n->fam[f].np_any;
 	}
 	return 0;
 }
@@ -2641,23 +2629,16 @@ static int verify(struct nft *n, char *why, size_t size)
 static int nft_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct nft *n = priv;
-	char sig[sizeof(n->node_sig)], why[320] = "";
+	char sig[sizeof(n->scidr_sig)], why[320] = "";
 	bool rebuild = !n->built;
 	uint32_t gen = 0;
 	int r;
 
-	node_setting(n, sig, sizeof(sig));
-	/* fib or nodeport-ips is in the fixed rules: a change of it rebuilds */
-	if (strcmp(sig, n->node_sig) && n->built) {
-		bool any_changed = false;
-
-		for (int f = 0; f < 2; f++)
-			any_changed |= (strstr(n->node_sig, f ? ";" : "") != NULL) &&
-				       ((n->node_sig[2 * f] == '1') != n->fam[f].np_any);
-		if (any_changed)
-			rebuild = true;
-	}
-	snprintf(n->node_sig, sizeof(n->node_sig), "%s", sig);
+	/* fib or nodeport-ips is in the fixed rules: a change between them rebuilds (the
+	 * addresses of nodeport-ips are elements, rendered each sync) */
+	node_setting(n);
+	for (int f = 0; f < 2; f++)
+		rebuild |= n->fam[f].on && n->fam[f].np_any != n->fam[f].np_any_built;
 	scidr_setting(n, sig, sizeof(sig));
 	n->scidr_changed = strcmp(sig, n->scidr_sig) != 0;
 	if (!rebuild)
