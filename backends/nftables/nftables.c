@@ -2233,19 +2233,20 @@ static void fingerprint(struct nft *n, struct fam *f, bool all);
  * @delta. Returns 0 or a negative errno (-ERESTART: the ruleset changed meanwhile).
  */
 static int transact(struct nft *n, const struct kp_state *want, const struct kp_delta *delta,
-		    bool rebuild)
+		    bool rebuild, const uint32_t *known_gen)
 {
 	struct walk w = { .n = n };
 	char why[512] = "";
-	uint32_t gen = 0;
-	int r;
+	uint32_t gen = known_gen ? *known_gen : 0;
+	int r = 0;
 
 	if (rebuild)
 		forget(n);
 	n->pending = kp_map_new();
 	if (!n->pending)
 		return -ENOMEM;
-	r = kp_nft_getgen(&n->sock, &gen);
+	if (!known_gen)		/* else the caller has just read it */
+		r = kp_nft_getgen(&n->sock, &gen);
 	if (r < 0) {
 		kp_ctx_set_error(n->ctx, r, "nftables: reading the ruleset generation: %s",
 				 strerror(-r));
@@ -2630,7 +2631,7 @@ static int nft_sync(void *priv, const struct kp_state *want, const struct kp_del
 {
 	struct nft *n = priv;
 	char sig[sizeof(n->scidr_sig)], why[320] = "";
-	bool rebuild = !n->built;
+	bool rebuild = !n->built, have_gen = false;
 	uint32_t gen = 0;
 	int r;
 
@@ -2644,19 +2645,22 @@ static int nft_sync(void *priv, const struct kp_state *want, const struct kp_del
 	if (!rebuild)
 		delete_stale(n);
 	rebuild = rebuild || !n->built;
-	/* someone else changed the ruleset, or the periodic full sync: read the table back */
-	if (!rebuild && ((r = kp_nft_getgen(&n->sock, &gen)) < 0 || gen != n->gen ||
-			 kp_delta_is_full(delta))) {
-		r = r < 0 ? r : verify(n, why, sizeof(why));
-		if (r) {
-			kp_log(n->ctx, KP_LOG_WARN, "nftables: the table differs from what was "
-			       "written (%s): rebuilding it", r > 0 ? why : strerror(-r));
-			rebuild = true;
+	if (!rebuild) {
+		r = kp_nft_getgen(&n->sock, &gen);
+		have_gen = r == 0;
+		/* someone else changed the ruleset, or the periodic full sync: read it back */
+		if (r < 0 || gen != n->gen || kp_delta_is_full(delta)) {
+			r = r < 0 ? r : verify(n, why, sizeof(why));
+			if (r) {
+				kp_log(n->ctx, KP_LOG_WARN, "nftables: the table differs from what "
+				       "was written (%s): rebuilding it", r > 0 ? why : strerror(-r));
+				rebuild = true;
+			}
 		}
 	}
-	r = transact(n, want, delta, rebuild);
+	r = transact(n, want, delta, rebuild, have_gen && !rebuild ? &gen : NULL);
 	if (r == -ERESTART)
-		r = transact(n, want, delta, true);
+		r = transact(n, want, delta, true, NULL);
 	if (r < 0)
 		return r;
 	snprintf(n->scidr_sig, sizeof(n->scidr_sig), "%s", sig);
