@@ -123,15 +123,13 @@ static int n_families(struct kp_ctx *ctx)
 	return st && kp_state_foreach(st, has_ipv6, NULL) == 1 ? 2 : 1;
 }
 
-void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds)
+void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds, bool full)
 {
-	struct kp_sync_info si;
 	int n = n_families(ctx);
 
-	kp_ctx_get_sync_info(ctx, &si, sizeof(si));
 	for (int f = 0; f < n; f++) {
 		observe(&http_stats.sync[ALL][f], seconds);
-		observe(&http_stats.sync[si.last_sync_full ? FULL : PARTIAL][f], seconds);
+		observe(&http_stats.sync[full ? FULL : PARTIAL][f], seconds);
 	}
 }
 

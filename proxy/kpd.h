@@ -225,7 +225,8 @@ const char *kpd_http_address(const struct kpd_http *h);	/* as bound */
 /* Whether the proxy is healthy as kube-proxy judges it (the node aside). */
 bool kpd_health_ok(struct kp_ctx *ctx, const struct kpd_health *hc);
 /* A sync ran and took @seconds. */
-void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds);
+/* A sync of @seconds, @full or partial, into the sync-duration histograms. */
+void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds, bool full);
 void kpd_http_observe_programming(double seconds, void *userdata);
 
 /* hcports.c: health-check node ports of externalTrafficPolicy Local services */

@@ -519,7 +519,7 @@ static int64_t sync_tick(void *userdata)
 				     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 		kp_ctx_get_sync_info(d->ctx, &si, sizeof(si));
 		d->run.last_sync_full = si.last_sync_full;
-		kpd_http_observe_sync(d->ctx, d->run.last_sync_s);
+		kpd_http_observe_sync(d->ctx, d->run.last_sync_s, d->run.last_sync_full);
 		kpd_hc_update(d->hc, d->ctx);
 	}
 	kp_ctx_drain_programming_latencies(d->ctx, kpd_http_observe_programming, NULL);
