@@ -36,6 +36,22 @@ struct walk {
 	void *userdata;
 };
 
+void kp_dump_entry_of(const struct kp_svc_port *sp, const struct kp_frontend *fe,
+		      struct kp_dump_entry *ret)
+{
+	*ret = (struct kp_dump_entry){
+		.ns = kp_svc_port_get_namespace(sp),
+		.name = kp_svc_port_get_name(sp),
+		.port_name = kp_svc_port_get_port_name(sp),
+		.protocol = kp_svc_port_get_protocol(sp),
+		.kind = fe->kind,
+		.vip = fe->addr,
+		.port = fe->port,
+	};
+	ret->endpoints = kp_svc_port_get_endpoints(sp, fe->addr.family, fe->external,
+						   &ret->n_endpoints);
+}
+
 static int dump_port(const struct kp_svc_port *sp, void *userdata)
 {
 	struct walk *w = userdata;
@@ -45,18 +61,9 @@ static int dump_port(const struct kp_svc_port *sp, void *userdata)
 
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes && !r; i++) {
-		struct kp_dump_entry e = {
-			.ns = kp_svc_port_get_namespace(sp),
-			.name = kp_svc_port_get_name(sp),
-			.port_name = kp_svc_port_get_port_name(sp),
-			.protocol = kp_svc_port_get_protocol(sp),
-			.kind = fes[i].kind,
-			.vip = fes[i].addr,
-			.port = fes[i].port,
-		};
+		struct kp_dump_entry e;
 
-		e.endpoints = kp_svc_port_get_endpoints(sp, fes[i].addr.family, fes[i].external,
-							&e.n_endpoints);
+		kp_dump_entry_of(sp, &fes[i], &e);
 		r = w->fn(&e, w->userdata);
 	}
 	return r;

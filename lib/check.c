@@ -168,21 +168,12 @@ static int check_port(const struct kp_svc_port *sp, void *userdata)
 
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes && !w->ret; i++) {
-		struct kp_dump_entry e = {
-			.ns = kp_svc_port_get_namespace(sp),
-			.name = kp_svc_port_get_name(sp),
-			.port_name = kp_svc_port_get_port_name(sp),
-			.protocol = kp_svc_port_get_protocol(sp),
-			.kind = fes[i].kind,
-			.vip = fes[i].addr,
-			.port = fes[i].port,
-		};
+		struct kp_dump_entry e;
 		char key[600];
 		uintptr_t h;
 		bool found = false;
 
-		e.endpoints = kp_svc_port_get_endpoints(sp, fes[i].addr.family, fes[i].external,
-							&e.n_endpoints);
+		kp_dump_entry_of(sp, &fes[i], &e);
 		key_of(&e, false, key, sizeof(key));
 		h = (uintptr_t)kp_map_get(w->c->by_key, key);
 		if (h) {

@@ -229,6 +229,10 @@ extern const struct kp_backend_ops kp_backend_dryrun;
 extern const struct kp_backend_ops kp_backend_iptables;
 extern const struct kp_backend_ops kp_backend_ipvs;
 extern const struct kp_backend_ops kp_backend_nftables;
+/* The dump entry the desired state has for frontend @fe of @sp (its endpoint set); what
+ * the dryrun data plane reports, and what kp_ctx_check() compares with. */
+void kp_dump_entry_of(const struct kp_svc_port *sp, const struct kp_frontend *fe,
+		      struct kp_dump_entry *ret);
 extern const struct kp_backend_ops kp_backend_userspace;
 /* those configure selects (the DPDK data plane), NULL-terminated */
 extern const struct kp_backend_ops *const kp_extra_backends[];
