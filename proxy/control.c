@@ -178,20 +178,6 @@ static json_t *dataplane_status(struct kp_ctx *ctx)
 	return a;
 }
 
-static json_t *eps_json(const struct kp_dump_entry *e)
-{
-	json_t *a = json_array();
-	char ip[KP_ADDR_STRLEN], t[KP_ADDR_STRLEN + 10];
-
-	for (size_t i = 0; a && e && i < e->n_endpoints; i++) {
-		kp_addr_to_str(&e->endpoints[i].addr, ip, sizeof(ip));
-		snprintf(t, sizeof(t), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
-			 e->endpoints[i].port);
-		json_array_append_new(a, json_string(t));
-	}
-	return a;
-}
-
 static int check_diff(const struct kp_check_diff *d, void *userdata)
 {
 	static const char *const what[_KP_CHECK_MAX] = { "missing", "extra", "endpoints" };
@@ -201,8 +187,10 @@ static int check_diff(const struct kp_check_diff *d, void *userdata)
 			      "port_name", e->port_name ? e->port_name : "",
 			      "protocol", kp_protocol_name(e->protocol),
 			      "kind", kp_frontend_kind_name(e->kind), "vip", addr_json(&e->vip),
-			      "port", e->port, "want", d->want ? eps_json(d->want) : json_null(),
-			      "have", d->have ? eps_json(d->have) : json_null());
+			      "port", e->port, "want", d->want ? kpd_endpoints_json(
+				      d->want->endpoints, d->want->n_endpoints) : json_null(),
+			      "have", d->have ? kpd_endpoints_json(
+				      d->have->endpoints, d->have->n_endpoints) : json_null());
 
 	if (o && d->have && d->have->detail)
 		json_object_set_new(o, "detail", json_string(d->have->detail));

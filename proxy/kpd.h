@@ -203,6 +203,8 @@ void kpd_control_close(struct kpd_control *c);
 /* trace.c: kproxyctl trace SRC DST:PORT[/PROTO], as JSON (an "error" member on bad
  * input); caller owns the result. */
 json_t *kpd_trace(struct kp_ctx *ctx, const char *src, const char *dst);
+/* ["ip:port", "[ip6]:port", ...] of @n endpoints, as check and trace print them */
+json_t *kpd_endpoints_json(const struct kp_endpoint *eps, size_t n);
 
 
 /* http.c: healthz, livez, Prometheus metrics, /proxyMode and /configz */

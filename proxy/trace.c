@@ -62,6 +62,19 @@ static int find(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
+json_t *kpd_endpoints_json(const struct kp_endpoint *eps, size_t n)
+{
+	json_t *a = json_array();
+	char ip[KP_ADDR_STRLEN], t[KP_ADDR_STRLEN + 10];
+
+	for (size_t i = 0; a && i < n; i++) {
+		kp_addr_to_str(&eps[i].addr, ip, sizeof(ip));
+		snprintf(t, sizeof(t), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, eps[i].port);
+		json_array_append_new(a, json_string(t));
+	}
+	return a;
+}
+
 struct programmed {
 	const struct query *q;
 	const struct kp_svc_port *sp;
@@ -74,7 +87,6 @@ struct programmed {
 static int pick(const struct kp_dump_entry *e, void *userdata)
 {
 	struct programmed *p = userdata;
-	char ip[KP_ADDR_STRLEN], t[KP_ADDR_STRLEN + 10];
 
 	if (p->found || strcmp(e->ns, kp_svc_port_get_namespace(p->sp)) ||
 	    strcmp(e->name, kp_svc_port_get_name(p->sp)) ||
@@ -86,12 +98,8 @@ static int pick(const struct kp_dump_entry *e, void *userdata)
 		return 0;
 	p->found = true;
 	snprintf(p->detail, sizeof(p->detail), "%s", e->detail ? e->detail : "");
-	for (size_t i = 0; i < e->n_endpoints; i++) {
-		kp_addr_to_str(&e->endpoints[i].addr, ip, sizeof(ip));
-		snprintf(t, sizeof(t), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
-			 e->endpoints[i].port);
-		json_array_append_new(p->eps, json_string(t));
-	}
+	json_decref(p->eps);
+	p->eps = kpd_endpoints_json(e->endpoints, e->n_endpoints);
 	return 1;
 }
 
@@ -301,17 +309,11 @@ json_t *kpd_trace(struct kp_ctx *ctx, const char *src, const char *dst)
 		add_step(steps, "ClientIP affinity: %s sticks to its first endpoint for %u s",
 			 src, kp_svc_port_get_affinity_timeout(sp));
 	{
-		json_t *want = json_array();
-		char t[KP_ADDR_STRLEN + 10];
+		json_t *want = kpd_endpoints_json(eps, n_eps);
 		bool hairpin = false;
 
-		for (size_t i = 0; i < n_eps; i++) {
-			kp_addr_to_str(&eps[i].addr, ip, sizeof(ip));
-			snprintf(t, sizeof(t), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip,
-				 eps[i].port);
-			json_array_append_new(want, json_string(t));
+		for (size_t i = 0; i < n_eps; i++)
 			hairpin |= kp_addr_equal(&eps[i].addr, &q.src);
-		}
 		json_object_set_new(res, "endpoints", want);
 		if (p.found && !json_equal(want, p.eps))
 			add_step(steps, "the data plane's endpoints differ from the wanted ones "
