@@ -7,9 +7,11 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from topology import sh
@@ -147,3 +149,39 @@ class Kproxyd:
 
     def stop(self):
         return stop(self.proc)
+
+
+def run_main(tap, what, tool, prefix, make_topo, tests, finally_fn=None):
+    """The namespace tests' main(): skips without root, bails out without @tool; makes a
+    scratch directory with manifests/ in it and the topology (@make_topo()), runs
+    @tests(topo, tmp, mdir) with any exception a failed check, then @finally_fn() (if
+    given), tears the topology down, prints the tail of kproxyd's log when a check failed,
+    and the closing counts. Returns the exit status."""
+    if os.geteuid() != 0:
+        print("1..0 # SKIP needs root for network namespaces and %s" % what)
+        return 0
+    if not shutil.which(tool):
+        print("Bail out! %s is missing: run scripts/install-deps" % tool)
+        return 1
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    mdir = os.path.join(tmp, "manifests")
+    os.mkdir(mdir)
+    topo = None
+    try:
+        topo = make_topo()
+        tests(topo, tmp, mdir)
+    except Exception as e:  # report, then clean up
+        tap.ok(False, "test run raised %s" % type(e).__name__, str(e))
+    finally:
+        if finally_fn:
+            finally_fn()
+        if topo:
+            topo.teardown()
+        log = os.path.join(tmp, "kproxyd.log")
+        if tap.failed and os.path.exists(log):
+            print("# kproxyd log:")
+            for line in open(log).read().splitlines()[-30:]:
+                print("#   " + line)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("# %d passed, %d failed" % (tap.count - tap.failed, tap.failed))
+    return tap.plan()

@@ -14,10 +14,8 @@ and network namespaces; prints TAP."""
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -179,32 +177,8 @@ def crash_tests(topo, tmp, mdir):
 
 
 def main():
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root for network namespaces and iptables")
-        return 0
-    if not shutil.which("iptables-legacy"):
-        print("Bail out! iptables-legacy is missing: run scripts/install-deps")
-        return 1
-    tmp = tempfile.mkdtemp(prefix="kp-crash-")
-    mdir = os.path.join(tmp, "manifests")
-    os.mkdir(mdir)
-    topo = None
-    try:
-        topo = Topology(PODS)
-        crash_tests(topo, tmp, mdir)
-    except Exception as e:  # report, then clean up
-        ok(False, "test run raised %s" % type(e).__name__, str(e))
-    finally:
-        if topo:
-            topo.teardown()
-        log = os.path.join(tmp, "kproxyd.log")
-        if TAP.failed and os.path.exists(log):
-            print("# kproxyd log:")
-            for line in open(log).read().splitlines()[-30:]:
-                print("#   " + line)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
-
+    return kptest.run_main(TAP, "iptables", "iptables-legacy", "kp-crash-",
+                           lambda: Topology(PODS), crash_tests)
 
 if __name__ == "__main__":
     sys.exit(main())

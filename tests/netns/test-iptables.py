@@ -7,10 +7,8 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -492,40 +490,22 @@ def run_nodeaddr_tests(topo, mdir):
     TAP.prefix = ""
 
 
-def main():
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root for network namespaces and iptables")
-        return 0
-    if not shutil.which("iptables-legacy"):
-        print("Bail out! iptables-legacy is missing: run scripts/install-deps")
-        return 1
-    tmp = tempfile.mkdtemp(prefix="kp-netns-")
-    mdir = os.path.join(tmp, "manifests")
-    os.mkdir(mdir)
-    topo = None
-    try:
-        topo = Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"])
-        # kube-proxy's linear KUBE-SERVICES, then the dispatch tree (forced with 2 rules)
-        run_tests(topo, mdir, "linear", ("--iptables-dispatch-threshold", "0"))
-        for f in os.listdir(mdir):
-            os.unlink(os.path.join(mdir, f))
-        run_tests(topo, mdir, "tree", ("--iptables-dispatch-threshold", "2"))
-        chains = sh("iptables-legacy", "-t", "nat", "-S", ns=topo.node).stdout
-        ok("KUBE-SVCT-" not in chains, "no dispatch chain is left after --cleanup")
-        run_nodeaddr_tests(topo, mdir)
-    except Exception as e:  # report, then clean up
-        ok(False, "test run raised %s" % type(e).__name__, str(e))
-    finally:
-        if topo:
-            topo.teardown()
-        log = os.path.join(tmp, "kproxyd.log")
-        if TAP.failed and os.path.exists(log):
-            print("# kproxyd log:")
-            for line in open(log).read().splitlines()[-30:]:
-                print("#   " + line)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
+def all_tests(topo, tmp, mdir):
+    # kube-proxy's linear KUBE-SERVICES, then the dispatch tree (forced with 2 rules)
+    run_tests(topo, mdir, "linear", ("--iptables-dispatch-threshold", "0"))
+    for f in os.listdir(mdir):
+        os.unlink(os.path.join(mdir, f))
+    run_tests(topo, mdir, "tree", ("--iptables-dispatch-threshold", "2"))
+    chains = sh("iptables-legacy", "-t", "nat", "-S", ns=topo.node).stdout
+    ok("KUBE-SVCT-" not in chains, "no dispatch chain is left after --cleanup")
+    run_nodeaddr_tests(topo, mdir)
 
+
+def main():
+    return kptest.run_main(
+        TAP, "iptables", "iptables-legacy", "kp-netns-",
+        lambda: Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"]),
+        all_tests)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,10 +16,8 @@ import importlib.util
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -174,32 +172,8 @@ def crash_tests(topo, tmp, mdir):
 
 
 def main():
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root for network namespaces and nftables")
-        return 0
-    if not shutil.which("nft"):
-        print("Bail out! nft is missing: run scripts/install-deps")
-        return 1
-    tmp = tempfile.mkdtemp(prefix="kp-nftcrash-")
-    mdir = os.path.join(tmp, "manifests")
-    os.mkdir(mdir)
-    topo = None
-    try:
-        topo = Topology(crash.PODS)
-        crash_tests(topo, tmp, mdir)
-    except Exception as e:  # report, then clean up
-        ok(False, "test run raised %s" % type(e).__name__, str(e))
-    finally:
-        if topo:
-            topo.teardown()
-        log = os.path.join(tmp, "kproxyd.log")
-        if TAP.failed and os.path.exists(log):
-            print("# kproxyd log:")
-            for line in open(log).read().splitlines()[-30:]:
-                print("#   " + line)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
-
+    return kptest.run_main(TAP, "nftables", "nft", "kp-nftcrash-",
+                           lambda: Topology(crash.PODS), crash_tests)
 
 if __name__ == "__main__":
     sys.exit(main())

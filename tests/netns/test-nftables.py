@@ -9,10 +9,8 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -404,37 +402,17 @@ def run_tests(topo, mdir):
        r.stderr)
 
 
-def main():
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root for network namespaces and nftables")
-        return 0
-    if not shutil.which("nft"):
-        print("Bail out! nft is missing: run scripts/install-deps")
-        return 1
-    tmp = tempfile.mkdtemp(prefix="kp-nft-")
-    mdir = os.path.join(tmp, "manifests")
-    os.mkdir(mdir)
-    topo = None
-    try:
-        topo = Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"])
-        run_tests(topo, mdir)
-    except Exception as e:  # report, then clean up
-        ok(False, "test run raised %s" % type(e).__name__, str(e))
-    finally:
-        for k in STARTED:
-            if k.proc.poll() is None:
-                kptest.stop(k.proc, 3.0)
-        if topo:
-            topo.teardown()
-        log = os.path.join(tmp, "kproxyd.log")
-        if TAP.failed and os.path.exists(log):
-            print("# kproxyd log:")
-            for line in open(log).read().splitlines()[-30:]:
-                print("#   " + line)
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("# %d passed, %d failed" % (TAP.count - TAP.failed, TAP.failed))
-    return TAP.plan()
+def stop_all():
+    for k in STARTED:
+        if k.proc.poll() is None:
+            kptest.stop(k.proc, 3.0)
 
+
+def main():
+    return kptest.run_main(
+        TAP, "nftables", "nft", "kp-nft-",
+        lambda: Topology(PODS, external_ips=["192.168.50.100", "192.168.50.200"]),
+        lambda topo, tmp, mdir: run_tests(topo, mdir), stop_all)
 
 if __name__ == "__main__":
     sys.exit(main())
