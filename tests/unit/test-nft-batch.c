@@ -31,23 +31,12 @@ static void add_table(struct kp_nfb *b, const char *name, uint16_t type)
 	nftnl_table_free(t);
 }
 
-static void add_chain(struct kp_nfb *b, const char *table, const char *name)
+/* add (NFT_MSG_NEWCHAIN) or delete (NFT_MSG_DELCHAIN) chain @name of @table */
+static void chain_msg(struct kp_nfb *b, uint16_t type, const char *table, const char *name)
 {
 	struct nftnl_chain *c = nftnl_chain_alloc();
-	struct nlmsghdr *nlh = kp_nfb_msg(b, NFT_MSG_NEWCHAIN, NFPROTO_IPV4, NLM_F_CREATE, 512);
-
-	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table);
-	nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, name);
-	nftnl_chain_nlmsg_build_payload(nlh, c);
-	kp_nfb_done(b, nlh);
-	nftnl_chain_free(c);
-}
-
-static void del_chain(struct kp_nfb *b, const char *table, const char *name)
-{
-	struct nftnl_chain *c = nftnl_chain_alloc();
-	struct nlmsghdr *nlh = kp_nfb_msg(b, NFT_MSG_DELCHAIN, NFPROTO_IPV4, 0, 512);
+	struct nlmsghdr *nlh = kp_nfb_msg(b, type, NFPROTO_IPV4,
+					  type == NFT_MSG_NEWCHAIN ? NLM_F_CREATE : 0, 512);
 
 	nftnl_chain_set_u32(c, NFTNL_CHAIN_FAMILY, NFPROTO_IPV4);
 	nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, table);
@@ -88,9 +77,9 @@ int main(void)
 	/* [add table t, add chain c, delete chain nope (missing), add chain d] */
 	kp_nfb_begin(&b, s.seq, true, gen);
 	add_table(&b, "t", NFT_MSG_NEWTABLE);
-	add_chain(&b, "t", "c");
-	del_chain(&b, "t", "nope");
-	add_chain(&b, "t", "d");
+	chain_msg(&b, NFT_MSG_NEWCHAIN, "t", "c");
+	chain_msg(&b, NFT_MSG_DELCHAIN, "t", "nope");
+	chain_msg(&b, NFT_MSG_NEWCHAIN, "t", "d");
 	s.seq = b.seq + 1;
 	r = kp_nfb_commit(&s, &b, &after, why, sizeof(why));
 	s.seq += 2;
@@ -128,7 +117,7 @@ int main(void)
 		char name[200];
 
 		snprintf(name, sizeof(name), "chain-%04d-%0150d", i, i);
-		add_chain(&b, "t", name);
+		chain_msg(&b, NFT_MSG_NEWCHAIN, "t", name);
 	}
 	ok(b.n_pages > 1, "a transaction of %zu bytes spans %zu pages", b.size, b.n_pages);
 	why[0] = 0;
