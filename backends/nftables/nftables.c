@@ -159,8 +159,7 @@ struct fam {
 	struct strv touched_els;	/* keys of @els touched this sync */
 	struct job *jobs;
 	size_t n_jobs, cap_jobs;
-	char **new_affs;		/* names wanted this sync that are not there */
-	size_t n_new_affs, cap_new_affs;
+	struct strv new_affs;		/* affinity sets the port being rendered adds */
 	struct strv touched_chains;	/* names of @chains touched this sync */
 	struct strv touched_affs;	/* names of @affs touched this sync */
 	struct strv stale;		/* chains emptied, to be deleted a second later */
@@ -541,24 +540,8 @@ static void want_aff(struct render *rd, const char *name, uint32_t timeout)
 	a->timeout = timeout;
 	if (rd->rec && !strv_add(&rd->rec->affs[fidx(f->family)], name))
 		rd->err = -ENOMEM;
-	if (!a->have) {
-		if (f->n_new_affs == f->cap_new_affs) {
-			size_t n = f->cap_new_affs ? 2 * f->cap_new_affs : 16;
-			char **q = realloc(f->new_affs, n * sizeof(*q));
-
-			if (!q) {
-				rd->err = -ENOMEM;
-				return;
-			}
-			f->new_affs = q;
-			f->cap_new_affs = n;
-		}
-		f->new_affs[f->n_new_affs] = strdup(name);
-		if (f->new_affs[f->n_new_affs])
-			f->n_new_affs++;
-		else
-			rd->err = -ENOMEM;
-	}
+	if (!a->have && !strv_add(&f->new_affs, name))
+		rd->err = -ENOMEM;
 }
 
 /* ---- rule pieces ---- */
@@ -1871,35 +1854,39 @@ static int render_node(struct nft *n)
 
 /* ---- state bookkeeping ---- */
 
-static void fam_clear(struct fam *f)
+/* Frees what @f knows of the table, and its lists. */
+static void fam_free(struct fam *f)
 {
 	struct kp_map_iter it = { 0 };
-	const char *k;
 	void *v;
 
-	if (f->els) {
-		while (kp_map_next(f->els, &it, &k, &v)) {
-			struct el *e = v;
+	while (f->els && kp_map_next(f->els, &it, NULL, &v)) {
+		struct el *e = v;
 
-			free(e->want);
-			free(e->have);
-			free(e);
-		}
-		kp_map_free(f->els);
+		free(e->want);
+		free(e->have);
+		free(e);
 	}
-	if (f->chains) {
-		memset(&it, 0, sizeof(it));
-		while (kp_map_next(f->chains, &it, &k, &v))
-			free(v);
-		kp_map_free(f->chains);
-	}
-	if (f->affs) {
-		memset(&it, 0, sizeof(it));
-		while (kp_map_next(f->affs, &it, &k, &v))
-			free(v);
-		kp_map_free(f->affs);
-	}
+	kp_map_free(f->els);
+	memset(&it, 0, sizeof(it));
+	while (f->chains && kp_map_next(f->chains, &it, NULL, &v))
+		free(v);
+	kp_map_free(f->chains);
+	memset(&it, 0, sizeof(it));
+	while (f->affs && kp_map_next(f->affs, &it, NULL, &v))
+		free(v);
+	kp_map_free(f->affs);
+	f->els = f->chains = f->affs = NULL;
 	strv_free(&f->stale);
+	strv_free(&f->touched_els);
+	strv_free(&f->touched_chains);
+	strv_free(&f->touched_affs);
+	strv_free(&f->new_affs);
+}
+
+static void fam_clear(struct fam *f)
+{
+	fam_free(f);
 	f->els = kp_map_new();
 	f->chains = kp_map_new();
 	f->affs = kp_map_new();
@@ -1926,12 +1913,8 @@ static void sync_scratch_free(struct nft *n)
 		for (size_t i = 0; i < fm->n_jobs; i++)
 			job_free(&fm->jobs[i]);
 		fm->n_jobs = 0;
-		for (size_t i = 0; i < fm->touched_els.n; i++)
-			free(fm->touched_els.v[i]);
-		fm->touched_els.n = 0;
-		for (size_t i = 0; i < fm->n_new_affs; i++)
-			free(fm->new_affs[i]);
-		fm->n_new_affs = 0;
+		strv_free(&fm->touched_els);
+		strv_free(&fm->new_affs);
 		strv_free(&fm->touched_chains);
 		strv_free(&fm->touched_affs);
 	}
@@ -1959,11 +1942,11 @@ static void forget(struct nft *n)
 static void emit_jobs(struct nft *n, struct fam *f)
 {
 	/* new affinity sets, then new chains, before any rule names them */
-	for (size_t i = 0; i < f->n_new_affs; i++) {
-		struct aff *a = kp_map_get(f->affs, f->new_affs[i]);
+	for (size_t i = 0; i < f->new_affs.n; i++) {
+		struct aff *a = kp_map_get(f->affs, f->new_affs.v[i]);
 
 		if (a && a->want && !a->have)
-			emit_aff(n, f->family, f->new_affs[i], a->timeout, false);
+			emit_aff(n, f->family, f->new_affs.v[i], a->timeout, false);
 	}
 	for (size_t i = 0; i < f->n_jobs; i++) {
 		struct ch *c = kp_map_get(f->chains, f->jobs[i].chain);
@@ -1984,9 +1967,7 @@ static void emit_jobs(struct nft *n, struct fam *f)
 		job_free(j);
 	}
 	f->n_jobs = 0;
-	for (size_t i = 0; i < f->n_new_affs; i++)
-		free(f->new_affs[i]);
-	f->n_new_affs = 0;
+	strv_free(&f->new_affs);
 }
 
 /* Emits the rest of this sync for @f: elements, then chains and sets no longer used. */
@@ -3117,7 +3098,8 @@ static int nft_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	forget(n);
 	if (!n->ports || !n->fam[0].els || !n->fam[1].els) {
 		for (int f = 0; f < 2; f++)
-			fam_clear(&n->fam[f]);
+			fam_free(&n->fam[f]);
+		records_free(n->ports);
 		kp_nft_close(&n->sock);
 		free(n->hashbuf);
 		free(n);
@@ -3130,41 +3112,11 @@ static int nft_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 static void nft_destroy(void *priv)
 {
 	struct nft *n = priv;
-	struct kp_map_iter it = { 0 };
-	const char *k;
-	void *v;
 
+	sync_scratch_free(n);
 	for (int f = 0; f < 2; f++) {
-		struct fam *fm = &n->fam[f];
-
-		sync_scratch_free(n);
-		if (fm->els) {
-			while (kp_map_next(fm->els, &it, &k, &v)) {
-				struct el *e = v;
-
-				free(e->want);
-				free(e->have);
-				free(e);
-			}
-			kp_map_free(fm->els);
-		}
-		memset(&it, 0, sizeof(it));
-		if (fm->chains) {
-			while (kp_map_next(fm->chains, &it, &k, &v))
-				free(v);
-			kp_map_free(fm->chains);
-		}
-		memset(&it, 0, sizeof(it));
-		if (fm->affs) {
-			while (kp_map_next(fm->affs, &it, &k, &v))
-				free(v);
-			kp_map_free(fm->affs);
-		}
-		memset(&it, 0, sizeof(it));
-		strv_free(&fm->touched_els);
-		free(fm->jobs);
-		free(fm->new_affs);
-		strv_free(&fm->stale);
+		fam_free(&n->fam[f]);
+		free(n->fam[f].jobs);
 	}
 	records_free(n->ports);
 	kp_nfb_free(&n->b);
