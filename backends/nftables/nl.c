@@ -170,16 +170,22 @@ void kp_nft_close(struct kp_nft_sock *s)
 	s->rbuf = NULL;
 }
 
+/* The kernel takes a message (a batch: one skb) whole: the send buffer must hold it. */
+static void ensure_sndbuf(struct kp_nft_sock *s, size_t len)
+{
+	int size = len > (1u << 30) ? 1 << 30 : (int)len + 4096;
+	int fd = mnl_socket_get_fd(s->nl);
+
+	if (len <= s->sndbuf)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	s->sndbuf = len;
+}
+
 static int send_all(struct kp_nft_sock *s, const void *buf, size_t len)
 {
-	if (len > s->sndbuf) {
-		int size = len > (1u << 30) ? 1 << 30 : (int)len + 4096;
-		int fd = mnl_socket_get_fd(s->nl);
-
-		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-		s->sndbuf = len;
-	}
+	ensure_sndbuf(s, len);
 	return mnl_socket_sendto(s->nl, buf, len) < 0 ? -errno : 0;
 }
 
@@ -375,15 +381,7 @@ int kp_nfb_commit(struct kp_nft_sock *s, struct kp_nfb *b, uint32_t *ret_gen, ch
 	msg.msg_namelen = sizeof(kernel);
 	msg.msg_iov = iov;
 	msg.msg_iovlen = b->n_pages;
-	/* the kernel takes a batch in one skb: the socket's send buffer must hold it */
-	if (b->size > s->sndbuf) {
-		int size = b->size > (1u << 30) ? 1 << 30 : (int)b->size + 4096;
-		int fd = mnl_socket_get_fd(s->nl);
-
-		if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
-			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-		s->sndbuf = b->size;
-	}
+	ensure_sndbuf(s, b->size);
 	r = sendmsg(mnl_socket_get_fd(s->nl), &msg, 0) < 0 ? -errno : 0;
 	free(iov);
 	if (r < 0) {
