@@ -21,6 +21,7 @@ struct have {
 	struct kp_dump_entry e;
 	char *ns, *name, *port_name, *detail;
 	struct kp_endpoint *eps;
+	size_t next_np;			/* the next NodePort entry of its key (by_np), + 1 */
 	bool used;
 };
 
@@ -28,6 +29,7 @@ struct check {
 	struct have *v;
 	size_t n, cap;
 	struct kp_map *by_key;		/* key -> index + 1 */
+	struct kp_map *by_np;		/* NodePort key, any address -> first index + 1 */
 	int err;
 };
 
@@ -115,6 +117,12 @@ static int collect(const struct kp_dump_entry *e, void *userdata)
 	if (!h->ns || !h->name || !h->port_name || merge_eps(h, e) < 0 ||
 	    kp_map_put(c->by_key, key, (void *)(uintptr_t)c->n, NULL) < 0)
 		return (c->err = -ENOMEM);
+	if (e->kind == KP_FE_NODE_PORT) {
+		key_of(e, true, key, sizeof(key));
+		h->next_np = (uintptr_t)kp_map_get(c->by_np, key);
+		if (kp_map_put(c->by_np, key, (void *)(uintptr_t)c->n, NULL) < 0)
+			return (c->err = -ENOMEM);
+	}
 	return 0;
 }
 
@@ -185,17 +193,11 @@ static int check_port(const struct kp_svc_port *sp, void *userdata)
 				w->ret = report(w, KP_CHECK_ENDPOINTS, &e, &x->e);
 		} else if (fes[i].kind == KP_FE_NODE_PORT && kp_addr_is_unspecified(&fes[i].addr)) {
 			/* every local address: the NodePort entries of any address */
-			char want_key[600], k2[600];
+			key_of(&e, true, key, sizeof(key));
+			for (size_t j = (uintptr_t)kp_map_get(w->c->by_np, key); j && !w->ret;
+			     j = w->c->v[j - 1].next_np) {
+				struct have *x = &w->c->v[j - 1];
 
-			key_of(&e, true, want_key, sizeof(want_key));
-			for (size_t j = 0; j < w->c->n && !w->ret; j++) {
-				struct have *x = &w->c->v[j];
-
-				if (x->e.kind != KP_FE_NODE_PORT)
-					continue;
-				key_of(&x->e, true, k2, sizeof(k2));
-				if (strcmp(k2, want_key))
-					continue;
 				x->used = true;
 				found = true;
 				if (!same_eps(e.endpoints, e.n_endpoints, x->eps, x->e.n_endpoints))
@@ -210,15 +212,18 @@ static int check_port(const struct kp_svc_port *sp, void *userdata)
 
 KP_EXPORT int kp_ctx_check(struct kp_ctx *ctx, kp_check_fn fn, void *userdata)
 {
-	struct check c = { .by_key = kp_map_new() };
+	struct check c = { .by_key = kp_map_new(), .by_np = kp_map_new() };
 	struct walk w = { &c, fn, userdata, 0, 0 };
 	const struct kp_state *state;
 	int r;
 
 	if (!ctx)
 		return -EINVAL;
-	if (!c.by_key)
+	if (!c.by_key || !c.by_np) {
+		kp_map_free(c.by_key);
+		kp_map_free(c.by_np);
 		return -ENOMEM;
+	}
 	r = kp_ctx_dump(ctx, collect, &c);
 	if (!r && c.err)
 		r = c.err;
@@ -237,5 +242,6 @@ KP_EXPORT int kp_ctx_check(struct kp_ctx *ctx, kp_check_fn fn, void *userdata)
 	}
 	free(c.v);
 	kp_map_free(c.by_key);
+	kp_map_free(c.by_np);
 	return r < 0 ? r : r ? r : w.n_diffs;
 }
