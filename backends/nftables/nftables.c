@@ -2694,6 +2694,7 @@ static int rule_walk_expr(struct nftnl_expr *e, void *data)
 	struct rd_eps *x = data;
 	const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
 
+	x->rule_exprs++;
 	if (!strcmp(name, "immediate")) {
 		uint32_t dreg = nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_DREG);
 
@@ -2726,25 +2727,18 @@ static int rule_walk_expr(struct nftnl_expr *e, void *data)
 	return 0;
 }
 
-static int count_expr(struct nftnl_expr *e, void *data)
-{
-	(void)e;
-	(*(int *)data)++;
-	return 0;
-}
-
 static int rule_walk(struct nftnl_rule *r, void *data)
 {
 	struct rd_eps *x = data;
-	int n = 0, ret;
+	int ret;
 
 	x->n_imm = 0;
 	x->rule_goto[0] = 0;
-	nftnl_expr_foreach(r, count_expr, &n);
+	x->rule_exprs = 0;
 	ret = nftnl_expr_foreach(r, rule_walk_expr, x);
 	/* only a plain "goto X" is where all traffic goes; the short-circuits of pod and
 	 * host traffic in an external- chain have matches before theirs */
-	if (n == 1 && x->rule_goto[0] && x->n_next < 4)
+	if (x->rule_exprs == 1 && x->rule_goto[0] && x->n_next < 4)
 		snprintf(x->next[x->n_next++], NAME_MAX_LEN, "%s", x->rule_goto);
 	return ret;
 }
