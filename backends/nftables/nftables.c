@@ -2438,10 +2438,9 @@ static void fingerprint(struct nft *n, struct fam *f, bool all)
 /* ---- reading back: does the kernel still have what we wrote? ---- */
 
 struct verify {
-	struct nft *n;
 	struct fam *f;
-	struct kp_map *counts;	/* chain -> rules seen (as a pointer-sized count) */
-	struct sums sums;	/* chain -> the fingerprint of what is there */
+	struct kp_map *chains;	/* the chains there are (the values mean nothing) */
+	struct sums sums;	/* chain -> its rules there: how many, their fingerprint */
 	size_t n_chains, n_elems, mismatches;
 	int set;
 	char first[300];
@@ -2452,24 +2451,10 @@ static int count_chain(struct nftnl_chain *c, void *data)
 	struct verify *v = data;
 	const char *name = nftnl_chain_get_str(c, NFTNL_CHAIN_NAME);
 
-	if (name && kp_map_put(v->counts, name, (void *)(uintptr_t)1, NULL) < 0)
+	if (name && kp_map_put(v->chains, name, v, NULL) < 0)
 		return -ENOMEM;
 	v->n_chains++;
 	return 0;
-}
-
-static int count_rule(struct nftnl_rule *r, void *data)
-{
-	struct verify *v = data;
-	const char *chain = nftnl_rule_get_str(r, NFTNL_RULE_CHAIN);
-	uintptr_t c;
-
-	if (!chain)
-		return 0;
-	c = (uintptr_t)kp_map_get(v->counts, chain);
-	if (kp_map_put(v->counts, chain, (void *)(c ? c + 1 : 1), NULL) < 0)
-		return -ENOMEM;
-	return sum_rule(r, &v->sums);
 }
 
 static int check_elems(struct nftnl_set *s, void *data)
@@ -2518,22 +2503,22 @@ static int check_elems(struct nftnl_set *s, void *data)
  * differs: @why says how) or a negative errno. */
 static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 {
-	struct verify v = { .n = n, .f = f, .counts = kp_map_new(), .sums = { n, kp_map_new() } };
+	struct verify v = { .f = f, .chains = kp_map_new(), .sums = { n, kp_map_new() } };
 	size_t want_elems = 0, want_chains = 0;
 	struct kp_map_iter it = { 0 };
 	const char *k;
 	void *val;
 	int r;
 
-	if (!v.counts || !v.sums.m) {
-		kp_map_free(v.counts);
+	if (!v.chains || !v.sums.m) {
+		kp_map_free(v.chains);
 		sums_free(v.sums.m);
 		return -ENOMEM;
 	}
 	r = kp_nft_dump_chains(&n->sock, (int)nfproto(f->family), TABLE, count_chain, &v);
 	if (!r)
-		r = kp_nft_dump_rules(&n->sock, (int)nfproto(f->family), TABLE, NULL, count_rule,
-				      &v);
+		r = kp_nft_dump_rules(&n->sock, (int)nfproto(f->family), TABLE, NULL, sum_rule,
+				      &v.sums);
 	for (int s = 0; s < N_SETS && !r; s++) {
 		v.set = s;
 		r = kp_nft_dump_elems(&n->sock, (int)nfproto(f->family), TABLE, set_decls[s].name,
@@ -2541,12 +2526,12 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 	}
 	if (r == -ENOENT) {
 		snprintf(why, size, "the table or one of its sets is gone");
-		kp_map_free(v.counts);
+		kp_map_free(v.chains);
 		sums_free(v.sums.m);
 		return 1;
 	}
 	if (r < 0) {
-		kp_map_free(v.counts);
+		kp_map_free(v.chains);
 		sums_free(v.sums.m);
 		return r;
 	}
@@ -2555,19 +2540,17 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 	memset(&it, 0, sizeof(it));
 	while (kp_map_next(f->chains, &it, &k, &val)) {
 		struct ch *c = val;
-		uintptr_t seen = (uintptr_t)kp_map_get(v.counts, k);
+		bool seen = kp_map_get(v.chains, k) != NULL;
+		struct chsum *cs = kp_map_get(v.sums.m, k);
 
 		if (!c->have)
 			continue;
 		want_chains++;
-		/* counts are stored + 1 (1: the chain, no rules) */
-		if (!seen || seen - 1 != c->n_rules) {
+		if (!seen || (cs ? cs->n : 0) != c->n_rules) {
 			if (!v.mismatches++)
 				snprintf(v.first, sizeof(v.first), "chain %s: %s", k,
 					 seen ? "its rules differ" : "missing");
 		} else if (c->sum_known) {
-			struct chsum *cs = kp_map_get(v.sums.m, k);
-
 			if ((cs ? cs->sum : 0) != c->sum && !v.mismatches++)
 				snprintf(v.first, sizeof(v.first), "chain %s: a rule was changed",
 					 k);
@@ -2575,10 +2558,10 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 	}
 	want_chains += KP_ARRAY_SIZE(base_chains) + KP_ARRAY_SIZE(fixed_chains);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(fixed_chains); i++)
-		if (!kp_map_get(v.counts, fixed_chains[i]) && !v.mismatches++)
+		if (!kp_map_get(v.chains, fixed_chains[i]) && !v.mismatches++)
 			snprintf(v.first, sizeof(v.first), "chain %s: missing", fixed_chains[i]);
 	for (size_t i = 0; i < KP_ARRAY_SIZE(base_chains); i++)
-		if (!kp_map_get(v.counts, base_chains[i].name) && !v.mismatches++)
+		if (!kp_map_get(v.chains, base_chains[i].name) && !v.mismatches++)
 			snprintf(v.first, sizeof(v.first), "chain %s: missing",
 				 base_chains[i].name);
 	if (!v.mismatches && v.n_elems != want_elems)
@@ -2587,7 +2570,7 @@ static int verify_family(struct nft *n, struct fam *f, char *why, size_t size)
 	if (!v.mismatches && v.n_chains != want_chains)
 		snprintf(v.first, sizeof(v.first), "%zu chains where we wrote %zu", v.n_chains,
 			 want_chains), v.mismatches++;
-	kp_map_free(v.counts);
+	kp_map_free(v.chains);
 	sums_free(v.sums.m);
 	if (v.mismatches)
 		snprintf(why, size, "%s", v.first);
