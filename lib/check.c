@@ -212,13 +212,15 @@ static int check_port(const struct kp_svc_port *sp, void *userdata)
 
 KP_EXPORT int kp_ctx_check(struct kp_ctx *ctx, kp_check_fn fn, void *userdata)
 {
-	struct check c = { .by_key = kp_map_new(), .by_np = kp_map_new() };
+	struct check c = { 0 };
 	struct walk w = { &c, fn, userdata, 0, 0 };
 	const struct kp_state *state;
 	int r;
 
 	if (!ctx)
 		return -EINVAL;
+	c.by_key = kp_map_new();
+	c.by_np = kp_map_new();
 	if (!c.by_key || !c.by_np) {
 		kp_map_free(c.by_key);
 		kp_map_free(c.by_np);
