@@ -209,6 +209,30 @@ static bool is_zero(const struct kp_option *o, const char *text)
 	return !*text || !strcmp(text, "0");
 }
 
+/* A list of strings (dpdk.ports): each element one value of the row, as a repeated flag. */
+static int config_list(const struct kpd_flag *t, const struct kp_option *o, json_t *v,
+		       const char *field, const char *file, char *err, size_t size)
+{
+	char why[256];
+	size_t i;
+	json_t *a;
+
+	kpd_flag_clear(t);
+	json_array_foreach(v, i, a) {
+		if (!json_is_string(a)) {
+			snprintf(err, size, "%s: %s[%zu]: not a string", file, field, i);
+			return -EINVAL;
+		}
+		if (kp_option_check(o, json_string_value(a), why, sizeof(why)) < 0) {
+			snprintf(err, size, "%s: %s[%zu]: %s", file, field, i, why);
+			return -EINVAL;
+		}
+		if (kpd_flag_set(t, json_string_value(a), false) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Applies the field of one row; @mode is the file's mode ("" or NULL: iptables). */
 static int config_row(struct kp_ctx *ctx, json_t *doc, const struct kpd_flag *f,
 		      const char *mode, const char *file, char *err, size_t size)
@@ -226,6 +250,8 @@ static int config_row(struct kp_ctx *ctx, json_t *doc, const struct kpd_flag *f,
 	if (r < 0 || !v || json_is_null(v))
 		return r;
 	o = kpd_flag_decl(ctx, t, mode && *mode ? mode : "iptables");
+	if (o->type == KP_OPT_STRING_LIST && json_is_array(v))
+		return config_list(t, o, v, f->config, file, err, size);
 	text = field_text(t, v, o->type, &wt);
 	if (!text) {
 		snprintf(err, size, "%s: %s: %s", file, f->config, config_types[wt]);
@@ -389,6 +415,22 @@ static void write_field(FILE *f, struct kp_ctx *ctx, const struct kpd_flag *t,
 	const struct kp_option *o = kpd_flag_decl(ctx, t, mode);
 	const char *v = kpd_flag_value(t);
 
+	if (o->type == KP_OPT_STRING_LIST && t->name) {	/* every value, as a list */
+		size_t n;
+		const char *const *all = kpd_get_list(t->name, &n);
+
+		fputc('[', f);
+		for (size_t i = 0; i < n; i++) {
+			json_t *s = json_string(all[i]);
+			char *q = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+
+			fprintf(f, "%s%s", i ? ", " : "", q ? q : "\"\"");
+			free(q);
+			json_decref(s);
+		}
+		fputc(']', f);
+		return;
+	}
 	yaml_value(f, t, o, v ? v : o->def ? o->def : t->default_text);
 }
 

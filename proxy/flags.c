@@ -204,26 +204,29 @@ static const struct kpd_flag rows[] = {
 	  .option = "grace-period", T(KP_OPT_DURATION) },
 	SEC("dpdk mode"),
 	{ .name = "dpdk-eal-args", .arg = "ARGS", .mode = "dpdk", .option = "eal-args",
-	  T(KP_OPT_STRING) },
+	  .config = "dpdk.ealArgs", .config_mode = "dpdk", T(KP_OPT_STRING) },
 	{ .name = "dpdk-port", .arg = "SPEC", .mode = "dpdk", .option = "port",
-	  T(KP_OPT_STRING_LIST) },
+	  .config = "dpdk.ports", .config_mode = "dpdk", T(KP_OPT_STRING_LIST) },
 	{ .name = "dpdk-route", .arg = "\"CIDR via GW\"", .mode = "dpdk", .option = "route",
-	  T(KP_OPT_STRING_LIST) },
+	  .config = "dpdk.routes", .config_mode = "dpdk", T(KP_OPT_STRING_LIST) },
+	{ .name = "dpdk-workers", .arg = "N", .mode = "dpdk", .option = "workers",
+	  .config = "dpdk.workers", .config_mode = "dpdk", T(KP_OPT_UINT) },
 	{ .name = "dpdk-lb-policy", .arg = "POLICY", .mode = "dpdk", .option = "lb-policy",
-	  T(KP_OPT_STRING) },
+	  .config = "dpdk.lbPolicy", .config_mode = "dpdk", T(KP_OPT_STRING) },
 	{ .name = "dpdk-max-flows", .arg = "N", .mode = "dpdk", .option = "max-flows",
-	  T(KP_OPT_UINT) },
-	{ .name = "dpdk-mbufs", .arg = "N", .mode = "dpdk", .option = "mbufs", T(KP_OPT_UINT) },
+	  .config = "dpdk.maxFlows", .config_mode = "dpdk", T(KP_OPT_UINT) },
+	{ .name = "dpdk-mbufs", .arg = "N", .mode = "dpdk", .option = "mbufs",
+	  .config = "dpdk.mbufs", .config_mode = "dpdk", T(KP_OPT_UINT) },
 	{ .name = "dpdk-idle-sleep-us", .arg = "N", .mode = "dpdk", .option = "idle-sleep-us",
-	  T(KP_OPT_UINT) },
+	  .config = "dpdk.idleSleepMicroseconds", .config_mode = "dpdk", T(KP_OPT_UINT) },
 	{ .name = "dpdk-tcp-timeout", .arg = "DUR", .mode = "dpdk", .option = "tcp-timeout",
-	  T(KP_OPT_DURATION) },
+	  .config = "dpdk.tcpTimeout", .config_mode = "dpdk", T(KP_OPT_DURATION) },
 	{ .name = "dpdk-tcpfin-timeout", .arg = "DUR", .mode = "dpdk", .option = "tcpfin-timeout",
-	  T(KP_OPT_DURATION) },
+	  .config = "dpdk.tcpFinTimeout", .config_mode = "dpdk", T(KP_OPT_DURATION) },
 	{ .name = "dpdk-syn-timeout", .arg = "DUR", .mode = "dpdk", .option = "syn-timeout",
-	  T(KP_OPT_DURATION) },
+	  .config = "dpdk.synTimeout", .config_mode = "dpdk", T(KP_OPT_DURATION) },
 	{ .name = "dpdk-udp-timeout", .arg = "DUR", .mode = "dpdk", .option = "udp-timeout",
-	  T(KP_OPT_DURATION) },
+	  .config = "dpdk.udpTimeout", .config_mode = "dpdk", T(KP_OPT_DURATION) },
 	SEC("Control and health"),
 	{ .name = "control-socket", .arg = "PATH", .own = { .type = KP_OPT_STRING,
 	  .def = "/run/kproxyd.sock", .help = "socket for kproxyctl" } },
@@ -524,7 +527,7 @@ int kpd_flags_resolve(const char *mode)
 		const struct kpd_flag *f = &rows[i], *t;
 		bool ipvs = !strcmp(mode, "ipvs");
 
-		if (!f->name || !f->config_mode || !slots[i].n)
+		if (!f->name || !f->alias || !f->config_mode || !slots[i].n)
 			continue;
 		t = kpd_flag_target(f);
 		if (ipvs != !strcmp(f->config_mode, "ipvs")) {

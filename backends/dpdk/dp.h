@@ -5,8 +5,23 @@
  * by frontend, routes, ports' addresses) and publishes a new one with one atomic pointer
  * store; workers read the pointer once per burst and report a quiescent state after each
  * burst (rte_rcu_qsbr), so the old generation is freed once no worker can still hold it.
- * Everything a worker writes (flows, neighbours, affinity, counters) is its own (per
- * lcore), so nothing in the packet path takes a lock.
+ * Everything a worker writes on the packet path (flows, neighbours, counters) is its own
+ * (per lcore), so nothing there takes a lock.
+ *
+ * Several workers: each polls its own receive queue of every port (RSS, the kernel's
+ * queue choice for a tap, or queue 0 alone on a port with one) and its own transmit
+ * queue. A flow belongs to one worker, the one dp_owner() names from a packet of either
+ * direction: a packet to a frontend by the client's address and port (the flow's
+ * forward tuple); a packet to one of our addresses that is no frontend, a masqueraded
+ * flow's reply, by its destination port, since a worker masquerades only with ports of
+ * its own (DP_SNAT_LO and up, interleaved: port % workers); anything else, the reply of
+ * a flow that kept the client's address or routed traffic, by its destination address
+ * and port (the client's tuple again). A packet that reaches another worker and misses
+ * its flow table is handed to the owner over a single-producer single-consumer ring
+ * (one per ordered pair of workers). ARP a worker receives is copied to the others so
+ * that each learns every neighbour. Two things are shared, both written only when a
+ * flow is made: ClientIP affinity (a table of entries each under a sequence count; a
+ * writer that finds an entry busy skips it) and the round-robin counters (atomic).
  *
  * IPv4 only: IPv6 frontends are left out of the tables.
  */
@@ -31,6 +46,10 @@ struct rte_mbuf;
 #define DP_MAX_WORKERS 16
 #define DP_BURST 32
 #define DP_MAX_SERVICES 65536		/* stable service ids, for per-service counters */
+#define DP_SNAT_LO 32768		/* masquerading source ports: DP_SNAT_LO-65535, above
+					 * kube-proxy's default NodePort range */
+#define DP_RING_SIZE 1024		/* packets in flight from one worker to another */
+#define DP_AFF_SLOTS 65536		/* ClientIP affinity entries (shared) */
 
 enum dp_role { DP_ROLE_CLIENT = 1, DP_ROLE_POD = 2, DP_ROLE_BOTH = 3 };
 enum dp_policy { DP_POLICY_MAGLEV, DP_POLICY_RR };
@@ -114,6 +133,7 @@ enum dp_drop {
 	DROP_NOT_FOR_US,		/* to one of our addresses, not a service or ping */
 	DROP_TX,			/* the port did not take it */
 	DROP_FRAG,			/* an IPv4 fragment toward a service */
+	DROP_RING,			/* the ring to the flow's worker was full */
 	_DROP_MAX
 };
 
@@ -132,11 +152,23 @@ struct dp_stats {
 	struct dp_port_stats port[DP_MAX_PORTS];
 	uint64_t drops[_DROP_MAX];
 	uint64_t flows_created, flows_expired, arp_replies, icmp_replies, routed;
+	uint64_t handed;		/* packets passed to the flow's worker (ARP
+					 * copies apart) */
 	int64_t flows_active;
 	struct dp_svc_stats *svc;	/* DP_MAX_SERVICES entries */
 } __rte_cache_aligned;
 
 struct dp_worker;
+
+/* A ClientIP affinity entry; written under @seq (odd while a writer is in it). */
+struct dp_aff {
+	uint32_t seq;
+	uint32_t client;		/* 0: free */
+	uint16_t svc_id;
+	uint16_t ep_port;
+	uint32_t ep_ip;
+	uint64_t until;			/* TSC */
+};
 
 /* Shared by the control thread and the workers. */
 struct dp {
@@ -147,9 +179,14 @@ struct dp {
 	struct rte_ether_addr macs[DP_MAX_PORTS];
 	uint16_t port_ids[DP_MAX_PORTS];
 	unsigned n_ports;
+	uint16_t n_rxq[DP_MAX_PORTS];	/* receive queues of a port: worker i polls queue i
+					 * while i < n_rxq */
 	unsigned n_workers;
 	unsigned worker_lcore[DP_MAX_WORKERS];
 	struct dp_worker *workers[DP_MAX_WORKERS];
+	struct rte_ring *ring[DP_MAX_WORKERS][DP_MAX_WORKERS];	/* [from][to], n > 1 */
+	struct dp_aff *aff;		/* DP_AFF_SLOTS */
+	uint32_t *rr;			/* round robin, per service id (atomic) */
 	struct rte_mempool *pool;
 	uint32_t max_flows;		/* per worker */
 	uint64_t tcp_timeout_tsc, tcp_closing_tsc, udp_timeout_tsc, syn_timeout_tsc;
@@ -158,6 +195,10 @@ struct dp {
 };
 
 /* ---- fastpath.c ---- */
+/* What the workers share (rings between them, affinity, round robin), once n_workers
+ * is set; freed by dp_shared_free (also after a failed dp_shared_init). */
+int dp_shared_init(struct dp *dp);
+void dp_shared_free(struct dp *dp);
 int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret);
 void dp_worker_free(struct dp_worker *w);
 /* The lcore entry point (rte_eal_remote_launch): polls its ports until dp->stop. */
@@ -174,6 +215,8 @@ void dp_worker_flush(struct dp_worker *w);
 void dp_worker_neigh_add(struct dp_worker *w, unsigned pi, uint32_t ip,
 			 const struct rte_ether_addr *mac);
 void dp_worker_set_now(struct dp_worker *w, uint64_t tsc);
+/* Handles the packets other workers handed to @w; returns their number. */
+unsigned dp_worker_take_handed(struct dp_worker *w);
 void dp_worker_sweep(struct dp_worker *w);
 
 /* ---- maglev.c ---- */
@@ -193,6 +236,12 @@ static inline uint32_t dp_flow_hash(const struct dp_flow_key *k)
 	h = rte_hash_crc_4byte(k->dst_ip, h);
 	h = rte_hash_crc_4byte(((uint32_t)k->src_port << 16) | k->dst_port, h);
 	return rte_hash_crc_4byte(k->proto, h);
+}
+
+/* The worker a client's address and port (network order) belong to, of @n. */
+static inline unsigned dp_client_owner(uint32_t ip, uint16_t port, unsigned n)
+{
+	return rte_hash_crc_4byte(((uint32_t)port << 16) | 0x6b70u, rte_hash_crc_4byte(ip, 0)) % n;
 }
 
 /* ---- checksums: RFC 1624 incremental updates, values as stored in the packet ---- */

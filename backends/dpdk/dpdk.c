@@ -2,8 +2,9 @@
 /*
  * The DPDK backend, control side: EAL and ports at init (from the options kproxyd's
  * --dpdk-* flags give: EAL arguments, ports with their address, prefix and role, extra
- * routes, the balancing policy, flow-table size and timeouts), one worker lcore on the
- * first EAL worker core, and on each sync a new
+ * routes, the balancing policy, flow-table size and timeouts), worker lcores (every EAL
+ * worker lcore, or --dpdk-workers of them) with a receive and a transmit queue each on
+ * every port (RSS where the port has it), and on each sync a new
  * generation of the tables the workers read: the service frontends (ClusterIP, NodePort
  * on the client ports' addresses, externalIP, LB ingress; IPv4, TCP and UDP) with their
  * endpoints and Maglev tables, and the routes (the ports' subnets, then the configured
@@ -51,7 +52,7 @@ struct dp_opts {
 	struct kp_str_list ports;
 	struct kp_str_list routes;
 	const char *lb_policy;
-	uint32_t max_flows, mbufs, idle_sleep_us;
+	uint32_t max_flows, mbufs, idle_sleep_us, workers;
 	uint32_t tcp_ms, closing_ms, syn_ms, udp_ms;
 };
 
@@ -76,6 +77,9 @@ static const struct kp_option dp_options[] = {
 	{ .name = "lb-policy", .type = KP_OPT_STRING, .offset = offsetof(struct dp_opts, lb_policy),
 	  .def = "maglev", .choices = dp_policies,
 	  .help = "maglev (consistent hashing of the 5-tuple) or rr (round robin)" },
+	{ .name = "workers", .type = KP_OPT_UINT, .offset = offsetof(struct dp_opts, workers),
+	  .max = DP_MAX_WORKERS, .def = "0",
+	  .help = "worker lcores (0: every EAL worker lcore, at most 16)" },
 	{ .name = "max-flows", .type = KP_OPT_UINT, .offset = offsetof(struct dp_opts, max_flows),
 	  .min = 1, .max = 1u << 26, .def = "65536", .help = "flows per worker lcore" },
 	{ .name = "mbufs", .type = KP_OPT_UINT, .offset = offsetof(struct dp_opts, mbufs),
@@ -98,6 +102,7 @@ struct dpb {
 	unsigned n_extra_routes;
 	enum dp_policy policy;
 	uint32_t n_mbufs;
+	unsigned want_workers;		/* 0: every EAL worker lcore */
 	bool masquerade_all;
 	uint32_t cluster_net, cluster_mask;
 	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
@@ -192,6 +197,7 @@ static int take_options(struct dpb *b, const struct dp_opts *o)
 	b->dp.max_flows = o->max_flows < 64 ? 64 : o->max_flows;
 	b->n_mbufs = o->mbufs < 1024 ? 1024 : o->mbufs;
 	b->dp.idle_sleep_us = o->idle_sleep_us;
+	b->want_workers = o->workers;
 	b->tcp_s = o->tcp_ms / 1000;
 	b->closing_s = o->closing_ms / 1000;
 	b->syn_s = o->syn_ms / 1000;
@@ -283,24 +289,50 @@ fail:
 	return NULL;
 }
 
+/* Configures port @i with @rxq receive and @txq transmit queues, RSS over them where the
+ * port has it; returns 0 or a negative errno. */
+static int port_configure(struct dpb *b, unsigned i, uint16_t rxq, uint16_t txq,
+			  const struct rte_eth_dev_info *info)
+{
+	struct rte_eth_conf conf = { 0 };
+	uint16_t pid = b->dp.port_ids[i];
+	uint64_t hf = info->flow_type_rss_offloads &
+		      (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+	int r;
+
+	if (rxq > 1 && hf) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = hf;
+		r = rte_eth_dev_configure(pid, rxq, txq, &conf);
+		if (!r)
+			return 0;
+		kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s: RSS refused (%s): its queues are "
+		       "filled as the device chooses", b->dp.ports[i].name, rte_strerror(-r));
+		memset(&conf, 0, sizeof(conf));
+	}
+	return rte_eth_dev_configure(pid, rxq, txq, &conf);
+}
+
 static int ports_init(struct dpb *b)
 {
 	struct dp *dp = &b->dp;
 	unsigned workers = 0, lc;
+	struct rte_eth_dev_info info[DP_MAX_PORTS];
 
-	/* one worker: a flow's two directions are two 5-tuples after NAT, and without
-	 * steering that keeps both on one lcore (not done here) a reply could reach a worker
-	 * whose flow table does not hold its flow */
 	RTE_LCORE_FOREACH_WORKER(lc) {
-		if (!workers)
+		if (workers < DP_MAX_WORKERS && (!b->want_workers || workers < b->want_workers))
 			dp->worker_lcore[workers++] = lc;
 	}
 	if (!workers) {
 		return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: no EAL worker lcore (give -l with "
 					"two or more cores in the EAL arguments)");
 	}
+	if (b->want_workers > workers) {
+		return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"workers\": %u workers "
+					"asked, EAL has %u worker lcores (give more with -l or "
+					"--lcores)", b->want_workers, workers);
+	}
 	for (unsigned i = 0; i < dp->n_ports; i++) {
-		struct rte_eth_dev_info info;
 		uint16_t pid;
 
 		if (rte_eth_dev_get_port_by_name(dp->ports[i].name, &pid) != 0) {
@@ -308,14 +340,28 @@ static int ports_init(struct dpb *b)
 						dp->ports[i].name);
 		}
 		dp->port_ids[i] = pid;
-		if (rte_eth_dev_info_get(pid, &info) == 0) {
-			if (info.max_rx_queues < workers)
-				workers = info.max_rx_queues;
-			if (info.max_tx_queues < workers)
-				workers = info.max_tx_queues;
+		memset(&info[i], 0, sizeof(info[i]));
+		if (rte_eth_dev_info_get(pid, &info[i]) != 0)
+			info[i].max_rx_queues = info[i].max_tx_queues = 1;
+		/* every worker sends on a queue of its own: a port with fewer transmit
+		 * queues bounds the number of workers */
+		if (info[i].max_tx_queues < workers) {
+			if (b->want_workers)
+				return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"workers\": "
+							"port %s has %u transmit queues, fewer than "
+							"the %u workers", dp->ports[i].name,
+							info[i].max_tx_queues, workers);
+			kp_log(b->ctx, KP_LOG_WARN, "dpdk: port %s has %u transmit queues: %u "
+			       "workers", dp->ports[i].name, info[i].max_tx_queues,
+			       info[i].max_tx_queues);
+			workers = info[i].max_tx_queues ? info[i].max_tx_queues : 1;
 		}
 	}
-	dp->n_workers = workers ? workers : 1;
+	dp->n_workers = workers;
+	for (unsigned i = 0; i < dp->n_ports; i++)
+		dp->n_rxq[i] = (uint16_t)(info[i].max_rx_queues < workers ? info[i].max_rx_queues
+									  : workers);
+
 	dp->pool = make_pool(b->n_mbufs);
 	if (!dp->pool) {
 		return kp_ctx_set_error(b->ctx, -ENOMEM, "dpdk: cannot create a pool of %u mbufs: "
@@ -323,17 +369,14 @@ static int ports_init(struct dpb *b)
 					rte_strerror(rte_errno));
 	}
 	for (unsigned i = 0; i < dp->n_ports; i++) {
-		struct rte_eth_conf conf = { 0 };
 		uint16_t pid = dp->port_ids[i], q = (uint16_t)dp->n_workers;
-		int r = rte_eth_dev_configure(pid, q, q, &conf);
+		int r = port_configure(b, i, dp->n_rxq[i], q, &info[i]);
 
-		for (uint16_t k = 0; !r && k < q; k++) {
+		for (uint16_t k = 0; !r && k < dp->n_rxq[i]; k++)
 			r = rte_eth_rx_queue_setup(pid, k, NB_DESC, rte_eth_dev_socket_id(pid), NULL,
 						   dp->pool);
-			if (!r)
-				r = rte_eth_tx_queue_setup(pid, k, NB_DESC,
-							   rte_eth_dev_socket_id(pid), NULL);
-		}
+		for (uint16_t k = 0; !r && k < q; k++)
+			r = rte_eth_tx_queue_setup(pid, k, NB_DESC, rte_eth_dev_socket_id(pid), NULL);
 		if (!r)
 			r = rte_eth_dev_start(pid);
 		if (r) {
@@ -621,7 +664,8 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 		const struct dp_svc *s = &g->svc[i];
 		struct kp_endpoint eps[256];
 		struct dp_svc_stats sum = { 0 };
-		char detail[200];
+		char detail[400], per[160] = "";
+		size_t pl = 0;
 		size_t n = s->n_eps < 256 ? s->n_eps : 256;
 
 		for (unsigned w = 0; w < b->dp.n_workers; w++) {
@@ -631,6 +675,10 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 			sum.bytes += st->bytes;
 			sum.flows_created += st->flows_created;
 			sum.flows_active += st->flows_active;
+			if (b->dp.n_workers > 1 && pl < sizeof(per))
+				pl += (size_t)snprintf(per + pl, sizeof(per) - pl, "%s%llu",
+						       w ? "/" : ", flows made per worker ",
+						       (unsigned long long)st->flows_created);
 		}
 		for (size_t e = 0; e < n; e++) {
 			eps[e] = (struct kp_endpoint){ .port = ntohs(s->eps[e].port), .ready = true,
@@ -639,10 +687,10 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 			eps[e].addr.v4.s_addr = s->eps[e].ip;
 		}
 		snprintf(detail, sizeof(detail), "%s%s%s, %lld flows (%llu made), %llu packets, "
-			 "%llu bytes", g->policy == DP_POLICY_MAGLEV && s->m ? "maglev" : "rr",
+			 "%llu bytes%s", g->policy == DP_POLICY_MAGLEV && s->m ? "maglev" : "rr",
 			 s->affinity_s ? ", ClientIP affinity" : "", s->masq ? ", SNAT" : "",
 			 (long long)sum.flows_active, (unsigned long long)sum.flows_created,
-			 (unsigned long long)sum.pkts, (unsigned long long)sum.bytes);
+			 (unsigned long long)sum.pkts, (unsigned long long)sum.bytes, per);
 		r = fn(&(struct kp_dump_entry){
 			       .ns = s->ns, .name = s->name, .port_name = s->port_name,
 			       .protocol = s->proto == IPPROTO_UDP ? KP_PROTO_UDP : KP_PROTO_TCP,
@@ -662,6 +710,7 @@ static const char *const drop_names[_DROP_MAX] = {
 	[DROP_NO_ROUTE] = "no_route", [DROP_NO_NEIGH] = "no_neighbour",
 	[DROP_NO_ENDPOINT] = "no_endpoint", [DROP_FLOW_FULL] = "flow_table_full",
 	[DROP_NOT_FOR_US] = "not_for_us", [DROP_TX] = "tx", [DROP_FRAG] = "fragment",
+	[DROP_RING] = "worker_ring_full",
 };
 
 struct stat_walk {
@@ -730,6 +779,23 @@ static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
 	     SUM(st->arp_replies));
 	emit(&sw, "kproxyd_dpdk_icmp_replies_total", "ICMP echo requests answered", "counter",
 	     "", SUM(st->icmp_replies));
+	for (unsigned w = 0; w < b->dp.n_workers; w++) {
+		const struct dp_stats *st = dp_worker_stats(b->dp.workers[w]);
+		uint64_t rx = 0;
+
+		for (unsigned i = 0; i < b->dp.n_ports; i++)
+			rx += st->port[i].rx_pkts;
+		snprintf(labels, sizeof(labels), "worker=\"%u\",lcore=\"%u\"", w,
+			 b->dp.worker_lcore[w]);
+		emit(&sw, "kproxyd_dpdk_worker_rx_packets_total", "Packets a worker received "
+		     "from its queues", "counter", labels, (double)rx);
+		emit(&sw, "kproxyd_dpdk_worker_handed_packets_total", "Packets a worker handed "
+		     "to the worker that holds their flow", "counter", labels, (double)st->handed);
+		emit(&sw, "kproxyd_dpdk_worker_flows", "Flows in a worker's table", "gauge", labels,
+		     (double)st->flows_active);
+		emit(&sw, "kproxyd_dpdk_worker_flows_created_total", "Flows a worker made",
+		     "counter", labels, (double)st->flows_created);
+	}
 	for (int pass = 0; g && pass < 3; pass++)
 		for (uint32_t i = 0; i < g->n_svc; i++) {
 			const struct dp_svc *s = &g->svc[i];
@@ -782,6 +848,7 @@ static void dp_destroy(void *priv)
 	}
 	for (unsigned i = 0; i < b->dp.n_workers; i++)
 		dp_worker_free(b->dp.workers[i]);
+	dp_shared_free(&b->dp);
 	gen_free(atomic_load(&b->dp.gen));
 	if (b->ports_up)
 		for (unsigned i = 0; i < b->dp.n_ports; i++) {
@@ -837,8 +904,10 @@ static int dp_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 		goto fail;
 	b->dp.qs = rte_zmalloc("kp_qsbr", rte_rcu_qsbr_get_memsize(b->dp.n_workers),
 			       RTE_CACHE_LINE_SIZE);
-	if (!b->dp.qs || rte_rcu_qsbr_init(b->dp.qs, b->dp.n_workers)) {
-		r = -ENOMEM;
+	if (!b->dp.qs || rte_rcu_qsbr_init(b->dp.qs, b->dp.n_workers) ||
+	    dp_shared_init(&b->dp) < 0) {
+		r = kp_ctx_set_error(ctx, -ENOMEM, "dpdk: no memory for the workers' shared "
+				     "tables and rings (give more memory with -m)");
 		goto fail;
 	}
 	for (unsigned i = 0; i < b->dp.n_workers; i++) {

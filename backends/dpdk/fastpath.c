@@ -15,8 +15,12 @@
  *
  * Flows age: TCP by state (SYN seen, established, closing after FIN from both sides or an
  * RST), UDP when idle; a sweep looks at a few slots per loop. Checksums are updated
- * incrementally (RFC 1624). No malloc, syscall or log in the loop; all state is this
- * lcore's.
+ * incrementally (RFC 1624). No malloc, syscall or log in the loop.
+ *
+ * With several workers (dp.h says how a flow's owner is found) a packet that misses this
+ * lcore's flow table and belongs to another worker is handed to it through their ring;
+ * packets taken from a ring are handled here whatever dp_owner() says then (a new
+ * generation could name another owner: no packet goes back and forth).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
@@ -48,7 +53,6 @@
 					 * a large table: 64 cost 14% at 1M flows) */
 #define SWEEP_FAST 64			/* ... while under 1/16 of the slots are free: new flows
 					 * come up to 32 a loop, reclaiming must keep up */
-#define AFF_SLOTS 65536			/* ClientIP affinity entries per lcore */
 
 enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
 enum { DIR_FWD = 0, DIR_REV = 1 };
@@ -84,14 +88,6 @@ struct neigh {
 	struct rte_mbuf *held[NEIGH_HOLD];
 };
 
-struct aff {
-	uint32_t client;		/* 0: free */
-	uint16_t svc_id;
-	uint16_t ep_port;
-	uint32_t ep_ip;
-	uint64_t until;			/* TSC */
-};
-
 struct dp_worker {
 	struct dp *dp;
 	unsigned idx;
@@ -101,12 +97,12 @@ struct dp_worker {
 	uint32_t *free_idx;		/* stack of free slots */
 	uint32_t n_free;
 	uint32_t sweep;
-	uint16_t snat_next;
+	uint16_t snat_next;		/* the next of this worker's masquerading ports */
 	uint32_t neigh_epoch;		/* bumped when a known neighbour moves (MAC or port) */
 	struct neigh neigh[NEIGH_SLOTS];
-	struct aff *aff;
-	uint32_t *rr;			/* per service id */
 	struct rte_eth_dev_tx_buffer *txb[DP_MAX_PORTS];
+	struct rte_mbuf *out[DP_MAX_WORKERS][DP_BURST];	/* to hand to another worker */
+	uint16_t n_out[DP_MAX_WORKERS];
 	uint64_t now;
 	struct dp_stats st;
 } __rte_cache_aligned;
@@ -148,6 +144,32 @@ static inline const struct dp_route *route_of(const struct dp_gen *g, uint32_t d
 		if ((dst & g->routes[i].mask) == g->routes[i].net)
 			return &g->routes[i];
 	return NULL;
+}
+
+/* ---- handing packets to the worker that owns their flow ---- */
+
+static void hand_flush(struct dp_worker *w, unsigned to)
+{
+	unsigned n = w->n_out[to], sent;
+
+	if (!n)
+		return;
+	sent = rte_ring_sp_enqueue_burst(w->dp->ring[w->idx][to], (void **)w->out[to], n, NULL);
+	if (sent < n) {
+		w->st.drops[DROP_RING] += n - sent;
+		rte_pktmbuf_free_bulk(w->out[to] + sent, n - sent);
+	}
+	w->n_out[to] = 0;
+}
+
+/* Queues @m, received on port index @pi, for worker @to (the port index rides in
+ * m->port, which nothing after the receive reads). */
+static inline void hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m)
+{
+	m->port = (uint16_t)pi;
+	w->out[to][w->n_out[to]++] = m;
+	if (w->n_out[to] == DP_BURST)
+		hand_flush(w, to);
 }
 
 /* ---- neighbours ---- */
@@ -250,7 +272,10 @@ static void neigh_learn(struct dp_worker *w, unsigned pi, uint32_t ip,
 	n->n_held = 0;
 }
 
-static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
+/* An ARP packet received on port @pi: senders on the port's subnet learned, requests for
+ * the port's address answered. A copy goes to each other worker (@copy), which only
+ * learns from it: every worker keeps its own neighbour table. */
+static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, bool copy)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_arp_hdr *ah = (struct rte_arp_hdr *)(eh + 1);
@@ -262,9 +287,18 @@ static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m)
 	    ah->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
 		return count_drop(w, DROP_NOT_IP, m);
 	/* learn senders on this port's subnet, as a host learns from requests to it */
-	if ((ah->arp_data.arp_sip & mask) == (p->ip & mask) && ah->arp_data.arp_sip != p->ip)
+	if ((ah->arp_data.arp_sip & mask) == (p->ip & mask) && ah->arp_data.arp_sip != p->ip) {
+		for (unsigned i = 0; copy && i < w->dp->n_workers; i++) {
+			struct rte_mbuf *c = i == w->idx ? NULL :
+					     rte_pktmbuf_copy(m, w->dp->pool, 0, UINT32_MAX);
+
+			if (c)
+				hand(w, i, pi, c);
+		}
 		neigh_learn(w, pi, ah->arp_data.arp_sip, &ah->arp_data.arp_sha);
-	if (ah->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) || ah->arp_data.arp_tip != p->ip) {
+	}
+	if (!copy || ah->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) ||
+	    ah->arp_data.arp_tip != p->ip) {
 		rte_pktmbuf_free(m);
 		return;
 	}
@@ -459,20 +493,56 @@ static void flow_free(struct dp_worker *w, uint32_t idx)
 	w->free_idx[w->n_free++] = idx;
 }
 
+/* ---- ClientIP affinity, shared by the workers ---- */
+
+/* Copies entry @a into @out; false when a writer was in it meanwhile (then: no entry). */
+static inline bool aff_read(const struct dp_aff *a, struct dp_aff *out)
+{
+	uint32_t seq = __atomic_load_n(&a->seq, __ATOMIC_ACQUIRE);
+
+	if (seq & 1)
+		return false;
+	out->client = __atomic_load_n(&a->client, __ATOMIC_RELAXED);
+	out->svc_id = __atomic_load_n(&a->svc_id, __ATOMIC_RELAXED);
+	out->ep_port = __atomic_load_n(&a->ep_port, __ATOMIC_RELAXED);
+	out->ep_ip = __atomic_load_n(&a->ep_ip, __ATOMIC_RELAXED);
+	out->until = __atomic_load_n(&a->until, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n(&a->seq, __ATOMIC_RELAXED) == seq;
+}
+
+/* Writes entry @a, unless another worker is writing it (then this write is skipped: the
+ * other one is recording the same client's choice, or evicting it). Never waits. */
+static inline void aff_write(struct dp_aff *a, const struct dp_aff *v)
+{
+	uint32_t seq = __atomic_load_n(&a->seq, __ATOMIC_RELAXED);
+
+	if ((seq & 1) || !__atomic_compare_exchange_n(&a->seq, &seq, seq + 1, false,
+						      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&a->client, v->client, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->svc_id, v->svc_id, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->ep_port, v->ep_port, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->ep_ip, v->ep_ip, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->until, v->until, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
 static const struct dp_ep *pick(struct dp_worker *w, const struct dp_gen *g,
 				const struct dp_svc *s, const struct dp_flow_key *k)
 {
-	struct aff *a = NULL;
+	struct dp_aff *a = NULL, cur;
 	const struct dp_ep *ep;
+	uint64_t until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz;
 
 	if (s->affinity_s) {
-		uint32_t h = rte_hash_crc_4byte(k->src_ip, s->id) & (AFF_SLOTS - 1);
-
-		a = &w->aff[h];
-		if (a->client == k->src_ip && a->svc_id == s->id && a->until > w->now) {
+		a = &w->dp->aff[rte_hash_crc_4byte(k->src_ip, s->id) & (DP_AFF_SLOTS - 1)];
+		if (aff_read(a, &cur) && cur.client == k->src_ip && cur.svc_id == s->id &&
+		    cur.until > w->now) {
 			for (uint16_t i = 0; i < s->n_eps; i++)	/* still an endpoint? */
-				if (s->eps[i].ip == a->ep_ip && s->eps[i].port == a->ep_port) {
-					a->until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz;
+				if (s->eps[i].ip == cur.ep_ip && s->eps[i].port == cur.ep_port) {
+					cur.until = until;
+					aff_write(a, &cur);
 					return &s->eps[i];
 				}
 		}
@@ -480,17 +550,40 @@ static const struct dp_ep *pick(struct dp_worker *w, const struct dp_gen *g,
 	if (s->m && g->policy == DP_POLICY_MAGLEV)
 		ep = &s->eps[s->maglev[dp_flow_hash(k) % s->m]];
 	else
-		ep = &s->eps[w->rr[s->id]++ % s->n_eps];
+		ep = &s->eps[__atomic_fetch_add(&w->dp->rr[s->id], 1, __ATOMIC_RELAXED) % s->n_eps];
 	if (a)		/* the client's entry (a collision evicts the older one) */
-		*a = (struct aff){ .client = k->src_ip, .svc_id = s->id, .ep_ip = ep->ip,
-				   .ep_port = ep->port,
-				   .until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz };
+		aff_write(a, &(struct dp_aff){ .client = k->src_ip, .svc_id = s->id,
+					       .ep_ip = ep->ip, .ep_port = ep->port,
+					       .until = until });
 	return ep;
 }
 
 static inline bool in_net(uint32_t ip, uint32_t net, uint32_t mask)
 {
 	return mask && (ip & mask) == net;
+}
+
+/* The next of this worker's masquerading ports (network order): DP_SNAT_LO + idx +
+ * i * n_workers, so that a reply to it is known to be this worker's (dp_owner); a port
+ * that is a frontend on @ip is passed over (its replies would look like new requests). */
+static uint16_t snat_port(struct dp_worker *w, const struct dp_gen *g, uint32_t ip, uint8_t proto)
+{
+	uint16_t port = 0;
+
+	for (unsigned tries = 0; tries < 65536 - DP_SNAT_LO; tries++) {
+		uint32_t p = DP_SNAT_LO + w->idx + (uint32_t)w->snat_next * w->dp->n_workers;
+		struct dp_svc_key sk = { .ip = ip, .proto = proto };
+
+		if (p > 65535) {
+			w->snat_next = 0;
+			p = DP_SNAT_LO + w->idx;
+		}
+		w->snat_next++;
+		port = sk.port = rte_cpu_to_be_16((uint16_t)p);
+		if (rte_hash_lookup(g->svcs, &sk) < 0)
+			break;
+	}
+	return port;
 }
 
 /* A first packet to service @s: an endpoint, a flow. Returns the flow or NULL (@m is
@@ -539,9 +632,7 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 	f->rkey = (struct dp_flow_key){ .src_ip = ep->ip, .src_port = ep->port, .proto = k->proto };
 	for (int tries = 0;; tries++) {
 		if (f->snat) {
-			if (w->snat_next < 1024)
-				w->snat_next = 1024;
-			f->snat_port = rte_cpu_to_be_16(w->snat_next++);
+			f->snat_port = snat_port(w, g, f->snat_ip, k->proto);
 			f->rkey.dst_ip = f->snat_ip;
 			f->rkey.dst_port = f->snat_port;
 		} else {
@@ -717,9 +808,11 @@ static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct r
  * one bulk flow lookup, per-packet NAT or forward, the second lookup after a flow was
  * made or freed) share the key and result arrays on the stack; split into functions they
  * would pass those arrays around on the per-packet path, which the benchmark times
- * (tests/bench/run-dpdk-bench) and which is left as it was measured.
+ * (tests/bench/run-dpdk-bench) and which is left as it was measured. @handed: the
+ * packets came from another worker's ring (counted there, handled here whatever the owner).
  */
-void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
+static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n,
+		    bool handed)
 {
 	struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
 	struct dp_flow_key keys[DP_BURST];
@@ -734,8 +827,10 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 	for (uint16_t i = 0; i < n; i++) {
 		if (i + 4 < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
-		w->st.port[pi].rx_pkts++;
-		w->st.port[pi].rx_bytes += pkts[i]->pkt_len;
+		if (!handed) {
+			w->st.port[pi].rx_pkts++;
+			w->st.port[pi].rx_bytes += pkts[i]->pkt_len;
+		}
 		kind[i] = parse(pkts[i], &p[i], &keys[nk]);
 		slot[i] = -1;
 		if (kind[i] == 2) {
@@ -751,7 +846,7 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 		int ours;
 
 		if (kind[i] == 0) {
-			arp_input(w, pi, m);
+			arp_input(w, pi, m, !handed);
 			continue;
 		}
 		if (kind[i] < 0) {
@@ -790,8 +885,26 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 			struct dp_svc_key sk = { .ip = ld32(&pp->ip->dst_addr), .port = ld16(pp->dport),
 						 .proto = pp->ip->next_proto_id };
 			void *sv;
+			bool fe = rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0;
 
-			if (rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0) {
+			if (w->dp->n_workers > 1 && !handed) {
+				/* not a flow of ours: whose is it? (dp.h) */
+				unsigned o, nw = w->dp->n_workers, dport = rte_be_to_cpu_16(sk.port);
+
+				if (fe)
+					o = dp_client_owner(keys[slot[i]].src_ip,
+							    keys[slot[i]].src_port, nw);
+				else if (ours >= 0)
+					o = dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
+				else
+					o = dp_client_owner(sk.ip, sk.port, nw);
+				if (o != w->idx) {
+					w->st.handed++;
+					hand(w, o, pi, m);
+					continue;
+				}
+			}
+			if (fe) {
 				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
 
 				if (f) {
@@ -817,8 +930,38 @@ void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts,
 	}
 }
 
+void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
+{
+	process(w, pi, pkts, n, false);
+}
+
+/* Handles what other workers handed over; returns how many packets that was. */
+static unsigned take_handed(struct dp_worker *w)
+{
+	struct rte_mbuf *pkts[DP_BURST];
+	unsigned total = 0;
+
+	for (unsigned from = 0; from < w->dp->n_workers; from++) {
+		unsigned n;
+
+		if (from == w->idx)
+			continue;
+		n = rte_ring_sc_dequeue_burst(w->dp->ring[from][w->idx], (void **)pkts, DP_BURST,
+					      NULL);
+		total += n;
+		for (unsigned i = 0, j; i < n; i = j) {	/* in runs of one port */
+			for (j = i + 1; j < n && pkts[j]->port == pkts[i]->port; j++)
+				;
+			process(w, pkts[i]->port, pkts + i, (uint16_t)(j - i), true);
+		}
+	}
+	return total;
+}
+
 void dp_worker_flush(struct dp_worker *w)
 {
+	for (unsigned i = 0; i < w->dp->n_workers; i++)
+		hand_flush(w, i);
 	for (unsigned i = 0; i < w->dp->n_ports; i++)
 		rte_eth_tx_buffer_flush(w->dp->port_ids[i], w->queue, w->txb[i]);
 }
@@ -838,13 +981,16 @@ int dp_worker_main(void *arg)
 
 		w->now = rte_rdtsc();
 		for (unsigned pi = 0; pi < dp->n_ports; pi++) {
-			uint16_t n = rte_eth_rx_burst(dp->port_ids[pi], w->queue, pkts, DP_BURST);
+			uint16_t n = w->queue < dp->n_rxq[pi] ?
+				     rte_eth_rx_burst(dp->port_ids[pi], w->queue, pkts, DP_BURST) : 0;
 
 			if (n) {
-				dp_worker_process(w, pi, pkts, n);
+				process(w, pi, pkts, n, false);
 				got = true;
 			}
 		}
+		if (dp->n_workers > 1 && take_handed(w))
+			got = true;
 		dp_worker_flush(w);
 		sweep(w);
 		rte_rcu_qsbr_quiescent(dp->qs, w->idx);
@@ -881,6 +1027,52 @@ const struct dp_stats *dp_worker_stats(const struct dp_worker *w)
 	return &w->st;
 }
 
+unsigned dp_worker_take_handed(struct dp_worker *w)
+{
+	return take_handed(w);
+}
+
+int dp_shared_init(struct dp *dp)
+{
+	char name[RTE_RING_NAMESIZE];
+
+	dp->aff = rte_zmalloc("kp_aff", DP_AFF_SLOTS * sizeof(*dp->aff), RTE_CACHE_LINE_SIZE);
+	dp->rr = rte_zmalloc("kp_rr", DP_MAX_SERVICES * sizeof(*dp->rr), RTE_CACHE_LINE_SIZE);
+	if (!dp->aff || !dp->rr)
+		return -ENOMEM;
+	for (unsigned from = 0; dp->n_workers > 1 && from < dp->n_workers; from++)
+		for (unsigned to = 0; to < dp->n_workers; to++) {
+			if (from == to)
+				continue;
+			snprintf(name, sizeof(name), "kp_hand_%u_%u", from, to);
+			dp->ring[from][to] = rte_ring_create(name, DP_RING_SIZE, (int)rte_socket_id(),
+							     RING_F_SP_ENQ | RING_F_SC_DEQ);
+			if (!dp->ring[from][to])
+				return -ENOMEM;
+		}
+	return 0;
+}
+
+void dp_shared_free(struct dp *dp)
+{
+	for (unsigned from = 0; from < DP_MAX_WORKERS; from++)
+		for (unsigned to = 0; to < DP_MAX_WORKERS; to++) {
+			struct rte_ring *r = dp->ring[from][to];
+			struct rte_mbuf *m;
+
+			if (!r)
+				continue;
+			while (rte_ring_sc_dequeue(r, (void **)&m) == 0)
+				rte_pktmbuf_free(m);
+			rte_ring_free(r);
+			dp->ring[from][to] = NULL;
+		}
+	rte_free(dp->aff);
+	rte_free(dp->rr);
+	dp->aff = NULL;
+	dp->rr = NULL;
+}
+
 int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 {
 	struct rte_hash_parameters hp = { 0 };
@@ -896,7 +1088,6 @@ int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 	w->dp = dp;
 	w->idx = idx;
 	w->queue = (uint16_t)idx;
-	w->snat_next = 1024;
 	snprintf(name, sizeof(name), "kp_flows_%u", idx);
 	hp.name = name;
 	hp.entries = entries < 1024 ? 1024 : entries;
@@ -907,10 +1098,8 @@ int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 	w->flows = rte_hash_create(&hp);
 	w->flow = rte_zmalloc("kp_flow", (size_t)dp->max_flows * sizeof(*w->flow), 0);
 	w->free_idx = rte_malloc("kp_free", (size_t)dp->max_flows * sizeof(*w->free_idx), 0);
-	w->aff = rte_zmalloc("kp_aff", AFF_SLOTS * sizeof(*w->aff), 0);
-	w->rr = rte_zmalloc("kp_rr", DP_MAX_SERVICES * sizeof(*w->rr), 0);
 	w->st.svc = rte_zmalloc("kp_svcstats", DP_MAX_SERVICES * sizeof(*w->st.svc), 0);
-	if (!w->flows || !w->flow || !w->free_idx || !w->aff || !w->rr || !w->st.svc)
+	if (!w->flows || !w->flow || !w->free_idx || !w->st.svc)
 		goto fail;
 	for (uint32_t i = 0; i < dp->max_flows; i++)
 		w->free_idx[i] = dp->max_flows - 1 - i;
@@ -936,13 +1125,13 @@ void dp_worker_free(struct dp_worker *w)
 	for (unsigned i = 0; i < NEIGH_SLOTS; i++)
 		for (uint8_t k = 0; k < w->neigh[i].n_held; k++)
 			rte_pktmbuf_free(w->neigh[i].held[k]);
+	for (unsigned i = 0; i < DP_MAX_WORKERS; i++)
+		rte_pktmbuf_free_bulk(w->out[i], w->n_out[i]);
 	for (unsigned i = 0; i < DP_MAX_PORTS; i++)
 		rte_free(w->txb[i]);
 	rte_hash_free(w->flows);
 	rte_free(w->flow);
 	rte_free(w->free_idx);
-	rte_free(w->aff);
-	rte_free(w->rr);
 	rte_free(w->st.svc);
 	rte_free(w);
 }

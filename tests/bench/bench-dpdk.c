@@ -464,6 +464,8 @@ static int make_dp(struct bench *b)
 	dp->qs = rte_zmalloc("bench_qsbr", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE);
 	if (!dp->qs || rte_rcu_qsbr_init(dp->qs, 1) < 0)
 		return -ENOMEM;
+	if (dp_shared_init(dp) < 0)
+		return -ENOMEM;
 	rte_rcu_qsbr_thread_register(dp->qs, 0);
 	rte_rcu_qsbr_thread_online(dp->qs, 0);
 	r = make_gen(b);
@@ -485,6 +487,7 @@ static int make_dp(struct bench *b)
 static void free_dp(struct bench *b)
 {
 	dp_worker_free(b->w);
+	dp_shared_free(&b->dp);
 	gen_free(atomic_load(&b->dp.gen));
 	if (b->ring) {
 		rte_eth_dev_stop(b->port);

@@ -135,17 +135,33 @@ class Topo:
         self.namespaces = []
 
 
+# two workers on this two-core machine: the main lcore 0 on CPU 0, workers 1 and 2 on
+# CPUs 1 and 0 (they sleep when idle, so they share the CPUs with the rest of the test)
+TWO_WORKERS = "--lcores 0@0,1@1,2@0"
+
+
+def eal_args(lcores):
+    return ("%s --no-huge -m 512 --no-pci --no-shconf --no-telemetry --file-prefix kp%d"
+            % (lcores, os.getpid()))
+
+
+def ports(topo):
+    return ["dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
+            "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p]
+
+
 class Kproxyd(kptest.Kproxyd):
-    def __init__(self, topo, tmp, mdir, *extra):
+    """kproxyd in dpdk mode with the test's ports, from flags or (@config) a
+    KubeProxyConfiguration file that says it all."""
+    def __init__(self, topo, tmp, mdir, *extra, lcores="-l 0,1", config=None):
         self.topo = topo
-        super().__init__(topo.node, "dpdk", mdir, tmp, (
+        flags = ("--config", config) if config else (
             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:10249",
-            "--dpdk-eal-args", "-l 0,1 --no-huge -m 512 --no-pci --no-shconf --no-telemetry "
-            "--file-prefix kp%d" % os.getpid(),
-            "--dpdk-port", "dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
-            "--dpdk-port", "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p,
-            "--dpdk-tcpfin-timeout", "1s", "--dpdk-udp-timeout", "2s",
-            "--dpdk-tcp-timeout", "30s", "--dpdk-idle-sleep-us", "100", *extra))
+            "--dpdk-eal-args", eal_args(lcores), "--dpdk-port", ports(topo)[0],
+            "--dpdk-port", ports(topo)[1], "--dpdk-tcpfin-timeout", "1s",
+            "--dpdk-udp-timeout", "2s", "--dpdk-tcp-timeout", "30s",
+            "--dpdk-idle-sleep-us", "100")
+        super().__init__(topo.node, "dpdk", mdir, tmp, flags + extra)
         # the taps appear while EAL probes its devices, and the port setup that follows
         # works on them by name: move them only once kproxyd serves (its init is over)
         self.ready(self.dump, DEADLINE)
@@ -165,14 +181,19 @@ class Kproxyd(kptest.Kproxyd):
 
 
 
+def worker_metric(k, name, n=2):
+    """@name of workers 0..n-1 (lcores 1..n), from /metrics."""
+    return [k.metric(name, '{worker="%d",lcore="%d"}' % (i, i + 1)) for i in range(n)]
+
+
 def maglev_run(topo, tmp, mdir):
-    k = Kproxyd(topo, tmp, mdir)
+    k = Kproxyd(topo, tmp, mdir, lcores=TWO_WORKERS)
     e = k.entries()
     web = e.get(("t/web", "ClusterIP", "10.96.0.10", 80))
     ok(k.proc.poll() is None and k.attached and web and len(web["endpoints"]) == 3 and
        "maglev" in web.get("detail", ""),
-       "kproxyd runs in dpdk mode; its tap ports are in place; the dump holds the services",
-       k.text()[-3000:])
+       "kproxyd runs in dpdk mode with two workers (every EAL worker lcore); its tap ports "
+       "are in place; the dump holds the services", k.text()[-3000:])
     cl = topo.client
     lines = topo.run(cl, "ping", "192.168.60.1", 3)
     ok(lines == ["reply ttl=64"] * 3, "the gateway answers ARP and ICMP echo", lines)
@@ -187,6 +208,12 @@ def maglev_run(topo, tmp, mdir):
     ok(set(c) == {"pod-a", "pod-b", "pod-c"} and all(l.endswith(" 10.244.0.1") for l in lines),
        "ClusterIP from the client: Maglev spreads 40 connections over the three endpoints, "
        "masqueraded (the client is outside the cluster CIDR)", c)
+    web = k.entries().get(("t/web", "ClusterIP", "10.96.0.10", 80), {})
+    m = re.search(r"flows made per worker (\d+)/(\d+)", web.get("detail", ""))
+    ok(m and int(m.group(1)) > 0 and int(m.group(2)) > 0 and
+       int(m.group(1)) + int(m.group(2)) == 40,
+       "the 40 flows are spread over both workers (per-worker counters in the dump)",
+       web.get("detail"))
     lines = topo.run(cl, "udpfrom", "10.96.0.14", 53, 4)
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from 10\.96\.0\.14:53$", l) for l in lines),
@@ -195,9 +222,17 @@ def maglev_run(topo, tmp, mdir):
     ok(set(names(lines)) == {"pod-a", "pod-b", "pod-c"} and
        all(l.endswith(" 10.244.0.1") for l in lines),
        "NodePort on the client port's address, masqueraded", names(lines))
+    handed0 = worker_metric(k, "kproxyd_dpdk_worker_handed_packets_total")
     lines = topo.run(cl, "tcp", "192.168.60.1", 30083, 10)
+    handed = worker_metric(k, "kproxyd_dpdk_worker_handed_packets_total")
     ok(lines == ["pod-a 192.168.60.2"] * 10, "externalTrafficPolicy Local NodePort: the local "
        "endpoint only, the client's address kept", lines[:3])
+    made = worker_metric(k, "kproxyd_dpdk_worker_flows_created_total")
+    ok(None not in handed and sum(handed) > sum(handed0),
+       "and the replies of those 10 flows (not masqueraded: to the client's own tuple) "
+       "reached the worker holding the flow, %d packets of theirs handed over between the "
+       "workers (flows made per worker: %s)" % (sum(handed) - sum(handed0), made),
+       (handed0, handed))
     lines = topo.run(cl, "tcp", "192.168.200.100", 80, 3) + topo.run(cl, "tcp", "192.168.200.200",
                                                                       80, 3)
     ok(set(names(lines)) == {"pod-c"} and len(lines) == 6, "externalIP and load-balancer IP",
@@ -283,15 +318,70 @@ def maglev_run(topo, tmp, mdir):
 
 def rr_run(topo, tmp, mdir):
     write(mdir, manifests())
-    k = Kproxyd(topo, tmp, mdir, "--dpdk-lb-policy", "rr")
+    k = Kproxyd(topo, tmp, mdir, "--dpdk-lb-policy", "rr", lcores=TWO_WORKERS)
     lines = topo.run(topo.client, "tcp", "10.96.0.10", 80, 12)
     seq = [l.split()[0] for l in lines]
+    made = worker_metric(k, "kproxyd_dpdk_worker_flows_created_total")
     ok(len(seq) == 12 and set(seq) == {"pod-a", "pod-b", "pod-c"} and
-       all(len(set(seq[i:i + 3])) == 3 for i in range(10)),
-       "--dpdk-lb-policy rr: each endpoint in turn", seq)
+       all(len(set(seq[i:i + 3])) == 3 for i in range(10)) and None not in made and
+       min(made) > 0, "--dpdk-lb-policy rr: each endpoint in turn, though the flows were "
+       "made by two workers (%s): the turn is the service's, shared" % made, (seq, made))
     lines = topo.run(topo.client, "udpfrom", "10.96.0.14", 53, 1) + topo.run(
         topo.client, "udpfrom", "10.96.0.14", 53, 1)
     ok(len({l.split()[0] for l in lines}) == 2, "and UDP flows alternate too", lines)
+    ok(k.stop() == 0, "SIGTERM stops kproxyd")
+    return k.text()
+
+
+def one_worker_run(topo, tmp, mdir):
+    """One worker of the two worker lcores, no handing over; the dpdk settings from a
+    KubeProxyConfiguration's dpdk section."""
+    write(mdir, manifests())
+    cfg = os.path.join(tmp, "config.yaml")
+    with open(cfg, "w") as f:
+        f.write("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                "mode: dpdk\nclusterCIDR: 10.244.0.0/16\nminSyncPeriod: 100ms\n"
+                "healthzBindAddress: 127.0.0.1:0\nmetricsBindAddress: 127.0.0.1:10249\n"
+                "dpdk:\n  workers: 1\n  ealArgs: \"%s\"\n  ports:\n  - \"%s\"\n  - \"%s\"\n"
+                "  tcpFinTimeout: 1s\n  udpTimeout: 2s\n  tcpTimeout: 30s\n"
+                "  idleSleepMicroseconds: 100\n" % ((eal_args(TWO_WORKERS),) + tuple(ports(topo))))
+    out = os.path.join(tmp, "written.yaml")
+    r = subprocess.run([os.path.join(TOP_BUILD, "proxy", "kproxyd"), "--config", cfg,
+                        "--write-config-to", out], capture_output=True, text=True, timeout=60)
+    written = open(out).read() if os.path.exists(out) else ""
+    ok(r.returncode == 0 and "\n  workers: 1\n" in written and
+       '\n  ports: ["%s", "%s"]\n' % tuple(ports(topo)) in written and
+       '\n  tcpFinTimeout: "1s"\n' in written and '\n  maxFlows: 65536\n' in written,
+       "the KubeProxyConfiguration's dpdk section is read, and --write-config-to writes it "
+       "back with the defaults filled in", r.stderr + written)
+    bad = os.path.join(tmp, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write(open(cfg).read().replace("  workers: 1", "  workers: [1]"))
+    r = subprocess.run([os.path.join(TOP_BUILD, "proxy", "kproxyd"), "--config", bad,
+                        "--write-config-to", out], capture_output=True, text=True, timeout=60)
+    ok(r.returncode != 0 and "dpdk.workers: not a number" in r.stderr,
+       "a wrong type in it is refused naming the field", r.stderr)
+    k = Kproxyd(topo, tmp, mdir, config=cfg)
+    c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 20))
+    lines = topo.run(topo.client, "tcp", "192.168.60.1", 30083, 5)
+    made = worker_metric(k, "kproxyd_dpdk_worker_flows_created_total")
+    handed = k.metric("kproxyd_dpdk_worker_handed_packets_total", '{worker="0",lcore="1"}')
+    ok(set(c) == {"pod-a", "pod-b", "pod-c"} and lines == ["pod-a 192.168.60.2"] * 5 and
+       made[0] == 25 and made[1] is None and handed == 0,
+       "dpdk.workers 1 (from the file): one worker carries ClusterIP and ETP Local NodePort, "
+       "hands nothing",
+       (c, lines, made, handed))
+    r = subprocess.run([os.path.join(TOP_BUILD, "proxy", "kproxyd"), "--proxy-mode", "dpdk",
+                        "--manifests", mdir, "--dpdk-workers", "3", "--dpdk-eal-args",
+                        "%s --no-huge -m 256 --no-pci --no-shconf --no-telemetry --file-prefix "
+                        "kpw%d" % (TWO_WORKERS, os.getpid()), "--dpdk-port",
+                        "dev=net_null0;ip=192.168.61.1/24", "--control-socket",
+                        os.path.join(tmp, "w3.sock"), "--healthz-bind-address", "",
+                        "--metrics-bind-address", ""],
+                       capture_output=True, text=True, timeout=60)
+    ok(r.returncode != 0 and "option \"workers\": 3 workers asked, EAL has 2 worker lcores"
+       in r.stderr, "--dpdk-workers 3 with two worker lcores is refused, naming the option",
+       (r.returncode, r.stderr[-800:]))
     ok(k.stop() == 0, "SIGTERM stops kproxyd")
     return k.text()
 
@@ -314,6 +404,7 @@ def main():
         topo = Topo()
         logs += maglev_run(topo, tmp, mdir)
         logs += rr_run(topo, tmp, mdir)
+        logs += one_worker_run(topo, tmp, mdir)
         ok("Sanitizer" not in logs and "runtime error" not in logs,
            "no sanitizer report from any kproxyd", logs[-3000:])
     except Exception as e:  # report, then clean up
