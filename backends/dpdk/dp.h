@@ -76,6 +76,11 @@ struct dp_ep {
 	uint16_t port;			/* network order */
 };
 
+/* A loadBalancerSourceRanges entry (network order). */
+struct dp_range {
+	uint32_t net, mask;
+};
+
 /* One frontend (VIP or node address, port, protocol) and what it balances over. */
 struct dp_svc {
 	uint32_t vip;			/* network order */
@@ -89,10 +94,18 @@ struct dp_svc {
 	const struct dp_ep *eps;	/* in the generation's arena */
 	uint32_t m;			/* Maglev table size (prime), 0 without endpoints */
 	const uint16_t *maglev;		/* m entries: endpoint index */
+	uint16_t n_ranges;		/* a LB frontend's source ranges: others are dropped */
+	const struct dp_range *ranges;
 	/* for the dump */
 	const char *ns, *name, *port_name;
 	uint8_t kind;			/* enum kp_frontend_kind */
+	void *mem;			/* the names and ranges, one allocation */
 };
+
+/* What the frontends' table holds for a frontend deleted while flows of it may still
+ * live (for the TCP time-out): no new flow is made to it, but its packets still find
+ * the worker that holds their flow (dp_owner's first case). */
+extern const struct dp_svc dp_gone;
 
 /* One generation of what workers read. */
 struct dp_gen {
@@ -134,6 +147,7 @@ enum dp_drop {
 	DROP_TX,			/* the port did not take it */
 	DROP_FRAG,			/* an IPv4 fragment toward a service */
 	DROP_RING,			/* the ring to the flow's worker was full */
+	DROP_SOURCE,			/* to a LB frontend from outside its source ranges */
 	_DROP_MAX
 };
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -107,6 +108,11 @@ struct dpb {
 	uint32_t cluster_net, cluster_mask;
 	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
 	struct kp_map *ids;		/* frontend key -> service id + 1 */
+	struct tomb {			/* frontends deleted, kept as dp_gone */
+		struct dp_svc_key k;
+		uint64_t until_ms;	/* CLOCK_MONOTONIC */
+	} *tombs;
+	size_t n_tombs, cap_tombs;
 	uint16_t next_id;
 	uint64_t n_gen;
 	bool eal_up, ports_up, launched;
@@ -412,7 +418,7 @@ static void gen_free(struct dp_gen *g)
 		return;
 	rte_hash_free(g->svcs);
 	for (uint32_t i = 0; g->svc && i < g->n_svc; i++)
-		free((char *)g->svc[i].ns);
+		free(g->svc[i].mem);
 	free(g->svc);
 	free(g->arena);
 	free(g);
@@ -454,7 +460,8 @@ static void gen_routes(struct dpb *b, struct dp_gen *g)
 	qsort(g->routes, g->n_routes, sizeof(g->routes[0]), route_cmp);
 }
 
-static struct dp_gen *gen_new(struct dpb *b, size_t n_svc)
+/* A generation for @n_svc frontends and @n_gone tombstones. */
+static struct dp_gen *gen_new(struct dpb *b, size_t n_svc, size_t n_gone)
 {
 	struct dp_gen *g = calloc(1, sizeof(*g));
 	struct rte_hash_parameters hp = { 0 };
@@ -464,7 +471,7 @@ static struct dp_gen *gen_new(struct dpb *b, size_t n_svc)
 		return NULL;
 	snprintf(name, sizeof(name), "kp_svc_%llu", (unsigned long long)b->n_gen++);
 	hp.name = name;
-	hp.entries = n_svc * 2 < 64 ? 64 : (uint32_t)n_svc * 2;
+	hp.entries = (n_svc + n_gone) * 2 < 64 ? 64 : (uint32_t)(n_svc + n_gone) * 2;
 	hp.key_len = sizeof(struct dp_svc_key);
 	hp.hash_func = rte_hash_crc;
 	hp.socket_id = (int)rte_socket_id();
@@ -571,17 +578,38 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 			  (fe->kind != KP_FE_CLUSTER_IP && !kp_svc_port_external_local(sp));
 		s->affinity_s = kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP ?
 				kp_svc_port_get_affinity_timeout(sp) : 0;
-		/* the names, for the dump, in one allocation the generation owns */
+		/* the source ranges of a LB frontend, and the names, for the dump, in one
+		 * allocation the generation owns */
 		{
 			const char *ns = kp_svc_port_get_namespace(sp), *nm = kp_svc_port_get_name(sp);
 			const char *pn = kp_svc_port_get_port_name(sp);
 			size_t l1 = strlen(ns) + 1, l2 = strlen(nm) + 1, l3 = strlen(pn) + 1;
-			char *names = malloc(l1 + l2 + l3);
+			const uint8_t *prefixes;
+			size_t n_r = 0, n4r = 0;
+			const struct kp_addr *r = fe->kind == KP_FE_LOAD_BALANCER ?
+				kp_svc_port_get_source_ranges(sp, &prefixes, &n_r) : NULL;
+			struct dp_range *ranges;
+			char *names;
 
-			if (!names) {
+			/* those of the frontend's family (none: no firewall, as the other
+			 * modes) */
+			for (size_t i4 = 0; i4 < n_r; i4++)
+				n4r += r[i4].family == AF_INET;
+			s->mem = malloc(n4r * sizeof(*ranges) + l1 + l2 + l3);
+			if (!s->mem) {
 				bd->err = -ENOMEM;
 				return 1;
 			}
+			ranges = s->mem;
+			names = (char *)(ranges + n4r);
+			for (size_t i4 = 0; i4 < n_r; i4++)
+				if (r[i4].family == AF_INET) {
+					uint32_t m = mask_of(prefixes[i4]);
+
+					ranges[s->n_ranges++] = (struct dp_range){
+						.net = r[i4].v4.s_addr & m, .mask = m };
+				}
+			s->ranges = ranges;
 			memcpy(names, ns, l1);
 			memcpy(names + l1, nm, l2);
 			memcpy(names + l1 + l2, pn, l3);
@@ -618,16 +646,57 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
+/* The frontends @old had and @g lacks, and those deleted before that, are kept in @g as
+ * dp_gone for as long as a flow of theirs may idle (the longest time-out): with several
+ * workers a packet of such a flow must still be steered as one to a frontend. */
+static int add_tombs(struct dpb *b, const struct dp_gen *old, struct dp_gen *g)
+{
+	struct timespec ts;
+	uint64_t now, keep = (uint64_t)(b->tcp_s > b->udp_s ? b->tcp_s : b->udp_s) * 1000;
+	size_t n = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (uint32_t i = 0; old && i < old->n_svc; i++) {
+		struct dp_svc_key k = { .ip = old->svc[i].vip, .port = old->svc[i].vport,
+					.proto = old->svc[i].proto };
+
+		if (rte_hash_lookup(g->svcs, &k) >= 0)
+			continue;
+		if (b->n_tombs == b->cap_tombs) {
+			size_t cap = b->cap_tombs ? b->cap_tombs * 2 : 64;
+			struct tomb *t = realloc(b->tombs, cap * sizeof(*t));
+
+			if (!t)
+				return -ENOMEM;
+			b->tombs = t;
+			b->cap_tombs = cap;
+		}
+		b->tombs[b->n_tombs++] = (struct tomb){ .k = k, .until_ms = now + keep };
+	}
+	for (size_t i = 0; i < b->n_tombs; i++) {	/* the young ones not back, once */
+		struct tomb t = b->tombs[i];
+
+		if (t.until_ms > now && rte_hash_lookup(g->svcs, &t.k) < 0 &&
+		    rte_hash_add_key_data(g->svcs, &t.k, (void *)&dp_gone) == 0)
+			b->tombs[n++] = t;
+	}
+	b->n_tombs = n;
+	return 0;
+}
+
 static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delta *delta)
 {
 	struct dpb *b = priv;
 	struct build bd = { .b = b };
+	const struct dp_gen *old;
 	size_t eps_size, tab_size;
 	int r;
 
 	(void)delta;			/* every sync builds the whole (small) generation */
 	kp_state_foreach(want, count_port, &bd);
-	bd.g = gen_new(b, bd.cap);
+	old = atomic_load(&b->dp.gen);
+	bd.g = gen_new(b, bd.cap, b->n_tombs + (old ? old->n_svc : 0));
 	if (!bd.g)
 		return -ENOMEM;
 	eps_size = (bd.cap_eps ? bd.cap_eps : 1) * sizeof(struct dp_ep);
@@ -640,6 +709,8 @@ static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delt
 	bd.eps = bd.g->arena;
 	bd.tables = (uint16_t *)((char *)bd.g->arena + eps_size);
 	r = kp_state_foreach(want, add_port, &bd);
+	if (r == 0 && !bd.err)
+		r = add_tombs(b, old, bd.g);
 	if (r < 0 || bd.err) {
 		gen_free(bd.g);
 		return bd.err ? bd.err : r;
@@ -710,7 +781,7 @@ static const char *const drop_names[_DROP_MAX] = {
 	[DROP_NO_ROUTE] = "no_route", [DROP_NO_NEIGH] = "no_neighbour",
 	[DROP_NO_ENDPOINT] = "no_endpoint", [DROP_FLOW_FULL] = "flow_table_full",
 	[DROP_NOT_FOR_US] = "not_for_us", [DROP_TX] = "tx", [DROP_FRAG] = "fragment",
-	[DROP_RING] = "worker_ring_full",
+	[DROP_RING] = "worker_ring_full", [DROP_SOURCE] = "source_range",
 };
 
 struct stat_walk {
@@ -826,7 +897,7 @@ static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
 static int dp_cleanup(void *priv)
 {
 	struct dpb *b = priv;
-	struct dp_gen *g = gen_new(b, 0);
+	struct dp_gen *g = gen_new(b, 0, 0);
 
 	/* nothing in the kernel is ours: forgetting the services is all there is */
 	if (!g)
@@ -861,6 +932,7 @@ static void dp_destroy(void *priv)
 	if (b->eal_up)
 		rte_eal_cleanup();
 	kp_map_free(b->ids);
+	free(b->tombs);
 	free(b);
 }
 
@@ -919,7 +991,7 @@ static int dp_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 			goto fail;
 		}
 	}
-	gen_publish(b, gen_new(b, 0));		/* routing works before the first sync */
+	gen_publish(b, gen_new(b, 0, 0));	/* routing works before the first sync */
 	for (unsigned i = 0; i < b->dp.n_workers; i++) {
 		r = rte_eal_remote_launch(dp_worker_main, b->dp.workers[i], b->dp.worker_lcore[i]);
 		if (r) {

@@ -107,6 +107,8 @@ struct dp_worker {
 	struct dp_stats st;
 } __rte_cache_aligned;
 
+const struct dp_svc dp_gone = { .name = "(deleted)" };
+
 /* ---- small helpers ---- */
 
 static inline void count_drop(struct dp_worker *w, enum dp_drop why, struct rte_mbuf *m)
@@ -598,6 +600,16 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 	uint32_t idx;
 	int r;
 
+	if (s->n_ranges) {		/* loadBalancerSourceRanges, as kube-proxy's firewall */
+		uint16_t i = 0;
+
+		while (i < s->n_ranges && (k->src_ip & s->ranges[i].mask) != s->ranges[i].net)
+			i++;
+		if (i == s->n_ranges) {
+			count_drop(w, DROP_SOURCE, m);
+			return NULL;
+		}
+	}
 	if (!s->n_eps) {
 		icmp_unreachable(w, pi, m, p->ip, p->l3len);
 		return NULL;
@@ -904,7 +916,7 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 					continue;
 				}
 			}
-			if (fe) {
+			if (fe && sv != &dp_gone) {
 				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
 
 				if (f) {

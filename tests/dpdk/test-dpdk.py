@@ -37,7 +37,7 @@ A, B, C = [(ip, node, True) for _, ip, node in PODS]
 MIB = 1 << 20
 
 
-def manifests(web=(A, B, C)):
+def manifests(web=(A, B, C), gone=True):
     return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080) + slice_("web", web)
             + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", [A, B], proto="UDP")
             + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
@@ -50,6 +50,10 @@ def manifests(web=(A, B, C)):
             + svc("lb", "10.96.0.16", 80, "status:\n  loadBalancer:\n"
                   "    ingress: [{ip: 192.168.200.200}]\n", ptype="LoadBalancer",
                   node_port=30086) + slice_("lb", [C])
+            + svc("fw", "10.96.0.17", 80, "  loadBalancerSourceRanges: [192.168.60.3/32]\n"
+                  "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.200.201}]\n",
+                  ptype="LoadBalancer", node_port=30087) + slice_("fw", [C])
+            + (svc("gone", "10.96.0.18", 80) + slice_("gone", [A, B, C]) if gone else "")
             + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000))
 
 
@@ -237,6 +241,13 @@ def maglev_run(topo, tmp, mdir):
                                                                       80, 3)
     ok(set(names(lines)) == {"pod-c"} and len(lines) == 6, "externalIP and load-balancer IP",
        lines)
+    inside = topo.run(cl, "tcp", "192.168.200.201", 80, 3, src="192.168.60.3")
+    outside = topo.run(cl, "tcp", "192.168.200.201", 80, 1)
+    dropped = k.metric("kproxyd_dpdk_drops_total", '{reason="source_range"}')
+    ok(inside == ["pod-c 10.244.0.1"] * 3 and outside and
+       all(l.startswith("ERR TimeoutError") for l in outside) and dropped and dropped >= 1,
+       "loadBalancerSourceRanges: the LB IP answers a source inside them, drops one outside "
+       "(%s dropped, reason source_range)" % dropped, (inside, outside, dropped))
     c = names(topo.run(cl, "tcp", "10.96.0.11", 80, 20))
     c3 = names(topo.run(cl, "tcp", "10.96.0.11", 80, 20, src="192.168.60.3"))
     ok(len(c) == 1 and "ERR" not in c and len(c3) == 1 and "ERR" not in c3,
@@ -293,6 +304,22 @@ def maglev_run(topo, tmp, mdir):
        "its established flow keeps working (the flow holds its translation)", (held, echo))
     conns.stdin.close()
     conns.wait(DEADLINE)
+
+    # a service deleted under open connections: they keep working, as conntrack keeps
+    # them in the kernel modes (a tap sends a flow's packets to the queue its replies
+    # came from, so here they reach their worker by themselves: tests/unit/test-dpdk-steer
+    # hands them over)
+    conns = popen_client(cl, "conns", "10.96.0.18", 80)
+    opened = [say(conns, "open").split()[:2] for _ in range(8)]
+    write(mdir, manifests(gone=False))
+    good = wait_until(lambda: ("t/gone", "ClusterIP", "10.96.0.18", 80) not in k.entries())
+    echoes = [say(conns, "send %s alive-%s" % (cid, cid)) for cid, _ in opened]
+    conns.stdin.close()
+    conns.wait(DEADLINE)
+    ok(good and len(opened) == 8 and echoes == ["alive-%s" % cid for cid, _ in opened],
+       "a deleted service's 8 open connections keep working (their flows hold the "
+       "translation)", (opened, echoes))
+    write(mdir, manifests())
 
     flows = k.metric("kproxyd_dpdk_flows")
     rx = k.metric("kproxyd_dpdk_rx_packets_total", '{port="net_tap0"}')
