@@ -87,6 +87,7 @@ static const char *const drop_names[_DROP_MAX] = {
 	[DROP_NO_ROUTE] = "no_route", [DROP_NO_NEIGH] = "no_neigh",
 	[DROP_NO_ENDPOINT] = "no_endpoint", [DROP_FLOW_FULL] = "flow_full",
 	[DROP_NOT_FOR_US] = "not_for_us", [DROP_TX] = "tx", [DROP_FRAG] = "frag",
+	[DROP_RING] = "worker_ring_full", [DROP_SOURCE] = "source_range",
 };
 
 /* The hosts' side of the wire: every client and endpoint has this MAC. */
