@@ -23,7 +23,10 @@
  * flow is made: ClientIP affinity (a table of entries each under a sequence count; a
  * writer that finds an entry busy skips it) and the round-robin counters (atomic).
  *
- * IPv4 only: IPv6 frontends are left out of the tables.
+ * Both families: IPv6 has its own frontends' table, routes and flow tables (keys of 40
+ * bytes would slow IPv4's 16), the same rules (NAT66, the same masquerading, steering by
+ * the same owner function over the 16-byte address) and neighbour discovery; the
+ * neighbour table holds both (IPv4 as ::ffff:a.b.c.d).
  */
 #ifndef KP_DP_H
 #define KP_DP_H
@@ -31,6 +34,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <sys/socket.h>
 
 #include <rte_common.h>
 #include <rte_ether.h>
@@ -61,6 +67,9 @@ struct dp_port_cfg {
 	uint32_t ip;			/* network order */
 	uint8_t prefix;
 	enum dp_role role;
+	bool has_ip6;
+	uint8_t ip6[16];		/* an IPv6 address, if the port has one */
+	uint8_t prefix6;
 };
 
 struct dp_route {
@@ -70,9 +79,21 @@ struct dp_route {
 	uint8_t prefix;
 };
 
+struct dp_route6 {
+	uint8_t net[16];		/* masked */
+	uint8_t gw[16];			/* all zero: on link */
+	uint8_t prefix;
+	uint8_t port;
+};
+
 /* One endpoint of a service, as the data plane rewrites to it. */
 struct dp_ep {
 	uint32_t ip;			/* network order */
+	uint16_t port;			/* network order */
+};
+
+struct dp_ep6 {
+	uint8_t ip[16];
 	uint16_t port;			/* network order */
 };
 
@@ -81,8 +102,18 @@ struct dp_range {
 	uint32_t net, mask;
 };
 
-/* One frontend (VIP or node address, port, protocol) and what it balances over. */
+struct dp_range6 {
+	uint8_t net[16];		/* masked */
+	uint8_t prefix;
+};
+
+/* One frontend (VIP or node address, port, protocol) and what it balances over; IPv6
+ * frontends have vip6, eps6 and ranges6 in place of vip, eps and ranges. */
 struct dp_svc {
+	uint8_t family;			/* AF_INET or AF_INET6 */
+	uint8_t vip6[16];
+	const struct dp_ep6 *eps6;
+	const struct dp_range6 *ranges6;
 	uint32_t vip;			/* network order */
 	uint16_t vport;			/* network order */
 	uint8_t proto;			/* IPPROTO_TCP or IPPROTO_UDP */
@@ -110,18 +141,30 @@ extern const struct dp_svc dp_gone;
 /* One generation of what workers read. */
 struct dp_gen {
 	struct rte_hash *svcs;		/* key struct dp_svc_key -> struct dp_svc * */
+	struct rte_hash *svcs6;		/* key struct dp_svc6_key -> struct dp_svc * */
 	struct dp_svc *svc;		/* array of n_svc */
 	uint32_t n_svc;
 	struct dp_route routes[DP_MAX_ROUTES];	/* longest prefix first */
 	uint32_t n_routes;
 	enum dp_policy policy;
 	uint32_t cluster_net, cluster_mask;	/* --cluster-cidr (first IPv4), 0/0 none */
+	struct dp_route6 routes6[DP_MAX_ROUTES];	/* longest prefix first */
+	uint32_t n_routes6;
+	bool has_cluster6;
+	uint8_t cluster6[16], cluster6_prefix;	/* --cluster-cidr's first IPv6 */
 	bool masquerade_all;
 	void *arena;			/* endpoints and Maglev tables */
 };
 
 struct dp_svc_key {
 	uint32_t ip;
+	uint16_t port;
+	uint8_t proto;
+	uint8_t pad;
+} __rte_packed;
+
+struct dp_svc6_key {
+	uint8_t ip[16];
 	uint16_t port;
 	uint8_t proto;
 	uint8_t pad;
@@ -135,10 +178,17 @@ struct dp_flow_key {
 	uint8_t pad[3];
 } __rte_packed;
 
+struct dp_flow6_key {
+	uint8_t src_ip[16], dst_ip[16];
+	uint16_t src_port, dst_port;
+	uint8_t proto;
+	uint8_t pad[3];
+} __rte_packed;
+
 enum dp_drop {
-	DROP_NOT_IP,			/* not ARP or IPv4 */
+	DROP_NOT_IP,			/* not ARP, IPv4 or IPv6 */
 	DROP_BAD_IP,			/* short, bad version/length/header checksum */
-	DROP_TTL,			/* TTL would reach 0 */
+	DROP_TTL,			/* TTL or hop limit would reach 0 */
 	DROP_NO_ROUTE,
 	DROP_NO_NEIGH,			/* next hop unresolved and its queue full */
 	DROP_NO_ENDPOINT,		/* a service frontend without endpoints */
@@ -177,10 +227,9 @@ struct dp_worker;
 /* A ClientIP affinity entry; written under @seq (odd while a writer is in it). */
 struct dp_aff {
 	uint32_t seq;
-	uint32_t client;		/* 0: free */
+	uint32_t client;		/* an IPv4 address, or an IPv6 one's hash; 0: free */
+	uint32_t ep;			/* the endpoint's name (dp_ep_name) */
 	uint16_t svc_id;
-	uint16_t ep_port;
-	uint32_t ep_ip;
 	uint64_t until;			/* TSC */
 };
 
@@ -193,6 +242,7 @@ struct dp {
 	struct rte_ether_addr macs[DP_MAX_PORTS];
 	uint16_t port_ids[DP_MAX_PORTS];
 	unsigned n_ports;
+	bool has_v6;			/* a port has an IPv6 address: workers keep IPv6 flows */
 	uint16_t n_rxq[DP_MAX_PORTS];	/* receive queues of a port: worker i polls queue i
 					 * while i < n_rxq */
 	unsigned n_workers;
@@ -228,6 +278,8 @@ void dp_worker_flush(struct dp_worker *w);
  * one ageing step. */
 void dp_worker_neigh_add(struct dp_worker *w, unsigned pi, uint32_t ip,
 			 const struct rte_ether_addr *mac);
+void dp_worker_neigh6_add(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
+			  const struct rte_ether_addr *mac);
 void dp_worker_set_now(struct dp_worker *w, uint64_t tsc);
 /* Handles the packets other workers handed to @w; returns their number. */
 unsigned dp_worker_take_handed(struct dp_worker *w);
@@ -240,6 +292,7 @@ uint32_t dp_maglev_size(unsigned n);
  * endpoint gets about m / n entries, and adding or removing one endpoint moves only
  * about its share. Endpoints are named by their address and port. */
 void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint32_t m);
+void dp_maglev_build6(const struct dp_ep6 *eps, unsigned n, uint16_t *table, uint32_t m);
 
 /* The hash Maglev picks an endpoint with, from the 5-tuple's fields (rte_hash_crc()
  * reads a key as 64-bit words: an aliasing hazard on a key just written field by field). */
@@ -256,6 +309,50 @@ static inline uint32_t dp_flow_hash(const struct dp_flow_key *k)
 static inline unsigned dp_client_owner(uint32_t ip, uint16_t port, unsigned n)
 {
 	return rte_hash_crc_4byte(((uint32_t)port << 16) | 0x6b70u, rte_hash_crc_4byte(ip, 0)) % n;
+}
+
+/* A hash of 16 bytes, read as four unaligned words (not rte_hash_crc(), which reads a
+ * key as 64-bit words: an aliasing hazard on bytes just written). */
+static inline uint32_t dp_hash16(const uint8_t a[16], uint32_t seed)
+{
+	uint32_t v[4];
+
+	memcpy(v, a, sizeof(v));
+	seed = rte_hash_crc_4byte(v[0], seed);
+	seed = rte_hash_crc_4byte(v[1], seed);
+	seed = rte_hash_crc_4byte(v[2], seed);
+	return rte_hash_crc_4byte(v[3], seed);
+}
+
+static inline unsigned dp_client_owner6(const uint8_t ip[16], uint16_t port, unsigned n)
+{
+	return rte_hash_crc_4byte(((uint32_t)port << 16) | 0x6b70u, dp_hash16(ip, 0)) % n;
+}
+
+static inline uint32_t dp_flow6_hash(const struct dp_flow6_key *k)
+{
+	uint32_t h = dp_hash16(k->src_ip, 0x6b70u);
+
+	h = dp_hash16(k->dst_ip, h);
+	h = rte_hash_crc_4byte(((uint32_t)k->src_port << 16) | k->dst_port, h);
+	return rte_hash_crc_4byte(k->proto, h);
+}
+
+/* An endpoint's name, for affinity entries: its address and port hashed. */
+static inline uint32_t dp_ep_name(uint32_t ip, uint16_t port)
+{
+	return rte_hash_crc_4byte(ip, port);
+}
+
+static inline uint32_t dp_ep6_name(const uint8_t ip[16], uint16_t port)
+{
+	return dp_hash16(ip, port);
+}
+
+static inline uint32_t dp_svc_ep_name(const struct dp_svc *s, uint16_t i)
+{
+	return s->family == AF_INET6 ? dp_ep6_name(s->eps6[i].ip, s->eps6[i].port) :
+				       dp_ep_name(s->eps[i].ip, s->eps[i].port);
 }
 
 /* ---- checksums: RFC 1624 incremental updates, values as stored in the packet ---- */

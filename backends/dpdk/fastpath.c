@@ -45,77 +45,11 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
-#include "dp.h"
-
-#define NEIGH_SLOTS 1024		/* a power of two */
-#define NEIGH_HOLD 4			/* packets held per unresolved next hop */
-#define SWEEP 8				/* flow slots looked at per loop (each a cache miss with
-					 * a large table: 64 cost 14% at 1M flows) */
-#define SWEEP_FAST 64			/* ... while under 1/16 of the slots are free: new flows
-					 * come up to 32 a loop, reclaiming must keep up */
-
-enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
-enum { DIR_FWD = 0, DIR_REV = 1 };
-
-/* A flow direction's next hop, as last resolved: valid while the neighbour table's
- * epoch is the same (a known next hop is then one compare away, no lookup). */
-struct nh_cache {
-	uint32_t epoch;			/* 0: not resolved yet */
-	uint8_t port;
-	struct rte_ether_addr mac;
-};
-
-struct flow {
-	struct dp_flow_key fkey;	/* client -> frontend */
-	struct dp_flow_key rkey;	/* endpoint -> client (or gateway, with SNAT) */
-	uint32_t ep_ip, snat_ip;	/* network order */
-	uint16_t ep_port, snat_port;
-	uint64_t last;			/* TSC */
-	uint16_t svc_id;
-	uint8_t state;
-	uint8_t fin;			/* bit 0: FIN from the client, bit 1: from the endpoint */
-	bool snat;
-	struct nh_cache nh[2];		/* per direction */
-};
-
-struct neigh {
-	uint32_t ip;			/* 0: free */
-	uint8_t port;
-	bool valid;
-	uint8_t n_held;
-	struct rte_ether_addr mac;
-	uint64_t asked;			/* TSC of the last ARP request */
-	struct rte_mbuf *held[NEIGH_HOLD];
-};
-
-struct dp_worker {
-	struct dp *dp;
-	unsigned idx;
-	uint16_t queue;
-	struct rte_hash *flows;
-	struct flow *flow;		/* max_flows slots */
-	uint32_t *free_idx;		/* stack of free slots */
-	uint32_t n_free;
-	uint32_t sweep;
-	uint16_t snat_next;		/* the next of this worker's masquerading ports */
-	uint32_t neigh_epoch;		/* bumped when a known neighbour moves (MAC or port) */
-	struct neigh neigh[NEIGH_SLOTS];
-	struct rte_eth_dev_tx_buffer *txb[DP_MAX_PORTS];
-	struct rte_mbuf *out[DP_MAX_WORKERS][DP_BURST];	/* to hand to another worker */
-	uint16_t n_out[DP_MAX_WORKERS];
-	uint64_t now;
-	struct dp_stats st;
-} __rte_cache_aligned;
+#include "worker.h"
 
 const struct dp_svc dp_gone = { .name = "(deleted)" };
 
 /* ---- small helpers ---- */
-
-static inline void count_drop(struct dp_worker *w, enum dp_drop why, struct rte_mbuf *m)
-{
-	w->st.drops[why]++;
-	rte_pktmbuf_free(m);
-}
 
 static void tx_error(struct rte_mbuf **pkts, uint16_t unsent, void *userdata)
 {
@@ -123,13 +57,6 @@ static void tx_error(struct rte_mbuf **pkts, uint16_t unsent, void *userdata)
 
 	w->st.drops[DROP_TX] += unsent;
 	rte_pktmbuf_free_bulk(pkts, unsent);
-}
-
-static inline void tx(struct dp_worker *w, unsigned po, struct rte_mbuf *m)
-{
-	w->st.port[po].tx_pkts++;
-	w->st.port[po].tx_bytes += m->pkt_len;
-	rte_eth_tx_buffer(w->dp->port_ids[po], w->queue, w->txb[po], m);
 }
 
 static inline int our_port(const struct dp *dp, uint32_t ip)
@@ -166,7 +93,7 @@ static void hand_flush(struct dp_worker *w, unsigned to)
 
 /* Queues @m, received on port index @pi, for worker @to (the port index rides in
  * m->port, which nothing after the receive reads). */
-static inline void hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m)
+void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m)
 {
 	m->port = (uint16_t)pi;
 	w->out[to][w->n_out[to]++] = m;
@@ -176,18 +103,35 @@ static inline void hand(struct dp_worker *w, unsigned to, unsigned pi, struct rt
 
 /* ---- neighbours ---- */
 
-static struct neigh *neigh_slot(struct dp_worker *w, uint32_t ip, bool create)
+/* ::ffff:@ip, as the neighbour table keeps an IPv4 address. */
+static inline void mapped(uint32_t ip, uint8_t out[16])
 {
-	uint32_t h = rte_hash_crc_4byte(ip, 0) & (NEIGH_SLOTS - 1);
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	memcpy(out, prefix, sizeof(prefix));
+	memcpy(out + 12, &ip, 4);
+}
+
+static inline bool is_mapped(const uint8_t a[16])
+{
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	return !memcmp(a, prefix, sizeof(prefix));
+}
+
+static struct neigh *neigh_slot(struct dp_worker *w, const uint8_t ip[16], bool create)
+{
+	uint32_t h = rte_hash_crc(ip, 16, 0) & (NEIGH_SLOTS - 1);
 
 	for (uint32_t i = 0; i < 16; i++) {
 		struct neigh *n = &w->neigh[(h + i) & (NEIGH_SLOTS - 1)];
 
-		if (n->ip == ip)
+		if (n->used && !memcmp(n->ip, ip, 16))
 			return n;
-		if (!n->ip && create) {
+		if (!n->used && create) {
 			memset(n, 0, sizeof(*n));
-			n->ip = ip;
+			memcpy(n->ip, ip, 16);
+			n->used = true;
 			return n;
 		}
 	}
@@ -223,20 +167,8 @@ static void send_arp_request(struct dp_worker *w, unsigned po, uint32_t ip)
 	tx(w, po, m);
 }
 
-static inline void eth_out(struct dp_worker *w, unsigned po, const struct rte_ether_addr *dst,
-			   struct rte_mbuf *m)
-{
-	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-
-	eh->dst_addr = *dst;
-	eh->src_addr = w->dp->macs[po];
-	tx(w, po, m);
-}
-
-/* Sends @m (IPv4, TTL already handled) to @hop on port @po. Returns the neighbour when
- * it was known (the packet is out), NULL when the packet waits for ARP or is dropped. */
-static const struct neigh *neigh_out(struct dp_worker *w, unsigned po, uint32_t hop,
-				     struct rte_mbuf *m)
+const struct neigh *dp_neigh_out(struct dp_worker *w, unsigned po, const uint8_t hop[16],
+				 struct rte_mbuf *m)
 {
 	struct neigh *n = neigh_slot(w, hop, true);
 
@@ -252,13 +184,16 @@ static const struct neigh *neigh_out(struct dp_worker *w, unsigned po, uint32_t 
 	n->held[n->n_held++] = m;
 	if (w->now - n->asked > w->dp->tsc_hz / 10) {	/* at most 10 requests a second */
 		n->asked = w->now;
-		send_arp_request(w, po, hop);
+		if (is_mapped(hop))
+			send_arp_request(w, po, ld32(hop + 12));
+		else
+			dp_nd_solicit(w, po, hop);
 	}
 	return NULL;
 }
 
-static void neigh_learn(struct dp_worker *w, unsigned pi, uint32_t ip,
-			const struct rte_ether_addr *mac)
+void dp_neigh_learn(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
+		    const struct rte_ether_addr *mac)
 {
 	struct neigh *n = neigh_slot(w, ip, true);
 
@@ -283,6 +218,7 @@ static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, bool
 	struct rte_arp_hdr *ah = (struct rte_arp_hdr *)(eh + 1);
 	const struct dp_port_cfg *p = &w->dp->ports[pi];
 	uint32_t mask = p->prefix ? rte_cpu_to_be_32(~0u << (32 - p->prefix)) : 0;
+	uint8_t sender[16];
 
 	if (m->data_len < sizeof(*eh) + sizeof(*ah) ||
 	    ah->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
@@ -295,9 +231,10 @@ static void arp_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, bool
 					     rte_pktmbuf_copy(m, w->dp->pool, 0, UINT32_MAX);
 
 			if (c)
-				hand(w, i, pi, c);
+				dp_hand(w, i, pi, c);
 		}
-		neigh_learn(w, pi, ah->arp_data.arp_sip, &ah->arp_data.arp_sha);
+		mapped(ah->arp_data.arp_sip, sender);
+		dp_neigh_learn(w, pi, sender, &ah->arp_data.arp_sha);
 	}
 	if (!copy || ah->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) ||
 	    ah->arp_data.arp_tip != p->ip) {
@@ -379,35 +316,6 @@ static void icmp_unreachable(struct dp_worker *w, unsigned pi, struct rte_mbuf *
 
 /* ---- NAT ---- */
 
-/* Header fields sit where the wire puts them (an IPv4 address 2 bytes off a 4-byte
- * boundary behind the Ethernet header): loads and stores go through memcpy, which the
- * compiler makes one unaligned move. */
-static inline uint16_t ld16(const void *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline void st16(void *p, uint16_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline uint32_t ld32(const void *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline void st32(void *p, uint32_t v)
-{
-	memcpy(p, &v, sizeof(v));
-}
-
 struct pkt {
 	struct rte_ipv4_hdr *ip;
 	void *sport, *dport;		/* the ports, in the L4 header */
@@ -440,59 +348,49 @@ static inline void set_port(struct pkt *p, void *field, uint16_t v)
 	st16(field, v);
 }
 
-static inline void flow_state(struct flow *f, int dir, uint8_t flags, uint8_t proto)
-{
-	if (proto != IPPROTO_TCP)
-		return;
-	if (flags & RTE_TCP_RST_FLAG) {
-		f->state = ST_CLOSING;
-		return;
-	}
-	if (flags & RTE_TCP_FIN_FLAG)
-		f->fin |= (uint8_t)(1u << dir);
-	if (f->fin == 3)
-		f->state = ST_CLOSING;
-	else if (f->state == ST_SYN && dir == DIR_REV)
-		f->state = ST_EST;
-}
-
 static inline void translate(struct dp_worker *w, struct flow *f, int dir, struct pkt *p,
 			     struct rte_mbuf *m)
 {
 	struct rte_ipv4_hdr *ip = p->ip;
 
 	if (dir == DIR_FWD) {
-		set_addr(p, (void *)&ip->dst_addr, f->ep_ip);
-		set_port(p, p->dport, f->ep_port);
-		if (f->snat) {
-			set_addr(p, (void *)&ip->src_addr, f->snat_ip);
-			set_port(p, p->sport, f->snat_port);
+		set_addr(p, (void *)&ip->dst_addr, f->rkey.src_ip);
+		set_port(p, p->dport, f->rkey.src_port);
+		if (f->f.snat) {
+			set_addr(p, (void *)&ip->src_addr, f->rkey.dst_ip);
+			set_port(p, p->sport, f->rkey.dst_port);
 		}
 	} else {
 		set_addr(p, (void *)&ip->src_addr, f->fkey.dst_ip);
 		set_port(p, p->sport, f->fkey.dst_port);
-		if (f->snat) {
+		if (f->f.snat) {
 			set_addr(p, (void *)&ip->dst_addr, f->fkey.src_ip);
 			set_port(p, p->dport, f->fkey.src_port);
 		}
 	}
-	f->last = w->now;
-	flow_state(f, dir, p->tcp_flags, f->fkey.proto);
-	w->st.svc[f->svc_id].pkts++;
-	w->st.svc[f->svc_id].bytes += m->pkt_len;
+	f->f.last = w->now;
+	flow_state(&f->f, dir, p->tcp_flags, f->fkey.proto);
+	w->st.svc[f->f.svc_id].pkts++;
+	w->st.svc[f->f.svc_id].bytes += m->pkt_len;
 }
 
-static void flow_free(struct dp_worker *w, uint32_t idx)
+void dp_flow_free(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
+		  const void *rkey, struct flow_meta *f)
 {
-	struct flow *f = &w->flow[idx];
-
-	rte_hash_del_key(w->flows, &f->fkey);
-	rte_hash_del_key(w->flows, &f->rkey);
+	rte_hash_del_key(t->hash, fkey);
+	rte_hash_del_key(t->hash, rkey);
 	w->st.svc[f->svc_id].flows_active--;
 	w->st.flows_active--;
 	w->st.flows_expired++;
 	f->state = ST_FREE;
-	w->free_idx[w->n_free++] = idx;
+	t->free_idx[t->n_free++] = idx;
+}
+
+static inline void flow_free(struct dp_worker *w, uint32_t idx)
+{
+	struct flow *f = (struct flow *)w->t4.slot + idx;
+
+	dp_flow_free(w, &w->t4, idx, &f->fkey, &f->rkey, &f->f);
 }
 
 /* ---- ClientIP affinity, shared by the workers ---- */
@@ -506,8 +404,7 @@ static inline bool aff_read(const struct dp_aff *a, struct dp_aff *out)
 		return false;
 	out->client = __atomic_load_n(&a->client, __ATOMIC_RELAXED);
 	out->svc_id = __atomic_load_n(&a->svc_id, __ATOMIC_RELAXED);
-	out->ep_port = __atomic_load_n(&a->ep_port, __ATOMIC_RELAXED);
-	out->ep_ip = __atomic_load_n(&a->ep_ip, __ATOMIC_RELAXED);
+	out->ep = __atomic_load_n(&a->ep, __ATOMIC_RELAXED);
 	out->until = __atomic_load_n(&a->until, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	return __atomic_load_n(&a->seq, __ATOMIC_RELAXED) == seq;
@@ -524,39 +421,54 @@ static inline void aff_write(struct dp_aff *a, const struct dp_aff *v)
 		return;
 	__atomic_store_n(&a->client, v->client, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->svc_id, v->svc_id, __ATOMIC_RELAXED);
-	__atomic_store_n(&a->ep_port, v->ep_port, __ATOMIC_RELAXED);
-	__atomic_store_n(&a->ep_ip, v->ep_ip, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->ep, v->ep, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->until, v->until, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+static inline struct dp_aff *aff_slot(struct dp_worker *w, const struct dp_svc *s, uint32_t client)
+{
+	return &w->dp->aff[rte_hash_crc_4byte(client, s->id) & (DP_AFF_SLOTS - 1)];
+}
+
+int dp_aff_get(struct dp_worker *w, const struct dp_svc *s, uint32_t client)
+{
+	struct dp_aff *a = aff_slot(w, s, client), cur;
+
+	if (!aff_read(a, &cur) || cur.client != client || cur.svc_id != s->id ||
+	    cur.until <= w->now)
+		return -1;
+	for (uint16_t i = 0; i < s->n_eps; i++)	/* still an endpoint? */
+		if (dp_svc_ep_name(s, i) == cur.ep) {
+			cur.until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz;
+			aff_write(a, &cur);
+			return i;
+		}
+	return -1;
+}
+
+void dp_aff_put(struct dp_worker *w, const struct dp_svc *s, uint32_t client, uint32_t ep_name)
+{
+	/* the client's entry (a collision evicts the older one) */
+	aff_write(aff_slot(w, s, client), &(struct dp_aff){
+			  .client = client, .svc_id = s->id, .ep = ep_name,
+			  .until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz });
 }
 
 static const struct dp_ep *pick(struct dp_worker *w, const struct dp_gen *g,
 				const struct dp_svc *s, const struct dp_flow_key *k)
 {
-	struct dp_aff *a = NULL, cur;
 	const struct dp_ep *ep;
-	uint64_t until = w->now + (uint64_t)s->affinity_s * w->dp->tsc_hz;
+	int i = s->affinity_s ? dp_aff_get(w, s, k->src_ip) : -1;
 
-	if (s->affinity_s) {
-		a = &w->dp->aff[rte_hash_crc_4byte(k->src_ip, s->id) & (DP_AFF_SLOTS - 1)];
-		if (aff_read(a, &cur) && cur.client == k->src_ip && cur.svc_id == s->id &&
-		    cur.until > w->now) {
-			for (uint16_t i = 0; i < s->n_eps; i++)	/* still an endpoint? */
-				if (s->eps[i].ip == cur.ep_ip && s->eps[i].port == cur.ep_port) {
-					cur.until = until;
-					aff_write(a, &cur);
-					return &s->eps[i];
-				}
-		}
-	}
+	if (i >= 0)
+		return &s->eps[i];
 	if (s->m && g->policy == DP_POLICY_MAGLEV)
 		ep = &s->eps[s->maglev[dp_flow_hash(k) % s->m]];
 	else
 		ep = &s->eps[__atomic_fetch_add(&w->dp->rr[s->id], 1, __ATOMIC_RELAXED) % s->n_eps];
-	if (a)		/* the client's entry (a collision evicts the older one) */
-		aff_write(a, &(struct dp_aff){ .client = k->src_ip, .svc_id = s->id,
-					       .ep_ip = ep->ip, .ep_port = ep->port,
-					       .until = until });
+	if (s->affinity_s)
+		dp_aff_put(w, s, k->src_ip, dp_ep_name(ep->ip, ep->port));
 	return ep;
 }
 
@@ -565,27 +477,47 @@ static inline bool in_net(uint32_t ip, uint32_t net, uint32_t mask)
 	return mask && (ip & mask) == net;
 }
 
-/* The next of this worker's masquerading ports (network order): DP_SNAT_LO + idx +
- * i * n_workers, so that a reply to it is known to be this worker's (dp_owner); a port
- * that is a frontend on @ip is passed over (its replies would look like new requests). */
-static uint16_t snat_port(struct dp_worker *w, const struct dp_gen *g, uint32_t ip, uint8_t proto)
+uint16_t dp_snat_port(struct dp_worker *w, const struct rte_hash *fes, void *key, void *port)
 {
-	uint16_t port = 0;
+	uint16_t v = 0;
 
+	/* DP_SNAT_LO + idx + i * n_workers, so that a reply to it is known to be this
+	 * worker's (dp_owner); a port that is a frontend on the address is passed over (its
+	 * replies would look like new requests) */
 	for (unsigned tries = 0; tries < 65536 - DP_SNAT_LO; tries++) {
 		uint32_t p = DP_SNAT_LO + w->idx + (uint32_t)w->snat_next * w->dp->n_workers;
-		struct dp_svc_key sk = { .ip = ip, .proto = proto };
 
 		if (p > 65535) {
 			w->snat_next = 0;
 			p = DP_SNAT_LO + w->idx;
 		}
 		w->snat_next++;
-		port = sk.port = rte_cpu_to_be_16((uint16_t)p);
-		if (rte_hash_lookup(g->svcs, &sk) < 0)
+		v = rte_cpu_to_be_16((uint16_t)p);
+		st16(port, v);
+		if (rte_hash_lookup(fes, key) < 0)
 			break;
 	}
-	return port;
+	return v;
+}
+
+int dp_flow_insert(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
+		   const void *rkey, uint16_t svc_id)
+{
+	int r = rte_hash_add_key_data(t->hash, fkey, (void *)(uintptr_t)((uint64_t)idx << 1));
+
+	if (r == 0)
+		r = rte_hash_add_key_data(t->hash, rkey,
+					  (void *)(uintptr_t)(((uint64_t)idx << 1) | DIR_REV));
+	if (r) {
+		rte_hash_del_key(t->hash, fkey);
+		t->free_idx[t->n_free++] = idx;
+		return r;
+	}
+	w->st.flows_created++;
+	w->st.flows_active++;
+	w->st.svc[svc_id].flows_created++;
+	w->st.svc[svc_id].flows_active++;
+	return 0;
 }
 
 /* A first packet to service @s: an endpoint, a flow. Returns the flow or NULL (@m is
@@ -596,9 +528,9 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 {
 	const struct dp_ep *ep;
 	const struct dp_route *rt;
+	struct dp_svc_key sk = { .proto = k->proto };
 	struct flow *f;
 	uint32_t idx;
-	int r;
 
 	if (s->n_ranges) {		/* loadBalancerSourceRanges, as kube-proxy's firewall */
 		uint16_t i = 0;
@@ -614,105 +546,85 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 		icmp_unreachable(w, pi, m, p->ip, p->l3len);
 		return NULL;
 	}
-	if (!w->n_free) {
+	f = slot_take(&w->t4, sizeof(*f), &idx);
+	if (!f) {
 		count_drop(w, DROP_FLOW_FULL, m);
 		return NULL;
 	}
 	ep = pick(w, g, s, k);
-	idx = w->free_idx[--w->n_free];
-	f = &w->flow[idx];
 	memset(f, 0, sizeof(*f));
 	f->fkey = *k;
-	f->ep_ip = ep->ip;
-	f->ep_port = ep->port;
-	f->svc_id = s->id;
-	f->state = k->proto == IPPROTO_UDP ? ST_UDP :
-		   (p->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ?
-		   ST_SYN : ST_EST;
+	f->f.svc_id = s->id;
+	f->f.state = flow_first_state(k->proto, p->tcp_flags);
 	rt = route_of(g, ep->ip);
 	/* masquerade as kube-proxy does (external frontends, or all traffic; a cluster IP
 	 * reached from outside the cluster CIDR; hairpin), and where the client and the
 	 * endpoint share a link: the reply would go straight back, not through us */
-	f->snat = s->masq || ep->ip == k->src_ip ||
-		  (s->kind == 0 && g->cluster_mask && !in_net(k->src_ip, g->cluster_net,
-							      g->cluster_mask)) ||
-		  (rt && !rt->gw && route_of(g, k->src_ip) == rt);
-	if (f->snat && rt)
-		f->snat_ip = w->dp->ports[rt->port].ip;
-	else
-		f->snat = false;
+	f->f.snat = rt && (s->masq || ep->ip == k->src_ip ||
+			   (s->kind == 0 && g->cluster_mask &&
+			    !in_net(k->src_ip, g->cluster_net, g->cluster_mask)) ||
+			   (!rt->gw && route_of(g, k->src_ip) == rt));
 	f->rkey = (struct dp_flow_key){ .src_ip = ep->ip, .src_port = ep->port, .proto = k->proto };
 	for (int tries = 0;; tries++) {
-		if (f->snat) {
-			f->snat_port = snat_port(w, g, f->snat_ip, k->proto);
-			f->rkey.dst_ip = f->snat_ip;
-			f->rkey.dst_port = f->snat_port;
+		if (f->f.snat) {
+			f->rkey.dst_ip = sk.ip = w->dp->ports[rt->port].ip;
+			f->rkey.dst_port = dp_snat_port(w, g->svcs, &sk, &sk.port);
 		} else {
 			f->rkey.dst_ip = k->src_ip;
 			f->rkey.dst_port = k->src_port;
 		}
-		if (rte_hash_lookup(w->flows, &f->rkey) < 0)
+		if (rte_hash_lookup(w->t4.hash, &f->rkey) < 0)
 			break;
-		if (tries == 16) {	/* no free reverse tuple: give up on this packet */
-			w->free_idx[w->n_free++] = idx;
+		if (tries == 16 || !rt) {	/* no free reverse tuple: give up on this packet */
+			w->t4.free_idx[w->t4.n_free++] = idx;
 			count_drop(w, DROP_FLOW_FULL, m);
 			return NULL;
 		}
-		if (!f->snat && rt) {	/* the client's tuple is taken: masquerade this one */
-			f->snat = true;
-			f->snat_ip = w->dp->ports[rt->port].ip;
-		}
+		f->f.snat = true;	/* the client's tuple is taken: masquerade this one */
 	}
-	r = rte_hash_add_key_data(w->flows, &f->fkey, (void *)(uintptr_t)((uint64_t)idx << 1));
-	if (r == 0)
-		r = rte_hash_add_key_data(w->flows, &f->rkey,
-					  (void *)(uintptr_t)(((uint64_t)idx << 1) | DIR_REV));
-	if (r) {
-		rte_hash_del_key(w->flows, &f->fkey);
-		w->free_idx[w->n_free++] = idx;
+	if (dp_flow_insert(w, &w->t4, idx, &f->fkey, &f->rkey, s->id)) {
 		count_drop(w, DROP_FLOW_FULL, m);
 		return NULL;
 	}
-	w->st.flows_created++;
-	w->st.flows_active++;
-	w->st.svc[s->id].flows_created++;
-	w->st.svc[s->id].flows_active++;
 	return f;
 }
 
-static inline uint64_t flow_ttl(const struct dp *dp, const struct flow *f)
+void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size)
 {
-	return f->state == ST_UDP ? dp->udp_timeout_tsc : f->state == ST_SYN ?
-	       dp->syn_timeout_tsc : f->state == ST_CLOSING ? dp->tcp_closing_tsc :
-	       dp->tcp_timeout_tsc;
+	const struct dp *dp = w->dp;
+	unsigned n = t->n_free < dp->max_flows / 16 ? SWEEP_FAST : SWEEP;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t idx = t->sweep++;
+		char *slot;
+		struct flow_meta *f;
+
+		if (t->sweep >= dp->max_flows)
+			t->sweep = 0;
+		if (idx >= dp->max_flows)
+			idx = 0;
+		/* a slot is the two keys, then the meta */
+		slot = (char *)t->slot + (size_t)idx * size;
+		f = (struct flow_meta *)(slot + 2 * key_size);
+		if (f->state != ST_FREE && w->now - f->last > flow_ttl(dp, f))
+			dp_flow_free(w, t, idx, slot, slot + key_size, f);
+	}
 }
 
 /* Reclaims the slots of expired flows, a few per loop; a packet that meets an expired
  * flow before the sweep does treats it as gone (dp_worker_process). */
 static void sweep(struct dp_worker *w)
 {
-	const struct dp *dp = w->dp;
-	unsigned n = w->n_free < dp->max_flows / 16 ? SWEEP_FAST : SWEEP;
-
-	for (unsigned i = 0; i < n; i++) {
-		uint32_t idx = w->sweep++;
-		struct flow *f;
-
-		if (w->sweep >= dp->max_flows)
-			w->sweep = 0;
-		if (idx >= dp->max_flows)
-			idx = 0;
-		f = &w->flow[idx];
-		if (f->state != ST_FREE && w->now - f->last > flow_ttl(dp, f))
-			flow_free(w, idx);
-	}
+	dp_sweep(w, &w->t4, sizeof(struct flow), sizeof(struct dp_flow_key));
+	if (w->t6.hash)
+		dp_sweep(w, &w->t6, sizeof(struct flow6), sizeof(struct dp_flow6_key));
 }
 
 /* ---- the burst ---- */
 
 /* Parses @m's IPv4 header and, for TCP and UDP, its ports into @p and @k. Returns 0 for
- * ARP, 1 for IPv4 without a 5-tuple (ICMP, fragments, other protocols), 2 with one, -1
- * for what is dropped. */
+ * ARP, 1 for IPv4 without a 5-tuple (ICMP, fragments, other protocols), 2 with one, 3 for
+ * IPv6 (fastpath6.c's), -1 for what is dropped. */
 static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
@@ -723,6 +635,8 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 		return -1;
 	if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
 		return 0;
+	if (eh->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6))
+		return 3;
 	if (unlikely(eh->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)))
 		return -1;
 	ip = (struct rte_ipv4_hdr *)(eh + 1);
@@ -782,10 +696,12 @@ static inline void route_out(struct dp_worker *w, const struct dp_gen *g,
 {
 	const struct dp_route *rt = route_of(g, ip->dst_addr);
 	const struct neigh *n;
+	uint8_t hop[16];
 
 	if (unlikely(!rt))
 		return count_drop(w, DROP_NO_ROUTE, m);
-	n = neigh_out(w, rt->port, rt->gw ? rt->gw : ip->dst_addr, m);
+	mapped(rt->gw ? rt->gw : ip->dst_addr, hop);
+	n = dp_neigh_out(w, rt->port, hop, m);
 	if (c && n) {
 		c->port = rt->port;
 		c->mac = n->mac;
@@ -798,7 +714,7 @@ static inline void route_out(struct dp_worker *w, const struct dp_gen *g,
 static inline void forward_flow(struct dp_worker *w, const struct dp_gen *g,
 				struct rte_ipv4_hdr *ip, struct rte_mbuf *m, struct flow *f, int dir)
 {
-	struct nh_cache *c = &f->nh[dir];
+	struct nh_cache *c = &f->f.nh[dir];
 
 	if (!ttl_down(w, ip, m))
 		return;
@@ -828,6 +744,8 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 {
 	struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
 	struct dp_flow_key keys[DP_BURST];
+	struct rte_mbuf *v6[DP_BURST];
+	uint16_t n6 = 0;
 	const void *kp[DP_BURST];
 	void *data[DP_BURST];
 	struct pkt p[DP_BURST];
@@ -851,7 +769,7 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 		}
 	}
 	if (nk)
-		rte_hash_lookup_bulk_data(w->flows, kp, nk, &hits, data);
+		rte_hash_lookup_bulk_data(w->t4.hash, kp, nk, &hits, data);
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		struct pkt *pp = &p[i];
@@ -859,6 +777,10 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 
 		if (kind[i] == 0) {
 			arp_input(w, pi, m, !handed);
+			continue;
+		}
+		if (kind[i] == 3) {
+			v6[n6++] = m;
 			continue;
 		}
 		if (kind[i] < 0) {
@@ -870,16 +792,16 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 			continue;
 		}
 		if (kind[i] == 2 && changed) {	/* the bulk lookup may be stale */
-			if (rte_hash_lookup_data(w->flows, &keys[slot[i]], &data[slot[i]]) >= 0)
+			if (rte_hash_lookup_data(w->t4.hash, &keys[slot[i]], &data[slot[i]]) >= 0)
 				hits |= 1ull << slot[i];
 			else
 				hits &= ~(1ull << slot[i]);
 		}
 		if (kind[i] == 2 && (hits >> slot[i]) & 1) {
 			uintptr_t d = (uintptr_t)data[slot[i]];
-			struct flow *hf = &w->flow[d >> 1];
+			struct flow *hf = (struct flow *)w->t4.slot + (d >> 1);
 
-			if (unlikely(w->now - hf->last > flow_ttl(w->dp, hf))) {
+			if (unlikely(w->now - hf->f.last > flow_ttl(w->dp, &hf->f))) {
 				flow_free(w, (uint32_t)(d >> 1));	/* expired: gone */
 				hits &= ~(1ull << slot[i]);
 				changed = true;
@@ -888,8 +810,10 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 		if (kind[i] == 2 && (hits >> slot[i]) & 1) {
 			uintptr_t d = (uintptr_t)data[slot[i]];
 
-			translate(w, &w->flow[d >> 1], (int)(d & 1), pp, m);
-			forward_flow(w, g, pp->ip, m, &w->flow[d >> 1], (int)(d & 1));
+			struct flow *f = (struct flow *)w->t4.slot + (d >> 1);
+
+			translate(w, f, (int)(d & 1), pp, m);
+			forward_flow(w, g, pp->ip, m, f, (int)(d & 1));
 			continue;
 		}
 		ours = our_port(w->dp, pp->ip->dst_addr);
@@ -912,7 +836,7 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 					o = dp_client_owner(sk.ip, sk.port, nw);
 				if (o != w->idx) {
 					w->st.handed++;
-					hand(w, o, pi, m);
+					dp_hand(w, o, pi, m);
 					continue;
 				}
 			}
@@ -940,6 +864,8 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 		w->st.routed++;
 		forward(w, g, pp->ip, m);
 	}
+	if (n6)
+		dp_process6(w, g, pi, v6, n6, handed);
 }
 
 void dp_worker_process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, uint16_t n)
@@ -1021,7 +947,16 @@ int dp_worker_main(void *arg)
 void dp_worker_neigh_add(struct dp_worker *w, unsigned pi, uint32_t ip,
 			 const struct rte_ether_addr *mac)
 {
-	neigh_learn(w, pi, ip, mac);
+	uint8_t a[16];
+
+	mapped(ip, a);
+	dp_neigh_learn(w, pi, a, mac);
+}
+
+void dp_worker_neigh6_add(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
+			  const struct rte_ether_addr *mac)
+{
+	dp_neigh_learn(w, pi, ip, mac);
 }
 
 void dp_worker_set_now(struct dp_worker *w, uint64_t tsc)
@@ -1085,14 +1020,44 @@ void dp_shared_free(struct dp *dp)
 	dp->rr = NULL;
 }
 
-int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
+int dp_table_new(struct dp_worker *w, struct flow_table *t, const char *name, size_t slot_size,
+		 size_t key_size)
 {
+	const struct dp *dp = w->dp;
 	struct rte_hash_parameters hp = { 0 };
-	struct dp_worker *w;
-	char name[RTE_HASH_NAMESIZE];
+	char hname[RTE_HASH_NAMESIZE];
 	/* two entries per flow, and room: a cuckoo table this full takes no more keys
 	 * (2^21 entries held 1,014,952 of 2^20 flows); the extendable buckets take the rest */
 	uint32_t entries = dp->max_flows * 2 + dp->max_flows / 2;
+
+	snprintf(hname, sizeof(hname), "%s_%u", name, w->idx);
+	hp.name = hname;
+	hp.entries = entries < 1024 ? 1024 : entries;
+	hp.key_len = (uint32_t)key_size;
+	hp.hash_func = rte_hash_crc;
+	hp.socket_id = (int)rte_socket_id();
+	hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+	t->hash = rte_hash_create(&hp);
+	t->slot = rte_zmalloc(name, (size_t)dp->max_flows * slot_size, 0);
+	t->free_idx = rte_malloc(name, (size_t)dp->max_flows * sizeof(*t->free_idx), 0);
+	if (!t->hash || !t->slot || !t->free_idx)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < dp->max_flows; i++)
+		t->free_idx[i] = dp->max_flows - 1 - i;
+	t->n_free = dp->max_flows;
+	return 0;
+}
+
+void dp_table_free(struct flow_table *t)
+{
+	rte_hash_free(t->hash);
+	rte_free(t->slot);
+	rte_free(t->free_idx);
+}
+
+int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
+{
+	struct dp_worker *w;
 
 	w = rte_zmalloc("kp_worker", sizeof(*w), RTE_CACHE_LINE_SIZE);
 	if (!w)
@@ -1100,22 +1065,12 @@ int dp_worker_new(struct dp *dp, unsigned idx, struct dp_worker **ret)
 	w->dp = dp;
 	w->idx = idx;
 	w->queue = (uint16_t)idx;
-	snprintf(name, sizeof(name), "kp_flows_%u", idx);
-	hp.name = name;
-	hp.entries = entries < 1024 ? 1024 : entries;
-	hp.key_len = sizeof(struct dp_flow_key);
-	hp.hash_func = rte_hash_crc;
-	hp.socket_id = (int)rte_socket_id();
-	hp.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-	w->flows = rte_hash_create(&hp);
-	w->flow = rte_zmalloc("kp_flow", (size_t)dp->max_flows * sizeof(*w->flow), 0);
-	w->free_idx = rte_malloc("kp_free", (size_t)dp->max_flows * sizeof(*w->free_idx), 0);
 	w->st.svc = rte_zmalloc("kp_svcstats", DP_MAX_SERVICES * sizeof(*w->st.svc), 0);
-	if (!w->flows || !w->flow || !w->free_idx || !w->st.svc)
+	if (!w->st.svc ||
+	    dp_table_new(w, &w->t4, "kp_flows", sizeof(struct flow), sizeof(struct dp_flow_key)) ||
+	    (dp->has_v6 && dp_table_new(w, &w->t6, "kp_flows6", sizeof(struct flow6),
+					sizeof(struct dp_flow6_key))))
 		goto fail;
-	for (uint32_t i = 0; i < dp->max_flows; i++)
-		w->free_idx[i] = dp->max_flows - 1 - i;
-	w->n_free = dp->max_flows;
 	for (unsigned i = 0; i < dp->n_ports; i++) {
 		w->txb[i] = rte_zmalloc("kp_txb", RTE_ETH_TX_BUFFER_SIZE(DP_BURST), 0);
 		if (!w->txb[i])
@@ -1141,9 +1096,8 @@ void dp_worker_free(struct dp_worker *w)
 		rte_pktmbuf_free_bulk(w->out[i], w->n_out[i]);
 	for (unsigned i = 0; i < DP_MAX_PORTS; i++)
 		rte_free(w->txb[i]);
-	rte_hash_free(w->flows);
-	rte_free(w->flow);
-	rte_free(w->free_idx);
+	dp_table_free(&w->t4);
+	dp_table_free(&w->t6);
 	rte_free(w->st.svc);
 	rte_free(w);
 }

@@ -37,7 +37,8 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint32_t m)
+/* Fills @table from the endpoints' names (their address and port hashed). */
+static void build(const uint64_t *names, unsigned n, uint16_t *table, uint32_t m)
 {
 	uint32_t *offset, *skip, *next, filled = 0;
 
@@ -48,17 +49,15 @@ void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint3
 	offset = malloc(n * sizeof(*offset));
 	skip = malloc(n * sizeof(*skip));
 	next = calloc(n, sizeof(*next));
-	if (!offset || !skip || !next) {
+	if (!names || !offset || !skip || !next) {
 		/* out of memory: a plain modulo spread still gives every endpoint its share */
 		for (uint32_t i = 0; i < m; i++)
 			table[i] = (uint16_t)(i % n);
 		goto out;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		uint64_t name = ((uint64_t)eps[i].ip << 16) | eps[i].port;
-
-		offset[i] = (uint32_t)(mix(name ^ 0x6d61676c6576ull) % m);
-		skip[i] = (uint32_t)(mix(name ^ 0x736b6970ull) % (m - 1)) + 1;
+		offset[i] = (uint32_t)(mix(names[i] ^ 0x6d61676c6576ull) % m);
+		skip[i] = (uint32_t)(mix(names[i] ^ 0x736b6970ull) % (m - 1)) + 1;
 	}
 	while (filled < m) {
 		for (unsigned i = 0; i < n && filled < m; i++) {
@@ -77,4 +76,29 @@ out:
 	free(offset);
 	free(skip);
 	free(next);
+}
+
+void dp_maglev_build(const struct dp_ep *eps, unsigned n, uint16_t *table, uint32_t m)
+{
+	uint64_t *names = malloc((n ? n : 1) * sizeof(*names));
+
+	for (unsigned i = 0; names && i < n; i++)
+		names[i] = ((uint64_t)eps[i].ip << 16) | eps[i].port;
+	build(names, n, table, m);
+	free(names);
+}
+
+void dp_maglev_build6(const struct dp_ep6 *eps, unsigned n, uint16_t *table, uint32_t m)
+{
+	uint64_t *names = malloc((n ? n : 1) * sizeof(*names));
+
+	for (unsigned i = 0; names && i < n; i++) {
+		uint64_t a, b;
+
+		memcpy(&a, eps[i].ip, 8);
+		memcpy(&b, eps[i].ip + 8, 8);
+		names[i] = mix(a) ^ b ^ ((uint64_t)eps[i].port << 48);
+	}
+	build(names, n, table, m);
+	free(names);
 }

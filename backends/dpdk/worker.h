@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Inside a worker lcore: its state and the helpers both of its packet paths share,
+ * IPv4 (fastpath.c) and IPv6 (fastpath6.c). Not for the control side, which sees a
+ * worker only through dp.h.
+ */
+#ifndef KP_WORKER_H
+#define KP_WORKER_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_tcp.h>
+
+#include "dp.h"
+
+#define NEIGH_SLOTS 1024		/* a power of two */
+#define NEIGH_HOLD 4			/* packets held per unresolved next hop */
+#define SWEEP 8				/* flow slots looked at per loop (each a cache miss with
+					 * a large table: 64 cost 14% at 1M flows) */
+#define SWEEP_FAST 64			/* ... while under 1/16 of the slots are free: new flows
+					 * come up to 32 a loop, reclaiming must keep up */
+
+enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
+enum { DIR_FWD = 0, DIR_REV = 1 };
+
+/* A flow direction's next hop, as last resolved: valid while the neighbour table's
+ * epoch is the same (a known next hop is then one compare away, no lookup). */
+struct nh_cache {
+	uint32_t epoch;			/* 0: not resolved yet */
+	uint8_t port;
+	struct rte_ether_addr mac;
+};
+
+/* What a flow of either family keeps besides its two keys. */
+struct flow_meta {
+	uint64_t last;			/* TSC */
+	uint16_t svc_id;
+	uint8_t state;
+	uint8_t fin;			/* bit 0: FIN from the client, bit 1: from the endpoint */
+	bool snat;
+	struct nh_cache nh[2];		/* per direction */
+};
+
+/* The keys say it all: the forward key is client -> frontend, the reverse key endpoint
+ * -> client, or -> our address and port with SNAT; so the endpoint is the reverse key's
+ * source, the SNAT address and port its destination. */
+struct flow {
+	struct dp_flow_key fkey;
+	struct dp_flow_key rkey;
+	struct flow_meta f;
+};
+
+struct flow6 {
+	struct dp_flow6_key fkey;
+	struct dp_flow6_key rkey;
+	struct flow_meta f;
+};
+
+/* dp_sweep finds the meta behind the two keys */
+_Static_assert(offsetof(struct flow, f) == 2 * sizeof(struct dp_flow_key), "flow layout");
+_Static_assert(offsetof(struct flow6, f) == 2 * sizeof(struct dp_flow6_key), "flow6 layout");
+
+/* A neighbour of either family: an IPv4 address as ::ffff:a.b.c.d. */
+struct neigh {
+	uint8_t ip[16];
+	bool used;
+	uint8_t port;
+	bool valid;
+	uint8_t n_held;
+	struct rte_ether_addr mac;
+	uint64_t asked;			/* TSC of the last ARP request or solicitation */
+	struct rte_mbuf *held[NEIGH_HOLD];
+};
+
+/* One family's flow table: a hash of both keys of each flow, the slots, free slots. */
+struct flow_table {
+	struct rte_hash *hash;
+	void *slot;			/* struct flow or struct flow6, max_flows of them */
+	uint32_t *free_idx;		/* stack of free slots */
+	uint32_t n_free;
+	uint32_t sweep;
+};
+
+struct dp_worker {
+	struct dp *dp;
+	unsigned idx;
+	uint16_t queue;
+	struct flow_table t4, t6;	/* t6 only when a port has an IPv6 address */
+	uint16_t snat_next;		/* the next of this worker's masquerading ports */
+	uint32_t neigh_epoch;		/* bumped when a known neighbour moves (MAC or port) */
+	struct neigh neigh[NEIGH_SLOTS];
+	struct rte_eth_dev_tx_buffer *txb[DP_MAX_PORTS];
+	struct rte_mbuf *out[DP_MAX_WORKERS][DP_BURST];	/* to hand to another worker */
+	uint16_t n_out[DP_MAX_WORKERS];
+	uint64_t now;
+	struct dp_stats st;
+} __rte_cache_aligned;
+
+/* ---- small helpers ---- */
+
+static inline void count_drop(struct dp_worker *w, enum dp_drop why, struct rte_mbuf *m)
+{
+	w->st.drops[why]++;
+	rte_pktmbuf_free(m);
+}
+
+static inline void tx(struct dp_worker *w, unsigned po, struct rte_mbuf *m)
+{
+	w->st.port[po].tx_pkts++;
+	w->st.port[po].tx_bytes += m->pkt_len;
+	rte_eth_tx_buffer(w->dp->port_ids[po], w->queue, w->txb[po], m);
+}
+
+static inline void eth_out(struct dp_worker *w, unsigned po, const struct rte_ether_addr *dst,
+			   struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	eh->dst_addr = *dst;
+	eh->src_addr = w->dp->macs[po];
+	tx(w, po, m);
+}
+
+/* Header fields sit where the wire puts them (an IPv4 address 2 bytes off a 4-byte
+ * boundary behind the Ethernet header): loads and stores go through memcpy, which the
+ * compiler makes one unaligned move. */
+static inline uint16_t ld16(const void *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void st16(void *p, uint16_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline uint32_t ld32(const void *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline void st32(void *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+/* A TCP flow's state after a packet with @flags in direction @dir. */
+static inline void flow_state(struct flow_meta *f, int dir, uint8_t flags, uint8_t proto)
+{
+	if (proto != IPPROTO_TCP)
+		return;
+	if (flags & RTE_TCP_RST_FLAG) {
+		f->state = ST_CLOSING;
+		return;
+	}
+	if (flags & RTE_TCP_FIN_FLAG)
+		f->fin |= (uint8_t)(1u << dir);
+	if (f->fin == 3)
+		f->state = ST_CLOSING;
+	else if (f->state == ST_SYN && dir == DIR_REV)
+		f->state = ST_EST;
+}
+
+static inline uint64_t flow_ttl(const struct dp *dp, const struct flow_meta *f)
+{
+	return f->state == ST_UDP ? dp->udp_timeout_tsc : f->state == ST_SYN ?
+	       dp->syn_timeout_tsc : f->state == ST_CLOSING ? dp->tcp_closing_tsc :
+	       dp->tcp_timeout_tsc;
+}
+
+/* The state a flow starts in, from its first packet. */
+static inline uint8_t flow_first_state(uint8_t proto, uint8_t tcp_flags)
+{
+	return proto == IPPROTO_UDP ? ST_UDP :
+	       (tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ?
+	       ST_SYN : ST_EST;
+}
+
+/* Takes a free slot of @t, or NULL (the packet is then dropped: the table is full). */
+static inline void *slot_take(struct flow_table *t, size_t size, uint32_t *ret_idx)
+{
+	if (!t->n_free)
+		return NULL;
+	*ret_idx = t->free_idx[--t->n_free];
+	return (char *)t->slot + (size_t)*ret_idx * size;
+}
+
+/* ---- fastpath.c, for fastpath6.c ---- */
+
+/* Enters a new flow's two keys (slot @idx of @t) and counts it; on failure the slot goes
+ * back and a negative errno is returned. */
+int dp_flow_insert(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
+		   const void *rkey, uint16_t svc_id);
+
+/* Queues @m, received on port index @pi, for worker @to. */
+void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m);
+/* Sends @m to neighbour @hop (16 bytes; IPv4 mapped) on port @po, or holds it while the
+ * neighbour is resolved (ARP or a solicitation). Returns the neighbour when it was known
+ * (the packet is out), NULL when the packet waits or was dropped. */
+const struct neigh *dp_neigh_out(struct dp_worker *w, unsigned po, const uint8_t hop[16],
+				 struct rte_mbuf *m);
+void dp_neigh_learn(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
+		    const struct rte_ether_addr *mac);
+/* The next of this worker's masquerading ports (network order), passing over those that
+ * are frontends: @key is a frontend key of @fes with its address and protocol set,
+ * @port its port field. */
+uint16_t dp_snat_port(struct dp_worker *w, const struct rte_hash *fes, void *key, void *port);
+/* ClientIP affinity of @s for client @client (an address or its hash): the endpoint index
+ * remembered, or -1; dp_aff_put records one. @ep_name names an endpoint (dp_ep_name). */
+int dp_aff_get(struct dp_worker *w, const struct dp_svc *s, uint32_t client);
+void dp_aff_put(struct dp_worker *w, const struct dp_svc *s, uint32_t client, uint32_t ep_name);
+/* Frees a flow slot of table @t holding keys @fkey and @rkey. */
+void dp_flow_free(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
+		  const void *rkey, struct flow_meta *f);
+/* Looks at a few slots of table @t (each of @size bytes) and frees expired flows. */
+void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size);
+int dp_table_new(struct dp_worker *w, struct flow_table *t, const char *name, size_t slot_size,
+		 size_t key_size);
+void dp_table_free(struct flow_table *t);
+
+/* ---- fastpath6.c ---- */
+
+/* A burst of IPv6 packets from port @pi, as process() does IPv4 (@handed: from a ring). */
+void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
+		 uint16_t n, bool handed);
+/* Sends a neighbour solicitation for @target out of port @po. */
+void dp_nd_solicit(struct dp_worker *w, unsigned po, const uint8_t target[16]);
+
+#endif
