@@ -278,21 +278,23 @@ static void dpdk_addrs(const struct kpd_nodeaddrs *na, struct kp_addr *v, size_t
 	size_t n = 0, n_ports;
 	const char *const *ports = kpd_get_list("dpdk-port", &n_ports);
 
-	for (size_t i = 0; i < n_ports && n < 8; i++) {
-		const char *ip = strstr(ports[i], "ip="), *role = strstr(ports[i], "role=pod");
-		char buf[64];
-		struct kp_addr a;
-		bool in = !na->n_nets;
+	for (size_t i = 0; i < n_ports; i++) {
+		/* each "ip=" entry of the spec, one per family */
+		for (const char *t = ports[i]; *t && n < 8; t += strcspn(t, ";"), t += *t == ';') {
+			char buf[64];
+			struct kp_addr a;
+			bool in = !na->n_nets;
 
-		if (!ip || role)
-			continue;
-		snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(ip + 3, "/;"), ip + 3);
-		if (kp_addr_from_str(buf, &a) < 0)
-			continue;
-		for (size_t k = 0; k < na->n_nets && !in; k++)
-			in = kp_addr_in_prefix(&a, &na->nets[k].addr, na->nets[k].prefix);
-		if (in)
-			v[n++] = a;
+			if (strstr(ports[i], "role=pod") || strncmp(t, "ip=", 3))
+				continue;
+			snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(t + 3, "/;"), t + 3);
+			if (kp_addr_from_str(buf, &a) < 0)
+				continue;
+			for (size_t k = 0; k < na->n_nets && !in; k++)
+				in = kp_addr_in_prefix(&a, &na->nets[k].addr, na->nets[k].prefix);
+			if (in)
+				v[n++] = a;
+		}
 	}
 	*ret_n = n;
 }

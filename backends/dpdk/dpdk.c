@@ -101,15 +101,21 @@ struct dpb {
 	const char *eal;		/* the eal-args option */
 	struct dp_route extra_routes[DP_MAX_ROUTES];
 	unsigned n_extra_routes;
+	struct dp_route6 extra_routes6[DP_MAX_ROUTES];
+	unsigned n_extra_routes6;
 	enum dp_policy policy;
 	uint32_t n_mbufs;
 	unsigned want_workers;		/* 0: every EAL worker lcore */
 	bool masquerade_all;
 	uint32_t cluster_net, cluster_mask;
+	bool has_cluster6;
+	uint8_t cluster6[16], cluster6_prefix;
 	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
 	struct kp_map *ids;		/* frontend key -> service id + 1 */
 	struct tomb {			/* frontends deleted, kept as dp_gone */
+		bool v6;
 		struct dp_svc_key k;
+		struct dp_svc6_key k6;
 		uint64_t until_ms;	/* CLOCK_MONOTONIC */
 	} *tombs;
 	size_t n_tombs, cap_tombs;
@@ -137,7 +143,27 @@ static uint32_t mask_of(uint8_t prefix)
 	return prefix ? htonl(~0u << (32 - prefix)) : 0;
 }
 
-/* "dev=net_tap0,iface=kp0;ip=192.168.60.1/24;role=client" */
+/* Keeps the first @prefix bits of @a. */
+static void mask6(uint8_t a[16], uint8_t prefix)
+{
+	for (unsigned i = 0; i < 16; i++)
+		a[i] &= i * 8 + 8 <= prefix ? 0xff : i * 8 >= prefix ? 0 :
+			(uint8_t)(0xff << (8 - prefix % 8));
+}
+
+static int parse_cidr6(const char *s, uint8_t net[16], uint8_t *ret_prefix)
+{
+	struct kp_addr a;
+	uint8_t prefix;
+
+	if (kp_cidr_from_str(s, &a, &prefix) < 0 || a.family != AF_INET6)
+		return -EINVAL;
+	memcpy(net, a.v6.s6_addr, 16);
+	*ret_prefix = prefix;
+	return 0;
+}
+
+/* "dev=net_tap0,iface=kp0;ip=192.168.60.1/24;ip=fd00:60::1/64;role=client" */
 static int parse_port(struct dpb *b, char *spec)
 {
 	struct dp_port_cfg *p;
@@ -153,8 +179,14 @@ static int parse_port(struct dpb *b, char *spec)
 			snprintf(p->dev, sizeof(p->dev), "%s", tok + 4);
 			snprintf(p->name, sizeof(p->name), "%.*s", (int)strcspn(tok + 4, ","),
 				 tok + 4);
+		} else if (!strncmp(tok, "ip=", 3) && strchr(tok, ':')) {
+			if (p->has_ip6 || parse_cidr6(tok + 3, p->ip6, &p->prefix6) < 0 ||
+			    !p->prefix6)
+				return -EINVAL;
+			p->has_ip6 = true;
+			b->dp.has_v6 = true;
 		} else if (!strncmp(tok, "ip=", 3)) {
-			if (parse_cidr4(tok + 3, &p->ip, &p->prefix) < 0 || !p->prefix)
+			if (p->ip || parse_cidr4(tok + 3, &p->ip, &p->prefix) < 0 || !p->prefix)
 				return -EINVAL;
 		} else if (!strcmp(tok, "role=client")) {
 			p->role = DP_ROLE_CLIENT;
@@ -172,19 +204,29 @@ static int parse_port(struct dpb *b, char *spec)
 	return 0;
 }
 
-/* "10.0.0.0/8 via 192.168.60.2" (the port is the one whose subnet holds the gateway) */
+/* "10.0.0.0/8 via 192.168.60.2", "fd00:100::/64 via fd00:60::2" (the port is the one
+ * whose subnet holds the gateway) */
 static int parse_route(struct dpb *b, const char *spec)
 {
 	char cidr[64], via[8], gw[64];
-	struct dp_route *r;
 	struct in_addr g;
 
-	if (b->n_extra_routes == DP_MAX_ROUTES ||
-	    sscanf(spec, "%63s %7s %63s", cidr, via, gw) != 3 || strcmp(via, "via") ||
-	    inet_pton(AF_INET, gw, &g) != 1)
+	if (sscanf(spec, "%63s %7s %63s", cidr, via, gw) != 3 || strcmp(via, "via"))
 		return -EINVAL;
-	r = &b->extra_routes[b->n_extra_routes];
-	if (parse_cidr4(cidr, &r->net, &r->prefix) < 0)
+	if (strchr(cidr, ':')) {
+		struct dp_route6 *r = &b->extra_routes6[b->n_extra_routes6];
+
+		if (b->n_extra_routes6 == DP_MAX_ROUTES || inet_pton(AF_INET6, gw, r->gw) != 1 ||
+		    parse_cidr6(cidr, r->net, &r->prefix) < 0)
+			return -EINVAL;
+		mask6(r->net, r->prefix);
+		b->n_extra_routes6++;
+		return 0;
+	}
+	struct dp_route *r = &b->extra_routes[b->n_extra_routes];
+
+	if (b->n_extra_routes == DP_MAX_ROUTES || inet_pton(AF_INET, gw, &g) != 1 ||
+	    parse_cidr4(cidr, &r->net, &r->prefix) < 0)
 		return -EINVAL;
 	r->mask = mask_of(r->prefix);
 	r->net &= r->mask;
@@ -212,13 +254,13 @@ static int take_options(struct dpb *b, const struct dp_opts *o)
 		snprintf(spec, sizeof(spec), "%s", o->ports.v[i]);
 		if (strlen(o->ports.v[i]) >= sizeof(spec) || parse_port(b, spec) < 0)
 			return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"port\": \"%s\" is "
-						"not \"dev=DEVICE;ip=A.B.C.D/N;role=client|pod|"
-						"both\"", o->ports.v[i]);
+						"not \"dev=DEVICE;ip=A.B.C.D/N[;ip=IPV6/N];"
+						"role=client|pod|both\"", o->ports.v[i]);
 	}
 	for (size_t i = 0; i < o->routes.n; i++)
 		if (parse_route(b, o->routes.v[i]) < 0)
 			return kp_ctx_set_error(b->ctx, -EINVAL, "dpdk: option \"route\": \"%s\" is "
-						"not \"CIDR via GATEWAY\" (IPv4)", o->routes.v[i]);
+						"not \"CIDR via GATEWAY\"", o->routes.v[i]);
 	return 0;
 }
 
@@ -417,6 +459,7 @@ static void gen_free(struct dp_gen *g)
 	if (!g)
 		return;
 	rte_hash_free(g->svcs);
+	rte_hash_free(g->svcs6);
 	for (uint32_t i = 0; g->svc && i < g->n_svc; i++)
 		free(g->svc[i].mem);
 	free(g->svc);
@@ -427,6 +470,11 @@ static void gen_free(struct dp_gen *g)
 static int route_cmp(const void *a, const void *b)
 {
 	return (int)((const struct dp_route *)b)->prefix - (int)((const struct dp_route *)a)->prefix;
+}
+
+static int route6_cmp(const void *a, const void *b)
+{
+	return (int)((const struct dp_route6 *)b)->prefix - (int)((const struct dp_route6 *)a)->prefix;
 }
 
 static void gen_routes(struct dpb *b, struct dp_gen *g)
@@ -458,6 +506,44 @@ static void gen_routes(struct dpb *b, struct dp_gen *g)
 			       "left out");
 	}
 	qsort(g->routes, g->n_routes, sizeof(g->routes[0]), route_cmp);
+	for (unsigned i = 0; i < b->dp.n_ports && g->n_routes6 < DP_MAX_ROUTES; i++) {
+		const struct dp_port_cfg *p = &b->dp.ports[i];
+		struct dp_route6 *r = &g->routes6[g->n_routes6];
+
+		if (!p->has_ip6)
+			continue;
+		memset(r, 0, sizeof(*r));
+		memcpy(r->net, p->ip6, 16);
+		mask6(r->net, p->prefix6);
+		r->prefix = p->prefix6;
+		r->port = (uint8_t)i;
+		g->n_routes6++;
+	}
+	for (unsigned i = 0; i < b->n_extra_routes6 && g->n_routes6 < DP_MAX_ROUTES; i++) {
+		struct dp_route6 r = b->extra_routes6[i];
+		bool found = false;
+
+		for (unsigned k = 0; k < b->dp.n_ports && !found; k++) {
+			uint8_t gw[16], net[16];
+
+			if (!b->dp.ports[k].has_ip6)
+				continue;
+			memcpy(gw, r.gw, 16);
+			memcpy(net, b->dp.ports[k].ip6, 16);
+			mask6(gw, b->dp.ports[k].prefix6);
+			mask6(net, b->dp.ports[k].prefix6);
+			if (!memcmp(gw, net, 16)) {
+				r.port = (uint8_t)k;
+				found = true;
+			}
+		}
+		if (found)
+			g->routes6[g->n_routes6++] = r;
+		else
+			kp_log(b->ctx, KP_LOG_WARN, "dpdk: IPv6 route via a gateway on no port's "
+			       "subnet left out");
+	}
+	qsort(g->routes6, g->n_routes6, sizeof(g->routes6[0]), route6_cmp);
 }
 
 /* A generation for @n_svc frontends and @n_gone tombstones. */
@@ -476,8 +562,11 @@ static struct dp_gen *gen_new(struct dpb *b, size_t n_svc, size_t n_gone)
 	hp.hash_func = rte_hash_crc;
 	hp.socket_id = (int)rte_socket_id();
 	g->svcs = rte_hash_create(&hp);
+	snprintf(name, sizeof(name), "kp_svc6_%llu", (unsigned long long)b->n_gen - 1);
+	hp.key_len = sizeof(struct dp_svc6_key);
+	g->svcs6 = rte_hash_create(&hp);
 	g->svc = calloc(n_svc ? n_svc : 1, sizeof(*g->svc));
-	if (!g->svcs || !g->svc) {
+	if (!g->svcs || !g->svcs6 || !g->svc) {
 		gen_free(g);
 		return NULL;
 	}
@@ -485,6 +574,9 @@ static struct dp_gen *gen_new(struct dpb *b, size_t n_svc, size_t n_gone)
 	g->masquerade_all = b->masquerade_all;
 	g->cluster_net = b->cluster_net;
 	g->cluster_mask = b->cluster_mask;
+	g->has_cluster6 = b->has_cluster6;
+	memcpy(g->cluster6, b->cluster6, 16);
+	g->cluster6_prefix = b->cluster6_prefix;
 	gen_routes(b, g);
 	return g;
 }
@@ -505,10 +597,11 @@ static void gen_publish(struct dpb *b, struct dp_gen *g)
 struct build {
 	struct dpb *b;
 	struct dp_gen *g;
-	struct kp_map *seen;		/* frontend keys of this generation */
 	size_t cap;
-	/* endpoints and Maglev tables, laid out in one arena after counting */
+	/* endpoints and Maglev tables, laid out in one arena after counting (an endpoint
+	 * index is one of eps or of eps6, as its frontend's family says) */
 	struct dp_ep *eps;
+	struct dp_ep6 *eps6;
 	uint16_t *tables;
 	size_t n_eps, n_tab, cap_eps, cap_tab;
 	int err;
@@ -543,6 +636,93 @@ static int count_port(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
+/* A frontend's source ranges of its family (a LB frontend's; none: no firewall, as in
+ * the other modes) and the names, for the dump, in one allocation the generation owns. */
+static int svc_mem(struct dp_svc *s, const struct kp_svc_port *sp, const struct kp_frontend *fe)
+{
+	const char *ns = kp_svc_port_get_namespace(sp), *nm = kp_svc_port_get_name(sp);
+	const char *pn = kp_svc_port_get_port_name(sp);
+	size_t l1 = strlen(ns) + 1, l2 = strlen(nm) + 1, l3 = strlen(pn) + 1, n_r = 0, n_fam = 0;
+	size_t size = fe->addr.family == AF_INET6 ? sizeof(struct dp_range6) :
+						    sizeof(struct dp_range);
+	const uint8_t *prefixes;
+	const struct kp_addr *r = fe->kind == KP_FE_LOAD_BALANCER ?
+				  kp_svc_port_get_source_ranges(sp, &prefixes, &n_r) : NULL;
+	struct dp_range *ranges;
+	struct dp_range6 *ranges6;
+	char *names;
+
+	for (size_t i = 0; i < n_r; i++)
+		n_fam += r[i].family == fe->addr.family;
+	s->mem = malloc(n_fam * size + l1 + l2 + l3);
+	if (!s->mem)
+		return -ENOMEM;
+	ranges = s->mem;
+	ranges6 = s->mem;
+	for (size_t i = 0; i < n_r; i++) {
+		if (r[i].family != fe->addr.family)
+			continue;
+		if (fe->addr.family == AF_INET) {
+			uint32_t m = mask_of(prefixes[i]);
+
+			ranges[s->n_ranges++] = (struct dp_range){ .net = r[i].v4.s_addr & m,
+								   .mask = m };
+		} else {
+			struct dp_range6 *x = &ranges6[s->n_ranges++];
+
+			memset(x, 0, sizeof(*x));
+			x->prefix = prefixes[i];
+			for (unsigned b = 0; b < prefixes[i] && b < 128; b++)
+				x->net[b / 8] |= r[i].v6.s6_addr[b / 8] & (0x80 >> (b % 8));
+		}
+	}
+	s->ranges = ranges;
+	s->ranges6 = ranges6;
+	names = (char *)s->mem + n_fam * size;
+	memcpy(names, ns, l1);
+	memcpy(names + l1, nm, l2);
+	memcpy(names + l1 + l2, pn, l3);
+	s->ns = names;
+	s->name = names + l1;
+	s->port_name = names + l1 + l2;
+	return 0;
+}
+
+/* The endpoints of @fe's family and its Maglev table, in the build's arena. */
+static void svc_endpoints(struct build *bd, struct dp_svc *s, const struct kp_svc_port *sp,
+			  const struct kp_frontend *fe)
+{
+	size_t n_eps, n = 0;
+	const struct kp_endpoint *eps = kp_svc_port_get_endpoints(sp, fe->addr.family, fe->external,
+								  &n_eps);
+
+	s->eps = bd->eps + bd->n_eps;
+	s->eps6 = bd->eps6 + bd->n_eps;
+	for (size_t e = 0; e < n_eps && bd->n_eps < bd->cap_eps; e++, n++) {
+		if (fe->addr.family == AF_INET) {
+			bd->eps[bd->n_eps++] = (struct dp_ep){ .ip = eps[e].addr.v4.s_addr,
+								.port = htons(eps[e].port) };
+		} else {
+			bd->eps6[bd->n_eps].port = htons(eps[e].port);
+			memcpy(bd->eps6[bd->n_eps++].ip, eps[e].addr.v6.s6_addr, 16);
+		}
+	}
+	s->n_eps = (uint16_t)n;
+	if (!n)
+		return;
+	s->m = dp_maglev_size((unsigned)n);
+	if (bd->n_tab + s->m > bd->cap_tab) {
+		s->m = 0;		/* cannot happen: counted above; round robin then */
+		return;
+	}
+	s->maglev = bd->tables + bd->n_tab;
+	if (fe->addr.family == AF_INET)
+		dp_maglev_build(s->eps, (unsigned)n, bd->tables + bd->n_tab, s->m);
+	else
+		dp_maglev_build6(s->eps6, (unsigned)n, bd->tables + bd->n_tab, s->m);
+	bd->n_tab += s->m;
+}
+
 static int add_port(const struct kp_svc_port *sp, void *userdata)
 {
 	struct build *bd = userdata;
@@ -556,21 +736,26 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes; i++) {
 		const struct kp_frontend *fe = &fes[i];
-		const struct kp_endpoint *eps;
+		bool v6 = fe->addr.family == AF_INET6;
 		struct dp_svc *s;
-		struct dp_svc_key k;
-		char key[80], a[KP_ADDR_STRLEN];
-		size_t n_eps, n4 = 0;
+		struct dp_svc_key k = { .ip = fe->addr.v4.s_addr, .port = htons(fe->port),
+					.proto = ip_proto(proto) };
+		struct dp_svc6_key k6 = { .port = k.port, .proto = k.proto };
+		struct rte_hash *h = v6 ? g->svcs6 : g->svcs;
+		const void *key = v6 ? (const void *)&k6 : (const void *)&k;
+		char name[80], a[KP_ADDR_STRLEN];
 
-		if (fe->addr.family != AF_INET || g->n_svc == bd->cap)
-			continue;
-		k = (struct dp_svc_key){ .ip = fe->addr.v4.s_addr, .port = htons(fe->port),
-					 .proto = ip_proto(proto) };
-		if (rte_hash_lookup(g->svcs, &k) >= 0)
+		if ((!v6 && fe->addr.family != AF_INET) || (v6 && !bd->b->dp.has_v6) ||
+		    g->n_svc == bd->cap)
+			continue;	/* IPv6 without a port that has an IPv6 address */
+		if (v6)
+			memcpy(k6.ip, fe->addr.v6.s6_addr, 16);
+		if (rte_hash_lookup(h, key) >= 0)
 			continue;	/* the same frontend twice: the first wins */
 		s = &g->svc[g->n_svc];
-		eps = kp_svc_port_get_endpoints(sp, AF_INET, fe->external, &n_eps);
+		s->family = (uint8_t)fe->addr.family;
 		s->vip = k.ip;
+		memcpy(s->vip6, k6.ip, 16);
 		s->vport = k.port;
 		s->proto = k.proto;
 		s->kind = (uint8_t)fe->kind;
@@ -578,67 +763,16 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 			  (fe->kind != KP_FE_CLUSTER_IP && !kp_svc_port_external_local(sp));
 		s->affinity_s = kp_svc_port_get_affinity(sp) == KP_AFFINITY_CLIENT_IP ?
 				kp_svc_port_get_affinity_timeout(sp) : 0;
-		/* the source ranges of a LB frontend, and the names, for the dump, in one
-		 * allocation the generation owns */
-		{
-			const char *ns = kp_svc_port_get_namespace(sp), *nm = kp_svc_port_get_name(sp);
-			const char *pn = kp_svc_port_get_port_name(sp);
-			size_t l1 = strlen(ns) + 1, l2 = strlen(nm) + 1, l3 = strlen(pn) + 1;
-			const uint8_t *prefixes;
-			size_t n_r = 0, n4r = 0;
-			const struct kp_addr *r = fe->kind == KP_FE_LOAD_BALANCER ?
-				kp_svc_port_get_source_ranges(sp, &prefixes, &n_r) : NULL;
-			struct dp_range *ranges;
-			char *names;
-
-			/* those of the frontend's family (none: no firewall, as the other
-			 * modes) */
-			for (size_t i4 = 0; i4 < n_r; i4++)
-				n4r += r[i4].family == AF_INET;
-			s->mem = malloc(n4r * sizeof(*ranges) + l1 + l2 + l3);
-			if (!s->mem) {
-				bd->err = -ENOMEM;
-				return 1;
-			}
-			ranges = s->mem;
-			names = (char *)(ranges + n4r);
-			for (size_t i4 = 0; i4 < n_r; i4++)
-				if (r[i4].family == AF_INET) {
-					uint32_t m = mask_of(prefixes[i4]);
-
-					ranges[s->n_ranges++] = (struct dp_range){
-						.net = r[i4].v4.s_addr & m, .mask = m };
-				}
-			s->ranges = ranges;
-			memcpy(names, ns, l1);
-			memcpy(names + l1, nm, l2);
-			memcpy(names + l1 + l2, pn, l3);
-			s->ns = names;
-			s->name = names + l1;
-			s->port_name = names + l1 + l2;
+		if (svc_mem(s, sp, fe) < 0) {
+			bd->err = -ENOMEM;
+			return 1;
 		}
-		snprintf(key, sizeof(key), "%s:%u/%u", kp_addr_to_str(&fe->addr, a, sizeof(a)),
+		snprintf(name, sizeof(name), "%s:%u/%u", kp_addr_to_str(&fe->addr, a, sizeof(a)),
 			 fe->port, k.proto);
-		s->id = service_id(bd->b, key);
-		s->eps = bd->eps + bd->n_eps;
-		for (size_t e = 0; e < n_eps && bd->n_eps < bd->cap_eps; e++) {
-			bd->eps[bd->n_eps++] = (struct dp_ep){ .ip = eps[e].addr.v4.s_addr,
-								.port = htons(eps[e].port) };
-			n4++;
-		}
-		s->n_eps = (uint16_t)n4;
-		if (n4) {
-			s->m = dp_maglev_size((unsigned)n4);
-			if (bd->n_tab + s->m > bd->cap_tab) {
-				s->m = 0;	/* cannot happen: counted above; round robin then */
-			} else {
-				s->maglev = bd->tables + bd->n_tab;
-				dp_maglev_build(s->eps, (unsigned)n4, bd->tables + bd->n_tab, s->m);
-				bd->n_tab += s->m;
-			}
-		}
+		s->id = service_id(bd->b, name);
+		svc_endpoints(bd, s, sp, fe);
 		g->n_svc++;		/* counted now: gen_free frees its names */
-		if (rte_hash_add_key_data(g->svcs, &k, s) < 0) {
+		if (rte_hash_add_key_data(h, key, s) < 0) {
 			bd->err = -ENOSPC;
 			return 1;
 		}
@@ -658,27 +792,32 @@ static int add_tombs(struct dpb *b, const struct dp_gen *old, struct dp_gen *g)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (uint32_t i = 0; old && i < old->n_svc; i++) {
-		struct dp_svc_key k = { .ip = old->svc[i].vip, .port = old->svc[i].vport,
-					.proto = old->svc[i].proto };
+		const struct dp_svc *s = &old->svc[i];
+		struct tomb t = { .v6 = s->family == AF_INET6, .until_ms = now + keep,
+				  .k = { .ip = s->vip, .port = s->vport, .proto = s->proto },
+				  .k6 = { .port = s->vport, .proto = s->proto } };
 
-		if (rte_hash_lookup(g->svcs, &k) >= 0)
+		memcpy(t.k6.ip, s->vip6, 16);
+		if (rte_hash_lookup(t.v6 ? g->svcs6 : g->svcs, t.v6 ? (void *)&t.k6 : &t.k) >= 0)
 			continue;
 		if (b->n_tombs == b->cap_tombs) {
 			size_t cap = b->cap_tombs ? b->cap_tombs * 2 : 64;
-			struct tomb *t = realloc(b->tombs, cap * sizeof(*t));
+			struct tomb *v = realloc(b->tombs, cap * sizeof(*v));
 
-			if (!t)
+			if (!v)
 				return -ENOMEM;
-			b->tombs = t;
+			b->tombs = v;
 			b->cap_tombs = cap;
 		}
-		b->tombs[b->n_tombs++] = (struct tomb){ .k = k, .until_ms = now + keep };
+		b->tombs[b->n_tombs++] = t;
 	}
 	for (size_t i = 0; i < b->n_tombs; i++) {	/* the young ones not back, once */
 		struct tomb t = b->tombs[i];
+		struct rte_hash *h = t.v6 ? g->svcs6 : g->svcs;
+		const void *key = t.v6 ? (void *)&t.k6 : &t.k;
 
-		if (t.until_ms > now && rte_hash_lookup(g->svcs, &t.k) < 0 &&
-		    rte_hash_add_key_data(g->svcs, &t.k, (void *)&dp_gone) == 0)
+		if (t.until_ms > now && rte_hash_lookup(h, key) < 0 &&
+		    rte_hash_add_key_data(h, key, (void *)&dp_gone) == 0)
 			b->tombs[n++] = t;
 	}
 	b->n_tombs = n;
@@ -699,7 +838,7 @@ static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delt
 	bd.g = gen_new(b, bd.cap, b->n_tombs + (old ? old->n_svc : 0));
 	if (!bd.g)
 		return -ENOMEM;
-	eps_size = (bd.cap_eps ? bd.cap_eps : 1) * sizeof(struct dp_ep);
+	eps_size = (bd.cap_eps ? bd.cap_eps : 1) * (sizeof(struct dp_ep) + sizeof(struct dp_ep6));
 	tab_size = (bd.cap_tab ? bd.cap_tab : 1) * sizeof(uint16_t);
 	bd.g->arena = malloc(eps_size + tab_size);
 	if (!bd.g->arena) {
@@ -707,6 +846,7 @@ static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delt
 		return -ENOMEM;
 	}
 	bd.eps = bd.g->arena;
+	bd.eps6 = (struct dp_ep6 *)(bd.eps + (bd.cap_eps ? bd.cap_eps : 1));
 	bd.tables = (uint16_t *)((char *)bd.g->arena + eps_size);
 	r = kp_state_foreach(want, add_port, &bd);
 	if (r == 0 && !bd.err)
@@ -723,6 +863,17 @@ static int dp_sync(void *priv, const struct kp_state *want, const struct kp_delt
 
 /* ---- dump ---- */
 
+static struct kp_addr svc_addr(const struct dp_svc *s)
+{
+	struct kp_addr a = { .family = s->family };
+
+	if (s->family == AF_INET6)
+		memcpy(a.v6.s6_addr, s->vip6, 16);
+	else
+		a.v4.s_addr = s->vip;
+	return a;
+}
+
 static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 {
 	struct dpb *b = priv;
@@ -734,6 +885,7 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 	for (uint32_t i = 0; i < g->n_svc && !r; i++) {
 		const struct dp_svc *s = &g->svc[i];
 		struct kp_endpoint eps[256];
+		struct kp_addr vip = svc_addr(s);
 		struct dp_svc_stats sum = { 0 };
 		char detail[400], per[160] = "";
 		size_t pl = 0;
@@ -752,10 +904,15 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 						       (unsigned long long)st->flows_created);
 		}
 		for (size_t e = 0; e < n; e++) {
-			eps[e] = (struct kp_endpoint){ .port = ntohs(s->eps[e].port), .ready = true,
-							.serving = true };
-			eps[e].addr.family = AF_INET;
-			eps[e].addr.v4.s_addr = s->eps[e].ip;
+			eps[e] = (struct kp_endpoint){ .ready = true, .serving = true };
+			eps[e].addr.family = s->family;
+			if (s->family == AF_INET6) {
+				eps[e].port = ntohs(s->eps6[e].port);
+				memcpy(eps[e].addr.v6.s6_addr, s->eps6[e].ip, 16);
+			} else {
+				eps[e].port = ntohs(s->eps[e].port);
+				eps[e].addr.v4.s_addr = s->eps[e].ip;
+			}
 		}
 		snprintf(detail, sizeof(detail), "%s%s%s, %lld flows (%llu made), %llu packets, "
 			 "%llu bytes%s", g->policy == DP_POLICY_MAGLEV && s->m ? "maglev" : "rr",
@@ -766,7 +923,7 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 			       .ns = s->ns, .name = s->name, .port_name = s->port_name,
 			       .protocol = s->proto == IPPROTO_UDP ? KP_PROTO_UDP : KP_PROTO_TCP,
 			       .kind = (enum kp_frontend_kind)s->kind,
-			       .vip = { .family = AF_INET, .v4 = { .s_addr = s->vip } },
+			       .vip = vip,
 			       .port = ntohs(s->vport), .endpoints = eps, .n_endpoints = n,
 			       .detail = detail,
 		       }, userdata);
@@ -870,12 +1027,13 @@ static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
 	for (int pass = 0; g && pass < 3; pass++)
 		for (uint32_t i = 0; i < g->n_svc; i++) {
 			const struct dp_svc *s = &g->svc[i];
-			struct in_addr a = { .s_addr = s->vip };
-			char ip[INET_ADDRSTRLEN];
+			struct kp_addr a = svc_addr(s);
+			char ip[KP_ADDR_STRLEN];
 
-			inet_ntop(AF_INET, &a, ip, sizeof(ip));
-			snprintf(labels, sizeof(labels), "service=\"%s/%s:%s\",frontend=\"%s:%u/%s\"",
-				 s->ns, s->name, s->port_name, ip, ntohs(s->vport),
+			kp_addr_to_str(&a, ip, sizeof(ip));
+			snprintf(labels, sizeof(labels), "service=\"%s/%s:%s\",frontend=\"%s%s%s:%u/%s\"",
+				 s->ns, s->name, s->port_name, s->family == AF_INET6 ? "[" : "", ip,
+				 s->family == AF_INET6 ? "]" : "", ntohs(s->vport),
 				 s->proto == IPPROTO_UDP ? "UDP" : "TCP");
 			if (pass == 0)
 				emit(&sw, "kproxyd_dpdk_service_packets_total", "Packets of a service "
@@ -951,6 +1109,12 @@ static int dp_init(struct kp_ctx *ctx, const void *opts, void **ret_priv)
 	for (size_t i = 0; !r && i < o->cluster_cidr.n; i++) {
 		const struct kp_cidr *c = &o->cluster_cidr.v[i];
 
+		if (c->addr.family == AF_INET6 && !b->has_cluster6) {
+			b->has_cluster6 = true;
+			memcpy(b->cluster6, c->addr.v6.s6_addr, 16);
+			mask6(b->cluster6, c->prefix);
+			b->cluster6_prefix = c->prefix;
+		}
 		if (c->addr.family == AF_INET && !b->cluster_mask) {
 			b->cluster_mask = mask_of(c->prefix);
 			b->cluster_net = c->addr.v4.s_addr & b->cluster_mask;

@@ -31,9 +31,20 @@ DEADLINE = 15.0
 TAP = Tap()
 ok = TAP.ok
 
-PODS = [("pod-a", "10.244.1.2", "node-a"), ("pod-b", "10.244.1.3", "node-b"),
-        ("pod-c", "10.244.1.4", "node-b")]
-A, B, C = [(ip, node, True) for _, ip, node in PODS]
+PODS = [("pod-a", "10.244.1.2", "node-a", "fd00:244::2"),
+        ("pod-b", "10.244.1.3", "node-b", "fd00:244::3"),
+        ("pod-c", "10.244.1.4", "node-b", "fd00:244::4")]
+A, B, C = [(ip, node, True) for _, ip, node, _ in PODS]
+A6, B6, C6 = [(ip6, node, True) for _, _, node, ip6 in PODS]
+DUAL = "  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n"
+
+
+def dual(name, ip, ip6, port, eps, eps6, extra="", **kw):
+    """A dual-stack service, with an EndpointSlice per family."""
+    return (svc(name, ip, port, "  clusterIPs: [%s, '%s']\n" % (ip, ip6) + DUAL + extra, **kw)
+            + slice_(name, eps, proto=kw.get("proto", "TCP"))
+            + slice_(name, eps6, proto=kw.get("proto", "TCP"), sname=name + "-6",
+                     family="IPv6"))
 MIB = 1 << 20
 
 
@@ -54,6 +65,16 @@ def manifests(web=(A, B, C), gone=True):
                   "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.200.201}]\n",
                   ptype="LoadBalancer", node_port=30087) + slice_("fw", [C])
             + (svc("gone", "10.96.0.18", 80) + slice_("gone", [A, B, C]) if gone else "")
+            + dual("d6", "10.96.0.20", "fd00:96::20", 80, [A, B, C], [A6, B6, C6],
+                   ptype="NodePort", node_port=30090)
+            + dual("d6dns", "10.96.0.21", "fd00:96::21", 53, [A, B], [A6, B6], proto="UDP")
+            + dual("d6sticky", "10.96.0.22", "fd00:96::22", 80, [A, B, C], [A6, B6, C6],
+                   "  sessionAffinity: ClientIP\n")
+            + dual("d6empty", "10.96.0.23", "fd00:96::23", 80, [], [])
+            + dual("d6fw", "10.96.0.24", "fd00:96::24", 80, [C], [C6],
+                   "  loadBalancerSourceRanges: [192.168.60.3/32, 'fd00:60::3/128']\n"
+                   "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.200.202}, "
+                   "{ip: 'fd00:200::202'}]\n", ptype="LoadBalancer", node_port=30091)
             + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000))
 
 
@@ -86,15 +107,17 @@ class Topo:
             self._ns(ns)
         sh("ip", "link", "add", "br0", "type", "bridge", ns=self.podnet)
         sh("ip", "link", "set", "br0", "up", ns=self.podnet)
-        for i, (name, ip, _) in enumerate(PODS):
+        for i, (name, ip, _, ip6) in enumerate(PODS):
             ns = "%sp%d" % (tag, i)
             self._ns(ns)
             sh("ip", "link", "add", "v%d" % i, "type", "veth", "peer", "name", "eth0", "netns",
                ns, ns=self.podnet)
             sh("ip", "link", "set", "v%d" % i, "master", "br0", "up", ns=self.podnet)
             sh("ip", "addr", "add", ip + "/16", "dev", "eth0", ns=ns)
+            sh("ip", "addr", "add", ip6 + "/64", "dev", "eth0", "nodad", ns=ns)
             sh("ip", "link", "set", "eth0", "up", ns=ns)
             sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns)
+            sh("ip", "-6", "route", "add", "default", "via", "fd00:244::1", ns=ns)
             for script, args in (("podserver.py", [name, "8080"]), ("bulk.py", ["serve", "9000"])):
                 p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
                                       os.path.join(NETNS, script), *args],
@@ -117,9 +140,13 @@ class Topo:
         c = self.client
         sh("ip", "addr", "add", "192.168.60.2/24", "dev", self.tap_c, ns=c)
         sh("ip", "addr", "add", "192.168.60.3/24", "dev", self.tap_c, ns=c)
+        for a in ("fd00:60::2/64", "fd00:60::3/64"):
+            sh("ip", "addr", "add", a, "dev", self.tap_c, "nodad", ns=c)
         sh("ip", "link", "set", self.tap_c, "up", ns=c)
         for net in ("10.96.0.0/12", "10.244.0.0/16", "192.168.200.0/24"):
             sh("ip", "route", "add", net, "via", "192.168.60.1", ns=c)
+        for net in ("fd00:96::/112", "fd00:244::/64", "fd00:200::/64"):
+            sh("ip", "-6", "route", "add", net, "via", "fd00:60::1", ns=c)
         sh("ip", "link", "set", self.tap_p, "master", "br0", "up", ns=self.podnet)
         return True
 
@@ -150,8 +177,8 @@ def eal_args(lcores):
 
 
 def ports(topo):
-    return ["dev=net_tap0,iface=%s;ip=192.168.60.1/24;role=client" % topo.tap_c,
-            "dev=net_tap1,iface=%s;ip=10.244.0.1/16;role=pod" % topo.tap_p]
+    return ["dev=net_tap0,iface=%s;ip=192.168.60.1/24;ip=fd00:60::1/64;role=client" % topo.tap_c,
+            "dev=net_tap1,iface=%s;ip=10.244.0.1/16;ip=fd00:244::1/64;role=pod" % topo.tap_p]
 
 
 class Kproxyd(kptest.Kproxyd):
@@ -164,7 +191,7 @@ class Kproxyd(kptest.Kproxyd):
             "--dpdk-eal-args", eal_args(lcores), "--dpdk-port", ports(topo)[0],
             "--dpdk-port", ports(topo)[1], "--dpdk-tcpfin-timeout", "1s",
             "--dpdk-udp-timeout", "2s", "--dpdk-tcp-timeout", "30s",
-            "--dpdk-idle-sleep-us", "100")
+            "--dpdk-idle-sleep-us", "100", "--cluster-cidr", "10.244.0.0/16,fd00:244::/64")
         super().__init__(topo.node, "dpdk", mdir, tmp, flags + extra)
         # the taps appear while EAL probes its devices, and the port setup that follows
         # works on them by name: move them only once kproxyd serves (its init is over)
@@ -188,6 +215,59 @@ class Kproxyd(kptest.Kproxyd):
 def worker_metric(k, name, n=2):
     """@name of workers 0..n-1 (lcores 1..n), from /metrics."""
     return [k.metric(name, '{worker="%d",lcore="%d"}' % (i, i + 1)) for i in range(n)]
+
+
+def ipv6_checks(k, topo):
+    """The IPv6 halves of the dual-stack services, through the same two workers."""
+    cl = topo.client
+    lines = topo.run(cl, "ping6", "fd00:60::1", 3)
+    ok(lines == ["reply hlim=64"] * 3, "IPv6: the gateway answers neighbour solicitations and "
+       "ICMPv6 echo", lines)
+    lines = topo.run(cl, "ping6", "fd00:244::2", 3)
+    ok(lines == ["reply hlim=63"] * 3, "IPv6: a pod answers through the gateway, which "
+       "solicits it, routes and decrements the hop limit", lines)
+    lines = topo.run(cl, "tcp", "fd00:244::3", 8080, 3, src="fd00:60::2")
+    ok(lines == ["pod-b fd00:60::2"] * 3, "IPv6: traffic not for a service is routed unchanged",
+       lines)
+    lines = topo.run(cl, "tcp", "fd00:96::20", 80, 40)
+    ok(set(names(lines)) == {"pod-a", "pod-b", "pod-c"} and
+       all(l.endswith(" fd00:244::1") for l in lines),
+       "IPv6 ClusterIP from the client (NAT66): Maglev spreads 40 connections over the "
+       "three endpoints, masqueraded (outside the cluster CIDR fd00:244::/64)", lines[:4])
+    d6 = k.entries().get(("t/d6", "ClusterIP", "fd00:96::20", 80), {})
+    m = re.search(r"flows made per worker (\d+)/(\d+)", d6.get("detail", ""))
+    ok(m and int(m.group(1)) > 0 and int(m.group(2)) > 0 and
+       sorted(e["ip"] for e in d6.get("endpoints", [])) == ["fd00:244::2", "fd00:244::3",
+                                                             "fd00:244::4"],
+       "the dump holds the IPv6 frontend with its IPv6 endpoints; its flows were made by "
+       "both workers", d6)
+    lines = topo.run(cl, "tcp", "fd00:60::1", 30090, 20)
+    ok(set(names(lines)) == {"pod-a", "pod-b", "pod-c"} and
+       all(l.endswith(" fd00:244::1") for l in lines),
+       "IPv6 NodePort on the client port's IPv6 address, masqueraded", lines[:4])
+    lines = topo.run(cl, "udpfrom", "fd00:96::21", 53, 4)
+    ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
+       all(re.match(r"pod-(a|b) \S+ from \[?fd00:96::21\]?:53$", l) for l in lines),
+       "IPv6 UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
+    c = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20))
+    c3 = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20, src="fd00:60::3"))
+    ok(len(c) == 1 and "ERR" not in c and len(c3) == 1 and "ERR" not in c3,
+       "IPv6 ClientIP affinity: 20 connections from each client address, one endpoint each "
+       "(the flows spread over both workers, the affinity table shared)", (c, c3))
+    lines = topo.run(cl, "tcp", "fd00:96::23", 80, 2)
+    ok(lines and all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines),
+       "an IPv6 service without endpoints refuses at once (ICMPv6 port unreachable)", lines)
+    inside = topo.run(cl, "tcp", "fd00:200::202", 80, 3, src="fd00:60::3")
+    outside = topo.run(cl, "tcp", "fd00:200::202", 80, 1, src="fd00:60::2")
+    ok(inside == ["pod-c fd00:244::1"] * 3 and outside and
+       all(l.startswith("ERR TimeoutError") for l in outside),
+       "IPv6 loadBalancerSourceRanges: the LB IP answers a source inside them, drops one "
+       "outside", (inside, outside))
+    lines = topo.run(topo.pods["pod-a"], "tcp", "fd00:96::20", 80, 15)
+    ok(len(lines) == 15 and set(names(lines)) <= {"pod-a", "pod-b", "pod-c"} and
+       all(l.endswith(" fd00:244::1") for l in lines),
+       "a pod reaches an IPv6 ClusterIP whose endpoints share its link (masqueraded)",
+       lines[:4])
 
 
 def maglev_run(topo, tmp, mdir):
@@ -262,6 +342,7 @@ def maglev_run(topo, tmp, mdir):
     lines = topo.run(topo.pods["pod-c"], "tcp", "10.96.0.15", 80, 3)
     ok(lines == ["pod-c 10.244.0.1"] * 3, "hairpin: a pod reaches itself through its service",
        lines)
+    ipv6_checks(k, topo)
 
     # a long transfer while the tables are replaced under it
     result = {}

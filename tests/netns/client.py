@@ -8,6 +8,7 @@
                                   stdin sends it and prints the echo
   client.py ping HOST COUNT       ICMP echo (raw socket): "reply ttl=N" per answer, or
                                   "ERR timeout"
+  client.py ping6 HOST COUNT      ICMPv6 echo: "reply hlim=N" per answer, or "ERR timeout"
   client.py udpfrom HOST PORT COUNT  as udp, and each answer ends with " from ADDR:PORT",
                                   where the reply came from
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
@@ -77,9 +78,34 @@ def ping(host, count):
         print(answer, flush=True)
 
 
+def ping6(host, count):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+    ident = os.getpid() & 0xffff
+    for seq in range(count):
+        # the kernel fills in an ICMPv6 raw socket's checksum
+        s.sendto(struct.pack("!BBHHH", 128, 0, 0, ident, seq) + b"kproxyd-ping-%d" % seq,
+                 (host, 0))
+        end = time.monotonic() + TIMEOUT
+        answer = "ERR timeout"
+        while time.monotonic() < end:
+            s.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                data, anc, _, peer = s.recvmsg(2048, 64)
+            except OSError:
+                break
+            typ, _, _, rid, rseq = struct.unpack("!BBHHH", data[:8])
+            if peer[0] == host and typ == 129 and rid == ident and rseq == seq:
+                hlim = [struct.unpack("i", d)[0] for lvl, t, d in anc
+                        if lvl == socket.IPPROTO_IPV6 and t == socket.IPV6_HOPLIMIT]
+                answer = "reply hlim=%d" % (hlim[0] if hlim else -1)
+                break
+        print(answer, flush=True)
+
+
 def main():
-    if sys.argv[1] == "ping":
-        ping(sys.argv[2], int(sys.argv[3]))
+    if sys.argv[1] in ("ping", "ping6"):
+        (ping if sys.argv[1] == "ping" else ping6)(sys.argv[2], int(sys.argv[3]))
         return 0
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "tcp":
