@@ -113,10 +113,11 @@ struct dpb {
 	uint32_t tcp_s, closing_s, syn_s, udp_s;	/* timeouts, seconds */
 	struct kp_map *ids;		/* frontend key -> service id + 1 */
 	struct tomb {			/* frontends deleted, kept as dp_gone */
-		bool v6;
-		struct dp_svc_key k;
-		struct dp_svc6_key k6;
 		uint64_t until_ms;	/* CLOCK_MONOTONIC */
+		/* keys 8-aligned: rte_hash_crc() reads them as 64-bit words */
+		struct dp_svc_key k __rte_aligned(8);
+		struct dp_svc6_key k6 __rte_aligned(8);
+		bool v6;
 	} *tombs;
 	size_t n_tombs, cap_tombs;
 	uint16_t next_id;
@@ -738,9 +739,10 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 		const struct kp_frontend *fe = &fes[i];
 		bool v6 = fe->addr.family == AF_INET6;
 		struct dp_svc *s;
-		struct dp_svc_key k = { .ip = fe->addr.v4.s_addr, .port = htons(fe->port),
-					.proto = ip_proto(proto) };
-		struct dp_svc6_key k6 = { .port = k.port, .proto = k.proto };
+		struct dp_svc_key k __rte_aligned(8) = { .ip = fe->addr.v4.s_addr,
+							 .port = htons(fe->port),
+							 .proto = ip_proto(proto) };
+		struct dp_svc6_key k6 __rte_aligned(8) = { .port = k.port, .proto = k.proto };
 		struct rte_hash *h = v6 ? g->svcs6 : g->svcs;
 		const void *key = v6 ? (const void *)&k6 : (const void *)&k;
 		char name[80], a[KP_ADDR_STRLEN];

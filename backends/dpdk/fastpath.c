@@ -121,7 +121,7 @@ static inline bool is_mapped(const uint8_t a[16])
 
 static struct neigh *neigh_slot(struct dp_worker *w, const uint8_t ip[16], bool create)
 {
-	uint32_t h = rte_hash_crc(ip, 16, 0) & (NEIGH_SLOTS - 1);
+	uint32_t h = dp_hash16(ip, 0) & (NEIGH_SLOTS - 1);
 
 	for (uint32_t i = 0; i < 16; i++) {
 		struct neigh *n = &w->neigh[(h + i) & (NEIGH_SLOTS - 1)];
@@ -528,7 +528,7 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 {
 	const struct dp_ep *ep;
 	const struct dp_route *rt;
-	struct dp_svc_key sk = { .proto = k->proto };
+	struct dp_svc_key sk __rte_aligned(8) = { .proto = k->proto };
 	struct flow *f;
 	uint32_t idx;
 
@@ -743,7 +743,7 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 		    bool handed)
 {
 	struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
-	struct dp_flow_key keys[DP_BURST];
+	struct dp_flow_key keys[DP_BURST] __rte_aligned(8);
 	struct rte_mbuf *v6[DP_BURST];
 	uint16_t n6 = 0;
 	const void *kp[DP_BURST];
@@ -818,7 +818,7 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 		}
 		ours = our_port(w->dp, pp->ip->dst_addr);
 		if (kind[i] == 2) {
-			struct dp_svc_key sk = { .ip = ld32(&pp->ip->dst_addr), .port = ld16(pp->dport),
+			struct dp_svc_key sk __rte_aligned(8) = { .ip = ld32(&pp->ip->dst_addr), .port = ld16(pp->dport),
 						 .proto = pp->ip->next_proto_id };
 			void *sv;
 			bool fe = rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0;
@@ -991,7 +991,7 @@ int dp_shared_init(struct dp *dp)
 		for (unsigned to = 0; to < dp->n_workers; to++) {
 			if (from == to)
 				continue;
-			snprintf(name, sizeof(name), "kp_hand_%u_%u", from, to);
+			snprintf(name, sizeof(name), "kp_hand_%u_%u", (uint8_t)from, (uint8_t)to);
 			dp->ring[from][to] = rte_ring_create(name, DP_RING_SIZE, (int)rte_socket_id(),
 							     RING_F_SP_ENQ | RING_F_SC_DEQ);
 			if (!dp->ring[from][to])

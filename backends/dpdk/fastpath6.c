@@ -377,7 +377,7 @@ static struct flow6 *flow_new6(struct dp_worker *w, const struct dp_gen *g, cons
 {
 	const struct dp_ep6 *ep;
 	const struct dp_route6 *rt;
-	struct dp_svc6_key sk = { .proto = k->proto };
+	struct dp_svc6_key sk __rte_aligned(8) = { .proto = k->proto };
 	struct flow6 *f;
 	uint32_t idx;
 
@@ -512,7 +512,7 @@ static bool icmp6_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, st
 void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
 		 uint16_t n, bool handed)
 {
-	struct dp_flow6_key keys[DP_BURST];
+	struct dp_flow6_key keys[DP_BURST] __rte_aligned(8);
 	const void *kp[DP_BURST];
 	void *data[DP_BURST];
 	struct pkt6 p[DP_BURST];
@@ -571,7 +571,7 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 		}
 		ours = our_port6(w->dp, pp->ip->dst_addr);
 		if (kind[i] == 2) {
-			struct dp_svc6_key sk = { .port = keys[slot[i]].dst_port,
+			struct dp_svc6_key sk __rte_aligned(8) = { .port = keys[slot[i]].dst_port,
 						  .proto = keys[slot[i]].proto };
 			void *sv;
 			bool fe;
