@@ -117,6 +117,7 @@ struct dpb {
 		/* keys 8-aligned: rte_hash_crc() reads them as 64-bit words */
 		struct dp_svc_key k __rte_aligned(8);
 		struct dp_svc6_key k6 __rte_aligned(8);
+		uint16_t id;		/* its counters: kept while a worker holds its flows */
 		bool v6;
 	} *tombs;
 	size_t n_tombs, cap_tombs;
@@ -782,9 +783,20 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 	return 0;
 }
 
+/* Whether a worker still holds a flow of service id @id (made minus freed there; an
+ * expired flow counts until the sweep frees it). */
+static bool tomb_busy(const struct dpb *b, uint16_t id)
+{
+	for (unsigned w = 0; w < b->dp.n_workers; w++)
+		if (b->dp.workers[w] && dp_worker_stats(b->dp.workers[w])->svc[id].flows_active > 0)
+			return true;
+	return false;
+}
+
 /* The frontends @old had and @g lacks, and those deleted before that, are kept in @g as
- * dp_gone for as long as a flow of theirs may idle (the longest time-out): with several
- * workers a packet of such a flow must still be steered as one to a frontend. */
+ * dp_gone for the longest time-out, and after it while a worker still holds a flow of
+ * theirs (a busy flow never idles out): with several workers a packet of such a flow
+ * must still be steered as one to a frontend. */
 static int add_tombs(struct dpb *b, const struct dp_gen *old, struct dp_gen *g)
 {
 	struct timespec ts;
@@ -795,7 +807,7 @@ static int add_tombs(struct dpb *b, const struct dp_gen *old, struct dp_gen *g)
 	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (uint32_t i = 0; old && i < old->n_svc; i++) {
 		const struct dp_svc *s = &old->svc[i];
-		struct tomb t = { .v6 = s->family == AF_INET6, .until_ms = now + keep,
+		struct tomb t = { .v6 = s->family == AF_INET6, .id = s->id, .until_ms = now + keep,
 				  .k = { .ip = s->vip, .port = s->vport, .proto = s->proto },
 				  .k6 = { .port = s->vport, .proto = s->proto } };
 
@@ -818,7 +830,7 @@ static int add_tombs(struct dpb *b, const struct dp_gen *old, struct dp_gen *g)
 		struct rte_hash *h = t.v6 ? g->svcs6 : g->svcs;
 		const void *key = t.v6 ? (void *)&t.k6 : &t.k;
 
-		if (t.until_ms > now && rte_hash_lookup(h, key) < 0 &&
+		if ((t.until_ms > now || tomb_busy(b, t.id)) && rte_hash_lookup(h, key) < 0 &&
 		    rte_hash_add_key_data(h, key, (void *)&dp_gone) == 0)
 			b->tombs[n++] = t;
 	}

@@ -589,8 +589,30 @@ static struct flow *flow_new(struct dp_worker *w, const struct dp_gen *g, const 
 	return f;
 }
 
-void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size)
+/* Whether UDP flow @f's endpoint is no longer one of its frontend's (or the frontend is
+ * gone): kube-proxy deletes such conntrack entries so that a client's next datagram
+ * goes to a live endpoint; here the sweep frees the flow. */
+static bool udp_stale4(const struct dp_gen *g, const void *slot)
 {
+	const struct flow *f = slot;
+	struct dp_svc_key sk __rte_aligned(8) = { .ip = f->fkey.dst_ip, .port = f->fkey.dst_port,
+						  .proto = f->fkey.proto };
+	void *sv;
+	const struct dp_svc *s;
+
+	if (rte_hash_lookup_data(g->svcs, &sk, &sv) < 0 || sv == &dp_gone)
+		return true;
+	s = sv;
+	for (uint16_t i = 0; i < s->n_eps; i++)
+		if (s->eps[i].ip == f->rkey.src_ip && s->eps[i].port == f->rkey.src_port)
+			return false;
+	return true;
+}
+
+void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size,
+	      bool (*udp_stale)(const struct dp_gen *g, const void *slot))
+{
+	const struct dp_gen *g = atomic_load_explicit(&w->dp->gen, memory_order_acquire);
 	const struct dp *dp = w->dp;
 	unsigned n = t->n_free < dp->max_flows / 16 ? SWEEP_FAST : SWEEP;
 
@@ -606,18 +628,21 @@ void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key
 		/* a slot is the two keys, then the meta */
 		slot = (char *)t->slot + (size_t)idx * size;
 		f = (struct flow_meta *)(slot + 2 * key_size);
-		if (f->state != ST_FREE && w->now - f->last > flow_ttl(dp, f))
+		if (f->state != ST_FREE && (w->now - f->last > flow_ttl(dp, f) ||
+					    (f->state == ST_UDP && g && udp_stale(g, slot))))
 			dp_flow_free(w, t, idx, slot, slot + key_size, f);
 	}
 }
 
-/* Reclaims the slots of expired flows, a few per loop; a packet that meets an expired
- * flow before the sweep does treats it as gone (dp_worker_process). */
+/* Reclaims the slots of expired flows and of UDP flows whose endpoint went, a few per
+ * loop; a packet that meets an expired flow before the sweep does treats it as gone
+ * (dp_worker_process). */
 static void sweep(struct dp_worker *w)
 {
-	dp_sweep(w, &w->t4, sizeof(struct flow), sizeof(struct dp_flow_key));
+	dp_sweep(w, &w->t4, sizeof(struct flow), sizeof(struct dp_flow_key), udp_stale4);
 	if (w->t6.hash)
-		dp_sweep(w, &w->t6, sizeof(struct flow6), sizeof(struct dp_flow6_key));
+		dp_sweep(w, &w->t6, sizeof(struct flow6), sizeof(struct dp_flow6_key),
+			 dp_udp_stale6);
 }
 
 /* ---- the burst ---- */

@@ -442,6 +442,23 @@ static struct flow6 *flow_new6(struct dp_worker *w, const struct dp_gen *g, cons
 	return f;
 }
 
+bool dp_udp_stale6(const struct dp_gen *g, const void *slot)
+{
+	const struct flow6 *f = slot;
+	struct dp_svc6_key sk __rte_aligned(8) = { .port = f->fkey.dst_port, .proto = f->fkey.proto };
+	void *sv;
+	const struct dp_svc *s;
+
+	memcpy(sk.ip, f->fkey.dst_ip, 16);
+	if (rte_hash_lookup_data(g->svcs6, &sk, &sv) < 0 || sv == &dp_gone)
+		return true;
+	s = sv;
+	for (uint16_t i = 0; i < s->n_eps; i++)
+		if (!memcmp(s->eps6[i].ip, f->rkey.src_ip, 16) && s->eps6[i].port == f->rkey.src_port)
+			return false;
+	return true;
+}
+
 /* ---- forwarding ---- */
 
 static inline bool hops_down(struct dp_worker *w, struct rte_ipv6_hdr *ip, struct rte_mbuf *m)

@@ -222,8 +222,10 @@ void dp_aff_put(struct dp_worker *w, const struct dp_svc *s, uint32_t client, ui
 /* Frees a flow slot of table @t holding keys @fkey and @rkey. */
 void dp_flow_free(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
 		  const void *rkey, struct flow_meta *f);
-/* Looks at a few slots of table @t (each of @size bytes) and frees expired flows. */
-void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size);
+/* Looks at a few slots of table @t (each of @size bytes) and frees expired flows, and UDP
+ * flows @udp_stale says lost their endpoint. */
+void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key_size,
+	      bool (*udp_stale)(const struct dp_gen *g, const void *slot));
 int dp_table_new(struct dp_worker *w, struct flow_table *t, const char *name, size_t slot_size,
 		 size_t key_size);
 void dp_table_free(struct flow_table *t);
@@ -233,6 +235,8 @@ void dp_table_free(struct flow_table *t);
 /* A burst of IPv6 packets from port @pi, as process() does IPv4 (@handed: from a ring). */
 void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
 		 uint16_t n, bool handed);
+/* Whether the UDP flow6 in @slot lost its endpoint (or its frontend). */
+bool dp_udp_stale6(const struct dp_gen *g, const void *slot);
 /* Sends a neighbour solicitation for @target out of port @po. */
 void dp_nd_solicit(struct dp_worker *w, unsigned po, const uint8_t target[16]);
 

@@ -48,9 +48,9 @@ def dual(name, ip, ip6, port, eps, eps6, extra="", **kw):
 MIB = 1 << 20
 
 
-def manifests(web=(A, B, C), gone=True):
+def manifests(web=(A, B, C), gone=True, dns=(A, B), dns6=(A6, B6)):
     return (svc("web", "10.96.0.10", 80, ptype="NodePort", node_port=30080) + slice_("web", web)
-            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", [A, B], proto="UDP")
+            + svc("dns", "10.96.0.14", 53, proto="UDP") + slice_("dns", dns, proto="UDP")
             + svc("sticky", "10.96.0.11", 80, "  sessionAffinity: ClientIP\n")
             + slice_("sticky", [A, B, C])
             + svc("empty", "10.96.0.12", 80)
@@ -67,7 +67,7 @@ def manifests(web=(A, B, C), gone=True):
             + (svc("gone", "10.96.0.18", 80) + slice_("gone", [A, B, C]) if gone else "")
             + dual("d6", "10.96.0.20", "fd00:96::20", 80, [A, B, C], [A6, B6, C6],
                    ptype="NodePort", node_port=30090)
-            + dual("d6dns", "10.96.0.21", "fd00:96::21", 53, [A, B], [A6, B6], proto="UDP")
+            + dual("d6dns", "10.96.0.21", "fd00:96::21", 53, [A, B], dns6, proto="UDP")
             + dual("d6sticky", "10.96.0.22", "fd00:96::22", 80, [A, B, C], [A6, B6, C6],
                    "  sessionAffinity: ClientIP\n")
             + dual("d6empty", "10.96.0.23", "fd00:96::23", 80, [], [])
@@ -385,6 +385,29 @@ def maglev_run(topo, tmp, mdir):
        "its established flow keeps working (the flow holds its translation)", (held, echo))
     conns.stdin.close()
     conns.wait(DEADLINE)
+
+    # a UDP flow moves when its endpoint goes (kube-proxy flushes such conntrack entries)
+    def ask(p):
+        p.stdin.write("q\n")
+        p.stdin.flush()
+        return p.stdout.readline().split(" ")[0]
+    held = [popen_client(cl, "udphold", vip, 53) for vip in ("10.96.0.14", "fd00:96::21")]
+    first = [ask(p) for p in held]
+    alive = {"pod-a": (A, A6), "pod-b": (B, B6)}
+    keep4 = [v[0] for n, v in alive.items() if n != first[0]]
+    keep6 = [v[1] for n, v in alive.items() if n != first[1]]
+    write(mdir, manifests(dns=keep4, dns6=keep6))
+    t0 = time.monotonic()
+    moved = wait_until(lambda: [ask(p) for p in held] == [
+        {A: "pod-a", B: "pod-b"}[keep4[0]], {A6: "pod-a", B6: "pod-b"}[keep6[0]]], DEADLINE)
+    for p in held:
+        p.stdin.close()
+        p.wait(DEADLINE)
+    ok(first[0] in alive and first[1] in alive and moved,
+       "a UDP flow (IPv4 and IPv6) whose endpoint is removed goes to the other endpoint on "
+       "its next datagram, same socket (the sweep frees the stale flow: %.1f s)"
+       % (time.monotonic() - t0), first)
+    write(mdir, manifests())
 
     # a service deleted under open connections: they keep working, as conntrack keeps
     # them in the kernel modes (a tap sends a flow's packets to the queue its replies
