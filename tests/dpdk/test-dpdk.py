@@ -411,7 +411,7 @@ def maglev_run(topo, tmp, mdir):
 
     # a service deleted under open connections: they keep working, as conntrack keeps
     # them in the kernel modes (a tap sends a flow's packets to the queue its replies
-    # came from, so here they reach their worker by themselves: tests/unit/test-dpdk-steer
+    # came from, so here they reach their worker by themselves: tests/dpdk/test-steer
     # hands them over)
     conns = popen_client(cl, "conns", "10.96.0.18", 80)
     opened = [say(conns, "open").split()[:2] for _ in range(8)]
