@@ -1,19 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The DPDK data plane's worker (backends/dpdk/fastpath.c) measured on its own, without
- * kproxyd: packets per second of one lcore running the NAT loop over synthetic flows.
+ * kproxyd: packets per second of one or several lcores running the NAT loop over
+ * synthetic flows.
  *
- * One net_ring port made with rte_eth_from_rings() whose receive ring is its transmit
- * ring, so what the worker sends comes back to it. The bench builds by hand what the
- * control side (dpdk.c) would: a struct dp with that port (10.0.0.1/8), a generation with
- * --services ClusterIP frontends 172.20.0.S:80 of --endpoints endpoints 10.244.S.E:8080
- * each (Maglev tables), routes 10.128.0.0/10 via 10.0.0.254 (the clients) and 10.0.0.0/8
- * on link (the endpoints), and one worker whose neighbours are seeded, so no ARP is sent.
- * --inflight packets circulate; each lap of a packet is one pass through the worker. On
- * the way back the bench plays the hosts, as the natbench prototype did: a DNATed request
- * becomes the endpoint's reply (addresses and ports swapped, which leaves checksums as
- * they are), a reverse-NATed reply becomes the next client's request, so the requests
- * cycle through --flows client tuples 10.128.x.y:1024-61023, one service each.
+ * One net_ring port made with rte_eth_from_rings() with one queue per worker, whose
+ * receive ring is its transmit ring, so what a worker sends comes back to it. The bench
+ * builds by hand what the control side (dpdk.c) would: a struct dp with that port
+ * (10.0.0.1/8), a generation with --services ClusterIP frontends 172.20.0.S:80 of
+ * --endpoints endpoints 10.244.S.E:8080 each (Maglev tables), routes 10.128.0.0/10 via
+ * 10.0.0.254 (the clients) and 10.0.0.0/8 on link (the endpoints), and --workers workers
+ * whose neighbours are seeded, so no ARP is sent. --inflight packets circulate through
+ * each worker; each lap of a packet is one pass through the worker. On the way back the
+ * bench plays the hosts, as the natbench prototype did: a DNATed request becomes the
+ * endpoint's reply (addresses and ports swapped, which leaves checksums as they are), a
+ * reverse-NATed reply becomes the next client's request, so the requests cycle through
+ * --flows client tuples 10.128.x.y:1024-61023, one service each.
+ *
+ * Several workers: the client tuples are split by the worker that owns them
+ * (dp_client_owner(), as the data plane names a flow's owner), and each worker plays the
+ * hosts only for its own, so in steady state every packet reaches the worker that owns
+ * its flow, as ideal RSS would deliver it, and none is handed over (a check). Worker 0
+ * runs on the main lcore, worker q on the q-th EAL worker lcore; each has its own ring,
+ * flow table, tuples and counters, on cache lines of its own. The measured phase starts
+ * and ends at the same TSC for all: each worker counts its own packets over that window.
  *
  * Modes: "established" makes every flow once (the insert phase, reported apart), then
  * measures the steady state, where every packet hits its flow; "new" sends nothing but
@@ -23,23 +33,31 @@
  * lookup, the cost of the bench's own loop (ring I/O, playing the hosts). The loop is
  * dp_worker_main's: clock, receive, process, flush, ageing step, quiescent state.
  *
- * At the end the loop is drained and every packet checked from scratch (IPv4 and L4
+ * At the end the loops are drained and every packet checked from scratch (IPv4 and L4
  * checksums, the translation: the endpoint Maglev gives the 5-tuple, the VIP back, TTL,
- * MACs); every packet must still be in the loop and every mbuf back in the pool, and the
- * worker's drop counters must be zero; any failure exits 1. One key=value line goes to
- * stdout.
+ * MACs, and that the flow is the worker's whose queue it is in); every packet must still
+ * be in its worker's loop and every mbuf back in the pool, and the workers' drop and
+ * hand-over counters must be zero; any failure exits 1. One key=value line goes to
+ * stdout: the totals, then each worker's rate (wQ_mpps), the share of the measured phase
+ * its thread had the CPU (wQ_cpu: below 1 when other tasks ran there) and the workers'
+ * mean rate (per_worker_mpps).
  *
  * Usage: bench-dpdk EAL-ARGS -- [--mode established|new|loop] [--flows N] [--inflight N]
  *        [--seconds S] [--max-flows N] [--proto tcp|udp] [--services N] [--endpoints N]
+ *        [--workers N] [--family ipv4]
+ * --flows counts all workers' tuples; --inflight and --max-flows are per worker (as
+ * kproxyd's --dpdk-max-flows), the latter by default 1.25 x the worker's share of --flows.
  */
 #define ALLOW_EXPERIMENTAL_API 1	/* rte_ipv4_udptcp_cksum_verify() */
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <netinet/in.h>
 
@@ -51,6 +69,7 @@
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_ip.h>
+#include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
@@ -77,6 +96,7 @@
 #define FRAME 64				/* bytes, without FCS */
 #define TTL 64
 #define WARM_LIMIT_S 30				/* the insert phase's bound */
+#define START_ABORT UINT64_MAX			/* sync.start: no measured phase */
 
 enum mode { MODE_ESTABLISHED, MODE_NEW, MODE_LOOP };
 
@@ -95,32 +115,75 @@ static const struct rte_ether_addr peer_mac = {
 	.addr_bytes = { 0x02, 0x00, 0x00, 0xbe, 0x4c, 0x01 }
 };
 
+struct result {
+	uint64_t pkts, t0, t1;		/* measured phase: packets, TSC at its ends */
+	uint64_t cpu_ns;		/* the lcore thread's CPU time in it: less than the
+					 * phase when other tasks took the CPU */
+	uint64_t warm_pkts, warm_tsc;	/* insert phase */
+	uint64_t made;			/* flows made in the measured phase */
+	unsigned cksum_ok, xlate_ok, checked;	/* of the packets drained */
+};
+
+struct bench;
+
+/* One worker's part: written only by the lcore that runs it (and by the main lcore
+ * before the launch and after the join), so it gets cache lines of its own. */
+struct wk {
+	struct bench *b;
+	unsigned idx;			/* the worker's index, its queue */
+	struct dp_worker *w;		/* NULL in the "loop" mode */
+	struct rte_ring *ring;		/* its queue's receive and transmit ring */
+	const uint32_t *ids;		/* the flows it owns, in the order it cycles them */
+	uint32_t n_ids;
+	uint32_t next;			/* index in ids of the next request's flow */
+	uint64_t unexpected;		/* packets back that no host would send on */
+	int err;			/* of its run: 0 or a negative errno */
+	struct result res;
+} __rte_cache_aligned;
+
+/* What depends on the address family: the hosts' packets and their checks. IPv4 only
+ * for now; IPv6 gets a table of its own beside ipv4 (its builder, its reflect, its
+ * checks), picked with --family, once the data plane has IPv6. */
+struct family {
+	const char *name;
+	/* the worker of @n that owns flow @id's client tuple */
+	unsigned (*owner)(uint32_t id, unsigned n);
+	/* the first request of flow @id, as its client sends it */
+	void (*build)(const struct bench *b, struct rte_mbuf *m, uint32_t id);
+	/* the "loop" mode's stand-in for the worker, on one packet */
+	void (*stand_in)(struct rte_mbuf *m);
+	/* the hosts' answer to a burst the worker sent (with @stand_in, also the stand-in's
+	 * pass); packets no host would answer are counted and freed. Returns how many are
+	 * left, compacted at the front of @pkts. */
+	uint16_t (*reflect)(struct wk *k, struct rte_mbuf **pkts, uint16_t n, bool stand_in);
+	bool (*cksum_ok)(struct rte_mbuf *m);
+	/* whether @m, found in @k's queue at the end, is the translation it should be */
+	bool (*xlate_ok)(const struct wk *k, struct rte_mbuf *m);
+};
+
 struct bench {
 	/* options */
 	enum mode mode;			/* --mode */
 	uint8_t proto;			/* IPPROTO_TCP or IPPROTO_UDP */
-	uint32_t flows;			/* client tuples cycled through */
-	uint32_t inflight;		/* packets in the loop */
-	uint32_t max_flows;		/* the worker's flow table */
+	uint32_t flows;			/* client tuples cycled through, all workers' */
+	uint32_t inflight;		/* packets in each worker's loop */
+	uint32_t max_flows;		/* each worker's flow table */
 	double seconds;			/* of the measured phase */
 	unsigned n_svc, n_eps;		/* services, endpoints of each */
+	unsigned n_workers;		/* --workers */
+	const struct family *fam;	/* --family */
 	/* what the bench built */
 	struct dp dp;			/* one port, its pool, the generation */
-	struct dp_worker *w;		/* NULL in the "loop" mode */
-	struct rte_ring *ring;		/* the port's receive and transmit ring */
-	uint16_t port;			/* its ethdev port id */
+	uint16_t port;			/* the port's ethdev id */
+	bool port_made;
 	unsigned n_mbufs;		/* in dp.pool */
-	/* the loop */
-	uint32_t next_id;		/* the flow the next request belongs to */
-	uint64_t unexpected;		/* packets back that no host would send on */
-};
-
-struct result {
-	uint64_t pkts, tsc;		/* measured phase */
-	uint64_t warm_pkts, warm_tsc;	/* insert phase */
-	uint64_t made;			/* flows made in the measured phase */
-	unsigned cksum_ok, xlate_ok, checked;	/* of the packets drained */
-	uint64_t lost_pkts, lost_mbufs;	/* not back from the loop, not back in the pool */
+	uint32_t *ids;			/* every flow id, grouped by owner (wk[q].ids) */
+	/* the measured phase's start, on a line of its own (polled while waiting) */
+	struct {
+		atomic_uint ready;	/* workers past their insert phase */
+		_Atomic uint64_t start;	/* TSC; 0: not yet, START_ABORT: none */
+	} __rte_cache_aligned sync;
+	struct wk wk[DP_MAX_WORKERS];
 };
 
 /* ---- addresses of the synthetic hosts (network order) ---- */
@@ -168,7 +231,16 @@ static inline bool in_net16(uint32_t ip, uint32_t net)
 	return (rte_be_to_cpu_32(ip) & 0xffff0000) == net;
 }
 
-/* ---- header rewriting, checksums updated incrementally ---- */
+static inline uint32_t take_id(struct wk *k)
+{
+	uint32_t id = k->ids[k->next];
+
+	if (++k->next == k->n_ids)
+		k->next = 0;
+	return id;
+}
+
+/* ---- IPv4 packets: header rewriting, checksums updated incrementally ---- */
 
 static inline struct rte_ipv4_hdr *ip_of(struct rte_mbuf *m)
 {
@@ -224,44 +296,36 @@ static inline void swap_ends(struct rte_ipv4_hdr *ip)
 	p[1] = t;
 }
 
-static inline uint32_t take_id(struct bench *b)
+/* Makes @ip the request of the worker's next flow: its client to its service's VIP. */
+static inline void next_request(struct wk *k, struct rte_ipv4_hdr *ip)
 {
-	uint32_t id = b->next_id;
-
-	if (++b->next_id == b->flows)
-		b->next_id = 0;
-	return id;
-}
-
-/* Makes @ip the request of the next flow: its client to its service's VIP. */
-static inline void next_request(struct bench *b, struct rte_ipv4_hdr *ip)
-{
-	uint32_t id = take_id(b);
+	uint32_t id = take_id(k);
 
 	set_end(ip, true, client_ip(id), client_port(id));
-	set_end(ip, false, vip_ip(svc_of(b, id)), rte_cpu_to_be_16(SVC_PORT));
+	set_end(ip, false, vip_ip(svc_of(k->b, id)), rte_cpu_to_be_16(SVC_PORT));
 }
 
 /* The hosts' answer to a packet the worker sent: false for one no host would answer. */
-static inline bool reflect(struct bench *b, struct rte_mbuf *m)
+static inline bool reflect_one(struct wk *k, struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eh + 1);
+	enum mode mode = k->b->mode;
 
 	if (eh->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
-	    ip->next_proto_id != b->proto)
+	    ip->next_proto_id != k->b->proto)
 		return false;
 	set_ttl(ip, TTL);
 	if (in_net16(ip->dst_addr, EP_NET)) {		/* DNATed: client -> endpoint */
-		if (b->mode == MODE_NEW)
-			next_request(b, ip);		/* nobody answers a first packet */
+		if (mode == MODE_NEW)
+			next_request(k, ip);		/* nobody answers a first packet */
 		else
 			swap_ends(ip);			/* the endpoint's reply */
 		return true;
 	}
-	if (in_net16(ip->src_addr, VIP_NET) && b->mode != MODE_NEW) {
+	if (in_net16(ip->src_addr, VIP_NET) && mode != MODE_NEW) {
 		swap_ends(ip);				/* reverse NATed: VIP -> client */
-		next_request(b, ip);
+		next_request(k, ip);
 		return true;
 	}
 	return false;
@@ -269,8 +333,10 @@ static inline bool reflect(struct bench *b, struct rte_mbuf *m)
 
 /* The "loop" mode's stand-in for the worker: what a translation does to the packet,
  * without the lookups (the service's first endpoint, the VIP back). */
-static inline void fake_nat(struct rte_ipv4_hdr *ip)
+static inline void fake_nat4(struct rte_mbuf *m)
 {
+	struct rte_ipv4_hdr *ip = ip_of(m);
+
 	set_ttl(ip, (uint8_t)(ip->time_to_live - 1));
 	if (in_net16(ip->dst_addr, VIP_NET))
 		set_end(ip, false, ep_ip(rte_be_to_cpu_32(ip->dst_addr) - VIP_BASE, 0),
@@ -280,8 +346,26 @@ static inline void fake_nat(struct rte_ipv4_hdr *ip)
 			rte_cpu_to_be_16(SVC_PORT));
 }
 
-/* A first request of flow @id, as the client sends it. */
-static void build_request(struct bench *b, struct rte_mbuf *m, uint32_t id)
+static uint16_t reflect4(struct wk *k, struct rte_mbuf **pkts, uint16_t n, bool stand_in)
+{
+	uint16_t kept = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 4 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
+		if (likely(reflect_one(k, pkts[i]))) {
+			if (stand_in)
+				fake_nat4(pkts[i]);
+			pkts[kept++] = pkts[i];
+		} else {
+			k->unexpected++;
+			rte_pktmbuf_free(pkts[i]);
+		}
+	}
+	return kept;
+}
+
+static void build4(const struct bench *b, struct rte_mbuf *m, uint32_t id)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eh + 1);
@@ -316,6 +400,64 @@ static void build_request(struct bench *b, struct rte_mbuf *m, uint32_t id)
 	m->pkt_len = FRAME;
 }
 
+static bool cksum4(struct rte_mbuf *m)
+{
+	struct rte_ipv4_hdr *ip = ip_of(m);
+	uint16_t got = ip->hdr_checksum, want;
+
+	ip->hdr_checksum = 0;
+	want = rte_ipv4_cksum(ip);
+	ip->hdr_checksum = got;
+	return got == want && rte_ipv4_udptcp_cksum_verify(ip, ip + 1) == 0;
+}
+
+static unsigned owner4(uint32_t id, unsigned n)
+{
+	return dp_client_owner(client_ip(id), client_port(id), n);
+}
+
+/* A request DNATed to the endpoint Maglev gives its 5-tuple, or a reply from the VIP, to
+ * the next hop's MAC, of a flow that @k owns. */
+static bool xlate4(const struct wk *k, struct rte_mbuf *m)
+{
+	const struct bench *b = k->b;
+	const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip = ip_of(m);
+	const struct dp_gen *g = atomic_load(&b->dp.gen);
+	uint16_t *p = ports_of(ip);
+	uint32_t id;
+
+	if (b->mode == MODE_LOOP)
+		return true;
+	if (!rte_is_same_ether_addr(&eh->dst_addr, &peer_mac) ||
+	    !rte_is_same_ether_addr(&eh->src_addr, &b->dp.macs[0]) || ip->time_to_live != TTL - 1)
+		return false;
+	if (in_net16(ip->dst_addr, EP_NET)) {
+		const struct dp_svc *s;
+		struct dp_flow_key fk;
+
+		id = id_of(b, ip->src_addr, p[0]);
+		if (id == UINT32_MAX || p[1] != rte_cpu_to_be_16(EP_PORT) ||
+		    owner4(id, b->n_workers) != k->idx)
+			return false;
+		s = &g->svc[svc_of(b, id)];
+		fk = (struct dp_flow_key){ .src_ip = ip->src_addr, .dst_ip = s->vip,
+					   .src_port = p[0], .dst_port = s->vport,
+					   .proto = s->proto };
+		return ip->dst_addr == s->eps[s->maglev[dp_flow_hash(&fk) % s->m]].ip;
+	}
+	id = id_of(b, ip->dst_addr, p[1]);
+	return b->mode != MODE_NEW && id != UINT32_MAX && owner4(id, b->n_workers) == k->idx &&
+	       p[0] == rte_cpu_to_be_16(SVC_PORT) && ip->src_addr == vip_ip(svc_of(b, id));
+}
+
+static const struct family ipv4 = {
+	.name = "ipv4", .owner = owner4, .build = build4, .stand_in = fake_nat4,
+	.reflect = reflect4, .cksum_ok = cksum4, .xlate_ok = xlate4,
+};
+
+static const struct family *const families[] = { &ipv4 };
+
 /* ---- set-up: what dpdk.c would build ---- */
 
 /* mbufs that need not be IOVA-contiguous, as dpdk.c's make_pool(): with 4 KiB pages
@@ -343,24 +485,37 @@ out_free:
 	return NULL;
 }
 
-/* The loopback port: one ring, both directions. */
+/* The loopback port: queue q's receive ring is its transmit ring, one ring per worker
+ * (single producer, single consumer: only worker q touches it). */
 static int make_port(struct bench *b)
 {
 	struct rte_eth_conf conf = { 0 };
+	struct rte_ring *rings[DP_MAX_WORKERS];
+	uint16_t nq = (uint16_t)b->n_workers;
 	int socket = (int)rte_socket_id(), port;
+	char name[RTE_RING_NAMESIZE];
 
-	b->ring = rte_ring_create("bench_loop", rte_align32pow2(b->inflight + DP_BURST * 4),
-				  socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
-	if (!b->ring)
-		return -rte_errno;
-	port = rte_eth_from_rings("net_ring_bench", &b->ring, 1, &b->ring, 1, (unsigned)socket);
+	for (unsigned q = 0; q < nq; q++) {
+		snprintf(name, sizeof(name), "bench_loop%u", q);
+		b->wk[q].ring = rte_ring_create(name, rte_align32pow2(b->inflight + DP_BURST * 4),
+						socket, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (!b->wk[q].ring)
+			return -rte_errno;
+		rings[q] = b->wk[q].ring;
+	}
+	port = rte_eth_from_rings("net_ring_bench", rings, nq, rings, nq, (unsigned)socket);
 	if (port < 0)
 		return -rte_errno;
 	b->port = (uint16_t)port;
-	if (rte_eth_dev_configure(b->port, 1, 1, &conf) < 0 ||
-	    rte_eth_rx_queue_setup(b->port, 0, 1024, (unsigned)socket, NULL, b->dp.pool) < 0 ||
-	    rte_eth_tx_queue_setup(b->port, 0, 1024, (unsigned)socket, NULL) < 0 ||
-	    rte_eth_dev_start(b->port) < 0)
+	b->port_made = true;
+	if (rte_eth_dev_configure(b->port, nq, nq, &conf) < 0)
+		return -EIO;
+	for (uint16_t q = 0; q < nq; q++)
+		if (rte_eth_rx_queue_setup(b->port, q, 1024, (unsigned)socket, NULL,
+					   b->dp.pool) < 0 ||
+		    rte_eth_tx_queue_setup(b->port, q, 1024, (unsigned)socket, NULL) < 0)
+			return -EIO;
+	if (rte_eth_dev_start(b->port) < 0)
 		return -EIO;
 	rte_eth_macaddr_get(b->port, &b->dp.macs[0]);
 	return 0;
@@ -432,11 +587,63 @@ static int make_gen(struct bench *b)
 	return 0;
 }
 
-/* The struct dp of one port and one worker (this lcore), its neighbours known. */
+/* Splits the flow ids by owner: worker q cycles through wk[q].ids, in id order. Without
+ * --max-flows, each worker's flow table is sized for the largest share with the headroom
+ * one worker's table has for all flows (4 hash slots per flow at 1M): a table sized for
+ * every flow on each worker would double the randomly accessed bucket array the workers
+ * share the last-level cache with (at 1M flows on 2 workers that cost about 8%). */
+static int split_flows(struct bench *b)
+{
+	uint32_t count[DP_MAX_WORKERS] = { 0 }, at[DP_MAX_WORKERS], sum = 0, most = 0;
+
+	b->ids = malloc((size_t)b->flows * sizeof(*b->ids));
+	if (!b->ids)
+		return -ENOMEM;
+	for (uint32_t id = 0; id < b->flows; id++)
+		count[b->fam->owner(id, b->n_workers)]++;
+	for (unsigned q = 0; q < b->n_workers; q++) {
+		if (!count[q] || (b->mode == MODE_NEW && count[q] < 4 * b->inflight)) {
+			/* see parse_args() for new flows' bound */
+			fprintf(stderr, "bench-dpdk: worker %u owns %u of the %u tuples, needs %u: "
+				"more --flows\n", q, count[q], b->flows,
+				b->mode == MODE_NEW ? 4 * b->inflight : 1);
+			return -EINVAL;
+		}
+		at[q] = sum;
+		b->wk[q].ids = b->ids + sum;
+		b->wk[q].n_ids = count[q];
+		sum += count[q];
+		most = RTE_MAX(most, count[q]);
+	}
+	if (!b->max_flows)
+		b->max_flows = most + most / 4 < 64 ? 64 : most + most / 4;
+	for (uint32_t id = 0; id < b->flows; id++)
+		b->ids[at[b->fam->owner(id, b->n_workers)]++] = id;
+	return 0;
+}
+
+/* Worker q and its seeded neighbours: the clients' gateway and every endpoint. */
+static int make_worker(struct bench *b, unsigned q)
+{
+	struct dp_worker *w;
+	int r = dp_worker_new(&b->dp, q, &w);
+
+	if (r < 0)
+		return r;
+	b->dp.workers[q] = b->wk[q].w = w;
+	dp_worker_neigh_add(w, 0, rte_cpu_to_be_32(GW_IP), &peer_mac);
+	for (unsigned s = 0; s < b->n_svc; s++)
+		for (unsigned e = 0; e < b->n_eps; e++)
+			dp_worker_neigh_add(w, 0, ep_ip(s, e), &peer_mac);
+	return 0;
+}
+
+/* The struct dp of one port and --workers workers (the first on this lcore). */
 static int make_dp(struct bench *b)
 {
 	struct dp *dp = &b->dp;
 	uint64_t hz = rte_get_tsc_hz();
+	unsigned lcore = rte_lcore_id(), q = 0;
 	int r;
 
 	snprintf(dp->ports[0].dev, sizeof(dp->ports[0].dev), "net_ring_bench");
@@ -445,16 +652,26 @@ static int make_dp(struct bench *b)
 	dp->ports[0].prefix = 8;
 	dp->ports[0].role = DP_ROLE_BOTH;
 	dp->n_ports = 1;
-	dp->n_workers = 1;
-	dp->worker_lcore[0] = rte_lcore_id();
-	dp->max_flows = b->max_flows;
+	dp->n_rxq[0] = (uint16_t)b->n_workers;
+	dp->n_workers = b->n_workers;
+	dp->worker_lcore[q++] = lcore;
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (q < b->n_workers)
+			dp->worker_lcore[q++] = lcore;
+	}
 	dp->tsc_hz = hz;
 	dp->tcp_timeout_tsc = 3600 * hz;
 	dp->tcp_closing_tsc = 10 * hz;
 	/* new flows: a flow is freed by the sweep once a loop has passed since it was made */
 	dp->syn_timeout_tsc = b->mode == MODE_NEW ? 0 : 30 * hz;
 	dp->udp_timeout_tsc = b->mode == MODE_NEW ? 0 : 30 * hz;
-	b->n_mbufs = b->inflight + 4096;
+	for (q = 0; q < b->n_workers; q++)
+		b->wk[q] = (struct wk){ .b = b, .idx = q };
+	r = split_flows(b);
+	if (r < 0)
+		return r;
+	dp->max_flows = b->max_flows;
+	b->n_mbufs = b->n_workers * b->inflight + 4096;
 	dp->pool = make_pool(b->n_mbufs);
 	if (!dp->pool)
 		return -ENOMEM;
@@ -462,49 +679,42 @@ static int make_dp(struct bench *b)
 	if (r < 0)
 		return r;
 	dp->port_ids[0] = b->port;
-	dp->qs = rte_zmalloc("bench_qsbr", rte_rcu_qsbr_get_memsize(1), RTE_CACHE_LINE_SIZE);
-	if (!dp->qs || rte_rcu_qsbr_init(dp->qs, 1) < 0)
+	dp->qs = rte_zmalloc("bench_qsbr", rte_rcu_qsbr_get_memsize(b->n_workers),
+			     RTE_CACHE_LINE_SIZE);
+	if (!dp->qs || rte_rcu_qsbr_init(dp->qs, b->n_workers) < 0)
 		return -ENOMEM;
 	if (dp_shared_init(dp) < 0)
 		return -ENOMEM;
-	rte_rcu_qsbr_thread_register(dp->qs, 0);
-	rte_rcu_qsbr_thread_online(dp->qs, 0);
 	r = make_gen(b);
-	if (r < 0)
-		return r;
-	if (b->mode == MODE_LOOP)
-		return 0;
-	r = dp_worker_new(dp, 0, &b->w);
-	if (r < 0)
-		return r;
-	dp->workers[0] = b->w;
-	dp_worker_neigh_add(b->w, 0, rte_cpu_to_be_32(GW_IP), &peer_mac);
-	for (unsigned s = 0; s < b->n_svc; s++)
-		for (unsigned e = 0; e < b->n_eps; e++)
-			dp_worker_neigh_add(b->w, 0, ep_ip(s, e), &peer_mac);
-	return 0;
+	for (q = 0; !r && b->mode != MODE_LOOP && q < b->n_workers; q++)
+		r = make_worker(b, q);
+	return r;
 }
 
 static void free_dp(struct bench *b)
 {
-	dp_worker_free(b->w);
+	for (unsigned q = 0; q < b->n_workers; q++)
+		dp_worker_free(b->wk[q].w);
 	dp_shared_free(&b->dp);
 	gen_free(atomic_load(&b->dp.gen));
-	if (b->ring) {
+	if (b->port_made) {
 		rte_eth_dev_stop(b->port);
 		rte_eth_dev_close(b->port);
-		rte_ring_free(b->ring);
 	}
+	for (unsigned q = 0; q < b->n_workers; q++)
+		rte_ring_free(b->wk[q].ring);
 	rte_free(b->dp.qs);
 	rte_mempool_free(b->dp.pool);
+	free(b->ids);
 }
 
 /* ---- the loop ---- */
 
-/* Puts the first request of flows 0..inflight-1 in the loop, through the worker (or
- * the stand-in). */
-static int inject(struct bench *b)
+/* Puts the first request of the worker's first --inflight flows in its loop, through
+ * the worker (or the stand-in). */
+static int inject(struct wk *k)
 {
+	const struct bench *b = k->b;
 	struct rte_mbuf *pkts[DP_BURST];
 
 	for (uint32_t i = 0; i < b->inflight; i += DP_BURST) {
@@ -512,18 +722,18 @@ static int inject(struct bench *b)
 
 		if (rte_pktmbuf_alloc_bulk(b->dp.pool, pkts, n) < 0)
 			return -ENOMEM;
-		for (uint16_t k = 0; k < n; k++)
-			build_request(b, pkts[k], take_id(b));
-		if (b->mode == MODE_LOOP) {
-			for (uint16_t k = 0; k < n; k++)
-				fake_nat(ip_of(pkts[k]));
-			if (rte_eth_tx_burst(b->port, 0, pkts, n) != n)
+		for (uint16_t j = 0; j < n; j++)
+			b->fam->build(b, pkts[j], take_id(k));
+		if (!k->w) {
+			for (uint16_t j = 0; j < n; j++)
+				b->fam->stand_in(pkts[j]);
+			if (rte_eth_tx_burst(b->port, (uint16_t)k->idx, pkts, n) != n)
 				return -EIO;
 			continue;
 		}
-		dp_worker_set_now(b->w, rte_rdtsc());
-		dp_worker_process(b->w, 0, pkts, n);
-		dp_worker_flush(b->w);
+		dp_worker_set_now(k->w, rte_rdtsc());
+		dp_worker_process(k->w, 0, pkts, n);
+		dp_worker_flush(k->w);
 	}
 	return 0;
 }
@@ -537,202 +747,296 @@ static uint64_t drops_of(const struct dp_stats *st)
 	return n;
 }
 
-/* dp_worker_main's loop with the hosts played in it, until the TSC passes @until or, if
- * @flows is not 0, the worker has made @flows flows or dropped a packet (which leaves the
- * loop with one less). Returns the packets processed. */
-static uint64_t spin(struct bench *b, uint64_t flows, uint64_t until)
+/* The same loop with the stand-in in place of the worker. */
+static uint64_t spin_loop(struct wk *k, uint64_t until)
 {
-	const struct dp_stats *st = dp_worker_stats(b->w);
+	const struct bench *b = k->b;
+	uint16_t q = (uint16_t)k->idx;
 	struct rte_mbuf *pkts[DP_BURST];
 	uint64_t done = 0, now;
 
 	do {
-		uint16_t n = rte_eth_rx_burst(b->port, 0, pkts, DP_BURST), k = 0;
+		uint16_t n = rte_eth_rx_burst(b->port, q, pkts, DP_BURST), sent;
 
 		now = rte_rdtsc();
-		dp_worker_set_now(b->w, now);
-		for (uint16_t i = 0; i < n; i++) {
-			if (i + 4 < n)
-				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
-			if (likely(reflect(b, pkts[i]))) {
-				pkts[k++] = pkts[i];
-			} else {
-				b->unexpected++;
-				rte_pktmbuf_free(pkts[i]);
-			}
+		n = b->fam->reflect(k, pkts, n, true);
+		sent = rte_eth_tx_burst(b->port, q, pkts, n);
+		if (unlikely(sent < n)) {
+			k->unexpected += n - sent;
+			rte_pktmbuf_free_bulk(pkts + sent, n - sent);
 		}
-		if (k)
-			dp_worker_process(b->w, 0, pkts, k);
-		dp_worker_flush(b->w);
-		dp_worker_sweep(b->w);
-		rte_rcu_qsbr_quiescent(b->dp.qs, 0);
-		done += k;
-	} while (now < until && (!flows || (st->flows_created < flows && !drops_of(st))));
-	return done;
-}
-
-/* The same loop with fake_nat() in place of the worker. */
-static uint64_t spin_loop(struct bench *b, uint64_t until)
-{
-	struct rte_mbuf *pkts[DP_BURST];
-	uint64_t done = 0, now;
-
-	do {
-		uint16_t n = rte_eth_rx_burst(b->port, 0, pkts, DP_BURST), k = 0, sent;
-
-		now = rte_rdtsc();
-		for (uint16_t i = 0; i < n; i++) {
-			if (i + 4 < n)
-				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
-			if (likely(reflect(b, pkts[i]))) {
-				fake_nat(ip_of(pkts[i]));
-				pkts[k++] = pkts[i];
-			} else {
-				b->unexpected++;
-				rte_pktmbuf_free(pkts[i]);
-			}
-		}
-		sent = rte_eth_tx_burst(b->port, 0, pkts, k);
-		if (unlikely(sent < k)) {
-			b->unexpected += k - sent;
-			rte_pktmbuf_free_bulk(pkts + sent, k - sent);
-		}
-		rte_rcu_qsbr_quiescent(b->dp.qs, 0);
-		done += k;
+		rte_rcu_qsbr_quiescent(b->dp.qs, k->idx);
+		done += n;
 	} while (now < until);
 	return done;
 }
 
+/* dp_worker_main's loop with the hosts played in it, until the TSC passes @until or, if
+ * @flows is not 0, the worker has made @flows flows or dropped a packet (which leaves the
+ * loop with one less); at least once. The worker takes what others handed it, as
+ * dp_worker_main does (nothing, when the tuples are split right: a check). Returns the
+ * packets processed. */
+static uint64_t spin(struct wk *k, uint64_t flows, uint64_t until)
+{
+	const struct bench *b = k->b;
+	const struct dp_stats *st;
+	struct rte_mbuf *pkts[DP_BURST];
+	uint16_t q = (uint16_t)k->idx;
+	uint64_t done = 0, now;
+
+	if (!k->w)
+		return spin_loop(k, until);
+	st = dp_worker_stats(k->w);
+	do {
+		uint16_t n = rte_eth_rx_burst(b->port, q, pkts, DP_BURST);
+
+		now = rte_rdtsc();
+		dp_worker_set_now(k->w, now);
+		n = b->fam->reflect(k, pkts, n, false);
+		if (n)
+			dp_worker_process(k->w, 0, pkts, n);
+		if (b->n_workers > 1)
+			dp_worker_take_handed(k->w);
+		dp_worker_flush(k->w);
+		dp_worker_sweep(k->w);
+		rte_rcu_qsbr_quiescent(b->dp.qs, k->idx);
+		done += n;
+	} while (now < until && (!flows || (st->flows_created < flows && !drops_of(st))));
+	return done;
+}
+
+/* Worker 0's part in the start: once every worker is past its insert phase, a start a
+ * little ahead (so that every worker sees it before it comes), or none after a failure. */
+static void start_all(struct wk *k)
+{
+	struct bench *b = k->b;
+	uint64_t t0;
+
+	while (atomic_load(&b->sync.ready) < b->n_workers)
+		spin(k, 0, 0);
+	t0 = rte_rdtsc() + rte_get_tsc_hz() / 1000;
+	for (unsigned q = 0; q < b->n_workers; q++)
+		if (b->wk[q].err)
+			t0 = START_ABORT;
+	atomic_store(&b->sync.start, t0);
+}
+
+/* The insert phase: until every flow of the worker has been made once. */
+static int insert(struct wk *k)
+{
+	const struct dp_stats *st = dp_worker_stats(k->w);
+	uint64_t t0 = rte_rdtsc();
+
+	k->res.warm_pkts = spin(k, k->n_ids, t0 + WARM_LIMIT_S * rte_get_tsc_hz());
+	k->res.warm_tsc = rte_rdtsc() - t0;
+	return st->flows_created < k->n_ids ? -ETIMEDOUT : 0;
+}
+
+/* One worker's run, on its lcore (rte_eal_remote_launch, or called on the main lcore for
+ * worker 0): fill its loop, the insert phase, then the measured phase, which starts and
+ * ends at the same TSC on every worker. */
+static int run_worker(void *arg)
+{
+	struct wk *k = arg;
+	struct bench *b = k->b;
+	const struct dp_stats *st = k->w ? dp_worker_stats(k->w) : NULL;
+	struct timespec c0, c1;
+	uint64_t t0, made0;
+
+	rte_rcu_qsbr_thread_register(b->dp.qs, k->idx);
+	rte_rcu_qsbr_thread_online(b->dp.qs, k->idx);
+	k->err = inject(k);
+	if (!k->err && k->w)
+		k->err = insert(k);
+	atomic_fetch_add(&b->sync.ready, 1);
+	if (k->idx == 0)
+		start_all(k);
+	/* the loop keeps turning while others finish their insert phase */
+	while (!(t0 = atomic_load(&b->sync.start)))
+		spin(k, 0, 0);
+	if (t0 != START_ABORT && !k->err) {
+		spin(k, 0, t0);
+		made0 = st ? st->flows_created : 0;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+		k->res.t0 = rte_rdtsc();
+		k->res.pkts = spin(k, 0, t0 + (uint64_t)(b->seconds * rte_get_tsc_hz()));
+		k->res.t1 = rte_rdtsc();
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+		k->res.cpu_ns = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000LL +
+					   (c1.tv_nsec - c0.tv_nsec));
+		k->res.made = st ? st->flows_created - made0 : 0;
+	}
+	rte_rcu_qsbr_thread_offline(b->dp.qs, k->idx);
+	rte_rcu_qsbr_thread_unregister(b->dp.qs, k->idx);
+	return k->err;
+}
+
+/* Workers 1.. on the EAL worker lcores, worker 0 here; returns the first error. */
+static int run(struct bench *b)
+{
+	unsigned q = 1, lcore;
+	int r = 0;
+
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (q == b->n_workers)
+			break;
+		r = rte_eal_remote_launch(run_worker, &b->wk[q], lcore);
+		if (r < 0)
+			break;
+		q++;
+	}
+	if (q == b->n_workers)
+		run_worker(&b->wk[0]);
+	else
+		atomic_store(&b->sync.start, START_ABORT);	/* the launched ones return */
+	rte_eal_mp_wait_lcore();
+	for (q = 0; !r && q < b->n_workers; q++)
+		r = b->wk[q].err;
+	return r;
+}
+
+/* Prints what stopped a worker's insert phase. */
+static void insert_failed(const struct wk *k)
+{
+	const struct dp_stats *st = dp_worker_stats(k->w);
+
+	fprintf(stderr, "bench-dpdk: worker %u: insert phase: %" PRIu64 " of %u flows made in "
+		"%.1f s, %" PRIu64 " packets dropped\n", k->idx, st->flows_created, k->n_ids,
+		k->res.warm_tsc / (double)rte_get_tsc_hz(), drops_of(st));
+	for (int i = 0; i < _DROP_MAX; i++)
+		if (st->drops[i])
+			fprintf(stderr, "bench-dpdk: drop_%s=%" PRIu64 "\n", drop_names[i],
+				st->drops[i]);
+}
+
 /* ---- the checks ---- */
 
-static bool cksum_ok(struct rte_ipv4_hdr *ip)
-{
-	uint16_t got = ip->hdr_checksum, want;
-
-	ip->hdr_checksum = 0;
-	want = rte_ipv4_cksum(ip);
-	ip->hdr_checksum = got;
-	return got == want && rte_ipv4_udptcp_cksum_verify(ip, ip + 1) == 0;
-}
-
-/* Whether the worker's output @m is the translation it should be: a request DNATed to
- * the endpoint Maglev gives its 5-tuple, or a reply from the VIP, to the next hop's MAC. */
-static bool xlate_ok(struct bench *b, struct rte_mbuf *m)
-{
-	const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	struct rte_ipv4_hdr *ip = ip_of(m);
-	const struct dp_gen *g = atomic_load(&b->dp.gen);
-	uint16_t *p = ports_of(ip);
-	uint32_t id;
-
-	if (b->mode == MODE_LOOP)
-		return true;
-	if (!rte_is_same_ether_addr(&eh->dst_addr, &peer_mac) ||
-	    !rte_is_same_ether_addr(&eh->src_addr, &b->dp.macs[0]) || ip->time_to_live != TTL - 1)
-		return false;
-	if (in_net16(ip->dst_addr, EP_NET)) {
-		const struct dp_svc *s;
-		struct dp_flow_key k;
-
-		id = id_of(b, ip->src_addr, p[0]);
-		if (id == UINT32_MAX || p[1] != rte_cpu_to_be_16(EP_PORT))
-			return false;
-		s = &g->svc[svc_of(b, id)];
-		k = (struct dp_flow_key){ .src_ip = ip->src_addr, .dst_ip = s->vip,
-					  .src_port = p[0], .dst_port = s->vport, .proto = s->proto };
-		return ip->dst_addr == s->eps[s->maglev[dp_flow_hash(&k) % s->m]].ip;
-	}
-	id = id_of(b, ip->dst_addr, p[1]);
-	return b->mode != MODE_NEW && id != UINT32_MAX && p[0] == rte_cpu_to_be_16(SVC_PORT) &&
-	       ip->src_addr == vip_ip(svc_of(b, id));
-}
-
-/* Drains the loop, burst by burst: every packet checked and counted, every mbuf back. */
-static void drain(struct bench *b, struct result *res)
+/* Drains each worker's loop, burst by burst: every packet checked and counted. */
+static void drain(struct bench *b)
 {
 	struct rte_mbuf *pkts[DP_BURST];
 	uint16_t n;
 
-	while ((n = rte_eth_rx_burst(b->port, 0, pkts, DP_BURST))) {
-		for (uint16_t i = 0; i < n; i++) {
-			res->cksum_ok += cksum_ok(ip_of(pkts[i]));
-			res->xlate_ok += xlate_ok(b, pkts[i]);
+	for (unsigned q = 0; q < b->n_workers; q++) {
+		struct wk *k = &b->wk[q];
+
+		while ((n = rte_eth_rx_burst(b->port, (uint16_t)q, pkts, DP_BURST))) {
+			for (uint16_t i = 0; i < n; i++) {
+				k->res.cksum_ok += b->fam->cksum_ok(pkts[i]);
+				k->res.xlate_ok += b->fam->xlate_ok(k, pkts[i]);
+			}
+			k->res.checked += n;
+			rte_pktmbuf_free_bulk(pkts, n);
 		}
-		res->checked += n;
-		rte_pktmbuf_free_bulk(pkts, n);
 	}
-	res->lost_pkts = res->checked < b->inflight ? b->inflight - res->checked : 0;
-	res->lost_mbufs = b->n_mbufs - rte_mempool_avail_count(b->dp.pool);
 }
 
-/* ---- the run ---- */
-
-static int measure(struct bench *b, struct result *res)
+static void add_stats(struct dp_stats *to, const struct dp_stats *st)
 {
-	const struct dp_stats *st = b->w ? dp_worker_stats(b->w) : NULL;
-	uint64_t hz = rte_get_tsc_hz(), t0, made0;
-	int r = inject(b);
-
-	if (r < 0)
-		return r;
-	t0 = rte_rdtsc();
-	if (b->mode == MODE_LOOP) {
-		res->pkts = spin_loop(b, t0 + (uint64_t)(b->seconds * hz));
-		res->tsc = rte_rdtsc() - t0;
-		return 0;
-	}
-	/* the insert phase: until every flow has been made once */
-	res->warm_pkts = spin(b, b->flows, t0 + WARM_LIMIT_S * hz);
-	res->warm_tsc = rte_rdtsc() - t0;
-	if (st->flows_created < b->flows) {
-		fprintf(stderr, "bench-dpdk: insert phase: %" PRIu64 " of %u flows made in %.1f s, "
-			"%" PRIu64 " packets dropped\n", st->flows_created, b->flows,
-			res->warm_tsc / (double)hz, drops_of(st));
-		for (int i = 0; i < _DROP_MAX; i++)
-			if (st->drops[i])
-				fprintf(stderr, "bench-dpdk: drop_%s=%" PRIu64 "\n", drop_names[i],
-					st->drops[i]);
-		return -ETIMEDOUT;
-	}
-	made0 = st->flows_created;
-	t0 = rte_rdtsc();
-	res->pkts = spin(b, 0, t0 + (uint64_t)(b->seconds * hz));
-	res->tsc = rte_rdtsc() - t0;
-	res->made = st->flows_created - made0;
-	return 0;
+	for (int i = 0; i < _DROP_MAX; i++)
+		to->drops[i] += st->drops[i];
+	to->flows_active += st->flows_active;
+	to->flows_expired += st->flows_expired;
+	to->handed += st->handed;
 }
 
-/* Prints the line; returns whether every check passed. */
-static bool report(struct bench *b, const struct result *res)
+/* The workers' figures added up; the phases' spans run from the first worker's start
+ * to the last one's end. */
+static void add_up(const struct bench *b, struct result *t, struct dp_stats *st,
+		   uint64_t *ret_unexpected)
 {
-	const struct dp_stats *st = b->w ? dp_worker_stats(b->w) : NULL;
-	double hz = (double)rte_get_tsc_hz(), secs = res->tsc / hz;
-	uint64_t drops = st ? drops_of(st) : 0;
-	bool ok;
+	uint64_t unexpected = 0;
 
-	printf("mode=%s proto=%s flows=%u max_flows=%u inflight=%u pkts=%" PRIu64
-	       " seconds=%.3f mpps=%.3f ns_per_pkt=%.2f", mode_names[b->mode],
-	       b->proto == IPPROTO_TCP ? "tcp" : "udp", b->flows, b->max_flows, b->inflight,
-	       res->pkts, secs, res->pkts / secs / 1e6, res->tsc * 1e9 / hz / res->pkts);
-	if (st)
-		printf(" insert_pkts=%" PRIu64 " insert_seconds=%.3f flows_made=%" PRIu64
-		       " flows_active=%" PRId64 " flows_expired=%" PRIu64, res->warm_pkts,
-		       res->warm_tsc / hz, res->made, st->flows_active, st->flows_expired);
-	printf(" drops=%" PRIu64, drops);
-	for (int i = 0; st && i < _DROP_MAX; i++)
-		if (st->drops[i])
-			printf(" drop_%s=%" PRIu64, drop_names[i], st->drops[i]);
-	printf(" unexpected=%" PRIu64 " cksum_ok=%u/%u xlate_ok=%u/%u lost_pkts=%" PRIu64
-	       " lost_mbufs=%" PRIu64 "\n", b->unexpected, res->cksum_ok, res->checked,
-	       res->xlate_ok, res->checked, res->lost_pkts, res->lost_mbufs);
-	ok = !drops && !b->unexpected && res->checked && res->cksum_ok == res->checked &&
-	     res->xlate_ok == res->checked && !res->lost_pkts && !res->lost_mbufs && res->pkts;
-	/* established: no packet made a flow; new: every packet did */
+	*t = (struct result){ .t0 = UINT64_MAX };
+	memset(st, 0, sizeof(*st));
+	for (unsigned q = 0; q < b->n_workers; q++) {
+		const struct wk *k = &b->wk[q];
+		const struct result *r = &k->res;
+
+		t->pkts += r->pkts;
+		t->t0 = RTE_MIN(t->t0, r->t0);
+		t->t1 = RTE_MAX(t->t1, r->t1);
+		t->warm_pkts += r->warm_pkts;
+		t->warm_tsc = RTE_MAX(t->warm_tsc, r->warm_tsc);
+		t->made += r->made;
+		t->cksum_ok += r->cksum_ok;
+		t->xlate_ok += r->xlate_ok;
+		t->checked += r->checked;
+		unexpected += k->unexpected;
+		if (k->w)
+			add_stats(st, dp_worker_stats(k->w));
+	}
+	*ret_unexpected = unexpected;
+}
+
+/* Whether worker @k's own figures hold: its packets all back, its checks all passed;
+ * established: no packet made a flow; new: every packet did. */
+static bool worker_ok(const struct wk *k)
+{
+	const struct bench *b = k->b;
+	const struct result *r = &k->res;
+	const struct dp_stats *st = k->w ? dp_worker_stats(k->w) : NULL;
+	bool ok = r->pkts && r->checked == b->inflight && r->cksum_ok == r->checked &&
+		  r->xlate_ok == r->checked && !k->unexpected &&
+		  (!st || (!drops_of(st) && !st->handed));
+
 	if (b->mode == MODE_ESTABLISHED)
-		ok = ok && !res->made;
+		ok = ok && !r->made;
 	else if (b->mode == MODE_NEW)
-		ok = ok && res->made == res->pkts;
+		ok = ok && r->made == r->pkts;
+	if (!ok && b->n_workers > 1)
+		fprintf(stderr, "bench-dpdk: worker %u: pkts=%" PRIu64 " made=%" PRIu64
+			" checked=%u/%u cksum_ok=%u xlate_ok=%u unexpected=%" PRIu64
+			" drops=%" PRIu64 " handed=%" PRIu64 "\n", k->idx, r->pkts, r->made,
+			r->checked, b->inflight, r->cksum_ok, r->xlate_ok, k->unexpected,
+			st ? drops_of(st) : 0, st ? st->handed : 0);
 	return ok;
+}
+
+/* Prints the line: the totals (ns_per_pkt is lcore time per packet: the workers'
+ * measured times added up, over all packets), then each worker's rate; returns whether
+ * every check passed. */
+static bool report(struct bench *b)
+{
+	double hz = (double)rte_get_tsc_hz(), secs, core_tsc = 0, sum_mpps = 0;
+	uint64_t unexpected, in_loop = (uint64_t)b->n_workers * b->inflight, lost_mbufs;
+	struct dp_stats st;
+	struct result t;
+	bool ok = true;
+
+	add_up(b, &t, &st, &unexpected);
+	secs = (t.t1 - t.t0) / hz;
+	for (unsigned q = 0; q < b->n_workers; q++)
+		core_tsc += (double)(b->wk[q].res.t1 - b->wk[q].res.t0);
+	lost_mbufs = b->n_mbufs - rte_mempool_avail_count(b->dp.pool);
+	printf("mode=%s proto=%s family=%s workers=%u flows=%u max_flows=%u inflight=%u pkts=%"
+	       PRIu64 " seconds=%.3f mpps=%.3f ns_per_pkt=%.2f", mode_names[b->mode],
+	       b->proto == IPPROTO_TCP ? "tcp" : "udp", b->fam->name, b->n_workers, b->flows,
+	       b->max_flows, b->inflight, t.pkts, secs, t.pkts / secs / 1e6,
+	       core_tsc * 1e9 / hz / t.pkts);
+	if (b->mode != MODE_LOOP)
+		printf(" insert_pkts=%" PRIu64 " insert_seconds=%.3f flows_made=%" PRIu64
+		       " flows_active=%" PRId64 " flows_expired=%" PRIu64, t.warm_pkts,
+		       t.warm_tsc / hz, t.made, st.flows_active, st.flows_expired);
+	printf(" drops=%" PRIu64, drops_of(&st));
+	for (int i = 0; i < _DROP_MAX; i++)
+		if (st.drops[i])
+			printf(" drop_%s=%" PRIu64, drop_names[i], st.drops[i]);
+	printf(" handed=%" PRIu64 " unexpected=%" PRIu64 " cksum_ok=%u/%u xlate_ok=%u/%u"
+	       " lost_pkts=%" PRIu64 " lost_mbufs=%" PRIu64, st.handed, unexpected, t.cksum_ok,
+	       t.checked, t.xlate_ok, t.checked, t.checked < in_loop ? in_loop - t.checked : 0,
+	       lost_mbufs);
+	for (unsigned q = 0; q < b->n_workers; q++) {
+		const struct result *r = &b->wk[q].res;
+		double span = (r->t1 - r->t0) / hz, mpps = span > 0 ? r->pkts / span / 1e6 : 0;
+
+		printf(" w%u_mpps=%.3f w%u_cpu=%.3f", q, mpps, q,
+		       span > 0 ? r->cpu_ns / 1e9 / span : 0);
+		sum_mpps += mpps;
+		ok = worker_ok(&b->wk[q]) && ok;
+	}
+	printf(" per_worker_mpps=%.3f\n", sum_mpps / b->n_workers);
+	return ok && t.checked == in_loop && !lost_mbufs;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *ret)
@@ -746,6 +1050,18 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *ret)
 	return 0;
 }
 
+static int parse_family(struct bench *b, const char *name)
+{
+	for (size_t i = 0; i < RTE_DIM(families); i++)
+		if (!strcmp(name, families[i]->name)) {
+			b->fam = families[i];
+			return 0;
+		}
+	if (!strcmp(name, "ipv6"))
+		fprintf(stderr, "bench-dpdk: --family ipv6: not in the data plane yet\n");
+	return -EINVAL;
+}
+
 static int parse_args(struct bench *b, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -755,7 +1071,9 @@ static int parse_args(struct bench *b, int argc, char **argv)
 		{ "max-flows", required_argument, NULL, 'M' },
 		{ "proto", required_argument, NULL, 'p' },
 		{ "services", required_argument, NULL, 'S' },
-		{ "endpoints", required_argument, NULL, 'E' }, { NULL, 0, NULL, 0 },
+		{ "endpoints", required_argument, NULL, 'E' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "family", required_argument, NULL, 'F' }, { NULL, 0, NULL, 0 },
 	};
 	uint32_t v;
 	int c, r = 0;
@@ -794,6 +1112,13 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			r = parse_u32(optarg, 1, 254, &v);
 			b->n_eps = v;
 			break;
+		case 'w':
+			r = parse_u32(optarg, 1, DP_MAX_WORKERS, &v);
+			b->n_workers = v;
+			break;
+		case 'F':
+			r = parse_family(b, optarg);
+			break;
 		default:
 			r = -EINVAL;
 		}
@@ -801,22 +1126,25 @@ static int parse_args(struct bench *b, int argc, char **argv)
 	if (!r && optind < argc)
 		r = -EINVAL;
 	/* a tuple comes back after --flows first packets: by then its flow must be gone
-	 * (the sweep needs about max_flows / 2 of them) and not be in the loop twice */
+	 * (the sweep needs about max_flows / 2 of them) and not be in the loop twice
+	 * (checked again per worker, on its share of the tuples) */
 	if (!r && b->mode == MODE_NEW && b->flows < 4 * b->inflight) {
 		fprintf(stderr, "bench-dpdk: --mode new needs --flows of at least 4 x --inflight\n");
 		r = -EINVAL;
 	}
-	if (!b->max_flows)	/* headroom: the flow hash then has 4 slots per flow at 1M */
-		b->max_flows = b->flows + b->flows / 4 < 64 ? 64 : b->flows + b->flows / 4;
-	return r;
+	if (!r && b->n_workers > rte_lcore_count()) {
+		fprintf(stderr, "bench-dpdk: --workers %u needs as many lcores (-l)\n",
+			b->n_workers);
+		r = -EINVAL;
+	}
+	return r;	/* --max-flows' default: split_flows() */
 }
 
 int main(int argc, char **argv)
 {
 	static struct bench b = { .mode = MODE_ESTABLISHED, .proto = IPPROTO_TCP,
 				  .flows = 1000, .inflight = 1024, .seconds = 3, .n_svc = 16,
-				  .n_eps = 8 };
-	struct result res = { 0 };
+				  .n_eps = 8, .n_workers = 1, .fam = &ipv4 };
 	int n = rte_eal_init(argc, argv), r;
 
 	if (n < 0) {
@@ -826,18 +1154,26 @@ int main(int argc, char **argv)
 	if (parse_args(&b, argc - n, argv + n) < 0) {
 		fprintf(stderr, "usage: bench-dpdk EAL-ARGS -- [--mode established|new|loop] "
 			"[--flows N] [--inflight N] [--seconds S] [--max-flows N] "
-			"[--proto tcp|udp] [--services N] [--endpoints N]\n");
+			"[--proto tcp|udp] [--services N] [--endpoints N] [--workers N] "
+			"[--family ipv4]\n");
 		rte_eal_cleanup();
 		return 2;
 	}
 	r = make_dp(&b);
-	if (r < 0)
-		fprintf(stderr, "bench-dpdk: set-up: %s (more memory with -m?)\n", strerror(-r));
-	else
-		r = measure(&b, &res);
+	if (r < 0) {
+		fprintf(stderr, "bench-dpdk: set-up: %s%s\n", strerror(-r),
+			r == -ENOMEM ? " (more memory with -m?)" : "");
+	} else {
+		r = run(&b);
+		for (unsigned q = 0; r == -ETIMEDOUT && q < b.n_workers; q++)
+			if (b.wk[q].err == -ETIMEDOUT)
+				insert_failed(&b.wk[q]);
+		if (r && r != -ETIMEDOUT)
+			fprintf(stderr, "bench-dpdk: run: %s\n", strerror(-r));
+	}
 	if (!r) {
-		drain(&b, &res);
-		r = report(&b, &res) ? 0 : -EPROTO;
+		drain(&b);
+		r = report(&b) ? 0 : -EPROTO;
 		if (r)
 			fprintf(stderr, "bench-dpdk: a check failed (see the line above)\n");
 	}
