@@ -456,7 +456,222 @@ static const struct family ipv4 = {
 	.reflect = reflect4, .cksum_ok = cksum4, .xlate_ok = xlate4,
 };
 
-static const struct family *const families[] = { &ipv4 };
+/* ---- IPv6 packets: the same hosts, each address fd00::/96 and its IPv4 one, so that
+ * ids, services and endpoints read the same; rewriting an address changes its last 32
+ * bits only (no IP header checksum) ---- */
+
+#define FRAME6 74				/* Ethernet, IPv6, TCP (or UDP and 12 bytes) */
+
+static inline struct rte_ipv6_hdr *ip6_of(struct rte_mbuf *m)
+{
+	return rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, sizeof(struct rte_ether_hdr));
+}
+
+static inline void map6(uint8_t out[16], uint32_t v4)
+{
+	static const uint8_t prefix[12] = { 0xfd };
+
+	memcpy(out, prefix, sizeof(prefix));
+	memcpy(out + 12, &v4, 4);
+}
+
+static inline uint32_t low32(const uint8_t a[16])
+{
+	uint32_t v;
+
+	memcpy(&v, a + 12, 4);
+	return v;
+}
+
+static inline uint16_t *ports6(struct rte_ipv6_hdr *ip)
+{
+	return (uint16_t *)(ip + 1);
+}
+
+static inline uint16_t *l4_sum6(struct rte_ipv6_hdr *ip)
+{
+	if (ip->proto == IPPROTO_TCP)
+		return &((struct rte_tcp_hdr *)(ip + 1))->cksum;
+	return &((struct rte_udp_hdr *)(ip + 1))->dgram_cksum;
+}
+
+static inline void set_end6(struct rte_ipv6_hdr *ip, bool src, uint32_t addr, uint16_t port)
+{
+	uint8_t *a = src ? ip->src_addr : ip->dst_addr;
+	uint16_t *p = ports6(ip) + (src ? 0 : 1), *sum = l4_sum6(ip), v;
+	uint32_t old = low32(a);
+
+	v = dp_csum_upd16(dp_csum_upd32(*sum, old, addr), *p, port);
+	if (ip->proto == IPPROTO_UDP && !v)
+		v = 0xffff;
+	*sum = v;
+	memcpy(a + 12, &addr, 4);
+	*p = port;
+}
+
+static inline void swap_ends6(struct rte_ipv6_hdr *ip)
+{
+	uint16_t *p = ports6(ip), t = p[0];
+	uint8_t a[16];
+
+	memcpy(a, ip->src_addr, 16);
+	memcpy(ip->src_addr, ip->dst_addr, 16);
+	memcpy(ip->dst_addr, a, 16);
+	p[0] = p[1];
+	p[1] = t;
+}
+
+static inline void next_request6(struct wk *k, struct rte_ipv6_hdr *ip)
+{
+	uint32_t id = take_id(k);
+
+	set_end6(ip, true, client_ip(id), client_port(id));
+	set_end6(ip, false, vip_ip(svc_of(k->b, id)), rte_cpu_to_be_16(SVC_PORT));
+}
+
+static inline bool reflect_one6(struct wk *k, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eh + 1);
+	enum mode mode = k->b->mode;
+
+	if (eh->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6) || ip->proto != k->b->proto)
+		return false;
+	ip->hop_limits = TTL;
+	if (in_net16(low32(ip->dst_addr), EP_NET)) {
+		if (mode == MODE_NEW)
+			next_request6(k, ip);
+		else
+			swap_ends6(ip);
+		return true;
+	}
+	if (in_net16(low32(ip->src_addr), VIP_NET) && mode != MODE_NEW) {
+		swap_ends6(ip);
+		next_request6(k, ip);
+		return true;
+	}
+	return false;
+}
+
+static inline void fake_nat6(struct rte_mbuf *m)
+{
+	struct rte_ipv6_hdr *ip = ip6_of(m);
+
+	ip->hop_limits--;
+	if (in_net16(low32(ip->dst_addr), VIP_NET))
+		set_end6(ip, false, ep_ip(rte_be_to_cpu_32(low32(ip->dst_addr)) - VIP_BASE, 0),
+			 rte_cpu_to_be_16(EP_PORT));
+	else
+		set_end6(ip, true, vip_ip((rte_be_to_cpu_32(low32(ip->src_addr)) >> 8) & 0xff),
+			 rte_cpu_to_be_16(SVC_PORT));
+}
+
+static uint16_t reflect6(struct wk *k, struct rte_mbuf **pkts, uint16_t n, bool stand_in)
+{
+	uint16_t kept = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		if (i + 4 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void *));
+		if (likely(reflect_one6(k, pkts[i]))) {
+			if (stand_in)
+				fake_nat6(pkts[i]);
+			pkts[kept++] = pkts[i];
+		} else {
+			k->unexpected++;
+			rte_pktmbuf_free(pkts[i]);
+		}
+	}
+	return kept;
+}
+
+static void build6(const struct bench *b, struct rte_mbuf *m, uint32_t id)
+{
+	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eh + 1);
+	uint16_t l4 = FRAME6 - sizeof(*eh) - sizeof(*ip);
+
+	memset(eh, 0, FRAME6);
+	eh->dst_addr = b->dp.macs[0];
+	eh->src_addr = peer_mac;
+	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000u);
+	ip->payload_len = rte_cpu_to_be_16(l4);
+	ip->proto = b->proto;
+	ip->hop_limits = TTL;
+	map6(ip->src_addr, client_ip(id));
+	map6(ip->dst_addr, vip_ip(svc_of(b, id)));
+	ports6(ip)[0] = client_port(id);
+	ports6(ip)[1] = rte_cpu_to_be_16(SVC_PORT);
+	if (b->proto == IPPROTO_TCP) {
+		struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)(ip + 1);
+
+		th->sent_seq = rte_cpu_to_be_32(id);
+		th->data_off = 5 << 4;
+		th->tcp_flags = b->mode == MODE_NEW ? RTE_TCP_SYN_FLAG : RTE_TCP_ACK_FLAG;
+		th->rx_win = rte_cpu_to_be_16(65535);
+	} else {
+		((struct rte_udp_hdr *)(ip + 1))->dgram_len = rte_cpu_to_be_16(l4);
+	}
+	*l4_sum6(ip) = rte_ipv6_udptcp_cksum(ip, ip + 1);
+	m->data_len = FRAME6;
+	m->pkt_len = FRAME6;
+}
+
+static bool cksum6(struct rte_mbuf *m)
+{
+	struct rte_ipv6_hdr *ip = ip6_of(m);
+
+	return rte_ipv6_udptcp_cksum_verify(ip, ip + 1) == 0;
+}
+
+static unsigned owner6(uint32_t id, unsigned n)
+{
+	uint8_t a[16];
+
+	map6(a, client_ip(id));
+	return dp_client_owner6(a, client_port(id), n);
+}
+
+static bool xlate6(const struct wk *k, struct rte_mbuf *m)
+{
+	const struct bench *b = k->b;
+	const struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv6_hdr *ip = ip6_of(m);
+	const struct dp_gen *g = atomic_load(&b->dp.gen);
+	uint16_t *p = ports6(ip);
+	uint32_t id;
+
+	if (b->mode == MODE_LOOP)
+		return true;
+	if (!rte_is_same_ether_addr(&eh->dst_addr, &peer_mac) ||
+	    !rte_is_same_ether_addr(&eh->src_addr, &b->dp.macs[0]) || ip->hop_limits != TTL - 1)
+		return false;
+	if (in_net16(low32(ip->dst_addr), EP_NET)) {
+		const struct dp_svc *s;
+		struct dp_flow6_key fk = { .src_port = p[0], .dst_port = rte_cpu_to_be_16(SVC_PORT),
+					   .proto = b->proto };
+
+		id = id_of(b, low32(ip->src_addr), p[0]);
+		if (id == UINT32_MAX || p[1] != rte_cpu_to_be_16(EP_PORT) ||
+		    owner6(id, b->n_workers) != k->idx)
+			return false;
+		s = &g->svc[svc_of(b, id)];
+		memcpy(fk.src_ip, ip->src_addr, 16);
+		memcpy(fk.dst_ip, s->vip6, 16);
+		return !memcmp(ip->dst_addr, s->eps6[s->maglev[dp_flow6_hash(&fk) % s->m]].ip, 16);
+	}
+	id = id_of(b, low32(ip->dst_addr), p[1]);
+	return b->mode != MODE_NEW && id != UINT32_MAX && owner6(id, b->n_workers) == k->idx &&
+	       p[0] == rte_cpu_to_be_16(SVC_PORT) && low32(ip->src_addr) == vip_ip(svc_of(b, id));
+}
+
+static const struct family ipv6 = {
+	.name = "ipv6", .owner = owner6, .build = build6, .stand_in = fake_nat6,
+	.reflect = reflect6, .cksum_ok = cksum6, .xlate_ok = xlate6,
+};
+
+static const struct family *const families[] = { &ipv4, &ipv6 };
 
 /* ---- set-up: what dpdk.c would build ---- */
 
@@ -526,6 +741,7 @@ static void gen_free(struct dp_gen *g)
 	if (!g)
 		return;
 	rte_hash_free(g->svcs);
+	rte_hash_free(g->svcs6);
 	free(g->svc);
 	free(g->arena);
 	free(g);
@@ -534,23 +750,38 @@ static void gen_free(struct dp_gen *g)
 static int add_services(struct bench *b, struct dp_gen *g)
 {
 	uint32_t m = dp_maglev_size(b->n_eps);
+	size_t n_ep = (size_t)b->n_svc * b->n_eps;
 	struct dp_ep *eps = g->arena;
-	uint16_t *tables = (uint16_t *)(eps + b->n_svc * b->n_eps);
+	struct dp_ep6 *eps6 = (struct dp_ep6 *)(eps + n_ep);
+	uint16_t *tables = (uint16_t *)(eps6 + n_ep);
+	bool v6 = b->fam == &ipv6;
 
 	for (unsigned s = 0; s < b->n_svc; s++) {
 		struct dp_svc *sv = &g->svc[s];
-		struct dp_svc_key k = { .ip = vip_ip(s), .port = rte_cpu_to_be_16(SVC_PORT),
-					.proto = b->proto };
+		struct dp_svc_key k __rte_aligned(8) = { .ip = vip_ip(s),
+							 .port = rte_cpu_to_be_16(SVC_PORT),
+							 .proto = b->proto };
+		struct dp_svc6_key k6 __rte_aligned(8) = { .port = k.port, .proto = k.proto };
 
-		for (unsigned e = 0; e < b->n_eps; e++)
+		map6(k6.ip, k.ip);
+		for (unsigned e = 0; e < b->n_eps; e++) {
 			eps[s * b->n_eps + e] = (struct dp_ep){ .ip = ep_ip(s, e),
 								.port = rte_cpu_to_be_16(EP_PORT) };
-		*sv = (struct dp_svc){ .vip = k.ip, .vport = k.port, .proto = k.proto,
-				       .id = (uint16_t)s, .n_eps = (uint16_t)b->n_eps,
-				       .eps = eps + s * b->n_eps, .m = m, .maglev = tables + s * m,
+			map6(eps6[s * b->n_eps + e].ip, ep_ip(s, e));
+			eps6[s * b->n_eps + e].port = rte_cpu_to_be_16(EP_PORT);
+		}
+		*sv = (struct dp_svc){ .family = v6 ? AF_INET6 : AF_INET, .vip = k.ip,
+				       .vport = k.port, .proto = k.proto, .id = (uint16_t)s,
+				       .n_eps = (uint16_t)b->n_eps, .eps = eps + s * b->n_eps,
+				       .eps6 = eps6 + s * b->n_eps, .m = m, .maglev = tables + s * m,
 				       .ns = "bench", .name = "bench", .port_name = "http" };
-		dp_maglev_build(sv->eps, b->n_eps, tables + s * m, m);
-		if (rte_hash_add_key_data(g->svcs, &k, sv) < 0)
+		memcpy(sv->vip6, k6.ip, 16);
+		if (v6)
+			dp_maglev_build6(sv->eps6, b->n_eps, tables + s * m, m);
+		else
+			dp_maglev_build(sv->eps, b->n_eps, tables + s * m, m);
+		if (v6 ? rte_hash_add_key_data(g->svcs6, &k6, sv) < 0 :
+			 rte_hash_add_key_data(g->svcs, &k, sv) < 0)
 			return -ENOSPC;
 		g->n_svc++;
 	}
@@ -570,9 +801,13 @@ static int make_gen(struct bench *b)
 		return -ENOMEM;
 	hp.entries = b->n_svc * 2 < 64 ? 64 : b->n_svc * 2;
 	g->svcs = rte_hash_create(&hp);
+	hp.name = "bench_svcs6";
+	hp.key_len = sizeof(struct dp_svc6_key);
+	g->svcs6 = rte_hash_create(&hp);
 	g->svc = calloc(b->n_svc, sizeof(*g->svc));
-	g->arena = malloc(n_ep * sizeof(struct dp_ep) + b->n_svc * m * sizeof(uint16_t));
-	if (!g->svcs || !g->svc || !g->arena || add_services(b, g) < 0) {
+	g->arena = malloc(n_ep * (sizeof(struct dp_ep) + sizeof(struct dp_ep6)) +
+			  b->n_svc * m * sizeof(uint16_t));
+	if (!g->svcs || !g->svcs6 || !g->svc || !g->arena || add_services(b, g) < 0) {
 		gen_free(g);
 		return -ENOMEM;
 	}
@@ -582,6 +817,13 @@ static int make_gen(struct bench *b)
 	g->routes[1] = (struct dp_route){ .net = rte_cpu_to_be_32(RTE_IPV4(10, 0, 0, 0)),
 					  .mask = rte_cpu_to_be_32(~0u << 24), .prefix = 8 };
 	g->n_routes = 2;
+	/* the same in IPv6: fd00::/96 and the IPv4 prefix */
+	map6(g->routes6[0].net, rte_cpu_to_be_32(CLIENT_BASE));
+	map6(g->routes6[0].gw, rte_cpu_to_be_32(GW_IP));
+	g->routes6[0].prefix = 96 + 10;
+	map6(g->routes6[1].net, rte_cpu_to_be_32(RTE_IPV4(10, 0, 0, 0)));
+	g->routes6[1].prefix = 96 + 8;
+	g->n_routes6 = 2;
 	g->policy = DP_POLICY_MAGLEV;
 	atomic_store(&b->dp.gen, g);
 	return 0;
@@ -626,15 +868,22 @@ static int split_flows(struct bench *b)
 static int make_worker(struct bench *b, unsigned q)
 {
 	struct dp_worker *w;
+	uint8_t a[16];
 	int r = dp_worker_new(&b->dp, q, &w);
 
 	if (r < 0)
 		return r;
 	b->dp.workers[q] = b->wk[q].w = w;
+
 	dp_worker_neigh_add(w, 0, rte_cpu_to_be_32(GW_IP), &peer_mac);
+	map6(a, rte_cpu_to_be_32(GW_IP));
+	dp_worker_neigh6_add(w, 0, a, &peer_mac);
 	for (unsigned s = 0; s < b->n_svc; s++)
-		for (unsigned e = 0; e < b->n_eps; e++)
+		for (unsigned e = 0; e < b->n_eps; e++) {
 			dp_worker_neigh_add(w, 0, ep_ip(s, e), &peer_mac);
+			map6(a, ep_ip(s, e));
+			dp_worker_neigh6_add(w, 0, a, &peer_mac);
+		}
 	return 0;
 }
 
@@ -651,6 +900,11 @@ static int make_dp(struct bench *b)
 	dp->ports[0].ip = rte_cpu_to_be_32(OUR_IP);
 	dp->ports[0].prefix = 8;
 	dp->ports[0].role = DP_ROLE_BOTH;
+	if (b->fam == &ipv6) {		/* IPv6 flow tables only where they are used */
+		dp->has_v6 = dp->ports[0].has_ip6 = true;
+		map6(dp->ports[0].ip6, rte_cpu_to_be_32(OUR_IP));
+		dp->ports[0].prefix6 = 96 + 8;
+	}
 	dp->n_ports = 1;
 	dp->n_rxq[0] = (uint16_t)b->n_workers;
 	dp->n_workers = b->n_workers;
@@ -1057,8 +1311,6 @@ static int parse_family(struct bench *b, const char *name)
 			b->fam = families[i];
 			return 0;
 		}
-	if (!strcmp(name, "ipv6"))
-		fprintf(stderr, "bench-dpdk: --family ipv6: not in the data plane yet\n");
 	return -EINVAL;
 }
 
