@@ -259,6 +259,10 @@ struct dp {
 };
 
 /* ---- fastpath.c ---- */
+/* A pool of @n mbufs that need not be IOVA-contiguous (with 4 KiB pages, --no-huge, the
+ * default layout puts one mbuf per page at one offset, which aliases cache sets); NULL
+ * and rte_errno on failure. */
+struct rte_mempool *dp_pool_new(const char *name, unsigned n);
 /* What the workers share (rings between them, affinity, round robin), once n_workers
  * is set; freed by dp_shared_free (also after a failed dp_shared_init). */
 int dp_shared_init(struct dp *dp);

@@ -34,7 +34,6 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
-#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
 
@@ -315,30 +314,6 @@ static int eal_init(struct dpb *b)
 	return 0;
 }
 
-/* mbufs from a pool that need not be IOVA-contiguous: with 4 KiB pages (--no-huge) the
- * default layout puts one mbuf per page at one offset, which aliases cache sets */
-static struct rte_mempool *make_pool(unsigned n)
-{
-	struct rte_pktmbuf_pool_private priv = { .mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE };
-	unsigned elt = sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE;
-	struct rte_mempool *mp;
-
-	mp = rte_mempool_create_empty("kp_mbufs", n, elt, 256, sizeof(priv), (int)rte_socket_id(),
-				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
-	if (!mp)
-		return NULL;
-	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) < 0)
-		goto fail;
-	rte_pktmbuf_pool_init(mp, &priv);
-	if (rte_mempool_populate_default(mp) < 0)
-		goto fail;
-	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
-	return mp;
-fail:
-	rte_mempool_free(mp);
-	return NULL;
-}
-
 /* Configures port @i with @rxq receive and @txq transmit queues, RSS over them where the
  * port has it; returns 0 or a negative errno. */
 static int port_configure(struct dpb *b, unsigned i, uint16_t rxq, uint16_t txq,
@@ -412,7 +387,7 @@ static int ports_init(struct dpb *b)
 		dp->n_rxq[i] = (uint16_t)(info[i].max_rx_queues < workers ? info[i].max_rx_queues
 									  : workers);
 
-	dp->pool = make_pool(b->n_mbufs);
+	dp->pool = dp_pool_new("kp_mbufs", b->n_mbufs);
 	if (!dp->pool) {
 		return kp_ctx_set_error(b->ctx, -ENOMEM, "dpdk: cannot create a pool of %u mbufs: "
 					"%s (give more memory with -m)", b->n_mbufs,

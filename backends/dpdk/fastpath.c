@@ -39,6 +39,8 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
+#include <rte_mempool.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
@@ -1002,6 +1004,30 @@ const struct dp_stats *dp_worker_stats(const struct dp_worker *w)
 unsigned dp_worker_take_handed(struct dp_worker *w)
 {
 	return take_handed(w);
+}
+
+/* mbufs from a pool that need not be IOVA-contiguous: with 4 KiB pages (--no-huge) the
+ * default layout puts one mbuf per page at one offset, which aliases cache sets */
+struct rte_mempool *dp_pool_new(const char *name, unsigned n)
+{
+	struct rte_pktmbuf_pool_private priv = { .mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE };
+	unsigned elt = sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE;
+	struct rte_mempool *mp;
+
+	mp = rte_mempool_create_empty(name, n, elt, 256, sizeof(priv), (int)rte_socket_id(),
+				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	if (!mp)
+		return NULL;
+	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) < 0)
+		goto fail;
+	rte_pktmbuf_pool_init(mp, &priv);
+	if (rte_mempool_populate_default(mp) < 0)
+		goto fail;
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+fail:
+	rte_mempool_free(mp);
+	return NULL;
 }
 
 int dp_shared_init(struct dp *dp)

@@ -73,7 +73,6 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
-#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
@@ -675,31 +674,6 @@ static const struct family *const families[] = { &ipv4, &ipv6 };
 
 /* ---- set-up: what dpdk.c would build ---- */
 
-/* mbufs that need not be IOVA-contiguous, as dpdk.c's make_pool(): with 4 KiB pages
- * (--no-huge) the default layout puts one mbuf per page at one offset, which aliases
- * cache sets */
-static struct rte_mempool *make_pool(unsigned n)
-{
-	struct rte_pktmbuf_pool_private priv = { .mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE };
-	unsigned elt = sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE;
-	struct rte_mempool *mp;
-
-	mp = rte_mempool_create_empty("bench_mbufs", n, elt, 256, sizeof(priv),
-				      (int)rte_socket_id(), RTE_MEMPOOL_F_NO_IOVA_CONTIG);
-	if (!mp)
-		return NULL;
-	if (rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL) < 0)
-		goto out_free;
-	rte_pktmbuf_pool_init(mp, &priv);
-	if (rte_mempool_populate_default(mp) < 0)
-		goto out_free;
-	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
-	return mp;
-out_free:
-	rte_mempool_free(mp);
-	return NULL;
-}
-
 /* The loopback port: queue q's receive ring is its transmit ring, one ring per worker
  * (single producer, single consumer: only worker q touches it). */
 static int make_port(struct bench *b)
@@ -926,7 +900,7 @@ static int make_dp(struct bench *b)
 		return r;
 	dp->max_flows = b->max_flows;
 	b->n_mbufs = b->n_workers * b->inflight + 4096;
-	dp->pool = make_pool(b->n_mbufs);
+	dp->pool = dp_pool_new("bench_mbufs", b->n_mbufs);
 	if (!dp->pool)
 		return -ENOMEM;
 	r = make_port(b);
