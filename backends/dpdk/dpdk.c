@@ -38,6 +38,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "internal.h"
+#include "../common/caps.h"
 #include "../common/opts.h"
 #include "dp.h"
 
@@ -361,8 +362,15 @@ static int ports_init(struct dpb *b)
 		uint16_t pid;
 
 		if (rte_eth_dev_get_port_by_name(dp->ports[i].name, &pid) != 0) {
-			return kp_ctx_set_error(b->ctx, -ENODEV, "dpdk: port %s: no such device",
-						dp->ports[i].name);
+			char why[160] = "";
+
+			/* a virtual device's driver failed to make it: tap and af_packet
+			 * devices need CAP_NET_ADMIN (their log lines say more) */
+			if (!strncmp(dp->ports[i].name, "net_", 4))
+				kp_caps_explain(-EPERM, KP_CAP(CAP_NET_ADMIN), why, sizeof(why));
+			return kp_ctx_set_error(b->ctx, -ENODEV, "dpdk: port %s: no such device%s%s%s",
+						dp->ports[i].name, *why ? " (its driver could not "
+						"make it" : "", why, *why ? ")" : "");
 		}
 		dp->port_ids[i] = pid;
 		memset(&info[i], 0, sizeof(info[i]));

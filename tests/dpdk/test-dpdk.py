@@ -184,7 +184,7 @@ def ports(topo):
 class Kproxyd(kptest.Kproxyd):
     """kproxyd in dpdk mode with the test's ports, from flags or (@config) a
     KubeProxyConfiguration file that says it all."""
-    def __init__(self, topo, tmp, mdir, *extra, lcores="-l 0,1", config=None):
+    def __init__(self, topo, tmp, mdir, *extra, lcores="-l 0,1", config=None, wrap=()):
         self.topo = topo
         flags = ("--config", config) if config else (
             "--healthz-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:10249",
@@ -192,7 +192,7 @@ class Kproxyd(kptest.Kproxyd):
             "--dpdk-port", ports(topo)[1], "--dpdk-tcpfin-timeout", "1s",
             "--dpdk-udp-timeout", "2s", "--dpdk-tcp-timeout", "30s",
             "--dpdk-idle-sleep-us", "100", "--cluster-cidr", "10.244.0.0/16,fd00:244::/64")
-        super().__init__(topo.node, "dpdk", mdir, tmp, flags + extra)
+        super().__init__(topo.node, "dpdk", mdir, tmp, flags + extra, wrap=wrap)
         # the taps appear while EAL probes its devices, and the port setup that follows
         # works on them by name: move them only once kproxyd serves (its init is over)
         self.ready(self.dump, DEADLINE)
@@ -464,6 +464,34 @@ def rr_run(topo, tmp, mdir):
     return k.text()
 
 
+def caps_wrap(caps):
+    """uid 0 with exactly @caps (setpriv: bounding and inheritable sets)."""
+    sets = "-all" + "".join(",+" + c for c in caps)
+    return ["setpriv", "--bounding-set", sets, "--inh-caps", sets, "--"]
+
+
+def least_privilege_run(topo, tmp, mdir):
+    """dpdk mode with CAP_NET_ADMIN alone (tap ports, --no-huge), then without it."""
+    write(mdir, manifests())
+    k = Kproxyd(topo, tmp, mdir, wrap=caps_wrap(["net_admin"]))
+    lines = topo.run(topo.client, "tcp", "10.96.0.10", 80, 10)
+    lines6 = topo.run(topo.client, "tcp", "fd00:96::20", 80, 5)
+    with open("/proc/%d/status" % k.proc.pid) as f:
+        eff = re.search(r"^CapEff:\s*(\S+)", f.read(), re.M).group(1)
+    ok(k.attached and int(eff, 16) == 1 << 12 and set(names(lines)) <= {"pod-a", "pod-b", "pod-c"}
+       and len(lines) == 10 and "ERR" not in names(lines + lines6) and len(lines6) == 5,
+       "with CAP_NET_ADMIN alone (CapEff %s) kproxyd makes its tap ports and carries IPv4 "
+       "and IPv6 ClusterIP traffic" % eff, (eff, lines, lines6))
+    ok(k.stop() == 0, "SIGTERM stops kproxyd")
+    k = Kproxyd(topo, tmp, mdir, wrap=caps_wrap(["net_raw"]))
+    exited = wait_until(lambda: k.proc.poll() is not None, DEADLINE)
+    ok(exited and k.proc.returncode != 0 and re.search(
+        r"dpdk: port net_tap0: no such device \(its driver could not make it; needs "
+        r"CAP_NET_ADMIN, and this process lacks CAP_NET_ADMIN\)", k.text()),
+       "without CAP_NET_ADMIN it exits at start, naming the capability", k.text()[-800:])
+    return k.text()
+
+
 def one_worker_run(topo, tmp, mdir):
     """One worker of the two worker lcores, no handing over; the dpdk settings from a
     KubeProxyConfiguration's dpdk section."""
@@ -536,6 +564,7 @@ def main():
         logs += maglev_run(topo, tmp, mdir)
         logs += rr_run(topo, tmp, mdir)
         logs += one_worker_run(topo, tmp, mdir)
+        logs += least_privilege_run(topo, tmp, mdir)
         ok("Sanitizer" not in logs and "runtime error" not in logs,
            "no sanitizer report from any kproxyd", logs[-3000:])
     except Exception as e:  # report, then clean up
