@@ -199,14 +199,14 @@ def wait_until(fn, bound=DEADLINE, step=0.2):
 
 
 class Kproxyd:
-    def __init__(self, topo, mdir, sched, *extra, wait=True):
+    def __init__(self, topo, mdir, sched, *extra, wait=True, wrap=()):
         self.sock = os.path.join(mdir, "..", "kproxyd.sock")
         self.logname = os.path.join(mdir, "..", "kproxyd.log")
         self.log = open(self.logname, "a")
         self.log.write("==== kproxyd --ipvs-scheduler %s %s\n" % (sched, " ".join(extra)))
         self.log.flush()
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.node, KPROXYD, "--proxy-mode", "ipvs",
+            ["ip", "netns", "exec", topo.node, *wrap, KPROXYD, "--proxy-mode", "ipvs",
              "--ipvs-scheduler", sched, "--manifests", mdir, "--control-socket", self.sock,
              "--hostname-override", "node-a", "--cluster-cidr", "10.244.0.0/16",
              "--min-sync-period", "100ms", "--nodeport-addresses", "192.168.50.0/24",
@@ -828,6 +828,36 @@ def check_least(topo, sched):
              % fmt_table({key: ipvs(n).get(key, {"sched": "?", "flags": "", "rs": {}})}))
 
 
+def caps_wrap(caps):
+    """uid 0 with exactly @caps (setpriv: bounding and inheritable sets)."""
+    sets = "-all" + "".join(",+" + c for c in caps)
+    return ("setpriv", "--bounding-set", sets, "--inh-caps", sets, "--")
+
+
+def test_privs(topo, mdir):
+    """ipvs mode with CAP_NET_ADMIN and CAP_NET_RAW alone (kproxyd(8), Privileges; the
+    modules are loaded already), then without CAP_NET_ADMIN."""
+    k = Kproxyd(topo, mdir, "rr", wrap=caps_wrap(["net_admin", "net_raw"]))
+    eff = ""
+    if k.proc.poll() is None:
+        with open("/proc/%d/status" % k.proc.pid) as f:
+            eff = re.search(r"^CapEff:\s*(\S+)", f.read(), re.M).group(1)
+    c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 12) +
+              topo.run(topo.client, "tcp", NODE_IP, 30080, 12))
+    ok(k.synced and eff and int(eff, 16) == (1 << 12 | 1 << 13) and
+       set(c) == {"pod-a1", "pod-b1", "pod-b2"} and sum(c.values()) == 24,
+       "with only CAP_NET_ADMIN and CAP_NET_RAW (CapEff %s) ipvs mode syncs and carries a "
+       "ClusterIP and a NodePort" % eff, (c, k.logtail(10), k.why()))
+    ok(k.stop() == 0, "SIGTERM stops it")
+    k = Kproxyd(topo, mdir, "rr", wrap=caps_wrap(["net_raw"]), wait=False)
+    exited = wait_until(lambda: k.proc.poll() is not None)
+    ok(exited and k.proc.returncode != 0 and "needs CAP_NET_ADMIN" in k.logtail(10) and
+       "lacks CAP_NET_ADMIN" in k.logtail(10),
+       "without CAP_NET_ADMIN it exits at start naming it", k.logtail(10))
+    if k.proc.poll() is None:
+        k.stop()
+
+
 def test_cleanup(topo, before):
     n = topo.node
     r = subprocess.run(["ip", "netns", "exec", n, KPROXYD, "--proxy-mode", "ipvs",
@@ -953,8 +983,10 @@ def main():
             else:
                 fn(topo, k)
             k.stop()
-        SCHED = ""
+        SCHED = "least privilege"
         k = None
+        test_privs(topo, mdir)
+        SCHED = ""
         test_cleanup(topo, before)
     except Exception as e:  # report, then clean up
         import traceback
