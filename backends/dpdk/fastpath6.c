@@ -30,13 +30,6 @@
 
 #include "worker.h"
 
-enum {
-	ICMP6_UNREACH = 1, ICMP6_UNREACH_PORT = 4, ICMP6_ECHO_REQUEST = 128,
-	ICMP6_ECHO_REPLY = 129, ND_SOLICIT = 135, ND_ADVERT = 136,
-	ND_OPT_SOURCE_LL = 1, ND_OPT_TARGET_LL = 2,
-};
-
-#define ND_LEN 32			/* a solicitation or advertisement with its one option */
 #define ICMP6_ERR_MAX 1232		/* of the offending packet: the error fits 1280 bytes */
 
 struct pkt6 {
@@ -143,61 +136,6 @@ static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key
 
 /* ---- neighbour discovery, ICMPv6 ---- */
 
-static inline void ip6_header(struct rte_ipv6_hdr *ip, uint16_t plen, uint8_t hops,
-			      const uint8_t src[16], const uint8_t dst[16])
-{
-	ip->vtc_flow = rte_cpu_to_be_32(0x60000000u);
-	ip->payload_len = rte_cpu_to_be_16(plen);
-	ip->proto = IPPROTO_ICMPV6;
-	ip->hop_limits = hops;
-	memcpy(ip->src_addr, src, 16);
-	memcpy(ip->dst_addr, dst, 16);
-}
-
-/* A solicitation or advertisement's ICMPv6 part: @type, @flags, @target, then the
- * link-layer option @opt with @mac; its checksum last. */
-static void nd_body(struct rte_ipv6_hdr *ip, uint8_t type, uint8_t flags, const uint8_t target[16],
-		    uint8_t opt, const struct rte_ether_addr *mac)
-{
-	uint8_t *ic = (uint8_t *)(ip + 1);
-
-	memset(ic, 0, ND_LEN);
-	ic[0] = type;
-	ic[4] = flags;
-	memcpy(ic + 8, target, 16);
-	ic[24] = opt;
-	ic[25] = 1;			/* the option's length: 8 bytes */
-	memcpy(ic + 26, mac, RTE_ETHER_ADDR_LEN);
-	st16(ic + 2, rte_ipv6_udptcp_cksum(ip, ic));
-}
-
-void dp_nd_solicit(struct dp_worker *w, unsigned po, const uint8_t target[16])
-{
-	const struct dp_port_cfg *pc = &w->dp->ports[po];
-	struct rte_mbuf *m;
-	struct rte_ether_hdr *eh;
-	struct rte_ipv6_hdr *ip;
-	uint8_t snm[16] = { 0xff, 0x02, [11] = 0x01, [12] = 0xff };
-
-	if (!pc->has_ip6 || !(m = rte_pktmbuf_alloc(w->dp->pool)))
-		return;
-	eh = (struct rte_ether_hdr *)rte_pktmbuf_append(m, sizeof(*eh) + sizeof(*ip) + ND_LEN);
-	if (!eh) {
-		rte_pktmbuf_free(m);
-		return;
-	}
-	ip = (struct rte_ipv6_hdr *)(eh + 1);
-	/* the solicited-node multicast address and its MAC, 33:33 and its last 32 bits */
-	memcpy(snm + 13, target + 13, 3);
-	eh->dst_addr = (struct rte_ether_addr){ { 0x33, 0x33, 0xff, target[13], target[14],
-						  target[15] } };
-	eh->src_addr = w->dp->macs[po];
-	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
-	ip6_header(ip, ND_LEN, 255, pc->ip6, snm);
-	nd_body(ip, ND_SOLICIT, 0, target, ND_OPT_SOURCE_LL, &w->dp->macs[po]);
-	tx(w, po, m);
-}
-
 /* A solicitation or advertisement received on port @pi: what it tells learned (and
  * copied to the other workers when @copy), a solicitation for the port's address
  * answered. */
@@ -257,8 +195,8 @@ static void nd_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, struc
 		eh->dst_addr = eh->src_addr;
 	}
 	eh->src_addr = w->dp->macs[pi];
-	ip6_header(ip, ND_LEN, 255, pc->ip6, peer);
-	nd_body(ip, ND_ADVERT, from_any ? 0xa0 : 0xe0, target, ND_OPT_TARGET_LL,
+	dp_ip6_header(ip, ND_LEN, 255, pc->ip6, peer);
+	dp_nd_body(ip, ND_ADVERT, from_any ? 0xa0 : 0xe0, target, ND_OPT_TARGET_LL,
 		&w->dp->macs[pi]);	/* Router, Solicited (when asked by a node), Override */
 	w->st.arp_replies++;
 	tx(w, pi, m);
@@ -315,7 +253,7 @@ static void unreachable6(struct dp_worker *w, unsigned pi, struct rte_mbuf *m,
 	eh->dst_addr = e.src_addr;
 	eh->src_addr = w->dp->macs[pi];
 	eh->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6);
-	ip6_header(nip, (uint16_t)(8 + keep), 64, pc->ip6, src);
+	dp_ip6_header(nip, (uint16_t)(8 + keep), 64, pc->ip6, src);
 	memset(ic, 0, 8);
 	ic[0] = ICMP6_UNREACH;
 	ic[1] = ICMP6_UNREACH_PORT;

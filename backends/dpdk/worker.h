@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <rte_tcp.h>
@@ -26,6 +27,13 @@
 
 enum { ST_FREE, ST_SYN, ST_EST, ST_CLOSING, ST_UDP };
 enum { DIR_FWD = 0, DIR_REV = 1 };
+enum {
+	ICMP6_UNREACH = 1, ICMP6_UNREACH_PORT = 4, ICMP6_ECHO_REQUEST = 128,
+	ICMP6_ECHO_REPLY = 129, ND_SOLICIT = 135, ND_ADVERT = 136,
+	ND_OPT_SOURCE_LL = 1, ND_OPT_TARGET_LL = 2,
+};
+
+#define ND_LEN 32			/* a solicitation or advertisement with its one option */
 
 /* A flow direction's next hop, as last resolved: valid while the neighbour table's
  * epoch is the same (a known next hop is then one compare away, no lookup). */
@@ -101,6 +109,34 @@ struct dp_worker {
 } __rte_cache_aligned;
 
 /* ---- small helpers ---- */
+
+/* ::ffff:@ip, as the neighbour table keeps an IPv4 address. */
+static inline void mapped(uint32_t ip, uint8_t out[16])
+{
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	memcpy(out, prefix, sizeof(prefix));
+	memcpy(out + 12, &ip, 4);
+}
+
+static inline bool is_mapped(const uint8_t a[16])
+{
+	static const uint8_t prefix[12] = { [10] = 0xff, [11] = 0xff };
+
+	return !memcmp(a, prefix, sizeof(prefix));
+}
+
+static inline void dp_ip6_header(struct rte_ipv6_hdr *ip, uint16_t plen, uint8_t hops,
+			      const uint8_t src[16], const uint8_t dst[16])
+{
+	ip->vtc_flow = rte_cpu_to_be_32(0x60000000u);
+	ip->payload_len = rte_cpu_to_be_16(plen);
+	ip->proto = IPPROTO_ICMPV6;
+	ip->hop_limits = hops;
+	memcpy(ip->src_addr, src, 16);
+	memcpy(ip->dst_addr, dst, 16);
+}
+
 
 static inline void count_drop(struct dp_worker *w, enum dp_drop why, struct rte_mbuf *m)
 {
@@ -195,15 +231,19 @@ static inline void *slot_take(struct flow_table *t, size_t size, uint32_t *ret_i
 	return (char *)t->slot + (size_t)*ret_idx * size;
 }
 
-/* ---- fastpath.c, for fastpath6.c ---- */
+/* ---- worker.c and neigh.c, for fastpath.c and fastpath6.c ---- */
 
 /* Enters a new flow's two keys (slot @idx of @t) and counts it; on failure the slot goes
  * back and a negative errno is returned. */
 int dp_flow_insert(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
 		   const void *rkey, uint16_t svc_id);
 
-/* Queues @m, received on port index @pi, for worker @to. */
+/* ---- worker.c: what both paths share ---- */
+
+/* Queues @m, received on port index @pi, for worker @to; dp_hand_flush sends what is
+ * queued for @to over their ring. */
 void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m);
+void dp_hand_flush(struct dp_worker *w, unsigned to);
 /* Sends @m to neighbour @hop (16 bytes; IPv4 mapped) on port @po, or holds it while the
  * neighbour is resolved (ARP or a solicitation). Returns the neighbour when it was known
  * (the packet is out), NULL when the packet waits or was dropped. */
@@ -237,7 +277,13 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 		 uint16_t n, bool handed);
 /* Whether the UDP flow6 in @slot lost its endpoint (or its frontend). */
 bool dp_udp_stale6(const struct dp_gen *g, const void *slot);
+/* ---- neigh.c ---- */
+
 /* Sends a neighbour solicitation for @target out of port @po. */
 void dp_nd_solicit(struct dp_worker *w, unsigned po, const uint8_t target[16]);
+/* A solicitation or advertisement's ICMPv6 part behind @ip: @type, @flags, @target, then
+ * the link-layer option @opt with @mac; its checksum last. */
+void dp_nd_body(struct rte_ipv6_hdr *ip, uint8_t type, uint8_t flags, const uint8_t target[16],
+		uint8_t opt, const struct rte_ether_addr *mac);
 
 #endif
