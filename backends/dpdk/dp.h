@@ -23,6 +23,18 @@
  * flow is made: ClientIP affinity (a table of entries each under a sequence count; a
  * writer that finds an entry busy skips it) and the round-robin counters (atomic).
  *
+ * Why this and not steering by the device alone: a flow's two directions are two
+ * 5-tuples after NAT, so no receive hash sends both to one queue; DPVS chooses the SNAT
+ * port so that the reply hashes back (for full-NAT) and adds flow-director rules, which
+ * needs RSS with a known key and flow rules, and vdevs have neither. Here the owner is a
+ * function of the packet and the generation, the same for both directions: the client's
+ * address and port are the forward packet's source and a reply's destination when the
+ * client's address is kept (externalTrafficPolicy Local, a cluster IP from a pod), and a
+ * masqueraded reply carries the owner in its port. So nothing but the ring is needed for
+ * a packet the device put on another worker's queue, no flow table is read by two
+ * workers, and a device that does spread the flows well (RSS; a tap's kernel side, which
+ * sends a flow's packets to the queue its replies came from) makes the ring rare.
+ *
  * Both families: IPv6 has its own frontends' table, routes and flow tables (keys of 40
  * bytes would slow IPv4's 16), the same rules (NAT66, the same masquerading, steering by
  * the same owner function over the 16-byte address) and neighbour discovery; the
