@@ -230,6 +230,7 @@ struct dp_stats {
 	uint64_t flows_created, flows_expired, arp_replies, icmp_replies, routed;
 	uint64_t handed;		/* packets passed to the flow's worker (ARP
 					 * copies apart) */
+	uint64_t related;		/* ICMP errors about a flow's packet, translated */
 	int64_t flows_active;
 	struct dp_svc_stats *svc;	/* DP_MAX_SERVICES entries */
 } __rte_cache_aligned;

@@ -1004,6 +1004,8 @@ static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
 	     SUM(st->arp_replies));
 	emit(&sw, "kproxyd_dpdk_icmp_replies_total", "ICMP echo requests answered", "counter",
 	     "", SUM(st->icmp_replies));
+	emit(&sw, "kproxyd_dpdk_icmp_related_total", "ICMP errors about a flow's packet, "
+	     "translated as the flow", "counter", "", SUM(st->related));
 	for (unsigned w = 0; w < b->dp.n_workers; w++) {
 		const struct dp_stats *st = dp_worker_stats(b->dp.workers[w]);
 		uint64_t rx = 0;

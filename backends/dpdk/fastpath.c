@@ -469,6 +469,101 @@ static inline void forward(struct dp_worker *w, const struct dp_gen *g, struct r
 		route_out(w, g, ip, m, NULL);
 }
 
+/* The worker that owns the flow of a packet with 5-tuple @k that no local flow holds: @fe,
+ * it is to a frontend; @ours, to one of our port addresses (dp.h). */
+static inline unsigned owner(const struct dp *dp, const struct dp_flow_key *k, bool fe, bool ours)
+{
+	unsigned nw = dp->n_workers, dport = rte_be_to_cpu_16(k->dst_port);
+
+	if (fe)
+		return dp_client_owner(k->src_ip, k->src_port, nw);
+	if (ours)
+		return dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
+	return dp_client_owner(k->dst_ip, k->dst_port, nw);
+}
+
+/* An ICMP error (destination unreachable, time exceeded, parameter problem, source
+ * quench) about a packet of one of our flows: translated as conntrack does for RELATED
+ * traffic, so that the sender of the original packet sees the error about what it sent
+ * (the VIP, its own address and port) from the address it sent to. The quoted packet
+ * went one way of the flow, so its swapped 5-tuple is the key of the other way, which
+ * is the way the error goes. Returns false for an error of no flow here (routed as it
+ * is), true when it was translated and sent, or handed to the flow's worker. */
+static bool icmp_related(struct dp_worker *w, const struct dp_gen *g, unsigned pi,
+			 struct rte_mbuf *m, struct pkt *p, uint8_t type, bool handed)
+{
+	struct rte_ipv4_hdr *ip = p->ip, *in;
+	struct rte_icmp_hdr *ic = (struct rte_icmp_hdr *)((char *)ip + p->l3len);
+	unsigned tot = rte_be_to_cpu_16(ip->total_length), inlen;
+	struct dp_flow_key k __rte_aligned(8) = { 0 };
+	uint16_t *ports;
+	void *data;
+	struct flow *f;
+	int d;
+
+	if (type != 3 && type != 4 && type != 11 && type != 12)
+		return false;
+	in = (struct rte_ipv4_hdr *)(ic + 1);
+	if (tot < p->l3len + sizeof(*ic) + sizeof(*in) + 4)
+		return false;
+	inlen = (unsigned)(in->version_ihl & 0xf) * 4;
+	if ((in->version_ihl >> 4) != 4 || inlen < 20 ||
+	    tot < p->l3len + sizeof(*ic) + inlen + 4 ||
+	    (in->next_proto_id != IPPROTO_TCP && in->next_proto_id != IPPROTO_UDP))
+		return false;
+	ports = (uint16_t *)((char *)in + inlen);
+	k = (struct dp_flow_key){ .src_ip = ld32(&in->dst_addr), .dst_ip = ld32(&in->src_addr),
+				  .src_port = ld16(&ports[1]), .dst_port = ld16(&ports[0]),
+				  .proto = in->next_proto_id };
+	if (rte_hash_lookup_data(w->t4.hash, &k, &data) < 0) {
+		struct dp_svc_key sk __rte_aligned(8) = { .ip = k.dst_ip, .port = k.dst_port,
+							  .proto = k.proto };
+		unsigned o;
+
+		if (w->dp->n_workers == 1 || handed)
+			return false;
+		o = owner(w->dp, &k, rte_hash_lookup(g->svcs, &sk) >= 0,
+			  our_port(w->dp, k.dst_ip) >= 0);
+		if (o == w->idx)
+			return false;
+		w->st.handed++;
+		dp_hand(w, o, pi, m);
+		return true;
+	}
+	f = (struct flow *)w->t4.slot + ((uintptr_t)data >> 1);
+	d = (int)((uintptr_t)data & 1);
+	if (d == DIR_REV) {	/* about a request: it goes back toward the client */
+		st32(&in->dst_addr, f->fkey.dst_ip);
+		st16(&ports[1], f->fkey.dst_port);
+		if (ld32(&ip->src_addr) == f->rkey.src_ip)
+			st32(&ip->src_addr, f->fkey.dst_ip);
+		if (f->f.snat) {
+			st32(&in->src_addr, f->fkey.src_ip);
+			st16(&ports[0], f->fkey.src_port);
+			st32(&ip->dst_addr, f->fkey.src_ip);
+		}
+	} else {		/* about a reply: it goes toward the endpoint */
+		st32(&in->src_addr, f->rkey.src_ip);
+		st16(&ports[0], f->rkey.src_port);
+		st32(&ip->dst_addr, f->rkey.src_ip);
+		if (f->f.snat) {
+			st32(&in->dst_addr, f->rkey.dst_ip);
+			st16(&ports[1], f->rkey.dst_port);
+			st32(&ip->src_addr, f->rkey.dst_ip);
+		}
+	}
+	/* the quoted L4 checksum is left: a host matches the error by addresses and ports */
+	in->hdr_checksum = 0;
+	in->hdr_checksum = rte_ipv4_cksum(in);
+	ic->icmp_cksum = 0;
+	ic->icmp_cksum = (uint16_t)~rte_raw_cksum(ic, tot - p->l3len);
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
+	w->st.related++;
+	forward_flow(w, g, ip, m, f, d);
+	return true;
+}
+
 /*
  * One burst from port @pi, start to end. Long on purpose: the burst's stages (classify,
  * one bulk flow lookup, per-packet NAT or forward, the second lookup after a flow was
@@ -563,15 +658,8 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 
 			if (w->dp->n_workers > 1 && !handed) {
 				/* not a flow of ours: whose is it? (dp.h) */
-				unsigned o, nw = w->dp->n_workers, dport = rte_be_to_cpu_16(sk.port);
+				unsigned o = owner(w->dp, &keys[slot[i]], fe, ours >= 0);
 
-				if (fe)
-					o = dp_client_owner(keys[slot[i]].src_ip,
-							    keys[slot[i]].src_port, nw);
-				else if (ours >= 0)
-					o = dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
-				else
-					o = dp_client_owner(sk.ip, sk.port, nw);
 				if (o != w->idx) {
 					w->st.handed++;
 					dp_hand(w, o, pi, m);
@@ -588,12 +676,16 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 				}
 				continue;
 			}
-		} else if (ours >= 0 && pp->ip->next_proto_id == IPPROTO_ICMP &&
-			   rte_pktmbuf_data_len(m) >= sizeof(struct rte_ether_hdr) + pp->l3len + 8 &&
-			   ((struct rte_icmp_hdr *)((char *)pp->ip + pp->l3len))->icmp_type ==
-			   RTE_IP_ICMP_ECHO_REQUEST) {
-			icmp_echo(w, pi, m, pp->ip, pp->l3len);
-			continue;
+		} else if (pp->ip->next_proto_id == IPPROTO_ICMP &&
+			   rte_pktmbuf_data_len(m) >= sizeof(struct rte_ether_hdr) + pp->l3len + 8) {
+			uint8_t type = ((struct rte_icmp_hdr *)((char *)pp->ip + pp->l3len))->icmp_type;
+
+			if (ours >= 0 && type == RTE_IP_ICMP_ECHO_REQUEST) {
+				icmp_echo(w, pi, m, pp->ip, pp->l3len);
+				continue;
+			}
+			if (icmp_related(w, g, pi, m, pp, type, handed))
+				continue;
 		}
 		if (ours >= 0) {
 			count_drop(w, DROP_NOT_FOR_US, m);

@@ -464,6 +464,93 @@ static bool icmp6_input(struct dp_worker *w, unsigned pi, struct rte_mbuf *m, st
 	return false;
 }
 
+/* The worker that owns the flow of a packet with 5-tuple @k that no local flow holds
+ * (dp.h; fastpath.c's owner() for IPv4). */
+static inline unsigned owner6(const struct dp *dp, const struct dp_flow6_key *k, bool fe, bool ours)
+{
+	unsigned nw = dp->n_workers, dport = rte_be_to_cpu_16(k->dst_port);
+
+	if (fe)
+		return dp_client_owner6(k->src_ip, k->src_port, nw);
+	if (ours)
+		return dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
+	return dp_client_owner6(k->dst_ip, k->dst_port, nw);
+}
+
+static inline void set16(uint8_t *field, const uint8_t v[16])
+{
+	memcpy(field, v, 16);
+}
+
+/* An ICMPv6 error (types 1-4) about a packet of one of our flows, translated as
+ * fastpath.c's icmp_related() does for IPv4; false when it is no flow's here. */
+static bool icmp6_related(struct dp_worker *w, const struct dp_gen *g, unsigned pi,
+			  struct rte_mbuf *m, struct pkt6 *p, bool handed)
+{
+	struct rte_ipv6_hdr *ip = p->ip, *in;
+	uint8_t *ic = (uint8_t *)(ip + 1);
+	unsigned plen = rte_be_to_cpu_16(ip->payload_len);
+	struct dp_flow6_key k __rte_aligned(8) = { 0 };
+	uint8_t *ports;
+	void *data;
+	struct flow6 *f;
+	int d;
+
+	if (ic[0] < 1 || ic[0] > 4 || plen < 8 + sizeof(*in) + 4)
+		return false;
+	in = (struct rte_ipv6_hdr *)(ic + 8);
+	if (in->proto != IPPROTO_TCP && in->proto != IPPROTO_UDP)
+		return false;
+	ports = (uint8_t *)(in + 1);
+	memcpy(k.src_ip, in->dst_addr, 16);
+	memcpy(k.dst_ip, in->src_addr, 16);
+	k.src_port = ld16(ports + 2);
+	k.dst_port = ld16(ports);
+	k.proto = in->proto;
+	if (rte_hash_lookup_data(w->t6.hash, &k, &data) < 0) {
+		struct dp_svc6_key sk __rte_aligned(8) = { .port = k.dst_port, .proto = k.proto };
+		unsigned o;
+
+		if (w->dp->n_workers == 1 || handed)
+			return false;
+		memcpy(sk.ip, k.dst_ip, 16);
+		o = owner6(w->dp, &k, rte_hash_lookup(g->svcs6, &sk) >= 0,
+			   our_port6(w->dp, k.dst_ip) >= 0);
+		if (o == w->idx)
+			return false;
+		w->st.handed++;
+		dp_hand(w, o, pi, m);
+		return true;
+	}
+	f = (struct flow6 *)w->t6.slot + ((uintptr_t)data >> 1);
+	d = (int)((uintptr_t)data & 1);
+	if (d == DIR_REV) {	/* about a request: back toward the client */
+		set16(in->dst_addr, f->fkey.dst_ip);
+		st16(ports + 2, f->fkey.dst_port);
+		if (!memcmp(ip->src_addr, f->rkey.src_ip, 16))
+			set16(ip->src_addr, f->fkey.dst_ip);
+		if (f->f.snat) {
+			set16(in->src_addr, f->fkey.src_ip);
+			st16(ports, f->fkey.src_port);
+			set16(ip->dst_addr, f->fkey.src_ip);
+		}
+	} else {		/* about a reply: toward the endpoint */
+		set16(in->src_addr, f->rkey.src_ip);
+		st16(ports, f->rkey.src_port);
+		set16(ip->dst_addr, f->rkey.src_ip);
+		if (f->f.snat) {
+			set16(in->dst_addr, f->rkey.dst_ip);
+			st16(ports + 2, f->rkey.dst_port);
+			set16(ip->src_addr, f->rkey.dst_ip);
+		}
+	}
+	st16(ic + 2, 0);
+	st16(ic + 2, rte_ipv6_udptcp_cksum(ip, ic));
+	w->st.related++;
+	forward6_flow(w, g, ip, m, f, d);
+	return true;
+}
+
 void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
 		 uint16_t n, bool handed)
 {
@@ -501,7 +588,9 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 			count_drop(w, DROP_BAD_IP, m);
 			continue;
 		}
-		if (kind[i] == 1 && icmp6_input(w, pi, m, pp, handed))
+		if (kind[i] == 1 && (icmp6_input(w, pi, m, pp, handed) ||
+				     (pp->ip->proto == IPPROTO_ICMPV6 &&
+				      icmp6_related(w, g, pi, m, pp, handed))))
 			continue;
 		if (kind[i] == 2) {
 			if (changed)	/* the bulk lookup may be stale */
@@ -534,15 +623,8 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 			memcpy(sk.ip, keys[slot[i]].dst_ip, 16);
 			fe = rte_hash_lookup_data(g->svcs6, &sk, &sv) >= 0;
 			if (w->dp->n_workers > 1 && !handed) {	/* whose is it? (dp.h) */
-				unsigned o, nw = w->dp->n_workers, dport = rte_be_to_cpu_16(sk.port);
+				unsigned o = owner6(w->dp, &keys[slot[i]], fe, ours >= 0);
 
-				if (fe)
-					o = dp_client_owner6(keys[slot[i]].src_ip,
-							     keys[slot[i]].src_port, nw);
-				else if (ours >= 0)
-					o = dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
-				else
-					o = dp_client_owner6(sk.ip, sk.port, nw);
 				if (o != w->idx) {
 					w->st.handed++;
 					dp_hand(w, o, pi, m);

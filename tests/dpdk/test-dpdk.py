@@ -39,12 +39,12 @@ A6, B6, C6 = [(ip6, node, True) for _, _, node, ip6 in PODS]
 DUAL = "  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n"
 
 
-def dual(name, ip, ip6, port, eps, eps6, extra="", **kw):
+def dual(name, ip, ip6, port, eps, eps6, extra="", port_=8080, **kw):
     """A dual-stack service, with an EndpointSlice per family."""
     return (svc(name, ip, port, "  clusterIPs: [%s, '%s']\n" % (ip, ip6) + DUAL + extra, **kw)
-            + slice_(name, eps, proto=kw.get("proto", "TCP"))
+            + slice_(name, eps, proto=kw.get("proto", "TCP"), port=port_)
             + slice_(name, eps6, proto=kw.get("proto", "TCP"), sname=name + "-6",
-                     family="IPv6"))
+                     family="IPv6", port=port_))
 MIB = 1 << 20
 
 
@@ -75,6 +75,9 @@ def manifests(web=(A, B, C), gone=True, dns=(A, B), dns6=(A6, B6)):
                    "  loadBalancerSourceRanges: [192.168.60.3/32, 'fd00:60::3/128']\n"
                    "status:\n  loadBalancer:\n    ingress: [{ip: 192.168.200.202}, "
                    "{ip: 'fd00:200::202'}]\n", ptype="LoadBalancer", node_port=30091)
+            + dual("rej", "10.96.0.25", "fd00:96::25", 80, [A], [A6], port_=8081)
+            + svc("rejl", "10.96.0.26", 80, "  externalTrafficPolicy: Local\n", ptype="NodePort",
+                  node_port=30092) + slice_("rejl", [A], port=8081)
             + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000))
 
 
@@ -118,6 +121,11 @@ class Topo:
             sh("ip", "link", "set", "eth0", "up", ns=ns)
             sh("ip", "route", "add", "default", "via", "10.244.0.1", ns=ns)
             sh("ip", "-6", "route", "add", "default", "via", "fd00:244::1", ns=ns)
+            # port 8081 answers a SYN with ICMP port unreachable (not a RST)
+            sh("iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "8081", "-j", "REJECT",
+               "--reject-with", "icmp-port-unreachable", ns=ns)
+            sh("ip6tables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "8081", "-j",
+               "REJECT", "--reject-with", "icmp6-port-unreachable", ns=ns)
             for script, args in (("podserver.py", [name, "8080"]), ("bulk.py", ["serve", "9000"])):
                 p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
                                       os.path.join(NETNS, script), *args],
@@ -257,6 +265,12 @@ def ipv6_checks(k, topo):
     lines = topo.run(cl, "tcp", "fd00:96::23", 80, 2)
     ok(lines and all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines),
        "an IPv6 service without endpoints refuses at once (ICMPv6 port unreachable)", lines)
+    rel0 = k.metric("kproxyd_dpdk_icmp_related_total") or 0
+    lines = topo.run(cl, "tcp", "fd00:96::25", 80, 2)
+    rel = k.metric("kproxyd_dpdk_icmp_related_total") or 0
+    ok(lines and all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines)
+       and rel - rel0 >= 2, "an endpoint's ICMPv6 port unreachable reaches the client "
+       "translated (masqueraded IPv6 ClusterIP): refused at once", (lines, rel0, rel))
     inside = topo.run(cl, "tcp", "fd00:200::202", 80, 3, src="fd00:60::3")
     outside = topo.run(cl, "tcp", "fd00:200::202", 80, 1, src="fd00:60::2")
     ok(inside == ["pod-c fd00:244::1"] * 3 and outside and
@@ -335,6 +349,16 @@ def maglev_run(topo, tmp, mdir):
     lines = topo.run(cl, "tcp", "10.96.0.12", 80, 2)
     ok(all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0 for l in lines),
        "a service without endpoints refuses at once (ICMP port unreachable)", lines)
+    rel0 = k.metric("kproxyd_dpdk_icmp_related_total") or 0
+    masq = topo.run(cl, "tcp", "10.96.0.25", 80, 2)
+    local = topo.run(cl, "tcp", "192.168.60.1", 30092, 2)
+    rel = k.metric("kproxyd_dpdk_icmp_related_total") or 0
+    ok(masq and local and all(l.startswith("ERR refused") and float(l.split()[2]) < 1.0
+                              for l in masq + local) and rel - rel0 >= 4,
+       "an endpoint's ICMP port unreachable reaches the client translated (from the VIP, "
+       "about the client's own packet), masqueraded (ClusterIP) or not (ETP Local "
+       "NodePort): the connection is refused at once, not timed out (%d translated)"
+       % (rel - rel0), (masq, local, rel0, rel))
     lines = topo.run(topo.pods["pod-a"], "tcp", "10.96.0.10", 80, 15)
     ok(set(names(lines)) <= {"pod-a", "pod-b", "pod-c"} and len(lines) == 15 and
        "ERR" not in names(lines), "a pod reaches a ClusterIP whose endpoints share its link "
