@@ -231,34 +231,12 @@ static inline void *slot_take(struct flow_table *t, size_t size, uint32_t *ret_i
 	return (char *)t->slot + (size_t)*ret_idx * size;
 }
 
-/* ---- worker.c and neigh.c, for fastpath.c and fastpath6.c ---- */
+/* ---- worker.c: what both paths share ---- */
 
 /* Enters a new flow's two keys (slot @idx of @t) and counts it; on failure the slot goes
  * back and a negative errno is returned. */
 int dp_flow_insert(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
 		   const void *rkey, uint16_t svc_id);
-
-/* ---- worker.c: what both paths share ---- */
-
-/* Queues @m, received on port index @pi, for worker @to; dp_hand_flush sends what is
- * queued for @to over their ring. */
-void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m);
-void dp_hand_flush(struct dp_worker *w, unsigned to);
-/* Sends @m to neighbour @hop (16 bytes; IPv4 mapped) on port @po, or holds it while the
- * neighbour is resolved (ARP or a solicitation). Returns the neighbour when it was known
- * (the packet is out), NULL when the packet waits or was dropped. */
-const struct neigh *dp_neigh_out(struct dp_worker *w, unsigned po, const uint8_t hop[16],
-				 struct rte_mbuf *m);
-void dp_neigh_learn(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
-		    const struct rte_ether_addr *mac);
-/* The next of this worker's masquerading ports (network order), passing over those that
- * are frontends: @key is a frontend key of @fes with its address and protocol set,
- * @port its port field. */
-uint16_t dp_snat_port(struct dp_worker *w, const struct rte_hash *fes, void *key, void *port);
-/* ClientIP affinity of @s for client @client (an address or its hash): the endpoint index
- * remembered, or -1; dp_aff_put records one. @ep_name names an endpoint (dp_ep_name). */
-int dp_aff_get(struct dp_worker *w, const struct dp_svc *s, uint32_t client);
-void dp_aff_put(struct dp_worker *w, const struct dp_svc *s, uint32_t client, uint32_t ep_name);
 /* Frees a flow slot of table @t holding keys @fkey and @rkey. */
 void dp_flow_free(struct dp_worker *w, struct flow_table *t, uint32_t idx, const void *fkey,
 		  const void *rkey, struct flow_meta *f);
@@ -269,21 +247,41 @@ void dp_sweep(struct dp_worker *w, struct flow_table *t, size_t size, size_t key
 int dp_table_new(struct dp_worker *w, struct flow_table *t, const char *name, size_t slot_size,
 		 size_t key_size);
 void dp_table_free(struct flow_table *t);
+/* Queues @m, received on port index @pi, for worker @to; dp_hand_flush sends what is
+ * queued for @to over their ring. */
+void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m);
+void dp_hand_flush(struct dp_worker *w, unsigned to);
+/* The next of this worker's masquerading ports (network order), passing over those that
+ * are frontends: @key is a frontend key of @fes with its address and protocol set,
+ * @port its port field. */
+uint16_t dp_snat_port(struct dp_worker *w, const struct rte_hash *fes, void *key, void *port);
+/* ClientIP affinity of @s for client @client (an address or its hash): the endpoint index
+ * remembered, or -1; dp_aff_put records one. @ep_name names an endpoint (dp_ep_name). */
+int dp_aff_get(struct dp_worker *w, const struct dp_svc *s, uint32_t client);
+void dp_aff_put(struct dp_worker *w, const struct dp_svc *s, uint32_t client, uint32_t ep_name);
 
-/* ---- fastpath6.c ---- */
-
-/* A burst of IPv6 packets from port @pi, as process() does IPv4 (@handed: from a ring). */
-void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
-		 uint16_t n, bool handed);
-/* Whether the UDP flow6 in @slot lost its endpoint (or its frontend). */
-bool dp_udp_stale6(const struct dp_gen *g, const void *slot);
 /* ---- neigh.c ---- */
 
+/* Sends @m to neighbour @hop (16 bytes; IPv4 mapped) on port @po, or holds it while the
+ * neighbour is resolved (ARP or a solicitation). Returns the neighbour when it was known
+ * (the packet is out), NULL when the packet waits or was dropped. */
+const struct neigh *dp_neigh_out(struct dp_worker *w, unsigned po, const uint8_t hop[16],
+				 struct rte_mbuf *m);
+void dp_neigh_learn(struct dp_worker *w, unsigned pi, const uint8_t ip[16],
+		    const struct rte_ether_addr *mac);
 /* Sends a neighbour solicitation for @target out of port @po. */
 void dp_nd_solicit(struct dp_worker *w, unsigned po, const uint8_t target[16]);
 /* A solicitation or advertisement's ICMPv6 part behind @ip: @type, @flags, @target, then
  * the link-layer option @opt with @mac; its checksum last. */
 void dp_nd_body(struct rte_ipv6_hdr *ip, uint8_t type, uint8_t flags, const uint8_t target[16],
 		uint8_t opt, const struct rte_ether_addr *mac);
+
+/* ---- fastpath6.c, for fastpath.c ---- */
+
+/* A burst of IPv6 packets from port @pi, as process() does IPv4 (@handed: from a ring). */
+void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
+		 uint16_t n, bool handed);
+/* Whether the UDP flow6 in @slot lost its endpoint (or its frontend). */
+bool dp_udp_stale6(const struct dp_gen *g, const void *slot);
 
 #endif
