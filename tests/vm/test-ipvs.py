@@ -660,10 +660,10 @@ def test_resync(topo, k):
 FILLERS = 300
 
 
-def fillers(rnd):
-    """FILLERS ClusterIP services on 10.98.0.0/16 (round @rnd picks their ports), one
-    endpoint each."""
-    return "".join(svc("f%d" % i, "10.98.%d.%d" % (i // 250, i % 250 + 1), 1000 + rnd) +
+def fillers(port):
+    """FILLERS ClusterIP services on 10.98.0.0/16, all on @port (each attempt its own, so
+    that its virtual servers are new), one endpoint each."""
+    return "".join(svc("f%d" % i, "10.98.%d.%d" % (i // 250, i % 250 + 1), port) +
                    slice_("f%d" % i, [A1]) for i in range(FILLERS))
 
 
@@ -688,25 +688,34 @@ def test_crash(topo, k, mdir):
     hid, hpod = held.open()
     k.stop()
     caught, echoes, fresh = 0, [], []
+    port, slice_s = 1000, 0.002
     for rnd in range(1, 4):
-        write(mdir, "fillers.yaml", fillers(rnd))
-        kk = Kproxyd(topo, mdir, "rr", wait=False)
-        # kproxyd runs in slices of 2 ms between SIGSTOP and SIGCONT, its table looked at
-        # while it is stopped, and is killed at the first look that finds some but not all
-        # of this round's virtual servers (polling it while it ran missed the window)
-        end = time.monotonic() + 120
-        while time.monotonic() < end and kk.proc.poll() is None:
-            if filler_vs(kk.proc.pid, 1000 + rnd) > 0:
+        # kproxyd runs in slices of @slice_s between SIGSTOP and SIGCONT, its table looked
+        # at while it is stopped, and is killed at the first look that finds some but not
+        # all of this attempt's virtual servers (polling it while it ran missed the
+        # window). A fast machine can program all of them in one slice: then the slice
+        # is halved and the round tried again with new virtual servers (3 attempts).
+        for attempt in range(3):
+            port += 1
+            write(mdir, "fillers.yaml", fillers(port))
+            kk = Kproxyd(topo, mdir, "rr", wait=False)
+            end = time.monotonic() + 120
+            while time.monotonic() < end and kk.proc.poll() is None:
+                if filler_vs(kk.proc.pid, port) > 0:
+                    break
+                kk.proc.send_signal(signal.SIGCONT)
+                time.sleep(slice_s)
+                kk.proc.send_signal(signal.SIGSTOP)
+            kk.proc.kill()
+            kk.proc.wait()
+            at_kill = len([1 for key in ipvs(n) if key[1].startswith("10.98.") and
+                           key[2] == port])
+            diag("round %d, attempt %d (slices of %.2f ms): killed with %d filler virtual "
+                 "servers programmed" % (rnd, attempt + 1, slice_s * 1000, at_kill))
+            if at_kill < FILLERS:
                 break
-            kk.proc.send_signal(signal.SIGCONT)
-            time.sleep(0.002)
-            kk.proc.send_signal(signal.SIGSTOP)
-        kk.proc.kill()
-        kk.proc.wait()
-        at_kill = len([1 for key in ipvs(n) if key[1].startswith("10.98.") and
-                       key[2] == 1000 + rnd])
+            slice_s /= 2
         caught += 0 < at_kill < FILLERS
-        diag("round %d: killed with %d filler virtual servers programmed" % (rnd, at_kill))
         echoes.append(held.send(hid, "crash%d" % rnd) == "crash%d" % rnd)
         c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 4))
         fresh.append(set(c) <= {"pod-a1", "pod-b1", "pod-b2"} and sum(c.values()) == 4)
@@ -720,7 +729,7 @@ def test_crash(topo, k, mdir):
                               text=True)
     k = Kproxyd(topo, mdir, "rr")
     out, _ = steady.communicate(timeout=120)
-    want = {("TCP", "10.98.%d.%d" % (i // 250, i % 250 + 1), 1003) for i in range(FILLERS)}
+    want = {("TCP", "10.98.%d.%d" % (i // 250, i % 250 + 1), port) for i in range(FILLERS)}
     got = {key for key in ipvs(n) if key[1].startswith("10.98.")}
     ok(k.synced and got == want, "the next start converges: exactly this round's filler "
        "virtual servers", (len(got), len(want), k.logtail(10)))
