@@ -279,13 +279,15 @@ static void dpdk_addrs(const struct kpd_nodeaddrs *na, struct kp_addr *v, size_t
 	const char *const *ports = kpd_get_list("dpdk-port", &n_ports);
 
 	for (size_t i = 0; i < n_ports; i++) {
+		if (strstr(ports[i], "role=pod"))
+			continue;
 		/* each "ip=" entry of the spec, one per family */
 		for (const char *t = ports[i]; *t && n < 8; t += strcspn(t, ";"), t += *t == ';') {
 			char buf[64];
 			struct kp_addr a;
 			bool in = !na->n_nets;
 
-			if (strstr(ports[i], "role=pod") || strncmp(t, "ip=", 3))
+			if (strncmp(t, "ip=", 3))
 				continue;
 			snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(t + 3, "/;"), t + 3);
 			if (kp_addr_from_str(buf, &a) < 0)

@@ -518,17 +518,11 @@ static bool icmp_related(struct dp_worker *w, const struct dp_gen *g, unsigned p
 	if (rte_hash_lookup_data(w->t4.hash, &k, &data) < 0) {
 		struct dp_svc_key sk __rte_aligned(8) = { .ip = k.dst_ip, .port = k.dst_port,
 							  .proto = k.proto };
-		unsigned o;
 
 		if (w->dp->n_workers == 1 || handed)
 			return false;
-		o = owner(w->dp, &k, rte_hash_lookup(g->svcs, &sk) >= 0,
-			  our_port(w->dp, k.dst_ip) >= 0);
-		if (o == w->idx)
-			return false;
-		w->st.handed++;
-		dp_hand(w, o, pi, m);
-		return true;
+		return dp_hand_to_owner(w, owner(w->dp, &k, rte_hash_lookup(g->svcs, &sk) >= 0,
+						 our_port(w->dp, k.dst_ip) >= 0), pi, m);
 	}
 	f = (struct flow *)w->t4.slot + ((uintptr_t)data >> 1);
 	d = (int)((uintptr_t)data & 1);
@@ -656,16 +650,10 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 			void *sv;
 			bool fe = rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0;
 
-			if (w->dp->n_workers > 1 && !handed) {
-				/* not a flow of ours: whose is it? (dp.h) */
-				unsigned o = owner(w->dp, &keys[slot[i]], fe, ours >= 0);
-
-				if (o != w->idx) {
-					w->st.handed++;
-					dp_hand(w, o, pi, m);
-					continue;
-				}
-			}
+			/* not a flow of ours: whose is it? (dp.h) */
+			if (w->dp->n_workers > 1 && !handed &&
+			    dp_hand_to_owner(w, owner(w->dp, &keys[slot[i]], fe, ours >= 0), pi, m))
+				continue;
 			if (fe && sv != &dp_gone) {
 				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
 

@@ -509,18 +509,12 @@ static bool icmp6_related(struct dp_worker *w, const struct dp_gen *g, unsigned 
 	k.proto = in->proto;
 	if (rte_hash_lookup_data(w->t6.hash, &k, &data) < 0) {
 		struct dp_svc6_key sk __rte_aligned(8) = { .port = k.dst_port, .proto = k.proto };
-		unsigned o;
 
 		if (w->dp->n_workers == 1 || handed)
 			return false;
 		memcpy(sk.ip, k.dst_ip, 16);
-		o = owner6(w->dp, &k, rte_hash_lookup(g->svcs6, &sk) >= 0,
-			   our_port6(w->dp, k.dst_ip) >= 0);
-		if (o == w->idx)
-			return false;
-		w->st.handed++;
-		dp_hand(w, o, pi, m);
-		return true;
+		return dp_hand_to_owner(w, owner6(w->dp, &k, rte_hash_lookup(g->svcs6, &sk) >= 0,
+						  our_port6(w->dp, k.dst_ip) >= 0), pi, m);
 	}
 	f = (struct flow6 *)w->t6.slot + ((uintptr_t)data >> 1);
 	d = (int)((uintptr_t)data & 1);
@@ -622,15 +616,10 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 
 			memcpy(sk.ip, keys[slot[i]].dst_ip, 16);
 			fe = rte_hash_lookup_data(g->svcs6, &sk, &sv) >= 0;
-			if (w->dp->n_workers > 1 && !handed) {	/* whose is it? (dp.h) */
-				unsigned o = owner6(w->dp, &keys[slot[i]], fe, ours >= 0);
-
-				if (o != w->idx) {
-					w->st.handed++;
-					dp_hand(w, o, pi, m);
-					continue;
-				}
-			}
+			/* not a flow of ours: whose is it? (dp.h) */
+			if (w->dp->n_workers > 1 && !handed &&
+			    dp_hand_to_owner(w, owner6(w->dp, &keys[slot[i]], fe, ours >= 0), pi, m))
+				continue;
 			if (fe && sv != &dp_gone) {
 				f = flow_new6(w, g, sv, &keys[slot[i]], pi, m, pp);
 				if (f) {

@@ -251,6 +251,17 @@ void dp_table_free(struct flow_table *t);
  * queued for @to over their ring. */
 void dp_hand(struct dp_worker *w, unsigned to, unsigned pi, struct rte_mbuf *m);
 void dp_hand_flush(struct dp_worker *w, unsigned to);
+
+/* Hands @m to its flow's owner @o unless that is this worker (then false), counting it. */
+static inline bool dp_hand_to_owner(struct dp_worker *w, unsigned o, unsigned pi,
+				    struct rte_mbuf *m)
+{
+	if (o == w->idx)
+		return false;
+	w->st.handed++;
+	dp_hand(w, o, pi, m);
+	return true;
+}
 /* The next of this worker's masquerading ports (network order), passing over those that
  * are frontends: @key is a frontend key of @fes with its address and protocol set,
  * @port its port field. */

@@ -81,6 +81,16 @@ def nat_services(topo):
                           sh("iptables-legacy-save", "-t", "nat", ns=topo.node).stdout, re.M))
 
 
+def after_kill(topo, hold, gen):
+    """After round @gen's kill: whether the held connection @hold still echoes, and
+    whether 4 new connections through the ClusterIP reach the pods."""
+    hold.stdin.write("ping%d\n" % gen)
+    hold.stdin.flush()
+    echo = hold.stdout.readline().strip() == "ping%d" % gen
+    c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 4))
+    return echo, set(c) <= {"pod-a1", "pod-b1"} and sum(c.values()) == 4
+
+
 def steady_client(topo, count):
     return subprocess.Popen(["ip", "netns", "exec", topo.client, sys.executable, CLIENT,
                              "tcp", "10.96.0.10", "80", str(count)], stdout=subprocess.PIPE,
@@ -116,11 +126,9 @@ def crash_tests(topo, tmp, mdir):
         time.sleep(rnd.uniform(0, 0.05))
         k = kptest.Kproxyd(n, "iptables", mdir, tmp, ("--sync-period", "200ms"))
         caught += kill_while_locked(k.proc)
-        hold.stdin.write("ping%d\n" % gen)
-        hold.stdin.flush()
-        echoes.append(hold.stdout.readline().strip() == "ping%d" % gen)
-        c = names(topo.run(topo.client, "tcp", "10.96.0.10", 80, 4))
-        fresh.append(set(c) <= {"pod-a1", "pod-b1"} and sum(c.values()) == 4)
+        echo, new = after_kill(topo, hold, gen)
+        echoes.append(echo)
+        fresh.append(new)
         counts.append(nat_services(topo))
         out, _ = client.communicate(timeout=120)
         steady += out.splitlines()
