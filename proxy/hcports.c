@@ -4,11 +4,13 @@
  * externalTrafficPolicy Local: on each spec.healthCheckNodePort, any path answers 200
  * while this node has a local endpoint for the service and the proxy is healthy
  * (kpd_health_ok()), and 503 otherwise, with kube-proxy's JSON body
- * ({"service":{"namespace","name"},"localEndpoints":N,"serviceProxyHealthy":bool}). Load balancers use it to send traffic only to nodes
- * that can serve it. The listeners follow the desired state after every sync: opened
- * for new ports, closed for ports no service asks for any more. As kube-proxy, they are
- * bound to the NodePort addresses only (every address of a family that has no
- * --nodeport-addresses range), and bound again when those addresses change. Clients
+ * ({"service":{"namespace","name"},"localEndpoints":N,"serviceProxyHealthy":bool}).
+ * Load balancers use it to send traffic only to nodes that can serve it. The listeners
+ * follow the desired state after every sync: opened for new ports, closed for ports no
+ * service asks for any more. As kube-proxy, they are bound to the NodePort addresses
+ * only (every address of a family that has no --nodeport-addresses range). When those
+ * addresses change, listeners are opened on the new ones and closed on the gone ones; a
+ * listener that stays is left alone, so a client queued on it is not refused. Clients
  * are served from the event loop (conn.c): at most MAX_CLIENTS at once over all the
  * ports, a request head of at most MAX_REQUEST bytes (431 beyond), TIMEOUT_MS to send
  * it and again to read the answer.
@@ -31,9 +33,17 @@
 #define BACKLOG 128
 #define MAX_FDS 16
 
+/* Where a listener is bound: one address, a family's every address, or both families'. */
+struct hc_bind {
+	struct kp_addr a;		/* the address (its family alone when @any) */
+	bool any;			/* the family's wildcard */
+	bool dual;			/* one socket for both families (IPv4 alone where IPv6 is off) */
+};
+
 struct hc_port {
 	uint16_t port;
-	int fds[MAX_FDS];		/* one per address (or per family for all of them) */
+	int fds[MAX_FDS];		/* one per binding */
+	struct hc_bind binds[MAX_FDS];	/* where fds[i] is bound */
 	size_t n_fds;
 	bool seen;			/* in the state of this update */
 	char ns[256], name[256];
@@ -47,9 +57,8 @@ struct kpd_hc {
 	const struct kpd_health *health;
 	struct hc_port *v;
 	size_t n, cap;
-	bool all[2];			/* IPv4, IPv6: every local address */
-	struct kp_addr addrs[MAX_FDS];	/* the others' addresses */
-	size_t n_addrs;
+	struct hc_bind binds[MAX_FDS];	/* where every port listens: the NodePort addresses */
+	size_t n_binds;
 };
 
 static void serve(int fd, void *userdata);
@@ -82,43 +91,71 @@ static int listen_on(const struct kp_addr *a, uint16_t port, bool dual)
 	return fd;
 }
 
-/* Adds @fd to @p's listeners, watched; false (and @fd closed) when it cannot. */
-static bool add_fd(struct kpd_hc *hc, struct hc_port *p, int fd)
+static bool bind_eq(const struct hc_bind *x, const struct hc_bind *y)
 {
-	if (p->n_fds == MAX_FDS || kpd_loop_watch(hc->loop, fd, serve, hc) < 0) {
-		close(fd);
+	if (x->any != y->any || x->dual != y->dual)
 		return false;
-	}
-	p->fds[p->n_fds++] = fd;
-	return true;
+	return x->any ? x->a.family == y->a.family : kp_addr_equal(&x->a, &y->a);
 }
 
-/* @p's listeners on the NodePort addresses; the first failure as -errno, or 0. */
-static int listen_port(struct kpd_hc *hc, struct hc_port *p)
+static bool has_bind(const struct hc_bind *v, size_t n, const struct hc_bind *b)
+{
+	for (size_t i = 0; i < n; i++)
+		if (bind_eq(&v[i], b))
+			return true;
+	return false;
+}
+
+/* A listener on @b's address(es) and @port, or -errno. */
+static int listen_bind(const struct hc_bind *b, uint16_t port)
 {
 	static const struct kp_addr any4 = { .family = AF_INET }, any6 = { .family = AF_INET6 };
+	int fd;
+
+	if (b->dual) {
+		fd = listen_on(&any6, port, true);
+		return fd < 0 ? listen_on(&any4, port, false) : fd;
+	}
+	return listen_on(b->any ? (b->a.family == AF_INET6 ? &any6 : &any4) : &b->a, port,
+			 false);
+}
+
+/*
+ * @p's listeners where the NodePort addresses are now: the ones bound elsewhere closed
+ * first (a wildcard cannot be bound beside a listening address of its own), then the
+ * missing ones opened. A listener that stays is not touched, so a client queued on it
+ * is not refused. The first failure as -errno, or 0.
+ */
+static int listen_port(struct kpd_hc *hc, struct hc_port *p)
+{
+	size_t k = 0;
 	int fd, r = 0;
 
-	if (hc->all[0] && hc->all[1]) {
-		/* one dual-stack socket; IPv4 alone where IPv6 is off */
-		fd = listen_on(&any6, p->port, true);
-		if (fd < 0)
-			fd = listen_on(&any4, p->port, false);
-		return fd < 0 ? fd : add_fd(hc, p, fd) ? 0 : -ENOMEM;
-	}
-	for (int f = 0; f < 2; f++) {
-		if (!hc->all[f])
+	for (size_t i = 0; i < p->n_fds; i++) {
+		if (has_bind(hc->binds, hc->n_binds, &p->binds[i])) {
+			p->fds[k] = p->fds[i];
+			p->binds[k++] = p->binds[i];
 			continue;
-		fd = listen_on(f ? &any6 : &any4, p->port, false);
-		if (fd < 0 || !add_fd(hc, p, fd))
-			r = r ? r : fd < 0 ? fd : -ENOMEM;
+		}
+		kpd_loop_unwatch(hc->loop, p->fds[i]);
+		close(p->fds[i]);
 	}
-	for (size_t i = 0; i < hc->n_addrs; i++) {
-		if (hc->all[hc->addrs[i].family == AF_INET6])
+	p->n_fds = k;
+	for (size_t i = 0; i < hc->n_binds; i++) {
+		if (has_bind(p->binds, p->n_fds, &hc->binds[i]))
 			continue;
-		fd = listen_on(&hc->addrs[i], p->port, false);
-		if (fd < 0 || !add_fd(hc, p, fd))
-			r = r ? r : fd < 0 ? fd : -ENOMEM;
+		fd = listen_bind(&hc->binds[i], p->port);
+		if (fd >= 0 && (p->n_fds == MAX_FDS ||
+				kpd_loop_watch(hc->loop, fd, serve, hc) < 0)) {
+			close(fd);
+			fd = -ENOMEM;
+		}
+		if (fd < 0) {
+			r = r ? r : fd;
+			continue;
+		}
+		p->fds[p->n_fds] = fd;
+		p->binds[p->n_fds++] = hc->binds[i];
 	}
 	return r;
 }
@@ -144,22 +181,33 @@ static void open_port(struct kpd_hc *hc, struct hc_port *p, const char *ns, cons
 			name, p->n_fds);
 }
 
+/* Where every port listens: each family's wildcard, or its @addrs. */
+static void set_binds(struct kpd_hc *hc, const bool all[2], const struct kp_addr *addrs,
+		      size_t n)
+{
+	hc->n_binds = 0;
+	if (all[0] && all[1]) {
+		hc->binds[hc->n_binds++] = (struct hc_bind){ .a.family = AF_INET6, .any = true,
+							     .dual = true };
+	} else {
+		for (int f = 0; f < 2; f++)
+			if (all[f])
+				hc->binds[hc->n_binds++] = (struct hc_bind){
+					.a.family = f ? AF_INET6 : AF_INET, .any = true };
+	}
+	for (size_t i = 0; i < n && hc->n_binds < MAX_FDS; i++)
+		if (!all[addrs[i].family == AF_INET6])
+			hc->binds[hc->n_binds++] = (struct hc_bind){ .a = addrs[i] };
+}
+
 void kpd_hc_set_addrs(struct kpd_hc *hc, const bool all[2], const struct kp_addr *addrs,
 		      size_t n)
 {
 	if (!hc)
 		return;
-	hc->all[0] = all[0];
-	hc->all[1] = all[1];
-	hc->n_addrs = 0;
-	for (size_t i = 0; i < n && hc->n_addrs < MAX_FDS; i++)
-		if (!all[addrs[i].family == AF_INET6])
-			hc->addrs[hc->n_addrs++] = addrs[i];
-	/* bound again where the addresses are now */
-	for (size_t i = 0; i < hc->n; i++) {
-		close_port(hc, &hc->v[i]);
+	set_binds(hc, all, addrs, n);
+	for (size_t i = 0; i < hc->n; i++)
 		open_port(hc, &hc->v[i], hc->v[i].ns, hc->v[i].name);
-	}
 }
 
 int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
@@ -175,7 +223,7 @@ int kpd_hc_new(struct kpd_loop *loop, struct kpd_hc **ret)
 		return r;
 	}
 	hc->loop = loop;
-	hc->all[0] = hc->all[1] = true;
+	set_binds(hc, (const bool[2]){ true, true }, NULL, 0);
 	*ret = hc;
 	return 0;
 }

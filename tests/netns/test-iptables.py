@@ -85,6 +85,12 @@ def healthz(ns, url):
     return int(r.stdout.strip() or 0)
 
 
+def listeners(ns, port):
+    """The socket inodes of the TCP listeners on @port in namespace @ns."""
+    out = sh("ss", "-ltnHe", f"sport = :{port}", ns=ns).stdout
+    return sorted(re.findall(r"ino:(\d+)", out))
+
+
 def timed_repair(fn, deadline=DEADLINE):
     """Seconds until fn() holds (None if it never does within @deadline)."""
     t0 = time.monotonic()
@@ -457,11 +463,17 @@ def run_nodeaddr_tests(topo, mdir):
                                                    ns=n).stdout,
        "route_localnet=1, with kube-proxy's martian-source drop in KUBE-FIREWALL")
     ok(not reaches("192.168.50.11"), "no NodePort on an address the node has not got yet")
+    ino = listeners(n, 32100)
     sh("ip", "addr", "add", "192.168.50.11/24", "dev", "vcl", ns=n)
     ok(wait_until(lambda: reaches("192.168.50.11")),
        "an address added after start carries NodePort traffic")
+    ok(wait_until(lambda: "192.168.50.11" in k.text().split("NodePort addresses")[-1]),
+       "kproxyd learns of the new address", k.text()[-1500:])
     ok(healthz(cl, "http://192.168.50.11:32100/") == 200,
        "the health-check node port answers on it (every address)")
+    ok(len(ino) == 1 and listeners(n, 32100) == ino,
+       "and on the listener it had: an address change does not close and reopen it (a "
+       "client queued on it would be refused)", f"{ino} -> {listeners(n, 32100)}")
     sh("ip", "addr", "del", "192.168.50.11/24", "dev", "vcl", ns=n)
     k.stop()
 
