@@ -464,8 +464,17 @@ static void print_changes(json_t *old, json_t *cur)
 	json_decref(seen);
 }
 
+/* "dump", or "dump NS/NAME": kproxyd then reads back that service alone */
+static const char *dump_request(const struct filter *f, char *buf, size_t size)
+{
+	snprintf(buf, size, "dump%s%s", f->service ? " " : "", f->service ? f->service : "");
+	return buf;
+}
+
 static int watch_dump(const char *sock, const struct filter *f, long interval_ms, long count)
 {
+	char req[300];
+
 	json_t *old = json_pack("{s:[]}", "entries"), *cur;
 
 	for (long n = 0; count <= 0 || n < count; n++) {
@@ -474,7 +483,7 @@ static int watch_dump(const char *sock, const struct filter *f, long interval_ms
 
 			nanosleep(&ts, NULL);
 		}
-		if (request(sock, "dump", &cur) < 0) {
+		if (request(sock, dump_request(f, req, sizeof(req)), &cur) < 0) {
 			json_decref(old);
 			return 1;
 		}
@@ -506,6 +515,7 @@ int main(int argc, char **argv)
 	bool watch = false;
 	long interval_ms = 1000, count = 0;
 	json_t *resp;
+	char req[300];
 	int c;
 
 	/* "+" would stop at the command; options may also follow it */
@@ -524,8 +534,6 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc && !strcmp(argv[optind], "trace")) {
-		char req[300];
-
 		if (optind != argc - 3) {
 			fputs("kproxyctl: trace SRC DST:PORT[/PROTO]\n", stderr);
 			return 2;
@@ -590,7 +598,8 @@ int main(int argc, char **argv)
 	}
 	if (watch)
 		return watch_dump(sock, &flt, interval_ms, count);
-	if (request(sock, cmd, &resp) < 0)
+	if (request(sock, strcmp(cmd, "dump") ? cmd : dump_request(&flt, req, sizeof(req)),
+		    &resp) < 0)
 		return strcmp(cmd, "check") ? 1 : 2;
 	if (strcmp(cmd, "dump") == 0)
 		filter_dump(resp, &flt);

@@ -135,6 +135,33 @@ KP_EXPORT int kp_ctx_dump(struct kp_ctx *ctx, kp_dump_fn fn, void *userdata)
 	return kp_ctx_call_result(ctx, ctx->be->dump(ctx->be_priv, fn, userdata));
 }
 
+struct one_service {
+	const char *ns, *name;
+	kp_dump_fn fn;
+	void *userdata;
+};
+
+static int pass_service(const struct kp_dump_entry *e, void *userdata)
+{
+	const struct one_service *o = userdata;
+
+	return strcmp(e->ns, o->ns) || strcmp(e->name, o->name) ? 0 : o->fn(e, o->userdata);
+}
+
+KP_EXPORT int kp_ctx_dump_service(struct kp_ctx *ctx, const char *ns, const char *name,
+				  kp_dump_fn fn, void *userdata)
+{
+	struct one_service o = { ns, name, fn, userdata };
+
+	if (!ctx || !ns || !name || !fn)
+		return -EINVAL;
+	ctx->err[0] = '\0';
+	if (!ctx->be->dump_service)
+		return kp_ctx_dump(ctx, pass_service, &o);
+	return kp_ctx_call_result(ctx, ctx->be->dump_service(ctx->be_priv, ns, name,
+							      pass_service, &o));
+}
+
 KP_EXPORT int kp_ctx_backend_stats(struct kp_ctx *ctx, kp_stat_fn fn, void *userdata)
 {
 	if (!ctx || !fn)

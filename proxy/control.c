@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The control socket: a unix stream socket (mode 0600) on which kproxyctl sends one
- * request line ("dump" or "status") and reads one JSON document back. The dump comes
- * from the backend's dump op, so it shows what is programmed; the JSON shape is
+ * request line ("dump", "dump NS/NAME", "status", "check" or "trace SRC DST") and reads
+ * one JSON document back. The dump comes from the backend's dump op (dump_service for
+ * one service), so it shows what is programmed; the JSON shape is
  * documented in kproxyctl(8). The file mode keeps other users out; SO_PEERCRED does it
  * again where the mode was loosened or the socket handed on: a peer that is neither root
  * nor kproxyd's own user gets an error line at once. Clients are served from the event
@@ -146,10 +147,26 @@ static int dump_entry(const struct kp_dump_entry *e, void *userdata)
 	return o ? json_array_append_new(entries, o) : -ENOMEM;
 }
 
-static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info)
+/* The whole dump, or with @service ("NS/NAME") that service's entries only. */
+static json_t *do_dump(struct kp_ctx *ctx, const struct kpd_info *info, const char *service)
 {
 	json_t *entries = json_array();
-	int r = kp_ctx_dump(ctx, dump_entry, entries);
+	const char *slash = service ? strchr(service, '/') : NULL;
+	char ns[128];
+	int r;
+
+	if (service && (!slash || slash == service || !slash[1] || strchr(slash + 1, '/') ||
+			(size_t)(slash - service) >= sizeof(ns))) {
+		json_decref(entries);
+		return json_pack("{s:s+}", "error", "dump: a service is NAMESPACE/NAME, not ",
+				 service);
+	}
+	if (service) {
+		snprintf(ns, sizeof(ns), "%.*s", (int)(slash - service), service);
+		r = kp_ctx_dump_service(ctx, ns, slash + 1, dump_entry, entries);
+	} else {
+		r = kp_ctx_dump(ctx, dump_entry, entries);
+	}
 
 	if (r < 0) {
 		json_decref(entries);
@@ -355,7 +372,9 @@ static char *control_answer(int fd, const char *req, size_t size, void *userdata
 	(void)tag;
 	snprintf(line, sizeof(line), "%.*s", (int)strcspn(req, "\r\n"), req);
 	if (strcmp(line, "dump") == 0)
-		resp = do_dump(c->ctx, c->info);
+		resp = do_dump(c->ctx, c->info, NULL);
+	else if (strncmp(line, "dump ", 5) == 0)
+		resp = do_dump(c->ctx, c->info, line + 5);
 	else if (strcmp(line, "status") == 0)
 		resp = do_status(c->ctx, c->info);
 	else if (strcmp(line, "check") == 0)

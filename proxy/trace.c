@@ -278,7 +278,8 @@ json_t *kpd_trace(struct kp_ctx *ctx, const char *src, const char *dst)
 		}
 		add_step(steps, "source %s is inside loadBalancerSourceRanges", src);
 	}
-	kp_ctx_dump(ctx, pick, &p);
+	kp_ctx_dump_service(ctx, kp_svc_port_get_namespace(sp), kp_svc_port_get_name(sp), pick,
+			    &p);
 	if (p.found && *p.detail)
 		add_step(steps, "data plane: %s", p.detail);
 	else if (!p.found)

@@ -2796,6 +2796,7 @@ struct dump_map {
 	int family, set;
 	kp_dump_fn fn;
 	void *userdata;
+	const char *ns, *name;		/* the one service asked for, or NULL: all */
 	int ret;
 	struct kp_map *cluster_ips, *node_ips;
 	struct dump_el *els;
@@ -2907,6 +2908,10 @@ static int dump_elems(struct dump_map *d)
 			en.protocol = !strcmp(proto, "udp") ? KP_PROTO_UDP :
 				      !strcmp(proto, "sctp") ? KP_PROTO_SCTP : KP_PROTO_TCP;
 		}
+		/* another service's chains are not read (they are most of the cost: the kernel
+		 * looks each anonymous map up by name along the table's list of sets) */
+		if (d->ns && (strcmp(ns, d->ns) || strcmp(name, d->name)))
+			continue;
 		en.ns = ns;
 		en.name = name;
 		en.port_name = port;
@@ -2972,14 +2977,15 @@ static int cluster_ip_elems(struct nftnl_set *s, void *data)
 	return 0;
 }
 
-static int nft_dump(void *priv, kp_dump_fn fn, void *userdata)
+/* The entries of service @ns/@name, or of every service when @ns is NULL. */
+static int dump_some(struct nft *n, const char *ns, const char *name, kp_dump_fn fn,
+		     void *userdata)
 {
-	struct nft *n = priv;
 	int r = 0;
 
 	for (int f = 0; f < 2 && !r; f++) {
-		struct dump_map d = { n, n->fam[f].family, 0, fn, userdata, 0, kp_map_new(),
-				      kp_map_new(), NULL, 0, 0 };
+		struct dump_map d = { n, n->fam[f].family, 0, fn, userdata, ns, name, 0,
+				      kp_map_new(), kp_map_new(), NULL, 0, 0 };
 
 		if (!n->fam[f].on)
 			continue;
@@ -3013,6 +3019,17 @@ static int nft_dump(void *priv, kp_dump_fn fn, void *userdata)
 			r = 0;
 	}
 	return r;
+}
+
+static int nft_dump(void *priv, kp_dump_fn fn, void *userdata)
+{
+	return dump_some(priv, NULL, NULL, fn, userdata);
+}
+
+static int nft_dump_service(void *priv, const char *ns, const char *name, kp_dump_fn fn,
+			    void *userdata)
+{
+	return dump_some(priv, ns, name, fn, userdata);
 }
 
 /* ---- cleanup, init ---- */
@@ -3130,6 +3147,7 @@ const struct kp_backend_ops kp_backend_nftables = {
 	.init = nft_init,
 	.sync = nft_sync,
 	.dump = nft_dump,
+	.dump_service = nft_dump_service,
 	.cleanup = nft_cleanup,
 	.destroy = nft_destroy,
 	.stats = nft_stats,

@@ -112,6 +112,13 @@ static void gen_slice(struct buf *b, unsigned i, unsigned n, unsigned e, unsigne
 	put(b, "]}");
 }
 
+static int count_entry(const struct kp_dump_entry *entry, void *userdata)
+{
+	(void)entry;
+	++*(size_t *)userdata;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned n = argc > 1 ? (unsigned)atoi(argv[1]) : 0, e = argc > 2 ? (unsigned)atoi(argv[2]) : 10;
@@ -124,7 +131,9 @@ int main(int argc, char **argv)
 	const char *backend = getenv("BENCH_BACKEND") ? getenv("BENCH_BACKEND") : "iptables";
 	size_t n_set = strcmp(backend, "iptables") ? 1 : sizeof(set) / sizeof(set[0]);
 	struct buf objs = { 0 }, whole = { 0 }, change = { 0 };
-	double t0, t_full, t_change, t_resync, base_rss;
+	double t0, t_full, t_change, t_resync, t_dump, t_one, base_rss;
+	size_t n_dumped = 0, n_one = 0;
+	char one[32];
 	struct rusage ru;
 	struct kp_ctx *ctx;
 	int r;
@@ -182,11 +191,35 @@ int main(int argc, char **argv)
 	t0 = now_ms();
 	r = kp_ctx_sync(ctx, true);
 	t_resync = now_ms() - t0;
+	if (r < 0) {
+		fprintf(stderr, "bench-iptables: resync: %s\n", kp_strerror(r));
+		return 1;
+	}
+	/* what kproxyctl dump costs kproxyd: the programmed table read back */
+	t0 = now_ms();
+	r = kp_ctx_dump(ctx, count_entry, &n_dumped);
+	t_dump = now_ms() - t0;
+	if (r < 0) {
+		fprintf(stderr, "bench-iptables: dump: %s\n", kp_ctx_get_error(ctx));
+		return 1;
+	}
+	/* kproxyctl dump NS/NAME and trace: one service read back (the one after the
+	 * changed one, whose chain run-nft-bench lists with nft as the peer) */
+	snprintf(one, sizeof(one), "svc-%u", n / 2 + 1);
+	t0 = now_ms();
+	r = kp_ctx_dump_service(ctx, "bench", one, count_entry, &n_one);
+	t_one = now_ms() - t0;
+	if (r < 0 || n_one != 1) {
+		fprintf(stderr, "bench-iptables: dump of bench/%s: %zu entries, %s\n", one, n_one,
+			kp_ctx_get_error(ctx));
+		return 1;
+	}
 	getrusage(RUSAGE_SELF, &ru);
 	printf("services=%u endpoints=%u full_sync_ms=%.1f change_sync_ms=%.1f resync_ms=%.1f "
-	       "peak_rss_mib=%.1f sync_peak_rss_mib=%.1f base_rss_mib=%.1f "
-	       "changed_service=svc-%u\n", n, e, t_full, t_change, t_resync,
-	       ru.ru_maxrss / 1024.0, status_mib("VmHWM:"), base_rss, n / 2);
+	       "dump_ms=%.1f dump_entries=%zu dump_service_ms=%.2f peak_rss_mib=%.1f "
+	       "sync_peak_rss_mib=%.1f base_rss_mib=%.1f changed_service=svc-%u\n", n, e, t_full,
+	       t_change, t_resync, t_dump, n_dumped, t_one, ru.ru_maxrss / 1024.0,
+	       status_mib("VmHWM:"), base_rss, n / 2);
 	kp_ctx_free(ctx);
 	free(objs.p);
 	free(whole.p);

@@ -257,6 +257,16 @@ def run_tests(topo, mdir):
        and not any(key[0] == "t/gone" for key in ent),
        "kproxyctl dump -o json reads the new endpoint sets back from the kernel",
        r.stderr + "\n".join("%s -> %s" % kv for kv in sorted(ent.items())))
+    one = k.ctl("dump", "t/web", "-o", "json")
+    web = [e for e in json.loads(r.stdout)["entries"] if e["service"] == "t/web"] \
+        if r.returncode == 0 else None
+    ok(one.returncode == 0 and web and json.loads(one.stdout)["entries"] == web,
+       "kproxyctl dump t/web (kproxyd reads that service's chains alone) lists what the "
+       "whole dump lists for it", one.stdout[-1500:] + one.stderr)
+    bad = k.ctl("dump", "t/web/x")
+    ok(bad.returncode != 0 and "a service is NAMESPACE/NAME, not t/web/x" in
+       bad.stdout + bad.stderr, "dump t/web/x is refused, naming it",
+       bad.stdout + bad.stderr)
     ok(k.ctl("status").returncode == 0, "kproxyd still answers after the dump")
 
     # --- foreign table, --cleanup ---

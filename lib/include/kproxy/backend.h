@@ -208,6 +208,15 @@ struct kp_backend_ops {
 	const struct kp_option *options;
 	size_t n_options;
 	size_t options_size;
+	/**
+	 * dump_service - dump's entries of the service @ns/@name only, for a data plane
+	 * where reading one service back costs less than reading them all. May be NULL
+	 * (kp_ctx_dump_service() then filters dump). Entries of other services may be
+	 * reported too: the library drops them. Added after @options_size: an embedder's
+	 * table must leave it zero (designated initialisers do).
+	 */
+	int (*dump_service)(void *priv, const char *ns, const char *name, kp_dump_fn fn,
+			    void *userdata);
 };
 
 /**

@@ -320,6 +320,17 @@ const struct kp_state *kp_ctx_get_state(const struct kp_ctx *ctx);
 int kp_ctx_dump(struct kp_ctx *ctx, kp_dump_fn fn, void *userdata);
 
 /**
+ * kp_ctx_dump_service - kp_ctx_dump() of one service's entries only
+ * @ns, @name: the service
+ * A backend with a dump_service op reads back only that service's part of the data plane
+ * (nftables: its chains and maps, not every service's); for the others the whole dump is
+ * walked and filtered. Since 0.6.
+ * Returns: as kp_ctx_dump(); 0 with no call of @fn when the service has no entry.
+ */
+int kp_ctx_dump_service(struct kp_ctx *ctx, const char *ns, const char *name, kp_dump_fn fn,
+			void *userdata);
+
+/**
  * kp_ctx_cleanup - remove everything the backend has programmed (backend cleanup op)
  * Returns: 0, or the backend's negative errno.
  */
