@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,9 +109,7 @@ def selfcheck_test(expected):
        "means the same", "\n".join(diffs))
 
 
-def golden_test(expected, tmp, ns):
-    mdir = os.path.join(tmp, "manifests")
-    os.mkdir(mdir)
+def golden_test(expected, tmp, mdir, ns):
     for f in glob.glob(os.path.join(GOLDEN, "*.yaml")):
         shutil.copy(f, mdir)
     sock = os.path.join(tmp, "kproxyd.sock")
@@ -142,32 +139,23 @@ def golden_test(expected, tmp, ns):
         log.close()
 
 
+class NodeNs:
+    """The node namespace golden_test() makes, as run_main's topology: gone at the end."""
+
+    def __init__(self):
+        self.name = "kpgold%dn" % (os.getpid() % 100000)
+
+    def teardown(self):
+        sh("ip", "netns", "del", self.name, check=False)
+
+
 def main():
-    if os.geteuid() != 0:
-        print("1..0 # SKIP needs root for network namespaces and nft")
-        return 0
-    if not shutil.which("nft"):
-        print("1..0 # SKIP nft is not installed (scripts/install-deps installs nftables)")
-        return 0
-    text = open(os.path.join(GOLDEN, "expected.nft")).read()
-    tmp = tempfile.mkdtemp(prefix="kp-nftgold-")
-    ns = "kpgold%dn" % (os.getpid() % 100000)
-    try:
+    def tests(topo, tmp, mdir):
+        text = open(os.path.join(GOLDEN, "expected.nft")).read()
         selfcheck_test(text)
-        golden_test(nftcompare.parse(text), tmp, ns)
-    except Exception as e:  # report, then clean up
-        ok(False, "test run raised %s" % type(e).__name__, str(e))
-    finally:
-        sh("ip", "netns", "del", ns, check=False)
-        log = os.path.join(tmp, "kproxyd.log")
-        if TAP.failed and os.path.exists(log):
-            print("# kproxyd log:")
-            for line in open(log).read().splitlines()[-20:]:
-                print("#   " + line)
-        shutil.rmtree(tmp, ignore_errors=True)
-    rc = TAP.plan()
-    print("# %d passed, %d failed" % (TAP.count - TAP.failed, TAP.failed))
-    return rc
+        golden_test(nftcompare.parse(text), tmp, mdir, topo.name)
+
+    return kptest.run_main(TAP, "nft", "nft", "kp-nftgold-", NodeNs, tests)
 
 
 if __name__ == "__main__":
