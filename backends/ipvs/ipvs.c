@@ -1328,6 +1328,7 @@ struct dumper {
 	struct kernel_view kv;
 	kp_dump_fn fn;
 	void *userdata;
+	const char *ns, *name;		/* the one service asked for, or NULL: all */
 	struct job j;
 	int ret;
 };
@@ -1347,6 +1348,9 @@ static int dump_svc(const struct ipvs_svc *s, void *userdata)
 		return 0;
 	svc_key(s, key, sizeof(key));
 	v = kp_map_get(iv->vs, key);
+	/* another service's real servers are not read (a netlink dump each) */
+	if (d->ns && (!v || strcmp(v->ns, d->ns) || strcmp(v->name, d->name)))
+		return 0;
 	memset(&d->j, 0, sizeof(d->j));
 	d->j.in_kernel = true;
 	d->j.have = *s;
@@ -1398,10 +1402,11 @@ out:
 	return r;
 }
 
-static int ipvs_dump(void *priv, kp_dump_fn fn, void *userdata)
+/* The entries of service @ns/@name, or of every service when @ns is NULL. */
+static int dump_some(struct ipvs *iv, const char *ns, const char *name, kp_dump_fn fn,
+		     void *userdata)
 {
-	struct ipvs *iv = priv;
-	struct dumper d = { .iv = iv, .fn = fn, .userdata = userdata };
+	struct dumper d = { .iv = iv, .fn = fn, .userdata = userdata, .ns = ns, .name = name };
 	int r;
 
 	if (iv->ifindex <= 0)
@@ -1411,6 +1416,17 @@ static int ipvs_dump(void *priv, kp_dump_fn fn, void *userdata)
 		r = ipvs_nl_list_services(iv->nl, dump_svc, &d);
 	kernel_view_free(&d.kv);
 	return r;
+}
+
+static int ipvs_dump(void *priv, kp_dump_fn fn, void *userdata)
+{
+	return dump_some(priv, NULL, NULL, fn, userdata);
+}
+
+static int ipvs_dump_service(void *priv, const char *ns, const char *name, kp_dump_fn fn,
+			     void *userdata)
+{
+	return dump_some(priv, ns, name, fn, userdata);
 }
 
 /* ---- cleanup ---- */
@@ -1605,6 +1621,7 @@ const struct kp_backend_ops kp_backend_ipvs = {
 	.init = ipvs_init,
 	.sync = ipvs_sync,
 	.dump = ipvs_dump,
+	.dump_service = ipvs_dump_service,
 	.cleanup = ipvs_cleanup,
 	.destroy = ipvs_destroy,
 	.stats = ipvs_stats,
