@@ -24,34 +24,21 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakeapi  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "netns"))
+import kptest  # noqa: E402
+from kptest import sanitized  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
 KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 15.0
 BASE = tempfile.mkdtemp(prefix="kp-test-api-")
-count = failed = 0
 exits = []     # (exit status, sanitizer report or None) of every kproxyd stopped
 
 
-def ok(cond, desc, detail=None):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc))
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[-40:]:
-            print("#   " + line)
-    sys.stdout.flush()
-    return cond
-
-def sanitized():
-    """A build with --enable-sanitizers."""
-    try:
-        with open(os.path.join(TOP_BUILD, "config.status")) as f:
-            return "-fsanitize=" in f.read()
-    except OSError:
-        return False
+TAP = kptest.Tap(40, tail=True)
+ok = TAP.ok
 
 
 def rss_env():
@@ -1098,8 +1085,7 @@ def main():
             print("# logs and certificates kept in " + BASE)
         else:
             shutil.rmtree(BASE, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.done()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakeapi  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "netns"))
+import kptest  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
@@ -33,19 +36,10 @@ TOKEN = "kp-secret-token-7d1f0c9e4b2a"
 FILE_TOKEN = "kp-secret-filetoken-93a5e8c1"
 ROTATED = "kp-secret-rotated-5b0e2f17"
 PASSWORD = "kp-secret-urlpassword-4e8a"
-count = failed = 0
 
 
-def ok(cond, desc, detail=None):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc))
-    if not cond:
-        failed += 1
-        for line in str(detail).splitlines()[-30:]:
-            print("#   " + line)
-    sys.stdout.flush()
-    return cond
+TAP = kptest.Tap(30, tail=True)
+ok = TAP.ok
 
 
 def wait_until(fn, deadline=DEADLINE):
@@ -253,8 +247,7 @@ def main():
         if srv:
             srv.stop()
         shutil.rmtree(BASE, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.done()
 
 
 if __name__ == "__main__":

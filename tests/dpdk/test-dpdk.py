@@ -601,7 +601,7 @@ def main():
             for line in open(os.path.join(tmp, "kproxyd.log")).read().splitlines()[-30:]:
                 print("#   " + line)
         shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
+    return TAP.done()
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def main():
         for ns in (node, want):
             sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
+    return TAP.done()
 
 
 if __name__ == "__main__":

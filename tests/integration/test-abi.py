@@ -78,6 +78,7 @@ def main():
                        capture_output=True, text=True, timeout=30)
     ok(r.returncode == 2 and 'no option "colour"' in r.stderr,
        "an option it does not declare is refused by name", r.stderr)
+    print("# %d passed, %d failed" % (count - failed, failed))
     print("1..%d" % count)
     return 1 if failed else 0
 

@@ -23,6 +23,10 @@ import sys
 import tempfile
 import threading
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "netns"))
+import kptest  # noqa: E402
+from kptest import free_port, sanitized  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 KPROXYD = os.path.join(TOP_BUILD, "proxy", "kproxyd")
@@ -36,29 +40,10 @@ BIG = 10 * 1024 * 1024
 NOBODY = 65534
 BASE = tempfile.mkdtemp(prefix="kp-test-badclients-")
 
-count = skipped = 0
-failed = 0
 
 
-def ok(cond, desc, detail=None):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc))
-    if not cond:
-        failed += 1
-        if detail is not None:
-            for line in str(detail).splitlines()[:40]:
-                print("#   " + line)
-    sys.stdout.flush()
-    return cond
-
-def sanitized():
-    """A build with --enable-sanitizers."""
-    try:
-        with open(os.path.join(TOP_BUILD, "config.status")) as f:
-            return "-fsanitize=" in f.read()
-    except OSError:
-        return False
+TAP = kptest.Tap(40)
+ok = TAP.ok
 
 
 def daemon_env():
@@ -71,11 +56,6 @@ def daemon_env():
                                                      "quarantine_size_mb=4")))
     return env
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 HC_PORT = free_port()
@@ -528,6 +508,4 @@ def main():
 
 if __name__ == "__main__":
     rc = main()
-    print("1..%d" % count)
-    print("# %d passed, %d failed, %d skipped" % (count - failed - skipped, failed, skipped))
-    sys.exit(rc if rc else 1 if failed else 0)
+    sys.exit(TAP.done() or rc)

@@ -17,6 +17,10 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "netns"))
+import kptest  # noqa: E402
+from kptest import free_port  # noqa: E402
 
 TOP_BUILD = os.environ.get("top_builddir", os.getcwd())
 TOP_SRC = os.environ.get("top_srcdir", os.getcwd())
@@ -25,21 +29,10 @@ KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 DEADLINE = 10.0
 BASE = tempfile.mkdtemp(prefix="kp-test-dryrun-")
 
-count = 0
-failed = 0
 
 
-def ok(cond, desc, detail=None):
-    global count, failed
-    count += 1
-    print(("ok %d - %s" if cond else "not ok %d - %s") % (count, desc))
-    if not cond:
-        failed += 1
-        if detail is not None:
-            for line in str(detail).splitlines()[:40]:
-                print("#   " + line)
-    sys.stdout.flush()
-    return cond
+TAP = kptest.Tap(40)
+ok = TAP.ok
 
 
 class Daemon:
@@ -446,12 +439,6 @@ def test_ctl_forms():
        "and values", r.stdout + r.stderr)
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def hc_service(hc, node):
     return """apiVersion: v1
@@ -631,8 +618,7 @@ def main():
         test_manpage()
     finally:
         shutil.rmtree(BASE, ignore_errors=True)
-    print("1..%d" % count)
-    return 1 if failed else 0
+    return TAP.done()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,14 @@ KPROXYCTL = os.path.join(TOP_BUILD, "cli", "kproxyctl")
 
 
 class Tap:
-    """ok() prints one TAP line; prefix (if set) goes before each description."""
+    """ok() prints one TAP line; prefix (if set) goes before each description. A failed
+    check prints @lines lines of its detail: the first ones, or the last with @tail (for
+    logs, whose end says most)."""
 
-    def __init__(self):
+    def __init__(self, lines=30, tail=False):
         self.count = self.failed = 0
         self.prefix = ""
+        self.lines, self.tail = lines, tail
 
     def ok(self, cond, desc, detail=""):
         self.count += 1
@@ -35,14 +39,37 @@ class Tap:
         print(("ok %d - %s" if cond else "not ok %d - %s") % (self.count, desc), flush=True)
         if not cond:
             self.failed += 1
-            for line in str(detail).splitlines()[:30]:
+            text = str(detail).splitlines() if detail is not None else []
+            for line in text[-self.lines:] if self.tail else text[:self.lines]:
                 print("#   " + line)
+            sys.stdout.flush()
         return cond
 
     def plan(self):
         """Prints the plan; returns the exit status."""
         print("1..%d" % self.count)
         return 1 if self.failed else 0
+
+    def done(self):
+        """The closing counts and the plan; returns the exit status."""
+        print("# %d passed, %d failed" % (self.count - self.failed, self.failed))
+        return self.plan()
+
+
+def sanitized():
+    """Whether this build is one with --enable-sanitizers."""
+    try:
+        with open(os.path.join(TOP_BUILD, "config.status")) as f:
+            return "-fsanitize=" in f.read()
+    except OSError:
+        return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def svc(name, ip, port, extra="", ptype="ClusterIP", node_port=None, proto="TCP"):
@@ -183,5 +210,4 @@ def run_main(tap, what, tool, prefix, make_topo, tests, finally_fn=None):
             for line in open(log).read().splitlines()[-30:]:
                 print("#   " + line)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("# %d passed, %d failed" % (tap.count - tap.failed, tap.failed))
-    return tap.plan()
+    return tap.done()

@@ -406,7 +406,7 @@ def main():
     finally:
         topo.teardown()
         shutil.rmtree(base, ignore_errors=True)
-    return TAP.plan()
+    return TAP.done()
 
 
 if __name__ == "__main__":

@@ -229,7 +229,7 @@ def main():
         if topo:
             topo.teardown()
         shutil.rmtree(tmp, ignore_errors=True)
-    return TAP.plan()
+    return TAP.done()
 
 
 if __name__ == "__main__":

@@ -452,7 +452,7 @@ def main():
             k.stop()
         topo.teardown()
         subprocess.run(["rm", "-rf", tmp])
-    return TAP.plan()
+    return TAP.done()
 
 
 if __name__ == "__main__":

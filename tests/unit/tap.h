@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A minimal TAP producer for the unit tests: ok(), is_int(), is_str(), then done()
- * prints the plan and returns the exit status. Automake's tap-driver reads the output.
+ * prints the counts ("# N passed, N failed") and the plan and returns the exit status. Automake's tap-driver reads the output.
  */
 #ifndef KP_TAP_H
 #define KP_TAP_H
@@ -51,6 +51,7 @@ static inline bool tap_ok(bool cond, const char *file, int line, const char *fmt
 
 static inline int tap_done(void)
 {
+	printf("# %d passed, %d failed\n", tap_count - tap_failed, tap_failed);
 	printf("1..%d\n", tap_count);
 	return tap_failed ? 1 : 0;
 }

@@ -847,6 +847,7 @@ int main(void)
 	if (bench_n)
 		bench(bench_n, !with_ipvsadm || strcmp(with_ipvsadm, "0") != 0);
 	ipvs_nl_close(nl);
+	printf("# %d passed, %d failed\n", n_tests - n_failed, n_failed);
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }

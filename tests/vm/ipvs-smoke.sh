@@ -133,6 +133,7 @@ try:
     diag(sh("ipvsadm", "-Ln", ns=N).stdout)
 finally:
     topo.teardown()
+print("# %d passed, %d failed" % (T.count - T.failed, T.failed))
 print("1..%d" % T.count)
 sys.exit(1 if T.failed else 0)
 EOF

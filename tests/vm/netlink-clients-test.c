@@ -812,6 +812,7 @@ int main(void)
 	t0 = now();
 	test_link();
 	printf("# link part: %.1f s\n", now() - t0);
+	printf("# %u passed, %u failed\n", n_tests - n_failed, n_failed);
 	printf("1..%u\n", n_tests);
 	return n_failed ? 1 : 0;
 }

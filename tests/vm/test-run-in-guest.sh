@@ -73,5 +73,6 @@ rm -rf "$shared"
 # other guests may be running side by side)
 check "no qemu process left" [ -z "$(pgrep -f "qemu-system-x86_64 .*-name kproxy-vm-$rpid ")" ]
 
+echo "# $((n - failed)) passed, $failed failed"
 echo "1..$n"
 [ "$failed" = 0 ]
