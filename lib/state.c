@@ -45,6 +45,7 @@ struct svc_entry {
 struct kp_state {
 	struct kp_map *by_svc;		/* "ns/name" -> struct svc_entry */
 	struct kp_map *by_port;		/* sp key -> struct kp_svc_port */
+	size_t n_family[2];		/* service ports with an IPv4, an IPv6 frontend */
 };
 
 struct delta_ent {
@@ -56,6 +57,18 @@ struct kp_delta {
 	const struct kp_state *state;
 	bool full;
 };
+
+/* Counts @sp in (@dir 1) or out of (-1) the ports with a frontend of each family. */
+static void count_families(struct kp_state *st, const struct kp_svc_port *sp, int dir)
+{
+	bool has[2] = { false, false };
+
+	for (size_t i = 0; i < sp->n_fes; i++)
+		has[sp->fes[i].addr.family == AF_INET6] = true;
+	for (int f = 0; f < 2; f++)
+		if (has[f])
+			st->n_family[f] += (size_t)dir;
+}
 
 static void sp_free(struct kp_svc_port *sp)
 {
@@ -543,8 +556,11 @@ int kp_state_update_service(struct kp_state *st, struct kp_delta *d, const char 
 			continue;
 		}
 		kp_map_del(st->by_port, o->key);
-		if (nw)
+		count_families(st, o, -1);
+		if (nw) {
 			r |= kp_map_put(st->by_port, nw->key, nw, NULL);
+			count_families(st, nw, 1);
+		}
 		if (kp_map_get(d->ents, o->key)) {
 			/* the backend has the entry's version; o was never programmed */
 			if (!nw)
@@ -559,6 +575,7 @@ int kp_state_update_service(struct kp_state *st, struct kp_delta *d, const char 
 
 		if (kp_map_get(st->by_port, nw->key) != nw) {		/* added */
 			r |= kp_map_put(st->by_port, nw->key, nw, NULL);
+			count_families(st, nw, 1);
 			if (!kp_map_get(d->ents, nw->key))
 				r |= delta_note(d, nw->key, NULL);
 		}
@@ -586,6 +603,13 @@ out_nomem:
 KP_EXPORT size_t kp_state_get_size(const struct kp_state *st)
 {
 	return st ? kp_map_size(st->by_port) : 0;
+}
+
+KP_EXPORT size_t kp_state_count_family(const struct kp_state *st, int family)
+{
+	if (!st || (family != AF_INET && family != AF_INET6))
+		return 0;
+	return st->n_family[family == AF_INET6];
 }
 
 KP_EXPORT int kp_state_foreach(const struct kp_state *st,

@@ -101,26 +101,11 @@ static void observe(struct histogram *h, double seconds)
 	h->sum += seconds;
 }
 
-static int has_ipv6(const struct kp_svc_port *sp, void *userdata)
-{
-	const struct kp_frontend *fes;
-	size_t n;
-
-	(void)userdata;
-	fes = kp_svc_port_get_frontends(sp, &n);
-	for (size_t i = 0; i < n; i++)
-		if (fes[i].addr.family == AF_INET6)
-			return 1;
-	return 0;
-}
-
 /* The IP families a sync programmed: IPv4, and IPv6 when a service has an IPv6 frontend.
  * kproxyd syncs both in one pass, where kube-proxy runs a proxier per family. */
 static int n_families(struct kp_ctx *ctx)
 {
-	const struct kp_state *st = kp_ctx_get_state(ctx);
-
-	return st && kp_state_foreach(st, has_ipv6, NULL) == 1 ? 2 : 1;
+	return kp_state_count_family(kp_ctx_get_state(ctx), AF_INET6) ? 2 : 1;
 }
 
 void kpd_http_observe_sync(struct kp_ctx *ctx, double seconds, bool full)

@@ -217,6 +217,9 @@ def test_follow():
        and int(m.get("kproxyd_objects_rejected_total", 0)) >= 2
        and int(m.get('kubeproxy_proxy_healthz_total{code="200"}', 0)) >= 1,
        "/metrics: kube-proxy's sync metrics and kproxyd's own", body[:3000])
+    ok(not any('ip_family="IPv6"' in k for k in m),
+       "IPv4 services alone: no IPv6 series (kube-proxy runs no IPv6 proxier then)",
+       [k for k in m if "IPv6" in k][:5])
     names = {k.split("{")[0] for k in m}
     want = ["kubeproxy_sync_proxy_rules_duration_seconds_count",
             "kubeproxy_sync_full_proxy_rules_duration_seconds_count",
@@ -359,6 +362,13 @@ def test_examples():
        "headless, ExternalName and other-proxy services are not programmed", e)
     ok(e and not any(line.startswith("E") for line in d.logtext().splitlines()),
        "the examples load without errors", d.logtext())
+    st = json.loads(d.ctl("status", "-o", "json").stdout)
+    code, body = http_get("http://%s/metrics" % st["metrics_address"])
+    ok(code == 200 and
+       'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv6"}' in body and
+       'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}' in body,
+       "/metrics: with a dual-stack service among them, the sync series of both families",
+       [l for l in body.splitlines() if "last_timestamp" in l])
     d.stop()
 
 

@@ -143,6 +143,22 @@ static void test_dual_stack_and_external(void)
 	sp = port(ctx, "ns", "v4only", "http", KP_PROTO_TCP);
 	is_str(fes(sp), "ClusterIP 10.0.0.21:80,NodePort 192.168.1.10:30081",
 	       "a single-stack service ignores node addresses and external IPs of the other family");
+	ok(kp_state_count_family(kp_ctx_get_state(ctx), AF_INET) == 2 &&
+	   kp_state_count_family(kp_ctx_get_state(ctx), AF_INET6) == 1 &&
+	   kp_state_count_family(kp_ctx_get_state(ctx), AF_UNIX) == 0,
+	   "ports with a frontend of each family: 2 IPv4, 1 IPv6");
+	load(ctx, "f", SVC("lb", "  type: ClusterIP\n  clusterIP: 10.0.0.20\n"
+			   "  ports: [{name: http, port: 80}]")
+		       SVC("v4only", "  clusterIP: 10.0.0.21\n  ports: [{name: http, port: 80}]"));
+	kp_ctx_sync(ctx, false);
+	ok(kp_state_count_family(kp_ctx_get_state(ctx), AF_INET) == 2 &&
+	   kp_state_count_family(kp_ctx_get_state(ctx), AF_INET6) == 0,
+	   "lb made IPv4 only: no IPv6 port left (%zu)",
+	   kp_state_count_family(kp_ctx_get_state(ctx), AF_INET6));
+	kp_ctx_unload(ctx, "f");
+	kp_ctx_sync(ctx, false);
+	ok(kp_state_count_family(kp_ctx_get_state(ctx), AF_INET) == 0 &&
+	   kp_state_get_size(kp_ctx_get_state(ctx)) == 0, "and none when every service is gone");
 	kp_ctx_free(ctx);
 }
 

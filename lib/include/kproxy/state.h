@@ -89,6 +89,12 @@ int kp_state_foreach(const struct kp_state *state,
 size_t kp_state_get_size(const struct kp_state *state);
 
 /**
+ * kp_state_count_family - number of service ports with a frontend of @family (AF_INET or
+ * AF_INET6; 0 for any other), kept as the state changes: no walk. Since 0.6.
+ */
+size_t kp_state_count_family(const struct kp_state *state, int family);
+
+/**
  * kp_state_lookup - find a service port
  * @ns, @name: the service; @port_name: "" for an unnamed port; @proto: protocol
  * Returns: the service port (borrowed) or NULL.
