@@ -35,6 +35,12 @@
  * workers, and a device that does spread the flows well (RSS; a tap's kernel side, which
  * sends a flow's packets to the queue its replies came from) makes the ring rare.
  *
+ * IPv4 fragments after a datagram's first carry no ports, so no owner can be computed
+ * from them. The worker that received the first fragment notes where it sent it (its
+ * own flow, or the owner it handed it to) under the datagram's key, and sends the later
+ * ones the same way (fastpath.c). That works because a device puts every fragment of a
+ * datagram on one queue: RSS and a tap's kernel side hash fragments by addresses alone.
+ *
  * Both families: IPv6 has its own frontends' table, routes and flow tables (keys of 40
  * bytes would slow IPv4's 16), the same rules (NAT66, the same masquerading, steering by
  * the same owner function over the 16-byte address) and neighbour discovery; the
@@ -207,7 +213,7 @@ enum dp_drop {
 	DROP_FLOW_FULL,			/* the flow table is full */
 	DROP_NOT_FOR_US,		/* to one of our addresses, not a service or ping */
 	DROP_TX,			/* the port did not take it */
-	DROP_FRAG,			/* an IPv4 fragment toward a service */
+	DROP_FRAG,			/* an IPv4 fragment to us before its datagram's first */
 	DROP_RING,			/* the ring to the flow's worker was full */
 	DROP_SOURCE,			/* to a LB frontend from outside its source ranges */
 	_DROP_MAX
@@ -231,6 +237,7 @@ struct dp_stats {
 	uint64_t handed;		/* packets passed to the flow's worker (ARP
 					 * copies apart) */
 	uint64_t related;		/* ICMP errors about a flow's packet, translated */
+	uint64_t fragments;		/* IPv4 fragments after a first, sent its way */
 	int64_t flows_active;
 	struct dp_svc_stats *svc;	/* DP_MAX_SERVICES entries */
 } __rte_cache_aligned;

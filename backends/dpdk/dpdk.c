@@ -1006,6 +1006,8 @@ static int dp_stats(void *priv, kp_stat_fn fn, void *userdata)
 	     "", SUM(st->icmp_replies));
 	emit(&sw, "kproxyd_dpdk_icmp_related_total", "ICMP errors about a flow's packet, "
 	     "translated as the flow", "counter", "", SUM(st->related));
+	emit(&sw, "kproxyd_dpdk_fragments_total", "IPv4 fragments after their datagram's "
+	     "first, translated as it was", "counter", "", SUM(st->fragments));
 	for (unsigned w = 0; w < b->dp.n_workers; w++) {
 		const struct dp_stats *st = dp_worker_stats(b->dp.workers[w]);
 		uint64_t rx = 0;

@@ -176,6 +176,7 @@ struct pkt {
 	void *sport, *dport;		/* the ports, in the L4 header */
 	void *l4sum;			/* TCP or UDP checksum, NULL for a UDP datagram without */
 	bool udp;
+	bool frag;			/* the first fragment of a datagram (its ports are here) */
 	uint8_t tcp_flags;
 	unsigned l3len;
 };
@@ -361,8 +362,9 @@ static void sweep(struct dp_worker *w)
 /* ---- the burst ---- */
 
 /* Parses @m's IPv4 header and, for TCP and UDP, its ports into @p and @k. Returns 0 for
- * ARP, 1 for IPv4 without a 5-tuple (ICMP, fragments, other protocols), 2 with one, 3 for
- * IPv6 (fastpath6.c's), -1 for what is dropped. */
+ * ARP, 1 for IPv4 without a 5-tuple (ICMP, other protocols), 2 with one (a first
+ * fragment too: @p->frag), 3 for IPv6 (fastpath6.c's), 4 for a fragment after the first
+ * (no ports), -1 for what is dropped. */
 static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k)
 {
 	struct rte_ether_hdr *eh = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
@@ -386,8 +388,13 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 	p->ip = ip;
 	p->l3len = l3len;
 	p->tcp_flags = 0;
-	if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))
-		return 1;
+	p->frag = false;
+	if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
+							     RTE_IPV4_HDR_OFFSET_MASK))) {
+		if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK))
+			return 4;
+		p->frag = true;
+	}
 	if (ip->next_proto_id == IPPROTO_TCP && tot >= l3len + sizeof(struct rte_tcp_hdr)) {
 		struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)((char *)ip + l3len);
 
@@ -480,6 +487,64 @@ static inline unsigned owner(const struct dp *dp, const struct dp_flow_key *k, b
 	if (ours)
 		return dport >= DP_SNAT_LO ? (dport - DP_SNAT_LO) % nw : 0;
 	return dp_client_owner(k->dst_ip, k->dst_port, nw);
+}
+
+/*
+ * Fragments. The kernel modes see whole datagrams (conntrack reassembles them); here
+ * each fragment is translated and sent as it comes, without holding or reassembling
+ * (the "virtual reassembly" of VPP's NAT): the first fragment carries the ports, goes
+ * the way of its flow like any packet, and its translation is noted under the
+ * datagram's key (dp_frag); the later ones carry no ports and are sent the same way by
+ * that key: handed to the worker that owns the flow, and there given the first's
+ * addresses. The L4 checksum is in the first fragment only, and its incremental update
+ * does not depend on the rest of the datagram. A later fragment that comes before its
+ * first is dropped if it is to one of our addresses, else routed as it is.
+ */
+static inline struct dp_frag *frag_slot(struct dp_worker *w, uint32_t src, uint32_t dst,
+					uint16_t id, uint8_t proto)
+{
+	uint32_t h = rte_hash_crc_4byte(src, (uint32_t)id << 8 | proto);
+
+	return &w->frag[rte_hash_crc_4byte(dst, h) & (DP_FRAG_SLOTS - 1)];
+}
+
+/* The datagram of first fragment @ip, received with key @k, goes to worker @owner; when
+ * that is this worker, translated to @ip's addresses now (service @svc_id). */
+static void frag_note(struct dp_worker *w, const struct dp_flow_key *k,
+		      const struct rte_ipv4_hdr *ip, unsigned owner, uint16_t svc_id)
+{
+	*frag_slot(w, k->src_ip, k->dst_ip, ip->packet_id, k->proto) = (struct dp_frag){
+		.src = k->src_ip, .dst = k->dst_ip, .id = ip->packet_id, .proto = k->proto,
+		.owner = (uint8_t)owner, .new_src = ld32(&ip->src_addr),
+		.new_dst = ld32(&ip->dst_addr), .svc_id = svc_id, .seen = w->now | 1 };
+}
+
+/* A later fragment of a datagram whose first was noted here: sent its way. False when
+ * no such datagram is known (not ours, or its first has not come). */
+static bool frag_follow(struct dp_worker *w, const struct dp_gen *g, unsigned pi,
+			struct rte_mbuf *m, struct pkt *p)
+{
+	struct rte_ipv4_hdr *ip = p->ip;
+	uint32_t src = ld32(&ip->src_addr), dst = ld32(&ip->dst_addr);
+	struct dp_frag *e = frag_slot(w, src, dst, ip->packet_id, ip->next_proto_id);
+
+	if (!e->seen || e->src != src || e->dst != dst || e->id != ip->packet_id ||
+	    e->proto != ip->next_proto_id ||
+	    (int64_t)(w->now - e->seen) > (int64_t)(DP_FRAG_TTL_S * w->dp->tsc_hz))
+		return false;	/* (seen is now | 1: a fragment of the same round is 1 before) */
+	e->seen = w->now | 1;
+	if (dp_hand_to_owner(w, e->owner, pi, m))
+		return true;
+	p->l4sum = NULL;	/* in the first fragment */
+	if (e->new_src != src)
+		set_addr(p, &ip->src_addr, e->new_src);
+	if (e->new_dst != dst)
+		set_addr(p, &ip->dst_addr, e->new_dst);
+	w->st.svc[e->svc_id].pkts++;
+	w->st.svc[e->svc_id].bytes += m->pkt_len;
+	w->st.fragments++;
+	forward(w, g, ip, m);
+	return true;
 }
 
 /* An ICMP error (destination unreachable, time exceeded, parameter problem, source
@@ -640,31 +705,48 @@ static void process(struct dp_worker *w, unsigned pi, struct rte_mbuf **pkts, ui
 			struct flow *f = (struct flow *)w->t4.slot + (d >> 1);
 
 			translate(w, f, (int)(d & 1), pp, m);
+			if (unlikely(pp->frag))
+				frag_note(w, &keys[slot[i]], pp->ip, w->idx, f->f.svc_id);
 			forward_flow(w, g, pp->ip, m, f, (int)(d & 1));
 			continue;
 		}
 		ours = our_port(w->dp, pp->ip->dst_addr);
-		if (kind[i] == 2) {
+		if (kind[i] == 4) {
+			if (frag_follow(w, g, pi, m, pp))
+				continue;
+			if (ours >= 0) {
+				count_drop(w, DROP_FRAG, m);
+				continue;
+			}
+		} else if (kind[i] == 2) {
 			struct dp_svc_key sk __rte_aligned(8) = { .ip = ld32(&pp->ip->dst_addr), .port = ld16(pp->dport),
 						 .proto = pp->ip->next_proto_id };
 			void *sv;
 			bool fe = rte_hash_lookup_data(g->svcs, &sk, &sv) >= 0;
 
 			/* not a flow of ours: whose is it? (dp.h) */
-			if (w->dp->n_workers > 1 && !handed &&
-			    dp_hand_to_owner(w, owner(w->dp, &keys[slot[i]], fe, ours >= 0), pi, m))
-				continue;
+			if (w->dp->n_workers > 1 && !handed) {
+				unsigned o = owner(w->dp, &keys[slot[i]], fe, ours >= 0);
+
+				if (unlikely(pp->frag) && o != w->idx)
+					frag_note(w, &keys[slot[i]], pp->ip, o, 0);
+				if (dp_hand_to_owner(w, o, pi, m))
+					continue;
+			}
 			if (fe && sv != &dp_gone) {
 				struct flow *f = flow_new(w, g, sv, &keys[slot[i]], pi, m, pp);
 
 				if (f) {
 					changed = true;
 					translate(w, f, DIR_FWD, pp, m);
+					if (unlikely(pp->frag))
+						frag_note(w, &keys[slot[i]], pp->ip, w->idx,
+							  f->f.svc_id);
 					forward_flow(w, g, pp->ip, m, f, DIR_FWD);
 				}
 				continue;
 			}
-		} else if (pp->ip->next_proto_id == IPPROTO_ICMP &&
+		} else if (!pp->frag && pp->ip->next_proto_id == IPPROTO_ICMP &&
 			   rte_pktmbuf_data_len(m) >= sizeof(struct rte_ether_hdr) + pp->l3len + 8) {
 			uint8_t type = ((struct rte_icmp_hdr *)((char *)pp->ip + pp->l3len))->icmp_type;
 

@@ -93,6 +93,24 @@ struct flow_table {
 	uint32_t sweep;
 };
 
+/*
+ * Where the first fragment of an IPv4 datagram went (fastpath.c), by the datagram's key
+ * as received (addresses, protocol, IP id), so that its other fragments, which carry no
+ * ports, follow it: to the worker that owns its flow, and there with the same addresses.
+ * Direct-mapped; an entry lives DP_FRAG_TTL_S after the datagram's last fragment.
+ */
+#define DP_FRAG_SLOTS 1024
+#define DP_FRAG_TTL_S 2
+struct dp_frag {
+	uint32_t src, dst;		/* as received */
+	uint16_t id;
+	uint8_t proto;
+	uint8_t owner;			/* the worker that translates the datagram */
+	uint32_t new_src, new_dst;	/* as the owner sends it */
+	uint16_t svc_id;
+	uint64_t seen;			/* TSC of its last fragment; 0: free */
+};
+
 struct dp_worker {
 	struct dp *dp;
 	unsigned idx;
@@ -106,6 +124,7 @@ struct dp_worker {
 	uint16_t n_out[DP_MAX_WORKERS];
 	uint64_t now;
 	struct dp_stats st;
+	struct dp_frag frag[DP_FRAG_SLOTS];
 } __rte_cache_aligned;
 
 /* ---- small helpers ---- */

@@ -316,6 +316,21 @@ def maglev_run(topo, tmp, mdir):
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from 10\.96\.0\.14:53$", l) for l in lines),
        "UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
+    frag0 = k.metric("kproxyd_dpdk_fragments_total") or 0
+    lines = topo.run(cl, "udpbig", "10.96.0.14", 53, 4000, 3)
+    frag = (k.metric("kproxyd_dpdk_fragments_total") or 0) - frag0
+    ok(len(lines) == 3 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
+       and frag >= 12,
+       "UDP datagrams of 4,000 bytes through a ClusterIP, in three fragments each way: the "
+       "later fragments go their first's way, translated as it was (%d followed)" % frag,
+       lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
+    fdrop = '{reason="fragment"}'
+    d0 = k.metric("kproxyd_dpdk_drops_total", fdrop) or 0
+    sent = topo.run(cl, "fraglater", "192.168.60.1", 53)
+    ok(sent == ["sent"] and
+       wait_until(lambda: (k.metric("kproxyd_dpdk_drops_total", fdrop) or 0) - d0 == 1, 5),
+       "a later fragment to our address whose first never came: dropped, reason fragment",
+       (sent, d0, k.metric("kproxyd_dpdk_drops_total", fdrop)))
     lines = topo.run(cl, "tcp", "192.168.60.1", 30080, 20)
     ok(set(names(lines)) == {"pod-a", "pod-b", "pod-c"} and
        all(l.endswith(" 10.244.0.1") for l in lines),
@@ -554,6 +569,11 @@ def one_worker_run(topo, tmp, mdir):
        "dpdk.workers 1 (from the file): one worker carries ClusterIP and ETP Local NodePort, "
        "hands nothing",
        (c, lines, made, handed))
+    lines = topo.run(topo.client, "udpbig", "10.96.0.14", 53, 4000, 2)
+    frag = k.metric("kproxyd_dpdk_fragments_total")
+    ok(len(lines) == 2 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
+       and frag == 8, "and UDP datagrams in fragments, both ways (%s later fragments followed "
+       "their first)" % frag, lines)
     r = subprocess.run([os.path.join(TOP_BUILD, "proxy", "kproxyd"), "--proxy-mode", "dpdk",
                         "--manifests", mdir, "--dpdk-workers", "3", "--dpdk-eal-args",
                         "%s --no-huge -m 256 --no-pci --no-shconf --no-telemetry --file-prefix "

@@ -11,6 +11,11 @@
   client.py ping6 HOST COUNT      ICMPv6 echo: "reply hlim=N" per answer, or "ERR timeout"
   client.py udpfrom HOST PORT COUNT  as udp, and each answer ends with " from ADDR:PORT",
                                   where the reply came from
+  client.py udpbig HOST PORT SIZE COUNT  one datagram of SIZE bytes each (fragments, past
+                                  the MTU); prints the answer's first two words, its
+                                  "len=N" and "got=BYTES", or "ERR <reason> <seconds>"
+  client.py fraglater HOST PORT   one later fragment of a UDP datagram whose first is
+                                  never sent (raw socket); prints "sent"
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
                                   (one conntrack entry); prints each answer
   client.py conns HOST PORT       many held TCP connections, one command per stdin line,
@@ -123,6 +128,30 @@ def main():
                                                else ""), flush=True)
             except OSError as e:
                 print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
+    elif mode == "udpbig":
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        size = int(sys.argv[4])
+        for i in range(int(sys.argv[5])):
+            start = time.monotonic()
+            try:
+                q = b"q%d " % i
+                s.sendto(q + b"y" * (size - len(q)), (host, port))
+                data = s.recv(65536)
+                print("%s got=%d" % (" ".join(data.decode().split()[:3]), len(data)),
+                      flush=True)
+            except OSError as e:
+                print("ERR %s %.3f" % (type(e).__name__, time.monotonic() - start), flush=True)
+    elif mode == "fraglater":
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        s.connect((host, port))
+        src = socket.inet_aton(s.getsockname()[0])
+        body = b"z" * 64
+        # offset 1480 bytes (185 units), no more fragments, protocol UDP, id 0x4b50
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0x4b50, 185, 64, 17, 0,
+                          src, socket.inet_aton(host))
+        s.send(hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:] + body)
+        print("sent", flush=True)
     elif mode == "conns":
         conns = {}
         for line in sys.stdin:

@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A pod for the network-namespace tests: answers on TCP and UDP with its own name
 and the address it saw the client come from ("NAME PEERIP\\n"), then (TCP) echoes
-lines until the client closes. Usage: podserver.py NAME PORT [PORT...]"""
+lines until the client closes. A datagram longer than BIG bytes is answered with
+"NAME PEERIP len=N xxx...\\n", as long as it was. Usage: podserver.py NAME PORT [PORT...]"""
 import selectors
 import socket
 import sys
 
+BIG = 1400
 
 def plain(addr):
     """The client address as the client wrote it (no IPv4-mapped form)."""
@@ -47,8 +49,13 @@ def main():
                     continue
                 sel.register(c, selectors.EVENT_READ, "conn")
             elif key.data == "udp":
-                data, peer = s.recvfrom(2048)
-                s.sendto(name + b" " + plain(peer[0]) + b"\n", peer)
+                data, peer = s.recvfrom(65536)
+                answer = name + b" " + plain(peer[0])
+                if len(data) > BIG:
+                    # as long as the question, so that it comes back in fragments too
+                    answer += b" len=%d " % len(data)
+                    answer += b"x" * max(0, len(data) - len(answer) - 1)
+                s.sendto(answer + b"\n", peer)
             else:
                 try:
                     data = s.recv(4096)
