@@ -35,11 +35,12 @@
  * workers, and a device that does spread the flows well (RSS; a tap's kernel side, which
  * sends a flow's packets to the queue its replies came from) makes the ring rare.
  *
- * IPv4 fragments after a datagram's first carry no ports, so no owner can be computed
- * from them. The worker that received the first fragment notes where it sent it (its
- * own flow, or the owner it handed it to) under the datagram's key, and sends the later
- * ones the same way (fastpath.c). That works because a device puts every fragment of a
- * datagram on one queue: RSS and a tap's kernel side hash fragments by addresses alone.
+ * Fragments after a datagram's first (IPv4, IPv6) carry no ports, so no owner can be
+ * computed from them. The worker that received the first fragment notes where it sent
+ * it (its own flow, or the owner it handed it to) under the datagram's key, and sends
+ * the later ones the same way (fastpath.c, fastpath6.c). That works because a device
+ * puts every fragment of a datagram on one queue: RSS and a tap's kernel side hash
+ * fragments by addresses alone.
  *
  * Both families: IPv6 has its own frontends' table, routes and flow tables (keys of 40
  * bytes would slow IPv4's 16), the same rules (NAT66, the same masquerading, steering by

@@ -14,8 +14,9 @@
  * NAT66 as NAT44: a flow's two directions are two keys of this worker's IPv6 flow table,
  * addresses and ports are rewritten with incremental L4 checksum updates (IPv6 has no
  * header checksum), masquerading takes the egress port's IPv6 address and one of this
- * worker's ports. Extension headers are not walked: a packet whose first next header is
- * not TCP, UDP or ICMPv6 is routed unchanged (no frontend is looked up for it).
+ * worker's ports. Of the extension headers only a first Fragment header is walked
+ * (fragments are followed as IPv4's are); a packet whose first next header is another
+ * one is routed unchanged (no frontend is looked up for it).
  * Multicast and link-local destinations are not routed.
  */
 #include <netinet/in.h>
@@ -37,7 +38,10 @@ struct pkt6 {
 	void *sport, *dport;		/* the ports, in the L4 header */
 	void *l4sum;
 	bool udp;
+	bool frag;			/* the first fragment of a datagram (its ports are here) */
 	uint8_t tcp_flags;
+	uint8_t frag_proto;		/* a fragment's: its Fragment header's next header */
+	uint32_t frag_id;		/* and identification */
 };
 
 static const uint8_t any6[16];
@@ -94,13 +98,15 @@ static inline void set_port6(struct pkt6 *p, void *field, uint16_t v)
 	st16(field, v);
 }
 
-/* 2 for TCP and UDP (@p and @k filled), 1 for other IPv6, -1 for what is dropped. */
+/* 2 for TCP and UDP (@p and @k filled; a first fragment too: @p->frag), 1 for other
+ * IPv6, 4 for a fragment after the first, -1 for what is dropped. A Fragment header is
+ * the one extension header walked, when it comes first. */
 static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key *k)
 {
 	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
 							  sizeof(struct rte_ether_hdr));
 	unsigned len = rte_pktmbuf_data_len(m), plen;
-	uint8_t *l4 = (uint8_t *)(ip + 1);
+	uint8_t *l4 = (uint8_t *)(ip + 1), proto;
 
 	if (unlikely(len < sizeof(struct rte_ether_hdr) + sizeof(*ip)))
 		return -1;
@@ -111,13 +117,29 @@ static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key
 		return -1;
 	p->ip = ip;
 	p->tcp_flags = 0;
-	if (ip->proto == IPPROTO_TCP && plen >= sizeof(struct rte_tcp_hdr)) {
+	p->frag = false;
+	proto = ip->proto;
+	if (unlikely(proto == IPPROTO_FRAGMENT)) {
+		const struct rte_ipv6_fragment_ext *fh = (const void *)l4;
+
+		if (plen < sizeof(*fh))
+			return 1;
+		p->frag_proto = fh->next_header;
+		p->frag_id = ld32(&fh->id);
+		if (rte_be_to_cpu_16(ld16(&fh->frag_data)) & RTE_IPV6_EHDR_FO_MASK)
+			return 4;
+		p->frag = true;
+		proto = fh->next_header;
+		l4 += sizeof(*fh);
+		plen -= (unsigned)sizeof(*fh);
+	}
+	if (proto == IPPROTO_TCP && plen >= sizeof(struct rte_tcp_hdr)) {
 		struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)l4;
 
 		p->l4sum = &t->cksum;
 		p->udp = false;
 		p->tcp_flags = t->tcp_flags;
-	} else if (ip->proto == IPPROTO_UDP && plen >= sizeof(struct rte_udp_hdr)) {
+	} else if (proto == IPPROTO_UDP && plen >= sizeof(struct rte_udp_hdr)) {
 		p->l4sum = &((struct rte_udp_hdr *)l4)->dgram_cksum;
 		p->udp = true;
 	} else {
@@ -129,7 +151,7 @@ static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key
 	memcpy(k->dst_ip, ip->dst_addr, 16);
 	k->src_port = ld16(p->sport);
 	k->dst_port = ld16(p->dport);
-	k->proto = ip->proto;
+	k->proto = proto;
 	memset(k->pad, 0, sizeof(k->pad));
 	return 2;
 }
@@ -545,6 +567,56 @@ static bool icmp6_related(struct dp_worker *w, const struct dp_gen *g, unsigned 
 	return true;
 }
 
+/* Fragments, as fastpath.c's IPv4 ones: the first fragment goes its flow's way and is
+ * noted under the datagram's key; the later ones follow it. */
+static inline struct dp_frag6 *frag6_slot(struct dp_worker *w, const uint8_t src[16],
+					  const uint8_t dst[16], uint32_t id, uint8_t proto)
+{
+	uint32_t h = dp_hash16(dst, dp_hash16(src, rte_hash_crc_4byte(id, proto)));
+
+	return &w->frag6[h & (DP_FRAG6_SLOTS - 1)];
+}
+
+static void frag6_note(struct dp_worker *w, const struct dp_flow6_key *k, const struct pkt6 *p,
+		       unsigned owner, uint16_t svc_id)
+{
+	struct dp_frag6 *e = frag6_slot(w, k->src_ip, k->dst_ip, p->frag_id, k->proto);
+
+	memcpy(e->src, k->src_ip, 16);
+	memcpy(e->dst, k->dst_ip, 16);
+	memcpy(e->new_src, p->ip->src_addr, 16);
+	memcpy(e->new_dst, p->ip->dst_addr, 16);
+	e->id = p->frag_id;
+	e->proto = k->proto;
+	e->owner = (uint8_t)owner;
+	e->svc_id = svc_id;
+	e->seen = w->now | 1;
+}
+
+static bool frag6_follow(struct dp_worker *w, const struct dp_gen *g, unsigned pi,
+			 struct rte_mbuf *m, struct pkt6 *p)
+{
+	struct rte_ipv6_hdr *ip = p->ip;
+	struct dp_frag6 *e = frag6_slot(w, ip->src_addr, ip->dst_addr, p->frag_id,
+					p->frag_proto);
+
+	if (!e->seen || e->id != p->frag_id || e->proto != p->frag_proto ||
+	    memcmp(e->src, ip->src_addr, 16) || memcmp(e->dst, ip->dst_addr, 16) ||
+	    (int64_t)(w->now - e->seen) > (int64_t)(DP_FRAG_TTL_S * w->dp->tsc_hz))
+		return false;
+	e->seen = w->now | 1;
+	if (dp_hand_to_owner(w, e->owner, pi, m))
+		return true;
+	memcpy(ip->src_addr, e->new_src, 16);	/* no IPv6 header checksum; the L4 one */
+	memcpy(ip->dst_addr, e->new_dst, 16);	/* is in the first fragment */
+	w->st.svc[e->svc_id].pkts++;
+	w->st.svc[e->svc_id].bytes += m->pkt_len;
+	w->st.fragments++;
+	if (hops_down(w, ip, m))
+		route6_out(w, g, ip, m, NULL);
+	return true;
+}
+
 void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struct rte_mbuf **pkts,
 		 uint16_t n, bool handed)
 {
@@ -602,13 +674,23 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 					changed = true;
 				} else {
 					translate6(w, f, (int)(d & 1), pp, m);
+					if (unlikely(pp->frag))
+						frag6_note(w, &keys[slot[i]], pp, w->idx,
+							   f->f.svc_id);
 					forward6_flow(w, g, pp->ip, m, f, (int)(d & 1));
 					continue;
 				}
 			}
 		}
 		ours = our_port6(w->dp, pp->ip->dst_addr);
-		if (kind[i] == 2) {
+		if (kind[i] == 4) {
+			if (frag6_follow(w, g, pi, m, pp))
+				continue;
+			if (ours >= 0) {
+				count_drop(w, DROP_FRAG, m);
+				continue;
+			}
+		} else if (kind[i] == 2) {
 			struct dp_svc6_key sk __rte_aligned(8) = { .port = keys[slot[i]].dst_port,
 						  .proto = keys[slot[i]].proto };
 			void *sv;
@@ -617,14 +699,22 @@ void dp_process6(struct dp_worker *w, const struct dp_gen *g, unsigned pi, struc
 			memcpy(sk.ip, keys[slot[i]].dst_ip, 16);
 			fe = rte_hash_lookup_data(g->svcs6, &sk, &sv) >= 0;
 			/* not a flow of ours: whose is it? (dp.h) */
-			if (w->dp->n_workers > 1 && !handed &&
-			    dp_hand_to_owner(w, owner6(w->dp, &keys[slot[i]], fe, ours >= 0), pi, m))
-				continue;
+			if (w->dp->n_workers > 1 && !handed) {
+				unsigned o = owner6(w->dp, &keys[slot[i]], fe, ours >= 0);
+
+				if (unlikely(pp->frag) && o != w->idx)
+					frag6_note(w, &keys[slot[i]], pp, o, 0);
+				if (dp_hand_to_owner(w, o, pi, m))
+					continue;
+			}
 			if (fe && sv != &dp_gone) {
 				f = flow_new6(w, g, sv, &keys[slot[i]], pi, m, pp);
 				if (f) {
 					changed = true;
 					translate6(w, f, DIR_FWD, pp, m);
+					if (unlikely(pp->frag))
+						frag6_note(w, &keys[slot[i]], pp, w->idx,
+							   f->f.svc_id);
 					forward6_flow(w, g, pp->ip, m, f, DIR_FWD);
 				}
 				continue;

@@ -111,6 +111,18 @@ struct dp_frag {
 	uint64_t seen;			/* TSC of its last fragment; 0: free */
 };
 
+/* The same for IPv6 (fastpath6.c): the key is the Fragment header's identification. */
+#define DP_FRAG6_SLOTS 512
+struct dp_frag6 {
+	uint8_t src[16], dst[16];	/* as received */
+	uint8_t new_src[16], new_dst[16];
+	uint32_t id;
+	uint8_t proto;
+	uint8_t owner;
+	uint16_t svc_id;
+	uint64_t seen;
+};
+
 struct dp_worker {
 	struct dp *dp;
 	unsigned idx;
@@ -125,6 +137,7 @@ struct dp_worker {
 	uint64_t now;
 	struct dp_stats st;
 	struct dp_frag frag[DP_FRAG_SLOTS];
+	struct dp_frag6 frag6[DP_FRAG6_SLOTS];
 } __rte_cache_aligned;
 
 /* ---- small helpers ---- */

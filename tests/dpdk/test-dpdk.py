@@ -257,6 +257,14 @@ def ipv6_checks(k, topo):
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from \[?fd00:96::21\]?:53$", l) for l in lines),
        "IPv6 UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
+    frag0 = k.metric("kproxyd_dpdk_fragments_total") or 0
+    lines = topo.run(cl, "udpbig", "fd00:96::21", 53, 4000, 3)
+    frag = (k.metric("kproxyd_dpdk_fragments_total") or 0) - frag0
+    ok(len(lines) == 3 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
+       and frag >= 12,
+       "IPv6 UDP datagrams of 4,000 bytes through a ClusterIP, in fragments both ways "
+       "(Fragment header): the later ones follow their first (%d followed)" % frag,
+       lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
     c = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20))
     c3 = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20, src="fd00:60::3"))
     ok(len(c) == 1 and "ERR" not in c and len(c3) == 1 and "ERR" not in c3,
