@@ -594,7 +594,7 @@ struct build {
 
 static uint8_t ip_proto(enum kp_protocol p)
 {
-	return p == KP_PROTO_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+	return p == KP_PROTO_UDP ? IPPROTO_UDP : p == KP_PROTO_SCTP ? IPPROTO_SCTP : IPPROTO_TCP;
 }
 
 static uint16_t service_id(struct dpb *b, const char *key)
@@ -716,8 +716,6 @@ static int add_port(const struct kp_svc_port *sp, void *userdata)
 	const struct kp_frontend *fes;
 	size_t n_fes;
 
-	if (proto == KP_PROTO_SCTP)
-		return 0;
 	fes = kp_svc_port_get_frontends(sp, &n_fes);
 	for (size_t i = 0; i < n_fes; i++) {
 		const struct kp_frontend *fe = &fes[i];
@@ -918,7 +916,8 @@ static int dp_dump(void *priv, kp_dump_fn fn, void *userdata)
 			 (unsigned long long)sum.pkts, (unsigned long long)sum.bytes, per);
 		r = fn(&(struct kp_dump_entry){
 			       .ns = s->ns, .name = s->name, .port_name = s->port_name,
-			       .protocol = s->proto == IPPROTO_UDP ? KP_PROTO_UDP : KP_PROTO_TCP,
+			       .protocol = s->proto == IPPROTO_UDP ? KP_PROTO_UDP :
+					   s->proto == IPPROTO_SCTP ? KP_PROTO_SCTP : KP_PROTO_TCP,
 			       .kind = (enum kp_frontend_kind)s->kind,
 			       .vip = vip,
 			       .port = ntohs(s->vport), .endpoints = eps, .n_endpoints = n,

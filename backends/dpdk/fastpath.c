@@ -177,8 +177,9 @@ struct pkt {
 	void *l4sum;			/* TCP or UDP checksum, NULL for a UDP datagram without */
 	bool udp;
 	bool frag;			/* the first fragment of a datagram (its ports are here) */
+	bool sctp;			/* its checksum is made again after a rewrite */
 	uint8_t tcp_flags;
-	unsigned l3len;
+	unsigned l3len, l4len;		/* l4len: SCTP's */
 };
 
 /* A UDP checksum that comes out 0 is sent as 0xffff (0 means none); TCP's 0 is a value. */
@@ -223,6 +224,11 @@ static inline void translate(struct dp_worker *w, struct flow *f, int dir, struc
 			set_addr(p, (void *)&ip->dst_addr, f->fkey.src_ip);
 			set_port(p, p->dport, f->fkey.src_port);
 		}
+	}
+	if (unlikely(p->sctp)) {
+		uint32_t c = dp_sctp_crc(p->sport, p->l4len);
+
+		memcpy((uint8_t *)p->sport + 8, &c, 4);
 	}
 	f->f.last = w->now;
 	flow_state(&f->f, dir, p->tcp_flags, f->fkey.proto);
@@ -389,6 +395,7 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 	p->l3len = l3len;
 	p->tcp_flags = 0;
 	p->frag = false;
+	p->sctp = false;
 	if (unlikely(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
 							     RTE_IPV4_HDR_OFFSET_MASK))) {
 		if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK))
@@ -410,6 +417,15 @@ static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k
 		p->dport = (void *)&u->dst_port;
 		p->l4sum = ld16(&u->dgram_cksum) ? (void *)&u->dgram_cksum : NULL;
 		p->udp = true;
+	} else if (ip->next_proto_id == IPPROTO_SCTP && !p->frag && tot >= l3len + 12) {
+		uint8_t *h = (uint8_t *)ip + l3len;	/* ports, tag, checksum */
+
+		p->sport = h;
+		p->dport = h + 2;
+		p->l4sum = NULL;
+		p->udp = false;
+		p->sctp = true;
+		p->l4len = tot - l3len;
 	} else {
 		return 1;
 	}

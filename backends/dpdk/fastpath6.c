@@ -39,6 +39,8 @@ struct pkt6 {
 	void *l4sum;
 	bool udp;
 	bool frag;			/* the first fragment of a datagram (its ports are here) */
+	bool sctp;			/* its checksum is made again after a rewrite */
+	unsigned l4len;			/* SCTP's */
 	uint8_t tcp_flags;
 	uint8_t frag_proto;		/* a fragment's: its Fragment header's next header */
 	uint32_t frag_id;		/* and identification */
@@ -88,13 +90,15 @@ static inline void l4_store6(struct pkt6 *p, uint16_t c)
 
 static inline void set_addr6(struct pkt6 *p, uint8_t *field, const uint8_t v[16])
 {
-	l4_store6(p, csum_upd128(ld16(p->l4sum), field, v));
+	if (p->l4sum)
+		l4_store6(p, csum_upd128(ld16(p->l4sum), field, v));
 	memcpy(field, v, 16);
 }
 
 static inline void set_port6(struct pkt6 *p, void *field, uint16_t v)
 {
-	l4_store6(p, dp_csum_upd16(ld16(p->l4sum), ld16(field), v));
+	if (p->l4sum)
+		l4_store6(p, dp_csum_upd16(ld16(p->l4sum), ld16(field), v));
 	st16(field, v);
 }
 
@@ -118,6 +122,7 @@ static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key
 	p->ip = ip;
 	p->tcp_flags = 0;
 	p->frag = false;
+	p->sctp = false;
 	proto = ip->proto;
 	if (unlikely(proto == IPPROTO_FRAGMENT)) {
 		const struct rte_ipv6_fragment_ext *fh = (const void *)l4;
@@ -142,10 +147,15 @@ static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key
 	} else if (proto == IPPROTO_UDP && plen >= sizeof(struct rte_udp_hdr)) {
 		p->l4sum = &((struct rte_udp_hdr *)l4)->dgram_cksum;
 		p->udp = true;
+	} else if (proto == IPPROTO_SCTP && !p->frag && plen >= 12) {
+		p->l4sum = NULL;
+		p->udp = false;
+		p->sctp = true;
+		p->l4len = plen;
 	} else {
 		return 1;
 	}
-	p->sport = l4;			/* TCP and UDP both begin with the two ports */
+	p->sport = l4;			/* TCP, UDP and SCTP all begin with the two ports */
 	p->dport = l4 + 2;
 	memcpy(k->src_ip, ip->src_addr, 16);
 	memcpy(k->dst_ip, ip->dst_addr, 16);
@@ -304,6 +314,11 @@ static inline void translate6(struct dp_worker *w, struct flow6 *f, int dir, str
 			set_addr6(p, ip->dst_addr, f->fkey.src_ip);
 			set_port6(p, p->dport, f->fkey.src_port);
 		}
+	}
+	if (unlikely(p->sctp)) {
+		uint32_t c = dp_sctp_crc(p->sport, p->l4len);
+
+		memcpy((uint8_t *)p->sport + 8, &c, 4);
 	}
 	f->f.last = w->now;
 	flow_state(&f->f, dir, p->tcp_flags, f->fkey.proto);

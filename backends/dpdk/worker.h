@@ -249,6 +249,10 @@ static inline uint64_t flow_ttl(const struct dp *dp, const struct flow_meta *f)
 /* The state a flow starts in, from its first packet. */
 static inline uint8_t flow_first_state(uint8_t proto, uint8_t tcp_flags)
 {
+	/* SCTP: no state followed; an association lives as an established TCP connection
+	 * (its heartbeats keep an idle one alive) */
+	if (proto == IPPROTO_SCTP)
+		return ST_EST;
 	return proto == IPPROTO_UDP ? ST_UDP :
 	       (tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG ?
 	       ST_SYN : ST_EST;

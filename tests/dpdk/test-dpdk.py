@@ -78,7 +78,9 @@ def manifests(web=(A, B, C), gone=True, dns=(A, B), dns6=(A6, B6)):
             + dual("rej", "10.96.0.25", "fd00:96::25", 80, [A], [A6], port_=8081)
             + svc("rejl", "10.96.0.26", 80, "  externalTrafficPolicy: Local\n", ptype="NodePort",
                   node_port=30092) + slice_("rejl", [A], port=8081)
-            + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000))
+            + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000)
+            + svc("sctp", "10.96.0.27", 7777, proto="SCTP")
+            + slice_("sctp", [A], proto="SCTP", port=7777))
 
 
 def write(mdir, text):
@@ -332,6 +334,16 @@ def maglev_run(topo, tmp, mdir):
        "UDP datagrams of 4,000 bytes through a ClusterIP, in three fragments each way: the "
        "later fragments go their first's way, translated as it was (%d followed)" % frag,
        lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
+    pod = popen_client(topo.pods["pod-a"], "sctpanswer")
+    ready = pod.stdout.readline().strip()
+    init = topo.run(cl, "sctpinit", "10.96.0.27", 7777, 5000)
+    seen = pod.stdout.readline().strip()
+    pod.wait(DEADLINE)
+    ok(ready == "listening" and
+       seen == "from 10.244.0.1:%s to 10.244.1.2:7777 tag=0x0 crc=ok" % seen.split(":")[1]
+       .split()[0] and init == ["from 10.96.0.27:7777 to 5000 tag=0x6b70 crc=ok"],
+       "SCTP through a ClusterIP: the INIT reaches the endpoint masqueraded with a good "
+       "CRC32c, the INIT ACK comes back from the VIP with a good one", (ready, seen, init))
     fdrop = '{reason="fragment"}'
     d0 = k.metric("kproxyd_dpdk_drops_total", fdrop) or 0
     sent = topo.run(cl, "fraglater", "192.168.60.1", 53)

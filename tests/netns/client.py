@@ -16,6 +16,12 @@
                                   "len=N" and "got=BYTES", or "ERR <reason> <seconds>"
   client.py fraglater HOST PORT   one later fragment of a UDP datagram whose first is
                                   never sent (raw socket); prints "sent"
+  client.py sctpinit HOST PORT SPORT  an SCTP INIT from port SPORT (raw socket: no SCTP in
+                                  the kernel needed); prints the answer as
+                                  "from ADDR:PORT to PORT tag=T crc=ok|bad", or "ERR timeout"
+  client.py sctpanswer            prints "listening", waits for one SCTP packet, prints it as
+                                  "from ADDR:PORT to ADDR:PORT tag=T crc=ok|bad" and answers
+                                  it from its destination port with an INIT ACK
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
                                   (one conntrack entry); prints each answer
   client.py conns HOST PORT       many held TCP connections, one command per stdin line,
@@ -108,7 +114,61 @@ def ping6(host, count):
         print(answer, flush=True)
 
 
+def crc32c(b):
+    """SCTP's checksum (RFC 4960 appendix B), the field's bytes as the packet holds them."""
+    crc = 0xffffffff
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
+    return struct.pack("<I", crc ^ 0xffffffff)
+
+
+def sctp(sport, dport, tag, chunk):
+    """An SCTP packet: common header with its checksum, then @chunk."""
+    head = struct.pack("!HHI", sport, dport, tag)
+    return head + crc32c(head + b"\0\0\0\0" + chunk) + chunk
+
+
+def sctp_read(s):
+    """(src, sport, dst, dport, tag, crc ok) of the next SCTP packet on raw socket @s."""
+    data, _ = s.recvfrom(65536)
+    ihl = (data[0] & 15) * 4
+    p = data[ihl:]
+    sport, dport, tag = struct.unpack("!HHI", p[:8])
+    good = crc32c(p[:8] + b"\0\0\0\0" + p[12:]) == p[8:12]
+    return (socket.inet_ntoa(data[12:16]), sport, socket.inet_ntoa(data[16:20]), dport, tag,
+            "ok" if good else "bad")
+
+
+def sctp_mode(mode):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
+    s.settimeout(TIMEOUT)
+    try:
+        if mode == "sctpinit":
+            host, port, sport = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+            # INIT: type 1, length 20, initiate tag, a_rwnd, streams out/in, initial TSN
+            s.sendto(sctp(sport, port, 0, struct.pack("!BBHIIHHI", 1, 0, 20, 0x6b70, 65536,
+                                                      1, 1, 1)), (host, 0))
+            src, sp, _, dp, tag, good = sctp_read(s)
+            print("from %s:%d to %d tag=%#x crc=%s" % (src, sp, dp, tag, good), flush=True)
+        else:
+            print("listening", flush=True)
+            s.settimeout(3 * TIMEOUT)
+            src, sp, dst, dp, tag, good = sctp_read(s)
+            print("from %s:%d to %s:%d tag=%#x crc=%s" % (src, sp, dst, dp, tag, good),
+                  flush=True)
+            # INIT ACK: type 2, to the INIT's initiate tag
+            s.sendto(sctp(dp, sp, 0x6b70, struct.pack("!BBHIIHHI", 2, 0, 20, 0x7070, 65536,
+                                                      1, 1, 1)), (src, 0))
+    except OSError as e:
+        print("ERR %s" % type(e).__name__, flush=True)
+
+
 def main():
+    if sys.argv[1] in ("sctpinit", "sctpanswer"):
+        sctp_mode(sys.argv[1])
+        return 0
     if sys.argv[1] in ("ping", "ping6"):
         (ping if sys.argv[1] == "ping" else ping6)(sys.argv[2], int(sys.argv[3]))
         return 0
