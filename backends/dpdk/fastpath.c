@@ -590,7 +590,8 @@ static bool icmp_related(struct dp_worker *w, const struct dp_gen *g, unsigned p
 	inlen = (unsigned)(in->version_ihl & 0xf) * 4;
 	if ((in->version_ihl >> 4) != 4 || inlen < 20 ||
 	    tot < p->l3len + sizeof(*ic) + inlen + 4 ||
-	    (in->next_proto_id != IPPROTO_TCP && in->next_proto_id != IPPROTO_UDP))
+	    (in->next_proto_id != IPPROTO_TCP && in->next_proto_id != IPPROTO_UDP &&
+	     in->next_proto_id != IPPROTO_SCTP))
 		return false;
 	ports = (uint16_t *)((char *)in + inlen);
 	k = (struct dp_flow_key){ .src_ip = ld32(&in->dst_addr), .dst_ip = ld32(&in->src_addr),

@@ -536,7 +536,7 @@ static bool icmp6_related(struct dp_worker *w, const struct dp_gen *g, unsigned 
 	if (ic[0] < 1 || ic[0] > 4 || plen < 8 + sizeof(*in) + 4)
 		return false;
 	in = (struct rte_ipv6_hdr *)(ic + 8);
-	if (in->proto != IPPROTO_TCP && in->proto != IPPROTO_UDP)
+	if (in->proto != IPPROTO_TCP && in->proto != IPPROTO_UDP && in->proto != IPPROTO_SCTP)
 		return false;
 	ports = (uint8_t *)(in + 1);
 	memcpy(k.src_ip, in->dst_addr, 16);

@@ -344,6 +344,13 @@ def maglev_run(topo, tmp, mdir):
        .split()[0] and init == ["from 10.96.0.27:7777 to 5000 tag=0x6b70 crc=ok"],
        "SCTP through a ClusterIP: the INIT reaches the endpoint masqueraded with a good "
        "CRC32c, the INIT ACK comes back from the VIP with a good one", (ready, seen, init))
+    rel0 = k.metric("kproxyd_dpdk_icmp_related_total") or 0
+    init = topo.run(cl, "sctpinit", "10.96.0.27", 7777, 5001)
+    ok(init == ["ERR TimeoutError"] and wait_until(
+        lambda: (k.metric("kproxyd_dpdk_icmp_related_total") or 0) > rel0, 5),
+       "with nothing listening, the endpoint's kernel (no SCTP in it) answers protocol "
+       "unreachable, and that error about an SCTP flow is translated as related",
+       (init, rel0, k.metric("kproxyd_dpdk_icmp_related_total")))
     fdrop = '{reason="fragment"}'
     d0 = k.metric("kproxyd_dpdk_drops_total", fdrop) or 0
     sent = topo.run(cl, "fraglater", "192.168.60.1", 53)
