@@ -1344,12 +1344,14 @@ static int dump_svc(const struct ipvs_svc *s, void *userdata)
 	const struct vs *v;
 	int r;
 
-	if ((s->family != AF_INET && s->family != AF_INET6) || !owned(iv, &d->kv, s))
+	if (s->family != AF_INET && s->family != AF_INET6)
 		return 0;
 	svc_key(s, key, sizeof(key));
 	v = kp_map_get(iv->vs, key);
-	/* another service's real servers are not read (a netlink dump each) */
-	if (d->ns && (!v || strcmp(v->ns, d->ns) || strcmp(v->name, d->name)))
+	/* one service: its virtual servers are ours (in iv->vs), and another service's real
+	 * servers are not read (a netlink dump each) */
+	if (d->ns ? !v || strcmp(v->ns, d->ns) || strcmp(v->name, d->name) :
+		    !owned(iv, &d->kv, s))
 		return 0;
 	memset(&d->j, 0, sizeof(d->j));
 	d->j.in_kernel = true;
@@ -1411,7 +1413,8 @@ static int dump_some(struct ipvs *iv, const char *ns, const char *name, kp_dump_
 
 	if (iv->ifindex <= 0)
 		rtnl_link_index(iv->rt, DUMMY_LINK, &iv->ifindex);
-	r = kernel_view_read(iv, &d.kv);
+	/* the addresses tell whose a virtual server is; one service's are in iv->vs */
+	r = ns ? 0 : kernel_view_read(iv, &d.kv);
 	if (!r)
 		r = ipvs_nl_list_services(iv->nl, dump_svc, &d);
 	kernel_view_free(&d.kv);
