@@ -222,6 +222,18 @@ class Kproxyd(kptest.Kproxyd):
 
 
 
+def big_datagrams(topo, k, vip, desc, n=3):
+    """@n UDP datagrams of 4,000 bytes to @vip:53 and their answers as long: three
+    fragments each way, so 4 later fragments a datagram that follow their first."""
+    frag0 = k.metric("kproxyd_dpdk_fragments_total") or 0
+    lines = topo.run(topo.client, "udpbig", vip, 53, 4000, n)
+    frag = (k.metric("kproxyd_dpdk_fragments_total") or 0) - frag0
+    ok(len(lines) == n and frag == 4 * n and
+       all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines),
+       "%s (%d followed)" % (desc, frag),
+       lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
+
+
 def worker_metric(k, name, n=2):
     """@name of workers 0..n-1 (lcores 1..n), from /metrics."""
     return [k.metric(name, '{worker="%d",lcore="%d"}' % (i, i + 1)) for i in range(n)]
@@ -259,14 +271,9 @@ def ipv6_checks(k, topo):
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from \[?fd00:96::21\]?:53$", l) for l in lines),
        "IPv6 UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
-    frag0 = k.metric("kproxyd_dpdk_fragments_total") or 0
-    lines = topo.run(cl, "udpbig", "fd00:96::21", 53, 4000, 3)
-    frag = (k.metric("kproxyd_dpdk_fragments_total") or 0) - frag0
-    ok(len(lines) == 3 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
-       and frag >= 12,
-       "IPv6 UDP datagrams of 4,000 bytes through a ClusterIP, in fragments both ways "
-       "(Fragment header): the later ones follow their first (%d followed)" % frag,
-       lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
+    big_datagrams(topo, k, "fd00:96::21", "IPv6 UDP datagrams of 4,000 bytes through a "
+                  "ClusterIP, in fragments both ways (Fragment header): the later ones "
+                  "follow their first")
     c = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20))
     c3 = names(topo.run(cl, "tcp", "fd00:96::22", 80, 20, src="fd00:60::3"))
     ok(len(c) == 1 and "ERR" not in c and len(c3) == 1 and "ERR" not in c3,
@@ -326,14 +333,9 @@ def maglev_run(topo, tmp, mdir):
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from 10\.96\.0\.14:53$", l) for l in lines),
        "UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
-    frag0 = k.metric("kproxyd_dpdk_fragments_total") or 0
-    lines = topo.run(cl, "udpbig", "10.96.0.14", 53, 4000, 3)
-    frag = (k.metric("kproxyd_dpdk_fragments_total") or 0) - frag0
-    ok(len(lines) == 3 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
-       and frag >= 12,
-       "UDP datagrams of 4,000 bytes through a ClusterIP, in three fragments each way: the "
-       "later fragments go their first's way, translated as it was (%d followed)" % frag,
-       lines + [l for l in k.metrics().splitlines() if l.startswith("kproxyd_dpdk_drops")])
+    big_datagrams(topo, k, "10.96.0.14", "UDP datagrams of 4,000 bytes through a ClusterIP, "
+                  "in three fragments each way: the later fragments go their first's way, "
+                  "translated as it was")
     pod = popen_client(topo.pods["pod-a"], "sctpanswer")
     ready = pod.stdout.readline().strip()
     init = topo.run(cl, "sctpinit", "10.96.0.27", 7777, 5000)
@@ -596,11 +598,7 @@ def one_worker_run(topo, tmp, mdir):
        "dpdk.workers 1 (from the file): one worker carries ClusterIP and ETP Local NodePort, "
        "hands nothing",
        (c, lines, made, handed))
-    lines = topo.run(topo.client, "udpbig", "10.96.0.14", 53, 4000, 2)
-    frag = k.metric("kproxyd_dpdk_fragments_total")
-    ok(len(lines) == 2 and all(re.match(r"pod-(a|b) \S+ len=4000 got=4000$", l) for l in lines)
-       and frag == 8, "and UDP datagrams in fragments, both ways (%s later fragments followed "
-       "their first)" % frag, lines)
+    big_datagrams(topo, k, "10.96.0.14", "and UDP datagrams in fragments, both ways", n=2)
     r = subprocess.run([os.path.join(TOP_BUILD, "proxy", "kproxyd"), "--proxy-mode", "dpdk",
                         "--manifests", mdir, "--dpdk-workers", "3", "--dpdk-eal-args",
                         "%s --no-huge -m 256 --no-pci --no-shconf --no-telemetry --file-prefix "
