@@ -79,8 +79,8 @@ def manifests(web=(A, B, C), gone=True, dns=(A, B), dns6=(A6, B6)):
             + svc("rejl", "10.96.0.26", 80, "  externalTrafficPolicy: Local\n", ptype="NodePort",
                   node_port=30092) + slice_("rejl", [A], port=8081)
             + svc("bulk", "10.96.0.19", 9000) + slice_("bulk", [A, B, C], port=9000)
-            + svc("sctp", "10.96.0.27", 7777, proto="SCTP")
-            + slice_("sctp", [A], proto="SCTP", port=7777))
+            + dual("sctp", "10.96.0.27", "fd00:96::27", 7777, [A], [A6], proto="SCTP",
+                   port_=7777))
 
 
 def write(mdir, text):
@@ -271,6 +271,16 @@ def ipv6_checks(k, topo):
     ok(len(lines) == 4 and len({l.split()[0] for l in lines}) == 1 and
        all(re.match(r"pod-(a|b) \S+ from \[?fd00:96::21\]?:53$", l) for l in lines),
        "IPv6 UDP through a ClusterIP: one flow, one endpoint, replies from the VIP", lines)
+    pod = popen_client(topo.pods["pod-a"], "sctpanswer", "6")
+    ready = pod.stdout.readline().strip()
+    init = topo.run(cl, "sctpinit", "fd00:96::27", 7777, 5002)
+    seen = pod.stdout.readline().strip()
+    pod.wait(DEADLINE)
+    ok(ready == "listening" and
+       re.match(r"from \[fd00:244::1\]:\d+ to :7777 tag=0x0 crc=ok$", seen) and
+       init == ["from [fd00:96::27]:7777 to 5002 tag=0x6b70 crc=ok"],
+       "IPv6 SCTP through a ClusterIP: the INIT reaches the endpoint masqueraded with a good "
+       "CRC32c, the INIT ACK comes back from the VIP with a good one", (ready, seen, init))
     big_datagrams(topo, k, "fd00:96::21", "IPv6 UDP datagrams of 4,000 bytes through a "
                   "ClusterIP, in fragments both ways (Fragment header): the later ones "
                   "follow their first")

@@ -19,7 +19,7 @@
   client.py sctpinit HOST PORT SPORT  an SCTP INIT from port SPORT (raw socket: no SCTP in
                                   the kernel needed); prints the answer as
                                   "from ADDR:PORT to PORT tag=T crc=ok|bad", or "ERR timeout"
-  client.py sctpanswer            prints "listening", waits for one SCTP packet, prints it as
+  client.py sctpanswer [6]        prints "listening", waits for one SCTP packet, prints it as
                                   "from ADDR:PORT to ADDR:PORT tag=T crc=ok|bad" and answers
                                   it from its destination port with an INIT ACK
   client.py udphold HOST PORT     for each line on stdin, one datagram from one socket
@@ -131,18 +131,24 @@ def sctp(sport, dport, tag, chunk):
 
 
 def sctp_read(s):
-    """(src, sport, dst, dport, tag, crc ok) of the next SCTP packet on raw socket @s."""
-    data, _ = s.recvfrom(65536)
-    ihl = (data[0] & 15) * 4
-    p = data[ihl:]
+    """(src, sport, dst, dport, tag, crc ok) of the next SCTP packet on raw socket @s. An
+    IPv6 raw socket hands the packet without its header: dst is then "" (the packet was
+    delivered here, so it was to one of this namespace's addresses)."""
+    data, peer = s.recvfrom(65536)
+    if s.family == socket.AF_INET6:
+        p, src, dst = data, "[%s]" % peer[0], ""
+    else:
+        p = data[(data[0] & 15) * 4:]
+        src, dst = socket.inet_ntoa(data[12:16]), socket.inet_ntoa(data[16:20])
     sport, dport, tag = struct.unpack("!HHI", p[:8])
     good = crc32c(p[:8] + b"\0\0\0\0" + p[12:]) == p[8:12]
-    return (socket.inet_ntoa(data[12:16]), sport, socket.inet_ntoa(data[16:20]), dport, tag,
-            "ok" if good else "bad")
+    return src, sport, dst, dport, tag, "ok" if good else "bad"
 
 
 def sctp_mode(mode):
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_SCTP)
+    v6 = ":" in sys.argv[2] if mode == "sctpinit" else sys.argv[2:3] == ["6"]
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW,
+                      socket.IPPROTO_SCTP)
     s.settimeout(TIMEOUT)
     try:
         if mode == "sctpinit":
@@ -160,7 +166,7 @@ def sctp_mode(mode):
                   flush=True)
             # INIT ACK: type 2, to the INIT's initiate tag
             s.sendto(sctp(dp, sp, 0x6b70, struct.pack("!BBHIIHHI", 2, 0, 20, 0x7070, 65536,
-                                                      1, 1, 1)), (src, 0))
+                                                      1, 1, 1)), (src.strip("[]"), 0))
     except OSError as e:
         print("ERR %s" % type(e).__name__, flush=True)
 
