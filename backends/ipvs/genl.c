@@ -970,6 +970,29 @@ int ipvs_nl_list_dests(struct ipvs_nl *nl, const struct ipvs_svc *svc,
 	return err;
 }
 
+int ipvs_nl_get_service(struct ipvs_nl *nl, const struct ipvs_svc *key, struct ipvs_svc *ret)
+{
+	struct dump_arg da = { .item_size = sizeof(struct ipvs_svc) };
+	struct nl_msg *msg;
+	int err;
+
+	if (!nl || !key || !ret)
+		return -EINVAL;
+	msg = request_new(nl, IPVS_CMD_GET_SERVICE, false);
+	if (!msg)
+		return -ENOMEM;
+	err = nlerr_to_errno(put_svc(msg, key, false));
+	if (!err)
+		err = request(nl, msg, false, svc_reply, &da);
+	nlmsg_free(msg);
+	if (!err && da.n != 1)
+		err = -ENOENT;
+	if (!err)
+		*ret = *(const struct ipvs_svc *)da.items;
+	free(da.items);
+	return err == -ESRCH ? -ENOENT : err;	/* the kernel's "no such service" */
+}
+
 int ipvs_nl_set_timeouts(struct ipvs_nl *nl, uint32_t tcp, uint32_t tcp_fin, uint32_t udp)
 {
 	struct nl_msg *msg;

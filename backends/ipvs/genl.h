@@ -108,6 +108,9 @@ int ipvs_nl_list_services(struct ipvs_nl *nl,
 			  int (*fn)(const struct ipvs_svc *svc, void *userdata), void *userdata);
 int ipvs_nl_list_dests(struct ipvs_nl *nl, const struct ipvs_svc *svc,
 		       int (*fn)(const struct ipvs_dest *d, void *userdata), void *userdata);
+/* The one virtual server of @key's family, protocol, address and port (a GET_SERVICE
+ * that is not a dump) in *ret; -ENOENT when the kernel has none. */
+int ipvs_nl_get_service(struct ipvs_nl *nl, const struct ipvs_svc *key, struct ipvs_svc *ret);
 
 /* Protocol timeouts in seconds (ipvsadm --set); 0 leaves that value unchanged. */
 int ipvs_nl_set_timeouts(struct ipvs_nl *nl, uint32_t tcp, uint32_t tcp_fin, uint32_t udp);

@@ -764,6 +764,15 @@ static void test_singles(struct ipvs_nl *nl)
 	m[1].svc.timeout = 600;
 	check_err(ipvs_nl_edit_service(nl, &m[1].svc), 0, "edit service to persistent 600");
 	compare_listing(nl, m, "after edits");
+	{
+		struct ipvs_svc got;
+
+		err = ipvs_nl_get_service(nl, &m[1].svc, &got);
+		check(err == 0 && got.flags == m[1].svc.flags && got.timeout == 600 &&
+		      !strcmp(got.sched, m[1].svc.sched) && got.port == m[1].svc.port,
+		      "get one service (GET_SERVICE, no dump): %d, %s, timeout %u", err, got.sched,
+		      err ? 0 : got.timeout);
+	}
 
 	/* deletions and missing objects */
 	check_err(ipvs_nl_del_dest(nl, &m[0].svc, &m[0].dests[0]), 0, "del dest");
@@ -778,6 +787,11 @@ static void test_singles(struct ipvs_nl *nl)
 	/* ip_vs_genl_set_cmd(): no such service for any command but NEW_SERVICE: -ESRCH */
 	check_err(ipvs_nl_del_service(nl, &s), -ESRCH, "del missing service");
 	check_err(ipvs_nl_edit_service(nl, &s), -ESRCH, "edit missing service");
+	{
+		struct ipvs_svc got;
+
+		check_err(ipvs_nl_get_service(nl, &s, &got), -ENOENT, "get missing service");
+	}
 	check_err(ipvs_nl_add_dest(nl, &s, &d), -ESRCH, "add dest to missing service");
 	check_err(ipvs_nl_del_dest(nl, &s, &d), -ESRCH, "del dest of missing service");
 	/* a dump of the dests of a missing service is simply empty */
