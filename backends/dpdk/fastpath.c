@@ -174,7 +174,8 @@ static void icmp_unreachable(struct dp_worker *w, unsigned pi, struct rte_mbuf *
 struct pkt {
 	struct rte_ipv4_hdr *ip;
 	void *sport, *dport;		/* the ports, in the L4 header */
-	void *l4sum;			/* TCP or UDP checksum, NULL for a UDP datagram without */
+	void *l4sum;			/* TCP or UDP checksum, NULL for a UDP datagram without
+					 * and for SCTP (made again, not updated) */
 	bool udp;
 	bool frag;			/* the first fragment of a datagram (its ports are here) */
 	bool sctp;			/* its checksum is made again after a rewrite */
@@ -367,8 +368,8 @@ static void sweep(struct dp_worker *w)
 
 /* ---- the burst ---- */
 
-/* Parses @m's IPv4 header and, for TCP and UDP, its ports into @p and @k. Returns 0 for
- * ARP, 1 for IPv4 without a 5-tuple (ICMP, other protocols), 2 with one (a first
+/* Parses @m's IPv4 header and, for TCP, UDP and SCTP, its ports into @p and @k. Returns
+ * 0 for ARP, 1 for IPv4 without a 5-tuple (ICMP, other protocols), 2 with one (a first
  * fragment too: @p->frag), 3 for IPv6 (fastpath6.c's), 4 for a fragment after the first
  * (no ports), -1 for what is dropped. */
 static inline int parse(struct rte_mbuf *m, struct pkt *p, struct dp_flow_key *k)

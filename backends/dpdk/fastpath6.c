@@ -102,7 +102,7 @@ static inline void set_port6(struct pkt6 *p, void *field, uint16_t v)
 	st16(field, v);
 }
 
-/* 2 for TCP and UDP (@p and @k filled; a first fragment too: @p->frag), 1 for other
+/* 2 for TCP, UDP and SCTP (@p and @k filled; a first fragment too: @p->frag), 1 for other
  * IPv6, 4 for a fragment after the first, -1 for what is dropped. A Fragment header is
  * the one extension header walked, when it comes first. */
 static inline int parse6(struct rte_mbuf *m, struct pkt6 *p, struct dp_flow6_key *k)
