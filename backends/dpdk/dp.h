@@ -337,13 +337,13 @@ static inline unsigned dp_client_owner(uint32_t ip, uint16_t port, unsigned n)
 }
 
 /*
- * SCTP's checksum (RFC 4960 appendix B: CRC32c, the hash's polynomial) of the @len
- * bytes of the SCTP packet at @h, its checksum field (bytes 8-11) taken as zero, in the
- * byte order the field holds it. Read a word at a time through memcpy (see dp_hash16).
- * Not incremental: the ports are inside what it covers, so a rewrite costs a pass over
- * the packet (SCTP services are rare; TCP and UDP keep their incremental updates).
+ * Makes the checksum of the @len-byte SCTP packet at @h again after a rewrite: RFC 4960
+ * appendix B's CRC32c (the hash's polynomial) with the checksum field (bytes 8-11) taken
+ * as zero, stored in the field's byte order. Read a word at a time through memcpy (see
+ * dp_hash16). Not incremental: the ports are inside what it covers, so a rewrite costs a
+ * pass over the packet (SCTP services are rare; TCP and UDP keep incremental updates).
  */
-static inline uint32_t dp_sctp_crc(const uint8_t *h, unsigned len)
+static inline void dp_sctp_sum(uint8_t *h, unsigned len)
 {
 	uint32_t crc = 0xffffffffu, v;
 	unsigned i = 0;
@@ -354,7 +354,8 @@ static inline uint32_t dp_sctp_crc(const uint8_t *h, unsigned len)
 	}
 	for (; i < len; i++)
 		crc = rte_hash_crc_1byte(h[i], crc);
-	return rte_cpu_to_le_32(~crc);
+	v = rte_cpu_to_le_32(~crc);
+	memcpy(h + 8, &v, 4);
 }
 
 /* A hash of 16 bytes, read as four unaligned words (not rte_hash_crc(), which reads a

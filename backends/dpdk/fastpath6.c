@@ -315,11 +315,8 @@ static inline void translate6(struct dp_worker *w, struct flow6 *f, int dir, str
 			set_port6(p, p->dport, f->fkey.src_port);
 		}
 	}
-	if (unlikely(p->sctp)) {
-		uint32_t c = dp_sctp_crc(p->sport, p->l4len);
-
-		memcpy((uint8_t *)p->sport + 8, &c, 4);
-	}
+	if (unlikely(p->sctp))
+		dp_sctp_sum(p->sport, p->l4len);
 	f->f.last = w->now;
 	flow_state(&f->f, dir, p->tcp_flags, f->fkey.proto);
 	w->st.svc[f->f.svc_id].pkts++;

@@ -1348,10 +1348,9 @@ static int dump_svc(const struct ipvs_svc *s, void *userdata)
 		return 0;
 	svc_key(s, key, sizeof(key));
 	v = kp_map_get(iv->vs, key);
-	/* one service: its virtual servers are ours (in iv->vs), and another service's real
-	 * servers are not read (a netlink dump each) */
-	if (d->ns ? !v || strcmp(v->ns, d->ns) || strcmp(v->name, d->name) :
-		    !owned(iv, &d->kv, s))
+	/* one service's (d->ns): dump_some() asked for its virtual servers alone, which are
+	 * ours (in iv->vs) */
+	if (!d->ns && !owned(iv, &d->kv, s))
 		return 0;
 	memset(&d->j, 0, sizeof(d->j));
 	d->j.in_kernel = true;
